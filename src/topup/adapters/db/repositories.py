@@ -1,0 +1,634 @@
+"""Repositories: translate between rows and domain objects. They never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from topup.adapters.db import tables as t
+from topup.domain.cards import Card, CardKind, CardStatus
+from topup.domain.errors import InvariantError
+from topup.domain.ledger import Entry, check_balanced, Posting
+from topup.domain.money import Money
+from topup.domain.plans import Plan, PlanKind
+from topup.domain.renewal import RenewalStatus, Transition
+
+
+def _insert(connection: AsyncConnection, table: t.Table) -> Any:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# --- cards ------------------------------------------------------------------------------------
+
+
+def card_from_row(row: Row[Any]) -> Card:
+    m = row._mapping
+    return Card(
+        id=m["id"],
+        msisdn=m["msisdn"],
+        iccid=m["iccid"],
+        kind=CardKind(m["kind"]),
+        status=CardStatus(m["status"]),
+        currency=m["currency"],
+        credit=Money(int(m["credit_minor"]), m["currency"]),
+        data_quota_mb=int(m["data_quota_mb"]),
+        validity_end=m["validity_end"],
+        bill_due=Money(int(m["bill_due_minor"]), m["currency"]),
+        bill_due_date=m["bill_due_date"],
+        holder_name=m["holder_name"],
+        email=m["email"],
+        version=int(m["version"]),
+    )
+
+
+def card_values(card: Card) -> dict[str, Any]:
+    return {
+        "id": card.id,
+        "msisdn": card.msisdn,
+        "iccid": card.iccid,
+        "kind": card.kind.value,
+        "status": card.status.value,
+        "currency": card.currency,
+        "credit_minor": card.credit.minor,
+        "data_quota_mb": card.data_quota_mb,
+        "validity_end": card.validity_end,
+        "bill_due_minor": card.bill_due.minor,
+        "bill_due_date": card.bill_due_date,
+        "holder_name": card.holder_name,
+        "email": card.email,
+        "version": card.version,
+    }
+
+
+class CardRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, card: Card, *, at: dt.datetime) -> None:
+        await self._connection.execute(
+            t.cards.insert().values(**card_values(card), created_at=at, updated_at=at)
+        )
+
+    async def get(self, card_id: str, *, for_update: bool = False) -> Card | None:
+        query = select(t.cards).where(t.cards.c.id == card_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._connection.execute(query)).first()
+        return None if row is None else card_from_row(row)
+
+    async def by_number(self, *, msisdn: str | None = None, iccid: str | None = None) -> Card | None:
+        if msisdn is not None:
+            query = select(t.cards).where(t.cards.c.msisdn == msisdn)
+        elif iccid is not None:
+            query = select(t.cards).where(t.cards.c.iccid == iccid)
+        else:
+            raise InvariantError("a card is looked up by msisdn or iccid")
+        row = (await self._connection.execute(query)).first()
+        return None if row is None else card_from_row(row)
+
+    async def save(self, card: Card, *, expected_version: int, at: dt.datetime) -> None:
+        """Write a changed card; the version check makes a lost update impossible."""
+        values = card_values(card)
+        del values["id"]
+        result = await self._connection.execute(
+            update(t.cards)
+            .where(and_(t.cards.c.id == card.id, t.cards.c.version == expected_version))
+            .values(**values, updated_at=at)
+        )
+        if result.rowcount != 1:
+            raise InvariantError(f"card {card.id} changed under us (version {expected_version})")
+
+    async def list(self, *, limit: int, offset: int = 0) -> list[Card]:
+        rows = await self._connection.execute(
+            select(t.cards).order_by(t.cards.c.msisdn).limit(limit).offset(offset)
+        )
+        return [card_from_row(row) for row in rows]
+
+    async def due_for_lifecycle(self, *, now: dt.datetime, limit: int) -> list[str]:
+        """Cards whose stored status may be stale: prepaid past validity, postpaid past due date."""
+        prepaid = select(t.cards.c.id).where(
+            t.cards.c.kind == CardKind.PREPAID.value,
+            t.cards.c.status.in_([CardStatus.ACTIVE.value, CardStatus.GRACE.value]),
+            t.cards.c.validity_end <= now,
+        )
+        postpaid = select(t.cards.c.id).where(
+            t.cards.c.kind == CardKind.POSTPAID.value,
+            t.cards.c.status == CardStatus.ACTIVE.value,
+            t.cards.c.bill_due_minor > 0,
+            t.cards.c.bill_due_date <= now,
+        )
+        ids = [row[0] for row in await self._connection.execute(prepaid.limit(limit))]
+        ids += [row[0] for row in await self._connection.execute(postpaid.limit(limit))]
+        return ids[:limit]
+
+    async def add_event(self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, Any]) -> None:
+        await self._connection.execute(
+            t.card_events.insert().values(
+                card_id=card_id, kind=kind, at=at, detail=json.dumps(detail, sort_keys=True)
+            )
+        )
+
+    async def events(self, card_id: str, *, limit: int) -> list[dict[str, Any]]:
+        rows = await self._connection.execute(
+            select(t.card_events)
+            .where(t.card_events.c.card_id == card_id)
+            .order_by(t.card_events.c.at.desc(), t.card_events.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            {"kind": r.kind, "at": r.at, "detail": json.loads(r.detail)} for r in rows
+        ]
+
+
+# --- plans ------------------------------------------------------------------------------------
+
+
+def plan_from_row(row: Row[Any]) -> Plan:
+    m = row._mapping
+    return Plan(
+        code=m["code"],
+        names=dict(m["names"]),
+        kind=PlanKind(m["kind"]),
+        price=Money(int(m["price_minor"]), m["currency"]),
+        data_quota_mb=int(m["data_quota_mb"]),
+        validity_days=int(m["validity_days"]),
+        card_kinds=frozenset(CardKind(kind) for kind in m["card_kinds"]),
+        channels=frozenset(m["channels"]),
+        active_from=m["active_from"],
+        active_until=m["active_until"],
+    )
+
+
+class PlanRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def upsert(self, plan: Plan) -> None:
+        values = {
+            "code": plan.code,
+            "names": plan.names,
+            "kind": plan.kind.value,
+            "price_minor": plan.price.minor,
+            "currency": plan.price.currency,
+            "data_quota_mb": plan.data_quota_mb,
+            "validity_days": plan.validity_days,
+            "card_kinds": sorted(kind.value for kind in plan.card_kinds),
+            "channels": sorted(plan.channels),
+            "active_from": plan.active_from,
+            "active_until": plan.active_until,
+        }
+        statement = _insert(self._connection, t.plans).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.plans.c.code],
+            set_={key: value for key, value in values.items() if key != "code"},
+        )
+        await self._connection.execute(statement)
+
+    async def get(self, code: str) -> Plan | None:
+        row = (await self._connection.execute(select(t.plans).where(t.plans.c.code == code))).first()
+        return None if row is None else plan_from_row(row)
+
+    async def list(self, *, limit: int) -> list[Plan]:
+        rows = await self._connection.execute(select(t.plans).order_by(t.plans.c.code).limit(limit))
+        return [plan_from_row(row) for row in rows]
+
+
+# --- renewals and payments --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalRecord:
+    id: str
+    card_id: str
+    plan_code: str
+    kind: PlanKind
+    channel: str
+    amount: Money
+    status: RenewalStatus
+    idempotency_key: str
+    request_fingerprint: str
+    decline_code: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    paid_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    expected_by: dt.datetime | None
+    contact_after: dt.datetime | None
+
+
+def renewal_from_row(row: Row[Any]) -> RenewalRecord:
+    m = row._mapping
+    return RenewalRecord(
+        id=m["id"],
+        card_id=m["card_id"],
+        plan_code=m["plan_code"],
+        kind=PlanKind(m["kind"]),
+        channel=m["channel"],
+        amount=Money(int(m["amount_minor"]), m["currency"]),
+        status=RenewalStatus(m["status"]),
+        idempotency_key=m["idempotency_key"],
+        request_fingerprint=m["request_fingerprint"],
+        decline_code=m["decline_code"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        paid_at=m["paid_at"],
+        completed_at=m["completed_at"],
+        expected_by=m["expected_by"],
+        contact_after=m["contact_after"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    id: str
+    renewal_id: str
+    gateway: str
+    method: str
+    status: str
+    amount: Money
+    token_encrypted: str
+    brand: str
+    funding: str
+    last4: str
+    expiry_month: int
+    expiry_year: int
+    issuer_country: str
+    gateway_reference: str | None
+    decline_code: str | None
+    requested_at: dt.datetime
+    check_attempts: int
+    next_check_at: dt.datetime | None
+    flagged_for_staff: bool
+    refund_reference: str | None
+
+
+def payment_from_row(row: Row[Any]) -> PaymentRecord:
+    m = row._mapping
+    return PaymentRecord(
+        id=m["id"],
+        renewal_id=m["renewal_id"],
+        gateway=m["gateway"],
+        method=m["method"],
+        status=m["status"],
+        amount=Money(int(m["amount_minor"]), m["currency"]),
+        token_encrypted=m["token_encrypted"],
+        brand=m["brand"],
+        funding=m["funding"],
+        last4=m["last4"],
+        expiry_month=int(m["expiry_month"]),
+        expiry_year=int(m["expiry_year"]),
+        issuer_country=m["issuer_country"],
+        gateway_reference=m["gateway_reference"],
+        decline_code=m["decline_code"],
+        requested_at=m["requested_at"],
+        check_attempts=int(m["check_attempts"]),
+        next_check_at=m["next_check_at"],
+        flagged_for_staff=bool(m["flagged_for_staff"]),
+        refund_reference=m["refund_reference"],
+    )
+
+
+class RenewalRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, values: dict[str, Any]) -> None:
+        await self._connection.execute(t.renewals.insert().values(**values))
+
+    async def get(self, renewal_id: str, *, for_update: bool = False) -> RenewalRecord | None:
+        query = select(t.renewals).where(t.renewals.c.id == renewal_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._connection.execute(query)).first()
+        return None if row is None else renewal_from_row(row)
+
+    async def by_idempotency_key(self, key: str) -> RenewalRecord | None:
+        query = select(t.renewals).where(t.renewals.c.idempotency_key == key)
+        row = (await self._connection.execute(query)).first()
+        return None if row is None else renewal_from_row(row)
+
+    async def move(self, renewal: RenewalRecord, change: Transition, **values: Any) -> None:
+        """Persist a validated transition; the status guard makes racing writers harmless."""
+        if change.from_status is not renewal.status:
+            raise InvariantError("transition built from a stale renewal")
+        result = await self._connection.execute(
+            update(t.renewals)
+            .where(and_(t.renewals.c.id == renewal.id, t.renewals.c.status == renewal.status.value))
+            .values(status=change.to_status.value, updated_at=change.at, **values)
+        )
+        if result.rowcount != 1:
+            raise InvariantError(f"renewal {renewal.id} left {renewal.status.value} under us")
+        await self.add_event(renewal.id, change)
+
+    async def add_event(self, renewal_id: str, change: Transition) -> None:
+        await self._connection.execute(
+            t.renewal_events.insert().values(
+                renewal_id=renewal_id,
+                from_status=None if change.from_status is None else change.from_status.value,
+                to_status=change.to_status.value,
+                at=change.at,
+                reason=change.reason,
+            )
+        )
+
+    async def timeline(self, renewal_id: str) -> list[Transition]:
+        rows = await self._connection.execute(
+            select(t.renewal_events)
+            .where(t.renewal_events.c.renewal_id == renewal_id)
+            .order_by(t.renewal_events.c.id)
+        )
+        return [
+            Transition(
+                None if r.from_status is None else RenewalStatus(r.from_status),
+                RenewalStatus(r.to_status),
+                r.at,
+                r.reason,
+            )
+            for r in rows
+        ]
+
+    async def for_card(self, card_id: str, *, limit: int) -> list[RenewalRecord]:
+        rows = await self._connection.execute(
+            select(t.renewals)
+            .where(t.renewals.c.card_id == card_id)
+            .order_by(t.renewals.c.created_at.desc(), t.renewals.c.id.desc())
+            .limit(limit)
+        )
+        return [renewal_from_row(row) for row in rows]
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self._connection.execute(
+            select(t.renewals.c.status, func.count()).group_by(t.renewals.c.status)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+
+class PaymentRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, values: dict[str, Any]) -> None:
+        await self._connection.execute(t.payments.insert().values(**values))
+
+    async def for_renewal(self, renewal_id: str, *, for_update: bool = False) -> PaymentRecord | None:
+        query = select(t.payments).where(t.payments.c.renewal_id == renewal_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._connection.execute(query)).first()
+        return None if row is None else payment_from_row(row)
+
+    async def update(self, payment_id: str, **values: Any) -> None:
+        await self._connection.execute(
+            update(t.payments).where(t.payments.c.id == payment_id).values(**values)
+        )
+
+    async def claim_due_checks(
+        self, *, statuses: Sequence[str], now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[PaymentRecord]:
+        """Take payments whose outcome must be asked for; other workers skip them until the lease ends."""
+        due = (
+            select(t.payments.c.id)
+            .where(t.payments.c.status.in_(list(statuses)), t.payments.c.next_check_at <= now)
+            .order_by(t.payments.c.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = [row[0] for row in await self._connection.execute(due)]
+        if not ids:
+            return []
+        rows = await self._connection.execute(
+            update(t.payments)
+            .where(t.payments.c.id.in_(ids))
+            .values(
+                next_check_at=lease_until,
+                check_attempts=t.payments.c.check_attempts + 1,
+                updated_at=now,
+            )
+            .returning(*t.payments.c)
+        )
+        return [payment_from_row(row) for row in rows]
+
+
+# --- ledger -----------------------------------------------------------------------------------
+
+
+class LedgerRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def record(self, entry: Entry, *, at: dt.datetime) -> int:
+        """Append a balanced entry and move the materialised balances, in sorted account order
+        so that concurrent writers take row locks in the same order and cannot deadlock."""
+        check_balanced(entry.postings)
+        result = await self._connection.execute(
+            t.ledger_entries.insert()
+            .values(
+                kind=entry.kind.value,
+                renewal_id=entry.renewal_id,
+                card_id=entry.card_id,
+                memo=entry.memo,
+                created_at=at,
+            )
+            .returning(t.ledger_entries.c.id)
+        )
+        entry_id = int(result.scalar_one())
+        await self._connection.execute(
+            t.ledger_postings.insert(),
+            [
+                {
+                    "entry_id": entry_id,
+                    "account": posting.account,
+                    "currency": posting.amount.currency,
+                    "amount_minor": posting.amount.minor,
+                }
+                for posting in entry.postings
+            ],
+        )
+        for posting in sorted(entry.postings, key=lambda p: (p.account, p.amount.currency)):
+            statement = _insert(self._connection, t.account_balances).values(
+                account=posting.account,
+                currency=posting.amount.currency,
+                balance_minor=posting.amount.minor,
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=[t.account_balances.c.account, t.account_balances.c.currency],
+                set_={"balance_minor": t.account_balances.c.balance_minor + posting.amount.minor},
+            )
+            await self._connection.execute(statement)
+        return entry_id
+
+    async def has_entry(self, *, renewal_id: str, kind: str) -> bool:
+        row = (
+            await self._connection.execute(
+                select(t.ledger_entries.c.id).where(
+                    t.ledger_entries.c.renewal_id == renewal_id, t.ledger_entries.c.kind == kind
+                )
+            )
+        ).first()
+        return row is not None
+
+    async def balance(self, account: str, currency: str) -> int:
+        row = (
+            await self._connection.execute(
+                select(t.account_balances.c.balance_minor).where(
+                    t.account_balances.c.account == account,
+                    t.account_balances.c.currency == currency,
+                )
+            )
+        ).first()
+        return 0 if row is None else int(row[0])
+
+    async def entries_for_card(self, card_id: str, *, limit: int) -> list[tuple[int, Entry, dt.datetime]]:
+        entry_rows = list(
+            await self._connection.execute(
+                select(t.ledger_entries)
+                .where(t.ledger_entries.c.card_id == card_id)
+                .order_by(t.ledger_entries.c.id.desc())
+                .limit(limit)
+            )
+        )
+        if not entry_rows:
+            return []
+        posting_rows = await self._connection.execute(
+            select(t.ledger_postings)
+            .where(t.ledger_postings.c.entry_id.in_([r.id for r in entry_rows]))
+            .order_by(t.ledger_postings.c.id)
+        )
+        postings: dict[int, list[Posting]] = {}
+        for p in posting_rows:
+            postings.setdefault(int(p.entry_id), []).append(
+                Posting(p.account, Money(int(p.amount_minor), p.currency))
+            )
+        from topup.domain.ledger import EntryKind
+
+        return [
+            (
+                int(r.id),
+                Entry(
+                    EntryKind(r.kind),
+                    tuple(postings.get(int(r.id), [])),
+                    memo=r.memo,
+                    renewal_id=r.renewal_id,
+                    card_id=r.card_id,
+                ),
+                r.created_at,
+            )
+            for r in entry_rows
+        ]
+
+
+# --- jobs (transactional outbox) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    kind: str
+    renewal_id: str
+    status: str
+    attempts: int
+    claims: int
+    next_attempt_at: dt.datetime
+    first_requested_at: dt.datetime
+    last_error: str | None
+
+
+def job_from_row(row: Row[Any]) -> JobRecord:
+    m = row._mapping
+    return JobRecord(
+        id=int(m["id"]),
+        kind=m["kind"],
+        renewal_id=m["renewal_id"],
+        status=m["status"],
+        attempts=int(m["attempts"]),
+        claims=int(m["claims"]),
+        next_attempt_at=m["next_attempt_at"],
+        first_requested_at=m["first_requested_at"],
+        last_error=m["last_error"],
+    )
+
+
+class JobRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def enqueue(self, *, kind: str, renewal_id: str, at: dt.datetime) -> None:
+        await self._connection.execute(
+            t.jobs.insert().values(
+                kind=kind,
+                renewal_id=renewal_id,
+                status="queued",
+                attempts=0,
+                claims=0,
+                next_attempt_at=at,
+                first_requested_at=at,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+
+    async def claim(self, *, now: dt.datetime, lease_until: dt.datetime, limit: int) -> list[JobRecord]:
+        """Take due jobs. A claimed job is hidden until its lease ends; a worker that dies simply
+        lets the lease run out and the job is claimed again."""
+        due = (
+            select(t.jobs.c.id)
+            .where(t.jobs.c.status == "queued", t.jobs.c.next_attempt_at <= now)
+            .order_by(t.jobs.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = [row[0] for row in await self._connection.execute(due)]
+        if not ids:
+            return []
+        rows = await self._connection.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id.in_(ids))
+            .values(next_attempt_at=lease_until, claims=t.jobs.c.claims + 1, updated_at=now)
+            .returning(*t.jobs.c)
+        )
+        return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+
+    async def get(self, job_id: int, *, for_update: bool = False) -> JobRecord | None:
+        query = select(t.jobs).where(t.jobs.c.id == job_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._connection.execute(query)).first()
+        return None if row is None else job_from_row(row)
+
+    async def finish(self, job: JobRecord, *, status: str, at: dt.datetime, error: str | None = None) -> bool:
+        """Mark a queued job done or failed; False if another worker already did."""
+        result = await self._connection.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id == job.id, t.jobs.c.status == "queued")
+            .values(status=status, updated_at=at, last_error=error)
+        )
+        return result.rowcount == 1
+
+    async def retry_later(
+        self, job: JobRecord, *, at: dt.datetime, next_attempt_at: dt.datetime, failed: bool, error: str | None
+    ) -> None:
+        await self._connection.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id == job.id, t.jobs.c.status == "queued")
+            .values(
+                next_attempt_at=next_attempt_at,
+                attempts=t.jobs.c.attempts + (1 if failed else 0),
+                last_error=error,
+                updated_at=at,
+            )
+        )
+
+    async def for_renewal(self, renewal_id: str) -> list[JobRecord]:
+        rows = await self._connection.execute(
+            select(t.jobs).where(t.jobs.c.renewal_id == renewal_id).order_by(t.jobs.c.id)
+        )
+        return [job_from_row(row) for row in rows]

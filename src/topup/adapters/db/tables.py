@@ -1,0 +1,228 @@
+"""SQLAlchemy Core tables. The schema is created by Alembic migrations (migrations/), never by create_all
+outside tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+from topup.domain.errors import InvariantError
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive text) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            raise InvariantError(f"naive or non-datetime value {value!r} given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise InvariantError(f"unexpected stored datetime {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+ID = String(36)
+
+cards = Table(
+    "cards",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("msisdn", String(20), nullable=False, unique=True),
+    Column("iccid", String(22), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("credit_minor", BigInteger, nullable=False),
+    Column("data_quota_mb", BigInteger, nullable=False),
+    Column("validity_end", UtcDateTime),
+    Column("bill_due_minor", BigInteger, nullable=False),
+    Column("bill_due_date", UtcDateTime),
+    Column("holder_name", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_cards_status_validity_end", cards.c.status, cards.c.validity_end)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("names", JSON, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("data_quota_mb", BigInteger, nullable=False),
+    Column("validity_days", Integer, nullable=False),
+    Column("card_kinds", JSON, nullable=False),
+    Column("channels", JSON, nullable=False),
+    Column("active_from", UtcDateTime),
+    Column("active_until", UtcDateTime),
+)
+
+renewals = Table(
+    "renewals",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("card_id", ID, ForeignKey("cards.id"), nullable=False),
+    Column("plan_code", String(64), ForeignKey("plans.code"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("request_fingerprint", String(64), nullable=False),
+    Column("decline_code", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("paid_at", UtcDateTime),
+    Column("completed_at", UtcDateTime),
+    Column("expected_by", UtcDateTime),
+    Column("contact_after", UtcDateTime),
+)
+Index("ix_renewals_card_id_created_at", renewals.c.card_id, renewals.c.created_at)
+Index("ix_renewals_status", renewals.c.status)
+
+renewal_events = Table(
+    "renewal_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("renewal_id", ID, ForeignKey("renewals.id"), nullable=False, index=True),
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("renewal_id", ID, ForeignKey("renewals.id"), nullable=False, unique=True),
+    Column("gateway", String(32), nullable=False),
+    Column("method", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("token_encrypted", Text, nullable=False),
+    Column("brand", String(32), nullable=False),
+    Column("funding", String(16), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("expiry_month", Integer, nullable=False),
+    Column("expiry_year", Integer, nullable=False),
+    Column("issuer_country", String(2), nullable=False),
+    Column("gateway_reference", String(128)),
+    Column("decline_code", String(64)),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("check_attempts", Integer, nullable=False),
+    Column("next_check_at", UtcDateTime),
+    Column("flagged_for_staff", Boolean, nullable=False),
+    Column("refund_reference", String(128)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_payments_status_next_check_at", payments.c.status, payments.c.next_check_at)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("renewal_id", ID, ForeignKey("renewals.id")),
+    Column("card_id", ID, ForeignKey("cards.id")),
+    Column("memo", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    # One capture, one activation, one refund per renewal, enforced by the database itself.
+    UniqueConstraint("renewal_id", "kind", name="uq_ledger_entries_renewal_id_kind"),
+)
+Index("ix_ledger_entries_card_id", ledger_entries.c.card_id)
+
+ledger_postings = Table(
+    "ledger_postings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("entry_id", BigInteger, ForeignKey("ledger_entries.id"), nullable=False, index=True),
+    Column("account", String(80), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+)
+Index("ix_ledger_postings_account", ledger_postings.c.account)
+
+account_balances = Table(
+    "account_balances",
+    metadata,
+    Column("account", String(80), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("balance_minor", BigInteger, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("renewal_id", ID, ForeignKey("renewals.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("claims", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("first_requested_at", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("kind", "renewal_id", name="uq_jobs_kind_renewal_id"),
+)
+Index("ix_jobs_status_next_attempt_at", jobs.c.status, jobs.c.next_attempt_at)
+
+card_events = Table(
+    "card_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("card_id", ID, ForeignKey("cards.id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("detail", Text, nullable=False),
+)

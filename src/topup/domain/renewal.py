@@ -1,0 +1,103 @@
+"""The renewal state machine.
+
+    pending_payment ──> requires_action ──> payment_pending ──> activating ──> completed
+          │  │  │             │  │               │                 │
+          │  │  └─────────────┼──┼───────────────┘ (paid at once)  └──> refunded
+          │  └──> declined <──┴──┴─ (no money taken)
+          └─────> cancelled <─┘     (abandoned before payment)
+
+Every transition is recorded with its time and reason. Any other transition is a bug.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from topup.domain.errors import InvariantError
+
+
+class RenewalStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    REQUIRES_ACTION = "requires_action"
+    PAYMENT_PENDING = "payment_pending"
+    ACTIVATING = "activating"
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RenewalStatus.COMPLETED,
+        RenewalStatus.DECLINED,
+        RenewalStatus.REFUNDED,
+        RenewalStatus.CANCELLED,
+    }
+)
+
+_S = RenewalStatus
+ALLOWED_TRANSITIONS: dict[RenewalStatus, frozenset[RenewalStatus]] = {
+    _S.PENDING_PAYMENT: frozenset(
+        {_S.REQUIRES_ACTION, _S.PAYMENT_PENDING, _S.ACTIVATING, _S.DECLINED, _S.CANCELLED}
+    ),
+    _S.REQUIRES_ACTION: frozenset({_S.PAYMENT_PENDING, _S.ACTIVATING, _S.DECLINED, _S.CANCELLED}),
+    _S.PAYMENT_PENDING: frozenset({_S.REQUIRES_ACTION, _S.ACTIVATING, _S.DECLINED}),
+    _S.ACTIVATING: frozenset({_S.COMPLETED, _S.REFUNDED}),
+    _S.COMPLETED: frozenset(),
+    _S.DECLINED: frozenset(),
+    _S.REFUNDED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: RenewalStatus, target: RenewalStatus) -> bool:
+    return target in ALLOWED_TRANSITIONS[current]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    from_status: RenewalStatus | None
+    to_status: RenewalStatus
+    at: dt.datetime
+    reason: str
+
+
+def transition(current: RenewalStatus, target: RenewalStatus, *, at: dt.datetime, reason: str) -> Transition:
+    """Validate a state change; an impossible one is an invariant error, never a silent no-op."""
+    if not can_transition(current, target):
+        raise InvariantError(f"renewal cannot go from {current.value} to {target.value}")
+    return Transition(current, target, at, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationEstimate:
+    """When a paid renewal is expected to take effect, and whom to contact if it is late (R9)."""
+
+    expected_by: dt.datetime
+    contact_after: dt.datetime
+
+
+def estimate_activation(
+    *, paid_at: dt.datetime, typical_delay_s: int, late_after_s: int
+) -> ActivationEstimate:
+    return ActivationEstimate(
+        expected_by=paid_at + dt.timedelta(seconds=typical_delay_s),
+        contact_after=paid_at + dt.timedelta(seconds=late_after_s),
+    )
+
+
+def backoff_s(*, attempt: int, base_s: float, cap_s: float, jitter_fraction: float) -> float:
+    """Exponential backoff with jitter. ``jitter_fraction`` in [0, 1) comes from the caller's randomness."""
+    if attempt < 1:
+        raise InvariantError("attempts are counted from 1")
+    if not 0.0 <= jitter_fraction < 1.0:
+        raise InvariantError("jitter fraction must be in [0, 1)")
+    raw: float = min(cap_s, base_s * (2 ** (attempt - 1)))
+    return raw * (0.5 + jitter_fraction / 2)

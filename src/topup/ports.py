@@ -1,0 +1,165 @@
+"""The ports: what the services need from the outside world, as Protocols.
+
+Each port has a fake or sandbox adapter usable in tests and demos:
+PaymentGateway -> adapters.gateways.sandbox.SandboxGateway,
+NetworkProvisioner -> adapters.network.sandbox.SandboxNetwork,
+Clock -> adapters.clock.FixedClock / SystemClock, UnitOfWork -> adapters.db.unit_of_work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from topup.domain.money import Money
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+# --- Payment gateway -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CardDetails:
+    """What a payer typed. Lives only in memory on its way to the gateway's tokeniser."""
+
+    number: str
+    expiry_month: int
+    expiry_year: int
+    cvc: str
+
+    def __repr__(self) -> str:
+        # Never let a PAN or CVC reach a log through repr().
+        return f"CardDetails(number='****{self.number[-4:]}', expiry='{self.expiry_month:02d}/{self.expiry_year}', cvc='***')"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentInstrument:
+    """A tokenised card: what topup may keep. No PAN, no CVC."""
+
+    token: str
+    brand: str
+    funding: str  # credit, debit, prepaid, unknown
+    last4: str
+    expiry_month: int
+    expiry_year: int
+    issuer_country: str  # ISO 3166 alpha-2, or "" when unknown
+
+
+class GatewayOutcome(StrEnum):
+    """The five answers a gateway gives about a charge (STYLE.md rule 5)."""
+
+    SUCCEEDED = "succeeded"  # money taken
+    PENDING = "pending"  # accepted, outcome later (slow settlement, or customer action needed)
+    DECLINED = "declined"  # refused; no money taken
+    UNKNOWN = "unknown"  # we could not learn the outcome (timeout); ask again, never charge again
+    NOT_SENT = "not_sent"  # the request provably never reached the gateway; safe to send again
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """A charge. ``payment_id`` is ours and is the gateway's idempotency key."""
+
+    payment_id: str
+    token: str
+    amount: Money
+    description: str
+    requested_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    outcome: GatewayOutcome
+    gateway_reference: str | None = None
+    decline_code: str | None = None  # e.g. card_declined, insufficient_funds
+    message: str | None = None
+    requires_action: str | None = None  # e.g. "authenticate" (3-D Secure / payment password)
+    retry_after_s: int | None = None  # for PENDING/UNKNOWN: when asking again makes sense
+
+
+class RefundOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    outcome: RefundOutcome
+    gateway_reference: str | None = None
+    message: str | None = None
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+        """Turn card details into a token; raises InputError/PaymentError with a code."""
+        ...
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult: ...
+
+    async def retrieve(self, request: ChargeRequest) -> ChargeResult:
+        """Ask what became of a charge sent earlier with this ``payment_id``. Never charges."""
+        ...
+
+    async def refund(self, *, refund_id: str, charge: ChargeRequest) -> RefundResult:
+        """Return a captured charge in full; ``refund_id`` is the idempotency key."""
+        ...
+
+
+# --- Network provisioning ---------------------------------------------------------------------
+
+
+class ProvisionStatus(StrEnum):
+    APPLIED = "applied"  # the network has applied the renewal
+    IN_PROGRESS = "in_progress"  # accepted; ask again at ``ready_at``
+    TRANSIENT_FAILURE = "transient_failure"  # try again later
+    PERMANENT_FAILURE = "permanent_failure"  # will never apply; refund
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionRequest:
+    """Apply a paid renewal to the network. ``activation_id`` is the idempotency key."""
+
+    activation_id: str
+    msisdn: str
+    iccid: str
+    plan_code: str
+    data_quota_mb: int
+    validity_days: int
+    first_requested_at: dt.datetime
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionResult:
+    status: ProvisionStatus
+    ready_at: dt.datetime | None = None
+    message: str | None = None
+
+
+class NetworkProvisioner(Protocol):
+    async def apply(self, request: ProvisionRequest) -> ProvisionResult: ...
+
+
+# --- Notifications ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    kind: str  # activation_completed, renewal_refunded, ...
+    recipient: str
+    subject: str
+    body: str
+    data: dict[str, str] = field(default_factory=dict)
+
+
+class Notifier(Protocol):
+    async def send(self, notification: Notification) -> None: ...

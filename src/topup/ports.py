@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from topup.domain.money import Money
 
@@ -163,3 +163,36 @@ class Notification:
 
 class Notifier(Protocol):
     async def send(self, notification: Notification) -> None: ...
+
+
+# --- Persistence ------------------------------------------------------------------------------
+
+
+class UnitOfWork(Protocol):
+    """One database transaction; rolls back on exit unless ``commit`` was called.
+
+    The repositories it carries are those of ``topup.adapters.db.repositories``; the services only
+    use their methods, and tests run them on an in-memory SQLite database.
+    """
+
+    cards: Any
+    plans: Any
+    renewals: Any
+    payments: Any
+    ledger: Any
+    jobs: Any
+    audit: Any
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+class TokenSealer(Protocol):
+    def seal(self, token: str) -> str: ...
+
+    def open(self, sealed: str) -> str: ...

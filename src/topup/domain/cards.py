@@ -101,12 +101,14 @@ def advance(card: Card, at: dt.datetime, grace_period_days: int) -> tuple[Card, 
 
 def check_renewable(card: Card, at: dt.datetime, grace_period_days: int) -> None:
     """A prepaid card can be renewed while active or in grace; postpaid cards always."""
-    if card.kind is CardKind.PREPAID:
-        if status_at(card, at, grace_period_days) is CardStatus.EXPIRED:
-            raise ConflictError(
-                "this card's grace period has ended; customer service can help restore the number",
-                code="card_expired",
-            )
+    if (
+        card.kind is CardKind.PREPAID
+        and status_at(card, at, grace_period_days) is CardStatus.EXPIRED
+    ):
+        raise ConflictError(
+            "this card's grace period has ended; customer service can help restore the number",
+            code="card_expired",
+        )
 
 
 def apply_prepaid_renewal(
@@ -154,7 +156,10 @@ def issue_bill(card: Card, *, amount: Money, due_date: dt.datetime) -> Card:
         raise InvariantError("bill issued to a prepaid card")
     due = card.bill_due_date if card.bill_due_date is not None else due_date
     billed = replace(
-        card, bill_due=card.bill_due + amount, bill_due_date=min(due, due_date), version=card.version + 1
+        card,
+        bill_due=card.bill_due + amount,
+        bill_due_date=min(due, due_date),
+        version=card.version + 1,
     )
     billed.check_invariants()
     return billed

@@ -18,6 +18,7 @@ Movements:
     refund        activation_pending +X,   gateway -X
     bill          card_receivable +X,      revenue -X
     forfeit       card_credit +X,          forfeited -X
+    opening       opening_balance +X,      card_credit -X   (credit a card brought from an older system)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class EntryKind(StrEnum):
     REFUND = "refund"
     BILL = "bill"
     FORFEIT = "forfeit"
+    OPENING = "opening"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,10 @@ def forfeit(*, card_id: str, amount: Money, data_quota_mb: int) -> Entry:
         raise InvariantError(f"cannot forfeit a negative amount {amount}")
     return Entry(
         EntryKind.FORFEIT,
-        (Posting(card_credit_account(card_id), amount), Posting(forfeited_account(card_id), -amount)),
+        (
+            Posting(card_credit_account(card_id), amount),
+            Posting(forfeited_account(card_id), -amount),
+        ),
         memo=f"card expired: credit {amount} and {data_quota_mb} MB data forfeited",
         card_id=card_id,
     )
@@ -162,3 +167,12 @@ def forfeit(*, card_id: str, amount: Money, data_quota_mb: int) -> Entry:
 def subscriber_amount(account_balance_minor: int) -> int:
     """A liability held for a subscriber, as the subscriber sees it (positive = theirs)."""
     return -account_balance_minor
+
+
+def opening_credit(*, card_id: str, amount: Money) -> Entry:
+    return Entry(
+        EntryKind.OPENING,
+        _pair(f"opening_balance:{shard_of(card_id)}", card_credit_account(card_id), amount),
+        memo="opening credit brought over",
+        card_id=card_id,
+    )

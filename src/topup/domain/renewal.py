@@ -69,7 +69,9 @@ class Transition:
     reason: str
 
 
-def transition(current: RenewalStatus, target: RenewalStatus, *, at: dt.datetime, reason: str) -> Transition:
+def transition(
+    current: RenewalStatus, target: RenewalStatus, *, at: dt.datetime, reason: str
+) -> Transition:
     """Validate a state change; an impossible one is an invariant error, never a silent no-op."""
     if not can_transition(current, target):
         raise InvariantError(f"renewal cannot go from {current.value} to {target.value}")

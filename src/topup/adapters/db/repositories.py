@@ -5,23 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy import Row, Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
 from topup.domain.cards import Card, CardKind, CardStatus
-from topup.domain.errors import InvariantError
-from topup.domain.ledger import Entry, check_balanced, Posting
+from topup.domain.errors import DuplicateError, InvariantError
+from topup.domain.ledger import Entry, EntryKind, Posting, check_balanced
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
+from topup.domain.records import JobRecord, PaymentRecord, RenewalRecord
 from topup.domain.renewal import RenewalStatus, Transition
 
 
-def _insert(connection: AsyncConnection, table: t.Table) -> Any:
+def _insert(connection: AsyncConnection, table: Table) -> Any:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
@@ -85,7 +86,9 @@ class CardRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else card_from_row(row)
 
-    async def by_number(self, *, msisdn: str | None = None, iccid: str | None = None) -> Card | None:
+    async def by_number(
+        self, *, msisdn: str | None = None, iccid: str | None = None
+    ) -> Card | None:
         if msisdn is not None:
             query = select(t.cards).where(t.cards.c.msisdn == msisdn)
         elif iccid is not None:
@@ -107,7 +110,7 @@ class CardRepository:
         if result.rowcount != 1:
             raise InvariantError(f"card {card.id} changed under us (version {expected_version})")
 
-    async def list(self, *, limit: int, offset: int = 0) -> list[Card]:
+    async def list_page(self, *, limit: int, offset: int = 0) -> list[Card]:
         rows = await self._connection.execute(
             select(t.cards).order_by(t.cards.c.msisdn).limit(limit).offset(offset)
         )
@@ -130,7 +133,9 @@ class CardRepository:
         ids += [row[0] for row in await self._connection.execute(postpaid.limit(limit))]
         return ids[:limit]
 
-    async def add_event(self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, Any]) -> None:
+    async def add_event(
+        self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, Any]
+    ) -> None:
         await self._connection.execute(
             t.card_events.insert().values(
                 card_id=card_id, kind=kind, at=at, detail=json.dumps(detail, sort_keys=True)
@@ -144,9 +149,7 @@ class CardRepository:
             .order_by(t.card_events.c.at.desc(), t.card_events.c.id.desc())
             .limit(limit)
         )
-        return [
-            {"kind": r.kind, "at": r.at, "detail": json.loads(r.detail)} for r in rows
-        ]
+        return [{"kind": r.kind, "at": r.at, "detail": json.loads(r.detail)} for r in rows]
 
 
 # --- plans ------------------------------------------------------------------------------------
@@ -194,35 +197,17 @@ class PlanRepository:
         await self._connection.execute(statement)
 
     async def get(self, code: str) -> Plan | None:
-        row = (await self._connection.execute(select(t.plans).where(t.plans.c.code == code))).first()
+        row = (
+            await self._connection.execute(select(t.plans).where(t.plans.c.code == code))
+        ).first()
         return None if row is None else plan_from_row(row)
 
-    async def list(self, *, limit: int) -> list[Plan]:
+    async def list_all(self, *, limit: int) -> list[Plan]:
         rows = await self._connection.execute(select(t.plans).order_by(t.plans.c.code).limit(limit))
         return [plan_from_row(row) for row in rows]
 
 
 # --- renewals and payments --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RenewalRecord:
-    id: str
-    card_id: str
-    plan_code: str
-    kind: PlanKind
-    channel: str
-    amount: Money
-    status: RenewalStatus
-    idempotency_key: str
-    request_fingerprint: str
-    decline_code: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    paid_at: dt.datetime | None
-    completed_at: dt.datetime | None
-    expected_by: dt.datetime | None
-    contact_after: dt.datetime | None
 
 
 def renewal_from_row(row: Row[Any]) -> RenewalRecord:
@@ -245,30 +230,6 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
         expected_by=m["expected_by"],
         contact_after=m["contact_after"],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentRecord:
-    id: str
-    renewal_id: str
-    gateway: str
-    method: str
-    status: str
-    amount: Money
-    token_encrypted: str
-    brand: str
-    funding: str
-    last4: str
-    expiry_month: int
-    expiry_year: int
-    issuer_country: str
-    gateway_reference: str | None
-    decline_code: str | None
-    requested_at: dt.datetime
-    check_attempts: int
-    next_check_at: dt.datetime | None
-    flagged_for_staff: bool
-    refund_reference: str | None
 
 
 def payment_from_row(row: Row[Any]) -> PaymentRecord:
@@ -302,7 +263,10 @@ class RenewalRepository:
         self._connection = connection
 
     async def add(self, values: dict[str, Any]) -> None:
-        await self._connection.execute(t.renewals.insert().values(**values))
+        try:
+            await self._connection.execute(t.renewals.insert().values(**values))
+        except IntegrityError as error:
+            raise DuplicateError("a renewal with this idempotency key exists") from error
 
     async def get(self, renewal_id: str, *, for_update: bool = False) -> RenewalRecord | None:
         query = select(t.renewals).where(t.renewals.c.id == renewal_id)
@@ -379,7 +343,9 @@ class PaymentRepository:
     async def add(self, values: dict[str, Any]) -> None:
         await self._connection.execute(t.payments.insert().values(**values))
 
-    async def for_renewal(self, renewal_id: str, *, for_update: bool = False) -> PaymentRecord | None:
+    async def for_renewal(
+        self, renewal_id: str, *, for_update: bool = False
+    ) -> PaymentRecord | None:
         query = select(t.payments).where(t.payments.c.renewal_id == renewal_id)
         if for_update:
             query = query.with_for_update()
@@ -487,7 +453,9 @@ class LedgerRepository:
         ).first()
         return 0 if row is None else int(row[0])
 
-    async def entries_for_card(self, card_id: str, *, limit: int) -> list[tuple[int, Entry, dt.datetime]]:
+    async def entries_for_card(
+        self, card_id: str, *, limit: int
+    ) -> list[tuple[int, Entry, dt.datetime]]:
         entry_rows = list(
             await self._connection.execute(
                 select(t.ledger_entries)
@@ -508,8 +476,6 @@ class LedgerRepository:
             postings.setdefault(int(p.entry_id), []).append(
                 Posting(p.account, Money(int(p.amount_minor), p.currency))
             )
-        from topup.domain.ledger import EntryKind
-
         return [
             (
                 int(r.id),
@@ -527,19 +493,6 @@ class LedgerRepository:
 
 
 # --- jobs (transactional outbox) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    id: int
-    kind: str
-    renewal_id: str
-    status: str
-    attempts: int
-    claims: int
-    next_attempt_at: dt.datetime
-    first_requested_at: dt.datetime
-    last_error: str | None
 
 
 def job_from_row(row: Row[Any]) -> JobRecord:
@@ -576,7 +529,9 @@ class JobRepository:
             )
         )
 
-    async def claim(self, *, now: dt.datetime, lease_until: dt.datetime, limit: int) -> list[JobRecord]:
+    async def claim(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[JobRecord]:
         """Take due jobs. A claimed job is hidden until its lease ends; a worker that dies simply
         lets the lease run out and the job is claimed again."""
         due = (
@@ -604,7 +559,9 @@ class JobRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else job_from_row(row)
 
-    async def finish(self, job: JobRecord, *, status: str, at: dt.datetime, error: str | None = None) -> bool:
+    async def finish(
+        self, job: JobRecord, *, status: str, at: dt.datetime, error: str | None = None
+    ) -> bool:
         """Mark a queued job done or failed; False if another worker already did."""
         result = await self._connection.execute(
             update(t.jobs)
@@ -614,7 +571,13 @@ class JobRepository:
         return result.rowcount == 1
 
     async def retry_later(
-        self, job: JobRecord, *, at: dt.datetime, next_attempt_at: dt.datetime, failed: bool, error: str | None
+        self,
+        job: JobRecord,
+        *,
+        at: dt.datetime,
+        next_attempt_at: dt.datetime,
+        failed: bool,
+        error: str | None,
     ) -> None:
         await self._connection.execute(
             update(t.jobs)

@@ -47,19 +47,18 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
             return None
         if not isinstance(value, dt.datetime) or value.tzinfo is None:
             raise InvariantError(f"naive or non-datetime value {value!r} given to a UTC column")
-        value = value.astimezone(dt.UTC)
+        utc: dt.datetime = value.astimezone(dt.UTC)
         if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
+            return utc.replace(tzinfo=None)
+        return utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
         if not isinstance(value, dt.datetime):
             raise InvariantError(f"unexpected stored datetime {value!r}")
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        aware: dt.datetime = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+        return aware.astimezone(dt.UTC)
 
 
 ID = String(36)
@@ -129,7 +128,9 @@ Index("ix_renewals_status", renewals.c.status)
 renewal_events = Table(
     "renewal_events",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("renewal_id", ID, ForeignKey("renewals.id"), nullable=False, index=True),
     Column("from_status", String(20)),
     Column("to_status", String(20), nullable=False),
@@ -169,7 +170,9 @@ Index("ix_payments_status_next_check_at", payments.c.status, payments.c.next_che
 ledger_entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("kind", String(16), nullable=False),
     Column("renewal_id", ID, ForeignKey("renewals.id")),
     Column("card_id", ID, ForeignKey("cards.id")),
@@ -183,7 +186,9 @@ Index("ix_ledger_entries_card_id", ledger_entries.c.card_id)
 ledger_postings = Table(
     "ledger_postings",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("entry_id", BigInteger, ForeignKey("ledger_entries.id"), nullable=False, index=True),
     Column("account", String(80), nullable=False),
     Column("currency", String(3), nullable=False),
@@ -202,7 +207,9 @@ account_balances = Table(
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("kind", String(16), nullable=False),
     Column("renewal_id", ID, ForeignKey("renewals.id"), nullable=False),
     Column("status", String(16), nullable=False),
@@ -220,7 +227,9 @@ Index("ix_jobs_status_next_attempt_at", jobs.c.status, jobs.c.next_attempt_at)
 card_events = Table(
     "card_events",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("card_id", ID, ForeignKey("cards.id"), nullable=False, index=True),
     Column("kind", String(32), nullable=False),
     Column("at", UtcDateTime, nullable=False),

@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from topup.adapters.db.audit import AuditQueries
 from topup.adapters.db.repositories import (
     CardRepository,
     JobRepository,
@@ -24,6 +25,7 @@ class SqlUnitOfWork:
     payments: PaymentRepository
     ledger: LedgerRepository
     jobs: JobRepository
+    audit: AuditQueries
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -47,6 +49,7 @@ class SqlUnitOfWork:
         self.payments = PaymentRepository(connection)
         self.ledger = LedgerRepository(connection)
         self.jobs = JobRepository(connection)
+        self.audit = AuditQueries(connection)
         return self
 
     async def commit(self) -> None:

@@ -1,0 +1,462 @@
+"""A sandbox payment gateway: deterministic, stateless, safe for demos and tests.
+
+Every answer is derived from the card token and the ``ChargeRequest`` alone, so several processes
+(a CLI, a worker, a web server) talk to "the same" sandbox without sharing memory. Tokens are
+signed with an HMAC key and carry the card's behaviour, brand, funding, last four digits, expiry
+and issuer country -- never the card number or the CVC.
+
+Test card numbers (any expiry not in the past; CVC 3 digits, 4 for American Express)
+==================================================================================
+
+Stripe's published test numbers:
+
+================  ==========  =========  =========  ==============================================
+number            brand       charge     retrieve   decline code / action
+================  ==========  =========  =========  ==============================================
+4242424242424242  visa        succeeded  succeeded
+4000056655665556  visa debit  succeeded  succeeded
+5555555555554444  mastercard  succeeded  succeeded
+378282246310005   amex        succeeded  succeeded
+4000000000000002  visa        declined   declined   card_declined
+4000000000009995  visa        declined   declined   insufficient_funds
+4000000000000069  visa        declined   declined   expired_card
+4000000000000127  visa        declined   declined   incorrect_cvc
+4000000000000119  visa        declined   declined   processing_error (retrying may help)
+4000000000003220  visa        pending    pending    requires_action="authenticate" (see below)
+================  ==========  =========  =========  ==============================================
+
+Our own numbers (Visa; constants ``CARD_...`` below):
+
+================  =========  =========  ==================================================
+number            charge     retrieve   meaning
+================  =========  =========  ==================================================
+4000009990000104  declined   declined   international_payments_not_allowed, issuer US
+4000009990000203  unknown    succeeded  gateway timeout; the charge was taken
+4000009990000302  unknown    declined   gateway timeout; nothing taken (charge_not_found)
+4000009990000401  pending    pending    slow settlement: retrieve says succeeded from
+                                        ``requested_at + settlement_delay_s`` on
+4000009990000500  not_sent   declined   gateway unreachable (retrieve: charge_not_found)
+================  =========  =========  ==================================================
+
+Any other Luhn-valid number succeeds. 5200828282828210 is a Mastercard debit card.
+
+Authentication: ``confirm(request, answer)`` with answer ``"123456"`` (the sandbox payment
+password / 3-D Secure code) succeeds; any other answer is declined with
+``authentication_failed``. Being stateless, the sandbox cannot remember a confirmation: ``retrieve``
+keeps answering pending for such a charge, so the caller keeps the result of ``confirm``.
+
+Injected faults: with ``fault_rate`` > 0 a fraction of charges (chosen by a hash of
+``(seed, payment_id)``, so a run replays exactly) answer ``unknown``. Half of them lost only the
+response (``retrieve`` gives the card's normal answer: succeeded for a good card), half lost the
+request (``retrieve`` says declined with ``charge_not_found``). A payment id picked for a fault
+always faults: a fresh attempt needs a fresh payment id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from topup.domain.errors import InputError
+from topup.ports import (
+    CardDetails,
+    ChargeRequest,
+    ChargeResult,
+    GatewayOutcome,
+    PaymentInstrument,
+    RefundOutcome,
+    RefundResult,
+)
+
+# Our own documented test numbers (Luhn-valid Visa numbers).
+CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED = "4000009990000104"
+CARD_TIMEOUT_CHARGE_TAKEN = "4000009990000203"
+CARD_TIMEOUT_NOTHING_TAKEN = "4000009990000302"
+CARD_SLOW_SETTLEMENT = "4000009990000401"
+CARD_GATEWAY_UNREACHABLE = "4000009990000500"
+
+AUTHENTICATION_ANSWER = "123456"  # the sandbox payment password / 3-D Secure code
+RETRIEVE_AFTER_TIMEOUT_S = 5  # when asking again about an unknown outcome makes sense
+CARD_NUMBER_DIGITS_MIN = 12
+CARD_NUMBER_DIGITS_MAX = 19
+EXPIRY_YEARS_AHEAD_MAX = 20
+TOKEN_PREFIX = "tok_sbx_"  # noqa: S105 -- a label, not a password
+TOKEN_LENGTH_MAX = 1_000
+
+
+class Behaviour(StrEnum):
+    """What the sandbox does with a card; carried inside the token."""
+
+    SUCCEEDS = "succeeds"
+    CARD_DECLINED = "card_declined"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXPIRED_CARD = "expired_card"
+    INCORRECT_CVC = "incorrect_cvc"
+    PROCESSING_ERROR = "processing_error"
+    REQUIRES_AUTHENTICATION = "requires_authentication"
+    INTERNATIONAL_PAYMENTS_NOT_ALLOWED = "international_payments_not_allowed"
+    TIMEOUT_CHARGE_TAKEN = "timeout_charge_taken"
+    TIMEOUT_NOTHING_TAKEN = "timeout_nothing_taken"
+    SLOW_SETTLEMENT = "slow_settlement"
+    GATEWAY_UNREACHABLE = "gateway_unreachable"
+
+
+_DECLINES: dict[Behaviour, str] = {
+    Behaviour.CARD_DECLINED: "The card was declined.",
+    Behaviour.INSUFFICIENT_FUNDS: "The card has insufficient funds.",
+    Behaviour.EXPIRED_CARD: "The card has expired.",
+    Behaviour.INCORRECT_CVC: "The card's security code is incorrect.",
+    Behaviour.PROCESSING_ERROR: "An error occurred while processing the card; retrying may help.",
+    Behaviour.INTERNATIONAL_PAYMENTS_NOT_ALLOWED: (
+        "The card's issuer does not allow international payments."
+    ),
+}
+
+CHARGE_NOT_FOUND = "charge_not_found"
+AUTHENTICATION_FAILED = "authentication_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class _SandboxCard:
+    behaviour: Behaviour
+    funding: str = "credit"
+    issuer_country: str = "US"
+
+
+_SANDBOX_CARDS: dict[str, _SandboxCard] = {
+    "4242424242424242": _SandboxCard(Behaviour.SUCCEEDS),
+    "4000056655665556": _SandboxCard(Behaviour.SUCCEEDS, funding="debit"),
+    "5555555555554444": _SandboxCard(Behaviour.SUCCEEDS),
+    "5200828282828210": _SandboxCard(Behaviour.SUCCEEDS, funding="debit"),
+    "378282246310005": _SandboxCard(Behaviour.SUCCEEDS),
+    "4000000000000002": _SandboxCard(Behaviour.CARD_DECLINED),
+    "4000000000009995": _SandboxCard(Behaviour.INSUFFICIENT_FUNDS),
+    "4000000000000069": _SandboxCard(Behaviour.EXPIRED_CARD),
+    "4000000000000127": _SandboxCard(Behaviour.INCORRECT_CVC),
+    "4000000000000119": _SandboxCard(Behaviour.PROCESSING_ERROR),
+    "4000000000003220": _SandboxCard(Behaviour.REQUIRES_AUTHENTICATION),
+    CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED: _SandboxCard(
+        Behaviour.INTERNATIONAL_PAYMENTS_NOT_ALLOWED, issuer_country="US"
+    ),
+    CARD_TIMEOUT_CHARGE_TAKEN: _SandboxCard(Behaviour.TIMEOUT_CHARGE_TAKEN, issuer_country="MY"),
+    CARD_TIMEOUT_NOTHING_TAKEN: _SandboxCard(Behaviour.TIMEOUT_NOTHING_TAKEN, issuer_country="MY"),
+    CARD_SLOW_SETTLEMENT: _SandboxCard(Behaviour.SLOW_SETTLEMENT, issuer_country="MY"),
+    CARD_GATEWAY_UNREACHABLE: _SandboxCard(Behaviour.GATEWAY_UNREACHABLE, issuer_country="MY"),
+}
+_OTHER_CARD = _SandboxCard(Behaviour.SUCCEEDS, issuer_country="")
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _unit_interval(*parts: object) -> float:
+    """A deterministic number in [0, 1) from ``parts``; the same parts give the same number."""
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _reference(prefix: str, key: str) -> str:
+    return prefix + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def luhn_is_valid(digits: str) -> bool:
+    """True when the last digit of ``digits`` is the Luhn check digit of the others."""
+    total = 0
+    for position, character in enumerate(reversed(digits)):
+        digit = int(character)
+        if position % 2 == 1:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def card_brand(digits: str) -> str:
+    """The card brand from the issuer identification number, or ``"unknown"``."""
+    if digits.startswith("4"):
+        return "visa"
+    if digits[:2] in {"34", "37"}:
+        return "amex"
+    if digits[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(digits[:4]) <= 2720:
+        return "mastercard"
+    if digits.startswith("62"):
+        return "unionpay"
+    return "unknown"
+
+
+class SandboxGateway:
+    """A deterministic, stateless PaymentGateway. See the module docstring for test numbers."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        *,
+        secret: bytes,
+        latency_s: float = 0.0,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        settlement_delay_s: int = 120,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        if not secret:
+            raise ValueError("the sandbox gateway needs a non-empty secret")
+        if latency_s < 0:
+            raise ValueError("latency_s must not be negative")
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+        if settlement_delay_s < 0:
+            raise ValueError("settlement_delay_s must not be negative")
+        self._secret = secret
+        self._latency_s = latency_s
+        self._fault_rate = fault_rate
+        self._seed = seed
+        self._settlement_delay_s = settlement_delay_s
+        self._clock = clock
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+        await self._simulate_latency()
+        digits = card.number.replace(" ", "")
+        if not digits.isascii() or not digits.isdigit():
+            raise InputError(
+                "The card number may contain only digits.",
+                code="card_number_invalid",
+                field="payment.card_number",
+            )
+        if not CARD_NUMBER_DIGITS_MIN <= len(digits) <= CARD_NUMBER_DIGITS_MAX:
+            raise InputError(
+                f"A card number has {CARD_NUMBER_DIGITS_MIN} to {CARD_NUMBER_DIGITS_MAX} digits.",
+                code="card_number_invalid",
+                field="payment.card_number",
+            )
+        if not luhn_is_valid(digits):
+            raise InputError(
+                "The card number is mistyped: its check digit does not match.",
+                code="card_number_bad_check_digit",
+                field="payment.card_number",
+            )
+        brand = card_brand(digits)
+        expiry_year = self._check_expiry(card.expiry_month, card.expiry_year)
+        cvc_digits = 4 if brand == "amex" else 3
+        if len(card.cvc) != cvc_digits or not card.cvc.isascii() or not card.cvc.isdigit():
+            raise InputError(
+                f"The security code (CVC) has {cvc_digits} digits.",
+                code="cvc_invalid",
+                field="payment.cvc",
+            )
+        sandbox_card = _SANDBOX_CARDS.get(digits, _OTHER_CARD)
+        instrument = PaymentInstrument(
+            token="",
+            brand=brand,
+            funding=sandbox_card.funding,
+            last4=digits[-4:],
+            expiry_month=card.expiry_month,
+            expiry_year=expiry_year,
+            issuer_country=sandbox_card.issuer_country,
+        )
+        return replace(instrument, token=self._sign(sandbox_card.behaviour, instrument))
+
+    def _check_expiry(self, month: int, year: int) -> int:
+        """Validate the expiry and return its four-digit year (two-digit years are 20xx)."""
+        full_year = 2000 + year if 0 <= year < 100 else year
+        today = self._clock().astimezone(dt.UTC).date()
+        if not 1 <= month <= 12 or not 0 < full_year <= today.year + EXPIRY_YEARS_AHEAD_MAX:
+            raise InputError(
+                "The expiry date is not a valid month and year.",
+                code="expiry_invalid",
+                field="payment.expiry",
+            )
+        if (full_year, month) < (today.year, today.month):
+            raise InputError(
+                "The card has expired: check the expiry date or use another card.",
+                code="card_expired",
+                field="payment.expiry",
+            )
+        return full_year
+
+    def _sign(self, behaviour: Behaviour, instrument: PaymentInstrument) -> str:
+        claims = {
+            "behaviour": behaviour.value,
+            "brand": instrument.brand,
+            "funding": instrument.funding,
+            "last4": instrument.last4,
+            "expiry_month": instrument.expiry_month,
+            "expiry_year": instrument.expiry_year,
+            "country": instrument.issuer_country,
+        }
+        payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+        return f"{TOKEN_PREFIX}{payload}.{self._signature(payload)}"
+
+    def _signature(self, payload: str) -> str:
+        return _b64encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+
+    def _verify(self, token: str) -> Behaviour:
+        """The behaviour in a token we signed; anything else is ``payment_token_invalid``."""
+        invalid = InputError(
+            "The payment token is not valid; enter the card details again.",
+            code="payment_token_invalid",
+            field="payment.token",
+        )
+        if len(token) > TOKEN_LENGTH_MAX or not token.startswith(TOKEN_PREFIX):
+            raise invalid
+        payload, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
+        if not hmac.compare_digest(signature.encode(), self._signature(payload).encode()):
+            raise invalid
+        try:
+            claims = json.loads(_b64decode(payload))
+            return Behaviour(claims["behaviour"])
+        except (ValueError, KeyError, TypeError):
+            raise invalid from None
+
+    # --- charges --------------------------------------------------------------------------
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        await self._simulate_latency()
+        behaviour = self._verify(request.token)
+        if request.amount.minor <= 0:
+            raise InputError("A charge must be for a positive amount.", code="invalid_amount")
+        if behaviour is Behaviour.GATEWAY_UNREACHABLE:
+            return ChargeResult(
+                outcome=GatewayOutcome.NOT_SENT, message="The sandbox gateway was unreachable."
+            )
+        if behaviour in {Behaviour.TIMEOUT_CHARGE_TAKEN, Behaviour.TIMEOUT_NOTHING_TAKEN} or (
+            self._fault(request.payment_id) is not None
+        ):
+            return ChargeResult(
+                outcome=GatewayOutcome.UNKNOWN,
+                message="The sandbox gateway timed out; ask again, do not charge again.",
+                retry_after_s=RETRIEVE_AFTER_TIMEOUT_S,
+            )
+        if behaviour is Behaviour.SLOW_SETTLEMENT:
+            return ChargeResult(
+                outcome=GatewayOutcome.PENDING,
+                gateway_reference=self._charge_reference(request),
+                message="The charge is settling.",
+                retry_after_s=self._settlement_delay_s,
+            )
+        return self._processed(behaviour, request)
+
+    async def retrieve(self, request: ChargeRequest) -> ChargeResult:
+        await self._simulate_latency()
+        behaviour = self._verify(request.token)
+        return self._retrieved(behaviour, request)
+
+    async def confirm(self, request: ChargeRequest, answer: str) -> ChargeResult:
+        """Answer an ``authenticate`` action: ``"123456"`` succeeds, anything else is declined."""
+        await self._simulate_latency()
+        behaviour = self._verify(request.token)
+        if behaviour is not Behaviour.REQUIRES_AUTHENTICATION:
+            return self._retrieved(behaviour, request)
+        if hmac.compare_digest(answer.encode(), AUTHENTICATION_ANSWER.encode()):
+            return ChargeResult(
+                outcome=GatewayOutcome.SUCCEEDED,
+                gateway_reference=self._charge_reference(request),
+            )
+        return ChargeResult(
+            outcome=GatewayOutcome.DECLINED,
+            gateway_reference=self._charge_reference(request),
+            decline_code=AUTHENTICATION_FAILED,
+            message="The payment password or verification code was wrong.",
+        )
+
+    async def refund(self, *, refund_id: str, charge: ChargeRequest) -> RefundResult:
+        await self._simulate_latency()
+        behaviour = self._verify(charge.token)
+        taken = self._retrieved(behaviour, charge)
+        if taken.outcome in {GatewayOutcome.DECLINED, GatewayOutcome.NOT_SENT}:
+            return RefundResult(
+                outcome=RefundOutcome.FAILED, message="No money was taken for this charge."
+            )
+        return RefundResult(
+            outcome=RefundOutcome.SUCCEEDED, gateway_reference=_reference("re_sbx_", refund_id)
+        )
+
+    # --- how a charge turns out -------------------------------------------------------------
+
+    def _retrieved(self, behaviour: Behaviour, request: ChargeRequest) -> ChargeResult:
+        """What the gateway knows about a charge; never takes money."""
+        fault = self._fault(request.payment_id)
+        if (
+            behaviour in {Behaviour.GATEWAY_UNREACHABLE, Behaviour.TIMEOUT_NOTHING_TAKEN}
+            or fault == "request_lost"
+        ):
+            return ChargeResult(
+                outcome=GatewayOutcome.DECLINED,
+                decline_code=CHARGE_NOT_FOUND,
+                message="The sandbox gateway has no charge with this payment id.",
+            )
+        if behaviour is Behaviour.TIMEOUT_CHARGE_TAKEN:
+            return ChargeResult(
+                outcome=GatewayOutcome.SUCCEEDED,
+                gateway_reference=self._charge_reference(request),
+            )
+        if behaviour is Behaviour.SLOW_SETTLEMENT:
+            settles_at = request.requested_at + dt.timedelta(seconds=self._settlement_delay_s)
+            remaining_s = (settles_at - self._clock()).total_seconds()
+            if remaining_s > 0:
+                return ChargeResult(
+                    outcome=GatewayOutcome.PENDING,
+                    gateway_reference=self._charge_reference(request),
+                    message="The charge is settling.",
+                    retry_after_s=max(1, math.ceil(remaining_s)),
+                )
+            return ChargeResult(
+                outcome=GatewayOutcome.SUCCEEDED,
+                gateway_reference=self._charge_reference(request),
+            )
+        return self._processed(behaviour, request)
+
+    def _processed(self, behaviour: Behaviour, request: ChargeRequest) -> ChargeResult:
+        """The answer for a charge the gateway received and decided on at once."""
+        reference = self._charge_reference(request)
+        if behaviour is Behaviour.REQUIRES_AUTHENTICATION:
+            return ChargeResult(
+                outcome=GatewayOutcome.PENDING,
+                gateway_reference=reference,
+                message="The payer must authenticate the charge.",
+                requires_action="authenticate",
+            )
+        if behaviour in _DECLINES:
+            return ChargeResult(
+                outcome=GatewayOutcome.DECLINED,
+                gateway_reference=reference,
+                decline_code=behaviour.value,
+                message=_DECLINES[behaviour],
+            )
+        return ChargeResult(outcome=GatewayOutcome.SUCCEEDED, gateway_reference=reference)
+
+    def _fault(self, payment_id: str) -> str | None:
+        """The injected fault for this payment id: None, "response_lost" or "request_lost"."""
+        if _unit_interval("fault", self._seed, payment_id) >= self._fault_rate:
+            return None
+        if _unit_interval("fault_kind", self._seed, payment_id) < 0.5:
+            return "response_lost"
+        return "request_lost"
+
+    @staticmethod
+    def _charge_reference(request: ChargeRequest) -> str:
+        return _reference("ch_sbx_", request.payment_id)
+
+    async def _simulate_latency(self) -> None:
+        if self._latency_s > 0:
+            await asyncio.sleep(self._latency_s)

@@ -1,0 +1,67 @@
+"""What the services read and write about renewals, payments and jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from topup.domain.money import Money
+from topup.domain.plans import PlanKind
+from topup.domain.renewal import RenewalStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalRecord:
+    id: str
+    card_id: str
+    plan_code: str
+    kind: PlanKind
+    channel: str
+    amount: Money
+    status: RenewalStatus
+    idempotency_key: str
+    request_fingerprint: str
+    decline_code: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    paid_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    expected_by: dt.datetime | None
+    contact_after: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    id: str
+    renewal_id: str
+    gateway: str
+    method: str
+    status: str
+    amount: Money
+    token_encrypted: str
+    brand: str
+    funding: str
+    last4: str
+    expiry_month: int
+    expiry_year: int
+    issuer_country: str
+    gateway_reference: str | None
+    decline_code: str | None
+    requested_at: dt.datetime
+    check_attempts: int
+    next_check_at: dt.datetime | None
+    flagged_for_staff: bool
+    refund_reference: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    kind: str
+    renewal_id: str
+    status: str
+    attempts: int
+    claims: int
+    next_attempt_at: dt.datetime
+    first_requested_at: dt.datetime
+    last_error: str | None

@@ -1,0 +1,77 @@
+"""Resolve payments whose outcome we do not know by asking the gateway. Never charges again,
+except re-sending a charge the gateway provably never received (same id = its idempotency key)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from topup.domain.records import PaymentRecord
+from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome
+from topup.services.context import Services
+from topup.services.renewals import record_charge_result, send_charge
+
+CHECKED_STATUSES = ("not_sent", "pending", "unknown", "requires_action")
+
+
+async def reconcile_payments(services: Services) -> int:
+    """Ask the gateway about a batch of due payments. Returns how many were checked."""
+    now = services.clock.now()
+    limits = services.limits
+    async with services.unit_of_work() as uow:
+        due: list[PaymentRecord] = await uow.payments.claim_due_checks(
+            statuses=CHECKED_STATUSES,
+            now=now,
+            lease_until=now + dt.timedelta(seconds=limits.job_lease_s),
+            limit=limits.worker_batch_size,
+        )
+        await uow.commit()
+    gate = asyncio.Semaphore(limits.worker_concurrency)
+
+    async def check(payment: PaymentRecord) -> None:
+        async with gate:
+            await _check(services, payment)
+
+    await asyncio.gather(*(check(payment) for payment in due))
+    return len(due)
+
+
+async def _check(services: Services, payment: PaymentRecord) -> None:
+    limits = services.limits
+    if payment.status != "not_sent" and payment.check_attempts > limits.payment_check_attempts_max:
+        await _flag_for_staff(services, payment)
+        return
+    charge = ChargeRequest(
+        payment_id=payment.id,
+        token=services.tokens.open(payment.token_encrypted),
+        amount=payment.amount,
+        description=f"renewal {payment.renewal_id}",
+        requested_at=payment.requested_at,
+    )
+    if payment.status == "not_sent":
+        result = await send_charge(services, charge)
+    else:
+        result = await _retrieve(services, charge)
+    await record_charge_result(services, payment.renewal_id, result)
+
+
+async def _retrieve(services: Services, charge: ChargeRequest) -> ChargeResult:
+    try:
+        async with asyncio.timeout(services.limits.gateway_timeout_s):
+            return await services.gateway.retrieve(charge)
+    except (TimeoutError, OSError):
+        return ChargeResult(GatewayOutcome.UNKNOWN, message="gateway did not answer")
+
+
+async def _flag_for_staff(services: Services, payment: PaymentRecord) -> None:
+    """Past the bound: keep a (slow) next check and make it visible to staff."""
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        await uow.payments.update(
+            payment.id,
+            flagged_for_staff=True,
+            next_check_at=now + dt.timedelta(seconds=services.limits.payment_staff_recheck_s),
+            updated_at=now,
+        )
+        await uow.commit()
+    services.on_event("payment_flagged_for_staff", {"renewal_id": payment.renewal_id})

@@ -1,0 +1,56 @@
+"""Configuration from the environment (``TOPUP_*``) or a TOML file named by TOPUP_CONFIG.
+
+Every limit has a name with its unit last; nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Limits(BaseSettings):
+    """Bounds on retries, batches and waits (STYLE.md rule 7)."""
+
+    model_config = SettingsConfigDict(env_prefix="TOPUP_", extra="ignore")
+
+    gateway_timeout_s: float = Field(10.0, gt=0)
+    network_timeout_s: float = Field(30.0, gt=0)
+    charge_send_attempts_max: int = Field(5, ge=1)
+    payment_check_attempts_max: int = Field(12, ge=1)
+    payment_check_base_s: float = Field(5.0, gt=0)
+    payment_check_cap_s: float = Field(3600.0, gt=0)
+    payment_staff_recheck_s: float = Field(86_400.0, gt=0)
+    activation_attempts_max: int = Field(8, ge=1)
+    activation_backoff_base_s: float = Field(2.0, gt=0)
+    activation_backoff_cap_s: float = Field(600.0, gt=0)
+    activation_deadline_s: float = Field(172_800.0, gt=0)
+    activation_typical_delay_s: int = Field(60, ge=0)
+    activation_late_after_s: int = Field(14_400, ge=1)
+    refund_attempts_max: int = Field(20, ge=1)
+    job_lease_s: float = Field(60.0, gt=0)
+    worker_batch_size: int = Field(32, ge=1, le=1000)
+    worker_concurrency: int = Field(32, ge=1, le=1000)
+    worker_idle_sleep_s: float = Field(0.5, gt=0)
+    lifecycle_batch_size: int = Field(200, ge=1, le=10_000)
+    lifecycle_interval_s: float = Field(60.0, gt=0)
+    list_limit_max: int = Field(500, ge=1, le=10_000)
+    history_limit_max: int = Field(100, ge=1, le=1000)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOPUP_", extra="ignore")
+
+    database_url: str = "sqlite:///var/topup.sqlite3"
+    profile: str = "my"
+    secret_key: str = ""  # Fernet key; generated into var/secret.key for the demo when empty
+    secret_key_file: str = "var/secret.key"  # noqa: S105 - a path, not a secret
+    gateway: str = "sandbox"
+    gateway_latency_s: float = Field(0.05, ge=0)
+    gateway_fault_rate: float = Field(0.0, ge=0, le=1)
+    gateway_settlement_delay_s: int = Field(120, ge=0)
+    network_delay_s: float = Field(2.0, ge=0)
+    network_latency_s: float = Field(0.05, ge=0)
+    network_transient_failure_rate: float = Field(0.0, ge=0, le=1)
+    network_permanent_failure_rate: float = Field(0.0, ge=0, le=1)
+    sandbox_seed: int = 0

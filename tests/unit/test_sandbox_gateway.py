@@ -1,0 +1,464 @@
+"""The sandbox payment gateway answers every documented test number as documented."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from topup.adapters.gateways.sandbox import (
+    CARD_GATEWAY_UNREACHABLE,
+    CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED,
+    CARD_SLOW_SETTLEMENT,
+    CARD_TIMEOUT_CHARGE_TAKEN,
+    CARD_TIMEOUT_NOTHING_TAKEN,
+    SandboxGateway,
+)
+from topup.domain.errors import InputError
+from topup.domain.money import Money
+from topup.ports import (
+    CardDetails,
+    ChargeRequest,
+    GatewayOutcome,
+    PaymentInstrument,
+    RefundOutcome,
+)
+
+SECRET = b"sandbox-test-secret"
+NOW = dt.datetime(2025, 6, 15, 12, 0, tzinfo=dt.UTC)
+SETTLEMENT_DELAY_S = 120
+
+SUCCEEDED = GatewayOutcome.SUCCEEDED
+PENDING = GatewayOutcome.PENDING
+DECLINED = GatewayOutcome.DECLINED
+UNKNOWN = GatewayOutcome.UNKNOWN
+NOT_SENT = GatewayOutcome.NOT_SENT
+
+
+class MovableClock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@dataclass(frozen=True)
+class Case:
+    number: str
+    brand: str
+    funding: str
+    charge: GatewayOutcome
+    retrieve: GatewayOutcome
+    decline_code: str | None = None
+    requires_action: str | None = None
+
+    @property
+    def cvc(self) -> str:
+        return "1234" if self.brand == "amex" else "123"
+
+
+CASES = [
+    Case("4242424242424242", "visa", "credit", SUCCEEDED, SUCCEEDED),
+    Case("4000056655665556", "visa", "debit", SUCCEEDED, SUCCEEDED),
+    Case("5555555555554444", "mastercard", "credit", SUCCEEDED, SUCCEEDED),
+    Case("5200828282828210", "mastercard", "debit", SUCCEEDED, SUCCEEDED),
+    Case("378282246310005", "amex", "credit", SUCCEEDED, SUCCEEDED),
+    Case("4000000000000002", "visa", "credit", DECLINED, DECLINED, "card_declined"),
+    Case("4000000000009995", "visa", "credit", DECLINED, DECLINED, "insufficient_funds"),
+    Case("4000000000000069", "visa", "credit", DECLINED, DECLINED, "expired_card"),
+    Case("4000000000000127", "visa", "credit", DECLINED, DECLINED, "incorrect_cvc"),
+    Case("4000000000000119", "visa", "credit", DECLINED, DECLINED, "processing_error"),
+    Case("4000000000003220", "visa", "credit", PENDING, PENDING, None, "authenticate"),
+    Case(
+        CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED,
+        "visa",
+        "credit",
+        DECLINED,
+        DECLINED,
+        "international_payments_not_allowed",
+    ),
+    Case(CARD_TIMEOUT_CHARGE_TAKEN, "visa", "credit", UNKNOWN, SUCCEEDED),
+    Case(CARD_TIMEOUT_NOTHING_TAKEN, "visa", "credit", UNKNOWN, DECLINED, "charge_not_found"),
+    Case(CARD_SLOW_SETTLEMENT, "visa", "credit", PENDING, PENDING),
+    Case(CARD_GATEWAY_UNREACHABLE, "visa", "credit", NOT_SENT, DECLINED, "charge_not_found"),
+    Case("4111111111111111", "visa", "credit", SUCCEEDED, SUCCEEDED),
+]
+
+
+def make_gateway(**overrides: object) -> SandboxGateway:
+    options: dict[str, object] = {"secret": SECRET, "clock": lambda: NOW}
+    options.update(overrides)
+    return SandboxGateway(**options)  # type: ignore[arg-type]
+
+
+def card(number: str, *, month: int = 12, year: int = 2030, cvc: str = "123") -> CardDetails:
+    return CardDetails(number=number, expiry_month=month, expiry_year=year, cvc=cvc)
+
+
+def charge_request(token: str, payment_id: str = "pay_1", minor: int = 3000) -> ChargeRequest:
+    return ChargeRequest(
+        payment_id=payment_id,
+        token=token,
+        amount=Money(minor, "MYR"),
+        description="Renewal of 60123456789",
+        requested_at=NOW,
+    )
+
+
+def token_claims(token: str) -> dict[str, object]:
+    payload = token.removeprefix("tok_sbx_").split(".")[0]
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    return decoded
+
+
+async def tokenize(gateway: SandboxGateway, case: Case) -> PaymentInstrument:
+    return await gateway.tokenize(card(case.number, cvc=case.cvc))
+
+
+# --- outcomes per test number ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.number)
+async def test_each_test_number_charges_and_retrieves_as_documented(case: Case) -> None:
+    gateway = make_gateway()
+    instrument = await tokenize(gateway, case)
+    request = charge_request(instrument.token)
+
+    charged = await gateway.charge(request)
+    retrieved = await gateway.retrieve(request)
+
+    assert (charged.outcome, retrieved.outcome) == (case.charge, case.retrieve)
+    assert retrieved.decline_code == case.decline_code
+    assert charged.requires_action == case.requires_action
+    assert retrieved.requires_action == case.requires_action
+    if case.charge is DECLINED:
+        assert charged.decline_code == case.decline_code
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.number)
+async def test_each_test_number_has_the_documented_brand_and_funding(case: Case) -> None:
+    instrument = await tokenize(make_gateway(), case)
+
+    assert (instrument.brand, instrument.funding) == (case.brand, case.funding)
+
+
+async def test_a_charge_and_its_retrieval_share_one_reference_derived_from_the_payment_id() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card("4242424242424242"))
+
+    first = await gateway.charge(charge_request(instrument.token, "pay_a"))
+    again = await make_gateway().retrieve(charge_request(instrument.token, "pay_a"))
+    other = await gateway.charge(charge_request(instrument.token, "pay_b"))
+
+    assert first.gateway_reference is not None
+    assert first.gateway_reference.startswith("ch_sbx_")
+    assert again.gateway_reference == first.gateway_reference
+    assert other.gateway_reference != first.gateway_reference
+
+
+async def test_a_gateway_that_was_unreachable_gives_no_reference() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card(CARD_GATEWAY_UNREACHABLE))
+
+    result = await gateway.charge(charge_request(instrument.token))
+
+    assert result.gateway_reference is None
+
+
+async def test_the_issuer_that_refuses_international_payments_is_foreign() -> None:
+    instrument = await make_gateway().tokenize(card(CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED))
+
+    assert instrument.issuer_country == "US"
+
+
+async def test_an_unknown_outcome_says_when_to_ask_again() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card(CARD_TIMEOUT_CHARGE_TAKEN))
+
+    result = await gateway.charge(charge_request(instrument.token))
+
+    assert result.retry_after_s is not None
+    assert result.retry_after_s > 0
+
+
+# --- slow settlement and authentication -----------------------------------------------------
+
+
+async def test_a_slow_settlement_stays_pending_until_the_settlement_delay_has_passed() -> None:
+    clock = MovableClock(NOW)
+    gateway = make_gateway(clock=clock, settlement_delay_s=SETTLEMENT_DELAY_S)
+    instrument = await gateway.tokenize(card(CARD_SLOW_SETTLEMENT))
+    request = charge_request(instrument.token)
+
+    charged = await gateway.charge(request)
+    clock.now = NOW + dt.timedelta(seconds=SETTLEMENT_DELAY_S - 30)
+    still_pending = await gateway.retrieve(request)
+    clock.now = NOW + dt.timedelta(seconds=SETTLEMENT_DELAY_S)
+    settled = await gateway.retrieve(request)
+
+    assert charged.outcome is PENDING
+    assert charged.retry_after_s == SETTLEMENT_DELAY_S
+    assert still_pending.outcome is PENDING
+    assert still_pending.retry_after_s == 30
+    assert settled.outcome is SUCCEEDED
+    assert settled.gateway_reference == charged.gateway_reference
+
+
+async def test_the_documented_authentication_code_confirms_the_charge() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card("4000000000003220"))
+    request = charge_request(instrument.token)
+
+    charged = await gateway.charge(request)
+    confirmed = await gateway.confirm(request, "123456")
+
+    assert charged.requires_action == "authenticate"
+    assert confirmed.outcome is SUCCEEDED
+    assert confirmed.gateway_reference == charged.gateway_reference
+
+
+async def test_a_wrong_authentication_code_declines_the_charge() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card("4000000000003220"))
+
+    result = await gateway.confirm(charge_request(instrument.token), "654321")
+
+    assert result.outcome is DECLINED
+    assert result.decline_code == "authentication_failed"
+
+
+async def test_confirming_a_charge_that_needs_no_authentication_changes_nothing() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card("4000000000000002"))
+
+    result = await gateway.confirm(charge_request(instrument.token), "123456")
+
+    assert result.outcome is DECLINED
+    assert result.decline_code == "card_declined"
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.number)
+async def test_a_token_never_contains_the_card_number_or_the_cvc(case: Case) -> None:
+    instrument = await tokenize(make_gateway(), case)
+    claims = token_claims(instrument.token)
+    decoded = json.dumps(claims)
+
+    assert instrument.token.startswith("tok_sbx_")
+    assert case.number not in instrument.token
+    assert case.number not in decoded
+    assert case.number[:-4] not in decoded
+    assert not {"number", "card_number", "pan", "cvc"} & claims.keys()
+    assert claims["last4"] == case.number[-4:] == instrument.last4
+
+
+async def test_the_same_card_gives_the_same_token_in_every_process() -> None:
+    first = await make_gateway().tokenize(card("4242424242424242"))
+    second = await make_gateway().tokenize(card("4242 4242 4242 4242"))
+
+    assert first == second
+
+
+async def test_a_token_signed_with_another_secret_is_rejected() -> None:
+    instrument = await make_gateway(secret=b"another-secret").tokenize(card("4242424242424242"))
+
+    with pytest.raises(InputError) as raised:
+        await make_gateway().charge(charge_request(instrument.token))
+
+    assert raised.value.code == "payment_token_invalid"
+
+
+async def test_a_token_whose_claims_were_edited_is_rejected() -> None:
+    gateway = make_gateway()
+    declined = await gateway.tokenize(card("4000000000000002"))
+    claims = token_claims(declined.token)
+    claims["behaviour"] = "succeeds"
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    signature = declined.token.split(".")[1]
+    forged = f"tok_sbx_{payload}.{signature}"
+
+    with pytest.raises(InputError) as raised:
+        await gateway.charge(charge_request(forged))
+
+    assert raised.value.code == "payment_token_invalid"
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "garbage", "tok_sbx_", "tok_sbx_abc", "tok_sbx_abc.def", "tok_sbx_." + "x" * 2000],
+)
+async def test_a_garbage_token_is_rejected_by_every_operation(token: str) -> None:
+    gateway = make_gateway()
+    request = charge_request(token)
+
+    for operation in (gateway.charge, gateway.retrieve):
+        with pytest.raises(InputError) as raised:
+            await operation(request)
+        assert raised.value.code == "payment_token_invalid"
+    with pytest.raises(InputError):
+        await gateway.refund(refund_id="ref_1", charge=request)
+
+
+# --- card validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("details", "code", "field"),
+    [
+        (card("4242-4242-4242-4242"), "card_number_invalid", "payment.card_number"),
+        (card("4242abcd42424242"), "card_number_invalid", "payment.card_number"),
+        (card("42424242424"), "card_number_invalid", "payment.card_number"),
+        (card("42424242424242424242"), "card_number_invalid", "payment.card_number"),
+        (card("４２４２４２４２４２４２４２４２"), "card_number_invalid", "payment.card_number"),
+        (card("4242424242424241"), "card_number_bad_check_digit", "payment.card_number"),
+        (card("4242424242424242", month=0), "expiry_invalid", "payment.expiry"),
+        (card("4242424242424242", month=13), "expiry_invalid", "payment.expiry"),
+        (card("4242424242424242", year=2099), "expiry_invalid", "payment.expiry"),
+        (card("4242424242424242", month=5, year=2025), "card_expired", "payment.expiry"),
+        (card("4242424242424242", month=12, year=2024), "card_expired", "payment.expiry"),
+        (card("4242424242424242", month=12, year=24), "card_expired", "payment.expiry"),
+        (card("4242424242424242", cvc="12"), "cvc_invalid", "payment.cvc"),
+        (card("4242424242424242", cvc="1234"), "cvc_invalid", "payment.cvc"),
+        (card("4242424242424242", cvc="12a"), "cvc_invalid", "payment.cvc"),
+        (card("378282246310005", cvc="123"), "cvc_invalid", "payment.cvc"),
+    ],
+)
+async def test_invalid_card_details_are_refused_with_a_code_and_a_field(
+    details: CardDetails, code: str, field: str
+) -> None:
+    with pytest.raises(InputError) as raised:
+        await make_gateway().tokenize(details)
+
+    assert (raised.value.code, raised.value.field) == (code, field)
+
+
+async def test_an_error_message_never_repeats_the_card_number_or_cvc() -> None:
+    with pytest.raises(InputError) as raised:
+        await make_gateway().tokenize(card("4242424242424241", cvc="987"))
+
+    assert "424242424242424" not in str(raised.value)
+    assert "987" not in str(raised.value)
+
+
+async def test_a_card_expiring_this_month_is_still_valid() -> None:
+    instrument = await make_gateway().tokenize(card("4242424242424242", month=6, year=2025))
+
+    assert (instrument.expiry_month, instrument.expiry_year) == (6, 2025)
+
+
+async def test_a_two_digit_expiry_year_is_read_as_this_century() -> None:
+    instrument = await make_gateway().tokenize(card("4242424242424242", month=1, year=30))
+
+    assert instrument.expiry_year == 2030
+
+
+@pytest.mark.parametrize(
+    ("number", "brand"),
+    [
+        ("2223003122003222", "mastercard"),
+        ("6200000000000005", "unionpay"),
+        ("6011111111111117", "unknown"),
+    ],
+)
+async def test_the_brand_comes_from_the_issuer_identification_number(
+    number: str, brand: str
+) -> None:
+    instrument = await make_gateway().tokenize(card(number))
+
+    assert instrument.brand == brand
+
+
+async def test_a_charge_for_nothing_is_refused() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card("4242424242424242"))
+
+    with pytest.raises(InputError) as raised:
+        await gateway.charge(charge_request(instrument.token, minor=0))
+
+    assert raised.value.code == "invalid_amount"
+
+
+# --- refunds --------------------------------------------------------------------------------
+
+
+async def test_a_refund_succeeds_with_a_reference_derived_from_the_refund_id() -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card("4242424242424242"))
+    request = charge_request(instrument.token)
+
+    first = await gateway.refund(refund_id="ref_1", charge=request)
+    again = await make_gateway().refund(refund_id="ref_1", charge=request)
+    other = await gateway.refund(refund_id="ref_2", charge=request)
+
+    assert first.outcome is RefundOutcome.SUCCEEDED
+    assert first.gateway_reference is not None
+    assert first.gateway_reference.startswith("re_sbx_")
+    assert again.gateway_reference == first.gateway_reference
+    assert other.gateway_reference != first.gateway_reference
+
+
+@pytest.mark.parametrize("number", ["4000000000000002", CARD_TIMEOUT_NOTHING_TAKEN])
+async def test_a_charge_that_took_no_money_cannot_be_refunded(number: str) -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card(number))
+
+    result = await gateway.refund(refund_id="ref_1", charge=charge_request(instrument.token))
+
+    assert result.outcome is RefundOutcome.FAILED
+
+
+# --- injected faults ------------------------------------------------------------------------
+
+FAULT_RATE = 0.2
+PAYMENT_COUNT = 2_000
+
+
+async def outcomes(gateway: SandboxGateway, token: str) -> list[tuple[str, str, str | None]]:
+    answers = []
+    for index in range(PAYMENT_COUNT):
+        request = charge_request(token, f"pay_{index}")
+        charged = await gateway.charge(request)
+        retrieved = await gateway.retrieve(request)
+        answers.append((charged.outcome.value, retrieved.outcome.value, retrieved.decline_code))
+    return answers
+
+
+async def test_injected_faults_replay_exactly_with_the_same_seed() -> None:
+    token = (await make_gateway().tokenize(card("4242424242424242"))).token
+
+    first = await outcomes(make_gateway(fault_rate=FAULT_RATE, seed=7), token)
+    replay = await outcomes(make_gateway(fault_rate=FAULT_RATE, seed=7), token)
+    other_seed = await outcomes(make_gateway(fault_rate=FAULT_RATE, seed=8), token)
+
+    assert first == replay
+    assert first != other_seed
+
+
+async def test_injected_faults_hit_about_the_configured_rate_split_between_taken_and_not() -> None:
+    token = (await make_gateway().tokenize(card("4242424242424242"))).token
+
+    answers = await outcomes(make_gateway(fault_rate=FAULT_RATE, seed=3), token)
+
+    unknown = [answer for answer in answers if answer[0] == "unknown"]
+    taken = [answer for answer in unknown if answer[1] == "succeeded"]
+    not_taken = [answer for answer in unknown if answer[1:] == ("declined", "charge_not_found")]
+    assert 0.17 < len(unknown) / PAYMENT_COUNT < 0.23
+    assert len(taken) + len(not_taken) == len(unknown)
+    assert 0.4 < len(taken) / len(unknown) < 0.6
+    assert all(
+        answer == ("succeeded", "succeeded", None) for answer in answers if answer[0] != "unknown"
+    )
+
+
+async def test_without_a_fault_rate_no_charge_is_faulted() -> None:
+    token = (await make_gateway().tokenize(card("4242424242424242"))).token
+
+    answers = await outcomes(make_gateway(seed=3), token)
+
+    assert {answer[0] for answer in answers} == {"succeeded"}

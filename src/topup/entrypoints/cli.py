@@ -1,0 +1,316 @@
+"""`topup`: the command line. Thin: parse, call a service, render. Errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from topup.bootstrap import Application, build, migrate
+from topup.domain.errors import InputError, NotFoundError, TopupError
+from topup.ports import CardDetails
+from topup.services import audit as audit_service
+from topup.services import queries
+from topup.services.demo import load_demo
+from topup.services.renewals import RenewalRequest, get_renewal, renew
+from topup.services.views import RenewalView
+from topup.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Renew mobile-data cards.")
+console = Console()
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+EXIT_INPUT = 2
+EXIT_FAILED = 1
+EXIT_INTERNAL = 70
+
+
+def _fail(code: str, message: str, exit_code: int) -> typer.Exit:
+    print(f"error [{code}]: {message}", file=sys.stderr)
+    return typer.Exit(exit_code)
+
+
+def _run(work: Callable[[Application], Awaitable[T]], **build_options: Any) -> T:
+    async def main() -> T:
+        application = build(**build_options)
+        try:
+            return await work(application)
+        finally:
+            await application.close()
+
+    try:
+        return asyncio.run(main())
+    except TopupError as error:
+        exit_code = EXIT_INPUT if isinstance(error, InputError | NotFoundError) else EXIT_FAILED
+        raise _fail(error.code, error.message, exit_code) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception as error:  # a bug or an unreachable database: one line, no traceback
+        raise _fail(
+            "internal_error",
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+            EXIT_INTERNAL,
+        ) from None
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, sort_keys=True))
+
+
+@app.command()
+def init(
+    demo: Annotated[bool, typer.Option("--demo", help="Load demo plans and cards.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or upgrade the database schema; with --demo, load demo data."""
+    settings = Settings()
+    try:
+        migrate(settings.database_url)
+    except Exception as error:
+        raise _fail(
+            "database_unavailable",
+            f"cannot migrate the database: {type(error).__name__}",
+            EXIT_INTERNAL,
+        ) from None
+    result: dict[str, Any] = {"migrated": True, "database": settings.database_url.split("@")[-1]}
+    if demo:
+        result["demo"] = _run(lambda application: load_demo(application.services))
+    if as_json:
+        _print_json(result)
+    else:
+        console.print(f"database ready ({result['database']})")
+        if demo:
+            console.print(
+                f"demo data: {result['demo']['plans']} plans, {result['demo']['cards_added']} new cards"
+            )
+
+
+@app.command()
+def cards(
+    limit: Annotated[int, typer.Option(help="How many cards to list.")] = 100,
+    offset: Annotated[int, typer.Option(help="Skip this many cards.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """List cards with their status and balances."""
+    rows = _run(
+        lambda application: queries.list_cards(application.services, limit=limit, offset=offset)
+    )
+    if as_json:
+        _print_json({"cards": rows})
+        return
+    table = Table("card", "ICCID", "kind", "status", "credit", "data MB", "valid until", "bill due")
+    for row in rows:
+        table.add_row(
+            row["msisdn"],
+            row["iccid"],
+            row["kind"],
+            row["status"],
+            f"{row['credit']} {row['currency']}",
+            str(row["data_quota_mb"]),
+            row["validity_end"] or "-",
+            f"{row['bill_due']} {row['currency']}" if row["bill_due_minor"] else "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def plans(
+    card: Annotated[
+        str | None, typer.Option("--card", help="Only plans this card may buy.")
+    ] = None,
+    channel: Annotated[str | None, typer.Option(help="Only plans sold on this channel.")] = None,
+    locale: Annotated[
+        str, typer.Option(help="Language of plan names (en, ms, zh_Hans, id).")
+    ] = "en",
+    as_json: JsonOption = False,
+) -> None:
+    """List plans on sale."""
+    card_summary, rows = _run(
+        lambda application: queries.list_plans(
+            application.services, card_number=card, channel=channel, locale=locale
+        )
+    )
+    if as_json:
+        _print_json({"card": card_summary, "plans": rows})
+        return
+    table = Table("plan", "name", "kind", "price", "data MB", "days", "channels")
+    for row in rows:
+        table.add_row(
+            row["code"],
+            row["name"],
+            row["kind"],
+            f"{row['price']} {row['currency']}",
+            str(row["data_quota_mb"]),
+            str(row["validity_days"]),
+            ",".join(row["channels"]),
+        )
+    console.print(table)
+
+
+def _parse_expiry(text: str) -> tuple[int, int]:
+    month, separator, year = text.strip().partition("/")
+    if not separator or not month.isdigit() or not year.isdigit() or len(year) not in (2, 4):
+        raise _fail("expiry_invalid", "expiry must look like MM/YY", EXIT_INPUT)
+    full_year = int(year) + 2000 if len(year) == 2 else int(year)
+    return int(month), full_year
+
+
+def _render_renewal(view: RenewalView, as_json: bool) -> None:
+    data = view.to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"renewal [bold]{data['id']}[/bold]: {data['status']}")
+    console.print(
+        f"  card {data['card_number']}  plan {data['plan']}  amount {data['amount']} {data['currency']}"
+    )
+    if data.get("payment"):
+        payment = data["payment"]
+        console.print(
+            f"  paid with {payment['brand']} ****{payment['last4']} ({payment['funding']}): {payment['status']}"
+        )
+    if data["estimated_activation_by"] and data["status"] == "activating":
+        console.print(
+            f"  expected to take effect by {data['estimated_activation_by']}; "
+            f"contact customer service if not active by {data['contact_support_after']}"
+        )
+    for step in data["timeline"]:
+        console.print(f"  {step['at']}  {step['from'] or '-'} -> {step['to']}: {step['reason']}")
+
+
+@app.command(name="renew")
+def renew_command(
+    card: Annotated[str, typer.Argument(help="Card number: phone number or ICCID.")],
+    plan: Annotated[str, typer.Argument(help="Plan code (see `topup plans --card CARD`).")],
+    card_number: Annotated[str, typer.Option("--card-number", help="Payment card number.")],
+    expiry: Annotated[str, typer.Option("--expiry", help="Payment card expiry, MM/YY.")],
+    cvc: Annotated[str, typer.Option("--cvc", help="Payment card security code.")],
+    channel: Annotated[str, typer.Option(help="web, store, kiosk, app or api.")] = "web",
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Same key, same renewal.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Renew a card: pay for a plan; activation follows asynchronously (see `topup worker`)."""
+    month, year = _parse_expiry(expiry)
+    request = RenewalRequest(
+        card_number=card,
+        plan_code=plan,
+        channel=channel,
+        idempotency_key=idempotency_key,
+        payment=CardDetails(number=card_number, expiry_month=month, expiry_year=year, cvc=cvc),
+    )
+    view = _run(lambda application: renew(application.services, request))
+    _render_renewal(view, as_json)
+    if view.status == "declined":
+        print(f"error [{view.renewal.decline_code}]: the payment was declined", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def status(
+    renewal_id: Annotated[str, typer.Argument(help="Renewal id.")], as_json: JsonOption = False
+) -> None:
+    """Where a renewal stands, with its timeline and expected activation time."""
+    view = _run(lambda application: get_renewal(application.services, renewal_id))
+    _render_renewal(view, as_json)
+
+
+@app.command()
+def balance(
+    card: Annotated[str, typer.Argument(help="Card number: phone number or ICCID.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Credit, data left, validity and status of a card, as of now."""
+    row = _run(lambda application: queries.balance(application.services, card))
+    if as_json:
+        _print_json(row)
+        return
+    console.print(f"card {row['msisdn']} ({row['kind']}): {row['status']}")
+    if row["kind"] == "prepaid":
+        console.print(f"  credit {row['credit']} {row['currency']}, data {row['data_quota_mb']} MB")
+        console.print(
+            f"  valid until {row['validity_end'] or '-'}; grace until {row['grace_end'] or '-'}"
+        )
+    else:
+        console.print(
+            f"  bill due {row['bill_due']} {row['currency']} by {row['bill_due_date'] or '-'}"
+        )
+
+
+@app.command()
+def history(
+    card: Annotated[str, typer.Argument(help="Card number: phone number or ICCID.")],
+    limit: Annotated[int, typer.Option(help="How many items of each kind.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Renewals and card events, newest first."""
+    data = _run(lambda application: queries.history(application.services, card, limit=limit))
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("when", "renewal", "plan", "amount", "status")
+    for row in data["renewals"]:
+        table.add_row(
+            row["created_at"],
+            row["id"],
+            row["plan"],
+            f"{row['amount']} {row['currency']}",
+            row["status"],
+        )
+    console.print(table)
+    for event in data["card_events"]:
+        console.print(f"{event['at']}  {event['kind']}  {json.dumps(event['detail'])}")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Do what is due now, then exit.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run activations, refunds, payment checks and card lifecycle changes."""
+    from topup.entrypoints.worker import run_forever, work_once
+
+    def on_event(kind: str, data: dict[str, str]) -> None:
+        if as_json:
+            _print_json({"event": kind, **data})
+        else:
+            console.print(f"{kind}: " + " ".join(f"{key}={value}" for key, value in data.items()))
+        sys.stdout.flush()
+
+    async def work(application: Application) -> int:
+        if once:
+            return await work_once(application.services)
+        await run_forever(application.services)
+        return 0
+
+    done = _run(work, on_event=on_event)
+    if once and as_json:
+        _print_json({"done": done})
+
+
+@app.command()
+def audit(as_json: JsonOption = False) -> None:
+    """Recompute balances from ledger entries and check every invariant. Exit 1 on any violation."""
+    report = _run(lambda application: audit_service.audit(application.services))
+    if as_json:
+        _print_json(
+            {"clean": report.clean, "checked": report.checked, "violations": report.violations}
+        )
+    else:
+        for violation in report.violations:
+            console.print(f"[red]violation[/red]: {violation}")
+        console.print(f"audit {'clean' if report.clean else 'FAILED'}: {report.checked}")
+    if not report.clean:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def main() -> None:
+    app()

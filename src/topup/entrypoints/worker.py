@@ -24,10 +24,8 @@ async def run_forever(services: Services, *, stop: asyncio.Event | None = None) 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
             loop.add_signal_handler(signal_number, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
-            pass
     limits = services.limits
     last_lifecycle = 0.0
     while not stop.is_set():

@@ -94,6 +94,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
         fingerprint = _fingerprint(request, card.id, instrument.brand, instrument.last4, expiry)
         existing = await uow.renewals.by_idempotency_key(key)
         if existing is not None:
+            await uow.rollback()  # release the transaction before reading the replay
             return await _replay(services, existing.id, fingerprint)
         plan = await uow.plans.get(request.plan_code)
         if plan is None:
@@ -158,10 +159,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
                 "updated_at": now,
             }
         )
-        try:
-            await uow.commit()
-        except DuplicateError:
-            return await _replay_after_race(services, key, fingerprint)
+        await uow.commit()
     charge = ChargeRequest(
         payment_id=payment_id,
         token=instrument.token,

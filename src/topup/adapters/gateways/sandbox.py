@@ -65,6 +65,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from topup.domain.card_number import luhn_is_valid
 from topup.domain.errors import InputError
 from topup.ports import (
     CardDetails,
@@ -174,19 +175,6 @@ def _b64encode(data: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def luhn_is_valid(digits: str) -> bool:
-    """True when the last digit of ``digits`` is the Luhn check digit of the others."""
-    total = 0
-    for position, character in enumerate(reversed(digits)):
-        digit = int(character)
-        if position % 2 == 1:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return total % 10 == 0
 
 
 def card_brand(digits: str) -> str:

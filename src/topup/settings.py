@@ -21,6 +21,7 @@ class Limits(BaseSettings):
     payment_check_base_s: float = Field(5.0, gt=0)
     payment_check_cap_s: float = Field(3600.0, gt=0)
     payment_staff_recheck_s: float = Field(86_400.0, gt=0)
+    requires_action_timeout_s: float = Field(1800.0, gt=0)
     activation_attempts_max: int = Field(8, ge=1)
     activation_backoff_base_s: float = Field(2.0, gt=0)
     activation_backoff_cap_s: float = Field(600.0, gt=0)

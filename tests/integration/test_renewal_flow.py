@@ -169,3 +169,18 @@ async def test_no_card_number_or_cvc_is_stored(demo_app: Application) -> None:
     assert "4242424242424242" not in dump
     assert "tok_sbx" not in dump
     assert "4242" in dump  # last four digits are kept
+
+
+async def test_authentication_never_completed_ends_cancelled_with_nothing_taken(demo_app: Application) -> None:
+    services = demo_app.services
+    clock = services.clock
+    assert isinstance(clock, FixedClock)
+    needs_authentication = CardDetails(number="4000000000003220", expiry_month=12, expiry_year=2030, cvc="123")
+    view = await renew(services, request(payment=needs_authentication))
+    assert view.status == "requires_action"
+    assert view.payment is not None and view.payment.next_check_at is not None
+    clock.advance(services.limits.requires_action_timeout_s + 2)
+    await work_once(services)
+    final = await get_renewal(services, view.id)
+    assert final.status == "cancelled"
+    assert (await audit(services)).clean

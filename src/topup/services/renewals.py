@@ -261,12 +261,30 @@ async def record_charge_result(
                 ),
                 decline_code=result.decline_code,
             )
+        elif (
+            outcome is GatewayOutcome.PENDING
+            and result.requires_action
+            and (now - renewal.created_at).total_seconds() > limits.requires_action_timeout_s
+        ):
+            # The payer never completed the step: abandoned before payment, nothing was taken.
+            await uow.payments.update(
+                payment.id, status="cancelled", next_check_at=None, updated_at=now
+            )
+            await uow.renewals.move(
+                renewal,
+                transition(
+                    renewal.status,
+                    RenewalStatus.CANCELLED,
+                    at=now,
+                    reason=f"the payer did not {result.requires_action} in time",
+                ),
+            )
         elif outcome is GatewayOutcome.PENDING and result.requires_action:
             await uow.payments.update(
                 payment.id,
                 status="requires_action",
                 gateway_reference=result.gateway_reference,
-                next_check_at=now + dt.timedelta(seconds=limits.payment_check_cap_s),
+                next_check_at=now + dt.timedelta(seconds=limits.requires_action_timeout_s + 1),
                 updated_at=now,
             )
             if renewal.status is not RenewalStatus.REQUIRES_ACTION:

@@ -46,6 +46,7 @@ class Card:
 
     def check_invariants(self) -> None:
         require(self.credit.currency == self.currency, "card credit in the wrong currency")
+        require(self.bill_due.currency == self.currency, "card bill in the wrong currency")
         require(self.credit.minor >= 0, f"card {self.id} credit is negative")
         require(self.data_quota_mb >= 0, f"card {self.id} quota is negative")
         require(self.bill_due.minor >= 0, f"card {self.id} bill due is negative")
@@ -141,6 +142,7 @@ def apply_bill_payment(card: Card, *, at: dt.datetime, amount: Money) -> Card:
     """Pay (part of) the bill; a fully paid bill lifts a suspension."""
     if card.kind is not CardKind.POSTPAID:
         raise InvariantError("bill payment applied to a prepaid card")
+    require(amount.minor > 0, f"a bill payment must be positive, got {amount}")
     paid = replace(card, bill_due=card.bill_due - amount, version=card.version + 1)
     if paid.bill_due.minor < 0:
         raise InvariantError(f"bill payment {amount} exceeds what card {card.id} owes")
@@ -154,6 +156,7 @@ def apply_bill_payment(card: Card, *, at: dt.datetime, amount: Money) -> Card:
 def issue_bill(card: Card, *, amount: Money, due_date: dt.datetime) -> Card:
     if card.kind is not CardKind.POSTPAID:
         raise InvariantError("bill issued to a prepaid card")
+    require(amount.minor > 0, f"a bill must be positive, got {amount}")
     due = card.bill_due_date if card.bill_due_date is not None else due_date
     billed = replace(
         card,

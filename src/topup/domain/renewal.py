@@ -12,6 +12,7 @@ Every transition is recorded with its time and reason. Any other transition is a
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -48,7 +49,8 @@ ALLOWED_TRANSITIONS: dict[RenewalStatus, frozenset[RenewalStatus]] = {
         {_S.REQUIRES_ACTION, _S.PAYMENT_PENDING, _S.ACTIVATING, _S.DECLINED, _S.CANCELLED}
     ),
     _S.REQUIRES_ACTION: frozenset({_S.PAYMENT_PENDING, _S.ACTIVATING, _S.DECLINED, _S.CANCELLED}),
-    _S.PAYMENT_PENDING: frozenset({_S.REQUIRES_ACTION, _S.ACTIVATING, _S.DECLINED}),
+    # cancelled: the gateway, asked again, wants a payer's step that never came (nothing taken)
+    _S.PAYMENT_PENDING: frozenset({_S.REQUIRES_ACTION, _S.ACTIVATING, _S.DECLINED, _S.CANCELLED}),
     _S.ACTIVATING: frozenset({_S.COMPLETED, _S.REFUNDED}),
     _S.COMPLETED: frozenset(),
     _S.DECLINED: frozenset(),
@@ -101,5 +103,9 @@ def backoff_s(*, attempt: int, base_s: float, cap_s: float, jitter_fraction: flo
         raise InvariantError("attempts are counted from 1")
     if not 0.0 <= jitter_fraction < 1.0:
         raise InvariantError("jitter fraction must be in [0, 1)")
-    raw: float = min(cap_s, base_s * (2 ** (attempt - 1)))
+    try:
+        grown_s = math.ldexp(base_s, attempt - 1)  # base_s * 2 ** (attempt - 1), exactly
+    except OverflowError:  # past the largest float, so past any cap
+        grown_s = math.inf
+    raw: float = min(cap_s, grown_s)
     return raw * (0.5 + jitter_fraction / 2)

@@ -278,9 +278,14 @@ def worker(
     """Run activations, refunds, payment checks and card lifecycle changes."""
     from topup.entrypoints.worker import run_forever, work_once
 
+    events: list[dict[str, str]] = []
+
     def on_event(kind: str, data: dict[str, str]) -> None:
+        if as_json and once:
+            events.append({"event": kind, **data})  # printed with the summary: one JSON object
+            return
         if as_json:
-            _print_json({"event": kind, **data})
+            _print_json({"event": kind, **data})  # a worker that runs on: one object per line
         else:
             console.print(f"{kind}: " + " ".join(f"{key}={value}" for key, value in data.items()))
         sys.stdout.flush()
@@ -293,7 +298,7 @@ def worker(
 
     done = _run(work, on_event=on_event)
     if once and as_json:
-        _print_json({"done": done})
+        _print_json({"done": done, "events": events})
 
 
 @app.command()

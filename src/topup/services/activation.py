@@ -143,15 +143,24 @@ async def _activate(services: Services, job: JobRecord) -> None:
 
 
 async def _complete(services: Services, job: JobRecord, now: dt.datetime) -> None:
-    """Credit the card: card change, ledger entry, renewal completed, job done: one transaction."""
+    refusal = await _credit(services, job, now)
+    if refusal is not None:
+        # Only once the credit's unit of work is closed: holding one connection while waiting
+        # for another lets a batch of refusals exhaust the pool and wait on each other.
+        await _give_up(services, replace(job, status="queued"), now, refusal)
+
+
+async def _credit(services: Services, job: JobRecord, now: dt.datetime) -> str | None:
+    """Credit the card: card change, ledger entry, renewal completed, job done: one transaction.
+    Returns why the card cannot take the renewal (nothing written), or None."""
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
         if renewal is None or renewal.status is not RenewalStatus.ACTIVATING:
             await uow.jobs.finish(job, status="done", at=now, error="renewal already settled")
             await uow.commit()
-            return
+            return None
         if not await uow.jobs.finish(job, status="done", at=now):
-            return  # another worker finished it first
+            return None  # another worker finished it first
         card = await uow.cards.get(renewal.card_id, for_update=True)
         plan = await uow.plans.get(renewal.plan_code)
         if card is None or plan is None:
@@ -179,9 +188,7 @@ async def _complete(services: Services, job: JobRecord, now: dt.datetime) -> Non
                 updated = apply_bill_payment(card, at=now, amount=amount)
                 destination = ledger.card_receivable_account(card.id)
         except ConflictError as error:
-            await uow.rollback()
-            await _give_up(services, replace(job, status="queued"), now, error.message)
-            return
+            return error.message  # leaving the unit of work uncommitted rolls it back
         await uow.cards.save(updated, expected_version=card.version, at=now)
         await uow.ledger.record(
             ledger.activation(
@@ -200,6 +207,7 @@ async def _complete(services: Services, job: JobRecord, now: dt.datetime) -> Non
     services.on_event(
         "activation_completed", {"renewal_id": renewal.id, "card": card.msisdn, "plan": plan.code}
     )
+    return None
 
 
 async def _give_up(services: Services, job: JobRecord, now: dt.datetime, reason: str) -> None:

@@ -95,7 +95,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
         existing = await uow.renewals.by_idempotency_key(key)
         if existing is not None:
             await uow.rollback()  # release the transaction before reading the replay
-            return await _replay(services, existing.id, fingerprint)
+            return await _replay(uow, existing.id, fingerprint)
         plan = await uow.plans.get(request.plan_code)
         if plan is None:
             raise NotFoundError(
@@ -123,7 +123,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
             )
         except DuplicateError:
             await uow.rollback()
-            return await _replay_after_race(services, key, fingerprint)
+            return await _replay_after_race(uow, key, fingerprint)
         await uow.renewals.add_event(
             renewal_id,
             Transition(
@@ -183,8 +183,10 @@ def _amount_due(card: Card, kind: PlanKind, price: Money) -> Money:
     return price
 
 
-async def _replay(services: Services, renewal_id: str, fingerprint: str) -> RenewalView:
-    view = await get_renewal(services, renewal_id)
+async def _replay(uow: UnitOfWork, renewal_id: str, fingerprint: str) -> RenewalView:
+    """Read on the caller's connection: taking a second one while holding the first would let
+    a burst of replays exhaust the pool and wait on each other until the pool timeout."""
+    view = await _view(uow, renewal_id)
     if view.renewal.request_fingerprint != fingerprint:
         raise ConflictError(
             "this idempotency key was already used for a different renewal",
@@ -194,16 +196,15 @@ async def _replay(services: Services, renewal_id: str, fingerprint: str) -> Rene
     return RenewalView(view.renewal, view.payment, view.timeline, view.card_number, replayed=True)
 
 
-async def _replay_after_race(services: Services, key: str, fingerprint: str) -> RenewalView:
-    async with services.unit_of_work() as uow:
-        existing: RenewalRecord | None = await uow.renewals.by_idempotency_key(key)
+async def _replay_after_race(uow: UnitOfWork, key: str, fingerprint: str) -> RenewalView:
+    existing: RenewalRecord | None = await uow.renewals.by_idempotency_key(key)
     if existing is None:
         raise ConflictError(
             "this renewal is being created; try again",
             code="idempotency_key_in_use",
             retryable=True,
         )
-    return await _replay(services, existing.id, fingerprint)
+    return await _replay(uow, existing.id, fingerprint)
 
 
 async def send_charge(services: Services, charge: ChargeRequest) -> ChargeResult:

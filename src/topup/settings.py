@@ -31,8 +31,9 @@ class Limits(BaseSettings):
     refund_attempts_max: int = Field(20, ge=1)
     job_lease_s: float = Field(60.0, gt=0)
     worker_batch_size: int = Field(32, ge=1, le=1000)
-    worker_concurrency: int = Field(32, ge=1, le=1000)
+    worker_concurrency: int = Field(16, ge=1, le=1000)  # keep below the pool size
     worker_idle_sleep_s: float = Field(0.5, gt=0)
+    worker_error_pause_cap_s: float = Field(30.0, gt=0)
     lifecycle_batch_size: int = Field(200, ge=1, le=10_000)
     lifecycle_interval_s: float = Field(60.0, gt=0)
     list_limit_max: int = Field(500, ge=1, le=10_000)

@@ -6,12 +6,14 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_SIZE = 20
 POSTGRES_POOL_OVERFLOW = 20
 POOL_TIMEOUT_S = 30
+POOL_RECYCLE_S = 1800
 
 
 def async_url(url: str) -> str:
@@ -39,7 +41,7 @@ def create_engine(url: str, *, pool_size: int = POSTGRES_POOL_SIZE) -> AsyncEngi
         pool_size=pool_size,
         max_overflow=POSTGRES_POOL_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_S,
-        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_S,  # no pre-ping: it costs three round trips per transaction
         connect_args={"server_settings": {"application_name": "topup"}},
     )
 
@@ -61,3 +63,7 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# What a worker may wait out and retry: the database went away, was restarted, or is full.
+TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, OSError, TimeoutError)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, func, select, update
+from sqlalchemy import Row, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -82,7 +82,9 @@ class CardRepository:
     async def get(self, card_id: str, *, for_update: bool = False) -> Card | None:
         query = select(t.cards).where(t.cards.c.id == card_id)
         if for_update:
-            query = query.with_for_update()
+            # FOR NO KEY UPDATE: we never change a card's id, so renewals inserting rows that
+            # reference this card (foreign-key KEY SHARE locks) need not wait for us.
+            query = query.with_for_update(key_share=True)
         row = (await self._connection.execute(query)).first()
         return None if row is None else card_from_row(row)
 
@@ -116,12 +118,22 @@ class CardRepository:
         )
         return [card_from_row(row) for row in rows]
 
-    async def due_for_lifecycle(self, *, now: dt.datetime, limit: int) -> list[str]:
-        """Cards whose stored status may be stale: prepaid past validity, postpaid past due date."""
+    async def due_for_lifecycle(
+        self, *, now: dt.datetime, limit: int, grace_period_days: int
+    ) -> list[str]:
+        """Cards whose stored status is stale: prepaid active past validity or in grace past its
+        end, postpaid past due date. A card in grace is not due until its grace ends: returning
+        it earlier fills the batch with cards that do not move and starves those that do."""
+        grace_ended = now - dt.timedelta(days=grace_period_days)
         prepaid = select(t.cards.c.id).where(
             t.cards.c.kind == CardKind.PREPAID.value,
-            t.cards.c.status.in_([CardStatus.ACTIVE.value, CardStatus.GRACE.value]),
-            t.cards.c.validity_end <= now,
+            or_(
+                and_(t.cards.c.status == CardStatus.ACTIVE.value, t.cards.c.validity_end <= now),
+                and_(
+                    t.cards.c.status == CardStatus.GRACE.value,
+                    t.cards.c.validity_end <= grace_ended,
+                ),
+            ),
         )
         postpaid = select(t.cards.c.id).where(
             t.cards.c.kind == CardKind.POSTPAID.value,

@@ -234,121 +234,151 @@ async def record_charge_result(
         payment: PaymentRecord | None = await uow.payments.for_renewal(renewal_id, for_update=True)
         if renewal is None or payment is None:
             raise NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown")
-        if renewal.status not in (
-            RenewalStatus.PENDING_PAYMENT,
-            RenewalStatus.REQUIRES_ACTION,
-            RenewalStatus.PAYMENT_PENDING,
-        ):
+        if renewal.status not in OPEN_RENEWAL_STATUSES:
             return await _view(uow, renewal_id)
         outcome = result.outcome
+        age_s = (now - renewal.created_at).total_seconds()
         if outcome is GatewayOutcome.SUCCEEDED:
             await _capture(services, uow, renewal, payment, result, now)
         elif outcome is GatewayOutcome.DECLINED:
-            await uow.payments.update(
-                payment.id,
-                status="declined",
-                decline_code=result.decline_code,
-                gateway_reference=result.gateway_reference,
-                next_check_at=None,
-                updated_at=now,
-            )
-            await uow.renewals.move(
+            await _close_unpaid(
+                uow,
                 renewal,
-                transition(
-                    renewal.status,
-                    RenewalStatus.DECLINED,
-                    at=now,
-                    reason=f"payment declined: {result.decline_code}",
-                ),
-                decline_code=result.decline_code,
+                payment,
+                now,
+                RenewalStatus.DECLINED,
+                f"payment declined: {result.decline_code}",
+                result.decline_code,
             )
-        elif (
-            outcome is GatewayOutcome.PENDING
-            and result.requires_action
-            and (now - renewal.created_at).total_seconds() > limits.requires_action_timeout_s
-        ):
+        elif result.requires_action and age_s > limits.requires_action_timeout_s:
             # The payer never completed the step: abandoned before payment, nothing was taken.
-            await uow.payments.update(
-                payment.id, status="cancelled", next_check_at=None, updated_at=now
-            )
-            await uow.renewals.move(
+            await _close_unpaid(
+                uow,
                 renewal,
-                transition(
-                    renewal.status,
-                    RenewalStatus.CANCELLED,
-                    at=now,
-                    reason=f"the payer did not {result.requires_action} in time",
-                ),
+                payment,
+                now,
+                RenewalStatus.CANCELLED,
+                f"the payer did not {result.requires_action} in time",
+                None,
             )
-        elif outcome is GatewayOutcome.PENDING and result.requires_action:
-            await uow.payments.update(
-                payment.id,
-                status="requires_action",
-                gateway_reference=result.gateway_reference,
-                next_check_at=now + dt.timedelta(seconds=limits.requires_action_timeout_s + 1),
-                updated_at=now,
-            )
-            if renewal.status is not RenewalStatus.REQUIRES_ACTION:
-                await uow.renewals.move(
-                    renewal,
-                    transition(
-                        renewal.status,
-                        RenewalStatus.REQUIRES_ACTION,
-                        at=now,
-                        reason=f"the payer must {result.requires_action}",
-                    ),
-                )
+        elif result.requires_action:
+            await _await_payer(services, uow, renewal, payment, result, now)
         elif (
             outcome is GatewayOutcome.NOT_SENT
             and payment.check_attempts >= limits.charge_send_attempts_max
         ):
-            await uow.payments.update(
-                payment.id,
-                status="declined",
-                decline_code="gateway_unreachable",
-                next_check_at=None,
-                updated_at=now,
-            )
-            await uow.renewals.move(
+            await _close_unpaid(
+                uow,
                 renewal,
-                transition(
-                    renewal.status,
-                    RenewalStatus.DECLINED,
-                    at=now,
-                    reason="the payment gateway could not be reached; nothing was charged",
-                ),
-                decline_code="gateway_unreachable",
+                payment,
+                now,
+                RenewalStatus.DECLINED,
+                "the payment gateway could not be reached; nothing was charged",
+                "gateway_unreachable",
             )
         else:  # PENDING, UNKNOWN, or NOT_SENT with attempts left: ask (or send) again later
-            delay = result.retry_after_s or backoff_s(
-                attempt=payment.check_attempts + 1,
-                base_s=limits.payment_check_base_s,
-                cap_s=limits.payment_check_cap_s,
-                jitter_fraction=services.random.random(),
-            )
-            status = "not_sent" if outcome is GatewayOutcome.NOT_SENT else outcome.value
-            await uow.payments.update(
-                payment.id,
-                status=status,
-                gateway_reference=result.gateway_reference,
-                next_check_at=now + dt.timedelta(seconds=delay),
-                updated_at=now,
-            )
-            if (
-                outcome is not GatewayOutcome.NOT_SENT
-                and renewal.status is not RenewalStatus.PAYMENT_PENDING
-            ):
-                await uow.renewals.move(
-                    renewal,
-                    transition(
-                        renewal.status,
-                        RenewalStatus.PAYMENT_PENDING,
-                        at=now,
-                        reason=f"payment outcome not yet known ({outcome.value})",
-                    ),
-                )
+            await _check_later(services, uow, renewal, payment, result, now)
         await uow.commit()
         return await _view(uow, renewal_id)
+
+
+OPEN_RENEWAL_STATUSES = (
+    RenewalStatus.PENDING_PAYMENT,
+    RenewalStatus.REQUIRES_ACTION,
+    RenewalStatus.PAYMENT_PENDING,
+)
+
+
+async def _close_unpaid(
+    uow: UnitOfWork,
+    renewal: RenewalRecord,
+    payment: PaymentRecord,
+    now: dt.datetime,
+    status: RenewalStatus,
+    reason: str,
+    decline_code: str | None,
+) -> None:
+    """End a renewal on which no money was taken: declined or cancelled."""
+    await uow.payments.update(
+        payment.id,
+        status="declined" if status is RenewalStatus.DECLINED else "cancelled",
+        decline_code=decline_code,
+        next_check_at=None,
+        updated_at=now,
+    )
+    await uow.renewals.move(
+        renewal,
+        transition(renewal.status, status, at=now, reason=reason),
+        decline_code=decline_code,
+    )
+
+
+async def _await_payer(
+    services: Services,
+    uow: UnitOfWork,
+    renewal: RenewalRecord,
+    payment: PaymentRecord,
+    result: ChargeResult,
+    now: dt.datetime,
+) -> None:
+    """The payer must act (payment password / 3-D Secure); check again once the time is up."""
+    timeout_s = services.limits.requires_action_timeout_s
+    await uow.payments.update(
+        payment.id,
+        status="requires_action",
+        gateway_reference=result.gateway_reference,
+        next_check_at=renewal.created_at + dt.timedelta(seconds=timeout_s + 1),
+        updated_at=now,
+    )
+    if renewal.status is not RenewalStatus.REQUIRES_ACTION:
+        await uow.renewals.move(
+            renewal,
+            transition(
+                renewal.status,
+                RenewalStatus.REQUIRES_ACTION,
+                at=now,
+                reason=f"the payer must {result.requires_action}",
+            ),
+        )
+
+
+async def _check_later(
+    services: Services,
+    uow: UnitOfWork,
+    renewal: RenewalRecord,
+    payment: PaymentRecord,
+    result: ChargeResult,
+    now: dt.datetime,
+) -> None:
+    """Outcome not known yet: schedule the next question to the gateway, with backoff."""
+    limits = services.limits
+    delay_s = result.retry_after_s or backoff_s(
+        attempt=payment.check_attempts + 1,
+        base_s=limits.payment_check_base_s,
+        cap_s=limits.payment_check_cap_s,
+        jitter_fraction=services.random.random(),
+    )
+    outcome = result.outcome
+    await uow.payments.update(
+        payment.id,
+        status="not_sent" if outcome is GatewayOutcome.NOT_SENT else outcome.value,
+        gateway_reference=result.gateway_reference,
+        next_check_at=now + dt.timedelta(seconds=delay_s),
+        updated_at=now,
+    )
+    if (
+        outcome is not GatewayOutcome.NOT_SENT
+        and renewal.status is not RenewalStatus.PAYMENT_PENDING
+    ):
+        await uow.renewals.move(
+            renewal,
+            transition(
+                renewal.status,
+                RenewalStatus.PAYMENT_PENDING,
+                at=now,
+                reason=f"payment outcome not yet known ({outcome.value})",
+            ),
+        )
 
 
 async def _capture(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -94,9 +95,10 @@ def build(
         latency_s=settings.network_latency_s,
         clock=clock.now,
     )
+    writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
     randomness = random.Random(seed)
     services = Services(
-        unit_of_work=lambda: SqlUnitOfWork(engine),
+        unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
         gateway=gateway,
         network=network,
         clock=clock,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,6 +18,8 @@ from topup.adapters.db.repositories import (
 )
 from topup.domain.errors import InvariantError
 
+WRITER_LOCK_TIMEOUT_S = 30
+
 
 class SqlUnitOfWork:
     cards: CardRepository
@@ -27,8 +30,13 @@ class SqlUnitOfWork:
     jobs: JobRepository
     audit: AuditQueries
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
+        # SQLite allows one writer at a time. Queueing our own tasks on a lock is much cheaper than
+        # letting each BEGIN IMMEDIATE spin in SQLite's busy handler; other processes still wait
+        # through busy_timeout.
+        self._writer_lock = writer_lock
+        self._holds_lock = False
         self._connection: AsyncConnection | None = None
         self._committed = False
 
@@ -39,8 +47,16 @@ class SqlUnitOfWork:
         return self._connection
 
     async def __aenter__(self) -> SqlUnitOfWork:
-        connection = await self._engine.connect()
-        await connection.begin()
+        if self._writer_lock is not None:
+            async with asyncio.timeout(WRITER_LOCK_TIMEOUT_S):
+                await self._writer_lock.acquire()
+            self._holds_lock = True
+        try:
+            connection = await self._engine.connect()
+            await connection.begin()
+        except BaseException:
+            self._release()
+            raise
         self._connection = connection
         self._committed = False
         self.cards = CardRepository(connection)
@@ -72,3 +88,9 @@ class SqlUnitOfWork:
         finally:
             await connection.close()
             self._connection = None
+            self._release()
+
+    def _release(self) -> None:
+        if self._holds_lock and self._writer_lock is not None:
+            self._holds_lock = False
+            self._writer_lock.release()

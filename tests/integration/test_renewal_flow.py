@@ -19,11 +19,15 @@ GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=
 ACTIVE_CARD = "012-345 6789"
 
 
-def request(card: str = ACTIVE_CARD, plan: str = "pack_5gb_7d", payment: CardDetails = GOOD_CARD, **kw: Any) -> RenewalRequest:
+def request(
+    card: str = ACTIVE_CARD, plan: str = "pack_5gb_7d", payment: CardDetails = GOOD_CARD, **kw: Any
+) -> RenewalRequest:
     return RenewalRequest(card_number=card, plan_code=plan, payment=payment, **kw)
 
 
-async def test_paid_renewal_is_activated_and_extends_validity_from_its_end(demo_app: Application) -> None:
+async def test_paid_renewal_is_activated_and_extends_validity_from_its_end(
+    demo_app: Application,
+) -> None:
     services = demo_app.services
     before = await queries.balance(services, ACTIVE_CARD)
     view = await renew(services, request())
@@ -33,7 +37,11 @@ async def test_paid_renewal_is_activated_and_extends_validity_from_its_end(demo_
     after = await queries.balance(services, ACTIVE_CARD)
     final = await get_renewal(services, view.id)
     assert final.status == "completed"
-    assert [step.to_status.value for step in final.timeline] == ["pending_payment", "activating", "completed"]
+    assert [step.to_status.value for step in final.timeline] == [
+        "pending_payment",
+        "activating",
+        "completed",
+    ]
     assert after["data_quota_mb"] == before["data_quota_mb"] + 5 * 1024
     assert after["validity_end"] > before["validity_end"]
     report = await audit(services)
@@ -60,11 +68,15 @@ async def test_declined_card_takes_no_money_and_says_why(demo_app: Application) 
     assert (await audit(services)).clean
 
 
-async def test_timeout_with_charge_taken_is_resolved_by_asking_not_charging(demo_app: Application) -> None:
+async def test_timeout_with_charge_taken_is_resolved_by_asking_not_charging(
+    demo_app: Application,
+) -> None:
     services = demo_app.services
     clock = services.clock
     assert isinstance(clock, FixedClock)
-    timeout_taken = CardDetails(number="4000009990000203", expiry_month=12, expiry_year=2030, cvc="123")
+    timeout_taken = CardDetails(
+        number="4000009990000203", expiry_month=12, expiry_year=2030, cvc="123"
+    )
     view = await renew(services, request(payment=timeout_taken))
     assert view.status == "payment_pending"
     assert view.payment is not None and view.payment.next_check_at is not None
@@ -80,14 +92,18 @@ async def test_timeout_with_nothing_taken_ends_declined(demo_app: Application) -
     services = demo_app.services
     clock = services.clock
     assert isinstance(clock, FixedClock)
-    nothing_taken = CardDetails(number="4000009990000302", expiry_month=12, expiry_year=2030, cvc="123")
+    nothing_taken = CardDetails(
+        number="4000009990000302", expiry_month=12, expiry_year=2030, cvc="123"
+    )
     view = await renew(services, request(payment=nothing_taken))
     clock.advance(3600)
     await work_once(services)
     assert (await get_renewal(services, view.id)).status == "declined"
 
 
-async def test_permanent_network_failure_refunds_in_full_exactly_once(demo_app: Application) -> None:
+async def test_permanent_network_failure_refunds_in_full_exactly_once(
+    demo_app: Application,
+) -> None:
     services = demo_app.services
     view = await renew(services, request(card="+60123400000", plan="reload_10"))
     for _ in range(3):
@@ -136,7 +152,9 @@ async def test_card_in_grace_is_renewed_from_now(demo_app: Application) -> None:
         (ACTIVE_CARD, "postpaid_bill", "plan_not_for_card_kind"),
     ],
 )
-async def test_bad_requests_get_their_own_code(demo_app: Application, card: str, plan: str, code: str) -> None:
+async def test_bad_requests_get_their_own_code(
+    demo_app: Application, card: str, plan: str, code: str
+) -> None:
     with pytest.raises((InputError, NotFoundError, ConflictError)) as caught:
         await renew(demo_app.services, request(card=card, plan=plan))
     assert caught.value.code == code
@@ -171,11 +189,15 @@ async def test_no_card_number_or_cvc_is_stored(demo_app: Application) -> None:
     assert "4242" in dump  # last four digits are kept
 
 
-async def test_authentication_never_completed_ends_cancelled_with_nothing_taken(demo_app: Application) -> None:
+async def test_authentication_never_completed_ends_cancelled_with_nothing_taken(
+    demo_app: Application,
+) -> None:
     services = demo_app.services
     clock = services.clock
     assert isinstance(clock, FixedClock)
-    needs_authentication = CardDetails(number="4000000000003220", expiry_month=12, expiry_year=2030, cvc="123")
+    needs_authentication = CardDetails(
+        number="4000000000003220", expiry_month=12, expiry_year=2030, cvc="123"
+    )
     view = await renew(services, request(payment=needs_authentication))
     assert view.status == "requires_action"
     assert view.payment is not None and view.payment.next_check_at is not None
@@ -184,3 +206,78 @@ async def test_authentication_never_completed_ends_cancelled_with_nothing_taken(
     final = await get_renewal(services, view.id)
     assert final.status == "cancelled"
     assert (await audit(services)).clean
+
+
+async def test_a_second_payment_of_a_bill_in_progress_is_refused_before_charging(
+    demo_app: Application,
+) -> None:
+    services = demo_app.services
+    await renew(services, request(card="+60198765432", plan="postpaid_bill"))
+    with pytest.raises(ConflictError) as caught:
+        await renew(services, request(card="+60198765432", plan="postpaid_bill"))
+    assert caught.value.code == "bill_payment_in_progress"
+
+
+async def test_cards_waiting_out_their_grace_do_not_starve_overdue_postpaid_cards(
+    make_app: Any,
+) -> None:
+    """Regression: the lifecycle batch used to fill with cards in grace that do not move."""
+    import dataclasses
+    import datetime as dt
+
+    from topup.domain.cards import Card, CardKind, CardStatus
+    from topup.domain.money import Money
+    from topup.services.billing import issue_postpaid_bill
+    from topup.services.demo import iccid_for
+    from topup.services.lifecycle import advance_cards
+    from topup.settings import Limits
+
+    application = make_app(limits=Limits(lifecycle_batch_size=5))
+    services = application.services
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        for index in range(5):
+            await uow.cards.add(
+                Card(
+                    id=f"grace-{index}",
+                    msisdn=f"+6012555000{index}",
+                    iccid=iccid_for(100 + index, "60"),
+                    kind=CardKind.PREPAID,
+                    status=CardStatus.GRACE,
+                    currency="MYR",
+                    credit=Money.zero("MYR"),
+                    data_quota_mb=0,
+                    validity_end=now - dt.timedelta(days=3),
+                    bill_due=Money.zero("MYR"),
+                    bill_due_date=None,
+                ),
+                at=now,
+            )
+        postpaid = Card(
+            id="postpaid-overdue",
+            msisdn="+60195550000",
+            iccid=iccid_for(200, "60"),
+            kind=CardKind.POSTPAID,
+            status=CardStatus.ACTIVE,
+            currency="MYR",
+            credit=Money.zero("MYR"),
+            data_quota_mb=0,
+            validity_end=None,
+            bill_due=Money.zero("MYR"),
+            bill_due_date=None,
+        )
+        await uow.cards.add(postpaid, at=now)
+        await uow.commit()
+    await issue_postpaid_bill(
+        services,
+        card_id=postpaid.id,
+        amount=Money(5000, "MYR"),
+        due_date=now - dt.timedelta(days=1),
+    )
+    await advance_cards(services)
+    await advance_cards(services)
+    summary = await queries.balance(services, "+60195550000")
+    assert summary["status"] == "suspended"
+    async with services.unit_of_work() as uow:
+        stored = await uow.cards.get(postpaid.id)
+    assert dataclasses.asdict(stored)["status"] == CardStatus.SUSPENDED

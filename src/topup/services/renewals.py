@@ -104,6 +104,14 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
         plan.check_can_buy(card_kind=card.kind, channel=request.channel, at=now)
         check_renewable(card, now, services.profile.grace_period_days)
         amount = _amount_due(card, plan.kind, plan.price)
+        if plan.kind is PlanKind.POSTPAID_BILL:
+            in_progress = await uow.renewals.open_for_card(card.id, kind=plan.kind.value)
+            if in_progress is not None:
+                raise ConflictError(
+                    f"a payment of this bill is already in progress (renewal {in_progress.id}); "
+                    "check its status before paying again",
+                    code="bill_payment_in_progress",
+                )
         try:
             await uow.renewals.add(
                 {

@@ -19,7 +19,7 @@ from topup.domain.ledger import Entry, EntryKind, Posting, check_balanced
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
 from topup.domain.records import JobRecord, PaymentRecord, RenewalRecord
-from topup.domain.renewal import RenewalStatus, Transition
+from topup.domain.renewal import TERMINAL_STATUSES, RenewalStatus, Transition
 
 
 def _insert(connection: AsyncConnection, table: Table) -> Any:
@@ -340,6 +340,21 @@ class RenewalRepository:
             .limit(limit)
         )
         return [renewal_from_row(row) for row in rows]
+
+    async def open_for_card(self, card_id: str, *, kind: str) -> RenewalRecord | None:
+        """A renewal of this kind for this card that has not reached a terminal status."""
+        row = (
+            await self._connection.execute(
+                select(t.renewals)
+                .where(
+                    t.renewals.c.card_id == card_id,
+                    t.renewals.c.kind == kind,
+                    t.renewals.c.status.not_in([s.value for s in TERMINAL_STATUSES]),
+                )
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else renewal_from_row(row)
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self._connection.execute(

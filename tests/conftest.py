@@ -39,7 +39,9 @@ def postgres_server_url() -> str | None:
     url = os.environ.get("TOPUP_TEST_DATABASE_URL")
     if not url:
         if os.environ.get("CI"):
-            pytest.fail("CI is set but TOPUP_TEST_DATABASE_URL is not: PostgreSQL tests cannot be skipped")
+            pytest.fail(
+                "CI is set but TOPUP_TEST_DATABASE_URL is not: PostgreSQL tests cannot be skipped"
+            )
         return None
     return url
 
@@ -115,7 +117,9 @@ async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
     """Build applications on this test's database; all are closed at the end."""
     built: list[Application] = []
 
-    def factory(*, clock: Any = None, limits: Limits | None = None, seed: int | None = 1, **settings: Any) -> Application:
+    def factory(
+        *, clock: Any = None, limits: Limits | None = None, seed: int | None = 1, **settings: Any
+    ) -> Application:
         application = build(
             test_settings(database_url, **settings),
             limits=limits or Limits(),

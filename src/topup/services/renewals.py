@@ -286,8 +286,9 @@ async def record_charge_result(
             )
         else:  # PENDING, UNKNOWN, or NOT_SENT with attempts left: ask (or send) again later
             await _check_later(services, uow, renewal, payment, result, now)
+        view = await _view(uow, renewal_id)  # read inside the transaction: no second BEGIN
         await uow.commit()
-        return await _view(uow, renewal_id)
+        return view
 
 
 OPEN_RENEWAL_STATUSES = (

@@ -417,10 +417,12 @@ class PaymentRepository:
 class LedgerRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._balance_changes: dict[tuple[str, str], int] = {}
 
     async def record(self, entry: Entry, *, at: dt.datetime) -> int:
-        """Append a balanced entry and move the materialised balances, in sorted account order
-        so that concurrent writers take row locks in the same order and cannot deadlock."""
+        """Append a balanced entry. Its balance changes are applied by ``apply_balance_changes``
+        when the unit of work commits, so the balance rows (shared by many renewals) stay locked
+        only for the last statement of the transaction."""
         check_balanced(entry.postings)
         result = await self._connection.execute(
             t.ledger_entries.insert()
@@ -446,18 +448,33 @@ class LedgerRepository:
                 for posting in entry.postings
             ],
         )
-        for posting in sorted(entry.postings, key=lambda p: (p.account, p.amount.currency)):
-            statement = _insert(self._connection, t.account_balances).values(
-                account=posting.account,
-                currency=posting.amount.currency,
-                balance_minor=posting.amount.minor,
-            )
-            statement = statement.on_conflict_do_update(
-                index_elements=[t.account_balances.c.account, t.account_balances.c.currency],
-                set_={"balance_minor": t.account_balances.c.balance_minor + posting.amount.minor},
-            )
-            await self._connection.execute(statement)
+        for posting in entry.postings:
+            key = (posting.account, posting.amount.currency)
+            self._balance_changes[key] = self._balance_changes.get(key, 0) + posting.amount.minor
         return entry_id
+
+    async def apply_balance_changes(self) -> None:
+        """Move the materialised balances in one statement, rows in sorted order so that
+        concurrent writers lock them in the same order and cannot deadlock."""
+        if not self._balance_changes:
+            return
+        rows = [
+            {"account": account, "currency": currency, "balance_minor": change}
+            for (account, currency), change in sorted(self._balance_changes.items())
+        ]
+        self._balance_changes = {}
+        statement = _insert(self._connection, t.account_balances).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.account_balances.c.account, t.account_balances.c.currency],
+            set_={
+                "balance_minor": t.account_balances.c.balance_minor
+                + statement.excluded.balance_minor
+            },
+        )
+        await self._connection.execute(statement)
+
+    def discard_balance_changes(self) -> None:
+        self._balance_changes = {}
 
     async def has_entry(self, *, renewal_id: str, kind: str) -> bool:
         row = (

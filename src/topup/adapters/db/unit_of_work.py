@@ -69,10 +69,12 @@ class SqlUnitOfWork:
         return self
 
     async def commit(self) -> None:
+        await self.ledger.apply_balance_changes()
         await self.connection.commit()
         self._committed = True
 
     async def rollback(self) -> None:
+        self.ledger.discard_balance_changes()
         await self.connection.rollback()
 
     async def __aexit__(

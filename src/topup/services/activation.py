@@ -62,14 +62,12 @@ async def run_due_jobs(services: Services) -> int:
 
 async def _load(services: Services, renewal_id: str) -> tuple[RenewalRecord, str, str, int, int]:
     async with services.unit_of_work() as uow:
-        renewal: RenewalRecord | None = await uow.renewals.get(renewal_id)
-        if renewal is None:
-            raise InvariantError(f"job for missing renewal {renewal_id}")
-        card = await uow.cards.get(renewal.card_id)
-        plan = await uow.plans.get(renewal.plan_code)
-        if card is None or plan is None:
-            raise InvariantError(f"renewal {renewal_id} names a missing card or plan")
-        return renewal, card.msisdn, card.iccid, plan.data_quota_mb, plan.validity_days
+        facts: (
+            tuple[RenewalRecord, str, str, int, int] | None
+        ) = await uow.renewals.activation_facts(renewal_id)
+    if facts is None:
+        raise InvariantError(f"job for missing renewal {renewal_id}")
+    return facts
 
 
 async def _activate(services: Services, job: JobRecord) -> None:

@@ -437,13 +437,13 @@ async def _capture(
 
 
 async def _view(uow: UnitOfWork, renewal_id: str) -> RenewalView:
-    renewal: RenewalRecord | None = await uow.renewals.get(renewal_id)
-    if renewal is None:
+    found: tuple[RenewalRecord, str] | None = await uow.renewals.with_card_number(renewal_id)
+    if found is None:
         raise NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown", field="renewal_id")
+    renewal, card_number = found
     payment = await uow.payments.for_renewal(renewal_id)
     timeline = await uow.renewals.timeline(renewal_id)
-    card = await uow.cards.get(renewal.card_id)
-    return RenewalView(renewal, payment, timeline, card.msisdn if card else "")
+    return RenewalView(renewal, payment, timeline, card_number)
 
 
 async def get_renewal(services: Services, renewal_id: str) -> RenewalView:

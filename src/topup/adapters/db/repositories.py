@@ -287,6 +287,45 @@ class RenewalRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else renewal_from_row(row)
 
+    async def with_card_number(self, renewal_id: str) -> tuple[RenewalRecord, str] | None:
+        """The renewal and its card's MSISDN, in one query."""
+        row = (
+            await self._connection.execute(
+                select(t.renewals, t.cards.c.msisdn.label("card_msisdn"))
+                .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
+                .where(t.renewals.c.id == renewal_id)
+            )
+        ).first()
+        return None if row is None else (renewal_from_row(row), row.card_msisdn)
+
+    async def activation_facts(
+        self, renewal_id: str
+    ) -> tuple[RenewalRecord, str, str, int, int] | None:
+        """What the network needs to apply a renewal: renewal, MSISDN, ICCID, quota, validity days."""
+        row = (
+            await self._connection.execute(
+                select(
+                    t.renewals,
+                    t.cards.c.msisdn.label("card_msisdn"),
+                    t.cards.c.iccid.label("card_iccid"),
+                    t.plans.c.data_quota_mb.label("plan_quota_mb"),
+                    t.plans.c.validity_days.label("plan_validity_days"),
+                )
+                .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
+                .join(t.plans, t.plans.c.code == t.renewals.c.plan_code)
+                .where(t.renewals.c.id == renewal_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return (
+            renewal_from_row(row),
+            row.card_msisdn,
+            row.card_iccid,
+            int(row.plan_quota_mb),
+            int(row.plan_validity_days),
+        )
+
     async def by_idempotency_key(self, key: str) -> RenewalRecord | None:
         query = select(t.renewals).where(t.renewals.c.idempotency_key == key)
         row = (await self._connection.execute(query)).first()

@@ -65,6 +65,7 @@ from topup.bootstrap import Application, build, migrate
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import TopupError
 from topup.domain.money import Money
+from topup.entrypoints import runtime
 from topup.entrypoints.worker import run_forever
 from topup.ports import CardDetails
 from topup.services.demo import demo_plans, iccid_for
@@ -1035,7 +1036,7 @@ def run(options: Options) -> dict[str, Any]:
                 await application.close()
 
         progress(f"loading {len(msisdns)} cards")
-        asyncio.run(load())
+        runtime.run(load())
         pgbench = run_pgbench(options) if options.pgbench_seconds > 0 else None
         if pgbench is not None:
             progress(f"pgbench tps = {pgbench.tps:.1f}")
@@ -1044,7 +1045,7 @@ def run(options: Options) -> dict[str, Any]:
                 f"scenario {scenario.name}: {scenario.callers} callers, "
                 f"{options.warmup_seconds:g} s warm-up + {options.seconds:g} s window"
             )
-            result = asyncio.run(
+            result = runtime.run(
                 run_scenario(
                     options,
                     scenario,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ from rich.table import Table
 
 from topup.bootstrap import Application, build, migrate
 from topup.domain.errors import InputError, NotFoundError, TopupError
+from topup.entrypoints import runtime
 from topup.ports import CardDetails
 from topup.services import audit as audit_service
 from topup.services import queries
@@ -46,7 +46,7 @@ def _run(work: Callable[[Application], Awaitable[T]], **build_options: Any) -> T
             await application.close()
 
     try:
-        return asyncio.run(main())
+        return runtime.run(main())
     except TopupError as error:
         exit_code = EXIT_INPUT if isinstance(error, InputError | NotFoundError) else EXIT_FAILED
         raise _fail(error.code, error.message, exit_code) from None

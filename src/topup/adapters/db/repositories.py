@@ -28,6 +28,34 @@ def _insert(connection: AsyncConnection, table: Table) -> Any:
     return sqlite.insert(table)
 
 
+async def _claim(
+    connection: AsyncConnection,
+    table: Table,
+    due: Any,
+    *,
+    order_by: Any,
+    limit: int,
+    values: dict[str, Any],
+) -> list[Row[Any]]:
+    """Lease due rows to this worker: pick them with FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite
+    has one writer at a time anyway), then move their next time past the lease, in one
+    transaction. Other workers skip them until the lease ends."""
+    picked = (
+        select(table.c.id)
+        .where(due)
+        .order_by(order_by)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [row[0] for row in await connection.execute(picked)]
+    if not ids:
+        return []
+    result = await connection.execute(
+        update(table).where(table.c.id.in_(ids)).values(**values).returning(*table.c)
+    )
+    return list(result)
+
+
 # --- cards ------------------------------------------------------------------------------------
 
 
@@ -427,25 +455,17 @@ class PaymentRepository:
         self, *, statuses: Sequence[str], now: dt.datetime, lease_until: dt.datetime, limit: int
     ) -> list[PaymentRecord]:
         """Take payments whose outcome must be asked for; other workers skip them until the lease ends."""
-        due = (
-            select(t.payments.c.id)
-            .where(t.payments.c.status.in_(list(statuses)), t.payments.c.next_check_at <= now)
-            .order_by(t.payments.c.next_check_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        ids = [row[0] for row in await self._connection.execute(due)]
-        if not ids:
-            return []
-        rows = await self._connection.execute(
-            update(t.payments)
-            .where(t.payments.c.id.in_(ids))
-            .values(
-                next_check_at=lease_until,
-                check_attempts=t.payments.c.check_attempts + 1,
-                updated_at=now,
-            )
-            .returning(*t.payments.c)
+        rows = await _claim(
+            self._connection,
+            t.payments,
+            and_(t.payments.c.status.in_(list(statuses)), t.payments.c.next_check_at <= now),
+            order_by=t.payments.c.next_check_at,
+            limit=limit,
+            values={
+                "next_check_at": lease_until,
+                "check_attempts": t.payments.c.check_attempts + 1,
+                "updated_at": now,
+            },
         )
         return [payment_from_row(row) for row in rows]
 
@@ -617,21 +637,17 @@ class JobRepository:
     ) -> list[JobRecord]:
         """Take due jobs. A claimed job is hidden until its lease ends; a worker that dies simply
         lets the lease run out and the job is claimed again."""
-        due = (
-            select(t.jobs.c.id)
-            .where(t.jobs.c.status == "queued", t.jobs.c.next_attempt_at <= now)
-            .order_by(t.jobs.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        ids = [row[0] for row in await self._connection.execute(due)]
-        if not ids:
-            return []
-        rows = await self._connection.execute(
-            update(t.jobs)
-            .where(t.jobs.c.id.in_(ids))
-            .values(next_attempt_at=lease_until, claims=t.jobs.c.claims + 1, updated_at=now)
-            .returning(*t.jobs.c)
+        rows = await _claim(
+            self._connection,
+            t.jobs,
+            and_(t.jobs.c.status == "queued", t.jobs.c.next_attempt_at <= now),
+            order_by=t.jobs.c.next_attempt_at,
+            limit=limit,
+            values={
+                "next_attempt_at": lease_until,
+                "claims": t.jobs.c.claims + 1,
+                "updated_at": now,
+            },
         )
         return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
 

@@ -1241,7 +1241,7 @@ def print_table(report: dict[str, Any]) -> None:
     print_rows(headers, rows)
     print(
         "(per renewal / per activation in this process's engine: SQL statements and units of work "
-        "(pool checkouts; each adds BEGIN, COMMIT or ROLLBACK and a 3-round-trip pre-ping); xacts: "
+        "(pool checkouts; each adds BEGIN and COMMIT or ROLLBACK); xacts: "
         "PostgreSQL transactions per renewal made, all processes; conn/s: new PostgreSQL sessions "
         "per second, all processes; cores: CPU seconds per second; runnable, no CPU: seconds per second a "
         "process was ready to run but waited for a core; cpu ms: CPU per renew call (callers' "

@@ -118,13 +118,19 @@ async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
     built: list[Application] = []
 
     def factory(
-        *, clock: Any = None, limits: Limits | None = None, seed: int | None = 1, **settings: Any
+        *,
+        clock: Any = None,
+        limits: Limits | None = None,
+        seed: int | None = 1,
+        pool_size: int | None = None,
+        **settings: Any,
     ) -> Application:
         application = build(
             test_settings(database_url, **settings),
             limits=limits or Limits(),
             clock=clock if clock is not None else FixedClock(START),
             seed=seed,
+            pool_size=pool_size,
         )
         built.append(application)
         return application

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -51,30 +50,13 @@ WORKER_CONCURRENCY = 8
 
 
 @pytest.fixture
-async def make_lean_app(database_url: str) -> AsyncIterator[AppFactory]:
-    """Like conftest's make_app, with a small connection pool."""
-    built: list[Application] = []
+def make_lean_app(make_app: AppFactory) -> AppFactory:
+    """conftest's make_app with a small connection pool."""
 
-    def factory(
-        *,
-        clock: FixedClock | None = None,
-        limits: Limits | None = None,
-        seed: int = 1,
-        pool_size: int = POOL_SIZE,
-    ) -> Application:
-        application = build(
-            conftest.test_settings(database_url),
-            limits=limits or Limits(),
-            clock=clock or FixedClock(START),
-            seed=seed,
-            pool_size=pool_size,
-        )
-        built.append(application)
-        return application
+    def factory(*, pool_size: int = POOL_SIZE, **options: Any) -> Application:
+        return make_app(pool_size=pool_size, **options)
 
-    yield factory
-    for application in built:
-        await application.close()
+    return factory
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from topup.domain.errors import TopupError
 from topup.domain.records import PaymentRecord
 from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome
 from topup.services.context import Services
 from topup.services.renewals import record_charge_result, send_charge
 
 CHECKED_STATUSES = ("not_sent", "pending", "unknown", "requires_action")
+UNRESOLVED = (GatewayOutcome.PENDING, GatewayOutcome.UNKNOWN)
 
 
 async def reconcile_payments(services: Services) -> int:
@@ -38,9 +40,6 @@ async def reconcile_payments(services: Services) -> int:
 
 async def _check(services: Services, payment: PaymentRecord) -> None:
     limits = services.limits
-    if payment.status != "not_sent" and payment.check_attempts > limits.payment_check_attempts_max:
-        await _flag_for_staff(services, payment)
-        return
     charge = ChargeRequest(
         payment_id=payment.id,
         token=services.tokens.open(payment.token_encrypted),
@@ -52,6 +51,14 @@ async def _check(services: Services, payment: PaymentRecord) -> None:
         result = await send_charge(services, charge)
     else:
         result = await _retrieve(services, charge)
+    past_bound = (
+        payment.status != "not_sent" and payment.check_attempts > limits.payment_check_attempts_max
+    )
+    if past_bound and result.outcome in UNRESOLVED and result.requires_action is None:
+        # Still no answer: ask again slowly, and make it visible. A final answer, even a late
+        # one, is always recorded: a payment is never left unresolved for good.
+        await _flag_for_staff(services, payment)
+        return
     await record_charge_result(services, payment.renewal_id, result)
 
 
@@ -61,6 +68,12 @@ async def _retrieve(services: Services, charge: ChargeRequest) -> ChargeResult:
             return await services.gateway.retrieve(charge)
     except (TimeoutError, OSError):
         return ChargeResult(GatewayOutcome.UNKNOWN, message="gateway did not answer")
+    except TopupError as error:
+        # The gateway would not say (e.g. it rejected the token): the money may still have been
+        # taken, so the outcome stays unknown and is asked again; it must not stop the batch.
+        return ChargeResult(
+            GatewayOutcome.UNKNOWN, message=f"gateway refused to answer: {error.code}"
+        )
 
 
 async def _flag_for_staff(services: Services, payment: PaymentRecord) -> None:

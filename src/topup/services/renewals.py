@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from topup.domain import ledger
 from topup.domain.card_number import CardNumberKind, parse_card_number
 from topup.domain.cards import Card, check_renewable
-from topup.domain.errors import ConflictError, DuplicateError, InputError, NotFoundError
+from topup.domain.errors import (
+    ConflictError,
+    DuplicateError,
+    InputError,
+    InvariantError,
+    NotFoundError,
+    TopupError,
+)
 from topup.domain.money import Money
 from topup.domain.plans import CHANNELS, PlanKind
 from topup.domain.records import PaymentRecord, RenewalRecord
@@ -102,10 +109,21 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
                 f"there is no plan {request.plan_code!r}", code="plan_unknown", field="plan"
             )
         plan.check_can_buy(card_kind=card.kind, channel=request.channel, at=now)
+        if plan.kind is PlanKind.POSTPAID_BILL:
+            # Payments of one bill take turns on the card's row lock: without it, concurrent
+            # callers all find no payment in progress and the bill is charged several times.
+            locked: Card | None = await uow.cards.get(card.id, for_update=True)
+            if locked is None:
+                raise InvariantError(f"card {card.id} disappeared")
+            card = locked
         check_renewable(card, now, services.profile.grace_period_days)
         amount = _amount_due(card, plan.kind, plan.price)
         if plan.kind is PlanKind.POSTPAID_BILL:
             in_progress = await uow.renewals.open_for_card(card.id, kind=plan.kind.value)
+            if in_progress is not None and in_progress.idempotency_key == key:
+                # The same request, let through while we waited for the card's lock: a replay.
+                await uow.rollback()
+                return await _replay(uow, in_progress.id, fingerprint)
             if in_progress is not None:
                 raise ConflictError(
                     f"a payment of this bill is already in progress (renewal {in_progress.id}); "
@@ -222,7 +240,7 @@ async def send_charge(services: Services, charge: ChargeRequest) -> ChargeResult
             return await services.gateway.charge(charge)
     except TimeoutError:
         return ChargeResult(GatewayOutcome.UNKNOWN, message="gateway timed out")
-    except (InputError, NotFoundError, ConflictError) as error:
+    except TopupError as error:  # the gateway refused the request itself: nothing was charged
         return ChargeResult(GatewayOutcome.DECLINED, decline_code=error.code, message=error.message)
     except OSError as error:
         return ChargeResult(

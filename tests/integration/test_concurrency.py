@@ -18,6 +18,7 @@ from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
 from topup.adapters.gateways.sandbox import CARD_TIMEOUT_CHARGE_TAKEN
 from topup.bootstrap import Application, build
+from topup.domain.cards import CardStatus
 from topup.domain.errors import ConflictError
 from topup.entrypoints.worker import work_once
 from topup.ports import (
@@ -293,8 +294,8 @@ async def test_a_worker_finishing_after_its_lease_ran_out_changes_nothing(
 async def test_many_activations_refused_at_once_are_refunded_without_starving_the_pool(
     demo: Application, make_lean_app: AppFactory
 ) -> None:
-    """A card in grace is paid for 32 times, then expires before a worker with fewer
-    connections than jobs in flight applies any of it."""
+    """A card in grace is paid for 32 times, then customer service terminates the line before a
+    worker with fewer connections than jobs in flight applies any of it."""
     payer_application = make_lean_app(seed=2, clock=FixedClock(START + dt.timedelta(days=26)))
     payer = payer_application.services
     views = await asyncio.gather(
@@ -304,6 +305,14 @@ async def test_many_activations_refused_at_once_are_refunded_without_starving_th
         )
     )
     assert {view.status for view in views} == {"activating"}
+    async with payer.unit_of_work() as uow:
+        card = await uow.cards.by_number(msisdn=GRACE_CARD)
+        await uow.cards.save(
+            replace(card, status=CardStatus.EXPIRED, version=card.version + 1),
+            expected_version=card.version,
+            at=START + dt.timedelta(days=26),
+        )
+        await uow.commit()
     await payer_application.engine.dispose()
     worker = make_lean_app(
         seed=3,

@@ -281,3 +281,35 @@ async def test_cards_waiting_out_their_grace_do_not_starve_overdue_postpaid_card
     async with services.unit_of_work() as uow:
         stored = await uow.cards.get(postpaid.id)
     assert dataclasses.asdict(stored)["status"] == CardStatus.SUSPENDED
+
+
+async def test_a_renewal_paid_in_grace_is_honoured_when_activation_lands_after_grace_ends(
+    demo_app: Application,
+) -> None:
+    services = demo_app.services
+    clock = services.clock
+    assert isinstance(clock, FixedClock)
+    slow_network = services.network
+    grace_card = "+60123450001"  # validity ended 3 days ago; grace ends in 27 days
+    clock.advance(26 * 86_400)
+    view = await renew(services, request(card=grace_card, plan="reload_10"))
+    assert view.status == "activating"
+
+    class Unreachable:
+        async def apply(self, request: object) -> object:
+            raise OSError("network down")
+
+    services.network = Unreachable()  # type: ignore[assignment]
+    await work_once(services)  # the activation fails transiently
+    clock.advance(2 * 86_400)  # grace has ended meanwhile
+    await work_once(services)  # lifecycle must not expire a card with a paid renewal on its way
+    services.network = slow_network
+    for _ in range(5):
+        clock.advance(services.limits.activation_backoff_cap_s)
+        await work_once(services)
+    final = await get_renewal(services, view.id)
+    assert final.status == "completed"
+    after = await queries.balance(services, grace_card)
+    assert after["status"] == "active"
+    assert after["credit_minor"] == 200 + 1000
+    assert (await audit(services)).clean

@@ -120,11 +120,13 @@ def apply_prepaid_renewal(
     validity_days: int,
     data_quota_mb: int,
     credit: Money,
+    paid_at: dt.datetime | None = None,
 ) -> Card:
-    """Extend validity from max(now, validity end) and add quota and credit."""
+    """Extend validity from max(now, validity end) and add quota and credit. A renewal paid for
+    while the card could be renewed is honoured even if its grace ended before activation."""
     if card.kind is not CardKind.PREPAID:
         raise InvariantError("prepaid renewal applied to a postpaid card")
-    check_renewable(card, at, grace_period_days)
+    check_renewable(card, paid_at or at, grace_period_days)
     base = at if card.validity_end is None else max(at, card.validity_end)
     renewed = replace(
         card,

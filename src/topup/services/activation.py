@@ -174,6 +174,7 @@ async def _credit(services: Services, job: JobRecord, now: dt.datetime) -> str |
                     validity_days=plan.validity_days,
                     data_quota_mb=plan.data_quota_mb,
                     credit=credit,
+                    paid_at=renewal.paid_at,
                 )
                 destination = (
                     ledger.card_credit_account(card.id)

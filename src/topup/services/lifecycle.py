@@ -26,6 +26,8 @@ async def advance_cards(services: Services) -> int:
             updated, forfeit = advance(card, now, grace_days)
             if updated.status is card.status:
                 continue
+            if updated.status is CardStatus.EXPIRED and await uow.renewals.has_activating(card.id):
+                continue  # a paid renewal on its way restores the card; expire it later if not
             updated_versioned = replace(updated, version=card.version + 1)
             await uow.cards.save(updated_versioned, expected_version=card.version, at=now)
             await uow.cards.add_event(

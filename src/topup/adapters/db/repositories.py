@@ -160,6 +160,12 @@ class CardRepository:
                 and_(
                     t.cards.c.status == CardStatus.GRACE.value,
                     t.cards.c.validity_end <= grace_ended,
+                    # A paid renewal on its way restores the card: do not expire it meanwhile.
+                    t.cards.c.id.not_in(
+                        select(t.renewals.c.card_id).where(
+                            t.renewals.c.status == RenewalStatus.ACTIVATING.value
+                        )
+                    ),
                 ),
             ),
         )
@@ -407,6 +413,19 @@ class RenewalRepository:
             .limit(limit)
         )
         return [renewal_from_row(row) for row in rows]
+
+    async def has_activating(self, card_id: str) -> bool:
+        row = (
+            await self._connection.execute(
+                select(t.renewals.c.id)
+                .where(
+                    t.renewals.c.card_id == card_id,
+                    t.renewals.c.status == RenewalStatus.ACTIVATING.value,
+                )
+                .limit(1)
+            )
+        ).first()
+        return row is not None
 
     async def open_for_card(self, card_id: str, *, kind: str) -> RenewalRecord | None:
         """A renewal of this kind for this card that has not reached a terminal status."""

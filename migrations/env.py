@@ -34,10 +34,14 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+    if connection.dialect.name == "sqlite":
+        problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise SystemExit(f"migration left rows breaking foreign keys: {problems[:5]}")
 
 
 async def _run_async() -> None:
-    engine = create_engine(_database_url())
+    engine = create_engine(_database_url(), enforce_foreign_keys=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from topup.adapters.clock import SystemClock
-from topup.adapters.db.engine import create_engine, is_sqlite
+from topup.adapters.db.engine import POSTGRES_POOL_SIZE, create_engine, is_sqlite
 from topup.adapters.db.unit_of_work import SqlUnitOfWork
 from topup.adapters.gateways.sandbox import SandboxGateway
 from topup.adapters.network.sandbox import SandboxNetwork
@@ -73,7 +73,7 @@ def build(
     limits = limits or Limits()
     clock = clock or SystemClock()
     _prepare_sqlite_directory(settings.database_url)
-    engine = create_engine(settings.database_url, **({"pool_size": pool_size} if pool_size else {}))
+    engine = create_engine(settings.database_url, pool_size=pool_size or POSTGRES_POOL_SIZE)
     key = secret_key(settings)
     if settings.gateway != "sandbox":
         raise InputError(

@@ -313,3 +313,21 @@ async def test_a_renewal_paid_in_grace_is_honoured_when_activation_lands_after_g
     assert after["status"] == "active"
     assert after["credit_minor"] == 200 + 1000
     assert (await audit(services)).clean
+
+
+async def test_a_plan_edited_after_payment_delivers_what_was_paid_for(
+    demo_app: Application,
+) -> None:
+    import dataclasses
+
+    services = demo_app.services
+    before = await queries.balance(services, ACTIVE_CARD)
+    view = await renew(services, request(plan="pack_5gb_7d"))
+    async with services.unit_of_work() as uow:
+        plan = await uow.plans.get("pack_5gb_7d")
+        await uow.plans.upsert(dataclasses.replace(plan, data_quota_mb=1, validity_days=1))
+        await uow.commit()
+    await work_once(services)
+    assert (await get_renewal(services, view.id)).status == "completed"
+    after = await queries.balance(services, ACTIVE_CARD)
+    assert after["data_quota_mb"] == before["data_quota_mb"] + 5 * 1024

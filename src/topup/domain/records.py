@@ -18,6 +18,8 @@ class RenewalRecord:
     kind: PlanKind
     channel: str
     amount: Money
+    data_quota_mb: int
+    validity_days: int
     status: RenewalStatus
     idempotency_key: str
     request_fingerprint: str

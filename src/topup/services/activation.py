@@ -60,18 +60,18 @@ async def run_due_jobs(services: Services) -> int:
     return len(jobs)
 
 
-async def _load(services: Services, renewal_id: str) -> tuple[RenewalRecord, str, str, int, int]:
+async def _load(services: Services, renewal_id: str) -> tuple[RenewalRecord, str, str]:
     async with services.unit_of_work() as uow:
-        facts: (
-            tuple[RenewalRecord, str, str, int, int] | None
-        ) = await uow.renewals.activation_facts(renewal_id)
+        facts: tuple[RenewalRecord, str, str] | None = await uow.renewals.activation_facts(
+            renewal_id
+        )
     if facts is None:
         raise InvariantError(f"job for missing renewal {renewal_id}")
     return facts
 
 
 async def _activate(services: Services, job: JobRecord) -> None:
-    renewal, msisdn, iccid, quota_mb, validity_days = await _load(services, job.renewal_id)
+    renewal, msisdn, iccid = await _load(services, job.renewal_id)
     if renewal.status is not RenewalStatus.ACTIVATING:
         async with services.unit_of_work() as uow:
             await uow.jobs.finish(
@@ -84,8 +84,8 @@ async def _activate(services: Services, job: JobRecord) -> None:
         msisdn=msisdn,
         iccid=iccid,
         plan_code=renewal.plan_code,
-        data_quota_mb=quota_mb,
-        validity_days=validity_days,
+        data_quota_mb=renewal.data_quota_mb,
+        validity_days=renewal.validity_days,
         first_requested_at=job.first_requested_at,
         attempt=job.attempts + 1,
     )
@@ -160,25 +160,24 @@ async def _credit(services: Services, job: JobRecord, now: dt.datetime) -> str |
         if not await uow.jobs.finish(job, status="done", at=now):
             return None  # another worker finished it first
         card = await uow.cards.get(renewal.card_id, for_update=True)
-        plan = await uow.plans.get(renewal.plan_code)
-        if card is None or plan is None:
-            raise InvariantError(f"renewal {renewal.id} names a missing card or plan")
+        if card is None:
+            raise InvariantError(f"renewal {renewal.id} names a missing card")
         amount = renewal.amount
         try:
             if card.kind is CardKind.PREPAID:
-                credit = amount if plan.kind is PlanKind.RELOAD else Money.zero(card.currency)
+                credit = amount if renewal.kind is PlanKind.RELOAD else Money.zero(card.currency)
                 updated = apply_prepaid_renewal(
                     card,
                     at=now,
                     grace_period_days=services.profile.grace_period_days,
-                    validity_days=plan.validity_days,
-                    data_quota_mb=plan.data_quota_mb,
+                    validity_days=renewal.validity_days,
+                    data_quota_mb=renewal.data_quota_mb,
                     credit=credit,
                     paid_at=renewal.paid_at,
                 )
                 destination = (
                     ledger.card_credit_account(card.id)
-                    if plan.kind is PlanKind.RELOAD
+                    if renewal.kind is PlanKind.RELOAD
                     else ledger.revenue_account(renewal.id)
                 )
             else:
@@ -204,7 +203,8 @@ async def _credit(services: Services, job: JobRecord, now: dt.datetime) -> str |
         )
         await uow.commit()
     services.on_event(
-        "activation_completed", {"renewal_id": renewal.id, "card": card.msisdn, "plan": plan.code}
+        "activation_completed",
+        {"renewal_id": renewal.id, "card": card.msisdn, "plan": renewal.plan_code},
     )
     return None
 

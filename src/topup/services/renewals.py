@@ -140,6 +140,8 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
                     "channel": request.channel,
                     "amount_minor": amount.minor,
                     "currency": amount.currency,
+                    "data_quota_mb": plan.data_quota_mb,
+                    "validity_days": plan.validity_days,
                     "status": RenewalStatus.PENDING_PAYMENT.value,
                     "idempotency_key": key,
                     "request_fingerprint": fingerprint,

@@ -265,6 +265,8 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
         kind=PlanKind(m["kind"]),
         channel=m["channel"],
         amount=Money(int(m["amount_minor"]), m["currency"]),
+        data_quota_mb=int(m["data_quota_mb"]),
+        validity_days=int(m["validity_days"]),
         status=RenewalStatus(m["status"]),
         idempotency_key=m["idempotency_key"],
         request_fingerprint=m["request_fingerprint"],
@@ -332,33 +334,22 @@ class RenewalRepository:
         ).first()
         return None if row is None else (renewal_from_row(row), row.card_msisdn)
 
-    async def activation_facts(
-        self, renewal_id: str
-    ) -> tuple[RenewalRecord, str, str, int, int] | None:
-        """What the network needs to apply a renewal: renewal, MSISDN, ICCID, quota, validity days."""
+    async def activation_facts(self, renewal_id: str) -> tuple[RenewalRecord, str, str] | None:
+        """What the network needs to apply a renewal: the renewal, its card's MSISDN and ICCID."""
         row = (
             await self._connection.execute(
                 select(
                     t.renewals,
                     t.cards.c.msisdn.label("card_msisdn"),
                     t.cards.c.iccid.label("card_iccid"),
-                    t.plans.c.data_quota_mb.label("plan_quota_mb"),
-                    t.plans.c.validity_days.label("plan_validity_days"),
                 )
                 .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
-                .join(t.plans, t.plans.c.code == t.renewals.c.plan_code)
                 .where(t.renewals.c.id == renewal_id)
             )
         ).first()
         if row is None:
             return None
-        return (
-            renewal_from_row(row),
-            row.card_msisdn,
-            row.card_iccid,
-            int(row.plan_quota_mb),
-            int(row.plan_validity_days),
-        )
+        return renewal_from_row(row), row.card_msisdn, row.card_iccid
 
     async def by_idempotency_key(self, key: str) -> RenewalRecord | None:
         query = select(t.renewals).where(t.renewals.c.idempotency_key == key)

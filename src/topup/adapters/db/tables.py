@@ -111,6 +111,9 @@ renewals = Table(
     Column("channel", String(16), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
+    # What was bought, as it was when paid for: editing a plan later changes nothing here.
+    Column("data_quota_mb", BigInteger, nullable=False),
+    Column("validity_days", Integer, nullable=False),
     Column("status", String(20), nullable=False),
     Column("idempotency_key", String(255), nullable=False, unique=True),
     Column("request_fingerprint", String(64), nullable=False),

@@ -1,0 +1,80 @@
+"""Migrations upgrade a database that already holds data, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from topup.bootstrap import MIGRATIONS_DIRECTORY
+
+
+def _config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
+    config.attributes["database_url"] = url
+    return config
+
+
+def _sync_url(url: str) -> str:
+    parsed = make_url(url)
+    driver = "postgresql+psycopg" if parsed.get_backend_name() == "postgresql" else "sqlite"
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def empty_database_url(database_url: str, tmp_path: Path) -> str:
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(_sync_url(database_url))
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return database_url
+
+
+def test_renewals_made_before_plan_terms_were_kept_get_them_from_their_plan(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    command.upgrade(_config(url), "0001")
+    engine = create_engine(_sync_url(url))
+    now = "2026-11-25 08:00:00"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO plans (code, names, kind, price_minor, currency, data_quota_mb, "
+                "validity_days, card_kinds, channels) VALUES ('pack', '{}', 'prepaid_pack', 1000, "
+                "'MYR', 5120, 7, '[\"prepaid\"]', '[\"web\"]')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO cards (id, msisdn, iccid, kind, status, currency, credit_minor, "
+                "data_quota_mb, bill_due_minor, holder_name, email, version, created_at, updated_at) "
+                "VALUES ('card-1', '+60123456789', '8960000000000000019', 'prepaid', 'active', 'MYR', "
+                "0, 0, 0, '', '', 0, :now, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO renewals (id, card_id, plan_code, kind, channel, amount_minor, currency, "
+                "status, idempotency_key, request_fingerprint, created_at, updated_at) VALUES "
+                "('renewal-1', 'card-1', 'pack', 'prepaid_pack', 'web', 1000, 'MYR', 'completed', "
+                "'key-1', 'fingerprint', :now, :now)"
+            ),
+            {"now": now},
+        )
+    command.upgrade(_config(url), "head")
+    with engine.connect() as connection:
+        terms = connection.execute(
+            text("SELECT data_quota_mb, validity_days FROM renewals WHERE id = 'renewal-1'")
+        ).one()
+    engine.dispose()
+    assert tuple(terms) == (5120, 7)

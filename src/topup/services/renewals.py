@@ -34,7 +34,6 @@ from topup.services.context import Services
 from topup.services.views import RenewalView
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
-OPEN_PAYMENT_STATUSES = ("not_sent", "pending", "unknown", "requires_action")
 
 
 @dataclass(frozen=True)

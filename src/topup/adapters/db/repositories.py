@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, func, or_, select, update
+from sqlalchemy import Row, Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -433,12 +433,6 @@ class RenewalRepository:
         ).first()
         return None if row is None else renewal_from_row(row)
 
-    async def count_by_status(self) -> dict[str, int]:
-        rows = await self._connection.execute(
-            select(t.renewals.c.status, func.count()).group_by(t.renewals.c.status)
-        )
-        return {row[0]: int(row[1]) for row in rows}
-
 
 class PaymentRepository:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -544,16 +538,6 @@ class LedgerRepository:
 
     def discard_balance_changes(self) -> None:
         self._balance_changes = {}
-
-    async def has_entry(self, *, renewal_id: str, kind: str) -> bool:
-        row = (
-            await self._connection.execute(
-                select(t.ledger_entries.c.id).where(
-                    t.ledger_entries.c.renewal_id == renewal_id, t.ledger_entries.c.kind == kind
-                )
-            )
-        ).first()
-        return row is not None
 
     async def balance(self, account: str, currency: str) -> int:
         row = (

@@ -5,37 +5,25 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import conftest
+from tests.e2e.commands import COMMAND_TIMEOUT_S, topup_executable
 from topup.bootstrap import build
 from topup.services.demo import load_demo
 
 CARD = "0123456789"  # the demo's active prepaid card, +60123456789
 PACK_QUOTA_MB = 5 * 1024  # pack_5gb_7d
-COMMAND_TIMEOUT_S = 60
 EXIT_INPUT = 2
 EXIT_FAILED = 1
 
 
 def pay(number: str = "4242424242424242", expiry: str = "12/30") -> tuple[str, ...]:
     return ("--card-number", number, "--expiry", expiry, "--cvc", "123")
-
-
-def topup_executable() -> str:
-    beside_python = Path(sys.executable).with_name("topup")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("topup")
-    if found is None:
-        pytest.fail("the topup command is not installed (pip install -e .)")
-    return found
 
 
 class Cli:
@@ -188,3 +176,22 @@ def test_declined_card_exits_non_zero_with_the_decline_code(demo_cli: Cli) -> No
     assert renewal["status"] == "declined"
     assert renewal["decline_code"] == "insufficient_funds"
     assert demo_cli.json("audit")["clean"] is True
+
+
+def test_audit_exits_one_and_lists_the_violation_when_the_ledger_is_tampered_with(
+    demo_cli: Cli, database_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(database_url)
+    driver = "postgresql+psycopg" if parsed.get_backend_name() == "postgresql" else "sqlite"
+    engine = create_engine(parsed.set(drivername=driver))
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE account_balances SET balance_minor = balance_minor + 1"))
+    engine.dispose()
+    completed = demo_cli.run("audit", "--json")
+    assert completed.returncode == EXIT_FAILED
+    report = one_json_object(completed.stdout)
+    assert report["clean"] is False
+    assert any("but its entries sum to" in violation for violation in report["violations"])

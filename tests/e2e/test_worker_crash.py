@@ -6,10 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
 from tests import conftest
+from tests.e2e.commands import COMMAND_TIMEOUT_S, topup_executable
 from topup.adapters.db import tables as t
 
 CARD = "0123456789"  # the demo's active prepaid card, +60123456789
@@ -29,18 +28,7 @@ NETWORK_LATENCY_S = 3.0  # the network call the worker is killed in
 JOB_LEASE_S = 2.0
 IN_FLIGHT_WAIT_S = 1.0  # after the claim: the network call is under way, far from done
 CLAIM_WAIT_S_MAX = 30.0
-COMMAND_TIMEOUT_S = 60
 RESTARTS_MAX = 3
-
-
-def topup_executable() -> str:
-    beside_python = Path(sys.executable).with_name("topup")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("topup")
-    if found is None:
-        pytest.fail("the topup command is not installed (pip install -e .)")
-    return found
 
 
 def cli_environment(database_url: str) -> dict[str, str]:

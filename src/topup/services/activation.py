@@ -17,7 +17,7 @@ from topup.domain.errors import ConflictError, InvariantError, TopupError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
 from topup.domain.records import JobRecord, RenewalRecord
-from topup.domain.renewal import RenewalStatus, backoff_s, transition
+from topup.domain.renewal import RenewalStatus, backoff_s
 from topup.ports import (
     ChargeRequest,
     ProvisionRequest,
@@ -70,14 +70,19 @@ async def _load(services: Services, renewal_id: str) -> tuple[RenewalRecord, str
     return facts
 
 
+async def _close_settled(services: Services, job: JobRecord) -> None:
+    """The renewal reached its end another way (another worker, a refund): nothing left to do."""
+    async with services.unit_of_work() as uow:
+        await uow.jobs.finish(
+            job, status="done", at=services.clock.now(), error="renewal already settled"
+        )
+        await uow.commit()
+
+
 async def _activate(services: Services, job: JobRecord) -> None:
     renewal, msisdn, iccid = await _load(services, job.renewal_id)
     if renewal.status is not RenewalStatus.ACTIVATING:
-        async with services.unit_of_work() as uow:
-            await uow.jobs.finish(
-                job, status="done", at=services.clock.now(), error="renewal already settled"
-            )
-            await uow.commit()
+        await _close_settled(services, job)
         return
     request = ProvisionRequest(
         activation_id=renewal.id,
@@ -196,9 +201,9 @@ async def _credit(services: Services, job: JobRecord, now: dt.datetime) -> str |
         )
         await uow.renewals.move(
             renewal,
-            transition(
-                renewal.status, RenewalStatus.COMPLETED, at=now, reason="applied by the network"
-            ),
+            RenewalStatus.COMPLETED,
+            at=now,
+            reason="applied by the network",
             completed_at=now,
         )
         await uow.commit()
@@ -229,9 +234,7 @@ async def _refund(services: Services, job: JobRecord) -> None:
         raise InvariantError(f"refund job for missing renewal {job.renewal_id}")
     now = services.clock.now()
     if renewal.status is not RenewalStatus.ACTIVATING:
-        async with services.unit_of_work() as uow:
-            await uow.jobs.finish(job, status="done", at=now, error="renewal already settled")
-            await uow.commit()
+        await _close_settled(services, job)
         return
     charge = ChargeRequest(
         payment_id=payment.id,
@@ -273,12 +276,9 @@ async def _refund(services: Services, job: JobRecord) -> None:
             )
             await uow.renewals.move(
                 locked,
-                transition(
-                    locked.status,
-                    RenewalStatus.REFUNDED,
-                    at=now,
-                    reason="activation failed permanently; payment refunded in full",
-                ),
+                RenewalStatus.REFUNDED,
+                at=now,
+                reason="activation failed permanently; payment refunded in full",
             )
             await uow.commit()
         services.on_event("renewal_refunded", {"renewal_id": job.renewal_id})

@@ -27,7 +27,6 @@ from topup.domain.renewal import (
     Transition,
     backoff_s,
     estimate_activation,
-    transition,
 )
 from topup.ports import CardDetails, ChargeRequest, ChargeResult, GatewayOutcome, UnitOfWork
 from topup.services.context import Services
@@ -336,7 +335,9 @@ async def _close_unpaid(
     )
     await uow.renewals.move(
         renewal,
-        transition(renewal.status, status, at=now, reason=reason),
+        status,
+        at=now,
+        reason=reason,
         decline_code=decline_code,
     )
 
@@ -361,12 +362,9 @@ async def _await_payer(
     if renewal.status is not RenewalStatus.REQUIRES_ACTION:
         await uow.renewals.move(
             renewal,
-            transition(
-                renewal.status,
-                RenewalStatus.REQUIRES_ACTION,
-                at=now,
-                reason=f"the payer must {result.requires_action}",
-            ),
+            RenewalStatus.REQUIRES_ACTION,
+            at=now,
+            reason=f"the payer must {result.requires_action}",
         )
 
 
@@ -400,12 +398,9 @@ async def _check_later(
     ):
         await uow.renewals.move(
             renewal,
-            transition(
-                renewal.status,
-                RenewalStatus.PAYMENT_PENDING,
-                at=now,
-                reason=f"payment outcome not yet known ({outcome.value})",
-            ),
+            RenewalStatus.PAYMENT_PENDING,
+            at=now,
+            reason=f"payment outcome not yet known ({outcome.value})",
         )
 
 
@@ -442,12 +437,9 @@ async def _capture(
     )
     await uow.renewals.move(
         renewal,
-        transition(
-            renewal.status,
-            RenewalStatus.ACTIVATING,
-            at=now,
-            reason=f"payment captured ({result.gateway_reference or 'no reference'})",
-        ),
+        RenewalStatus.ACTIVATING,
+        at=now,
+        reason=f"payment captured ({result.gateway_reference or 'no reference'})",
         paid_at=now,
         expected_by=estimate.expected_by,
         contact_after=estimate.contact_after,

@@ -19,7 +19,7 @@ from topup.domain.ledger import Entry, EntryKind, Posting, check_balanced
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
 from topup.domain.records import JobRecord, PaymentRecord, RenewalRecord
-from topup.domain.renewal import TERMINAL_STATUSES, RenewalStatus, Transition
+from topup.domain.renewal import TERMINAL_STATUSES, RenewalStatus, Transition, transition
 
 
 def _insert(connection: AsyncConnection, table: Table) -> Any:
@@ -356,10 +356,18 @@ class RenewalRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else renewal_from_row(row)
 
-    async def move(self, renewal: RenewalRecord, change: Transition, **values: Any) -> None:
-        """Persist a validated transition; the status guard makes racing writers harmless."""
-        if change.from_status is not renewal.status:
-            raise InvariantError("transition built from a stale renewal")
+    async def move(
+        self,
+        renewal: RenewalRecord,
+        to_status: RenewalStatus,
+        *,
+        at: dt.datetime,
+        reason: str,
+        **values: Any,
+    ) -> None:
+        """Move a renewal to ``to_status`` (the state machine checks the transition) and record
+        it in the timeline; the status guard makes racing writers harmless."""
+        change = transition(renewal.status, to_status, at=at, reason=reason)
         result = await self._connection.execute(
             update(t.renewals)
             .where(and_(t.renewals.c.id == renewal.id, t.renewals.c.status == renewal.status.value))

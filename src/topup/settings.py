@@ -34,6 +34,10 @@ class Limits(BaseSettings):
     worker_concurrency: int = Field(16, ge=1, le=1000)  # keep below the pool size
     worker_idle_sleep_s: float = Field(0.5, gt=0)
     worker_error_pause_cap_s: float = Field(30.0, gt=0)
+    # Group commit: concurrent renewals written in one transaction, at most this many each, with
+    # at most this many such transactions under way at once.
+    write_batch_size_max: int = Field(128, ge=1, le=1000)
+    write_batches_in_flight_max: int = Field(2, ge=1, le=16)
     lifecycle_batch_size: int = Field(200, ge=1, le=10_000)
     lifecycle_interval_s: float = Field(60.0, gt=0)
     list_limit_max: int = Field(500, ge=1, le=10_000)

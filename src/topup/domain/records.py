@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
@@ -67,3 +68,14 @@ class JobRecord:
     next_attempt_at: dt.datetime
     first_requested_at: dt.datetime
     last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalMove:
+    """A renewal to move to ``to_status`` (the state machine decides whether it may), with the
+    reason kept in its timeline and any other columns that change with it."""
+
+    renewal: RenewalRecord
+    to_status: RenewalStatus
+    reason: str
+    values: dict[str, Any] = field(default_factory=dict)

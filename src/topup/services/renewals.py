@@ -6,33 +6,42 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, cast
 
 from topup.domain import ledger
-from topup.domain.card_number import CardNumberKind, parse_card_number
+from topup.domain.card_number import CardNumber, CardNumberKind, parse_card_number
 from topup.domain.cards import Card, check_renewable
 from topup.domain.errors import (
     ConflictError,
-    DuplicateError,
     InputError,
-    InvariantError,
     NotFoundError,
     TopupError,
 )
 from topup.domain.money import Money
-from topup.domain.plans import CHANNELS, PlanKind
-from topup.domain.records import PaymentRecord, RenewalRecord
+from topup.domain.plans import CHANNELS, Plan, PlanKind
+from topup.domain.records import PaymentRecord, RenewalMove, RenewalRecord
 from topup.domain.renewal import (
     RenewalStatus,
     Transition,
     backoff_s,
     estimate_activation,
 )
-from topup.ports import CardDetails, ChargeRequest, ChargeResult, GatewayOutcome, UnitOfWork
+from topup.ports import (
+    CardDetails,
+    ChargeRequest,
+    ChargeResult,
+    GatewayOutcome,
+    PaymentInstrument,
+    UnitOfWork,
+)
+from topup.services.batching import Batcher
 from topup.services.context import Services
 from topup.services.views import RenewalView
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
+ACTIVATE_JOB = "activate"
 
 
 @dataclass(frozen=True)
@@ -52,13 +61,17 @@ async def find_card(uow: UnitOfWork, services: Services, text: str) -> Card:
     else:
         card = await uow.cards.by_number(iccid=number.value)
     if card is None:
-        raise NotFoundError(
-            "no card with this number is registered with us; check the number on your receipt "
-            "or SIM carrier",
-            code="card_unknown",
-            field="card_number",
-        )
+        raise _card_unknown()
     return card
+
+
+def _card_unknown() -> NotFoundError:
+    return NotFoundError(
+        "no card with this number is registered with us; check the number on your receipt "
+        "or SIM carrier",
+        code="card_unknown",
+        field="card_number",
+    )
 
 
 def _fingerprint(request: RenewalRequest, card_id: str, brand: str, last4: str, expiry: str) -> str:
@@ -87,83 +100,227 @@ def _check_request(request: RenewalRequest) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class _Order:
+    """A renewal asked for, checked as far as can be done without the database."""
+
+    request: RenewalRequest
+    key: str
+    number: CardNumber
+    instrument: PaymentInstrument
+    renewal_id: str
+    payment_id: str
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    renewal_id: str
+    plan_code: str
+    amount: Money
+    requested_at: dt.datetime
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class _KeyUsed:
+    """The idempotency key names an earlier renewal (``None``: one another caller is creating)."""
+
+    renewal_id: str | None
+    fingerprint: str
+
+
 async def renew(services: Services, request: RenewalRequest) -> RenewalView:
-    """Create a renewal and pay for it. Same key + same request returns the same renewal."""
+    """Create a renewal and pay for it. Same key + same request returns the same renewal.
+
+    Concurrent calls are admitted together in one transaction, and their payment outcomes
+    recorded together in another (see ``batching``); the gateway is called in between, with no
+    transaction open."""
     key = _check_request(request) or f"auto-{services.new_id()}"
-    instrument = await services.gateway.tokenize(request.payment)  # raises on bad card fields
-    expiry = f"{instrument.expiry_month:02d}/{instrument.expiry_year}"
-    now = services.clock.now()
     renewal_id = services.new_id()
+    payment_id = services.new_id()
+    instrument = await services.gateway.tokenize(request.payment)  # raises on bad card fields
+    number = parse_card_number(request.card_number, services.profile)
+    order = _Order(request, key, number, instrument, renewal_id, payment_id)
+    admission = await _intake(services).submit(order)
+    if isinstance(admission, _KeyUsed):
+        async with services.unit_of_work() as uow:
+            if admission.renewal_id is None:
+                return await _replay_after_race(uow, key, admission.fingerprint)
+            return await _replay(uow, admission.renewal_id, admission.fingerprint)
+    charge = ChargeRequest(
+        payment_id=payment_id,
+        token=instrument.token,
+        amount=admission.amount,
+        description=f"renewal {renewal_id} plan {admission.plan_code}",
+        requested_at=admission.requested_at,
+    )
+    result = await send_charge(services, charge)
+    return await record_charge_result(services, renewal_id, result)
+
+
+def _intake(services: Services) -> Batcher[_Order, _Admitted | _KeyUsed]:
+    found = services.batchers.get("renewal_intake")
+    if found is None:
+        found = Batcher(
+            partial(_admit_all, services),
+            key=lambda order: order.key,
+            size_max=services.limits.write_batch_size_max,
+            in_flight_max=services.limits.write_batches_in_flight_max,
+        )
+        services.batchers["renewal_intake"] = found
+    return cast("Batcher[_Order, _Admitted | _KeyUsed]", found)
+
+
+async def _admit_all(
+    services: Services, orders: list[_Order]
+) -> list[_Admitted | _KeyUsed | Exception]:
+    """Admit a batch of orders in one transaction: each one's card, plan and key are checked,
+    and the accepted renewals and their payments are written with a few set-based statements."""
+    now = services.clock.now()
     async with services.unit_of_work() as uow:
-        card = await find_card(uow, services, request.card_number)
+        intake = _Intake(services, uow, now)
+        await intake.load(orders)
+        outcomes: list[_Admitted | _KeyUsed | Exception] = []
+        for order in orders:
+            try:
+                outcomes.append(await intake.admit(order))
+            except TopupError as error:
+                outcomes.append(error)
+        inserted = await uow.renewals.add_many(intake.renewal_rows)
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, _Admitted) and outcome.renewal_id not in inserted:
+                # Another transaction took the key between our look-up and our insert.
+                outcomes[index] = _KeyUsed(None, outcome.fingerprint)
+        await uow.renewals.add_events(
+            [(renewal_id, change) for renewal_id, change in intake.events if renewal_id in inserted]
+        )
+        await uow.payments.add_many(
+            [row for row in intake.payment_rows if row["renewal_id"] in inserted]
+        )
+        await uow.commit()
+    return outcomes
+
+
+class _Intake:
+    """What one intake transaction knows: the cards, plans and keys its orders name."""
+
+    def __init__(self, services: Services, uow: UnitOfWork, now: dt.datetime) -> None:
+        self.services = services
+        self.uow = uow
+        self.now = now
+        self.renewal_rows: list[dict[str, Any]] = []
+        self.payment_rows: list[dict[str, Any]] = []
+        self.events: list[tuple[str, Transition]] = []
+        self._cards: dict[tuple[CardNumberKind, str], Card] = {}
+        self._plans: dict[str, Plan] = {}
+        self._known: dict[str, RenewalRecord] = {}
+        self._locked: dict[str, Card] = {}
+        self._bills_in_batch: dict[str, str] = {}
+
+    async def load(self, orders: list[_Order]) -> None:
+        uow = self.uow
+        numbers = [order.number for order in orders]
+        cards: list[Card] = await uow.cards.by_numbers(
+            msisdns=[n.value for n in numbers if n.kind is CardNumberKind.MSISDN],
+            iccids=[n.value for n in numbers if n.kind is CardNumberKind.ICCID],
+        )
+        for card in cards:
+            self._cards[(CardNumberKind.MSISDN, card.msisdn)] = card
+            self._cards[(CardNumberKind.ICCID, card.iccid)] = card
+        self._known = await uow.renewals.by_idempotency_keys([order.key for order in orders])
+        self._plans = await uow.plans.get_many([order.request.plan_code for order in orders])
+        # Payments of one bill take turns on the card's row lock: without it, concurrent callers
+        # all find no payment in progress and the bill is charged several times. Locked in id
+        # order, all at once, so that two batches cannot deadlock.
+        bill_cards = []
+        for order in orders:
+            found = self._cards.get((order.number.kind, order.number.value))
+            plan = self._plans.get(order.request.plan_code)
+            if found is not None and plan is not None and plan.kind is PlanKind.POSTPAID_BILL:
+                bill_cards.append(found.id)
+        self._locked = await uow.cards.get_many(bill_cards, for_update=True)
+
+    async def admit(self, order: _Order) -> _Admitted | _KeyUsed:
+        request, now, services = order.request, self.now, self.services
+        card = self._cards.get((order.number.kind, order.number.value))
+        if card is None:
+            raise _card_unknown()
+        instrument = order.instrument
+        expiry = f"{instrument.expiry_month:02d}/{instrument.expiry_year}"
         fingerprint = _fingerprint(request, card.id, instrument.brand, instrument.last4, expiry)
-        existing = await uow.renewals.by_idempotency_key(key)
-        if existing is not None:
-            await uow.rollback()  # release the transaction before reading the replay
-            return await _replay(uow, existing.id, fingerprint)
-        plan = await uow.plans.get(request.plan_code)
+        known = self._known.get(order.key)
+        if known is not None:
+            return _KeyUsed(known.id, fingerprint)
+        plan = self._plans.get(request.plan_code)
         if plan is None:
             raise NotFoundError(
                 f"there is no plan {request.plan_code!r}", code="plan_unknown", field="plan"
             )
         plan.check_can_buy(card_kind=card.kind, channel=request.channel, at=now)
         if plan.kind is PlanKind.POSTPAID_BILL:
-            # Payments of one bill take turns on the card's row lock: without it, concurrent
-            # callers all find no payment in progress and the bill is charged several times.
-            locked: Card | None = await uow.cards.get(card.id, for_update=True)
-            if locked is None:
-                raise InvariantError(f"card {card.id} disappeared")
-            card = locked
+            card = self._locked.get(card.id, card)
         check_renewable(card, now, services.profile.grace_period_days)
         amount = _amount_due(card, plan.kind, plan.price)
         if plan.kind is PlanKind.POSTPAID_BILL:
-            in_progress = await uow.renewals.open_for_card(card.id, kind=plan.kind.value)
-            if in_progress is not None and in_progress.idempotency_key == key:
-                # The same request, let through while we waited for the card's lock: a replay.
-                await uow.rollback()
-                return await _replay(uow, in_progress.id, fingerprint)
+            in_progress = self._bills_in_batch.get(card.id)
+            if in_progress is None:
+                open_one = await self.uow.renewals.open_for_card(card.id, kind=plan.kind.value)
+                if open_one is not None and open_one.idempotency_key == order.key:
+                    # The same request, let through while we waited for the card's lock.
+                    return _KeyUsed(open_one.id, fingerprint)
+                in_progress = None if open_one is None else open_one.id
             if in_progress is not None:
                 raise ConflictError(
-                    f"a payment of this bill is already in progress (renewal {in_progress.id}); "
+                    f"a payment of this bill is already in progress (renewal {in_progress}); "
                     "check its status before paying again",
                     code="bill_payment_in_progress",
                 )
-        try:
-            await uow.renewals.add(
-                {
-                    "id": renewal_id,
-                    "card_id": card.id,
-                    "plan_code": plan.code,
-                    "kind": plan.kind.value,
-                    "channel": request.channel,
-                    "amount_minor": amount.minor,
-                    "currency": amount.currency,
-                    "data_quota_mb": plan.data_quota_mb,
-                    "validity_days": plan.validity_days,
-                    "status": RenewalStatus.PENDING_PAYMENT.value,
-                    "idempotency_key": key,
-                    "request_fingerprint": fingerprint,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        except DuplicateError:
-            await uow.rollback()
-            return await _replay_after_race(uow, key, fingerprint)
-        await uow.renewals.add_event(
-            renewal_id,
-            Transition(
-                None,
-                RenewalStatus.PENDING_PAYMENT,
-                now,
-                f"renewal of {plan.code} requested through {request.channel}",
-            ),
+            self._bills_in_batch[card.id] = order.renewal_id
+        self._add_rows(order, card, plan, amount, fingerprint)
+        return _Admitted(order.renewal_id, plan.code, amount, now, fingerprint)
+
+    def _add_rows(
+        self, order: _Order, card: Card, plan: Plan, amount: Money, fingerprint: str
+    ) -> None:
+        now, services, request, instrument = (
+            self.now,
+            self.services,
+            order.request,
+            order.instrument,
         )
-        payment_id = services.new_id()
-        await uow.payments.add(
+        self.renewal_rows.append(
             {
-                "id": payment_id,
-                "renewal_id": renewal_id,
+                "id": order.renewal_id,
+                "card_id": card.id,
+                "plan_code": plan.code,
+                "kind": plan.kind.value,
+                "channel": request.channel,
+                "amount_minor": amount.minor,
+                "currency": amount.currency,
+                "data_quota_mb": plan.data_quota_mb,
+                "validity_days": plan.validity_days,
+                "status": RenewalStatus.PENDING_PAYMENT.value,
+                "idempotency_key": order.key,
+                "request_fingerprint": fingerprint,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        self.events.append(
+            (
+                order.renewal_id,
+                Transition(
+                    None,
+                    RenewalStatus.PENDING_PAYMENT,
+                    now,
+                    f"renewal of {plan.code} requested through {request.channel}",
+                ),
+            )
+        )
+        self.payment_rows.append(
+            {
+                "id": order.payment_id,
+                "renewal_id": order.renewal_id,
                 "gateway": services.gateway.name,
                 "method": request.method,
                 "status": "not_sent",
@@ -185,16 +342,6 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
                 "updated_at": now,
             }
         )
-        await uow.commit()
-    charge = ChargeRequest(
-        payment_id=payment_id,
-        token=instrument.token,
-        amount=amount,
-        description=f"renewal {renewal_id} plan {plan.code}",
-        requested_at=now,
-    )
-    result = await send_charge(services, charge)
-    return await record_charge_result(services, renewal_id, result)
 
 
 def _amount_due(card: Card, kind: PlanKind, price: Money) -> Money:
@@ -252,61 +399,117 @@ async def record_charge_result(
     services: Services, renewal_id: str, result: ChargeResult
 ) -> RenewalView:
     """Apply what the gateway said. Safe to call twice or concurrently: the second call sees the
-    renewal already moved on and changes nothing."""
+    renewal already moved on and changes nothing. Concurrent calls share one transaction."""
+    return await _recorder(services).submit((renewal_id, result))
+
+
+def _recorder(services: Services) -> Batcher[tuple[str, ChargeResult], RenewalView]:
+    found = services.batchers.get("charge_results")
+    if found is None:
+        found = Batcher(
+            partial(_record_all, services),
+            key=lambda item: item[0],  # one renewal at most once per batch
+            size_max=services.limits.write_batch_size_max,
+            in_flight_max=services.limits.write_batches_in_flight_max,
+        )
+        services.batchers["charge_results"] = found
+    return cast("Batcher[tuple[str, ChargeResult], RenewalView]", found)
+
+
+@dataclass
+class _Writes:
+    """What recording a batch of payment outcomes changes, written set-based at the end."""
+
+    payments: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    moves: list[RenewalMove] = field(default_factory=list)
+    entries: list[ledger.Entry] = field(default_factory=list)
+    activations: list[str] = field(default_factory=list)
+
+    async def apply(self, uow: UnitOfWork, at: dt.datetime) -> None:
+        await uow.ledger.record_many(self.entries, at=at)
+        await uow.payments.update_many(self.payments)
+        await uow.renewals.move_many(self.moves, at=at)
+        await uow.jobs.enqueue_many(kind=ACTIVATE_JOB, renewal_ids=self.activations, at=at)
+
+
+async def _record_all(
+    services: Services, items: list[tuple[str, ChargeResult]]
+) -> list[RenewalView | Exception]:
     now = services.clock.now()
-    limits = services.limits
     async with services.unit_of_work() as uow:
-        renewal: RenewalRecord | None = await uow.renewals.get(renewal_id, for_update=True)
-        payment: PaymentRecord | None = await uow.payments.for_renewal(renewal_id, for_update=True)
-        if renewal is None or payment is None:
-            raise NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown")
-        if renewal.status not in OPEN_RENEWAL_STATUSES:
-            return await _view(uow, renewal_id)
-        outcome = result.outcome
-        age_s = (now - renewal.created_at).total_seconds()
-        if outcome is GatewayOutcome.SUCCEEDED:
-            await _capture(services, uow, renewal, payment, result, now)
-        elif outcome is GatewayOutcome.DECLINED:
-            await _close_unpaid(
-                uow,
-                renewal,
-                payment,
-                now,
-                RenewalStatus.DECLINED,
-                f"payment declined: {result.decline_code}",
-                result.decline_code,
-            )
-        elif result.requires_action and age_s > limits.requires_action_timeout_s:
-            # The payer never completed the step: abandoned before payment, nothing was taken.
-            await _close_unpaid(
-                uow,
-                renewal,
-                payment,
-                now,
-                RenewalStatus.CANCELLED,
-                f"the payer did not {result.requires_action} in time",
-                None,
-            )
-        elif result.requires_action:
-            await _await_payer(services, uow, renewal, payment, result, now)
-        elif (
-            outcome is GatewayOutcome.NOT_SENT
-            and payment.check_attempts >= limits.charge_send_attempts_max
-        ):
-            await _close_unpaid(
-                uow,
-                renewal,
-                payment,
-                now,
-                RenewalStatus.DECLINED,
-                "the payment gateway could not be reached; nothing was charged",
-                "gateway_unreachable",
-            )
-        else:  # PENDING, UNKNOWN, or NOT_SENT with attempts left: ask (or send) again later
-            await _check_later(services, uow, renewal, payment, result, now)
-        view = await _view(uow, renewal_id)  # read inside the transaction: no second BEGIN
+        renewal_ids = [renewal_id for renewal_id, _ in items]
+        renewals = await uow.renewals.get_many(renewal_ids, for_update=True)
+        payments = await uow.payments.for_renewals(renewal_ids, for_update=True)
+        writes = _Writes()
+        for renewal_id, result in items:
+            renewal = renewals.get(renewal_id)
+            payment = payments.get(renewal_id)
+            if (
+                renewal is not None
+                and payment is not None
+                and renewal.status in OPEN_RENEWAL_STATUSES
+            ):
+                _decide(services, writes, renewal, payment, result, now)
+        await writes.apply(uow, now)
+        views = await _views(uow, renewal_ids)  # read inside the transaction: no second BEGIN
         await uow.commit()
-        return view
+    return [
+        views.get(renewal_id) or NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown")
+        for renewal_id, _ in items
+    ]
+
+
+def _decide(
+    services: Services,
+    writes: _Writes,
+    renewal: RenewalRecord,
+    payment: PaymentRecord,
+    result: ChargeResult,
+    now: dt.datetime,
+) -> None:
+    limits = services.limits
+    outcome = result.outcome
+    age_s = (now - renewal.created_at).total_seconds()
+    if outcome is GatewayOutcome.SUCCEEDED:
+        _capture(services, writes, renewal, payment, result, now)
+    elif outcome is GatewayOutcome.DECLINED:
+        _close_unpaid(
+            writes,
+            renewal,
+            payment,
+            now,
+            RenewalStatus.DECLINED,
+            f"payment declined: {result.decline_code}",
+            result.decline_code,
+        )
+    elif result.requires_action and age_s > limits.requires_action_timeout_s:
+        # The payer never completed the step: abandoned before payment, nothing was taken.
+        _close_unpaid(
+            writes,
+            renewal,
+            payment,
+            now,
+            RenewalStatus.CANCELLED,
+            f"the payer did not {result.requires_action} in time",
+            None,
+        )
+    elif result.requires_action:
+        _await_payer(services, writes, renewal, payment, result, now)
+    elif (
+        outcome is GatewayOutcome.NOT_SENT
+        and payment.check_attempts >= limits.charge_send_attempts_max
+    ):
+        _close_unpaid(
+            writes,
+            renewal,
+            payment,
+            now,
+            RenewalStatus.DECLINED,
+            "the payment gateway could not be reached; nothing was charged",
+            "gateway_unreachable",
+        )
+    else:  # PENDING, UNKNOWN, or NOT_SENT with attempts left: ask (or send) again later
+        _check_later(services, writes, renewal, payment, result, now)
 
 
 OPEN_RENEWAL_STATUSES = (
@@ -316,8 +519,8 @@ OPEN_RENEWAL_STATUSES = (
 )
 
 
-async def _close_unpaid(
-    uow: UnitOfWork,
+def _close_unpaid(
+    writes: _Writes,
     renewal: RenewalRecord,
     payment: PaymentRecord,
     now: dt.datetime,
@@ -326,25 +529,23 @@ async def _close_unpaid(
     decline_code: str | None,
 ) -> None:
     """End a renewal on which no money was taken: declined or cancelled."""
-    await uow.payments.update(
-        payment.id,
-        status="declined" if status is RenewalStatus.DECLINED else "cancelled",
-        decline_code=decline_code,
-        next_check_at=None,
-        updated_at=now,
+    writes.payments.append(
+        (
+            payment.id,
+            {
+                "status": "declined" if status is RenewalStatus.DECLINED else "cancelled",
+                "decline_code": decline_code,
+                "next_check_at": None,
+                "updated_at": now,
+            },
+        )
     )
-    await uow.renewals.move(
-        renewal,
-        status,
-        at=now,
-        reason=reason,
-        decline_code=decline_code,
-    )
+    writes.moves.append(RenewalMove(renewal, status, reason, {"decline_code": decline_code}))
 
 
-async def _await_payer(
+def _await_payer(
     services: Services,
-    uow: UnitOfWork,
+    writes: _Writes,
     renewal: RenewalRecord,
     payment: PaymentRecord,
     result: ChargeResult,
@@ -352,25 +553,28 @@ async def _await_payer(
 ) -> None:
     """The payer must act (payment password / 3-D Secure); check again once the time is up."""
     timeout_s = services.limits.requires_action_timeout_s
-    await uow.payments.update(
-        payment.id,
-        status="requires_action",
-        gateway_reference=result.gateway_reference,
-        next_check_at=renewal.created_at + dt.timedelta(seconds=timeout_s + 1),
-        updated_at=now,
+    writes.payments.append(
+        (
+            payment.id,
+            {
+                "status": "requires_action",
+                "gateway_reference": result.gateway_reference,
+                "next_check_at": renewal.created_at + dt.timedelta(seconds=timeout_s + 1),
+                "updated_at": now,
+            },
+        )
     )
     if renewal.status is not RenewalStatus.REQUIRES_ACTION:
-        await uow.renewals.move(
-            renewal,
-            RenewalStatus.REQUIRES_ACTION,
-            at=now,
-            reason=f"the payer must {result.requires_action}",
+        writes.moves.append(
+            RenewalMove(
+                renewal, RenewalStatus.REQUIRES_ACTION, f"the payer must {result.requires_action}"
+            )
         )
 
 
-async def _check_later(
+def _check_later(
     services: Services,
-    uow: UnitOfWork,
+    writes: _Writes,
     renewal: RenewalRecord,
     payment: PaymentRecord,
     result: ChargeResult,
@@ -385,28 +589,33 @@ async def _check_later(
         jitter_fraction=services.random.random(),
     )
     outcome = result.outcome
-    await uow.payments.update(
-        payment.id,
-        status="not_sent" if outcome is GatewayOutcome.NOT_SENT else outcome.value,
-        gateway_reference=result.gateway_reference,
-        next_check_at=now + dt.timedelta(seconds=delay_s),
-        updated_at=now,
+    writes.payments.append(
+        (
+            payment.id,
+            {
+                "status": "not_sent" if outcome is GatewayOutcome.NOT_SENT else outcome.value,
+                "gateway_reference": result.gateway_reference,
+                "next_check_at": now + dt.timedelta(seconds=delay_s),
+                "updated_at": now,
+            },
+        )
     )
     if (
         outcome is not GatewayOutcome.NOT_SENT
         and renewal.status is not RenewalStatus.PAYMENT_PENDING
     ):
-        await uow.renewals.move(
-            renewal,
-            RenewalStatus.PAYMENT_PENDING,
-            at=now,
-            reason=f"payment outcome not yet known ({outcome.value})",
+        writes.moves.append(
+            RenewalMove(
+                renewal,
+                RenewalStatus.PAYMENT_PENDING,
+                f"payment outcome not yet known ({outcome.value})",
+            )
         )
 
 
-async def _capture(
+def _capture(
     services: Services,
-    uow: UnitOfWork,
+    writes: _Writes,
     renewal: RenewalRecord,
     payment: PaymentRecord,
     result: ChargeResult,
@@ -414,47 +623,64 @@ async def _capture(
 ) -> None:
     """Money taken: the capture entry, the renewal's move to activating and the activation job
     are written in one transaction (the transactional outbox)."""
-    await uow.ledger.record(
+    writes.entries.append(
         ledger.capture(
             renewal_id=renewal.id,
             card_id=renewal.card_id,
             gateway=payment.gateway,
             amount=renewal.amount,
-        ),
-        at=now,
+        )
     )
-    await uow.payments.update(
-        payment.id,
-        status="succeeded",
-        gateway_reference=result.gateway_reference,
-        next_check_at=None,
-        updated_at=now,
+    writes.payments.append(
+        (
+            payment.id,
+            {
+                "status": "succeeded",
+                "gateway_reference": result.gateway_reference,
+                "next_check_at": None,
+                "updated_at": now,
+            },
+        )
     )
     estimate = estimate_activation(
         paid_at=now,
         typical_delay_s=services.limits.activation_typical_delay_s,
         late_after_s=services.limits.activation_late_after_s,
     )
-    await uow.renewals.move(
-        renewal,
-        RenewalStatus.ACTIVATING,
-        at=now,
-        reason=f"payment captured ({result.gateway_reference or 'no reference'})",
-        paid_at=now,
-        expected_by=estimate.expected_by,
-        contact_after=estimate.contact_after,
+    writes.moves.append(
+        RenewalMove(
+            renewal,
+            RenewalStatus.ACTIVATING,
+            f"payment captured ({result.gateway_reference or 'no reference'})",
+            {
+                "paid_at": now,
+                "expected_by": estimate.expected_by,
+                "contact_after": estimate.contact_after,
+            },
+        )
     )
-    await uow.jobs.enqueue(kind="activate", renewal_id=renewal.id, at=now)
+    writes.activations.append(renewal.id)
+
+
+async def _views(uow: UnitOfWork, renewal_ids: list[str]) -> dict[str, RenewalView]:
+    found: dict[str, tuple[RenewalRecord, str, str]] = await uow.renewals.with_card_numbers(
+        renewal_ids
+    )
+    payments: dict[str, PaymentRecord] = await uow.payments.for_renewals(renewal_ids)
+    timelines: dict[str, list[Transition]] = await uow.renewals.timelines(renewal_ids)
+    return {
+        renewal_id: RenewalView(
+            renewal, payments.get(renewal_id), timelines.get(renewal_id, []), msisdn
+        )
+        for renewal_id, (renewal, msisdn, _iccid) in found.items()
+    }
 
 
 async def _view(uow: UnitOfWork, renewal_id: str) -> RenewalView:
-    found: tuple[RenewalRecord, str] | None = await uow.renewals.with_card_number(renewal_id)
-    if found is None:
+    view = (await _views(uow, [renewal_id])).get(renewal_id)
+    if view is None:
         raise NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown", field="renewal_id")
-    renewal, card_number = found
-    payment = await uow.payments.for_renewal(renewal_id)
-    timeline = await uow.renewals.timeline(renewal_id)
-    return RenewalView(renewal, payment, timeline, card_number)
+    return view
 
 
 async def get_renewal(services: Services, renewal_id: str) -> RenewalView:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,7 +18,7 @@ from topup.domain.errors import DuplicateError, InvariantError
 from topup.domain.ledger import Entry, EntryKind, Posting, check_balanced
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
-from topup.domain.records import JobRecord, PaymentRecord, RenewalRecord
+from topup.domain.records import JobRecord, PaymentRecord, RenewalMove, RenewalRecord
 from topup.domain.renewal import TERMINAL_STATUSES, RenewalStatus, Transition, transition
 
 
@@ -54,6 +54,23 @@ async def _claim(
         update(table).where(table.c.id.in_(ids)).values(**values).returning(*table.c)
     )
     return list(result)
+
+
+async def _update_many(
+    connection: AsyncConnection, table: Table, changes: Sequence[tuple[Any, dict[str, Any]]]
+) -> None:
+    """Update rows by id with one executemany per set of changed columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, values in changes:
+        columns = tuple(sorted(values))
+        groups.setdefault(columns, []).append({"row_id": row_id, **values})
+    for columns, parameters in groups.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({column: bindparam(column) for column in columns})
+        )
+        await connection.execute(statement, parameters)
 
 
 # --- cards ------------------------------------------------------------------------------------
@@ -116,6 +133,29 @@ class CardRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else card_from_row(row)
 
+    async def get_many(
+        self, card_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, Card]:
+        """Cards by id; locked in id order when ``for_update``, so that writers locking several
+        cards at once always take them in the same order and cannot deadlock."""
+        if not card_ids:
+            return {}
+        query = select(t.cards).where(t.cards.c.id.in_(sorted(card_ids))).order_by(t.cards.c.id)
+        if for_update:
+            query = query.with_for_update(key_share=True)
+        return {row.id: card_from_row(row) for row in await self._connection.execute(query)}
+
+    async def by_numbers(self, *, msisdns: Sequence[str], iccids: Sequence[str]) -> list[Card]:
+        """The cards with any of these MSISDNs or ICCIDs, in one query."""
+        if not msisdns and not iccids:
+            return []
+        query = select(t.cards).where(
+            or_(
+                t.cards.c.msisdn.in_(sorted(set(msisdns))), t.cards.c.iccid.in_(sorted(set(iccids)))
+            )
+        )
+        return [card_from_row(row) for row in await self._connection.execute(query)]
+
     async def by_number(
         self, *, msisdn: str | None = None, iccid: str | None = None
     ) -> Card | None:
@@ -139,6 +179,31 @@ class CardRepository:
         )
         if result.rowcount != 1:
             raise InvariantError(f"card {card.id} changed under us (version {expected_version})")
+
+    async def save_many(self, changes: Sequence[tuple[Card, int]], *, at: dt.datetime) -> None:
+        """Write changed cards, each ``(card, version it had when read)``. The caller holds their
+        row locks (``get_many(for_update=True)``), so the version guard cannot miss."""
+        if not changes:
+            return
+        parameters = []
+        for card, expected_version in changes:
+            values = card_values(card)
+            values["card_id"] = values.pop("id")
+            parameters.append({**values, "expected_version": expected_version, "updated_at": at})
+        columns = [key for key in parameters[0] if key not in ("card_id", "expected_version")]
+        statement = (
+            update(t.cards)
+            .where(
+                t.cards.c.id == bindparam("card_id"),
+                t.cards.c.version == bindparam("expected_version"),
+            )
+            .values({column: bindparam(column) for column in columns})
+        )
+        result = await self._connection.execute(statement, parameters)
+        if self._connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(
+            parameters
+        ):
+            raise InvariantError("a card changed under us while its row was locked")
 
     async def list_page(self, *, limit: int, offset: int = 0) -> list[Card]:
         rows = await self._connection.execute(
@@ -248,6 +313,14 @@ class PlanRepository:
         ).first()
         return None if row is None else plan_from_row(row)
 
+    async def get_many(self, codes: Sequence[str]) -> dict[str, Plan]:
+        if not codes:
+            return {}
+        rows = await self._connection.execute(
+            select(t.plans).where(t.plans.c.code.in_(sorted(set(codes))))
+        )
+        return {row.code: plan_from_row(row) for row in rows}
+
     async def list_all(self, *, limit: int) -> list[Plan]:
         rows = await self._connection.execute(select(t.plans).order_by(t.plans.c.code).limit(limit))
         return [plan_from_row(row) for row in rows]
@@ -316,6 +389,98 @@ class RenewalRepository:
         except IntegrityError as error:
             raise DuplicateError("a renewal with this idempotency key exists") from error
 
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert renewals; one whose idempotency key another transaction took first is left
+        out. Returns the ids inserted."""
+        if not rows:
+            return set()
+        statement = (
+            _insert(self._connection, t.renewals)
+            .on_conflict_do_nothing(index_elements=[t.renewals.c.idempotency_key])
+            .returning(t.renewals.c.id)
+        )
+        return {row[0] for row in await self._connection.execute(statement, list(rows))}
+
+    async def get_many(
+        self, renewal_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, RenewalRecord]:
+        """Renewals by id, locked in id order when ``for_update`` (no deadlock between batches)."""
+        if not renewal_ids:
+            return {}
+        query = (
+            select(t.renewals)
+            .where(t.renewals.c.id.in_(sorted(set(renewal_ids))))
+            .order_by(t.renewals.c.id)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return {row.id: renewal_from_row(row) for row in await self._connection.execute(query)}
+
+    async def by_idempotency_keys(self, keys: Sequence[str]) -> dict[str, RenewalRecord]:
+        if not keys:
+            return {}
+        rows = await self._connection.execute(
+            select(t.renewals).where(t.renewals.c.idempotency_key.in_(sorted(set(keys))))
+        )
+        return {row.idempotency_key: renewal_from_row(row) for row in rows}
+
+    async def with_card_numbers(
+        self, renewal_ids: Sequence[str]
+    ) -> dict[str, tuple[RenewalRecord, str, str]]:
+        """Renewals with their card's MSISDN and ICCID, in one query."""
+        if not renewal_ids:
+            return {}
+        rows = await self._connection.execute(
+            select(
+                t.renewals,
+                t.cards.c.msisdn.label("card_msisdn"),
+                t.cards.c.iccid.label("card_iccid"),
+            )
+            .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
+            .where(t.renewals.c.id.in_(sorted(set(renewal_ids))))
+        )
+        return {row.id: (renewal_from_row(row), row.card_msisdn, row.card_iccid) for row in rows}
+
+    async def move_many(self, moves: Sequence[RenewalMove], *, at: dt.datetime) -> None:
+        """Apply several moves (the state machine checks each) and record them in the timeline.
+        The caller holds the renewals' row locks, so the status guard cannot miss."""
+        if not moves:
+            return
+        if len({move.renewal.id for move in moves}) != len(moves):
+            raise InvariantError("one renewal moved twice in one statement")
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        changes = []
+        for move in moves:
+            change = transition(move.renewal.status, move.to_status, at=at, reason=move.reason)
+            changes.append((move.renewal.id, change))
+            columns = tuple(sorted(move.values))
+            groups.setdefault(columns, []).append(
+                {
+                    "renewal_id": move.renewal.id,
+                    "from_status": move.renewal.status.value,
+                    "status": change.to_status.value,
+                    "updated_at": at,
+                    **move.values,
+                }
+            )
+        for columns, parameters in groups.items():
+            statement = (
+                update(t.renewals)
+                .where(
+                    t.renewals.c.id == bindparam("renewal_id"),
+                    t.renewals.c.status == bindparam("from_status"),
+                )
+                .values(
+                    {column: bindparam(column) for column in ("status", "updated_at", *columns)}
+                )
+            )
+            result = await self._connection.execute(statement, parameters)
+            if self._connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(
+                parameters
+            ):
+                raise InvariantError("a renewal changed status under us while its row was locked")
+        await self.add_events(changes)
+
     async def get(self, renewal_id: str, *, for_update: bool = False) -> RenewalRecord | None:
         query = select(t.renewals).where(t.renewals.c.id == renewal_id)
         if for_update:
@@ -378,31 +543,47 @@ class RenewalRepository:
         await self.add_event(renewal.id, change)
 
     async def add_event(self, renewal_id: str, change: Transition) -> None:
+        await self.add_events([(renewal_id, change)])
+
+    async def add_events(self, changes: Sequence[tuple[str, Transition]]) -> None:
+        if not changes:
+            return
         await self._connection.execute(
-            t.renewal_events.insert().values(
-                renewal_id=renewal_id,
-                from_status=None if change.from_status is None else change.from_status.value,
-                to_status=change.to_status.value,
-                at=change.at,
-                reason=change.reason,
-            )
+            t.renewal_events.insert(),
+            [
+                {
+                    "renewal_id": renewal_id,
+                    "from_status": None if change.from_status is None else change.from_status.value,
+                    "to_status": change.to_status.value,
+                    "at": change.at,
+                    "reason": change.reason,
+                }
+                for renewal_id, change in changes
+            ],
         )
 
     async def timeline(self, renewal_id: str) -> list[Transition]:
+        return (await self.timelines([renewal_id])).get(renewal_id, [])
+
+    async def timelines(self, renewal_ids: Sequence[str]) -> dict[str, list[Transition]]:
+        if not renewal_ids:
+            return {}
         rows = await self._connection.execute(
             select(t.renewal_events)
-            .where(t.renewal_events.c.renewal_id == renewal_id)
+            .where(t.renewal_events.c.renewal_id.in_(sorted(set(renewal_ids))))
             .order_by(t.renewal_events.c.id)
         )
-        return [
-            Transition(
-                None if r.from_status is None else RenewalStatus(r.from_status),
-                RenewalStatus(r.to_status),
-                r.at,
-                r.reason,
+        found: dict[str, list[Transition]] = {}
+        for r in rows:
+            found.setdefault(r.renewal_id, []).append(
+                Transition(
+                    None if r.from_status is None else RenewalStatus(r.from_status),
+                    RenewalStatus(r.to_status),
+                    r.at,
+                    r.reason,
+                )
             )
-            for r in rows
-        ]
+        return found
 
     async def for_card(self, card_id: str, *, limit: int) -> list[RenewalRecord]:
         rows = await self._connection.execute(
@@ -447,7 +628,31 @@ class PaymentRepository:
         self._connection = connection
 
     async def add(self, values: dict[str, Any]) -> None:
-        await self._connection.execute(t.payments.insert().values(**values))
+        await self.add_many([values])
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self._connection.execute(t.payments.insert(), list(rows))
+
+    async def for_renewals(
+        self, renewal_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, PaymentRecord]:
+        """Payments by renewal id, locked in renewal order when ``for_update``."""
+        if not renewal_ids:
+            return {}
+        query = (
+            select(t.payments)
+            .where(t.payments.c.renewal_id.in_(sorted(set(renewal_ids))))
+            .order_by(t.payments.c.renewal_id)
+        )
+        if for_update:
+            query = query.with_for_update()
+        rows = await self._connection.execute(query)
+        return {row.renewal_id: payment_from_row(row) for row in rows}
+
+    async def update_many(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Several payments' changes, each ``(payment id, values)``."""
+        await _update_many(self._connection, t.payments, changes)
 
     async def for_renewal(
         self, renewal_id: str, *, for_update: bool = False
@@ -491,22 +696,34 @@ class LedgerRepository:
         self._balance_changes: dict[tuple[str, str], int] = {}
 
     async def record(self, entry: Entry, *, at: dt.datetime) -> int:
-        """Append a balanced entry. Its balance changes are applied by ``apply_balance_changes``
-        when the unit of work commits, so the balance rows (shared by many renewals) stay locked
-        only for the last statement of the transaction."""
-        check_balanced(entry.postings)
+        return (await self.record_many([entry], at=at))[0]
+
+    async def record_many(self, entries: Sequence[Entry], *, at: dt.datetime) -> list[int]:
+        """Append balanced entries; returns their ids in order. Their balance changes are applied
+        by ``apply_balance_changes`` when the unit of work commits, so the balance rows (shared by
+        many renewals) stay locked only for the last statement of the transaction."""
+        if not entries:
+            return []
+        for entry in entries:
+            check_balanced(entry.postings)
         result = await self._connection.execute(
-            t.ledger_entries.insert()
-            .values(
-                kind=entry.kind.value,
-                renewal_id=entry.renewal_id,
-                card_id=entry.card_id,
-                memo=entry.memo,
-                created_at=at,
-            )
-            .returning(t.ledger_entries.c.id)
+            t.ledger_entries.insert().returning(
+                t.ledger_entries.c.id, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "kind": entry.kind.value,
+                    "renewal_id": entry.renewal_id,
+                    "card_id": entry.card_id,
+                    "memo": entry.memo,
+                    "created_at": at,
+                }
+                for entry in entries
+            ],
         )
-        entry_id = int(result.scalar_one())
+        entry_ids = [int(row[0]) for row in result]
+        if len(entry_ids) != len(entries):
+            raise InvariantError("the database did not return an id for every ledger entry")
         await self._connection.execute(
             t.ledger_postings.insert(),
             [
@@ -516,13 +733,16 @@ class LedgerRepository:
                     "currency": posting.amount.currency,
                     "amount_minor": posting.amount.minor,
                 }
+                for entry_id, entry in zip(entry_ids, entries, strict=True)
                 for posting in entry.postings
             ],
         )
-        for posting in entry.postings:
-            key = (posting.account, posting.amount.currency)
-            self._balance_changes[key] = self._balance_changes.get(key, 0) + posting.amount.minor
-        return entry_id
+        for entry in entries:
+            for posting in entry.postings:
+                key = (posting.account, posting.amount.currency)
+                change = self._balance_changes.get(key, 0) + posting.amount.minor
+                self._balance_changes[key] = change
+        return entry_ids
 
     async def apply_balance_changes(self) -> None:
         """Move the materialised balances in one statement, rows in sorted order so that
@@ -620,18 +840,27 @@ class JobRepository:
         self._connection = connection
 
     async def enqueue(self, *, kind: str, renewal_id: str, at: dt.datetime) -> None:
+        await self.enqueue_many(kind=kind, renewal_ids=[renewal_id], at=at)
+
+    async def enqueue_many(self, *, kind: str, renewal_ids: Sequence[str], at: dt.datetime) -> None:
+        if not renewal_ids:
+            return
         await self._connection.execute(
-            t.jobs.insert().values(
-                kind=kind,
-                renewal_id=renewal_id,
-                status="queued",
-                attempts=0,
-                claims=0,
-                next_attempt_at=at,
-                first_requested_at=at,
-                created_at=at,
-                updated_at=at,
-            )
+            t.jobs.insert(),
+            [
+                {
+                    "kind": kind,
+                    "renewal_id": renewal_id,
+                    "status": "queued",
+                    "attempts": 0,
+                    "claims": 0,
+                    "next_attempt_at": at,
+                    "first_requested_at": at,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+                for renewal_id in renewal_ids
+            ],
         )
 
     async def claim(
@@ -670,6 +899,21 @@ class JobRepository:
             .values(status=status, updated_at=at, last_error=error)
         )
         return result.rowcount == 1
+
+    async def finish_many(
+        self, job_ids: Sequence[int], *, status: str, at: dt.datetime, error: str | None = None
+    ) -> set[int]:
+        """Mark queued jobs done or failed; returns the ids this call finished (another worker
+        may have finished some first)."""
+        if not job_ids:
+            return set()
+        result = await self._connection.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id.in_(sorted(set(job_ids))), t.jobs.c.status == "queued")
+            .values(status=status, updated_at=at, last_error=error)
+            .returning(t.jobs.c.id)
+        )
+        return {int(row[0]) for row in result}
 
     async def retry_later(
         self,

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import replace
+from functools import partial
+from typing import cast
 
 from topup.domain import ledger
-from topup.domain.cards import CardKind, apply_bill_payment, apply_prepaid_renewal
+from topup.domain.cards import Card, CardKind, apply_bill_payment, apply_prepaid_renewal
 from topup.domain.errors import ConflictError, InvariantError, TopupError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
-from topup.domain.records import JobRecord, RenewalRecord
+from topup.domain.records import JobRecord, RenewalMove, RenewalRecord
 from topup.domain.renewal import RenewalStatus, backoff_s
 from topup.ports import (
     ChargeRequest,
@@ -26,6 +27,7 @@ from topup.ports import (
     RefundOutcome,
     RefundResult,
 )
+from topup.services.batching import Batcher
 from topup.services.context import Services
 
 ACTIVATE = "activate"
@@ -42,6 +44,9 @@ async def run_due_jobs(services: Services) -> int:
             lease_until=now + dt.timedelta(seconds=limits.job_lease_s),
             limit=limits.worker_batch_size,
         )
+        facts: dict[str, tuple[RenewalRecord, str, str]] = await uow.renewals.with_card_numbers(
+            [job.renewal_id for job in jobs if job.kind == ACTIVATE]
+        )
         await uow.commit()
     if not jobs:
         return 0
@@ -50,7 +55,10 @@ async def run_due_jobs(services: Services) -> int:
     async def run(job: JobRecord) -> None:
         async with gate:
             if job.kind == ACTIVATE:
-                await _activate(services, job)
+                found = facts.get(job.renewal_id)
+                if found is None:
+                    raise InvariantError(f"job for missing renewal {job.renewal_id}")
+                await _activate(services, job, *found)
             elif job.kind == REFUND:
                 await _refund(services, job)
             else:
@@ -58,16 +66,6 @@ async def run_due_jobs(services: Services) -> int:
 
     await asyncio.gather(*(run(job) for job in jobs))
     return len(jobs)
-
-
-async def _load(services: Services, renewal_id: str) -> tuple[RenewalRecord, str, str]:
-    async with services.unit_of_work() as uow:
-        facts: tuple[RenewalRecord, str, str] | None = await uow.renewals.activation_facts(
-            renewal_id
-        )
-    if facts is None:
-        raise InvariantError(f"job for missing renewal {renewal_id}")
-    return facts
 
 
 async def _close_settled(services: Services, job: JobRecord) -> None:
@@ -79,8 +77,9 @@ async def _close_settled(services: Services, job: JobRecord) -> None:
         await uow.commit()
 
 
-async def _activate(services: Services, job: JobRecord) -> None:
-    renewal, msisdn, iccid = await _load(services, job.renewal_id)
+async def _activate(
+    services: Services, job: JobRecord, renewal: RenewalRecord, msisdn: str, iccid: str
+) -> None:
     if renewal.status is not RenewalStatus.ACTIVATING:
         await _close_settled(services, job)
         return
@@ -107,7 +106,7 @@ async def _activate(services: Services, job: JobRecord) -> None:
     limits = services.limits
     overdue = (now - job.first_requested_at).total_seconds() > limits.activation_deadline_s
     if result.status is ProvisionStatus.APPLIED:
-        await _complete(services, job, now)
+        await _crediting(services).submit(job)
     elif (
         result.status is ProvisionStatus.PERMANENT_FAILURE
         or overdue
@@ -145,73 +144,126 @@ async def _activate(services: Services, job: JobRecord) -> None:
             await uow.commit()
 
 
-async def _complete(services: Services, job: JobRecord, now: dt.datetime) -> None:
-    refusal = await _credit(services, job, now)
-    if refusal is not None:
-        # Only once the credit's unit of work is closed: holding one connection while waiting
-        # for another lets a batch of refusals exhaust the pool and wait on each other.
-        await _give_up(services, replace(job, status="queued"), now, refusal)
+def _crediting(services: Services) -> Batcher[JobRecord, None]:
+    found = services.batchers.get("activation_credits")
+    if found is None:
+        found = Batcher(
+            partial(_credit_all, services),
+            key=lambda job: job.renewal_id,
+            size_max=services.limits.write_batch_size_max,
+            in_flight_max=services.limits.write_batches_in_flight_max,
+        )
+        services.batchers["activation_credits"] = found
+    return cast("Batcher[JobRecord, None]", found)
 
 
-async def _credit(services: Services, job: JobRecord, now: dt.datetime) -> str | None:
-    """Credit the card: card change, ledger entry, renewal completed, job done: one transaction.
-    Returns why the card cannot take the renewal (nothing written), or None."""
+async def _credit_all(services: Services, jobs: list[JobRecord]) -> list[None]:
+    """Credit the cards the network has applied renewals to: card changes, ledger entries,
+    renewals completed and jobs done, for the whole batch in one transaction. A renewal the card
+    can no longer take (e.g. its bill was paid another way) fails its job and queues its refund
+    in the same transaction."""
+    now = services.clock.now()
+    completed: list[tuple[RenewalRecord, Card]] = []
+    refused: dict[str, str] = {}
     async with services.unit_of_work() as uow:
-        renewal: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
-        if renewal is None or renewal.status is not RenewalStatus.ACTIVATING:
-            await uow.jobs.finish(job, status="done", at=now, error="renewal already settled")
-            await uow.commit()
-            return None
-        if not await uow.jobs.finish(job, status="done", at=now):
-            return None  # another worker finished it first
-        card = await uow.cards.get(renewal.card_id, for_update=True)
-        if card is None:
-            raise InvariantError(f"renewal {renewal.id} names a missing card")
-        amount = renewal.amount
-        try:
-            if card.kind is CardKind.PREPAID:
-                credit = amount if renewal.kind is PlanKind.RELOAD else Money.zero(card.currency)
-                updated = apply_prepaid_renewal(
-                    card,
-                    at=now,
-                    grace_period_days=services.profile.grace_period_days,
-                    validity_days=renewal.validity_days,
-                    data_quota_mb=renewal.data_quota_mb,
-                    credit=credit,
-                    paid_at=renewal.paid_at,
-                )
-                destination = (
-                    ledger.card_credit_account(card.id)
-                    if renewal.kind is PlanKind.RELOAD
-                    else ledger.revenue_account(renewal.id)
-                )
-            else:
-                if amount > card.bill_due:
-                    raise ConflictError("the bill was paid another way", code="bill_already_paid")
-                updated = apply_bill_payment(card, at=now, amount=amount)
-                destination = ledger.card_receivable_account(card.id)
-        except ConflictError as error:
-            return error.message  # leaving the unit of work uncommitted rolls it back
-        await uow.cards.save(updated, expected_version=card.version, at=now)
-        await uow.ledger.record(
-            ledger.activation(
-                renewal_id=renewal.id, card_id=card.id, destination=destination, amount=amount
-            ),
+        renewals = await uow.renewals.get_many([job.renewal_id for job in jobs], for_update=True)
+        open_jobs = [
+            job
+            for job in jobs
+            if (renewal := renewals.get(job.renewal_id)) is not None
+            and renewal.status is RenewalStatus.ACTIVATING
+        ]
+        open_ids = {job.id for job in open_jobs}
+        await uow.jobs.finish_many(
+            [job.id for job in jobs if job.id not in open_ids],
+            status="done",
             at=now,
+            error="renewal already settled",
         )
-        await uow.renewals.move(
-            renewal,
-            RenewalStatus.COMPLETED,
-            at=now,
-            reason="applied by the network",
-            completed_at=now,
+        # A job another worker finished first (its lease ran out) is not ours to credit.
+        ours = await uow.jobs.finish_many(list(open_ids), status="done", at=now)
+        mine = [renewals[job.renewal_id] for job in open_jobs if job.id in ours]
+        cards = await uow.cards.get_many([renewal.card_id for renewal in mine], for_update=True)
+        versions = {card_id: card.version for card_id, card in cards.items()}
+        entries: list[ledger.Entry] = []
+        moves: list[RenewalMove] = []
+        for renewal in mine:  # one card may take several renewals: each sees the one before
+            card = cards.get(renewal.card_id)
+            if card is None:
+                raise InvariantError(f"renewal {renewal.id} names a missing card")
+            try:
+                updated, destination = _apply(services, card, renewal, now)
+            except ConflictError as error:
+                refused[renewal.id] = error.message
+                continue
+            cards[card.id] = updated
+            completed.append((renewal, card))
+            entries.append(
+                ledger.activation(
+                    renewal_id=renewal.id,
+                    card_id=card.id,
+                    destination=destination,
+                    amount=renewal.amount,
+                )
+            )
+            moves.append(
+                RenewalMove(
+                    renewal,
+                    RenewalStatus.COMPLETED,
+                    "applied by the network",
+                    {"completed_at": now},
+                )
+            )
+        changed = [
+            (card, versions[card_id])
+            for card_id, card in cards.items()
+            if card.version != versions[card_id]
+        ]
+        await uow.cards.save_many(changed, at=now)
+        await uow.ledger.record_many(entries, at=now)
+        await uow.renewals.move_many(moves, at=now)
+        refused_jobs = [job for job in open_jobs if job.renewal_id in refused]
+        await uow.jobs.mark_failed(
+            [(job.id, refused[job.renewal_id]) for job in refused_jobs], at=now
         )
+        await uow.jobs.enqueue_many(kind=REFUND, renewal_ids=list(refused), at=now)
         await uow.commit()
-    services.on_event(
-        "activation_completed",
-        {"renewal_id": renewal.id, "card": card.msisdn, "plan": renewal.plan_code},
-    )
-    return None
+    for renewal, card in completed:
+        services.on_event(
+            "activation_completed",
+            {"renewal_id": renewal.id, "card": card.msisdn, "plan": renewal.plan_code},
+        )
+    for renewal_id, reason in refused.items():
+        services.on_event("activation_failed", {"renewal_id": renewal_id, "reason": reason})
+    return [None for _ in jobs]
+
+
+def _apply(
+    services: Services, card: Card, renewal: RenewalRecord, now: dt.datetime
+) -> tuple[Card, str]:
+    """The card after the renewal, and the account its money goes to. Raises ConflictError when
+    the card cannot take it."""
+    amount = renewal.amount
+    if card.kind is CardKind.PREPAID:
+        credit = amount if renewal.kind is PlanKind.RELOAD else Money.zero(card.currency)
+        updated = apply_prepaid_renewal(
+            card,
+            at=now,
+            grace_period_days=services.profile.grace_period_days,
+            validity_days=renewal.validity_days,
+            data_quota_mb=renewal.data_quota_mb,
+            credit=credit,
+            paid_at=renewal.paid_at,
+        )
+        destination = (
+            ledger.card_credit_account(card.id)
+            if renewal.kind is PlanKind.RELOAD
+            else ledger.revenue_account(renewal.id)
+        )
+        return updated, destination
+    if amount > card.bill_due:
+        raise ConflictError("the bill was paid another way", code="bill_already_paid")
+    return apply_bill_payment(card, at=now, amount=amount), ledger.card_receivable_account(card.id)
 
 
 async def _give_up(services: Services, job: JobRecord, now: dt.datetime, reason: str) -> None:

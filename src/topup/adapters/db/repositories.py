@@ -915,6 +915,17 @@ class JobRepository:
         )
         return {int(row[0]) for row in result}
 
+    async def mark_failed(self, failures: Sequence[tuple[int, str]], *, at: dt.datetime) -> None:
+        """Jobs this transaction finished that turned out to fail, each ``(job id, why)``."""
+        await _update_many(
+            self._connection,
+            t.jobs,
+            [
+                (job_id, {"status": "failed", "last_error": why, "updated_at": at})
+                for job_id, why in failures
+            ],
+        )
+
     async def retry_later(
         self,
         job: JobRecord,

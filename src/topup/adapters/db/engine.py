@@ -46,7 +46,15 @@ def create_engine(
         max_overflow=POSTGRES_POOL_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_S,
         pool_recycle=POOL_RECYCLE_S,  # no pre-ping: it costs three round trips per transaction
-        connect_args={"server_settings": {"application_name": "topup"}},
+        connect_args={
+            "server_settings": {
+                "application_name": "topup",
+                # asyncpg prepares every statement; after five runs PostgreSQL may switch to a
+                # generic plan, which for our `id IN (...)` batch look-ups is several times slower
+                # than planning with the actual ids.
+                "plan_cache_mode": "force_custom_plan",
+            }
+        },
     )
 
 

@@ -175,13 +175,14 @@ def _parse_msisdn(has_plus: bool, digits: str, profile: OperatorProfile) -> Card
         if error.error_type in _WRONG_LENGTH_PARSE_ERRORS:
             raise _wrong_length(profile) from None
         raise _invalid(profile) from None
-    if not _is_mobile_of(number, region) and not has_plus:
+    mobile = _is_mobile_of(number, region)
+    if not mobile and not has_plus:
         # "62812345678" under ID is both the mobile +62 812-345-678 written without its plus and
         # the valid landline +62 628-1234-5678; a data card is a mobile line, so prefer the mobile.
         alternative = _parse_or_none("+" + digits)
         if alternative is not None and _is_mobile_of(alternative, region):
-            number = alternative
-    if _is_mobile_of(number, region):
+            number, mobile = alternative, True
+    if mobile:
         return CardNumber(
             CardNumberKind.MSISDN,
             phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, cast
 
@@ -438,23 +438,38 @@ async def _record_all(
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         renewal_ids = [renewal_id for renewal_id, _ in items]
-        renewals = await uow.renewals.get_many(renewal_ids, for_update=True)
-        payments = await uow.payments.for_renewals(renewal_ids, for_update=True)
+        found: dict[
+            str, tuple[RenewalRecord, PaymentRecord, str]
+        ] = await uow.renewals.with_payments_for_update(renewal_ids)
         writes = _Writes()
         for renewal_id, result in items:
-            renewal = renewals.get(renewal_id)
-            payment = payments.get(renewal_id)
-            if (
-                renewal is not None
-                and payment is not None
-                and renewal.status in OPEN_RENEWAL_STATUSES
-            ):
-                _decide(services, writes, renewal, payment, result, now)
+            if renewal_id in found:
+                renewal, payment, _ = found[renewal_id]
+                if renewal.status in OPEN_RENEWAL_STATUSES:
+                    _decide(services, writes, renewal, payment, result, now)
         await writes.apply(uow, now)
-        views = await _views(uow, renewal_ids)  # read inside the transaction: no second BEGIN
+        timelines: dict[str, list[Transition]] = await uow.renewals.timelines(renewal_ids)
         await uow.commit()
+    renewals = {renewal_id: renewal for renewal_id, (renewal, _, _) in found.items()}
+    payments = {renewal_id: payment for renewal_id, (_, payment, _) in found.items()}
+    for move in writes.moves:  # what the rows now hold, without reading them back
+        renewals[move.renewal.id] = replace(
+            move.renewal, status=move.to_status, updated_at=now, **move.values
+        )
+    renewal_of_payment = {payment.id: renewal_id for renewal_id, payment in payments.items()}
+    for payment_id, values in writes.payments:
+        payment = payments[renewal_of_payment[payment_id]]
+        changed = {key: value for key, value in values.items() if key != "updated_at"}
+        payments[payment.renewal_id] = replace(payment, **changed)
     return [
-        views.get(renewal_id) or NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown")
+        RenewalView(
+            renewals[renewal_id],
+            payments[renewal_id],
+            timelines.get(renewal_id, []),
+            found[renewal_id][2],
+        )
+        if renewal_id in found
+        else NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown")
         for renewal_id, _ in items
     ]
 

@@ -353,8 +353,8 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
     )
 
 
-def payment_from_row(row: Row[Any]) -> PaymentRecord:
-    m = row._mapping
+def payment_from_row(row: Row[Any], prefix: str = "") -> PaymentRecord:
+    m = row._mapping if not prefix else _unprefixed(row, prefix)
     return PaymentRecord(
         id=m["id"],
         renewal_id=m["renewal_id"],
@@ -377,6 +377,12 @@ def payment_from_row(row: Row[Any]) -> PaymentRecord:
         flagged_for_staff=bool(m["flagged_for_staff"]),
         refund_reference=m["refund_reference"],
     )
+
+
+def _unprefixed(row: Row[Any], prefix: str) -> dict[str, Any]:
+    return {
+        key[len(prefix) :]: value for key, value in row._mapping.items() if key.startswith(prefix)
+    }
 
 
 class RenewalRepository:
@@ -415,6 +421,29 @@ class RenewalRepository:
         if for_update:
             query = query.with_for_update()
         return {row.id: renewal_from_row(row) for row in await self._connection.execute(query)}
+
+    async def with_payments_for_update(
+        self, renewal_ids: Sequence[str]
+    ) -> dict[str, tuple[RenewalRecord, PaymentRecord, str]]:
+        """Renewals and their payments, both locked (in renewal order), with the card's MSISDN."""
+        if not renewal_ids:
+            return {}
+        rows = await self._connection.execute(
+            select(
+                t.renewals,
+                *(column.label(f"payment_{column.name}") for column in t.payments.c),
+                t.cards.c.msisdn.label("card_msisdn"),
+            )
+            .join(t.payments, t.payments.c.renewal_id == t.renewals.c.id)
+            .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
+            .where(t.renewals.c.id.in_(sorted(set(renewal_ids))))
+            .order_by(t.renewals.c.id)
+            .with_for_update(of=[t.renewals, t.payments])
+        )
+        return {
+            row.id: (renewal_from_row(row), payment_from_row(row, "payment_"), row.card_msisdn)
+            for row in rows
+        }
 
     async def by_idempotency_keys(self, keys: Sequence[str]) -> dict[str, RenewalRecord]:
         if not keys:

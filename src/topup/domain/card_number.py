@@ -136,7 +136,7 @@ def parse_card_number(text: str, profile: OperatorProfile) -> CardNumber:
 
 
 def _is_ascii_digits(text: str) -> bool:
-    return bool(text) and all(character in _ASCII_DIGITS for character in text)
+    return text.isascii() and text.isdigit()
 
 
 def _clean(text: str) -> tuple[bool, str]:
@@ -198,8 +198,10 @@ def _parse_or_none(text: str) -> PhoneNumber | None:
 
 
 def _is_mobile_of(number: PhoneNumber, region: str) -> bool:
+    """A valid mobile number of ``region``. (Valid for the region means: the region's country
+    code and a known type in its numbering plan, so one type look-up answers both.)"""
     return (
-        phonenumbers.is_valid_number_for_region(number, region)
+        phonenumbers.region_code_for_number(number) == region
         and phonenumbers.number_type(number) in _MOBILE_TYPES
     )
 

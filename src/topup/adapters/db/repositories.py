@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +57,77 @@ async def _claim(
     return list(result)
 
 
+def _many(name: str = "ids") -> Any:
+    """A bind parameter taking a list (``IN (...)``), so one statement serves every batch size."""
+    return bindparam(name, expanding=True)
+
+
+# Batch statements, built once: building a statement costs more than running it from the cache.
+_CARDS_BY_ID = select(t.cards).where(t.cards.c.id.in_(_many())).order_by(t.cards.c.id)
+_CARDS_BY_ID_LOCKED = _CARDS_BY_ID.with_for_update(key_share=True)
+_CARDS_BY_NUMBER = select(t.cards).where(
+    or_(t.cards.c.msisdn.in_(_many("msisdns")), t.cards.c.iccid.in_(_many("iccids")))
+)
+_PLANS_BY_CODE = select(t.plans).where(t.plans.c.code.in_(_many()))
+_RENEWALS_BY_ID = select(t.renewals).where(t.renewals.c.id.in_(_many())).order_by(t.renewals.c.id)
+_RENEWALS_BY_ID_LOCKED = _RENEWALS_BY_ID.with_for_update()
+_RENEWALS_BY_KEY = select(t.renewals).where(t.renewals.c.idempotency_key.in_(_many()))
+_RENEWALS_WITH_CARD_NUMBERS = (
+    select(
+        t.renewals,
+        t.cards.c.msisdn.label("card_msisdn"),
+        t.cards.c.iccid.label("card_iccid"),
+    )
+    .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
+    .where(t.renewals.c.id.in_(_many()))
+)
+_PAYMENT_LABELS = {column.name: f"payment_{column.name}" for column in t.payments.c}
+_RENEWALS_WITH_PAYMENTS_LOCKED = (
+    select(
+        t.renewals,
+        *(column.label(_PAYMENT_LABELS[column.name]) for column in t.payments.c),
+        t.cards.c.msisdn.label("card_msisdn"),
+    )
+    .join(t.payments, t.payments.c.renewal_id == t.renewals.c.id)
+    .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
+    .where(t.renewals.c.id.in_(_many()))
+    .order_by(t.renewals.c.id)
+    .with_for_update(of=[t.renewals, t.payments])
+)
+_EVENTS_BY_RENEWAL = (
+    select(t.renewal_events)
+    .where(t.renewal_events.c.renewal_id.in_(_many()))
+    .order_by(t.renewal_events.c.id)
+)
+_PAYMENTS_BY_RENEWAL = (
+    select(t.payments).where(t.payments.c.renewal_id.in_(_many())).order_by(t.payments.c.renewal_id)
+)
+_PAYMENTS_BY_RENEWAL_LOCKED = _PAYMENTS_BY_RENEWAL.with_for_update()
+
+
+@functools.lru_cache(maxsize=64)
+def _update_by_id(table: Table, columns: tuple[str, ...]) -> Any:
+    """UPDATE table SET <columns> WHERE id = :row_id, for executemany."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({column: bindparam(column) for column in columns})
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _move_renewals(columns: tuple[str, ...]) -> Any:
+    """UPDATE renewals SET status, updated_at, <columns> WHERE id and status, for executemany."""
+    return (
+        update(t.renewals)
+        .where(
+            t.renewals.c.id == bindparam("renewal_id"),
+            t.renewals.c.status == bindparam("from_status"),
+        )
+        .values({column: bindparam(column) for column in ("status", "updated_at", *columns)})
+    )
+
+
 async def _update_many(
     connection: AsyncConnection, table: Table, changes: Sequence[tuple[Any, dict[str, Any]]]
 ) -> None:
@@ -65,12 +137,21 @@ async def _update_many(
         columns = tuple(sorted(values))
         groups.setdefault(columns, []).append({"row_id": row_id, **values})
     for columns, parameters in groups.items():
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"))
-            .values({column: bindparam(column) for column in columns})
-        )
-        await connection.execute(statement, parameters)
+        await connection.execute(_update_by_id(table, columns), parameters)
+
+
+@functools.lru_cache(maxsize=4)
+def _balance_upsert(dialect_name: str) -> Any:
+    """INSERT a balance change, or add it to the balance already there; for executemany, which
+    runs the rows in the order given."""
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    statement = insert(t.account_balances)
+    return statement.on_conflict_do_update(
+        index_elements=[t.account_balances.c.account, t.account_balances.c.currency],
+        set_={
+            "balance_minor": t.account_balances.c.balance_minor + statement.excluded.balance_minor
+        },
+    )
 
 
 # --- cards ------------------------------------------------------------------------------------
@@ -140,10 +221,9 @@ class CardRepository:
         cards at once always take them in the same order and cannot deadlock."""
         if not card_ids:
             return {}
-        query = select(t.cards).where(t.cards.c.id.in_(sorted(card_ids))).order_by(t.cards.c.id)
-        if for_update:
-            query = query.with_for_update(key_share=True)
-        return {row.id: card_from_row(row) for row in await self._connection.execute(query)}
+        query = _CARDS_BY_ID_LOCKED if for_update else _CARDS_BY_ID
+        rows = await self._connection.execute(query, {"ids": sorted(set(card_ids))})
+        return {row.id: card_from_row(row) for row in rows}
 
     async def by_numbers(self, *, msisdns: Sequence[str], iccids: Sequence[str]) -> list[Card]:
         """The cards with any of these MSISDNs or ICCIDs, in one query."""
@@ -316,9 +396,7 @@ class PlanRepository:
     async def get_many(self, codes: Sequence[str]) -> dict[str, Plan]:
         if not codes:
             return {}
-        rows = await self._connection.execute(
-            select(t.plans).where(t.plans.c.code.in_(sorted(set(codes))))
-        )
+        rows = await self._connection.execute(_PLANS_BY_CODE, {"ids": sorted(set(codes))})
         return {row.code: plan_from_row(row) for row in rows}
 
     async def list_all(self, *, limit: int) -> list[Plan]:
@@ -353,8 +431,13 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
     )
 
 
-def payment_from_row(row: Row[Any], prefix: str = "") -> PaymentRecord:
-    m = row._mapping if not prefix else _unprefixed(row, prefix)
+def payment_from_row(row: Row[Any], *, labelled: bool = False) -> PaymentRecord:
+    """``labelled``: the payment's columns came as ``payment_<name>`` (joined to a renewal)."""
+    m = (
+        {name: row._mapping[label] for name, label in _PAYMENT_LABELS.items()}
+        if labelled
+        else row._mapping
+    )
     return PaymentRecord(
         id=m["id"],
         renewal_id=m["renewal_id"],
@@ -413,14 +496,9 @@ class RenewalRepository:
         """Renewals by id, locked in id order when ``for_update`` (no deadlock between batches)."""
         if not renewal_ids:
             return {}
-        query = (
-            select(t.renewals)
-            .where(t.renewals.c.id.in_(sorted(set(renewal_ids))))
-            .order_by(t.renewals.c.id)
-        )
-        if for_update:
-            query = query.with_for_update()
-        return {row.id: renewal_from_row(row) for row in await self._connection.execute(query)}
+        query = _RENEWALS_BY_ID_LOCKED if for_update else _RENEWALS_BY_ID
+        rows = await self._connection.execute(query, {"ids": sorted(set(renewal_ids))})
+        return {row.id: renewal_from_row(row) for row in rows}
 
     async def with_payments_for_update(
         self, renewal_ids: Sequence[str]
@@ -429,28 +507,17 @@ class RenewalRepository:
         if not renewal_ids:
             return {}
         rows = await self._connection.execute(
-            select(
-                t.renewals,
-                *(column.label(f"payment_{column.name}") for column in t.payments.c),
-                t.cards.c.msisdn.label("card_msisdn"),
-            )
-            .join(t.payments, t.payments.c.renewal_id == t.renewals.c.id)
-            .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
-            .where(t.renewals.c.id.in_(sorted(set(renewal_ids))))
-            .order_by(t.renewals.c.id)
-            .with_for_update(of=[t.renewals, t.payments])
+            _RENEWALS_WITH_PAYMENTS_LOCKED, {"ids": sorted(set(renewal_ids))}
         )
         return {
-            row.id: (renewal_from_row(row), payment_from_row(row, "payment_"), row.card_msisdn)
+            row.id: (renewal_from_row(row), payment_from_row(row, labelled=True), row.card_msisdn)
             for row in rows
         }
 
     async def by_idempotency_keys(self, keys: Sequence[str]) -> dict[str, RenewalRecord]:
         if not keys:
             return {}
-        rows = await self._connection.execute(
-            select(t.renewals).where(t.renewals.c.idempotency_key.in_(sorted(set(keys))))
-        )
+        rows = await self._connection.execute(_RENEWALS_BY_KEY, {"ids": sorted(set(keys))})
         return {row.idempotency_key: renewal_from_row(row) for row in rows}
 
     async def with_card_numbers(
@@ -460,13 +527,7 @@ class RenewalRepository:
         if not renewal_ids:
             return {}
         rows = await self._connection.execute(
-            select(
-                t.renewals,
-                t.cards.c.msisdn.label("card_msisdn"),
-                t.cards.c.iccid.label("card_iccid"),
-            )
-            .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
-            .where(t.renewals.c.id.in_(sorted(set(renewal_ids))))
+            _RENEWALS_WITH_CARD_NUMBERS, {"ids": sorted(set(renewal_ids))}
         )
         return {row.id: (renewal_from_row(row), row.card_msisdn, row.card_iccid) for row in rows}
 
@@ -493,17 +554,7 @@ class RenewalRepository:
                 }
             )
         for columns, parameters in groups.items():
-            statement = (
-                update(t.renewals)
-                .where(
-                    t.renewals.c.id == bindparam("renewal_id"),
-                    t.renewals.c.status == bindparam("from_status"),
-                )
-                .values(
-                    {column: bindparam(column) for column in ("status", "updated_at", *columns)}
-                )
-            )
-            result = await self._connection.execute(statement, parameters)
+            result = await self._connection.execute(_move_renewals(columns), parameters)
             if self._connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(
                 parameters
             ):
@@ -597,11 +648,7 @@ class RenewalRepository:
     async def timelines(self, renewal_ids: Sequence[str]) -> dict[str, list[Transition]]:
         if not renewal_ids:
             return {}
-        rows = await self._connection.execute(
-            select(t.renewal_events)
-            .where(t.renewal_events.c.renewal_id.in_(sorted(set(renewal_ids))))
-            .order_by(t.renewal_events.c.id)
-        )
+        rows = await self._connection.execute(_EVENTS_BY_RENEWAL, {"ids": sorted(set(renewal_ids))})
         found: dict[str, list[Transition]] = {}
         for r in rows:
             found.setdefault(r.renewal_id, []).append(
@@ -669,14 +716,8 @@ class PaymentRepository:
         """Payments by renewal id, locked in renewal order when ``for_update``."""
         if not renewal_ids:
             return {}
-        query = (
-            select(t.payments)
-            .where(t.payments.c.renewal_id.in_(sorted(set(renewal_ids))))
-            .order_by(t.payments.c.renewal_id)
-        )
-        if for_update:
-            query = query.with_for_update()
-        rows = await self._connection.execute(query)
+        query = _PAYMENTS_BY_RENEWAL_LOCKED if for_update else _PAYMENTS_BY_RENEWAL
+        rows = await self._connection.execute(query, {"ids": sorted(set(renewal_ids))})
         return {row.renewal_id: payment_from_row(row) for row in rows}
 
     async def update_many(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -783,15 +824,7 @@ class LedgerRepository:
             for (account, currency), change in sorted(self._balance_changes.items())
         ]
         self._balance_changes = {}
-        statement = _insert(self._connection, t.account_balances).values(rows)
-        statement = statement.on_conflict_do_update(
-            index_elements=[t.account_balances.c.account, t.account_balances.c.currency],
-            set_={
-                "balance_minor": t.account_balances.c.balance_minor
-                + statement.excluded.balance_minor
-            },
-        )
-        await self._connection.execute(statement)
+        await self._connection.execute(_balance_upsert(self._connection.dialect.name), rows)
 
     def discard_balance_changes(self) -> None:
         self._balance_changes = {}

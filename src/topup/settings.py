@@ -30,8 +30,10 @@ class Limits(BaseSettings):
     activation_late_after_s: int = Field(14_400, ge=1)
     refund_attempts_max: int = Field(20, ge=1)
     job_lease_s: float = Field(60.0, gt=0)
-    worker_batch_size: int = Field(32, ge=1, le=1000)
-    worker_concurrency: int = Field(16, ge=1, le=1000)  # keep below the pool size
+    # Jobs claimed at once, and network calls in flight at once; their outcomes are written in
+    # group-committed batches, so neither is bounded by the connection pool.
+    worker_batch_size: int = Field(256, ge=1, le=1000)
+    worker_concurrency: int = Field(128, ge=1, le=1000)
     worker_idle_sleep_s: float = Field(0.5, gt=0)
     worker_error_pause_cap_s: float = Field(30.0, gt=0)
     # Group commit: concurrent renewals written in one transaction, at most this many each, with

@@ -48,6 +48,7 @@ WORK_ROUNDS_MAX = 20
 # connections, so that even the tests with several Applications stay well inside its limit.
 POOL_SIZE = 5
 WORKER_CONCURRENCY = 8
+REFUSED_AT_ONCE = 32
 
 
 @pytest.fixture
@@ -264,13 +265,13 @@ async def test_a_worker_finishing_after_its_lease_ran_out_changes_nothing(
     services = demo.services
     before = await queries.balance(services, ACTIVE_CARD)
     renewal_ids = await _forty_activating_renewals(demo)
-    limits = Limits()
+    limits = Limits(worker_batch_size=32, worker_concurrency=WORKER_CONCURRENCY)
     batch = limits.worker_batch_size
-    slow = make_lean_app(seed=2).services
+    slow = make_lean_app(seed=2, limits=limits).services
     held = HeldNetwork(slow.network)
     slow.network = held
     late_clock = FixedClock(START + dt.timedelta(seconds=limits.job_lease_s + 1))
-    fast = make_lean_app(seed=3, clock=late_clock, limits=workers_limits()).services
+    fast = make_lean_app(seed=3, clock=late_clock, limits=limits).services
     slow_run = asyncio.create_task(run_due_jobs(slow))
     in_flight = min(batch, slow.limits.worker_concurrency)
     for _ in range(1000):  # the slow worker claims its batch, then waits on the network
@@ -301,7 +302,7 @@ async def test_many_activations_refused_at_once_are_refunded_without_starving_th
     views = await asyncio.gather(
         *(
             renew(payer, replace(request(f"late-{n}"), card_number=GRACE_CARD))
-            for n in range(Limits().worker_batch_size)
+            for n in range(REFUSED_AT_ONCE)
         )
     )
     assert {view.status for view in views} == {"activating"}
@@ -318,6 +319,7 @@ async def test_many_activations_refused_at_once_are_refunded_without_starving_th
         seed=3,
         clock=FixedClock(START + dt.timedelta(days=27, hours=12)),
         pool_size=2,  # PostgreSQL: 2 + 20 overflow connections for 32 jobs; SQLite: 15
+        limits=Limits(worker_batch_size=REFUSED_AT_ONCE, worker_concurrency=REFUSED_AT_ONCE),
     ).services
     await asyncio.wait_for(drain(worker), timeout=20)
     for view in views:

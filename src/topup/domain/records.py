@@ -79,3 +79,14 @@ class RenewalMove:
     to_status: RenewalStatus
     reason: str
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRetry:
+    """A job to try again at ``next_attempt_at``; ``failed`` counts the attempt towards the
+    limit (a network still busy applying the renewal is not a failure)."""
+
+    job_id: int
+    next_attempt_at: dt.datetime
+    failed: bool
+    error: str | None

@@ -17,7 +17,7 @@ from topup.domain.cards import Card, CardKind, apply_bill_payment, apply_prepaid
 from topup.domain.errors import ConflictError, InvariantError, TopupError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
-from topup.domain.records import JobRecord, RenewalMove, RenewalRecord
+from topup.domain.records import JobRecord, JobRetry, RenewalMove, RenewalRecord
 from topup.domain.renewal import RenewalStatus, backoff_s
 from topup.ports import (
     ChargeRequest,
@@ -121,11 +121,7 @@ async def _activate(
         await _give_up(services, job, now, reason)
     elif result.status is ProvisionStatus.IN_PROGRESS:
         ready_at = result.ready_at or now + dt.timedelta(seconds=limits.activation_backoff_base_s)
-        async with services.unit_of_work() as uow:
-            await uow.jobs.retry_later(
-                job, at=now, next_attempt_at=max(ready_at, now), failed=False, error=None
-            )
-            await uow.commit()
+        await _rescheduling(services).submit(JobRetry(job.id, max(ready_at, now), False, None))
     else:
         delay = backoff_s(
             attempt=job.attempts + 1,
@@ -133,15 +129,34 @@ async def _activate(
             cap_s=limits.activation_backoff_cap_s,
             jitter_fraction=services.random.random(),
         )
-        async with services.unit_of_work() as uow:
-            await uow.jobs.retry_later(
-                job,
-                at=now,
-                next_attempt_at=now + dt.timedelta(seconds=delay),
-                failed=True,
-                error=result.message or "transient network failure",
-            )
-            await uow.commit()
+        retry = JobRetry(
+            job.id,
+            now + dt.timedelta(seconds=delay),
+            True,
+            result.message or "transient network failure",
+        )
+        await _rescheduling(services).submit(retry)
+
+
+def _rescheduling(services: Services) -> Batcher[JobRetry, None]:
+    found = services.batchers.get("job_retries")
+    if found is None:
+        found = Batcher(
+            partial(_reschedule_all, services),
+            key=lambda retry: retry.job_id,
+            size_max=services.limits.write_batch_size_max,
+            in_flight_max=services.limits.write_batches_in_flight_max,
+        )
+        services.batchers["job_retries"] = found
+    return cast("Batcher[JobRetry, None]", found)
+
+
+async def _reschedule_all(services: Services, retries: list[JobRetry]) -> list[None]:
+    """Jobs the network is still working on, or failed for now: their next attempts, together."""
+    async with services.unit_of_work() as uow:
+        await uow.jobs.retry_many(retries, at=services.clock.now())
+        await uow.commit()
+    return [None for _ in retries]
 
 
 def _crediting(services: Services) -> Batcher[JobRecord, None]:

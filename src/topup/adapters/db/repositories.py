@@ -19,7 +19,7 @@ from topup.domain.errors import DuplicateError, InvariantError
 from topup.domain.ledger import Entry, EntryKind, Posting, check_balanced
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
-from topup.domain.records import JobRecord, PaymentRecord, RenewalMove, RenewalRecord
+from topup.domain.records import JobRecord, JobRetry, PaymentRecord, RenewalMove, RenewalRecord
 from topup.domain.renewal import TERMINAL_STATUSES, RenewalStatus, Transition, transition
 
 
@@ -897,6 +897,18 @@ def job_from_row(row: Row[Any]) -> JobRecord:
     )
 
 
+_RETRY_JOB = (
+    update(t.jobs)
+    .where(t.jobs.c.id == bindparam("job_id"), t.jobs.c.status == "queued")
+    .values(
+        next_attempt_at=bindparam("next_attempt_at"),
+        attempts=t.jobs.c.attempts + bindparam("attempts_added"),
+        last_error=bindparam("last_error"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+
+
 class JobRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -997,15 +1009,24 @@ class JobRepository:
         failed: bool,
         error: str | None,
     ) -> None:
+        await self.retry_many([JobRetry(job.id, next_attempt_at, failed, error)], at=at)
+
+    async def retry_many(self, retries: Sequence[JobRetry], *, at: dt.datetime) -> None:
+        """Put queued jobs back for a later attempt (a failed attempt counts towards the limit)."""
+        if not retries:
+            return
         await self._connection.execute(
-            update(t.jobs)
-            .where(t.jobs.c.id == job.id, t.jobs.c.status == "queued")
-            .values(
-                next_attempt_at=next_attempt_at,
-                attempts=t.jobs.c.attempts + (1 if failed else 0),
-                last_error=error,
-                updated_at=at,
-            )
+            _RETRY_JOB,
+            [
+                {
+                    "job_id": retry.job_id,
+                    "next_attempt_at": retry.next_attempt_at,
+                    "attempts_added": 1 if retry.failed else 0,
+                    "last_error": retry.error,
+                    "updated_at": at,
+                }
+                for retry in retries
+            ],
         )
 
     async def for_renewal(self, renewal_id: str) -> list[JobRecord]:

@@ -78,3 +78,46 @@ def test_renewals_made_before_plan_terms_were_kept_get_them_from_their_plan(
         ).one()
     engine.dispose()
     assert tuple(terms) == (5120, 7)
+
+
+def test_a_withdrawn_plan_can_be_deleted_while_its_renewals_keep_their_terms(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    command.upgrade(_config(url), "head")
+    engine = create_engine(_sync_url(url))
+    now = "2026-11-25 08:00:00"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO plans (code, names, kind, price_minor, currency, data_quota_mb, "
+                "validity_days, card_kinds, channels) VALUES ('old_pack', '{}', 'prepaid_pack', "
+                "1000, 'MYR', 5120, 7, '[\"prepaid\"]', '[\"web\"]')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO cards (id, msisdn, iccid, kind, status, currency, credit_minor, "
+                "data_quota_mb, bill_due_minor, holder_name, email, version, created_at, updated_at) "
+                "VALUES ('card-1', '+60123456789', '8960000000000000019', 'prepaid', 'active', 'MYR', "
+                "0, 0, 0, '', '', 0, :now, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO renewals (id, card_id, plan_code, kind, channel, amount_minor, currency, "
+                "data_quota_mb, validity_days, status, idempotency_key, request_fingerprint, "
+                "created_at, updated_at) VALUES ('renewal-1', 'card-1', 'old_pack', 'prepaid_pack', "
+                "'web', 1000, 'MYR', 5120, 7, 'completed', 'key-1', 'fingerprint', :now, :now)"
+            ),
+            {"now": now},
+        )
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM plans WHERE code = 'old_pack'"))
+    with engine.connect() as connection:
+        kept = connection.execute(
+            text("SELECT plan_code, amount_minor, data_quota_mb, validity_days FROM renewals")
+        ).one()
+    engine.dispose()
+    assert tuple(kept) == ("old_pack", 1000, 5120, 7)

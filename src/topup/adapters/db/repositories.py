@@ -81,11 +81,13 @@ _RENEWALS_WITH_CARD_NUMBERS = (
     .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
     .where(t.renewals.c.id.in_(_many()))
 )
-_PAYMENT_LABELS = {column.name: f"payment_{column.name}" for column in t.payments.c}
+# A renewal's columns, then its payment's (by position: cheaper than by label), then the MSISDN.
+_RENEWAL_WIDTH = len(t.renewals.c)
+_PAYMENT_COLUMNS = [column.name for column in t.payments.c]
 _RENEWALS_WITH_PAYMENTS_LOCKED = (
     select(
         t.renewals,
-        *(column.label(_PAYMENT_LABELS[column.name]) for column in t.payments.c),
+        *(column.label(f"payment_{column.name}") for column in t.payments.c),
         t.cards.c.msisdn.label("card_msisdn"),
     )
     .join(t.payments, t.payments.c.renewal_id == t.renewals.c.id)
@@ -434,7 +436,7 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
 def payment_from_row(row: Row[Any], *, labelled: bool = False) -> PaymentRecord:
     """``labelled``: the payment's columns came as ``payment_<name>`` (joined to a renewal)."""
     m = (
-        {name: row._mapping[label] for name, label in _PAYMENT_LABELS.items()}
+        dict(zip(_PAYMENT_COLUMNS, row[_RENEWAL_WIDTH:], strict=False))
         if labelled
         else row._mapping
     )

@@ -106,7 +106,9 @@ renewals = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("card_id", ID, ForeignKey("cards.id"), nullable=False),
-    Column("plan_code", String(64), ForeignKey("plans.code"), nullable=False),
+    # No foreign key: the plan's row would be locked by every renewal of it (a hot row), and a
+    # renewal keeps the terms it was sold at below, so the plan may later be withdrawn.
+    Column("plan_code", String(64), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),

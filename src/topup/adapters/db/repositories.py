@@ -8,8 +8,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, bindparam, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -107,39 +108,81 @@ _PAYMENTS_BY_RENEWAL = (
 _PAYMENTS_BY_RENEWAL_LOCKED = _PAYMENTS_BY_RENEWAL.with_for_update()
 
 
+Match = tuple[tuple[str, str], ...]  # (column, parameter name) pairs a row must match
+
+
+async def _update_rows(
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    match: Match,
+    columns: tuple[str, ...],
+) -> int:
+    """UPDATE ``table`` SET ``columns`` for each row (a dict of parameters) that matches; returns
+    how many rows changed. PostgreSQL gets one statement over arrays, however many rows;
+    SQLite (in-process, no round trips) an executemany."""
+    if not rows:
+        return 0
+    if connection.dialect.name != "postgresql":
+        result = await connection.execute(_update_statement(table, match, columns), list(rows))
+        return int(result.rowcount)
+    names = [parameter for _, parameter in match] + list(columns)
+    types = {parameter: table.c[column].type for column, parameter in match}
+    types.update({column: table.c[column].type for column in columns})
+    arrays = {name: [_bound(types[name], row[name], connection) for row in rows] for name in names}
+    result = await connection.execute(
+        _unnest_update(connection.dialect, table, match, columns), arrays
+    )
+    return int(result.rowcount)
+
+
+def _bound(column_type: Any, value: Any, connection: AsyncConnection) -> Any:
+    if isinstance(column_type, t.UtcDateTime):
+        return column_type.process_bind_param(value, connection.dialect)
+    return value
+
+
 @functools.lru_cache(maxsize=64)
-def _update_by_id(table: Table, columns: tuple[str, ...]) -> Any:
-    """UPDATE table SET <columns> WHERE id = :row_id, for executemany."""
+def _update_statement(table: Table, match: Match, columns: tuple[str, ...]) -> Any:
     return (
         update(table)
-        .where(table.c.id == bindparam("row_id"))
+        .where(*(table.c[column] == bindparam(parameter) for column, parameter in match))
         .values({column: bindparam(column) for column in columns})
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _move_renewals(columns: tuple[str, ...]) -> Any:
-    """UPDATE renewals SET status, updated_at, <columns> WHERE id and status, for executemany."""
-    return (
-        update(t.renewals)
-        .where(
-            t.renewals.c.id == bindparam("renewal_id"),
-            t.renewals.c.status == bindparam("from_status"),
-        )
-        .values({column: bindparam(column) for column in ("status", "updated_at", *columns)})
+def _unnest_update(dialect: Dialect, table: Table, match: Match, columns: tuple[str, ...]) -> Any:
+    """UPDATE t SET c = v.c, ... FROM unnest(<one array per parameter>) AS v(...) WHERE ..."""
+    names = [parameter for _, parameter in match] + list(columns)
+    sql_types = {
+        parameter: table.c[column].type.compile(dialect=dialect) for column, parameter in match
+    }
+    sql_types.update({column: table.c[column].type.compile(dialect=dialect) for column in columns})
+    arrays = ", ".join(f"CAST(:{name} AS {sql_types[name]}[])" for name in names)
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns)
+    conditions = " AND ".join(
+        f"{table.name}.{column} = v.{parameter}" for column, parameter in match
+    )
+    return text(
+        f"UPDATE {table.name} SET {assignments} "  # noqa: S608 - names from our own tables
+        f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE {conditions}"
     )
 
 
 async def _update_many(
     connection: AsyncConnection, table: Table, changes: Sequence[tuple[Any, dict[str, Any]]]
 ) -> None:
-    """Update rows by id with one executemany per set of changed columns."""
+    """Update rows by id, one statement per set of changed columns."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, values in changes:
         columns = tuple(sorted(values))
         groups.setdefault(columns, []).append({"row_id": row_id, **values})
     for columns, parameters in groups.items():
-        await connection.execute(_update_by_id(table, columns), parameters)
+        await _update_rows(
+            connection, table, parameters, match=(("id", "row_id"),), columns=columns
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -272,19 +315,15 @@ class CardRepository:
             values = card_values(card)
             values["card_id"] = values.pop("id")
             parameters.append({**values, "expected_version": expected_version, "updated_at": at})
-        columns = [key for key in parameters[0] if key not in ("card_id", "expected_version")]
-        statement = (
-            update(t.cards)
-            .where(
-                t.cards.c.id == bindparam("card_id"),
-                t.cards.c.version == bindparam("expected_version"),
-            )
-            .values({column: bindparam(column) for column in columns})
+        columns = tuple(key for key in parameters[0] if key not in ("card_id", "expected_version"))
+        changed = await _update_rows(
+            self._connection,
+            t.cards,
+            parameters,
+            match=(("id", "card_id"), ("version", "expected_version")),
+            columns=columns,
         )
-        result = await self._connection.execute(statement, parameters)
-        if self._connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(
-            parameters
-        ):
+        if changed != len(parameters):
             raise InvariantError("a card changed under us while its row was locked")
 
     async def list_page(self, *, limit: int, offset: int = 0) -> list[Card]:
@@ -556,10 +595,14 @@ class RenewalRepository:
                 }
             )
         for columns, parameters in groups.items():
-            result = await self._connection.execute(_move_renewals(columns), parameters)
-            if self._connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(
-                parameters
-            ):
+            changed = await _update_rows(
+                self._connection,
+                t.renewals,
+                parameters,
+                match=(("id", "renewal_id"), ("status", "from_status")),
+                columns=("status", "updated_at", *columns),
+            )
+            if changed != len(parameters):
                 raise InvariantError("a renewal changed status under us while its row was locked")
         await self.add_events(changes)
 

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.conftest import AppFactory
+from tests.conftest import START, AppFactory
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
+from topup.domain.cards import CardStatus
 from topup.domain.errors import ConflictError, NotFoundError, TopupError
 from topup.entrypoints.worker import work_once
 from topup.ports import CardDetails
@@ -153,3 +154,23 @@ async def test_a_renewal_id_nobody_knows_is_reported_as_unknown(make_app: AppFac
         assert error.code == "renewal_unknown"
     else:
         raise AssertionError("an unknown renewal id was found")
+
+
+async def test_a_retry_after_the_card_has_expired_is_answered_with_the_renewal_it_made(
+    make_app: AppFactory,
+) -> None:
+    application = await demo_with(make_app)
+    services = application.services
+    first = await renew(services, order("retried-key"))
+    async with services.unit_of_work() as uow:
+        card = await uow.cards.by_number(msisdn=ACTIVE_CARD)
+        expired = replace(card, status=CardStatus.EXPIRED, version=card.version + 1)
+        await uow.cards.save(expired, expected_version=card.version, at=START)
+        await uow.commit()
+    with_new_key = renew(services, order("new-key"))
+    retried, refused = await asyncio.gather(
+        renew(services, order("retried-key")), with_new_key, return_exceptions=True
+    )
+    assert not isinstance(retried, BaseException)
+    assert retried.id == first.id and retried.replayed
+    assert isinstance(refused, ConflictError)

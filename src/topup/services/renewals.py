@@ -174,8 +174,13 @@ def _intake(services: Services) -> Batcher[_Order, _Admitted | _KeyUsed]:
 async def _admit_all(
     services: Services, orders: list[_Order]
 ) -> list[_Admitted | _KeyUsed | Exception]:
-    """Admit a batch of orders in one transaction: each one's card, plan and key are checked,
-    and the accepted renewals and their payments are written with a few set-based statements."""
+    """Admit a batch of orders in one transaction: each one's card and plan are checked, and the
+    accepted renewals and their payments are written with a few set-based statements.
+
+    A key used before is found by the insert itself (the unique key leaves that row out), so the
+    usual case costs no look-up; the caller then replays what the key first made. An order
+    refused here is looked up by key too: a retry of a request that went through is answered
+    with its renewal, even if the card or plan has changed since."""
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         intake = _Intake(services, uow, now)
@@ -186,10 +191,18 @@ async def _admit_all(
                 outcomes.append(await intake.admit(order))
             except TopupError as error:
                 outcomes.append(error)
+        refused = [
+            order.key
+            for order, outcome in zip(orders, outcomes, strict=True)
+            if isinstance(outcome, TopupError) and order.key in intake.fingerprints
+        ]
+        known = await uow.renewals.by_idempotency_keys(refused)
         inserted = await uow.renewals.add_many(intake.renewal_rows)
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, _Admitted) and outcome.renewal_id not in inserted:
-                # Another transaction took the key between our look-up and our insert.
+        for index, (order, outcome) in enumerate(zip(orders, outcomes, strict=True)):
+            if order.key in known:
+                outcomes[index] = _KeyUsed(known[order.key].id, intake.fingerprints[order.key])
+            elif isinstance(outcome, _Admitted) and outcome.renewal_id not in inserted:
+                # The key was used before, or by another transaction just now.
                 outcomes[index] = _KeyUsed(None, outcome.fingerprint)
         await uow.renewals.add_events(
             [(renewal_id, change) for renewal_id, change in intake.events if renewal_id in inserted]
@@ -213,7 +226,7 @@ class _Intake:
         self.events: list[tuple[str, Transition]] = []
         self._cards: dict[tuple[CardNumberKind, str], Card] = {}
         self._plans: dict[str, Plan] = {}
-        self._known: dict[str, RenewalRecord] = {}
+        self.fingerprints: dict[str, str] = {}  # by idempotency key, for orders whose card is known
         self._locked: dict[str, Card] = {}
         self._bills_in_batch: dict[str, str] = {}
 
@@ -227,7 +240,6 @@ class _Intake:
         for card in cards:
             self._cards[(CardNumberKind.MSISDN, card.msisdn)] = card
             self._cards[(CardNumberKind.ICCID, card.iccid)] = card
-        self._known = await uow.renewals.by_idempotency_keys([order.key for order in orders])
         self._plans = await uow.plans.get_many([order.request.plan_code for order in orders])
         # Payments of one bill take turns on the card's row lock: without it, concurrent callers
         # all find no payment in progress and the bill is charged several times. Locked in id
@@ -248,9 +260,7 @@ class _Intake:
         instrument = order.instrument
         expiry = f"{instrument.expiry_month:02d}/{instrument.expiry_year}"
         fingerprint = _fingerprint(request, card.id, instrument.brand, instrument.last4, expiry)
-        known = self._known.get(order.key)
-        if known is not None:
-            return _KeyUsed(known.id, fingerprint)
+        self.fingerprints[order.key] = fingerprint
         plan = self._plans.get(request.plan_code)
         if plan is None:
             raise NotFoundError(

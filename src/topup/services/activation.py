@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from functools import partial
-from typing import cast
 
 from topup.domain import ledger
 from topup.domain.cards import Card, CardKind, apply_bill_payment, apply_prepaid_renewal
@@ -139,16 +137,7 @@ async def _activate(
 
 
 def _rescheduling(services: Services) -> Batcher[JobRetry, None]:
-    found = services.batchers.get("job_retries")
-    if found is None:
-        found = Batcher(
-            partial(_reschedule_all, services),
-            key=lambda retry: retry.job_id,
-            size_max=services.limits.write_batch_size_max,
-            in_flight_max=services.limits.write_batches_in_flight_max,
-        )
-        services.batchers["job_retries"] = found
-    return cast("Batcher[JobRetry, None]", found)
+    return services.batcher("job_retries", _reschedule_all, key=lambda retry: retry.job_id)
 
 
 async def _reschedule_all(services: Services, retries: list[JobRetry]) -> list[None]:
@@ -160,16 +149,7 @@ async def _reschedule_all(services: Services, retries: list[JobRetry]) -> list[N
 
 
 def _crediting(services: Services) -> Batcher[JobRecord, None]:
-    found = services.batchers.get("activation_credits")
-    if found is None:
-        found = Batcher(
-            partial(_credit_all, services),
-            key=lambda job: job.renewal_id,
-            size_max=services.limits.write_batch_size_max,
-            in_flight_max=services.limits.write_batches_in_flight_max,
-        )
-        services.batchers["activation_credits"] = found
-    return cast("Batcher[JobRecord, None]", found)
+    return services.batcher("activation_credits", _credit_all, key=lambda job: job.renewal_id)
 
 
 async def _credit_all(services: Services, jobs: list[JobRecord]) -> list[None]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from topup.domain.profile import OperatorProfile
 from topup.ports import Clock, NetworkProvisioner, PaymentGateway, TokenSealer, UnitOfWork
+from topup.services.batching import Batcher
 from topup.settings import Limits
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -27,3 +31,26 @@ class Services:
     on_event: Callable[[str, dict[str, str]], None] = field(default=lambda kind, data: None)
     # Group-commit batchers (services.batching), made on first use by the service that owns each.
     batchers: dict[str, Any] = field(default_factory=dict)
+
+    def batcher(
+        self,
+        name: str,
+        run: Callable[[Services, list[Item]], Awaitable[Sequence[Result | Exception]]],
+        *,
+        key: Callable[[Item], Hashable],
+    ) -> Batcher[Item, Result]:
+        """The batcher called ``name``, made on first use with the write-batch limits."""
+        found = self.batchers.get(name)
+        if found is None:
+
+            async def run_here(items: list[Item]) -> Sequence[Result | Exception]:
+                return await run(self, items)
+
+            found = Batcher(
+                run_here,
+                key=key,
+                size_max=self.limits.write_batch_size_max,
+                in_flight_max=self.limits.write_batches_in_flight_max,
+            )
+            self.batchers[name] = found
+        return cast("Batcher[Item, Result]", found)

@@ -7,8 +7,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from topup.domain import ledger
 from topup.domain.card_number import CardNumber, CardNumberKind, parse_card_number
@@ -159,16 +158,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
 
 
 def _intake(services: Services) -> Batcher[_Order, _Admitted | _KeyUsed]:
-    found = services.batchers.get("renewal_intake")
-    if found is None:
-        found = Batcher(
-            partial(_admit_all, services),
-            key=lambda order: order.key,
-            size_max=services.limits.write_batch_size_max,
-            in_flight_max=services.limits.write_batches_in_flight_max,
-        )
-        services.batchers["renewal_intake"] = found
-    return cast("Batcher[_Order, _Admitted | _KeyUsed]", found)
+    return services.batcher("renewal_intake", _admit_all, key=lambda order: order.key)
 
 
 async def _admit_all(
@@ -414,16 +404,8 @@ async def record_charge_result(
 
 
 def _recorder(services: Services) -> Batcher[tuple[str, ChargeResult], RenewalView]:
-    found = services.batchers.get("charge_results")
-    if found is None:
-        found = Batcher(
-            partial(_record_all, services),
-            key=lambda item: item[0],  # one renewal at most once per batch
-            size_max=services.limits.write_batch_size_max,
-            in_flight_max=services.limits.write_batches_in_flight_max,
-        )
-        services.batchers["charge_results"] = found
-    return cast("Batcher[tuple[str, ChargeResult], RenewalView]", found)
+    # One renewal at most once per batch: its second result waits for the next one.
+    return services.batcher("charge_results", _record_all, key=lambda item: item[0])
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
 from topup.bootstrap import MIGRATIONS_DIRECTORY
@@ -24,6 +24,18 @@ def _sync_url(url: str) -> str:
     parsed = make_url(url)
     driver = "postgresql+psycopg" if parsed.get_backend_name() == "postgresql" else "sqlite"
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _add_card(connection: Connection, now: str) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO cards (id, msisdn, iccid, kind, status, currency, credit_minor, "
+            "data_quota_mb, bill_due_minor, holder_name, email, version, created_at, updated_at) "
+            "VALUES ('card-1', '+60123456789', '8960000000000000019', 'prepaid', 'active', 'MYR', "
+            "0, 0, 0, '', '', 0, :now, :now)"
+        ),
+        {"now": now},
+    )
 
 
 @pytest.fixture
@@ -53,15 +65,7 @@ def test_renewals_made_before_plan_terms_were_kept_get_them_from_their_plan(
                 "'MYR', 5120, 7, '[\"prepaid\"]', '[\"web\"]')"
             )
         )
-        connection.execute(
-            text(
-                "INSERT INTO cards (id, msisdn, iccid, kind, status, currency, credit_minor, "
-                "data_quota_mb, bill_due_minor, holder_name, email, version, created_at, updated_at) "
-                "VALUES ('card-1', '+60123456789', '8960000000000000019', 'prepaid', 'active', 'MYR', "
-                "0, 0, 0, '', '', 0, :now, :now)"
-            ),
-            {"now": now},
-        )
+        _add_card(connection, now)
         connection.execute(
             text(
                 "INSERT INTO renewals (id, card_id, plan_code, kind, channel, amount_minor, currency, "
@@ -95,15 +99,7 @@ def test_a_withdrawn_plan_can_be_deleted_while_its_renewals_keep_their_terms(
                 "1000, 'MYR', 5120, 7, '[\"prepaid\"]', '[\"web\"]')"
             )
         )
-        connection.execute(
-            text(
-                "INSERT INTO cards (id, msisdn, iccid, kind, status, currency, credit_minor, "
-                "data_quota_mb, bill_due_minor, holder_name, email, version, created_at, updated_at) "
-                "VALUES ('card-1', '+60123456789', '8960000000000000019', 'prepaid', 'active', 'MYR', "
-                "0, 0, 0, '', '', 0, :now, :now)"
-            ),
-            {"now": now},
-        )
+        _add_card(connection, now)
         connection.execute(
             text(
                 "INSERT INTO renewals (id, card_id, plan_code, kind, channel, amount_minor, currency, "

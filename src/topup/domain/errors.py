@@ -6,7 +6,6 @@ Two families, never mixed:
     ├── InputError                  the caller gave something we cannot use (bad card number, bad expiry)
     ├── NotFoundError               the thing named does not exist (unknown card, unknown plan, unknown renewal)
     ├── ConflictError               the request clashes with what exists (idempotency key reused, card expired)
-    │   └── DuplicateError          a unique key exists already (a race lost; the service reloads)
     └── PaymentError                the payment cannot go ahead (declined, insufficient funds)
 
     InvariantError                  a bug: a rule that must always hold did not (unbalanced ledger entry,
@@ -60,12 +59,6 @@ class ConflictError(TopupError):
 
 class PaymentError(TopupError):
     code = "payment_failed"
-
-
-class DuplicateError(ConflictError):
-    """A row with this unique key exists already (raised by repositories, handled by services)."""
-
-    code = "duplicate"
 
 
 class InvariantError(Exception):

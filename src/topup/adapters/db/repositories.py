@@ -11,12 +11,11 @@ from typing import Any
 from sqlalchemy import Row, Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
 from topup.domain.cards import Card, CardKind, CardStatus
-from topup.domain.errors import DuplicateError, InvariantError
+from topup.domain.errors import InvariantError
 from topup.domain.ledger import Entry, EntryKind, Posting, check_balanced
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
@@ -513,12 +512,6 @@ class RenewalRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def add(self, values: dict[str, Any]) -> None:
-        try:
-            await self._connection.execute(t.renewals.insert().values(**values))
-        except IntegrityError as error:
-            raise DuplicateError("a renewal with this idempotency key exists") from error
-
     async def add_many(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert renewals; one whose idempotency key another transaction took first is left
         out. Returns the ids inserted."""
@@ -613,34 +606,6 @@ class RenewalRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else renewal_from_row(row)
 
-    async def with_card_number(self, renewal_id: str) -> tuple[RenewalRecord, str] | None:
-        """The renewal and its card's MSISDN, in one query."""
-        row = (
-            await self._connection.execute(
-                select(t.renewals, t.cards.c.msisdn.label("card_msisdn"))
-                .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
-                .where(t.renewals.c.id == renewal_id)
-            )
-        ).first()
-        return None if row is None else (renewal_from_row(row), row.card_msisdn)
-
-    async def activation_facts(self, renewal_id: str) -> tuple[RenewalRecord, str, str] | None:
-        """What the network needs to apply a renewal: the renewal, its card's MSISDN and ICCID."""
-        row = (
-            await self._connection.execute(
-                select(
-                    t.renewals,
-                    t.cards.c.msisdn.label("card_msisdn"),
-                    t.cards.c.iccid.label("card_iccid"),
-                )
-                .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
-                .where(t.renewals.c.id == renewal_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        return renewal_from_row(row), row.card_msisdn, row.card_iccid
-
     async def by_idempotency_key(self, key: str) -> RenewalRecord | None:
         query = select(t.renewals).where(t.renewals.c.idempotency_key == key)
         row = (await self._connection.execute(query)).first()
@@ -686,9 +651,6 @@ class RenewalRepository:
                 for renewal_id, change in changes
             ],
         )
-
-    async def timeline(self, renewal_id: str) -> list[Transition]:
-        return (await self.timelines([renewal_id])).get(renewal_id, [])
 
     async def timelines(self, renewal_ids: Sequence[str]) -> dict[str, list[Transition]]:
         if not renewal_ids:
@@ -1000,13 +962,6 @@ class JobRepository:
             },
         )
         return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
-
-    async def get(self, job_id: int, *, for_update: bool = False) -> JobRecord | None:
-        query = select(t.jobs).where(t.jobs.c.id == job_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self._connection.execute(query)).first()
-        return None if row is None else job_from_row(row)
 
     async def finish(
         self, job: JobRecord, *, status: str, at: dt.datetime, error: str | None = None

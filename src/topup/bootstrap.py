@@ -16,7 +16,12 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from topup.adapters.clock import SystemClock
-from topup.adapters.db.engine import POSTGRES_POOL_SIZE, create_engine, is_sqlite
+from topup.adapters.db.engine import (
+    POSTGRES_POOL_SIZE,
+    create_engine,
+    database_unavailable,
+    is_sqlite,
+)
 from topup.adapters.db.unit_of_work import SqlUnitOfWork
 from topup.adapters.gateways.sandbox import SandboxGateway
 from topup.adapters.network.sandbox import SandboxNetwork
@@ -109,6 +114,7 @@ def build(
         if seed is not None
         else (lambda: str(uuid.uuid4())),
         random=randomness,
+        database_unavailable=database_unavailable,
     )
     if on_event is not None:
         services.on_event = on_event

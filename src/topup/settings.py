@@ -29,11 +29,14 @@ class Limits(BaseSettings):
     activation_typical_delay_s: int = Field(60, ge=0)
     activation_late_after_s: int = Field(14_400, ge=1)
     refund_attempts_max: int = Field(20, ge=1)
-    job_lease_s: float = Field(60.0, gt=0)
-    # Jobs claimed at once, and network calls in flight at once; their outcomes are written in
-    # group-committed batches, so neither is bounded by the connection pool.
-    worker_batch_size: int = Field(256, ge=1, le=1000)
-    worker_concurrency: int = Field(128, ge=1, le=1000)
+    job_lease_s: float = Field(120.0, gt=0)
+    # Jobs claimed at once, and network calls in flight at once. Their outcomes are written in
+    # group-committed batches; only rare outcomes (give up, refund) take a connection each, so
+    # keep the concurrency near the connection pool (20 + 20 overflow). A claimed batch should be
+    # done within its lease even if every call waits its full timeout: with the defaults, two
+    # waves of network_timeout_s (30 s) fit in job_lease_s (120 s).
+    worker_batch_size: int = Field(128, ge=1, le=1000)
+    worker_concurrency: int = Field(64, ge=1, le=1000)
     worker_idle_sleep_s: float = Field(0.5, gt=0)
     worker_error_pause_cap_s: float = Field(30.0, gt=0)
     # Group commit: concurrent renewals written in one transaction, at most this many each, with

@@ -128,3 +128,32 @@ def test_a_batcher_used_from_a_second_event_loop_starts_afresh() -> None:
     assert asyncio.run(shared.submit(("a", 1))) == 2
     assert asyncio.run(shared.submit(("a", 5))) == 10
     assert recorder.batches == [[("a", 1)], [("a", 5)]]
+
+
+async def test_a_caller_that_gives_up_before_its_batch_begins_has_nothing_done() -> None:
+    recorder = Recorder(pause_s=0.05)
+    shared = batcher(recorder, size_max=1)
+    first = asyncio.create_task(shared.submit(("first", 1)))
+    queued = asyncio.create_task(shared.submit(("queued", 2)))
+    await asyncio.sleep(0.01)  # the first batch is running; the second item waits its turn
+    queued.cancel()
+    assert await first == 2
+    await asyncio.sleep(0.06)
+    assert recorder.batches == [[("first", 1)]]
+
+
+async def test_a_failure_of_the_database_itself_fails_the_whole_batch_at_once() -> None:
+    recorder = Recorder()
+    recorder.break_on = {2}
+    shared = Batcher(
+        recorder.run,
+        key=lambda pair: pair[0],
+        size_max=100,
+        in_flight_max=1,
+        fail_together=lambda error: isinstance(error, RuntimeError),
+    )
+    results = await asyncio.gather(
+        *(shared.submit((f"k{n}", n)) for n in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert len(recorder.batches) == 1  # not retried one by one

@@ -31,8 +31,12 @@ class Batcher(Generic[Item, Result]):
         key: Callable[[Item], Hashable],
         size_max: int,
         in_flight_max: int,
+        fail_together: Callable[[BaseException], bool] = lambda error: False,
     ) -> None:
         self._run = run
+        # Failures that are not any one item's fault (the database is down, the pool timed out):
+        # the whole batch fails at once instead of being retried item by item.
+        self._fail_together = fail_together
         self._key = key
         self._size_max = size_max
         self._in_flight_max = in_flight_max
@@ -55,15 +59,29 @@ class Batcher(Generic[Item, Result]):
         return await future
 
     async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the callers of this turn of the loop join the batch
-        while self._pending:
-            await self._settle(self._take())
+        try:
+            await asyncio.sleep(0)  # let the callers of this turn of the loop join the batch
+            while self._pending:
+                batch = self._take()
+                if batch:
+                    await self._settle(batch)
+        except BaseException as error:
+            # Cancelled (the loop is shutting down): unless another flusher carries on, nobody
+            # would ever answer the callers still queued.
+            current = asyncio.current_task()
+            if not any(not task.done() and task is not current for task in self._flushers):
+                pending, self._pending = self._pending, []
+                for _, future in pending:
+                    _resolve(future, error)
+            raise
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         left: list[tuple[Item, asyncio.Future[Result]]] = []
         keys: set[Hashable] = set()
         for entry in self._pending:
+            if entry[1].done():  # its caller gave up before the batch began: do nothing for it
+                continue
             key = self._key(entry[0])
             if len(batch) >= self._size_max or key in keys:
                 left.append(entry)
@@ -77,11 +95,17 @@ class Batcher(Generic[Item, Result]):
         try:
             results = await self._run([item for item, _ in batch])
         except Exception as error:
-            if len(batch) == 1:
-                _resolve(batch[0][1], error)
+            if len(batch) == 1 or self._fail_together(error):
+                for _, future in batch:
+                    _resolve(future, error)
                 return
-            for entry in batch:  # find the item that broke the batch; the others go through
-                await self._settle([entry])
+            for index, entry in enumerate(batch):  # find the culprit; the others go through
+                try:
+                    await self._settle([entry])
+                except BaseException as stop:
+                    for _, future in batch[index + 1 :]:
+                        _resolve(future, stop)
+                    raise
             return
         except BaseException as error:  # cancelled (the loop is shutting down): tell the callers
             for _, future in batch:

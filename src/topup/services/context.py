@@ -29,6 +29,8 @@ class Services:
     random: random.Random = field(default_factory=random.Random)
     # Told of each finished activation/refund, e.g. the worker prints it.
     on_event: Callable[[str, dict[str, str]], None] = field(default=lambda kind, data: None)
+    # Tells failures of the database itself (e.g. the server is down) from one renewal's.
+    database_unavailable: Callable[[BaseException], bool] = field(default=lambda error: False)
     # Group-commit batchers (services.batching), made on first use by the service that owns each.
     batchers: dict[str, Any] = field(default_factory=dict)
 
@@ -51,6 +53,7 @@ class Services:
                 key=key,
                 size_max=self.limits.write_batch_size_max,
                 in_flight_max=self.limits.write_batches_in_flight_max,
+                fail_together=self.database_unavailable,
             )
             self.batchers[name] = found
         return cast("Batcher[Item, Result]", found)

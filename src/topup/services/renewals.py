@@ -187,7 +187,9 @@ async def _admit_all(
             if isinstance(outcome, TopupError) and order.key in intake.fingerprints
         ]
         known = await uow.renewals.by_idempotency_keys(refused)
-        inserted = await uow.renewals.add_many(intake.renewal_rows)
+        # In key order: two batches inserting the same keys wait for each other, never deadlock.
+        rows = sorted(intake.renewal_rows, key=lambda row: str(row["idempotency_key"]))
+        inserted = await uow.renewals.add_many(rows)
         for index, (order, outcome) in enumerate(zip(orders, outcomes, strict=True)):
             if order.key in known:
                 outcomes[index] = _KeyUsed(known[order.key].id, intake.fingerprints[order.key])

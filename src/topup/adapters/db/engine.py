@@ -6,7 +6,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -81,5 +82,19 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine, *, enforce_foreign_
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-# What a worker may wait out and retry: the database went away, was restarted, or is full.
-TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, OSError, TimeoutError)
+# What a worker may wait out and retry: the database went away, was restarted, or is full, or no
+# connection came free in time.
+TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    DBAPIError,
+    OSError,
+    TimeoutError,
+    PoolTimeoutError,
+)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True when ``error`` is about the database as a whole (down, unreachable, locked, no free
+    connection), not about one statement's data."""
+    if isinstance(error, OSError | TimeoutError | PoolTimeoutError | OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)

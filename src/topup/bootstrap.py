@@ -24,6 +24,8 @@ from topup.adapters.db.engine import (
 )
 from topup.adapters.db.unit_of_work import SqlUnitOfWork
 from topup.adapters.gateways.sandbox import SandboxGateway
+from topup.adapters.iin_table import shipped_iin_table
+from topup.adapters.methods import load_methods
 from topup.adapters.network.sandbox import SandboxNetwork
 from topup.adapters.profiles import load_profile
 from topup.adapters.secrets import TokenVault
@@ -102,12 +104,16 @@ def build(
     )
     writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
     randomness = random.Random(seed)
+    profile = load_profile(settings.profile)
+    methods_file = Path(settings.methods_file) if settings.methods_file else None
     services = Services(
         unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
         gateway=gateway,
         network=network,
         clock=clock,
-        profile=load_profile(settings.profile),
+        profile=profile,
+        methods=load_methods(profile, methods_file),
+        card_facts=shipped_iin_table().facts_for,
         limits=limits,
         tokens=TokenVault(key),
         new_id=(lambda: str(uuid.UUID(int=randomness.getrandbits(128), version=4)))

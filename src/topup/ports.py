@@ -114,6 +114,11 @@ class PaymentGateway(Protocol):
         """Return a captured charge in full; ``refund_id`` is the idempotency key."""
         ...
 
+    async def confirm(self, request: ChargeRequest, answer: str) -> ChargeResult:
+        """Pass the payer's payment password / 3-D Secure answer for a charge waiting on it. A
+        wrong answer is DECLINED with decline code ``authentication_failed``."""
+        ...
+
 
 # --- Network provisioning ---------------------------------------------------------------------
 
@@ -182,6 +187,7 @@ class UnitOfWork(Protocol):
     payments: Any
     ledger: Any
     jobs: Any
+    instruments: Any
     audit: Any
 
     async def __aenter__(self) -> UnitOfWork: ...
@@ -200,5 +206,7 @@ class UnitOfWork(Protocol):
 
 class TokenSealer(Protocol):
     def seal(self, token: str) -> str: ...
+
+    def fingerprint(self, token: str) -> str: ...
 
     def open(self, sealed: str) -> str: ...

@@ -22,6 +22,9 @@ class Limits(BaseSettings):
     payment_check_cap_s: float = Field(3600.0, gt=0)
     payment_staff_recheck_s: float = Field(86_400.0, gt=0)
     requires_action_timeout_s: float = Field(1800.0, gt=0)
+    payment_password_attempts_max: int = Field(5, ge=1, le=20)
+    payment_password_lock_s: float = Field(1800.0, gt=0)  # also how long wrong answers count
+    payment_password_length_max: int = Field(64, ge=1, le=256)
     activation_attempts_max: int = Field(8, ge=1)
     activation_backoff_base_s: float = Field(2.0, gt=0)
     activation_backoff_cap_s: float = Field(600.0, gt=0)
@@ -29,6 +32,7 @@ class Limits(BaseSettings):
     activation_typical_delay_s: int = Field(60, ge=0)
     activation_late_after_s: int = Field(14_400, ge=1)
     refund_attempts_max: int = Field(20, ge=1)
+    refund_reason_length_max: int = Field(500, ge=1, le=10_000)
     job_lease_s: float = Field(120.0, gt=0)
     # Jobs claimed at once, and network calls in flight at once. Their outcomes are written in
     # group-committed batches; only rare outcomes (give up, refund) take a connection each, so
@@ -54,6 +58,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///var/topup.sqlite3"
     profile: str = "my"
+    methods_file: str = (
+        ""  # the operator's payment methods (TOML); empty: the profile's shipped ones
+    )
     secret_key: str = ""  # Fernet key; generated into var/secret.key for the demo when empty
     secret_key_file: str = "var/secret.key"  # noqa: S105 - a path, not a secret
     gateway: str = "sandbox"

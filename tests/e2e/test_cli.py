@@ -141,13 +141,13 @@ def test_every_command_answers_with_one_json_object(cli: Cli) -> None:
         pytest.param(("balance", "+60 12 999 9999"), "card_unknown", id="card not ours"),
         pytest.param(
             ("renew", CARD, "pack_5gb_7d", *pay(number="4242424242424241")),
-            "card_number_bad_check_digit",
+            "payment_card_number_bad_check_digit",
             id="payment card mistyped",
         ),
         pytest.param(("renew", CARD, "no_such_plan", *pay()), "plan_unknown", id="unknown plan"),
         pytest.param(
             ("renew", CARD, "pack_5gb_7d", *pay(expiry="13/99")),
-            "expiry_invalid",
+            "expiry_month_invalid",
             id="month 13",
         ),
         pytest.param(

@@ -103,6 +103,7 @@ async def test_a_renewal_that_breaks_its_batch_fails_alone_and_leaves_nothing_be
     application = await demo_with(make_app)
     services = application.services
     seal = services.tokens.seal
+    vault = services.tokens
     poisoned = (await services.gateway.tokenize(OTHER_CARD)).token
 
     class BrokenVault:
@@ -114,7 +115,10 @@ async def test_a_renewal_that_breaks_its_batch_fails_alone_and_leaves_nothing_be
             return seal(token)
 
         def open(self, sealed: str) -> str:
-            return services.tokens.open(sealed)
+            return vault.open(sealed)
+
+        def fingerprint(self, token: str) -> str:
+            return vault.fingerprint(token)
 
     services.tokens = BrokenVault()  # type: ignore[assignment]
     orders = [order(f"key-{n}") for n in range(4)]

@@ -41,6 +41,7 @@ from topup.bootstrap import Application
 from topup.domain import ledger
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import InvariantError, TopupError
+from topup.domain.methods import PHYSICAL_CHANNELS
 from topup.domain.money import Money
 from topup.domain.plans import CHANNELS, Plan, PlanKind
 from topup.domain.renewal import TERMINAL_STATUSES
@@ -381,6 +382,9 @@ def typed_number(rng: random.Random, card: Card, channel: str) -> str:
     )
 
 
+KIOSK_AND_STORE_REGION = "klang_valley"  # kiosks and stores name where they stand
+
+
 class Planner:
     """Chooses every request from one random.Random, and predicts how each one is answered."""
 
@@ -445,9 +449,13 @@ class Planner:
             channel=channel,
             idempotency_key=f"sim-{SEED}-{self.submitted}",
             method=payment_card.method,
+            region=KIOSK_AND_STORE_REGION if channel in PHYSICAL_CHANNELS else None,
         )
         expected = None
-        if channel not in plan.channels:
+        if payment_card.number == sandbox.CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED:
+            # Refused before anything is written: the IIN table knows its issuer's rule.
+            expected = "international_payments_not_allowed"
+        elif channel not in plan.channels:
             expected = "plan_not_on_channel"
         elif sim.group is Group.EXPIRED:
             expected = "card_expired"
@@ -799,7 +807,14 @@ async def check_variety(app: Application, run: Run, counts: Counter[str]) -> dic
     }
     observed = {
         **{status: counts[status] for status in ("completed", "declined", "refunded", "cancelled")},
-        **{code: codes[code] for code in ("card_expired", "plan_not_on_channel")},
+        **{
+            code: codes[code]
+            for code in (
+                "card_expired",
+                "plan_not_on_channel",
+                "international_payments_not_allowed",
+            )
+        },
         "idempotency_key_reused": codes["idempotency_key_reused"],
         "replays": sum(o.replayed for o in outcomes),
         "concurrent_duplicates": len(twins),

@@ -163,6 +163,7 @@ def _clean(text: str) -> tuple[bool, str]:
                 f"but it contains {character!r}.",
                 code="card_number_invalid_characters",
                 field="card_number",
+                params={"character": character},
             )
     return has_plus, digits
 
@@ -215,12 +216,14 @@ def _classify_rejected(number: PhoneNumber, profile: OperatorProfile) -> InputEr
                 f"of your data card, for example {_example(profile)}.",
                 code="card_number_not_mobile",
                 field="card_number",
+                params={"example": _example(profile)},
             )
         return InputError(
             f"This is a number from another country (+{number.country_code}). Enter the number "
             f"of your data card with this operator, for example {_example(profile)}.",
             code="card_number_wrong_country",
             field="card_number",
+            params={"calling_code": str(number.country_code), "example": _example(profile)},
         )
     if number.country_code == profile.calling_code:
         reason = phonenumbers.is_possible_number_for_type_with_reason(
@@ -248,6 +251,12 @@ def _wrong_length(profile: OperatorProfile) -> InputError:
         f"digit SIM card number (ICCID) starting with {iccid_prefix}.",
         code="card_number_wrong_length",
         field="card_number",
+        params={
+            "example": _example(profile),
+            "iccid_digits_min": str(iccid_digits_min),
+            "iccid_digits_max": str(iccid_digits_max),
+            "iccid_prefix": iccid_prefix,
+        },
     )
 
 
@@ -257,4 +266,5 @@ def _invalid(profile: OperatorProfile) -> InputError:
         f"for example {_example(profile)}.",
         code="card_number_invalid",
         field="card_number",
+        params={"example": _example(profile)},
     )

@@ -14,9 +14,13 @@ Two families, never mixed:
 
 Every ``TopupError`` says whether retrying the same request can help (``retryable``), so callers
 do not have to guess from the message. Codes are lowercase snake case and never change meaning.
+The English ``message`` is for logs and operators; ``params`` carries the dynamic values (an example
+number, a plan code, an amount) that the translated texts in ``topup/messages/errors.toml`` need.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class TopupError(Exception):
@@ -32,6 +36,7 @@ class TopupError(Exception):
         code: str | None = None,
         retryable: bool | None = None,
         field: str | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -40,6 +45,7 @@ class TopupError(Exception):
         if retryable is not None:
             self.retryable = retryable
         self.field = field
+        self.params: dict[str, str] = dict(params or {})
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

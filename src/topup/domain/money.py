@@ -29,7 +29,9 @@ def minor_unit_digits(currency: str) -> int:
     try:
         return _MINOR_UNIT_DIGITS[currency]
     except KeyError:
-        raise InputError(f"unknown currency {currency!r}", code="unknown_currency") from None
+        raise InputError(
+            f"unknown currency {currency!r}", code="unknown_currency", params={"currency": currency}
+        ) from None
 
 
 @dataclass(frozen=True, slots=True, order=False)
@@ -59,7 +61,11 @@ class Money:
             raw = raw[1:]
         whole, _, fraction = raw.partition(".")
         if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > digits:
-            raise InputError(f"{text!r} is not an amount in {currency}", code="invalid_amount")
+            raise InputError(
+                f"{text!r} is not an amount in {currency}",
+                code="invalid_amount",
+                params={"currency": currency},
+            )
         minor = int(whole) * 10**digits + int(fraction.ljust(digits, "0") or "0")
         return cls(-minor if negative else minor, currency)
 

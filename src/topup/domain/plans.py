@@ -43,14 +43,20 @@ class Plan:
     def check_can_buy(self, *, card_kind: CardKind, channel: str, at: dt.datetime) -> None:
         """Raise a ConflictError naming why this plan cannot be bought here and now."""
         if not self.is_on_sale(at):
-            raise ConflictError(f"plan {self.code} is not on sale now", code="plan_not_on_sale")
+            raise ConflictError(
+                f"plan {self.code} is not on sale now",
+                code="plan_not_on_sale",
+                params={"plan": self.code},
+            )
         if card_kind not in self.card_kinds:
             raise ConflictError(
                 f"plan {self.code} is not available for {card_kind.value} cards",
                 code="plan_not_for_card_kind",
+                params={"plan": self.code, "card_kind": card_kind.value},
             )
         if channel not in self.channels:
             raise ConflictError(
                 f"plan {self.code} cannot be bought through the {channel} channel",
                 code="plan_not_on_channel",
+                params={"plan": self.code, "channel": channel},
             )

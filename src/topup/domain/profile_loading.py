@@ -44,7 +44,12 @@ _TERM_WORD = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def _invalid(field: str, problem: str) -> InputError:
-    return InputError(f"profile field {field!r} {problem}", code="invalid_profile", field=field)
+    return InputError(
+        f"profile field {field!r} {problem}",
+        code="invalid_profile",
+        field=field,
+        params={"detail": f"field {field!r} {problem}"},
+    )
 
 
 def profile_from_toml(text: str) -> OperatorProfile:
@@ -52,7 +57,11 @@ def profile_from_toml(text: str) -> OperatorProfile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise InputError(f"profile is not valid TOML: {error}", code="invalid_profile") from None
+        raise InputError(
+            f"profile is not valid TOML: {error}",
+            code="invalid_profile",
+            params={"detail": f"not valid TOML: {error}"},
+        ) from None
     _check_field_names(data)
     code = _string(data, "code", profile_code_length_max)
     if not _PROFILE_CODE.fullmatch(code):

@@ -55,6 +55,7 @@ class PaymentRecord:
     next_check_at: dt.datetime | None
     flagged_for_staff: bool
     refund_reference: str | None
+    instrument_fingerprint: str | None = None  # keyed hash of the token (older payments: None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from topup.adapters import messages
+from topup.adapters.profiles import load_profile
 from topup.bootstrap import Application, build, migrate
-from topup.domain.errors import InputError, NotFoundError, TopupError
+from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
 from topup.entrypoints import runtime
 from topup.ports import CardDetails
 from topup.services import audit as audit_service
@@ -30,10 +33,34 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 EXIT_INPUT = 2
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
+LANGUAGE_VARIABLE = "TOPUP_LANGUAGE"  # en, zh_Hans, ms or id; default: the profile's first locale
 
 
-def _fail(code: str, message: str, exit_code: int) -> typer.Exit:
-    print(f"error [{code}]: {message}", file=sys.stderr)
+def _language() -> str:
+    """The language of error messages: TOPUP_LANGUAGE, else the operator profile's default."""
+    chosen = os.environ.get(LANGUAGE_VARIABLE, "").strip()
+    if chosen:
+        return chosen
+    try:
+        return load_profile(Settings().profile).default_locale
+    except (TopupError, ValueError):  # a bad profile or setting: say so in English
+        return messages.DEFAULT_LOCALE
+
+
+def _fail(
+    code: str, message: str, exit_code: int, params: Mapping[str, str] | None = None
+) -> typer.Exit:
+    """Print ``error [code]: <message in the chosen language>``; ``message`` is the English text,
+    used when the catalogue has no text for the code or ``params`` do not fill it."""
+    return _fail_with(TopupError(message, code=code, params=params), exit_code)
+
+
+def _fail_with(error: TopupError, exit_code: int) -> typer.Exit:
+    try:
+        text = messages.message_for(error, _language())
+    except (InvariantError, OSError):  # a broken catalogue must not hide the error itself
+        text = error.message
+    print(f"error [{error.code}]: {text}", file=sys.stderr)
     return typer.Exit(exit_code)
 
 
@@ -49,15 +76,12 @@ def _run(work: Callable[[Application], Awaitable[T]], **build_options: Any) -> T
         return runtime.run(main())
     except TopupError as error:
         exit_code = EXIT_INPUT if isinstance(error, InputError | NotFoundError) else EXIT_FAILED
-        raise _fail(error.code, error.message, exit_code) from None
+        raise _fail_with(error, exit_code) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except Exception as error:  # a bug or an unreachable database: one line, no traceback
-        raise _fail(
-            "internal_error",
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-            EXIT_INTERNAL,
-        ) from None
+        detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        raise _fail("internal_error", detail, EXIT_INTERNAL, {"detail": detail}) from None
 
 
 def _print_json(data: Any) -> None:
@@ -319,3 +343,25 @@ def audit(as_json: JsonOption = False) -> None:
 
 def main() -> None:
     app()
+
+
+@app.command(name="errors")
+def errors_command(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the table as docs/error-codes.md.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every error code: what it means, whether retrying can help, what to suggest."""
+    entries = messages.catalogue()
+    if as_json:
+        _print_json({"errors": [entry.to_dict() for entry in entries]})
+    elif markdown:
+        sys.stdout.write(messages.markdown_table())
+    else:
+        table = Table("code", "retry can help", "meaning", "suggestion")
+        for entry in entries:
+            table.add_row(
+                entry.code, "yes" if entry.retryable else "no", entry.meaning, entry.suggestion
+            )
+        console.print(table)

@@ -12,7 +12,13 @@ import datetime as dt
 
 from topup.domain import ledger
 from topup.domain.cards import Card, CardKind, apply_bill_payment, apply_prepaid_renewal
-from topup.domain.errors import ConflictError, InvariantError, TopupError
+from topup.domain.errors import (
+    ConflictError,
+    InputError,
+    InvariantError,
+    NotFoundError,
+    TopupError,
+)
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
 from topup.domain.records import JobRecord, JobRetry, RenewalMove, RenewalRecord
@@ -349,3 +355,43 @@ async def _refund(services: Services, job: JobRecord) -> None:
             error=result.message or result.outcome.value,
         )
         await uow.commit()
+
+
+async def request_refund(services: Services, renewal_id: str, *, reason: str) -> str:
+    """Staff give up on a paid renewal that has not been applied: its activation job stops and
+    its refund is queued, in one transaction. Asking twice, or concurrently, queues one refund;
+    a renewal already applied (or not paid) cannot be refunded here. Returns what happened:
+    ``queued``, or ``already_queued``."""
+    reason = reason.strip()
+    if not reason or len(reason) > services.limits.refund_reason_length_max:
+        raise InputError(
+            f"say why, in 1 to {services.limits.refund_reason_length_max} characters",
+            code="refund_reason_invalid",
+            field="reason",
+        )
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        renewal: RenewalRecord | None = await uow.renewals.get(renewal_id, for_update=True)
+        if renewal is None:
+            raise NotFoundError(
+                f"no renewal {renewal_id}", code="renewal_unknown", field="renewal_id"
+            )
+        if renewal.status is RenewalStatus.REFUNDED:
+            return "already_queued"
+        if renewal.status is not RenewalStatus.ACTIVATING:
+            raise ConflictError(
+                f"Only a paid renewal that has not been applied yet can be refunded here; this "
+                f"one is {renewal.status.value}.",
+                code="renewal_not_refundable",
+                params={"status": renewal.status.value},
+            )
+        jobs: list[JobRecord] = await uow.jobs.for_renewal(renewal_id)
+        if any(job.kind == REFUND for job in jobs):
+            return "already_queued"
+        for job in jobs:
+            if job.kind == ACTIVATE:
+                await uow.jobs.finish(job, status="failed", at=now, error=f"refund: {reason}")
+        await uow.jobs.enqueue(kind=REFUND, renewal_id=renewal_id, at=now)
+        await uow.commit()
+    services.on_event("refund_requested", {"renewal_id": renewal_id, "reason": reason})
+    return "queued"

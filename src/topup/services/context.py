@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from topup.domain.methods import MethodRegistry
+from topup.domain.payment_card import CardFacts
 from topup.domain.profile import OperatorProfile
 from topup.ports import Clock, NetworkProvisioner, PaymentGateway, TokenSealer, UnitOfWork
 from topup.services.batching import Batcher
@@ -26,6 +28,9 @@ class Services:
     limits: Limits
     tokens: TokenSealer
     new_id: Callable[[], str]
+    methods: MethodRegistry
+    # What the shipped IIN table knows of a payment card number (brand, funding, country).
+    card_facts: Callable[[str], CardFacts]
     random: random.Random = field(default_factory=random.Random)
     # Told of each finished activation/refund, e.g. the worker prints it.
     on_event: Callable[[str, dict[str, str]], None] = field(default=lambda kind, data: None)

@@ -58,7 +58,10 @@ def plan_summary(plan: Plan, locale: str) -> dict[str, Any]:
 def _check_limit(limit: int, maximum: int) -> int:
     if not 1 <= limit <= maximum:
         raise InputError(
-            f"limit must be between 1 and {maximum}", code="limit_out_of_range", field="limit"
+            f"limit must be between 1 and {maximum}",
+            code="limit_out_of_range",
+            field="limit",
+            params={"maximum": str(maximum)},
         )
     return limit
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from topup.domain import ledger
 from topup.domain.card_number import CardNumber, CardNumberKind, parse_card_number
@@ -18,7 +19,15 @@ from topup.domain.errors import (
     NotFoundError,
     TopupError,
 )
+from topup.domain.methods import MethodKind
 from topup.domain.money import Money
+from topup.domain.payment_card import (
+    CardDetailsInvalid,
+    check_card_details,
+    check_international,
+    check_method_matches,
+    normalize_card_number,
+)
 from topup.domain.plans import CHANNELS, Plan, PlanKind
 from topup.domain.records import PaymentRecord, RenewalMove, RenewalRecord
 from topup.domain.renewal import (
@@ -51,6 +60,7 @@ class RenewalRequest:
     channel: str = "web"
     idempotency_key: str | None = None
     method: str = "credit_card"
+    region: str | None = None  # where the kiosk or store stands; None on the web, app and API
 
 
 async def find_card(uow: UnitOfWork, services: Services, text: str) -> Card:
@@ -64,6 +74,18 @@ async def find_card(uow: UnitOfWork, services: Services, text: str) -> Card:
     return card
 
 
+def instrument_locked(until: dt.datetime, now: dt.datetime) -> ConflictError:
+    minutes = max(1, -(-int((until - now).total_seconds()) // 60))
+    return ConflictError(
+        f"This card is locked for {minutes} more minutes after too many wrong payment "
+        "passwords. Try again later or pay another way.",
+        code="payment_method_locked",
+        retryable=True,
+        field="payment",
+        params={"minutes": str(minutes)},
+    )
+
+
 def _card_unknown() -> NotFoundError:
     return NotFoundError(
         "no card with this number is registered with us; check the number on your receipt "
@@ -74,19 +96,24 @@ def _card_unknown() -> NotFoundError:
 
 
 def _fingerprint(request: RenewalRequest, card_id: str, brand: str, last4: str, expiry: str) -> str:
-    material = json.dumps(
-        [card_id, request.plan_code, request.channel, request.method, brand, last4, expiry]
-    )
+    parts = [card_id, request.plan_code, request.channel, request.method, brand, last4, expiry]
+    if request.region is not None:  # (renewals made before regions existed keep their prints)
+        parts.append(request.region)
+    material = json.dumps(parts)
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _check_request(request: RenewalRequest) -> str:
-    if request.channel not in CHANNELS:
+def check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
         raise InputError(
-            f"unknown channel {request.channel!r}; one of {', '.join(CHANNELS)}",
+            f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}",
             code="channel_unknown",
             field="channel",
         )
+
+
+def _check_request(request: RenewalRequest) -> str:
+    check_channel(request.channel)
     key = request.idempotency_key
     if key is None:
         return ""
@@ -107,6 +134,7 @@ class _Order:
     key: str
     number: CardNumber
     instrument: PaymentInstrument
+    instrument_fingerprint: str
     renewal_id: str
     payment_id: str
 
@@ -137,9 +165,11 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     key = _check_request(request) or f"auto-{services.new_id()}"
     renewal_id = services.new_id()
     payment_id = services.new_id()
-    instrument = await services.gateway.tokenize(request.payment)  # raises on bad card fields
+    _check_payment_card(services, request)
+    instrument = await services.gateway.tokenize(request.payment)
     number = parse_card_number(request.card_number, services.profile)
-    order = _Order(request, key, number, instrument, renewal_id, payment_id)
+    fingerprint = services.tokens.fingerprint(instrument.token)
+    order = _Order(request, key, number, instrument, fingerprint, renewal_id, payment_id)
     admission = await _intake(services).submit(order)
     if isinstance(admission, _KeyUsed):
         async with services.unit_of_work() as uow:
@@ -155,6 +185,23 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     )
     result = await send_charge(services, charge)
     return await record_charge_result(services, renewal_id, result)
+
+
+def _check_payment_card(services: Services, request: RenewalRequest) -> None:
+    """Before the gateway sees anything: every card field, the card's funding against the
+    method chosen, and whether its issuer allows a payment from this country (R7b, R7c)."""
+    facts = services.card_facts(normalize_card_number(request.payment.number))
+    today = services.clock.now().astimezone(ZoneInfo(services.profile.time_zone)).date()
+    try:
+        check_card_details(
+            request.payment, today=today, holder_name_required=False, holder_name=None, facts=facts
+        )
+    except CardDetailsInvalid as error:
+        if len(error.problems) == 1:  # one bad field: its own code says it best
+            raise error.problems[0] from None
+        raise
+    check_method_matches(request.method, facts)
+    check_international(facts, services.profile.country)
 
 
 def _intake(services: Services) -> Batcher[_Order, _Admitted | _KeyUsed]:
@@ -220,6 +267,7 @@ class _Intake:
         self._plans: dict[str, Plan] = {}
         self.fingerprints: dict[str, str] = {}  # by idempotency key, for orders whose card is known
         self._locked: dict[str, Card] = {}
+        self._locked_instruments: dict[str, dt.datetime] = {}
         self._bills_in_batch: dict[str, str] = {}
 
     async def load(self, orders: list[_Order]) -> None:
@@ -233,6 +281,9 @@ class _Intake:
             self._cards[(CardNumberKind.MSISDN, card.msisdn)] = card
             self._cards[(CardNumberKind.ICCID, card.iccid)] = card
         self._plans = await uow.plans.get_many([order.request.plan_code for order in orders])
+        self._locked_instruments = await uow.instruments.locked(
+            [order.instrument_fingerprint for order in orders], now=self.now
+        )
         # Payments of one bill take turns on the card's row lock: without it, concurrent callers
         # all find no payment in progress and the bill is charged several times. Locked in id
         # order, all at once, so that two batches cannot deadlock.
@@ -259,10 +310,24 @@ class _Intake:
                 f"there is no plan {request.plan_code!r}", code="plan_unknown", field="plan"
             )
         plan.check_can_buy(card_kind=card.kind, channel=request.channel, at=now)
+        locked_until = self._locked_instruments.get(order.instrument_fingerprint)
+        if locked_until is not None:
+            raise instrument_locked(locked_until, now)
         if plan.kind is PlanKind.POSTPAID_BILL:
             card = self._locked.get(card.id, card)
         check_renewable(card, now, services.profile.grace_period_days)
-        amount = _amount_due(card, plan.kind, plan.price)
+        amount = amount_due(card, plan.kind, plan.price)
+        method = services.methods.choose(
+            request.method, channel=request.channel, region=request.region, amount=amount
+        )
+        if method.kind is not MethodKind.CARD:
+            raise ConflictError(
+                f"{method.name()} is offered, but this version of topup takes only card "
+                "payments; pay by credit or debit card",
+                code="method_not_supported",
+                field="payment.method",
+                params={"method": method.name()},
+            )
         if plan.kind is PlanKind.POSTPAID_BILL:
             in_progress = self._bills_in_batch.get(card.id)
             if in_progress is None:
@@ -335,6 +400,7 @@ class _Intake:
                 "expiry_month": instrument.expiry_month,
                 "expiry_year": instrument.expiry_year,
                 "issuer_country": instrument.issuer_country,
+                "instrument_fingerprint": order.instrument_fingerprint,
                 "requested_at": now,
                 "check_attempts": 0,
                 # If we die before recording the outcome, the reconciler asks the gateway then.
@@ -346,7 +412,7 @@ class _Intake:
         )
 
 
-def _amount_due(card: Card, kind: PlanKind, price: Money) -> Money:
+def amount_due(card: Card, kind: PlanKind, price: Money) -> Money:
     if kind is PlanKind.POSTPAID_BILL:
         if card.bill_due.is_zero:
             raise ConflictError("this card has no bill to pay", code="nothing_to_pay")

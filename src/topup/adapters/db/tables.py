@@ -169,8 +169,21 @@ payments = Table(
     Column("refund_reference", String(128)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # A keyed hash of the gateway token: finds the instrument's lock, reveals nothing.
+    Column("instrument_fingerprint", String(64)),
 )
 Index("ix_payments_status_next_check_at", payments.c.status, payments.c.next_check_at)
+
+# Wrong payment passwords (3-D Secure codes) per instrument, and the lock they lead to.
+instrument_locks = Table(
+    "instrument_locks",
+    metadata,
+    Column("instrument_fingerprint", String(64), primary_key=True),
+    Column("failed_attempts", Integer, nullable=False),
+    Column("first_failed_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
 
 ledger_entries = Table(
     "ledger_entries",

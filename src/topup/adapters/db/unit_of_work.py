@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from topup.adapters.db.audit import AuditQueries
 from topup.adapters.db.repositories import (
     CardRepository,
+    InstrumentLockRepository,
     JobRepository,
     LedgerRepository,
     PaymentRepository,
@@ -28,6 +29,7 @@ class SqlUnitOfWork:
     payments: PaymentRepository
     ledger: LedgerRepository
     jobs: JobRepository
+    instruments: InstrumentLockRepository
     audit: AuditQueries
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
@@ -65,6 +67,7 @@ class SqlUnitOfWork:
         self.payments = PaymentRepository(connection)
         self.ledger = LedgerRepository(connection)
         self.jobs = JobRepository(connection)
+        self.instruments = InstrumentLockRepository(connection)
         self.audit = AuditQueries(connection)
         return self
 

@@ -251,6 +251,7 @@ class SandboxGateway:
                 f"The security code (CVC) has {cvc_digits} digits.",
                 code="cvc_invalid",
                 field="payment.cvc",
+                params={"digits": str(cvc_digits)},
             )
         sandbox_card = _SANDBOX_CARDS.get(digits, _OTHER_CARD)
         instrument = PaymentInstrument(
@@ -322,7 +323,11 @@ class SandboxGateway:
         await self._simulate_latency()
         behaviour = self._verify(request.token)
         if request.amount.minor <= 0:
-            raise InputError("A charge must be for a positive amount.", code="invalid_amount")
+            raise InputError(
+                "A charge must be for a positive amount.",
+                code="invalid_amount",
+                params={"currency": request.amount.currency},
+            )
         if behaviour is Behaviour.GATEWAY_UNREACHABLE:
             return ChargeResult(
                 outcome=GatewayOutcome.NOT_SENT, message="The sandbox gateway was unreachable."

@@ -1,0 +1,265 @@
+"""Payment methods: which ones an operator offers, where, and for how much.
+
+A method is named by its code: ``credit_card``, ``debit_card``, ``ewallet:<provider>``, ``cash``,
+``alipay``, ``wechat_pay``, ... The operator's configuration (one TOML file per profile, read by
+``topup.adapters.methods``) says for each method whether it is enabled, on which channels and in
+which regions (a kiosk or a store belongs to a region; the website and the app to none) it is
+offered, and the smallest and largest amount of one payment. Adding a method is configuration.
+
+Pure: parsing takes the TOML text; nothing here reads files or clocks.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from topup.domain.errors import ConflictError, InputError, NotFoundError
+from topup.domain.money import Money
+from topup.domain.plans import CHANNELS
+
+method_code_length_max = 64
+method_name_length_max = 100
+methods_max = 100
+regions_max = 200
+# A method configured without bounds takes 0.01 to 1,000,000.00 of the currency per payment.
+amount_min_minor_default = 1
+amount_max_minor_default = 100_000_000
+# Channels whose terminals stand somewhere: a request from them names its region.
+PHYSICAL_CHANNELS = frozenset({"kiosk", "store"})
+_METHOD_CODE = re.compile(r"[a-z][a-z0-9_]*(?::[a-z][a-z0-9_]*)?")
+_REGION_CODE = re.compile(r"[a-z][a-z0-9_]*")
+_FIELDS = frozenset(
+    {"kind", "names", "enabled", "channels", "regions", "amount_min_minor", "amount_max_minor"}
+)
+
+
+class MethodKind(StrEnum):
+    CARD = "card"  # credit and debit cards, through the card gateway
+    EWALLET = "ewallet"  # approval in the wallet's app, completion by webhook
+    CASH = "cash"  # taken by store staff
+    OTHER = "other"  # e.g. Alipay, WeChat Pay: a gateway of their own
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethod:
+    code: str
+    kind: MethodKind
+    names: Mapping[str, str]  # by locale; "en" always present
+    enabled: bool
+    channels: frozenset[str]
+    regions: frozenset[str]  # empty: every region
+    amount_min: Money
+    amount_max: Money
+
+    def name(self, locale: str = "en") -> str:
+        return self.names.get(locale) or self.names["en"]
+
+    def offered(self, *, channel: str, region: str | None) -> bool:
+        """Offered on this channel, and for kiosks and stores in this region."""
+        if not self.enabled or channel not in self.channels:
+            return False
+        if channel not in PHYSICAL_CHANNELS or not self.regions:
+            return True
+        return region is not None and region in self.regions
+
+
+@dataclass(frozen=True, slots=True)
+class MethodRegistry:
+    regions: frozenset[str]
+    methods: tuple[PaymentMethod, ...]
+
+    def get(self, code: str) -> PaymentMethod | None:
+        return next((method for method in self.methods if method.code == code), None)
+
+    def offered(
+        self, *, channel: str, region: str | None, amount: Money | None = None
+    ) -> list[PaymentMethod]:
+        """The methods a payer may choose here, for this amount if one is given, in the
+        configured order."""
+        return [
+            method
+            for method in self.methods
+            if method.offered(channel=channel, region=region)
+            and (amount is None or method.amount_min <= amount <= method.amount_max)
+        ]
+
+    def check_region(self, *, channel: str, region: str | None) -> None:
+        if region is None:
+            if channel in PHYSICAL_CHANNELS:
+                raise InputError(
+                    f"a {channel} names the region it stands in; regions: "
+                    f"{', '.join(sorted(self.regions))}",
+                    code="region_required",
+                    field="region",
+                    params={"channel": channel, "regions": ", ".join(sorted(self.regions))},
+                )
+            return
+        if region not in self.regions:
+            raise InputError(
+                f"there is no region {region!r}; regions: {', '.join(sorted(self.regions))}",
+                code="region_unknown",
+                field="region",
+                params={"region": region, "regions": ", ".join(sorted(self.regions))},
+            )
+
+    def choose(
+        self, code: str, *, channel: str, region: str | None, amount: Money
+    ) -> PaymentMethod:
+        """The method asked for, if the payer may use it here for this amount; otherwise an
+        error that says why and which methods are available instead."""
+        self.check_region(channel=channel, region=region)
+        method = self.get(code)
+        available = self.offered(channel=channel, region=region, amount=amount)
+        choices = _choices(available)
+        if method is None:
+            raise NotFoundError(
+                f"There is no payment method {code!r}. {choices}",
+                code="method_unknown",
+                field="payment.method",
+                params={"method": code, "available": _names(available)},
+            )
+        if not method.enabled:
+            raise ConflictError(
+                f"{method.name()} is not available. {choices}",
+                code="method_disabled",
+                field="payment.method",
+                params={"method": method.name(), "available": _names(available)},
+            )
+        if not method.offered(channel=channel, region=region):
+            where = f"{channel} in {region}" if region else f"the {channel} channel"
+            raise ConflictError(
+                f"{method.name()} is not offered on {where}. {choices}",
+                code="method_not_offered_here",
+                field="payment.method",
+                params={"method": method.name(), "available": _names(available)},
+            )
+        if amount < method.amount_min:
+            raise ConflictError(
+                f"{method.name()} takes payments of at least {method.amount_min}. {choices}",
+                code="amount_below_method_minimum",
+                field="payment.method",
+                params={"method": method.name(), "minimum": str(method.amount_min)},
+            )
+        if amount > method.amount_max:
+            raise ConflictError(
+                f"{method.name()} takes payments of at most {method.amount_max}. {choices}",
+                code="amount_above_method_maximum",
+                field="payment.method",
+                params={"method": method.name(), "maximum": str(method.amount_max)},
+            )
+        return method
+
+
+def _names(methods: Sequence[PaymentMethod]) -> str:
+    names = [method.name() for method in methods]
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _choices(methods: Sequence[PaymentMethod]) -> str:
+    if not methods:
+        return "No payment method is offered here for this amount."
+    return f"You can pay by {_names(methods)}."
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def _invalid(field: str, problem: str) -> InputError:
+    return InputError(
+        f"payment methods: {field} {problem}",
+        code="invalid_method_configuration",
+        field=field,
+        params={"detail": f"{field} {problem}"},
+    )
+
+
+def methods_from_toml(text: str, *, currency: str) -> MethodRegistry:
+    """Parse an operator's payment-method configuration (see ``topup/methods/my.toml``)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise _invalid("file", f"is not valid TOML: {error}") from None
+    unknown = set(data) - {"regions", "methods"}
+    if unknown:
+        raise _invalid(", ".join(sorted(unknown)), "is not a field (fields: regions, methods)")
+    regions = data.get("regions", [])
+    if not isinstance(regions, list) or len(regions) > regions_max:
+        raise _invalid("regions", f"must be a list of at most {regions_max} region codes")
+    for region in regions:
+        if not isinstance(region, str) or not _REGION_CODE.fullmatch(region):
+            raise _invalid("regions", f"has {region!r}; a region code is like 'klang_valley'")
+    table = data.get("methods", {})
+    if not isinstance(table, dict) or not table or len(table) > methods_max:
+        raise _invalid("methods", f"must name 1 to {methods_max} methods")
+    methods = tuple(
+        _method(code, entry, currency=currency, regions=frozenset(regions))
+        for code, entry in table.items()
+    )
+    return MethodRegistry(regions=frozenset(regions), methods=methods)
+
+
+def _method(code: str, entry: Any, *, currency: str, regions: frozenset[str]) -> PaymentMethod:
+    field = f"methods.{code}"
+    if not _METHOD_CODE.fullmatch(code) or len(code) > method_code_length_max:
+        raise _invalid(field, "is not a method code like 'credit_card' or 'ewallet:grabpay'")
+    if not isinstance(entry, dict):
+        raise _invalid(field, "must be a table")
+    unknown = set(entry) - _FIELDS
+    if unknown:
+        raise _invalid(
+            f"{field}.{sorted(unknown)[0]}", f"is not a field ({', '.join(sorted(_FIELDS))})"
+        )
+    try:
+        kind = MethodKind(entry.get("kind", ""))
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in MethodKind)
+        raise _invalid(f"{field}.kind", f"must be one of {kinds}") from None
+    if code.startswith("ewallet:") != (kind is MethodKind.EWALLET):
+        raise _invalid(f"{field}.kind", "is 'ewallet' exactly for codes 'ewallet:<provider>'")
+    names = entry.get("names", {})
+    if (
+        not isinstance(names, dict)
+        or not isinstance(names.get("en"), str)
+        or not all(
+            isinstance(name, str) and 0 < len(name) <= method_name_length_max
+            for name in names.values()
+        )
+    ):
+        raise _invalid(f"{field}.names", "must give a name per locale, 'en' included")
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _invalid(f"{field}.enabled", "must be true or false")
+    channels = entry.get("channels", [])
+    if not isinstance(channels, list) or not channels or not set(channels) <= set(CHANNELS):
+        raise _invalid(f"{field}.channels", f"must list channels among {', '.join(CHANNELS)}")
+    method_regions = entry.get("regions", [])
+    if not isinstance(method_regions, list) or not set(method_regions) <= regions:
+        raise _invalid(f"{field}.regions", "must list regions named in 'regions'")
+    amount_min = _amount(entry, "amount_min_minor", field, currency, amount_min_minor_default)
+    amount_max = _amount(entry, "amount_max_minor", field, currency, amount_max_minor_default)
+    if amount_min > amount_max:
+        raise _invalid(f"{field}.amount_min_minor", "must not be above amount_max_minor")
+    return PaymentMethod(
+        code=code,
+        kind=kind,
+        names=dict(names),
+        enabled=enabled,
+        channels=frozenset(channels),
+        regions=frozenset(method_regions),
+        amount_min=amount_min,
+        amount_max=amount_max,
+    )
+
+
+def _amount(entry: Mapping[str, Any], name: str, field: str, currency: str, default: int) -> Money:
+    value = entry.get(name, default)
+    if type(value) is not int or value < 1:
+        raise _invalid(f"{field}.{name}", "must be a whole number of minor units, at least 1")
+    return Money(value, currency)

@@ -1,0 +1,102 @@
+"""The payer's answer to a payment password / 3-D Secure step (R7b).
+
+The answer goes to the gateway, which checks it; it is never stored or logged. Wrong answers are
+counted per payment instrument (a keyed hash of its token): after ``payment_password_attempts_max``
+of them within ``payment_password_lock_s`` the instrument is locked for that long, its renewal is
+declined, and new payments with it are refused until the lock ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from topup.domain.errors import ConflictError, InputError, NotFoundError, TopupError
+from topup.domain.renewal import RenewalStatus
+from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome
+from topup.services.context import Services
+from topup.services.renewals import instrument_locked, record_charge_result
+from topup.services.views import RenewalView
+
+AUTHENTICATION_FAILED = "authentication_failed"
+
+
+async def confirm_payment(services: Services, renewal_id: str, answer: str) -> RenewalView:
+    """Pass the payer's answer to the gateway and record what it says."""
+    limits = services.limits
+    if not answer.strip() or len(answer) > limits.payment_password_length_max:
+        raise InputError(
+            f"A payment password is 1 to {limits.payment_password_length_max} characters.",
+            code="payment_password_invalid",
+            field="answer",
+        )
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        found = await uow.renewals.with_payments_for_update([renewal_id])
+        if renewal_id not in found:
+            raise NotFoundError(
+                f"no renewal {renewal_id}", code="renewal_unknown", field="renewal_id"
+            )
+        renewal, payment, _ = found[renewal_id]
+        fingerprint = payment.instrument_fingerprint
+        locked = await uow.instruments.locked([fingerprint] if fingerprint else [], now=now)
+    if renewal.status is not RenewalStatus.REQUIRES_ACTION:
+        raise ConflictError(
+            f"This renewal is not waiting for a payment password (it is {renewal.status.value}).",
+            code="renewal_not_awaiting_confirmation",
+            params={"status": renewal.status.value},
+        )
+    if fingerprint in locked:
+        raise instrument_locked(locked[fingerprint], now)
+    charge = ChargeRequest(
+        payment_id=payment.id,
+        token=services.tokens.open(payment.token_encrypted),
+        amount=payment.amount,
+        description=f"renewal {renewal_id}",
+        requested_at=payment.requested_at,
+    )
+    try:
+        async with asyncio.timeout(limits.gateway_timeout_s):
+            result = await services.gateway.confirm(charge, answer)
+    except (TimeoutError, OSError):
+        # Whether the gateway took the answer is unknown: the reconciler asks it later.
+        result = ChargeResult(GatewayOutcome.UNKNOWN, message="gateway did not answer")
+    except TopupError as error:
+        result = ChargeResult(GatewayOutcome.UNKNOWN, message=f"gateway refused: {error.code}")
+    wrong = (
+        result.outcome is GatewayOutcome.DECLINED and result.decline_code == AUTHENTICATION_FAILED
+    )
+    if wrong and fingerprint is not None:
+        await _count_wrong_answer(services, renewal_id, fingerprint, result, now)
+    elif fingerprint is not None and result.outcome is GatewayOutcome.SUCCEEDED:
+        async with services.unit_of_work() as uow:
+            await uow.instruments.forget(fingerprint)
+            await uow.commit()
+    return await record_charge_result(services, renewal_id, result)
+
+
+async def _count_wrong_answer(
+    services: Services, renewal_id: str, fingerprint: str, result: ChargeResult, now: dt.datetime
+) -> None:
+    """Count it; below the limit the payer may try again (the renewal keeps waiting), at the
+    limit the instrument is locked and the renewal declined."""
+    limits = services.limits
+    window = dt.timedelta(seconds=limits.payment_password_lock_s)
+    async with services.unit_of_work() as uow:
+        attempts = await uow.instruments.count_wrong_answer(
+            fingerprint, now=now, window_start=now - window
+        )
+        if attempts >= limits.payment_password_attempts_max:
+            await uow.instruments.lock(fingerprint, until=now + window, now=now)
+        await uow.commit()
+    if attempts >= limits.payment_password_attempts_max:
+        await record_charge_result(services, renewal_id, result)  # declined
+        raise instrument_locked(now + window, now)
+    left = limits.payment_password_attempts_max - attempts
+    raise InputError(
+        f"The payment password is wrong. You have {left} more tries before this card is "
+        "locked for a while.",
+        code="payment_password_wrong",
+        field="answer",
+        params={"attempts_left": str(left)},
+    )

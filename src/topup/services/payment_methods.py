@@ -1,0 +1,78 @@
+"""Which payment methods a payer may use for a renewal, asked before paying (R4, R7c, R10)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from topup.domain.cards import check_renewable
+from topup.domain.errors import NotFoundError
+from topup.domain.methods import PaymentMethod
+from topup.domain.money import Money
+from topup.services.context import Services
+from topup.services.renewals import amount_due, check_channel, find_card
+
+
+@dataclass(frozen=True)
+class MethodsOffer:
+    """The methods offered for one renewal here, and when there is none, why."""
+
+    channel: str
+    region: str | None
+    amount: Money
+    methods: list[PaymentMethod]
+    reason: str | None  # why nothing is offered, or None
+
+    def to_dict(self, locale: str = "en") -> dict[str, object]:
+        return {
+            "channel": self.channel,
+            "region": self.region,
+            "amount": self.amount.decimal_text(),
+            "amount_minor": self.amount.minor,
+            "currency": self.amount.currency,
+            "methods": [
+                {
+                    "code": method.code,
+                    "kind": method.kind.value,
+                    "name": method.name(locale),
+                    "amount_min_minor": method.amount_min.minor,
+                    "amount_max_minor": method.amount_max.minor,
+                }
+                for method in self.methods
+            ],
+            "reason": self.reason,
+        }
+
+
+async def offered_methods(
+    services: Services, *, card_number: str, plan_code: str, channel: str, region: str | None
+) -> MethodsOffer:
+    """The methods a payer may choose to renew this card with this plan, here."""
+    check_channel(channel)
+    registry = services.methods
+    registry.check_region(channel=channel, region=region)
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        card = await find_card(uow, services, card_number)
+        plan = await uow.plans.get(plan_code)
+    if plan is None:
+        raise NotFoundError(
+            f"there is no plan {plan_code!r}",
+            code="plan_unknown",
+            field="plan",
+            params={"plan": plan_code},
+        )
+    plan.check_can_buy(card_kind=card.kind, channel=channel, at=now)
+    check_renewable(card, now, services.profile.grace_period_days)
+    amount = amount_due(card, plan.kind, plan.price)
+    methods = registry.offered(channel=channel, region=region, amount=amount)
+    reason = None
+    if not methods:
+        anywhere = registry.offered(channel=channel, region=region)
+        reason = (
+            f"no payment method offered here takes {amount}"
+            if anywhere
+            else "no payment method is offered here"
+        )
+    return MethodsOffer(
+        channel=channel, region=region, amount=amount, methods=methods, reason=reason
+    )

@@ -20,7 +20,11 @@ from topup.entrypoints import runtime
 from topup.ports import CardDetails
 from topup.services import audit as audit_service
 from topup.services import queries
+from topup.services.activation import request_refund
+from topup.services.confirmation import confirm_payment
 from topup.services.demo import load_demo
+from topup.services.payment_methods import offered_methods
+from topup.services.reconcile import reconcile_payments
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 from topup.services.views import RenewalView
 from topup.settings import Settings
@@ -30,6 +34,10 @@ console = Console()
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ChannelOption = Annotated[str, typer.Option(help="web, store, kiosk, app or api.")]
+RegionOption = Annotated[
+    str | None, typer.Option(help="Where the kiosk or store stands (see `topup methods`).")
+]
 EXIT_INPUT = 2
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
@@ -216,7 +224,11 @@ def renew_command(
     card_number: Annotated[str, typer.Option("--card-number", help="Payment card number.")],
     expiry: Annotated[str, typer.Option("--expiry", help="Payment card expiry, MM/YY.")],
     cvc: Annotated[str, typer.Option("--cvc", help="Payment card security code.")],
-    channel: Annotated[str, typer.Option(help="web, store, kiosk, app or api.")] = "web",
+    channel: ChannelOption = "web",
+    region: RegionOption = None,
+    method: Annotated[
+        str, typer.Option(help="credit_card or debit_card (see `topup methods`).")
+    ] = "credit_card",
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Same key, same renewal.")
     ] = None,
@@ -228,14 +240,98 @@ def renew_command(
         card_number=card,
         plan_code=plan,
         channel=channel,
+        region=region,
+        method=method,
         idempotency_key=idempotency_key,
         payment=CardDetails(number=card_number, expiry_month=month, expiry_year=year, cvc=cvc),
     )
     view = _run(lambda application: renew(application.services, request))
     _render_renewal(view, as_json)
+    _fail_if_declined(view)
+
+
+def _fail_if_declined(view: RenewalView) -> None:
     if view.status == "declined":
-        print(f"error [{view.renewal.decline_code}]: the payment was declined", file=sys.stderr)
-        raise typer.Exit(EXIT_FAILED)
+        code = view.renewal.decline_code or "payment_failed"
+        raise _fail(code, "the payment was declined", EXIT_FAILED)
+
+
+@app.command()
+def methods(
+    card: Annotated[str, typer.Argument(help="Card number: phone number or ICCID.")],
+    plan: Annotated[str, typer.Argument(help="Plan code.")],
+    channel: ChannelOption = "web",
+    region: RegionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The payment methods offered here for renewing this card with this plan, or why none."""
+    offer = _run(
+        lambda application: offered_methods(
+            application.services,
+            card_number=card,
+            plan_code=plan,
+            channel=channel,
+            region=region,
+        )
+    )
+    locale = _language()
+    data = offer.to_dict(locale)
+    if as_json:
+        _print_json(data)
+        return
+    where = f"{channel} in {region}" if region else channel
+    console.print(f"{data['amount']} {data['currency']} on {where}:")
+    for method in data["methods"]:
+        console.print(f"  {method['code']:<20} {method['name']}")
+    if data["reason"]:
+        console.print(f"  {data['reason']}")
+
+
+@app.command()
+def confirm(
+    renewal_id: Annotated[str, typer.Argument(help="Renewal id waiting for a payment password.")],
+    answer: Annotated[
+        str,
+        typer.Option(
+            prompt="Payment password",
+            hide_input=True,
+            help="The payment password or 3-D Secure code (asked for when not given).",
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Give the payment password / 3-D Secure code a renewal is waiting for."""
+    view = _run(lambda application: confirm_payment(application.services, renewal_id, answer))
+    _render_renewal(view, as_json)
+    _fail_if_declined(view)
+
+
+@app.command()
+def refund(
+    renewal_id: Annotated[str, typer.Argument(help="A paid renewal not yet applied.")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the renewal's job).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Staff: stop a paid renewal's activation and refund its payment in full (the worker sends
+    the refund). Asking again changes nothing."""
+    outcome = _run(
+        lambda application: request_refund(application.services, renewal_id, reason=reason)
+    )
+    if as_json:
+        _print_json({"renewal_id": renewal_id, "refund": outcome})
+    else:
+        console.print(f"refund of {renewal_id}: {outcome.replace('_', ' ')}")
+
+
+@app.command()
+def reconcile(as_json: JsonOption = False) -> None:
+    """Ask the gateway once about every payment whose outcome is due to be checked (the worker
+    also does this on its own)."""
+    checked = _run(lambda application: reconcile_payments(application.services))
+    if as_json:
+        _print_json({"checked": checked})
+    else:
+        console.print(f"{checked} payments checked with the gateway")
 
 
 @app.command()

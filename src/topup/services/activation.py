@@ -368,13 +368,17 @@ async def request_refund(services: Services, renewal_id: str, *, reason: str) ->
             f"say why, in 1 to {services.limits.refund_reason_length_max} characters",
             code="refund_reason_invalid",
             field="reason",
+            params={"length_max": str(services.limits.refund_reason_length_max)},
         )
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = await uow.renewals.get(renewal_id, for_update=True)
         if renewal is None:
             raise NotFoundError(
-                f"no renewal {renewal_id}", code="renewal_unknown", field="renewal_id"
+                f"no renewal {renewal_id}",
+                code="renewal_unknown",
+                field="renewal_id",
+                params={"renewal": renewal_id},
             )
         if renewal.status is RenewalStatus.REFUNDED:
             return "already_queued"

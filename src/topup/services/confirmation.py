@@ -29,13 +29,17 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
             f"A payment password is 1 to {limits.payment_password_length_max} characters.",
             code="payment_password_invalid",
             field="answer",
+            params={"length_max": str(limits.payment_password_length_max)},
         )
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         found = await uow.renewals.with_payments_for_update([renewal_id])
         if renewal_id not in found:
             raise NotFoundError(
-                f"no renewal {renewal_id}", code="renewal_unknown", field="renewal_id"
+                f"no renewal {renewal_id}",
+                code="renewal_unknown",
+                field="renewal_id",
+                params={"renewal": renewal_id},
             )
         renewal, payment, _ = found[renewal_id]
         fingerprint = payment.instrument_fingerprint

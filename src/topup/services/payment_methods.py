@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from topup.domain.cards import check_renewable
 from topup.domain.errors import NotFoundError
@@ -22,7 +23,7 @@ class MethodsOffer:
     methods: list[PaymentMethod]
     reason: str | None  # why nothing is offered, or None
 
-    def to_dict(self, locale: str = "en") -> dict[str, object]:
+    def to_dict(self, locale: str = "en") -> dict[str, Any]:
         return {
             "channel": self.channel,
             "region": self.region,

@@ -109,6 +109,7 @@ def check_channel(channel: str) -> None:
             f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}",
             code="channel_unknown",
             field="channel",
+            params={"channel": channel, "channels": ", ".join(CHANNELS)},
         )
 
 
@@ -122,6 +123,7 @@ def _check_request(request: RenewalRequest) -> str:
             f"an idempotency key is 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} printable characters",
             code="idempotency_key_invalid",
             field="idempotency_key",
+            params={"length_max": str(IDEMPOTENCY_KEY_LENGTH_MAX)},
         )
     return key
 
@@ -307,7 +309,10 @@ class _Intake:
         plan = self._plans.get(request.plan_code)
         if plan is None:
             raise NotFoundError(
-                f"there is no plan {request.plan_code!r}", code="plan_unknown", field="plan"
+                f"there is no plan {request.plan_code!r}",
+                code="plan_unknown",
+                field="plan",
+                params={"plan": request.plan_code},
             )
         plan.check_can_buy(card_kind=card.kind, channel=request.channel, at=now)
         locked_until = self._locked_instruments.get(order.instrument_fingerprint)
@@ -341,6 +346,7 @@ class _Intake:
                     f"a payment of this bill is already in progress (renewal {in_progress}); "
                     "check its status before paying again",
                     code="bill_payment_in_progress",
+                    params={"renewal": in_progress},
                 )
             self._bills_in_batch[card.id] = order.renewal_id
         self._add_rows(order, card, plan, amount, fingerprint)
@@ -529,7 +535,12 @@ async def _record_all(
             found[renewal_id][2],
         )
         if renewal_id in found
-        else NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown")
+        else NotFoundError(
+            f"no renewal {renewal_id}",
+            code="renewal_unknown",
+            field="renewal_id",
+            params={"renewal": renewal_id},
+        )
         for renewal_id, _ in items
     ]
 
@@ -754,7 +765,12 @@ async def _views(uow: UnitOfWork, renewal_ids: list[str]) -> dict[str, RenewalVi
 async def _view(uow: UnitOfWork, renewal_id: str) -> RenewalView:
     view = (await _views(uow, [renewal_id])).get(renewal_id)
     if view is None:
-        raise NotFoundError(f"no renewal {renewal_id}", code="renewal_unknown", field="renewal_id")
+        raise NotFoundError(
+            f"no renewal {renewal_id}",
+            code="renewal_unknown",
+            field="renewal_id",
+            params={"renewal": renewal_id},
+        )
     return view
 
 

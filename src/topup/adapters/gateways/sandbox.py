@@ -226,30 +226,39 @@ class SandboxGateway:
         await self._simulate_latency()
         digits = card.number.replace(" ", "")
         if not digits.isascii() or not digits.isdigit():
+            character = next((c for c in digits if not (c.isascii() and c.isdigit())), "")
             raise InputError(
                 "The card number may contain only digits.",
-                code="card_number_invalid",
+                code="payment_card_number_invalid_characters",
                 field="payment.card_number",
+                params={"character": character},
             )
         if not CARD_NUMBER_DIGITS_MIN <= len(digits) <= CARD_NUMBER_DIGITS_MAX:
             raise InputError(
                 f"A card number has {CARD_NUMBER_DIGITS_MIN} to {CARD_NUMBER_DIGITS_MAX} digits.",
-                code="card_number_invalid",
+                code="payment_card_number_wrong_length",
                 field="payment.card_number",
+                params={"length": str(len(digits))},
             )
         if not luhn_is_valid(digits):
             raise InputError(
                 "The card number is mistyped: its check digit does not match.",
-                code="card_number_bad_check_digit",
+                code="payment_card_number_bad_check_digit",
                 field="payment.card_number",
             )
         brand = card_brand(digits)
         expiry_year = self._check_expiry(card.expiry_month, card.expiry_year)
         cvc_digits = 4 if brand == "amex" else 3
-        if len(card.cvc) != cvc_digits or not card.cvc.isascii() or not card.cvc.isdigit():
+        if not card.cvc.isascii() or not card.cvc.isdigit():
+            raise InputError(
+                "The security code (CVC) has only digits.",
+                code="cvc_invalid_characters",
+                field="payment.cvc",
+            )
+        if len(card.cvc) != cvc_digits:
             raise InputError(
                 f"The security code (CVC) has {cvc_digits} digits.",
-                code="cvc_invalid",
+                code="cvc_wrong_length",
                 field="payment.cvc",
                 params={"digits": str(cvc_digits)},
             )
@@ -269,17 +278,28 @@ class SandboxGateway:
         """Validate the expiry and return its four-digit year (two-digit years are 20xx)."""
         full_year = 2000 + year if 0 <= year < 100 else year
         today = self._clock().astimezone(dt.UTC).date()
-        if not 1 <= month <= 12 or not 0 < full_year <= today.year + EXPIRY_YEARS_AHEAD_MAX:
+        if not 1 <= month <= 12:
             raise InputError(
-                "The expiry date is not a valid month and year.",
-                code="expiry_invalid",
+                "The expiry month is a number from 01 to 12.",
+                code="expiry_month_invalid",
                 field="payment.expiry",
+            )
+        if not 0 < full_year <= today.year + EXPIRY_YEARS_AHEAD_MAX:
+            raise InputError(
+                "The expiry year is not a year this card can have.",
+                code="expiry_year_invalid",
+                field="payment.expiry",
+                params={
+                    "example_short": f"{today.year % 100:02d}",
+                    "example_long": str(today.year),
+                },
             )
         if (full_year, month) < (today.year, today.month):
             raise InputError(
                 "The card has expired: check the expiry date or use another card.",
-                code="card_expired",
+                code="payment_card_expired",
                 field="payment.expiry",
+                params={"expiry": f"{month:02d}/{full_year % 100:02d}"},
             )
         return full_year
 

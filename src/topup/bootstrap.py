@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from alembic import command
@@ -23,17 +23,19 @@ from topup.adapters.db.engine import (
     is_sqlite,
 )
 from topup.adapters.db.unit_of_work import SqlUnitOfWork
-from topup.adapters.gateways.sandbox import SandboxGateway
+from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.adapters.iin_table import shipped_iin_table
 from topup.adapters.methods import load_methods
 from topup.adapters.network.sandbox import SandboxNetwork
 from topup.adapters.profiles import load_profile
 from topup.adapters.secrets import TokenVault
 from topup.domain.errors import InputError
-from topup.ports import Clock
+from topup.ports import Clock, PaymentGateway
 from topup.services.context import Services
+from topup.services.wallets import handle_webhook
 from topup.settings import Limits, Settings
 
+GATEWAY_ENTRY_POINTS = "topup.gateways"
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -82,18 +84,11 @@ def build(
     _prepare_sqlite_directory(settings.database_url)
     engine = create_engine(settings.database_url, pool_size=pool_size or POSTGRES_POOL_SIZE)
     key = secret_key(settings)
-    if settings.gateway != "sandbox":
-        raise InputError(
-            f"unknown gateway {settings.gateway!r}; available: sandbox", code="gateway_unknown"
-        )
-    gateway = SandboxGateway(
-        secret=hashlib.sha256(b"sandbox-gateway:" + key.encode()).digest(),
-        latency_s=settings.gateway_latency_s,
-        fault_rate=settings.gateway_fault_rate,
-        seed=settings.sandbox_seed,
-        settlement_delay_s=settings.gateway_settlement_delay_s,
-        clock=clock.now,
-    )
+    profile = load_profile(settings.profile)
+    methods_file = Path(settings.methods_file) if settings.methods_file else None
+    methods = load_methods(profile, methods_file)
+    wanted = {settings.gateway} | {method.gateway for method in methods.methods if method.gateway}
+    gateways = {name: _gateway(name, settings, key, clock) for name in sorted(wanted)}
     network = SandboxNetwork(
         activation_delay_s=settings.network_delay_s,
         transient_failure_rate=settings.network_transient_failure_rate,
@@ -104,15 +99,14 @@ def build(
     )
     writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
     randomness = random.Random(seed)
-    profile = load_profile(settings.profile)
-    methods_file = Path(settings.methods_file) if settings.methods_file else None
     services = Services(
         unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
-        gateway=gateway,
+        gateway=gateways[settings.gateway],
+        gateways=gateways,
         network=network,
         clock=clock,
         profile=profile,
-        methods=load_methods(profile, methods_file),
+        methods=methods,
         card_facts=shipped_iin_table().facts_for,
         limits=limits,
         tokens=TokenVault(key),
@@ -124,7 +118,36 @@ def build(
     )
     if on_event is not None:
         services.on_event = on_event
+    _deliver_sandbox_webhooks(services)
     return Application(services=services, engine=engine, settings=settings)
+
+
+def _deliver_sandbox_webhooks(services: Services) -> None:
+    """The sandbox wallet posts its webhooks straight to our handler, in this process, as the
+    provider's HTTP call would arrive (the API issue adds the HTTP endpoint)."""
+    for name, gateway in services.gateways.items():
+        if isinstance(gateway, SandboxWallet):
+
+            async def deliver(
+                body: bytes, headers: Mapping[str, str], gateway_name: str = name
+            ) -> str:
+                return await handle_webhook(services, gateway_name, body, headers)
+
+            gateway.deliver = deliver
+
+
+def _gateway(name: str, settings: Settings, key: str, clock: Clock) -> PaymentGateway:
+    """The gateway adapter registered under ``name`` (entry point group ``topup.gateways``)."""
+    found = {entry.name: entry for entry in entry_points(group=GATEWAY_ENTRY_POINTS)}
+    if name not in found:
+        raise InputError(
+            f"unknown gateway {name!r}; available: {', '.join(sorted(found))}",
+            code="gateway_unknown",
+            params={"gateway": name},
+        )
+    factory = found[name].load()
+    gateway: PaymentGateway = factory(settings, secret_key=key, clock=clock.now)
+    return gateway
 
 
 def migrate(database_url: str) -> None:

@@ -9,6 +9,7 @@ Clock -> adapters.clock.FixedClock / SystemClock, UnitOfWork -> adapters.db.unit
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -82,6 +83,17 @@ class ChargeResult:
     message: str | None = None
     requires_action: str | None = None  # e.g. "authenticate" (3-D Secure / payment password)
     retry_after_s: int | None = None  # for PENDING/UNKNOWN: when asking again makes sense
+    action_url: str | None = None  # where the payer completes the action (e.g. a wallet app)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEvent:
+    """A gateway's webhook, checked: which event (to do it once), about which payment, saying
+    what."""
+
+    event_id: str
+    payment_id: str
+    result: ChargeResult
 
 
 class RefundOutcome(StrEnum):
@@ -117,6 +129,17 @@ class PaymentGateway(Protocol):
     async def confirm(self, request: ChargeRequest, answer: str) -> ChargeResult:
         """Pass the payer's payment password / 3-D Secure answer for a charge waiting on it. A
         wrong answer is DECLINED with decline code ``authentication_failed``."""
+        ...
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], now: dt.datetime
+    ) -> GatewayEvent:
+        """Check a webhook's signature (over the raw body) and age; raise InputError if bad."""
+        ...
+
+    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+        """A token for a payer's account with a wallet provider; raises InputError if the
+        account cannot be one (card gateways refuse)."""
         ...
 
 
@@ -188,6 +211,7 @@ class UnitOfWork(Protocol):
     ledger: Any
     jobs: Any
     instruments: Any
+    webhooks: Any
     audit: Any
 
     async def __aenter__(self) -> UnitOfWork: ...

@@ -46,7 +46,8 @@ async def renewals_count(services: Services) -> int:
         ({"method": "cash"}, "method_not_offered_here"),
         ({"channel": "kiosk"}, "region_required"),
         ({"channel": "kiosk", "region": "atlantis"}, "region_unknown"),
-        ({"method": "ewallet:tng"}, "method_not_supported"),
+        ({"method": "ewallet:tng"}, "wallet_account_required"),
+        ({"method": "cash", "channel": "store", "region": "penang"}, "method_not_supported"),
     ],
 )
 async def test_a_method_that_cannot_be_used_here_is_refused_before_anything_is_written(

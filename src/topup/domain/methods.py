@@ -34,8 +34,21 @@ PHYSICAL_CHANNELS = frozenset({"kiosk", "store"})
 _METHOD_CODE = re.compile(r"[a-z][a-z0-9_]*(?::[a-z][a-z0-9_]*)?")
 _REGION_CODE = re.compile(r"[a-z][a-z0-9_]*")
 _FIELDS = frozenset(
-    {"kind", "names", "enabled", "channels", "regions", "amount_min_minor", "amount_max_minor"}
+    {
+        "kind",
+        "names",
+        "enabled",
+        "channels",
+        "regions",
+        "amount_min_minor",
+        "amount_max_minor",
+        "daily_max_minor",
+        "gateway",
+    }
 )
+# The gateway a kind of method uses unless its configuration names another.
+_DEFAULT_GATEWAYS = {"card": "sandbox", "ewallet": "sandbox_wallet", "cash": "", "other": ""}
+_GATEWAY_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class MethodKind(StrEnum):
@@ -55,6 +68,8 @@ class PaymentMethod:
     regions: frozenset[str]  # empty: every region
     amount_min: Money
     amount_max: Money
+    gateway: str = ""  # the payment gateway that takes it ("" for cash: staff take it)
+    daily_max: Money | None = None  # per payer account and day (e-wallets), or no limit
 
     def name(self, locale: str = "en") -> str:
         return self.names.get(locale) or self.names["en"]
@@ -242,6 +257,14 @@ def _method(code: str, entry: Any, *, currency: str, regions: frozenset[str]) ->
     method_regions = entry.get("regions", [])
     if not isinstance(method_regions, list) or not set(method_regions) <= regions:
         raise _invalid(f"{field}.regions", "must list regions named in 'regions'")
+    gateway = entry.get("gateway", _DEFAULT_GATEWAYS[kind.value])
+    if not isinstance(gateway, str) or (gateway and not _GATEWAY_NAME.fullmatch(gateway)):
+        raise _invalid(f"{field}.gateway", "must be a gateway name like 'sandbox_wallet'")
+    daily_max = (
+        _amount(entry, "daily_max_minor", field, currency, 0)
+        if "daily_max_minor" in entry
+        else None
+    )
     amount_min = _amount(entry, "amount_min_minor", field, currency, amount_min_minor_default)
     amount_max = _amount(entry, "amount_max_minor", field, currency, amount_max_minor_default)
     if amount_min > amount_max:
@@ -255,6 +278,8 @@ def _method(code: str, entry: Any, *, currency: str, regions: frozenset[str]) ->
         regions=frozenset(method_regions),
         amount_min=amount_min,
         amount_max=amount_max,
+        gateway=gateway,
+        daily_max=daily_max,
     )
 
 

@@ -56,6 +56,8 @@ class PaymentRecord:
     flagged_for_staff: bool
     refund_reference: str | None
     instrument_fingerprint: str | None = None  # keyed hash of the token (older payments: None)
+    wallet_account_fingerprint: str | None = None  # e-wallets: keyed hash of the payer's account
+    action_url: str | None = None  # where the payer approves (e-wallets), while it waits
 
 
 @dataclass(frozen=True, slots=True)

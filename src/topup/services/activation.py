@@ -298,7 +298,8 @@ async def _refund(services: Services, job: JobRecord) -> None:
     )
     try:
         async with asyncio.timeout(services.limits.gateway_timeout_s):
-            result = await services.gateway.refund(refund_id=f"refund-{renewal.id}", charge=charge)
+            gateway = services.gateway_named(payment.gateway)
+            result = await gateway.refund(refund_id=f"refund-{renewal.id}", charge=charge)
     except (TimeoutError, OSError, TopupError) as error:
         result = RefundResult(RefundOutcome.UNKNOWN, message=type(error).__name__)
     now = services.clock.now()

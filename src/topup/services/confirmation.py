@@ -61,7 +61,7 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
     )
     try:
         async with asyncio.timeout(limits.gateway_timeout_s):
-            result = await services.gateway.confirm(charge, answer)
+            result = await services.gateway_named(payment.gateway).confirm(charge, answer)
     except (TimeoutError, OSError):
         # Whether the gateway took the answer is unknown: the reconciler asks it later.
         result = ChargeResult(GatewayOutcome.UNKNOWN, message="gateway did not answer")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from topup.domain.errors import InvariantError
 from topup.domain.methods import MethodRegistry
 from topup.domain.payment_card import CardFacts
 from topup.domain.profile import OperatorProfile
@@ -21,7 +22,7 @@ Result = TypeVar("Result")
 @dataclass
 class Services:
     unit_of_work: Callable[[], UnitOfWork]
-    gateway: PaymentGateway
+    gateway: PaymentGateway  # the card gateway
     network: NetworkProvisioner
     clock: Clock
     profile: OperatorProfile
@@ -29,6 +30,8 @@ class Services:
     tokens: TokenSealer
     new_id: Callable[[], str]
     methods: MethodRegistry
+    # Every gateway a configured method uses, by name (payments name theirs).
+    gateways: Mapping[str, PaymentGateway]
     # What the shipped IIN table knows of a payment card number (brand, funding, country).
     card_facts: Callable[[str], CardFacts]
     random: random.Random = field(default_factory=random.Random)
@@ -38,6 +41,17 @@ class Services:
     database_unavailable: Callable[[BaseException], bool] = field(default=lambda error: False)
     # Group-commit batchers (services.batching), made on first use by the service that owns each.
     batchers: dict[str, Any] = field(default_factory=dict)
+
+    def gateway_named(self, name: str) -> PaymentGateway:
+        """The gateway that took a payment (``payment.gateway``). The card gateway is
+        ``self.gateway`` itself, so that whoever wraps it (a test, a simulation) wraps it for
+        every use."""
+        if name == self.gateway.name:
+            return self.gateway
+        found = self.gateways.get(name)
+        if found is None:
+            raise InvariantError(f"a payment names gateway {name!r}, which is not configured")
+        return found
 
     def batcher(
         self,

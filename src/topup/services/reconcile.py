@@ -8,9 +8,10 @@ import datetime as dt
 
 from topup.domain.errors import TopupError
 from topup.domain.records import PaymentRecord
-from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome
+from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome, PaymentGateway
 from topup.services.context import Services
 from topup.services.renewals import record_charge_result, send_charge
+from topup.settings import Limits
 
 CHECKED_STATUSES = ("not_sent", "pending", "unknown", "requires_action")
 UNRESOLVED = (GatewayOutcome.PENDING, GatewayOutcome.UNKNOWN)
@@ -47,10 +48,11 @@ async def _check(services: Services, payment: PaymentRecord) -> None:
         description=f"renewal {payment.renewal_id}",
         requested_at=payment.requested_at,
     )
+    gateway = services.gateway_named(payment.gateway)
     if payment.status == "not_sent":
-        result = await send_charge(services, charge)
+        result = await send_charge(gateway, limits, charge)
     else:
-        result = await _retrieve(services, charge)
+        result = await retrieve_charge(gateway, limits, charge)
     past_bound = (
         payment.status != "not_sent" and payment.check_attempts > limits.payment_check_attempts_max
     )
@@ -62,10 +64,13 @@ async def _check(services: Services, payment: PaymentRecord) -> None:
     await record_charge_result(services, payment.renewal_id, result)
 
 
-async def _retrieve(services: Services, charge: ChargeRequest) -> ChargeResult:
+async def retrieve_charge(
+    gateway: PaymentGateway, limits: Limits, charge: ChargeRequest
+) -> ChargeResult:
+    """Ask the gateway what became of a charge; a failure in transit means 'unknown'."""
     try:
-        async with asyncio.timeout(services.limits.gateway_timeout_s):
-            return await services.gateway.retrieve(charge)
+        async with asyncio.timeout(limits.gateway_timeout_s):
+            return await gateway.retrieve(charge)
     except (TimeoutError, OSError):
         return ChargeResult(GatewayOutcome.UNKNOWN, message="gateway did not answer")
     except TopupError as error:

@@ -41,12 +41,14 @@ from topup.ports import (
     ChargeRequest,
     ChargeResult,
     GatewayOutcome,
+    PaymentGateway,
     PaymentInstrument,
     UnitOfWork,
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
 from topup.services.views import RenewalView
+from topup.settings import Limits
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 ACTIVATE_JOB = "activate"
@@ -56,11 +58,12 @@ ACTIVATE_JOB = "activate"
 class RenewalRequest:
     card_number: str
     plan_code: str
-    payment: CardDetails
+    payment: CardDetails | None  # card methods; None for e-wallets
     channel: str = "web"
     idempotency_key: str | None = None
     method: str = "credit_card"
     region: str | None = None  # where the kiosk or store stands; None on the web, app and API
+    wallet_account: str | None = None  # e-wallets: the phone number registered with the wallet
 
 
 async def find_card(uow: UnitOfWork, services: Services, text: str) -> Card:
@@ -139,6 +142,7 @@ class _Order:
     instrument_fingerprint: str
     renewal_id: str
     payment_id: str
+    gateway_name: str
 
 
 @dataclass(frozen=True)
@@ -167,11 +171,12 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     key = _check_request(request) or f"auto-{services.new_id()}"
     renewal_id = services.new_id()
     payment_id = services.new_id()
-    _check_payment_card(services, request)
-    instrument = await services.gateway.tokenize(request.payment)
+    gateway, instrument = await _instrument(services, request)
     number = parse_card_number(request.card_number, services.profile)
     fingerprint = services.tokens.fingerprint(instrument.token)
-    order = _Order(request, key, number, instrument, fingerprint, renewal_id, payment_id)
+    order = _Order(
+        request, key, number, instrument, fingerprint, renewal_id, payment_id, gateway.name
+    )
     admission = await _intake(services).submit(order)
     if isinstance(admission, _KeyUsed):
         async with services.unit_of_work() as uow:
@@ -185,18 +190,48 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
         description=f"renewal {renewal_id} plan {admission.plan_code}",
         requested_at=admission.requested_at,
     )
-    result = await send_charge(services, charge)
+    result = await send_charge(gateway, services.limits, charge)
     return await record_charge_result(services, renewal_id, result)
 
 
-def _check_payment_card(services: Services, request: RenewalRequest) -> None:
+async def _instrument(
+    services: Services, request: RenewalRequest
+) -> tuple[PaymentGateway, PaymentInstrument]:
+    """The gateway that will take this payment and the token it gave for the payer's card or
+    wallet account. Nothing about the method's availability is decided here (see ``choose``)."""
+    method = services.methods.get(request.method)
+    if method is not None and method.kind is MethodKind.EWALLET:
+        account = (request.wallet_account or "").strip()
+        if not account:
+            raise InputError(
+                f"{method.name()} needs the phone number registered with the wallet.",
+                code="wallet_account_required",
+                field="payment.wallet_account",
+                params={"method": method.name()},
+            )
+        gateway = services.gateway_named(method.gateway)
+        return gateway, gateway.tokenize_account(method.code.removeprefix("ewallet:"), account)
+    if request.payment is None:
+        raise InputError(
+            "Enter the payment card's number, expiry and security code.",
+            code="payment_card_required",
+            field="payment",
+        )
+    _check_payment_card(services, request, request.payment)
+    gateway = services.gateway
+    if method is not None and method.gateway:
+        gateway = services.gateway_named(method.gateway)
+    return gateway, await gateway.tokenize(request.payment)
+
+
+def _check_payment_card(services: Services, request: RenewalRequest, card: CardDetails) -> None:
     """Before the gateway sees anything: every card field, the card's funding against the
     method chosen, and whether its issuer allows a payment from this country (R7b, R7c)."""
-    facts = services.card_facts(normalize_card_number(request.payment.number))
+    facts = services.card_facts(normalize_card_number(card.number))
     today = services.clock.now().astimezone(ZoneInfo(services.profile.time_zone)).date()
     try:
         check_card_details(
-            request.payment, today=today, holder_name_required=False, holder_name=None, facts=facts
+            card, today=today, holder_name_required=False, holder_name=None, facts=facts
         )
     except CardDetailsInvalid as error:
         if len(error.problems) == 1:  # one bad field: its own code says it best
@@ -270,6 +305,8 @@ class _Intake:
         self.fingerprints: dict[str, str] = {}  # by idempotency key, for orders whose card is known
         self._locked: dict[str, Card] = {}
         self._locked_instruments: dict[str, dt.datetime] = {}
+        # What each wallet account has paid or has waiting today, per method (daily limits).
+        self._wallet_totals: dict[tuple[str, str], int] = {}
         self._bills_in_batch: dict[str, str] = {}
 
     async def load(self, orders: list[_Order]) -> None:
@@ -285,6 +322,12 @@ class _Intake:
         self._plans = await uow.plans.get_many([order.request.plan_code for order in orders])
         self._locked_instruments = await uow.instruments.locked(
             [order.instrument_fingerprint for order in orders], now=self.now
+        )
+        zone = ZoneInfo(self.services.profile.time_zone)
+        start_of_day = self.now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        self._wallet_totals = await uow.payments.wallet_totals_since(
+            [order.instrument_fingerprint for order in orders if order.request.wallet_account],
+            since=start_of_day,
         )
         # Payments of one bill take turns on the card's row lock: without it, concurrent callers
         # all find no payment in progress and the bill is charged several times. Locked in id
@@ -325,14 +368,15 @@ class _Intake:
         method = services.methods.choose(
             request.method, channel=request.channel, region=request.region, amount=amount
         )
-        if method.kind is not MethodKind.CARD:
+        if method.kind not in (MethodKind.CARD, MethodKind.EWALLET):
             raise ConflictError(
-                f"{method.name()} is offered, but this version of topup takes only card "
-                "payments; pay by credit or debit card",
+                f"{method.name()} is taken by store staff or another service, not here.",
                 code="method_not_supported",
                 field="payment.method",
                 params={"method": method.name()},
             )
+        if method.daily_max is not None:
+            self._check_daily_limit(order, method.code, method.name(), method.daily_max, amount)
         if plan.kind is PlanKind.POSTPAID_BILL:
             in_progress = self._bills_in_batch.get(card.id)
             if in_progress is None:
@@ -351,6 +395,24 @@ class _Intake:
             self._bills_in_batch[card.id] = order.renewal_id
         self._add_rows(order, card, plan, amount, fingerprint)
         return _Admitted(order.renewal_id, plan.code, amount, now, fingerprint)
+
+    def _check_daily_limit(
+        self, order: _Order, method_code: str, method_name: str, daily_max: Money, amount: Money
+    ) -> None:
+        """A wallet account pays at most ``daily_max`` a day (operator's time zone) with this
+        method; the renewals of this batch count too."""
+        key = (order.instrument_fingerprint, method_code)
+        used = Money(self._wallet_totals.get(key, 0), amount.currency)
+        if used + amount > daily_max:
+            left = daily_max - used if used < daily_max else Money.zero(amount.currency)
+            raise ConflictError(
+                f"{method_name} allows {daily_max} a day; {left} is left today. Pay a smaller "
+                "amount, use another method, or try again tomorrow.",
+                code="ewallet_daily_limit_reached",
+                field="payment.method",
+                params={"method": method_name, "limit": str(daily_max), "left": str(left)},
+            )
+        self._wallet_totals[key] = (used + amount).minor
 
     def _add_rows(
         self, order: _Order, card: Card, plan: Plan, amount: Money, fingerprint: str
@@ -394,7 +456,7 @@ class _Intake:
             {
                 "id": order.payment_id,
                 "renewal_id": order.renewal_id,
-                "gateway": services.gateway.name,
+                "gateway": order.gateway_name,
                 "method": request.method,
                 "status": "not_sent",
                 "amount_minor": amount.minor,
@@ -407,6 +469,9 @@ class _Intake:
                 "expiry_year": instrument.expiry_year,
                 "issuer_country": instrument.issuer_country,
                 "instrument_fingerprint": order.instrument_fingerprint,
+                "wallet_account_fingerprint": (
+                    order.instrument_fingerprint if order.request.wallet_account else None
+                ),
                 "requested_at": now,
                 "check_attempts": 0,
                 # If we die before recording the outcome, the reconciler asks the gateway then.
@@ -454,11 +519,13 @@ async def _replay_after_race(uow: UnitOfWork, key: str, fingerprint: str) -> Ren
     return await _replay(uow, existing.id, fingerprint)
 
 
-async def send_charge(services: Services, charge: ChargeRequest) -> ChargeResult:
+async def send_charge(
+    gateway: PaymentGateway, limits: Limits, charge: ChargeRequest
+) -> ChargeResult:
     """Call the gateway with a deadline. Whatever goes wrong in transit means 'unknown'."""
     try:
-        async with asyncio.timeout(services.limits.gateway_timeout_s):
-            return await services.gateway.charge(charge)
+        async with asyncio.timeout(limits.gateway_timeout_s):
+            return await gateway.charge(charge)
     except TimeoutError:
         return ChargeResult(GatewayOutcome.UNKNOWN, message="gateway timed out")
     except TopupError as error:  # the gateway refused the request itself: nothing was charged
@@ -637,15 +704,28 @@ def _await_payer(
     result: ChargeResult,
     now: dt.datetime,
 ) -> None:
-    """The payer must act (payment password / 3-D Secure); check again once the time is up."""
-    timeout_s = services.limits.requires_action_timeout_s
+    """The payer must act: a payment password / 3-D Secure code (we are told the answer), or an
+    approval in a wallet app (the provider tells us; we also ask it, with backoff, in case its
+    webhook is lost). Past the time allowed, the renewal is cancelled."""
+    limits = services.limits
+    give_up_at = renewal.created_at + dt.timedelta(seconds=limits.requires_action_timeout_s + 1)
+    next_check_at = give_up_at
+    if result.action_url is not None:
+        delay_s = backoff_s(
+            attempt=payment.check_attempts + 1,
+            base_s=limits.payment_check_base_s,
+            cap_s=limits.payment_check_cap_s,
+            jitter_fraction=services.random.random(),
+        )
+        next_check_at = min(give_up_at, now + dt.timedelta(seconds=delay_s))
     writes.payments.append(
         (
             payment.id,
             {
                 "status": "requires_action",
                 "gateway_reference": result.gateway_reference,
-                "next_check_at": renewal.created_at + dt.timedelta(seconds=timeout_s + 1),
+                "action_url": result.action_url,
+                "next_check_at": next_check_at,
                 "updated_at": now,
             },
         )

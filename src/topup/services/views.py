@@ -67,10 +67,18 @@ class RenewalView:
                 "brand": payment.brand,
                 "funding": payment.funding,
                 "last4": payment.last4,
-                "expiry": f"{payment.expiry_month:02d}/{payment.expiry_year % 100:02d}",
+                "expiry": f"{payment.expiry_month:02d}/{payment.expiry_year % 100:02d}"
+                if payment.expiry_month
+                else None,
                 "gateway_reference": payment.gateway_reference,
                 "decline_code": payment.decline_code,
                 "next_check_at": iso(payment.next_check_at),
                 "flagged_for_staff": payment.flagged_for_staff,
             }
+            if renewal.status.value == "requires_action":
+                data["next_action"] = (
+                    {"type": "approve_in_wallet", "url": payment.action_url}
+                    if payment.action_url
+                    else {"type": "payment_password"}
+                )
         return data

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, bindparam, case, or_, select, text, update
+from sqlalchemy import Row, Table, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -500,6 +500,8 @@ def payment_from_row(row: Row[Any], *, labelled: bool = False) -> PaymentRecord:
         flagged_for_staff=bool(m["flagged_for_staff"]),
         refund_reference=m["refund_reference"],
         instrument_fingerprint=m["instrument_fingerprint"],
+        wallet_account_fingerprint=m["wallet_account_fingerprint"],
+        action_url=m["action_url"],
     )
 
 
@@ -728,6 +730,31 @@ class PaymentRepository:
         rows = await self._connection.execute(query, {"ids": sorted(set(renewal_ids))})
         return {row.renewal_id: payment_from_row(row) for row in rows}
 
+    async def by_id(self, payment_id: str) -> PaymentRecord | None:
+        row = (
+            await self._connection.execute(select(t.payments).where(t.payments.c.id == payment_id))
+        ).first()
+        return None if row is None else payment_from_row(row)
+
+    async def wallet_totals_since(
+        self, fingerprints: Sequence[str], *, since: dt.datetime
+    ) -> dict[tuple[str, str], int]:
+        """What each of these wallet accounts has paid, or has waiting, since ``since``, per
+        method: ``{(fingerprint, method): amount_minor}`` (declined and cancelled ones excluded)."""
+        if not fingerprints:
+            return {}
+        p = t.payments
+        rows = await self._connection.execute(
+            select(p.c.wallet_account_fingerprint, p.c.method, func.sum(p.c.amount_minor))
+            .where(
+                p.c.wallet_account_fingerprint.in_(sorted(set(fingerprints))),
+                p.c.requested_at >= since,
+                p.c.status.not_in(["declined", "cancelled"]),
+            )
+            .group_by(p.c.wallet_account_fingerprint, p.c.method)
+        )
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
     async def update_many(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Several payments' changes, each ``(payment id, values)``."""
         await _update_many(self._connection, t.payments, changes)
@@ -885,6 +912,28 @@ class LedgerRepository:
             )
             for r in entry_rows
         ]
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+class WebhookRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def first_time(
+        self, *, gateway: str, event_id: str, payment_id: str, at: dt.datetime
+    ) -> bool:
+        """Remember a gateway's event; False when it was seen before (a repeat, or a replay)."""
+        statement = (
+            _insert(self._connection, t.webhook_events)
+            .values(gateway=gateway, event_id=event_id, payment_id=payment_id, received_at=at)
+            .on_conflict_do_nothing(
+                index_elements=[t.webhook_events.c.gateway, t.webhook_events.c.event_id]
+            )
+            .returning(t.webhook_events.c.event_id)
+        )
+        return (await self._connection.execute(statement)).first() is not None
 
 
 # --- payment instruments: wrong payment passwords and locks -----------------------------------

@@ -171,8 +171,27 @@ payments = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # A keyed hash of the gateway token: finds the instrument's lock, reveals nothing.
     Column("instrument_fingerprint", String(64)),
+    # E-wallets: a keyed hash of the payer's wallet account (daily limits), and where the payer
+    # approves the payment.
+    Column("wallet_account_fingerprint", String(64)),
+    Column("action_url", Text),
 )
 Index("ix_payments_status_next_check_at", payments.c.status, payments.c.next_check_at)
+Index(
+    "ix_payments_wallet_account_fingerprint_requested_at",
+    payments.c.wallet_account_fingerprint,
+    payments.c.requested_at,
+)
+
+# Webhooks already handled, by the gateway's event id: a repeat is answered and ignored.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("gateway", String(32), primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    Column("payment_id", ID),
+    Column("received_at", UtcDateTime, nullable=False),
+)
 
 # Wrong payment passwords (3-D Secure codes) per instrument, and the lock they lead to.
 instrument_locks = Table(

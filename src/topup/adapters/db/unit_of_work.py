@@ -16,6 +16,7 @@ from topup.adapters.db.repositories import (
     PaymentRepository,
     PlanRepository,
     RenewalRepository,
+    WebhookRepository,
 )
 from topup.domain.errors import InvariantError
 
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
     ledger: LedgerRepository
     jobs: JobRepository
     instruments: InstrumentLockRepository
+    webhooks: WebhookRepository
     audit: AuditQueries
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
@@ -68,6 +70,7 @@ class SqlUnitOfWork:
         self.ledger = LedgerRepository(connection)
         self.jobs = JobRepository(connection)
         self.instruments = InstrumentLockRepository(connection)
+        self.webhooks = WebhookRepository(connection)
         self.audit = AuditQueries(connection)
         return self
 

@@ -61,7 +61,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -71,11 +71,13 @@ from topup.ports import (
     CardDetails,
     ChargeRequest,
     ChargeResult,
+    GatewayEvent,
     GatewayOutcome,
     PaymentInstrument,
     RefundOutcome,
     RefundResult,
 )
+from topup.settings import Settings
 
 # Our own documented test numbers (Luhn-valid Visa numbers).
 CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED = "4000009990000104"
@@ -392,6 +394,23 @@ class SandboxGateway:
             message="The payment password or verification code was wrong.",
         )
 
+    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+        raise InputError(
+            "This payment method takes card details, not a wallet account.",
+            code="payment_card_required",
+            field="payment",
+        )
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], now: dt.datetime
+    ) -> GatewayEvent:
+        """The card sandbox answers at once and sends no webhooks."""
+        raise InputError(
+            "The sandbox card gateway sends no webhooks.",
+            code="webhook_unsupported",
+            field="webhook",
+        )
+
     async def refund(self, *, refund_id: str, charge: ChargeRequest) -> RefundResult:
         await self._simulate_latency()
         behaviour = self._verify(charge.token)
@@ -473,3 +492,17 @@ class SandboxGateway:
     async def _simulate_latency(self) -> None:
         if self._latency_s > 0:
             await asyncio.sleep(self._latency_s)
+
+
+def from_settings(
+    settings: Settings, *, secret_key: str, clock: Callable[[], dt.datetime]
+) -> SandboxGateway:
+    """Entry point ``topup.gateways: sandbox``."""
+    return SandboxGateway(
+        secret=hashlib.sha256(b"sandbox-gateway:" + secret_key.encode()).digest(),
+        latency_s=settings.gateway_latency_s,
+        fault_rate=settings.gateway_fault_rate,
+        seed=settings.sandbox_seed,
+        settlement_delay_s=settings.gateway_settlement_delay_s,
+        clock=clock,
+    )

@@ -1,0 +1,275 @@
+"""A sandbox e-wallet provider (Touch 'n Go eWallet, GrabPay, GoPay, ... all behave alike here).
+
+Like a real one, it takes a payment request, sends the payer to approve it in the wallet's app
+(``requires_action="approve_in_wallet"`` with an ``action_url``), and tells us the outcome twice:
+the payer's browser comes back (we then ask with ``retrieve``), and the provider posts a signed
+webhook. It is stateless: the outcome follows from the wallet account and the time since the
+request, so any process can answer for any payment.
+
+Wallet accounts (sandbox):
+    ends in 0000  the payer declines in the wallet app              -> declined, payer_declined
+    ends in 9999  the payer never answers                            -> stays waiting (then cancelled)
+    ends in 5555  the wallet has too little balance                  -> declined, insufficient_funds
+    anything else the payer approves ``approval_delay_s`` after the request -> succeeded
+
+Webhooks are signed like Stripe's: header ``Sandbox-Signature: t=<unix seconds>,v1=<hex>`` where
+v1 is HMAC-SHA256 over ``"<t>." + raw body`` with the webhook secret. ``deliver``, when given, is
+called with each webhook (raw body, headers) once the payer has answered, as the provider's HTTP
+call would arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+
+from topup.domain.errors import InputError
+from topup.ports import (
+    CardDetails,
+    ChargeRequest,
+    ChargeResult,
+    GatewayEvent,
+    GatewayOutcome,
+    PaymentInstrument,
+    RefundOutcome,
+    RefundResult,
+)
+from topup.settings import Settings
+
+APPROVE_IN_WALLET = "approve_in_wallet"
+SIGNATURE_HEADER = "sandbox-signature"
+WEBHOOK_TOLERANCE_S = 300
+WEBHOOK_BODY_BYTES_MAX = 16 * 1024
+WALLET_ACCOUNT_DIGITS_MIN = 6
+WALLET_ACCOUNT_DIGITS_MAX = 20
+TOKEN_PREFIX = "wtok_sbx_"  # noqa: S105 - a prefix, not a secret
+DECLINES_SUFFIX = "0000"
+NEVER_ANSWERS_SUFFIX = "9999"
+TOO_LITTLE_BALANCE_SUFFIX = "5555"
+
+Deliver = Callable[[bytes, Mapping[str, str]], Awaitable[object]]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SandboxWallet:
+    name = "sandbox_wallet"
+
+    def __init__(
+        self,
+        *,
+        secret: bytes,
+        webhook_secret: bytes,
+        approval_delay_s: float,
+        clock: Callable[[], dt.datetime],
+        deliver: Deliver | None = None,
+    ) -> None:
+        self._secret = secret
+        self._webhook_secret = webhook_secret
+        self._approval_delay_s = approval_delay_s
+        self._clock = clock
+        self.deliver = deliver
+        self._deliveries: set[asyncio.Task[None]] = set()
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+        raise InputError(
+            "This payment method takes a wallet account, not card details.",
+            code="wallet_account_required",
+            field="payment.wallet_account",
+            params={"method": "e-wallet"},
+        )
+
+    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+        """A token for a wallet account (its number never leaves this adapter in clear)."""
+        digits = account.replace(" ", "").replace("-", "").removeprefix("+")
+        if (
+            not digits.isascii()
+            or not digits.isdigit()
+            or not WALLET_ACCOUNT_DIGITS_MIN <= len(digits) <= WALLET_ACCOUNT_DIGITS_MAX
+        ):
+            raise InputError(
+                "A wallet account is the phone number registered with the wallet (6 to 20 digits).",
+                code="wallet_account_invalid",
+                field="payment.wallet_account",
+            )
+        claims = json.dumps({"provider": provider, "account": digits}, sort_keys=True).encode()
+        payload = _b64(claims)
+        signature = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        return PaymentInstrument(
+            token=f"{TOKEN_PREFIX}{payload}.{signature}",
+            brand=provider,
+            funding="ewallet",
+            last4=digits[-4:],
+            expiry_month=0,
+            expiry_year=0,
+            issuer_country="",
+        )
+
+    def _account(self, token: str) -> str:
+        payload, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
+        expected = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        if not token.startswith(TOKEN_PREFIX) or not hmac.compare_digest(signature, expected):
+            raise InputError(
+                "The wallet token is not valid.", code="payment_token_invalid", field="payment"
+            )
+        return str(json.loads(_unb64(payload))["account"])
+
+    # --- payments ---------------------------------------------------------------------------
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        self._account(request.token)  # a token we did not sign is refused
+        self._schedule_webhook(request)
+        return ChargeResult(
+            outcome=GatewayOutcome.PENDING,
+            gateway_reference=self._reference(request),
+            message="The payer must approve the payment in the wallet app.",
+            requires_action=APPROVE_IN_WALLET,
+            action_url=f"https://wallet.sandbox.invalid/approve/{self._reference(request)}",
+        )
+
+    async def retrieve(self, request: ChargeRequest) -> ChargeResult:
+        account = self._account(request.token)
+        answered_at = request.requested_at + dt.timedelta(seconds=self._approval_delay_s)
+        if account.endswith(NEVER_ANSWERS_SUFFIX) or self._clock() < answered_at:
+            return ChargeResult(
+                outcome=GatewayOutcome.PENDING,
+                gateway_reference=self._reference(request),
+                requires_action=APPROVE_IN_WALLET,
+                action_url=f"https://wallet.sandbox.invalid/approve/{self._reference(request)}",
+            )
+        return self._answer(account, request)
+
+    async def confirm(self, request: ChargeRequest, answer: str) -> ChargeResult:
+        return await self.retrieve(request)  # approval happens in the wallet app, not here
+
+    async def refund(self, *, refund_id: str, charge: ChargeRequest) -> RefundResult:
+        taken = await self.retrieve(charge)
+        if taken.outcome is not GatewayOutcome.SUCCEEDED:
+            return RefundResult(RefundOutcome.FAILED, message="No money was taken.")
+        return RefundResult(
+            RefundOutcome.SUCCEEDED,
+            gateway_reference="wre_sbx_" + hashlib.sha256(refund_id.encode()).hexdigest()[:24],
+        )
+
+    def _answer(self, account: str, request: ChargeRequest) -> ChargeResult:
+        reference = self._reference(request)
+        if account.endswith(DECLINES_SUFFIX):
+            return ChargeResult(
+                GatewayOutcome.DECLINED, reference, "payer_declined", "The payer declined."
+            )
+        if account.endswith(TOO_LITTLE_BALANCE_SUFFIX):
+            return ChargeResult(
+                GatewayOutcome.DECLINED, reference, "insufficient_funds", "Too little balance."
+            )
+        return ChargeResult(GatewayOutcome.SUCCEEDED, reference)
+
+    @staticmethod
+    def _reference(request: ChargeRequest) -> str:
+        return "wpay_sbx_" + hashlib.sha256(request.payment_id.encode()).hexdigest()[:24]
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def webhook(
+        self, request: ChargeRequest, *, sent_at: dt.datetime | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The webhook this provider sends once the payer has answered (raw body, headers)."""
+        result = self._answer(self._account(request.token), request)
+        succeeded = result.outcome is GatewayOutcome.SUCCEEDED
+        event = {
+            "id": "evt_sbx_" + hashlib.sha256(request.payment_id.encode()).hexdigest()[:24],
+            "type": "payment.succeeded" if succeeded else "payment.failed",
+            "payment_id": request.payment_id,
+            "reference": result.gateway_reference,
+            "decline_code": result.decline_code,
+        }
+        body = json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
+        return body, self.sign(body, sent_at or self._clock())
+
+    def sign(self, body: bytes, at: dt.datetime) -> dict[str, str]:
+        timestamp = str(int(at.timestamp()))
+        mac = hmac.new(self._webhook_secret, timestamp.encode() + b"." + body, hashlib.sha256)
+        return {SIGNATURE_HEADER: f"t={timestamp},v1={mac.hexdigest()}"}
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], now: dt.datetime
+    ) -> GatewayEvent:
+        """Check the signature over the raw body and the timestamp; return the event."""
+        if len(body) > WEBHOOK_BODY_BYTES_MAX:
+            raise _webhook_error("webhook_too_large", "The webhook body is too large.")
+        lowered = {key.lower(): value for key, value in headers.items()}
+        parts = dict(
+            part.split("=", 1)
+            for part in lowered.get(SIGNATURE_HEADER, "").split(",")
+            if "=" in part
+        )
+        timestamp, signature = parts.get("t", ""), parts.get("v1", "")
+        if not timestamp.isdigit() or not signature:
+            raise _webhook_error("webhook_signature_missing", "The webhook is not signed.")
+        mac = hmac.new(self._webhook_secret, timestamp.encode() + b"." + body, hashlib.sha256)
+        if not hmac.compare_digest(mac.hexdigest(), signature):
+            raise _webhook_error("webhook_signature_invalid", "The webhook signature is wrong.")
+        age_s = now.timestamp() - int(timestamp)
+        if abs(age_s) > WEBHOOK_TOLERANCE_S:
+            raise _webhook_error(
+                "webhook_too_old", "The webhook was signed too long ago; it may be a replay."
+            )
+        try:
+            event = json.loads(body)
+            kind = str(event["type"])
+            result = ChargeResult(
+                GatewayOutcome.SUCCEEDED
+                if kind == "payment.succeeded"
+                else GatewayOutcome.DECLINED,
+                gateway_reference=event.get("reference"),
+                decline_code=None if kind == "payment.succeeded" else event.get("decline_code"),
+            )
+            return GatewayEvent(
+                event_id=str(event["id"]), payment_id=str(event["payment_id"]), result=result
+            )
+        except (ValueError, KeyError, TypeError):
+            raise _webhook_error("webhook_malformed", "The webhook body is not an event.") from None
+
+    def _schedule_webhook(self, request: ChargeRequest) -> None:
+        deliver = self.deliver
+        if deliver is None or self._account(request.token).endswith(NEVER_ANSWERS_SUFFIX):
+            return
+
+        async def send() -> None:
+            await asyncio.sleep(self._approval_delay_s)
+            body, headers = self.webhook(request)
+            with contextlib.suppress(Exception):  # like a provider whose call fails: we ask later
+                await deliver(body, headers)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+
+def _webhook_error(code: str, message: str) -> InputError:
+    return InputError(message, code=code, field="webhook")
+
+
+def from_settings(
+    settings: Settings, *, secret_key: str, clock: Callable[[], dt.datetime]
+) -> SandboxWallet:
+    """Entry point ``topup.gateways: sandbox_wallet``."""
+    return SandboxWallet(
+        secret=hashlib.sha256(b"sandbox-wallet:" + secret_key.encode()).digest(),
+        webhook_secret=hashlib.sha256(b"sandbox-wallet-webhooks:" + secret_key.encode()).digest(),
+        approval_delay_s=settings.wallet_approval_delay_s,
+        clock=clock,
+    )

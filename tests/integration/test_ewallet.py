@@ -1,0 +1,215 @@
+"""E-wallet payments, on SQLite and PostgreSQL: approval in the wallet app, then a signed webhook
+and the payer's return, in either order, twice, or at once, give one capture and one activation;
+a stale or forged webhook changes nothing; a wallet account's daily limit holds."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import START, AppFactory
+from topup.adapters.clock import FixedClock
+from topup.adapters.db import tables as t
+from topup.adapters.gateways.sandbox_wallet import SandboxWallet
+from topup.bootstrap import MIGRATIONS_DIRECTORY, Application
+from topup.domain.errors import TopupError
+from topup.entrypoints.worker import work_once
+from topup.ports import ChargeRequest
+from topup.services.context import Services
+from topup.services.demo import load_demo
+from topup.services.renewals import RenewalRequest, get_renewal, renew
+from topup.services.wallets import handle_webhook, payer_returned
+
+APPROVAL_DELAY_S = 60.0
+ACCOUNT = "60123456781"
+DECLINING_ACCOUNT = "60123450000"
+DUPLICATES = 20
+WORK_ROUNDS_MAX = 20
+MALAYSIAN_METHODS = Path(MIGRATIONS_DIRECTORY).parent / "src" / "topup" / "methods" / "my.toml"
+
+
+async def wallet_app(make_app: AppFactory, **settings: object) -> tuple[Application, FixedClock]:
+    clock = FixedClock(START)
+    application = make_app(clock=clock, wallet_approval_delay_s=APPROVAL_DELAY_S, **settings)
+    await load_demo(application.services)
+    return application, clock
+
+
+def order(key: str, account: str = ACCOUNT, plan: str = "pack_5gb_7d") -> RenewalRequest:
+    return RenewalRequest(
+        card_number="+60123456789",
+        plan_code=plan,
+        payment=None,
+        method="ewallet:tng",
+        wallet_account=account,
+        idempotency_key=key,
+    )
+
+
+async def the_webhook(services: Services, renewal_id: str) -> tuple[bytes, dict[str, str]]:
+    """What the provider posts once the payer has answered, signed now."""
+    async with services.unit_of_work() as uow:
+        _, payment, _ = (await uow.renewals.with_payments_for_update([renewal_id]))[renewal_id]
+    wallet = services.gateways["sandbox_wallet"]
+    assert isinstance(wallet, SandboxWallet)
+    charge = ChargeRequest(
+        payment_id=payment.id,
+        token=services.tokens.open(payment.token_encrypted),
+        amount=payment.amount,
+        description="",
+        requested_at=payment.requested_at,
+    )
+    return wallet.webhook(charge, sent_at=services.clock.now())
+
+
+async def count(services: Services, table: t.Table, *conditions: object) -> int:
+    async with services.unit_of_work() as uow:
+        connection = uow.connection  # type: ignore[attr-defined]
+        query = select(func.count()).select_from(table).where(*conditions)  # type: ignore[arg-type]
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def drain(services: Services) -> None:
+    for _ in range(WORK_ROUNDS_MAX):
+        if await work_once(services) == 0:
+            return
+    raise AssertionError("the worker still had work")
+
+
+async def assert_paid_once(services: Services, renewal_id: str) -> None:
+    assert await count(services, t.ledger_entries, t.ledger_entries.c.kind == "capture") == 1
+    assert await count(services, t.jobs, t.jobs.c.kind == "activate") == 1
+    await drain(services)
+    assert (await get_renewal(services, renewal_id)).status == "completed"
+    assert await count(services, t.ledger_entries, t.ledger_entries.c.kind == "activation") == 1
+
+
+async def test_the_payer_is_sent_to_the_wallet_and_the_webhook_completes_the_renewal(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order("wallet-1"))
+    assert waiting.status == "requires_action"
+    assert waiting.to_dict()["next_action"]["type"] == "approve_in_wallet"
+    assert waiting.to_dict()["next_action"]["url"].startswith("https://")
+    clock.advance(APPROVAL_DELAY_S)
+    body, headers = await the_webhook(services, waiting.id)
+    assert await handle_webhook(services, "sandbox_wallet", body, headers) == "recorded"
+    await assert_paid_once(services, waiting.id)
+
+
+@pytest.mark.parametrize("first", ["webhook", "return", "both at once"])
+async def test_a_webhook_and_the_payers_return_in_any_order_pay_once(
+    make_app: AppFactory, first: str
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order(f"race-{first}"))
+    clock.advance(APPROVAL_DELAY_S)
+    body, headers = await the_webhook(services, waiting.id)
+    webhook = handle_webhook(services, "sandbox_wallet", body, headers)
+    comeback = payer_returned(services, waiting.id)
+    if first == "webhook":
+        await webhook
+        await comeback
+    elif first == "return":
+        await comeback
+        await webhook
+    else:
+        await asyncio.gather(webhook, comeback)
+    await assert_paid_once(services, waiting.id)
+
+
+async def test_twenty_copies_of_one_webhook_at_once_are_applied_once(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order("duplicates"))
+    clock.advance(APPROVAL_DELAY_S)
+    body, headers = await the_webhook(services, waiting.id)
+    answers = await asyncio.gather(
+        *(handle_webhook(services, "sandbox_wallet", body, headers) for _ in range(DUPLICATES))
+    )
+    assert sorted(answers) == ["duplicate"] * (DUPLICATES - 1) + ["recorded"]
+    await assert_paid_once(services, waiting.id)
+
+
+async def test_a_webhook_after_the_renewal_was_completed_changes_nothing(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order("late-webhook"))
+    clock.advance(APPROVAL_DELAY_S)
+    await payer_returned(services, waiting.id)
+    await drain(services)
+    body, headers = await the_webhook(services, waiting.id)
+    assert await handle_webhook(services, "sandbox_wallet", body, headers) == "recorded"
+    assert await count(services, t.ledger_entries, t.ledger_entries.c.kind == "capture") == 1
+    assert (await get_renewal(services, waiting.id)).status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "code"),
+    [
+        ("replayed after five minutes", "webhook_too_old"),
+        ("body changed", "webhook_signature_invalid"),
+        ("unsigned", "webhook_signature_missing"),
+    ],
+)
+async def test_a_stale_or_forged_webhook_is_refused_and_changes_nothing(
+    make_app: AppFactory, tamper: str, code: str
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order(f"forged-{code}"))
+    clock.advance(APPROVAL_DELAY_S)
+    body, headers = await the_webhook(services, waiting.id)
+    if tamper == "replayed after five minutes":
+        clock.advance(301)
+    elif tamper == "body changed":
+        body = body.replace(b"payment.succeeded", b"payment.failed")
+    else:
+        headers = {}
+    with pytest.raises(TopupError) as caught:
+        await handle_webhook(services, "sandbox_wallet", body, headers)
+    assert caught.value.code == code
+    assert (await get_renewal(services, waiting.id)).status == "requires_action"
+    assert await count(services, t.webhook_events) == 0
+
+
+async def test_a_payer_who_declines_in_the_wallet_gets_a_declined_renewal(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order("declines", account=DECLINING_ACCOUNT))
+    clock.advance(APPROVAL_DELAY_S)
+    body, headers = await the_webhook(services, waiting.id)
+    await handle_webhook(services, "sandbox_wallet", body, headers)
+    declined = await get_renewal(services, waiting.id)
+    assert declined.status == "declined"
+    assert declined.renewal.decline_code == "payer_declined"
+
+
+async def test_a_wallet_accounts_daily_limit_says_how_much_is_left_today(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    methods = tmp_path / "methods.toml"
+    text = MALAYSIAN_METHODS.read_text(encoding="utf-8")
+    methods.write_text(text.replace("daily_max_minor = 500000", "daily_max_minor = 2500"))
+    application, _ = await wallet_app(make_app, methods_file=str(methods))
+    services = application.services
+    await renew(services, order("limit-1"))  # 10.00
+    await renew(services, order("limit-2"))  # 20.00 today
+    with pytest.raises(TopupError) as caught:
+        await renew(services, order("limit-3"))
+    assert caught.value.code == "ewallet_daily_limit_reached"
+    assert caught.value.params["left"] == "5.00 MYR"
+    other_account = await renew(services, order("limit-other", account="60123456782"))
+    assert other_account.status == "requires_action"

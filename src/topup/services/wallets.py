@@ -6,9 +6,10 @@ renewal once, so there is one capture and one activation (R7a, R9)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from topup.domain.errors import NotFoundError
-from topup.ports import ChargeRequest
+from topup.ports import ChargeRequest, GatewayEvent
 from topup.services.context import Services
 from topup.services.reconcile import retrieve_charge
 from topup.services.renewals import record_charge_result
@@ -20,7 +21,8 @@ async def handle_webhook(
 ) -> str:
     """Check and apply a gateway's webhook. Returns ``recorded``, ``duplicate`` (this event was
     handled before: a retry or a replay) or ``unknown_payment``. A bad signature, a stale
-    timestamp or a malformed body raises InputError and changes nothing."""
+    timestamp or a malformed body raises InputError and changes nothing. Concurrent webhooks
+    are noted together in one transaction (group commit)."""
     gateway = services.gateways.get(gateway_name)
     if gateway is None:
         raise NotFoundError(
@@ -28,21 +30,50 @@ async def handle_webhook(
             code="gateway_unknown",
             params={"gateway": gateway_name},
         )
+    event = gateway.parse_webhook(body, headers, services.clock.now())
+    batcher = services.batcher(
+        "webhook_events", _note_all, key=lambda arrival: (arrival.gateway, arrival.event.event_id)
+    )
+    outcome, renewal_id = await batcher.submit(_Arrival(gateway_name, event))
+    if renewal_id is not None:
+        # Should this fail, the payment still has a next check: the reconciler asks the gateway.
+        await record_charge_result(services, renewal_id, event.result)
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    gateway: str
+    event: GatewayEvent
+
+
+async def _note_all(
+    services: Services, arrivals: list[_Arrival]
+) -> list[tuple[str, str | None] | Exception]:
+    """Remember each event once; say which renewal each new one is about."""
     now = services.clock.now()
-    event = gateway.parse_webhook(body, headers, now)
     async with services.unit_of_work() as uow:
-        payment = await uow.payments.by_id(event.payment_id)
-        if payment is None or payment.gateway != gateway_name:
-            return "unknown_payment"  # nothing to apply; the gateway need not send it again
-        first = await uow.webhooks.first_time(
-            gateway=gateway_name, event_id=event.event_id, payment_id=payment.id, at=now
+        payments = await uow.payments.by_ids([arrival.event.payment_id for arrival in arrivals])
+        ours = [
+            arrival
+            for arrival in arrivals
+            if arrival.event.payment_id in payments
+            and payments[arrival.event.payment_id].gateway == arrival.gateway
+        ]
+        first = await uow.webhooks.first_times(
+            [(a.gateway, a.event.event_id, a.event.payment_id) for a in ours], at=now
         )
         await uow.commit()
-    if not first:
-        return "duplicate"
-    # Should this fail, the payment still has a next check: the reconciler asks the gateway.
-    await record_charge_result(services, payment.renewal_id, event.result)
-    return "recorded"
+    answers: list[tuple[str, str | None] | Exception] = []
+    for arrival in arrivals:
+        payment = payments.get(arrival.event.payment_id)
+        if payment is None or payment.gateway != arrival.gateway:
+            answers.append(("unknown_payment", None))  # the gateway need not send it again
+        elif (arrival.gateway, arrival.event.event_id) in first:
+            answers.append(("recorded", payment.renewal_id))
+        else:
+            answers.append(("duplicate", None))
+    return answers
 
 
 async def payer_returned(services: Services, renewal_id: str) -> RenewalView:

@@ -105,6 +105,7 @@ _PAYMENTS_BY_RENEWAL = (
     select(t.payments).where(t.payments.c.renewal_id.in_(_many())).order_by(t.payments.c.renewal_id)
 )
 _PAYMENTS_BY_RENEWAL_LOCKED = _PAYMENTS_BY_RENEWAL.with_for_update()
+_PAYMENTS_BY_ID = select(t.payments).where(t.payments.c.id.in_(_many()))
 
 
 Match = tuple[tuple[str, str], ...]  # (column, parameter name) pairs a row must match
@@ -730,11 +731,11 @@ class PaymentRepository:
         rows = await self._connection.execute(query, {"ids": sorted(set(renewal_ids))})
         return {row.renewal_id: payment_from_row(row) for row in rows}
 
-    async def by_id(self, payment_id: str) -> PaymentRecord | None:
-        row = (
-            await self._connection.execute(select(t.payments).where(t.payments.c.id == payment_id))
-        ).first()
-        return None if row is None else payment_from_row(row)
+    async def by_ids(self, payment_ids: Sequence[str]) -> dict[str, PaymentRecord]:
+        if not payment_ids:
+            return {}
+        rows = await self._connection.execute(_PAYMENTS_BY_ID, {"ids": sorted(set(payment_ids))})
+        return {row.id: payment_from_row(row) for row in rows}
 
     async def wallet_totals_since(
         self, fingerprints: Sequence[str], *, since: dt.datetime
@@ -921,19 +922,32 @@ class WebhookRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def first_time(
-        self, *, gateway: str, event_id: str, payment_id: str, at: dt.datetime
-    ) -> bool:
-        """Remember a gateway's event; False when it was seen before (a repeat, or a replay)."""
+    async def first_times(
+        self, events: Sequence[tuple[str, str, str]], *, at: dt.datetime
+    ) -> set[tuple[str, str]]:
+        """Remember gateways' events, each ``(gateway, event id, payment id)``; returns the
+        ``(gateway, event id)`` pairs seen for the first time (not a repeat or a replay)."""
+        if not events:
+            return set()
+        w = t.webhook_events
         statement = (
-            _insert(self._connection, t.webhook_events)
-            .values(gateway=gateway, event_id=event_id, payment_id=payment_id, received_at=at)
-            .on_conflict_do_nothing(
-                index_elements=[t.webhook_events.c.gateway, t.webhook_events.c.event_id]
-            )
-            .returning(t.webhook_events.c.event_id)
+            _insert(self._connection, w)
+            .on_conflict_do_nothing(index_elements=[w.c.gateway, w.c.event_id])
+            .returning(w.c.gateway, w.c.event_id)
         )
-        return (await self._connection.execute(statement)).first() is not None
+        rows = await self._connection.execute(
+            statement,
+            [
+                {
+                    "gateway": gateway,
+                    "event_id": event_id,
+                    "payment_id": payment_id,
+                    "received_at": at,
+                }
+                for gateway, event_id, payment_id in events
+            ],
+        )
+        return {(row[0], row[1]) for row in rows}
 
 
 # --- payment instruments: wrong payment passwords and locks -----------------------------------

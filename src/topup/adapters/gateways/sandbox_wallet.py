@@ -75,7 +75,9 @@ class SandboxWallet:
         approval_delay_s: float,
         clock: Callable[[], dt.datetime],
         deliver: Deliver | None = None,
+        latency_s: float = 0.0,
     ) -> None:
+        self._latency_s = latency_s
         self._secret = secret
         self._webhook_secret = webhook_secret
         self._approval_delay_s = approval_delay_s
@@ -131,6 +133,7 @@ class SandboxWallet:
     # --- payments ---------------------------------------------------------------------------
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
+        await self._network_round_trip()
         self._account(request.token)  # a token we did not sign is refused
         self._schedule_webhook(request)
         return ChargeResult(
@@ -142,6 +145,7 @@ class SandboxWallet:
         )
 
     async def retrieve(self, request: ChargeRequest) -> ChargeResult:
+        await self._network_round_trip()
         account = self._account(request.token)
         answered_at = request.requested_at + dt.timedelta(seconds=self._approval_delay_s)
         if account.endswith(NEVER_ANSWERS_SUFFIX) or self._clock() < answered_at:
@@ -176,6 +180,10 @@ class SandboxWallet:
                 GatewayOutcome.DECLINED, reference, "insufficient_funds", "Too little balance."
             )
         return ChargeResult(GatewayOutcome.SUCCEEDED, reference)
+
+    async def _network_round_trip(self) -> None:
+        if self._latency_s > 0:
+            await asyncio.sleep(self._latency_s)
 
     @staticmethod
     def _reference(request: ChargeRequest) -> str:
@@ -272,4 +280,5 @@ def from_settings(
         webhook_secret=hashlib.sha256(b"sandbox-wallet-webhooks:" + secret_key.encode()).digest(),
         approval_delay_s=settings.wallet_approval_delay_s,
         clock=clock,
+        latency_s=settings.gateway_latency_s,
     )

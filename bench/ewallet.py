@@ -72,6 +72,7 @@ async def run(arguments: argparse.Namespace, url: str) -> None:
             network_delay_s=0,
             network_latency_s=0,
             wallet_approval_delay_s=0,
+            sandbox_journal="",
         )
     )
     services = application.services

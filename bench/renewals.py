@@ -526,6 +526,7 @@ def worker_environment(
         "TOPUP_GATEWAY_LATENCY_S": str(gateway_latency_s),
         "TOPUP_NETWORK_DELAY_S": "0",
         "TOPUP_NETWORK_LATENCY_S": "0",
+        "TOPUP_SANDBOX_JOURNAL": "",
         "TOPUP_WORKER_BATCH_SIZE": str(options.worker_batch_size),
         "TOPUP_WORKER_CONCURRENCY": str(options.worker_concurrency),
         "TOPUP_WORKER_IDLE_SLEEP_S": str(options.worker_idle_sleep_s),
@@ -817,6 +818,7 @@ async def run_scenario(
             gateway_latency_s=scenario.gateway_latency_s,
             network_delay_s=0,
             network_latency_s=0,
+            sandbox_journal="",
         ),
         limits=Limits(
             worker_batch_size=options.worker_batch_size,
@@ -1029,7 +1031,9 @@ def run(options: Options) -> dict[str, Any]:
         msisdns = bench_msisdns(options.cards)
 
         async def load() -> None:
-            application = build(Settings(database_url=database_url, secret_key=key))
+            application = build(
+                Settings(database_url=database_url, secret_key=key, sandbox_journal="")
+            )
             try:
                 await load_cards(application, msisdns)
             finally:

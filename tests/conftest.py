@@ -104,6 +104,7 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
         "gateway_latency_s": 0.0,
         "network_delay_s": 0.0,
         "network_latency_s": 0.0,
+        "sandbox_journal": "",
     }
     values.update(overrides)
     return Settings(**values)

@@ -23,6 +23,7 @@ from topup.adapters.db.engine import (
     is_sqlite,
 )
 from topup.adapters.db.unit_of_work import SqlUnitOfWork
+from topup.adapters.gateways.sandbox_settlement import JournalingGateway, SettlementJournal
 from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.adapters.iin_table import shipped_iin_table
 from topup.adapters.methods import load_methods
@@ -147,6 +148,9 @@ def _gateway(name: str, settings: Settings, key: str, clock: Clock) -> PaymentGa
         )
     factory = found[name].load()
     gateway: PaymentGateway = factory(settings, secret_key=key, clock=clock.now)
+    if name == "sandbox" and settings.sandbox_journal:
+        journal = SettlementJournal(Path(settings.sandbox_journal))
+        gateway = JournalingGateway(gateway, journal, clock=clock.now)
     return gateway
 
 

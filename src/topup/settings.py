@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     gateway_fault_rate: float = Field(0.0, ge=0, le=1)
     gateway_settlement_delay_s: int = Field(120, ge=0)
     wallet_approval_delay_s: float = Field(2.0, ge=0)  # sandbox e-wallet: the payer approves
+    # Where the sandbox card gateway journals what it settles (`topup sandbox-settlement`);
+    # empty: no journal.
+    sandbox_journal: str = "var/sandbox-settlements.jsonl"
     network_delay_s: float = Field(2.0, ge=0)
     network_latency_s: float = Field(0.05, ge=0)
     network_transient_failure_rate: float = Field(0.0, ge=0, le=1)

@@ -27,6 +27,7 @@ from topup.services.payment_methods import offered_methods
 from topup.services.reconcile import reconcile_payments
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 from topup.services.views import RenewalView
+from topup.services.wallets import payer_returned
 from topup.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Renew mobile-data cards.")
@@ -208,6 +209,11 @@ def _render_renewal(view: RenewalView, as_json: bool) -> None:
         console.print(
             f"  paid with {payment['brand']} ****{payment['last4']} ({payment['funding']}): {payment['status']}"
         )
+    next_action = data.get("next_action")
+    if next_action and next_action["type"] == "approve_in_wallet":
+        console.print(f"  approve the payment in the wallet app: {next_action['url']}")
+    elif next_action:
+        console.print(f"  give the payment password: topup confirm {data['id']}")
     if data["estimated_activation_by"] and data["status"] == "activating":
         console.print(
             f"  expected to take effect by {data['estimated_activation_by']}; "
@@ -221,9 +227,17 @@ def _render_renewal(view: RenewalView, as_json: bool) -> None:
 def renew_command(
     card: Annotated[str, typer.Argument(help="Card number: phone number or ICCID.")],
     plan: Annotated[str, typer.Argument(help="Plan code (see `topup plans --card CARD`).")],
-    card_number: Annotated[str, typer.Option("--card-number", help="Payment card number.")],
-    expiry: Annotated[str, typer.Option("--expiry", help="Payment card expiry, MM/YY.")],
-    cvc: Annotated[str, typer.Option("--cvc", help="Payment card security code.")],
+    card_number: Annotated[
+        str | None, typer.Option("--card-number", help="Payment card number.")
+    ] = None,
+    expiry: Annotated[
+        str | None, typer.Option("--expiry", help="Payment card expiry, MM/YY.")
+    ] = None,
+    cvc: Annotated[str | None, typer.Option("--cvc", help="Payment card security code.")] = None,
+    wallet_account: Annotated[
+        str | None,
+        typer.Option("--wallet-account", help="E-wallets: the phone number of the wallet."),
+    ] = None,
     channel: ChannelOption = "web",
     region: RegionOption = None,
     method: Annotated[
@@ -235,7 +249,12 @@ def renew_command(
     as_json: JsonOption = False,
 ) -> None:
     """Renew a card: pay for a plan; activation follows asynchronously (see `topup worker`)."""
-    month, year = _parse_expiry(expiry)
+    payment = None
+    if card_number is not None or expiry is not None or cvc is not None:
+        month, year = _parse_expiry(expiry or "")
+        payment = CardDetails(
+            number=card_number or "", expiry_month=month, expiry_year=year, cvc=cvc or ""
+        )
     request = RenewalRequest(
         card_number=card,
         plan_code=plan,
@@ -243,7 +262,8 @@ def renew_command(
         region=region,
         method=method,
         idempotency_key=idempotency_key,
-        payment=CardDetails(number=card_number, expiry_month=month, expiry_year=year, cvc=cvc),
+        payment=payment,
+        wallet_account=wallet_account,
     )
     view = _run(lambda application: renew(application.services, request))
     _render_renewal(view, as_json)
@@ -302,6 +322,17 @@ def confirm(
 ) -> None:
     """Give the payment password / 3-D Secure code a renewal is waiting for."""
     view = _run(lambda application: confirm_payment(application.services, renewal_id, answer))
+    _render_renewal(view, as_json)
+    _fail_if_declined(view)
+
+
+@app.command(name="payer-returned")
+def payer_returned_command(
+    renewal_id: Annotated[str, typer.Argument(help="A renewal paid by e-wallet.")],
+    as_json: JsonOption = False,
+) -> None:
+    """The payer is back from the wallet app: ask the wallet how it went and record it."""
+    view = _run(lambda application: payer_returned(application.services, renewal_id))
     _render_renewal(view, as_json)
     _fail_if_declined(view)
 
@@ -461,3 +492,95 @@ def errors_command(
                 entry.code, "yes" if entry.retryable else "no", entry.meaning, entry.suggestion
             )
         console.print(table)
+
+
+def _settlement_day(text: str | None) -> Any:
+    """A --date option as a date (None when not given), or one error line."""
+    from topup.services.settlement import parse_settlement_day
+
+    if text is None:
+        return None
+    try:
+        return parse_settlement_day(text)
+    except TopupError as error:
+        raise _fail_with(error, EXIT_INPUT) from None
+
+
+@app.command(name="sandbox-settlement")
+def sandbox_settlement_command(
+    date: Annotated[
+        str, typer.Option("--date", help="The day to settle, YYYY-MM-DD, in the operator's zone.")
+    ],
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal",
+            envvar="TOPUP_SANDBOX_JOURNAL",
+            help="The sandbox's settlement journal [default: var/sandbox-settlements.jsonl].",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The sandbox gateway's settlement file for one day, as CSV on stdout (for `topup settle`)."""
+    from topup.adapters.gateways.sandbox_settlement import DEFAULT_JOURNAL_PATH, settlement_csv
+
+    day = _settlement_day(date)
+    path = journal or DEFAULT_JOURNAL_PATH
+    try:
+        text = settlement_csv(path, day, load_profile(Settings().profile).time_zone)
+    except TopupError as error:
+        raise _fail_with(error, EXIT_INPUT) from None
+    if as_json:
+        lines = text.count("\n") - 1  # the header is not a settlement line
+        _print_json({"date": day.isoformat(), "journal": path, "lines": lines, "csv": text})
+    else:
+        sys.stdout.write(text)
+
+
+@app.command(name="settle")
+def settle_command(
+    file: Annotated[str, typer.Argument(help="The gateway's settlement file (CSV).")],
+    date: Annotated[
+        str | None,
+        typer.Option("--date", help="Also check this day (YYYY-MM-DD) if the file has no line."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Match a gateway settlement file with our payments and activations. Exit 1 on any
+    discrepancy, 2 if the file cannot be read or is not valid."""
+    from rich.markup import escape
+
+    from topup.services.settlement import SETTLEMENT_FILE_BYTES_MAX, settle, settlement_text
+
+    day = _settlement_day(date)
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(SETTLEMENT_FILE_BYTES_MAX + 1)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise _fail(
+            "settlement_file_unreadable",
+            f"cannot read {file}: {reason}",
+            EXIT_INPUT,
+            {"path": file, "reason": reason},
+        ) from None
+    report = _run(lambda application: settle(application.services, settlement_text(data), day=day))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        for colour, findings in (("red", report.discrepancies), ("yellow", report.in_progress)):
+            for finding in findings:
+                where = f"line {finding.line}" if finding.line else f"payment {finding.payment_id}"
+                console.print(
+                    f"[{colour}]{finding.kind}[/{colour}] {escape(where)} "
+                    f"(renewal {escape(finding.renewal_id or '-')}): {escape(finding.detail)}"
+                )
+        days = ", ".join(each.isoformat() for each in report.days) or "no day"
+        counts = [f"{kind} {count}" for kind, count in report.counts().items() if count]
+        console.print(
+            f"settlement {'clean' if report.clean else 'FAILED'} ({days}): {report.lines} lines, "
+            f"{report.matched} matched, {len(report.in_progress)} in progress; "
+            + (", ".join(counts) or "no discrepancy")
+        )
+    if not report.clean:
+        raise typer.Exit(EXIT_FAILED)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
@@ -150,3 +152,86 @@ class AuditQueries:
             )
         )
         return [{"id": row[0], "status": row[1], "payment_status": row[2]} for row in rows]
+
+    # --- settlement: our payments as a gateway's settlement file is matched with them ---------
+
+    async def settlement_payments(
+        self,
+        *,
+        payment_ids: Sequence[str] = (),
+        charge_references: Sequence[str] = (),
+        refund_references: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Payments with any of these ids, gateway references or refund references, each with
+        its renewal's status and the times of its capture, activation and refund entries. The
+        caller bounds the lists; ids use the primary key, references scan the payments."""
+        p = t.payments
+        conditions = [
+            column.in_(list(values))
+            for column, values in (
+                (p.c.id, payment_ids),
+                (p.c.gateway_reference, charge_references),
+                (p.c.refund_reference, refund_references),
+            )
+            if values
+        ]
+        if not conditions:
+            return []
+        return await self._settlement_rows(_settlement_payment_query().where(or_(*conditions)))
+
+    async def payments_captured_between(
+        self, start: dt.datetime, end: dt.datetime, *, gateway: str
+    ) -> list[dict[str, Any]]:
+        """Payments through ``gateway`` whose capture entry was written in [start, end)."""
+        captured_at = _ENTRY_OF_KIND["capture"].c.created_at
+        return await self._settlement_rows(
+            _settlement_payment_query().where(
+                t.payments.c.gateway == gateway, captured_at >= start, captured_at < end
+            )
+        )
+
+    async def payments_refunded_between(
+        self, start: dt.datetime, end: dt.datetime, *, gateway: str
+    ) -> list[dict[str, Any]]:
+        """Payments through ``gateway`` whose refund entry was written in [start, end)."""
+        refunded_at = _ENTRY_OF_KIND["refund"].c.created_at
+        return await self._settlement_rows(
+            _settlement_payment_query().where(
+                t.payments.c.gateway == gateway, refunded_at >= start, refunded_at < end
+            )
+        )
+
+    async def _settlement_rows(self, query: Select[Any]) -> list[dict[str, Any]]:
+        rows = await self._connection.execute(query)
+        return [dict(row._mapping) for row in rows]
+
+
+# One alias of the ledger entries per kind a renewal has at most one of.
+_ENTRY_OF_KIND = {
+    kind: t.ledger_entries.alias(f"{kind}_entry") for kind in ("capture", "activation", "refund")
+}
+
+
+def _settlement_payment_query() -> Select[Any]:
+    """A payment, its renewal's status, and when its capture, activation and refund entries
+    were written (None when there is none)."""
+    p = t.payments
+    r = t.renewals
+    entries = _ENTRY_OF_KIND
+    joined = p.join(r, r.c.id == p.c.renewal_id)
+    for kind, entry in entries.items():
+        joined = joined.outerjoin(entry, and_(entry.c.renewal_id == r.c.id, entry.c.kind == kind))
+    return select(
+        p.c.id,
+        p.c.renewal_id,
+        p.c.gateway,
+        p.c.status,
+        p.c.amount_minor,
+        p.c.currency,
+        p.c.gateway_reference,
+        p.c.refund_reference,
+        r.c.status.label("renewal_status"),
+        entries["capture"].c.created_at.label("captured_at"),
+        entries["activation"].c.created_at.label("activated_at"),
+        entries["refund"].c.created_at.label("refunded_at"),
+    ).select_from(joined)

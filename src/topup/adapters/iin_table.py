@@ -136,6 +136,9 @@ def shipped_iin_table() -> IinTable:
 
 def _leading_digits(text: str, count: int) -> str:
     """The leading ASCII digits of ``text``, at most ``count`` of them."""
+    head = text[:count]
+    if head.isascii() and head.isdigit():  # the usual case
+        return head
     leading = []
     for character in text[:count]:
         if not (character.isascii() and character.isdigit()):

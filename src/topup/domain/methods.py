@@ -129,6 +129,12 @@ class MethodRegistry:
         error that says why and which methods are available instead."""
         self.check_region(channel=channel, region=region)
         method = self.get(code)
+        if (
+            method is not None
+            and method.offered(channel=channel, region=region)
+            and method.amount_min <= amount <= method.amount_max
+        ):
+            return method  # the usual case: nothing to explain
         available = self.offered(channel=channel, region=region, amount=amount)
         choices = _choices(available)
         if method is None:
@@ -160,14 +166,12 @@ class MethodRegistry:
                 field="payment.method",
                 params={"method": method.name(), "minimum": str(method.amount_min)},
             )
-        if amount > method.amount_max:
-            raise ConflictError(
-                f"{method.name()} takes payments of at most {method.amount_max}. {choices}",
-                code="amount_above_method_maximum",
-                field="payment.method",
-                params={"method": method.name(), "maximum": str(method.amount_max)},
-            )
-        return method
+        raise ConflictError(
+            f"{method.name()} takes payments of at most {method.amount_max}. {choices}",
+            code="amount_above_method_maximum",
+            field="payment.method",
+            params={"method": method.name(), "maximum": str(method.amount_max)},
+        )
 
 
 def _names(methods: Sequence[PaymentMethod]) -> str:

@@ -157,6 +157,8 @@ def normalize_card_number(text: str) -> str:
     The result may still hold other characters; ``check_card_details`` reports them. Pass this,
     not the typed text, to the IIN table and the gateway.
     """
+    if text.isascii() and text.isdigit():  # the usual case, already clean
+        return text
     return "".join(
         character
         for character in unicodedata.normalize("NFKC", text)

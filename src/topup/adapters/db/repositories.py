@@ -127,20 +127,18 @@ async def _update_rows(
     if connection.dialect.name != "postgresql":
         result = await connection.execute(_update_statement(table, match, columns), list(rows))
         return int(result.rowcount)
-    names = [parameter for _, parameter in match] + list(columns)
-    types = {parameter: table.c[column].type for column, parameter in match}
-    types.update({column: table.c[column].type for column in columns})
-    arrays = {name: [_bound(types[name], row[name], connection) for row in rows] for name in names}
+    arrays: dict[str, list[Any]] = {}
+    dialect = connection.dialect
+    for column, parameter in (*match, *((column, column) for column in columns)):
+        column_type = table.c[column].type
+        values = [row[parameter] for row in rows]
+        if isinstance(column_type, t.UtcDateTime):  # aware UTC, as the type would bind them
+            values = [column_type.process_bind_param(value, dialect) for value in values]
+        arrays[parameter] = values
     result = await connection.execute(
         _unnest_update(connection.dialect, table, match, columns), arrays
     )
     return int(result.rowcount)
-
-
-def _bound(column_type: Any, value: Any, connection: AsyncConnection) -> Any:
-    if isinstance(column_type, t.UtcDateTime):
-        return column_type.process_bind_param(value, connection.dialect)
-    return value
 
 
 @functools.lru_cache(maxsize=64)

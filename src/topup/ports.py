@@ -93,7 +93,7 @@ class GatewayEvent:
 
     event_id: str
     payment_id: str
-    result: ChargeResult
+    result: ChargeResult | None  # None: an event that says nothing final about the payment
 
 
 class RefundOutcome(StrEnum):

@@ -213,3 +213,48 @@ async def test_a_wallet_accounts_daily_limit_says_how_much_is_left_today(
     assert caught.value.params["left"] == "5.00 MYR"
     other_account = await renew(services, order("limit-other", account="60123456782"))
     assert other_account.status == "requires_action"
+
+
+async def test_a_payer_who_approves_after_the_renewal_was_cancelled_is_flagged_for_staff(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order("too-late", account="60123459999"))  # never answers
+    clock.advance(services.limits.requires_action_timeout_s + 2)
+    await drain(services)  # the reconciler asks, then gives up: cancelled
+    assert (await get_renewal(services, waiting.id)).status == "cancelled"
+    body, headers = await the_webhook(services, waiting.id)
+    body = body.replace(b'"type":"payment.failed"', b'"type":"payment.succeeded"')
+    headers = services.gateways["sandbox_wallet"].sign(body, clock.now())  # type: ignore[attr-defined]
+    assert await handle_webhook(services, "sandbox_wallet", body, headers) == "recorded"
+    late = await get_renewal(services, waiting.id)
+    assert late.status == "cancelled"
+    assert late.payment is not None and late.payment.status == "late_success"
+    assert late.payment.flagged_for_staff
+
+
+async def test_a_webhook_that_says_nothing_final_is_noted_and_changes_nothing(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order("pending-event"))
+    body, _ = await the_webhook(services, waiting.id)
+    body = body.replace(b"payment.succeeded", b"payment.created")
+    headers = services.gateways["sandbox_wallet"].sign(body, clock.now())  # type: ignore[attr-defined]
+    assert await handle_webhook(services, "sandbox_wallet", body, headers) == "recorded"
+    assert (await get_renewal(services, waiting.id)).status == "requires_action"
+
+
+async def test_a_signature_with_characters_outside_ascii_is_refused_cleanly(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await wallet_app(make_app)
+    services = application.services
+    waiting = await renew(services, order("non-ascii"))
+    body, _ = await the_webhook(services, waiting.id)
+    headers = {"Sandbox-Signature": f"t={int(clock.now().timestamp())},v1=é"}
+    with pytest.raises(TopupError) as caught:
+        await handle_webhook(services, "sandbox_wallet", body, headers)
+    assert caught.value.code == "webhook_signature_invalid"

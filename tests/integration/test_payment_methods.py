@@ -85,3 +85,9 @@ async def test_the_methods_offered_depend_on_the_channel_and_the_kiosks_region(
     assert "cash" in await codes("store", "sabah")
     assert "cash" not in await codes("web", None)
     assert "wechat_pay" not in await codes("web", None)
+
+
+async def test_a_payment_card_number_typed_with_dashes_is_accepted(demo_app: Application) -> None:
+    dashed = CardDetails(number="4242-4242-4242-4242", expiry_month=12, expiry_year=2030, cvc="123")
+    view = await renew(demo_app.services, order("dashes", payment=dashed))
+    assert view.status == "activating"

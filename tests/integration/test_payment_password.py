@@ -3,6 +3,8 @@ answers may be retried, and too many lock the card for a while; the answer is ne
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
@@ -101,3 +103,32 @@ async def test_the_payment_password_is_never_stored(make_app: AppFactory) -> Non
         for table in t.metadata.sorted_tables:
             for row in await connection.execute(select(table)):
                 assert "314159" not in repr(tuple(row)), table.name
+
+
+async def test_ten_wrong_passwords_sent_at_once_reach_the_gateway_at_most_five_times(
+    make_app: AppFactory,
+) -> None:
+    application, _ = await demo_with_clock(make_app)
+    services = application.services
+    waiting = await renew(services, order("password-parallel"))
+    gateway = services.gateway
+    calls: list[str] = []
+
+    class Counting:
+        name = gateway.name
+
+        def __getattr__(self, attribute: str) -> object:
+            return getattr(gateway, attribute)
+
+        async def confirm(self, request: object, answer: str) -> object:
+            calls.append(answer)
+            return await gateway.confirm(request, answer)  # type: ignore[arg-type]
+
+    services.gateway = Counting()  # type: ignore[assignment]
+    outcomes = await asyncio.gather(
+        *(confirm_payment(services, waiting.id, WRONG) for _ in range(10)),
+        return_exceptions=True,
+    )
+    codes = {outcome.code for outcome in outcomes if isinstance(outcome, TopupError)}
+    assert len(calls) <= ATTEMPTS_MAX
+    assert "payment_method_locked" in codes

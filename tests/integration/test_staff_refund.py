@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import AppFactory
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
 from topup.domain.errors import TopupError
@@ -17,6 +18,7 @@ from topup.services import queries
 from topup.services.activation import request_refund
 from topup.services.audit import audit
 from topup.services.context import Services
+from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
@@ -88,3 +90,16 @@ async def test_a_refund_needs_a_reason(demo_app: Application) -> None:
     with pytest.raises(TopupError) as caught:
         await request_refund(demo_app.services, renewal_id, reason="  ")
     assert caught.value.code == "refund_reason_invalid"
+
+
+async def test_a_renewal_already_sent_to_the_network_is_not_refunded_by_staff(
+    make_app: AppFactory,
+) -> None:
+    application = make_app(network_delay_s=3600)  # the network takes an hour to apply it
+    await load_demo(application.services)
+    services = application.services
+    renewal_id = await paid_renewal(services, "sent")
+    await work_once(services)  # the worker sends it; the network is still working on it
+    with pytest.raises(TopupError) as caught:
+        await request_refund(services, renewal_id, reason="customer asked")
+    assert caught.value.code == "activation_already_sent"

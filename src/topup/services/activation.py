@@ -393,6 +393,14 @@ async def request_refund(services: Services, renewal_id: str, *, reason: str) ->
         jobs: list[JobRecord] = await uow.jobs.for_renewal(renewal_id)
         if any(job.kind == REFUND for job in jobs):
             return "already_queued"
+        if any(job.kind == ACTIVATE and job.claims > 0 for job in jobs):
+            # A worker has sent it to the network (or is sending it): the network may apply it
+            # whatever we do now, so refunding could give the data and the money back.
+            raise ConflictError(
+                "This renewal has already been sent to the network; it will be applied, or "
+                "refunded automatically if the network refuses it.",
+                code="activation_already_sent",
+            )
         for job in jobs:
             if job.kind == ACTIVATE:
                 await uow.jobs.finish(job, status="failed", at=now, error=f"refund: {reason}")

@@ -52,6 +52,11 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
         )
     if fingerprint in locked:
         raise instrument_locked(locked[fingerprint], now)
+    attempts = 0
+    if fingerprint is not None:  # counted first, so parallel guesses cannot pass the limit
+        attempts = await _count_attempt(services, fingerprint, now)
+        if attempts > limits.payment_password_attempts_max:
+            raise instrument_locked(now + dt.timedelta(seconds=limits.payment_password_lock_s), now)
     charge = ChargeRequest(
         payment_id=payment.id,
         token=services.tokens.open(payment.token_encrypted),
@@ -71,7 +76,7 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
         result.outcome is GatewayOutcome.DECLINED and result.decline_code == AUTHENTICATION_FAILED
     )
     if wrong and fingerprint is not None:
-        await _count_wrong_answer(services, renewal_id, fingerprint, result, now)
+        await _after_wrong_answer(services, renewal_id, fingerprint, attempts, result, now)
     elif fingerprint is not None and result.outcome is GatewayOutcome.SUCCEEDED:
         async with services.unit_of_work() as uow:
             await uow.instruments.forget(fingerprint)
@@ -79,21 +84,33 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
     return await record_charge_result(services, renewal_id, result)
 
 
-async def _count_wrong_answer(
-    services: Services, renewal_id: str, fingerprint: str, result: ChargeResult, now: dt.datetime
-) -> None:
-    """Count it; below the limit the payer may try again (the renewal keeps waiting), at the
-    limit the instrument is locked and the renewal declined."""
-    limits = services.limits
-    window = dt.timedelta(seconds=limits.payment_password_lock_s)
+async def _count_attempt(services: Services, fingerprint: str, now: dt.datetime) -> int:
+    """Count an answer about to be checked; returns the answers counted in the window."""
+    window = dt.timedelta(seconds=services.limits.payment_password_lock_s)
     async with services.unit_of_work() as uow:
-        attempts = await uow.instruments.count_wrong_answer(
+        attempts: int = await uow.instruments.count_wrong_answer(
             fingerprint, now=now, window_start=now - window
         )
-        if attempts >= limits.payment_password_attempts_max:
-            await uow.instruments.lock(fingerprint, until=now + window, now=now)
         await uow.commit()
+    return attempts
+
+
+async def _after_wrong_answer(
+    services: Services,
+    renewal_id: str,
+    fingerprint: str,
+    attempts: int,
+    result: ChargeResult,
+    now: dt.datetime,
+) -> None:
+    """Below the limit the payer may try again (the renewal keeps waiting); at the limit the
+    instrument is locked and the renewal declined."""
+    limits = services.limits
+    window = dt.timedelta(seconds=limits.payment_password_lock_s)
     if attempts >= limits.payment_password_attempts_max:
+        async with services.unit_of_work() as uow:
+            await uow.instruments.lock(fingerprint, until=now + window, now=now)
+            await uow.commit()
         await record_charge_result(services, renewal_id, result)  # declined
         raise instrument_locked(now + window, now)
     left = limits.payment_password_attempts_max - attempts

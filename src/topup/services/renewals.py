@@ -221,7 +221,9 @@ async def _instrument(
     gateway = services.gateway
     if method is not None and method.gateway:
         gateway = services.gateway_named(method.gateway)
-    return gateway, await gateway.tokenize(request.payment)
+    card = request.payment
+    clean = replace(card, number=normalize_card_number(card.number))  # as it was checked
+    return gateway, await gateway.tokenize(clean)
 
 
 def _check_payment_card(services: Services, request: RenewalRequest, card: CardDetails) -> None:
@@ -325,9 +327,10 @@ class _Intake:
         )
         zone = ZoneInfo(self.services.profile.time_zone)
         start_of_day = self.now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        wallet_accounts = [o.instrument_fingerprint for o in orders if o.request.wallet_account]
+        await uow.payments.lock_wallet_accounts(wallet_accounts)  # daily limits, one at a time
         self._wallet_totals = await uow.payments.wallet_totals_since(
-            [order.instrument_fingerprint for order in orders if order.request.wallet_account],
-            since=start_of_day,
+            wallet_accounts, since=start_of_day
         )
         # Payments of one bill take turns on the card's row lock: without it, concurrent callers
         # all find no payment in progress and the bill is charged several times. Locked in id
@@ -375,8 +378,6 @@ class _Intake:
                 field="payment.method",
                 params={"method": method.name()},
             )
-        if method.daily_max is not None:
-            self._check_daily_limit(order, method.code, method.name(), method.daily_max, amount)
         if plan.kind is PlanKind.POSTPAID_BILL:
             in_progress = self._bills_in_batch.get(card.id)
             if in_progress is None:
@@ -393,6 +394,8 @@ class _Intake:
                     params={"renewal": in_progress},
                 )
             self._bills_in_batch[card.id] = order.renewal_id
+        if method.daily_max is not None:  # last: only an admitted order counts against it
+            self._check_daily_limit(order, method.code, method.name(), method.daily_max, amount)
         self._add_rows(order, card, plan, amount, fingerprint)
         return _Admitted(order.renewal_id, plan.code, amount, now, fingerprint)
 
@@ -575,14 +578,32 @@ async def _record_all(
             str, tuple[RenewalRecord, PaymentRecord, str]
         ] = await uow.renewals.with_payments_for_update(renewal_ids)
         writes = _Writes()
+        late: list[str] = []
         for renewal_id, result in items:
             if renewal_id in found:
                 renewal, payment, _ = found[renewal_id]
                 if renewal.status in OPEN_RENEWAL_STATUSES:
                     _decide(services, writes, renewal, payment, result, now)
+                elif _taken_after_close(renewal, payment, result):
+                    # The payer approved after we gave up (a wallet, a late bank): the money is
+                    # taken but the renewal is closed. Staff refund it; it is never left unseen.
+                    writes.payments.append(
+                        (
+                            payment.id,
+                            {
+                                "status": "late_success",
+                                "gateway_reference": result.gateway_reference,
+                                "flagged_for_staff": True,
+                                "updated_at": now,
+                            },
+                        )
+                    )
+                    late.append(renewal_id)
         await writes.apply(uow, now)
         timelines: dict[str, list[Transition]] = await uow.renewals.timelines(renewal_ids)
         await uow.commit()
+    for renewal_id in late:
+        services.on_event("payment_taken_after_close", {"renewal_id": renewal_id})
     renewals = {renewal_id: renewal for renewal_id, (renewal, _, _) in found.items()}
     payments = {renewal_id: payment for renewal_id, (_, payment, _) in found.items()}
     for move in writes.moves:  # what the rows now hold, without reading them back
@@ -610,6 +631,16 @@ async def _record_all(
         )
         for renewal_id, _ in items
     ]
+
+
+def _taken_after_close(
+    renewal: RenewalRecord, payment: PaymentRecord, result: ChargeResult
+) -> bool:
+    return (
+        result.outcome is GatewayOutcome.SUCCEEDED
+        and renewal.status in (RenewalStatus.DECLINED, RenewalStatus.CANCELLED)
+        and payment.status != "late_success"
+    )
 
 
 def _decide(

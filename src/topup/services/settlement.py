@@ -203,12 +203,18 @@ def settlement_text(data: bytes) -> str:
         raise _invalid(data.count(b"\n", 0, error.start) + 1, "not UTF-8 text") from None
 
 
+SETTLEMENT_YEAR_MIN = 2000
+SETTLEMENT_YEAR_MAX = 2999
+
+
 def parse_settlement_day(text: str) -> dt.date:
     """A settlement date written YYYY-MM-DD."""
     stripped = text.strip()
     try:
         if _DATE.fullmatch(stripped):
-            return dt.date.fromisoformat(stripped)
+            day = dt.date.fromisoformat(stripped)
+            if SETTLEMENT_YEAR_MIN <= day.year <= SETTLEMENT_YEAR_MAX:
+                return day
     except ValueError:
         pass
     raise InputError(
@@ -259,6 +265,8 @@ def _parse_line(number: int, row: list[str]) -> SettlementLine:
         settlement_date = dt.date.fromisoformat(date)
     except ValueError:
         raise _invalid(number, f"settlement_date {date!r} is not a date") from None
+    if not SETTLEMENT_YEAR_MIN <= settlement_date.year <= SETTLEMENT_YEAR_MAX:
+        raise _invalid(number, f"settlement_date {date!r} is not a year we settle")
     if kind not in ("charge", "refund"):
         raise _invalid(number, f"type {kind[:40]!r} is neither charge nor refund")
     if not _CURRENCY.fullmatch(currency):

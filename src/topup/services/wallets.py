@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from topup.domain.errors import NotFoundError
+from topup.domain.renewal import RenewalStatus
 from topup.ports import ChargeRequest, GatewayEvent
 from topup.services.context import Services
 from topup.services.reconcile import retrieve_charge
-from topup.services.renewals import record_charge_result
+from topup.services.renewals import get_renewal, record_charge_result
 from topup.services.views import RenewalView
 
 
@@ -35,7 +36,7 @@ async def handle_webhook(
         "webhook_events", _note_all, key=lambda arrival: (arrival.gateway, arrival.event.event_id)
     )
     outcome, renewal_id = await batcher.submit(_Arrival(gateway_name, event))
-    if renewal_id is not None:
+    if renewal_id is not None and event.result is not None:
         # Should this fail, the payment still has a next check: the reconciler asks the gateway.
         await record_charge_result(services, renewal_id, event.result)
     return outcome
@@ -76,6 +77,9 @@ async def _note_all(
     return answers
 
 
+WAITING = (RenewalStatus.REQUIRES_ACTION, RenewalStatus.PAYMENT_PENDING)
+
+
 async def payer_returned(services: Services, renewal_id: str) -> RenewalView:
     """The payer is back from the wallet app: ask the provider how it went and record it."""
     async with services.unit_of_work() as uow:
@@ -87,7 +91,9 @@ async def payer_returned(services: Services, renewal_id: str) -> RenewalView:
             field="renewal_id",
             params={"renewal": renewal_id},
         )
-    _, payment, _ = found[renewal_id]
+    renewal, payment, _ = found[renewal_id]
+    if renewal.status not in WAITING or payment.status == "not_sent":
+        return await get_renewal(services, renewal_id)  # nothing to ask the wallet about
     charge = ChargeRequest(
         payment_id=payment.id,
         token=services.tokens.open(payment.token_encrypted),

@@ -106,6 +106,11 @@ _PAYMENTS_BY_RENEWAL = (
 )
 _PAYMENTS_BY_RENEWAL_LOCKED = _PAYMENTS_BY_RENEWAL.with_for_update()
 _PAYMENTS_BY_ID = select(t.payments).where(t.payments.c.id.in_(_many()))
+_LOCK_WALLET_ACCOUNTS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(account, 0)) FROM "
+    "(SELECT account FROM unnest(CAST(:fingerprints AS text[])) AS account ORDER BY account) "
+    "AS sorted_accounts"
+)
 
 
 Match = tuple[tuple[str, str], ...]  # (column, parameter name) pairs a row must match
@@ -735,6 +740,16 @@ class PaymentRepository:
         rows = await self._connection.execute(_PAYMENTS_BY_ID, {"ids": sorted(set(payment_ids))})
         return {row.id: payment_from_row(row) for row in rows}
 
+    async def lock_wallet_accounts(self, fingerprints: Sequence[str]) -> None:
+        """Hold these wallet accounts until commit (PostgreSQL advisory locks, taken in sorted
+        order), so that concurrent transactions check an account's daily limit one at a time.
+        SQLite has one writer at a time already."""
+        if not fingerprints or self._connection.dialect.name != "postgresql":
+            return
+        await self._connection.execute(
+            _LOCK_WALLET_ACCOUNTS, {"fingerprints": sorted(set(fingerprints))}
+        )
+
     async def wallet_totals_since(
         self, fingerprints: Sequence[str], *, since: dt.datetime
     ) -> dict[tuple[str, str], int]:
@@ -999,16 +1014,14 @@ class InstrumentLockRepository:
         await self._connection.execute(
             update(locks)
             .where(locks.c.instrument_fingerprint == fingerprint)
-            .values(locked_until=until, failed_attempts=0, first_failed_at=now, updated_at=now)
+            .values(locked_until=until, updated_at=now)
         )
 
     async def forget(self, fingerprint: str) -> None:
         """A right answer: the wrong ones before it no longer count."""
         locks = t.instrument_locks
         await self._connection.execute(
-            locks.delete().where(
-                locks.c.instrument_fingerprint == fingerprint, locks.c.locked_until.is_(None)
-            )
+            locks.delete().where(locks.c.instrument_fingerprint == fingerprint)
         )
 
 

@@ -228,7 +228,7 @@ class SandboxWallet:
         if not timestamp.isdigit() or not signature:
             raise _webhook_error("webhook_signature_missing", "The webhook is not signed.")
         mac = hmac.new(self._webhook_secret, timestamp.encode() + b"." + body, hashlib.sha256)
-        if not hmac.compare_digest(mac.hexdigest(), signature):
+        if not signature.isascii() or not hmac.compare_digest(mac.hexdigest(), signature):
             raise _webhook_error("webhook_signature_invalid", "The webhook signature is wrong.")
         age_s = now.timestamp() - int(timestamp)
         if abs(age_s) > WEBHOOK_TOLERANCE_S:
@@ -238,13 +238,15 @@ class SandboxWallet:
         try:
             event = json.loads(body)
             kind = str(event["type"])
-            result = ChargeResult(
-                GatewayOutcome.SUCCEEDED
-                if kind == "payment.succeeded"
-                else GatewayOutcome.DECLINED,
-                gateway_reference=event.get("reference"),
-                decline_code=None if kind == "payment.succeeded" else event.get("decline_code"),
-            )
+            result = None  # other events (e.g. created, pending) say nothing final: noted only
+            if kind == "payment.succeeded":
+                result = ChargeResult(GatewayOutcome.SUCCEEDED, event.get("reference"))
+            elif kind == "payment.failed":
+                result = ChargeResult(
+                    GatewayOutcome.DECLINED,
+                    event.get("reference"),
+                    str(event.get("decline_code") or "payer_declined"),
+                )
             return GatewayEvent(
                 event_id=str(event["id"]), payment_id=str(event["payment_id"]), result=result
             )

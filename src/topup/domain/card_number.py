@@ -16,6 +16,7 @@ printed on the SIM card holder. Each way of getting it wrong is an ``InputError`
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,6 +33,7 @@ iccid_digits_max = 20
 iccid_prefix = "89"  # ISO/IEC 7812 major industry identifier for telecommunications
 
 _ASCII_DIGITS = frozenset("0123456789")
+PARSED_NUMBERS_REMEMBERED_MAX = 65_536  # mobile numbers whose parsing is remembered
 # Hyphen-minus, hyphen, non-breaking hyphen, figure dash, en dash, em dash, horizontal bar, minus.
 _SEPARATORS = frozenset("-‐‑‒–—―−.()")
 _MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
@@ -169,13 +171,27 @@ def _clean(text: str) -> tuple[bool, str]:
 
 
 def _parse_msisdn(has_plus: bool, digits: str, profile: OperatorProfile) -> CardNumber:
+    e164 = _mobile_e164(has_plus, digits, profile.phone_region)
+    if e164 is not None:
+        return CardNumber(CardNumberKind.MSISDN, e164)
     region = profile.phone_region
-    try:
+    try:  # not a mobile number of the region: find out what it is, to say so precisely
         number = phonenumbers.parse(("+" if has_plus else "") + digits, region)
     except NumberParseException as error:
         if error.error_type in _WRONG_LENGTH_PARSE_ERRORS:
             raise _wrong_length(profile) from None
         raise _invalid(profile) from None
+    raise _classify_rejected(number, profile)
+
+
+@functools.lru_cache(maxsize=PARSED_NUMBERS_REMEMBERED_MAX)
+def _mobile_e164(has_plus: bool, digits: str, region: str) -> str | None:
+    """The E.164 form of a mobile number of ``region`` written this way, or None. Pure, and
+    asked for every renewal of the same numbers: its answers are remembered (bounded)."""
+    try:
+        number = phonenumbers.parse(("+" if has_plus else "") + digits, region)
+    except NumberParseException:
+        return None
     mobile = _is_mobile_of(number, region)
     if not mobile and not has_plus:
         # "62812345678" under ID is both the mobile +62 812-345-678 written without its plus and
@@ -183,12 +199,9 @@ def _parse_msisdn(has_plus: bool, digits: str, profile: OperatorProfile) -> Card
         alternative = _parse_or_none("+" + digits)
         if alternative is not None and _is_mobile_of(alternative, region):
             number, mobile = alternative, True
-    if mobile:
-        return CardNumber(
-            CardNumberKind.MSISDN,
-            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-        )
-    raise _classify_rejected(number, profile)
+    if not mobile:
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
 def _parse_or_none(text: str) -> PhoneNumber | None:

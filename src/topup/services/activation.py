@@ -24,7 +24,6 @@ from topup.domain.plans import PlanKind
 from topup.domain.records import JobRecord, JobRetry, RenewalMove, RenewalRecord
 from topup.domain.renewal import RenewalStatus, backoff_s
 from topup.ports import (
-    ChargeRequest,
     ProvisionRequest,
     ProvisionResult,
     ProvisionStatus,
@@ -33,6 +32,7 @@ from topup.ports import (
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
+from topup.services.renewals import charge_of
 
 ACTIVATE = "activate"
 REFUND = "refund"
@@ -289,13 +289,7 @@ async def _refund(services: Services, job: JobRecord) -> None:
     if renewal.status is not RenewalStatus.ACTIVATING:
         await _close_settled(services, job)
         return
-    charge = ChargeRequest(
-        payment_id=payment.id,
-        token=services.tokens.open(payment.token_encrypted),
-        amount=payment.amount,
-        description=f"renewal {renewal.id}",
-        requested_at=payment.requested_at,
-    )
+    charge = charge_of(services, payment)
     try:
         async with asyncio.timeout(services.limits.gateway_timeout_s):
             gateway = services.gateway_named(payment.gateway)

@@ -13,9 +13,9 @@ import datetime as dt
 
 from topup.domain.errors import ConflictError, InputError, NotFoundError, TopupError
 from topup.domain.renewal import RenewalStatus
-from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome
+from topup.ports import ChargeResult, GatewayOutcome
 from topup.services.context import Services
-from topup.services.renewals import instrument_locked, record_charge_result
+from topup.services.renewals import charge_of, instrument_locked, record_charge_result
 from topup.services.views import RenewalView
 
 AUTHENTICATION_FAILED = "authentication_failed"
@@ -57,13 +57,7 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
         attempts = await _count_attempt(services, fingerprint, now)
         if attempts > limits.payment_password_attempts_max:
             raise instrument_locked(now + dt.timedelta(seconds=limits.payment_password_lock_s), now)
-    charge = ChargeRequest(
-        payment_id=payment.id,
-        token=services.tokens.open(payment.token_encrypted),
-        amount=payment.amount,
-        description=f"renewal {renewal_id}",
-        requested_at=payment.requested_at,
-    )
+    charge = charge_of(services, payment)
     try:
         async with asyncio.timeout(limits.gateway_timeout_s):
             result = await services.gateway_named(payment.gateway).confirm(charge, answer)

@@ -10,7 +10,7 @@ from topup.domain.errors import TopupError
 from topup.domain.records import PaymentRecord
 from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome, PaymentGateway
 from topup.services.context import Services
-from topup.services.renewals import record_charge_result, send_charge
+from topup.services.renewals import charge_of, record_charge_result, send_charge
 from topup.settings import Limits
 
 CHECKED_STATUSES = ("not_sent", "pending", "unknown", "requires_action")
@@ -41,13 +41,7 @@ async def reconcile_payments(services: Services) -> int:
 
 async def _check(services: Services, payment: PaymentRecord) -> None:
     limits = services.limits
-    charge = ChargeRequest(
-        payment_id=payment.id,
-        token=services.tokens.open(payment.token_encrypted),
-        amount=payment.amount,
-        description=f"renewal {payment.renewal_id}",
-        requested_at=payment.requested_at,
-    )
+    charge = charge_of(services, payment)
     gateway = services.gateway_named(payment.gateway)
     if payment.status == "not_sent":
         result = await send_charge(gateway, limits, charge)

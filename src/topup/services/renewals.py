@@ -522,6 +522,18 @@ async def _replay_after_race(uow: UnitOfWork, key: str, fingerprint: str) -> Ren
     return await _replay(uow, existing.id, fingerprint)
 
 
+def charge_of(services: Services, payment: PaymentRecord) -> ChargeRequest:
+    """The charge a stored payment stands for, to ask its gateway about it again (its token
+    unsealed in memory only)."""
+    return ChargeRequest(
+        payment_id=payment.id,
+        token=services.tokens.open(payment.token_encrypted),
+        amount=payment.amount,
+        description=f"renewal {payment.renewal_id}",
+        requested_at=payment.requested_at,
+    )
+
+
 async def send_charge(
     gateway: PaymentGateway, limits: Limits, charge: ChargeRequest
 ) -> ChargeResult:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from topup.domain.errors import NotFoundError
 from topup.domain.renewal import RenewalStatus
-from topup.ports import ChargeRequest, GatewayEvent
+from topup.ports import GatewayEvent
 from topup.services.context import Services
 from topup.services.reconcile import retrieve_charge
-from topup.services.renewals import get_renewal, record_charge_result
+from topup.services.renewals import charge_of, get_renewal, record_charge_result
 from topup.services.views import RenewalView
 
 
@@ -94,13 +94,7 @@ async def payer_returned(services: Services, renewal_id: str) -> RenewalView:
     renewal, payment, _ = found[renewal_id]
     if renewal.status not in WAITING or payment.status == "not_sent":
         return await get_renewal(services, renewal_id)  # nothing to ask the wallet about
-    charge = ChargeRequest(
-        payment_id=payment.id,
-        token=services.tokens.open(payment.token_encrypted),
-        amount=payment.amount,
-        description=f"renewal {renewal_id}",
-        requested_at=payment.requested_at,
-    )
+    charge = charge_of(services, payment)
     gateway = services.gateway_named(payment.gateway)
     result = await retrieve_charge(gateway, services.limits, charge)
     return await record_charge_result(services, renewal_id, result)

@@ -52,7 +52,7 @@ def order(key: str, account: str = ACCOUNT, plan: str = "pack_5gb_7d") -> Renewa
 async def the_webhook(services: Services, renewal_id: str) -> tuple[bytes, dict[str, str]]:
     """What the provider posts once the payer has answered, signed now."""
     async with services.unit_of_work() as uow:
-        _, payment, _ = (await uow.renewals.with_payments_for_update([renewal_id]))[renewal_id]
+        _, payment, _ = (await uow.renewals.with_payments([renewal_id]))[renewal_id]
     wallet = services.gateways["sandbox_wallet"]
     assert isinstance(wallet, SandboxWallet)
     charge = ChargeRequest(

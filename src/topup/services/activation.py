@@ -16,7 +16,6 @@ from topup.domain.errors import (
     ConflictError,
     InputError,
     InvariantError,
-    NotFoundError,
     TopupError,
 )
 from topup.domain.money import Money
@@ -32,7 +31,7 @@ from topup.ports import (
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
-from topup.services.renewals import charge_of
+from topup.services.renewals import charge_of, renewal_unknown
 
 ACTIVATE = "activate"
 REFUND = "refund"
@@ -369,12 +368,7 @@ async def request_refund(services: Services, renewal_id: str, *, reason: str) ->
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = await uow.renewals.get(renewal_id, for_update=True)
         if renewal is None:
-            raise NotFoundError(
-                f"no renewal {renewal_id}",
-                code="renewal_unknown",
-                field="renewal_id",
-                params={"renewal": renewal_id},
-            )
+            raise renewal_unknown(renewal_id)
         if renewal.status is RenewalStatus.REFUNDED:
             return "already_queued"
         if renewal.status is not RenewalStatus.ACTIVATING:

@@ -11,11 +11,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from topup.domain.errors import ConflictError, InputError, NotFoundError, TopupError
+from topup.domain.errors import ConflictError, InputError, TopupError
 from topup.domain.renewal import RenewalStatus
 from topup.ports import ChargeResult, GatewayOutcome
 from topup.services.context import Services
-from topup.services.renewals import charge_of, instrument_locked, record_charge_result
+from topup.services.renewals import (
+    charge_of,
+    instrument_locked,
+    record_charge_result,
+    renewal_with_payment,
+)
 from topup.services.views import RenewalView
 
 AUTHENTICATION_FAILED = "authentication_failed"
@@ -33,15 +38,7 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
         )
     now = services.clock.now()
     async with services.unit_of_work() as uow:
-        found = await uow.renewals.with_payments_for_update([renewal_id])
-        if renewal_id not in found:
-            raise NotFoundError(
-                f"no renewal {renewal_id}",
-                code="renewal_unknown",
-                field="renewal_id",
-                params={"renewal": renewal_id},
-            )
-        renewal, payment, _ = found[renewal_id]
+        renewal, payment = await renewal_with_payment(uow, renewal_id)
         fingerprint = payment.instrument_fingerprint
         locked = await uow.instruments.locked([fingerprint] if fingerprint else [], now=now)
     if renewal.status is not RenewalStatus.REQUIRES_ACTION:

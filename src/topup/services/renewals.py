@@ -89,6 +89,28 @@ def instrument_locked(until: dt.datetime, now: dt.datetime) -> ConflictError:
     )
 
 
+def renewal_unknown(renewal_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no renewal {renewal_id}",
+        code="renewal_unknown",
+        field="renewal_id",
+        params={"renewal": renewal_id},
+    )
+
+
+async def renewal_with_payment(
+    uow: UnitOfWork, renewal_id: str
+) -> tuple[RenewalRecord, PaymentRecord]:
+    """A renewal and its payment, read (not locked); NotFoundError if there is none."""
+    found: dict[str, tuple[RenewalRecord, PaymentRecord, str]] = await uow.renewals.with_payments(
+        [renewal_id]
+    )
+    if renewal_id not in found:
+        raise renewal_unknown(renewal_id)
+    renewal, payment, _ = found[renewal_id]
+    return renewal, payment
+
+
 def _card_unknown() -> NotFoundError:
     return NotFoundError(
         "no card with this number is registered with us; check the number on your receipt "
@@ -588,14 +610,14 @@ async def _record_all(
         renewal_ids = [renewal_id for renewal_id, _ in items]
         found: dict[
             str, tuple[RenewalRecord, PaymentRecord, str]
-        ] = await uow.renewals.with_payments_for_update(renewal_ids)
+        ] = await uow.renewals.with_payments(renewal_ids, for_update=True)
         writes = _Writes()
         late: list[str] = []
         for renewal_id, result in items:
             if renewal_id in found:
                 renewal, payment, _ = found[renewal_id]
                 if renewal.status in OPEN_RENEWAL_STATUSES:
-                    _decide(services, writes, renewal, payment, result, now)
+                    _Outcome(services, writes, renewal, payment, result, now).decide()
                 elif _taken_after_close(renewal, payment, result):
                     # The payer approved after we gave up (a wallet, a late bank): the money is
                     # taken but the renewal is closed. Staff refund it; it is never left unseen.
@@ -635,12 +657,7 @@ async def _record_all(
             found[renewal_id][2],
         )
         if renewal_id in found
-        else NotFoundError(
-            f"no renewal {renewal_id}",
-            code="renewal_unknown",
-            field="renewal_id",
-            params={"renewal": renewal_id},
-        )
+        else renewal_unknown(renewal_id)
         for renewal_id, _ in items
     ]
 
@@ -655,59 +672,6 @@ def _taken_after_close(
     )
 
 
-def _decide(
-    services: Services,
-    writes: _Writes,
-    renewal: RenewalRecord,
-    payment: PaymentRecord,
-    result: ChargeResult,
-    now: dt.datetime,
-) -> None:
-    limits = services.limits
-    outcome = result.outcome
-    age_s = (now - renewal.created_at).total_seconds()
-    if outcome is GatewayOutcome.SUCCEEDED:
-        _capture(services, writes, renewal, payment, result, now)
-    elif outcome is GatewayOutcome.DECLINED:
-        _close_unpaid(
-            writes,
-            renewal,
-            payment,
-            now,
-            RenewalStatus.DECLINED,
-            f"payment declined: {result.decline_code}",
-            result.decline_code,
-        )
-    elif result.requires_action and age_s > limits.requires_action_timeout_s:
-        # The payer never completed the step: abandoned before payment, nothing was taken.
-        _close_unpaid(
-            writes,
-            renewal,
-            payment,
-            now,
-            RenewalStatus.CANCELLED,
-            f"the payer did not {result.requires_action} in time",
-            None,
-        )
-    elif result.requires_action:
-        _await_payer(services, writes, renewal, payment, result, now)
-    elif (
-        outcome is GatewayOutcome.NOT_SENT
-        and payment.check_attempts >= limits.charge_send_attempts_max
-    ):
-        _close_unpaid(
-            writes,
-            renewal,
-            payment,
-            now,
-            RenewalStatus.DECLINED,
-            "the payment gateway could not be reached; nothing was charged",
-            "gateway_unreachable",
-        )
-    else:  # PENDING, UNKNOWN, or NOT_SENT with attempts left: ask (or send) again later
-        _check_later(services, writes, renewal, payment, result, now)
-
-
 OPEN_RENEWAL_STATUSES = (
     RenewalStatus.PENDING_PAYMENT,
     RenewalStatus.REQUIRES_ACTION,
@@ -715,160 +679,179 @@ OPEN_RENEWAL_STATUSES = (
 )
 
 
-def _close_unpaid(
-    writes: _Writes,
-    renewal: RenewalRecord,
-    payment: PaymentRecord,
-    now: dt.datetime,
-    status: RenewalStatus,
-    reason: str,
-    decline_code: str | None,
-) -> None:
-    """End a renewal on which no money was taken: declined or cancelled."""
-    writes.payments.append(
-        (
-            payment.id,
-            {
-                "status": "declined" if status is RenewalStatus.DECLINED else "cancelled",
-                "decline_code": decline_code,
-                "next_check_at": None,
-                "updated_at": now,
-            },
+@dataclass(frozen=True)
+class _Outcome:
+    """One payment outcome being recorded: the renewal and payment it is about, what the
+    gateway said, and where its writes go."""
+
+    services: Services
+    writes: _Writes
+    renewal: RenewalRecord
+    payment: PaymentRecord
+    result: ChargeResult
+    now: dt.datetime
+
+    def decide(self) -> None:
+        limits = self.services.limits
+        outcome = self.result.outcome
+        age_s = (self.now - self.renewal.created_at).total_seconds()
+        if outcome is GatewayOutcome.SUCCEEDED:
+            self.capture()
+        elif outcome is GatewayOutcome.DECLINED:
+            self.close_unpaid(
+                RenewalStatus.DECLINED,
+                f"payment declined: {self.result.decline_code}",
+                self.result.decline_code,
+            )
+        elif self.result.requires_action and age_s > limits.requires_action_timeout_s:
+            # The payer never completed the step: abandoned before payment, nothing was taken.
+            self.close_unpaid(
+                RenewalStatus.CANCELLED,
+                f"the payer did not {self.result.requires_action} in time",
+                None,
+            )
+        elif self.result.requires_action:
+            self.await_payer()
+        elif (
+            outcome is GatewayOutcome.NOT_SENT
+            and self.payment.check_attempts >= limits.charge_send_attempts_max
+        ):
+            self.close_unpaid(
+                RenewalStatus.DECLINED,
+                "the payment gateway could not be reached; nothing was charged",
+                "gateway_unreachable",
+            )
+        else:  # PENDING, UNKNOWN, or NOT_SENT with attempts left: ask (or send) again later
+            self.check_later()
+
+    def close_unpaid(self, status: RenewalStatus, reason: str, decline_code: str | None) -> None:
+        """End a renewal on which no money was taken: declined or cancelled."""
+        self.writes.payments.append(
+            (
+                self.payment.id,
+                {
+                    "status": "declined" if status is RenewalStatus.DECLINED else "cancelled",
+                    "decline_code": decline_code,
+                    "next_check_at": None,
+                    "updated_at": self.now,
+                },
+            )
         )
-    )
-    writes.moves.append(RenewalMove(renewal, status, reason, {"decline_code": decline_code}))
+        self.writes.moves.append(
+            RenewalMove(self.renewal, status, reason, {"decline_code": decline_code})
+        )
 
+    def await_payer(self) -> None:
+        """The payer must act: a payment password / 3-D Secure code (we are told the answer), or an
+        approval in a wallet app (the provider tells us; we also ask it, with backoff, in case its
+        webhook is lost). Past the time allowed, the renewal is cancelled."""
+        limits = self.services.limits
+        give_up_at = self.renewal.created_at + dt.timedelta(
+            seconds=limits.requires_action_timeout_s + 1
+        )
+        next_check_at = give_up_at
+        if self.result.action_url is not None:
+            delay_s = backoff_s(
+                attempt=self.payment.check_attempts + 1,
+                base_s=limits.payment_check_base_s,
+                cap_s=limits.payment_check_cap_s,
+                jitter_fraction=self.services.random.random(),
+            )
+            next_check_at = min(give_up_at, self.now + dt.timedelta(seconds=delay_s))
+        self.writes.payments.append(
+            (
+                self.payment.id,
+                {
+                    "status": "requires_action",
+                    "gateway_reference": self.result.gateway_reference,
+                    "action_url": self.result.action_url,
+                    "next_check_at": next_check_at,
+                    "updated_at": self.now,
+                },
+            )
+        )
+        if self.renewal.status is not RenewalStatus.REQUIRES_ACTION:
+            self.writes.moves.append(
+                RenewalMove(
+                    self.renewal,
+                    RenewalStatus.REQUIRES_ACTION,
+                    f"the payer must {self.result.requires_action}",
+                )
+            )
 
-def _await_payer(
-    services: Services,
-    writes: _Writes,
-    renewal: RenewalRecord,
-    payment: PaymentRecord,
-    result: ChargeResult,
-    now: dt.datetime,
-) -> None:
-    """The payer must act: a payment password / 3-D Secure code (we are told the answer), or an
-    approval in a wallet app (the provider tells us; we also ask it, with backoff, in case its
-    webhook is lost). Past the time allowed, the renewal is cancelled."""
-    limits = services.limits
-    give_up_at = renewal.created_at + dt.timedelta(seconds=limits.requires_action_timeout_s + 1)
-    next_check_at = give_up_at
-    if result.action_url is not None:
-        delay_s = backoff_s(
-            attempt=payment.check_attempts + 1,
+    def check_later(self) -> None:
+        """Outcome not known yet: schedule the next question to the gateway, with backoff."""
+        limits = self.services.limits
+        delay_s = self.result.retry_after_s or backoff_s(
+            attempt=self.payment.check_attempts + 1,
             base_s=limits.payment_check_base_s,
             cap_s=limits.payment_check_cap_s,
-            jitter_fraction=services.random.random(),
+            jitter_fraction=self.services.random.random(),
         )
-        next_check_at = min(give_up_at, now + dt.timedelta(seconds=delay_s))
-    writes.payments.append(
-        (
-            payment.id,
-            {
-                "status": "requires_action",
-                "gateway_reference": result.gateway_reference,
-                "action_url": result.action_url,
-                "next_check_at": next_check_at,
-                "updated_at": now,
-            },
-        )
-    )
-    if renewal.status is not RenewalStatus.REQUIRES_ACTION:
-        writes.moves.append(
-            RenewalMove(
-                renewal, RenewalStatus.REQUIRES_ACTION, f"the payer must {result.requires_action}"
+        outcome = self.result.outcome
+        self.writes.payments.append(
+            (
+                self.payment.id,
+                {
+                    "status": "not_sent" if outcome is GatewayOutcome.NOT_SENT else outcome.value,
+                    "gateway_reference": self.result.gateway_reference,
+                    "next_check_at": self.now + dt.timedelta(seconds=delay_s),
+                    "updated_at": self.now,
+                },
             )
         )
+        if (
+            outcome is not GatewayOutcome.NOT_SENT
+            and self.renewal.status is not RenewalStatus.PAYMENT_PENDING
+        ):
+            self.writes.moves.append(
+                RenewalMove(
+                    self.renewal,
+                    RenewalStatus.PAYMENT_PENDING,
+                    f"payment outcome not yet known ({outcome.value})",
+                )
+            )
 
-
-def _check_later(
-    services: Services,
-    writes: _Writes,
-    renewal: RenewalRecord,
-    payment: PaymentRecord,
-    result: ChargeResult,
-    now: dt.datetime,
-) -> None:
-    """Outcome not known yet: schedule the next question to the gateway, with backoff."""
-    limits = services.limits
-    delay_s = result.retry_after_s or backoff_s(
-        attempt=payment.check_attempts + 1,
-        base_s=limits.payment_check_base_s,
-        cap_s=limits.payment_check_cap_s,
-        jitter_fraction=services.random.random(),
-    )
-    outcome = result.outcome
-    writes.payments.append(
-        (
-            payment.id,
-            {
-                "status": "not_sent" if outcome is GatewayOutcome.NOT_SENT else outcome.value,
-                "gateway_reference": result.gateway_reference,
-                "next_check_at": now + dt.timedelta(seconds=delay_s),
-                "updated_at": now,
-            },
-        )
-    )
-    if (
-        outcome is not GatewayOutcome.NOT_SENT
-        and renewal.status is not RenewalStatus.PAYMENT_PENDING
-    ):
-        writes.moves.append(
-            RenewalMove(
-                renewal,
-                RenewalStatus.PAYMENT_PENDING,
-                f"payment outcome not yet known ({outcome.value})",
+    def capture(self) -> None:
+        """Money taken: the capture entry, the renewal's move to activating and the activation job
+        are written in one transaction (the transactional outbox)."""
+        self.writes.entries.append(
+            ledger.capture(
+                renewal_id=self.renewal.id,
+                card_id=self.renewal.card_id,
+                gateway=self.payment.gateway,
+                amount=self.renewal.amount,
             )
         )
-
-
-def _capture(
-    services: Services,
-    writes: _Writes,
-    renewal: RenewalRecord,
-    payment: PaymentRecord,
-    result: ChargeResult,
-    now: dt.datetime,
-) -> None:
-    """Money taken: the capture entry, the renewal's move to activating and the activation job
-    are written in one transaction (the transactional outbox)."""
-    writes.entries.append(
-        ledger.capture(
-            renewal_id=renewal.id,
-            card_id=renewal.card_id,
-            gateway=payment.gateway,
-            amount=renewal.amount,
+        self.writes.payments.append(
+            (
+                self.payment.id,
+                {
+                    "status": "succeeded",
+                    "gateway_reference": self.result.gateway_reference,
+                    "next_check_at": None,
+                    "updated_at": self.now,
+                },
+            )
         )
-    )
-    writes.payments.append(
-        (
-            payment.id,
-            {
-                "status": "succeeded",
-                "gateway_reference": result.gateway_reference,
-                "next_check_at": None,
-                "updated_at": now,
-            },
+        estimate = estimate_activation(
+            paid_at=self.now,
+            typical_delay_s=self.services.limits.activation_typical_delay_s,
+            late_after_s=self.services.limits.activation_late_after_s,
         )
-    )
-    estimate = estimate_activation(
-        paid_at=now,
-        typical_delay_s=services.limits.activation_typical_delay_s,
-        late_after_s=services.limits.activation_late_after_s,
-    )
-    writes.moves.append(
-        RenewalMove(
-            renewal,
-            RenewalStatus.ACTIVATING,
-            f"payment captured ({result.gateway_reference or 'no reference'})",
-            {
-                "paid_at": now,
-                "expected_by": estimate.expected_by,
-                "contact_after": estimate.contact_after,
-            },
+        self.writes.moves.append(
+            RenewalMove(
+                self.renewal,
+                RenewalStatus.ACTIVATING,
+                f"payment captured ({self.result.gateway_reference or 'no reference'})",
+                {
+                    "paid_at": self.now,
+                    "expected_by": estimate.expected_by,
+                    "contact_after": estimate.contact_after,
+                },
+            )
         )
-    )
-    writes.activations.append(renewal.id)
+        self.writes.activations.append(self.renewal.id)
 
 
 async def _views(uow: UnitOfWork, renewal_ids: list[str]) -> dict[str, RenewalView]:
@@ -888,12 +871,7 @@ async def _views(uow: UnitOfWork, renewal_ids: list[str]) -> dict[str, RenewalVi
 async def _view(uow: UnitOfWork, renewal_id: str) -> RenewalView:
     view = (await _views(uow, [renewal_id])).get(renewal_id)
     if view is None:
-        raise NotFoundError(
-            f"no renewal {renewal_id}",
-            code="renewal_unknown",
-            field="renewal_id",
-            params={"renewal": renewal_id},
-        )
+        raise renewal_unknown(renewal_id)
     return view
 
 

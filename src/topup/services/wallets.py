@@ -13,7 +13,12 @@ from topup.domain.renewal import RenewalStatus
 from topup.ports import GatewayEvent
 from topup.services.context import Services
 from topup.services.reconcile import retrieve_charge
-from topup.services.renewals import charge_of, get_renewal, record_charge_result
+from topup.services.renewals import (
+    charge_of,
+    get_renewal,
+    record_charge_result,
+    renewal_with_payment,
+)
 from topup.services.views import RenewalView
 
 
@@ -83,15 +88,7 @@ WAITING = (RenewalStatus.REQUIRES_ACTION, RenewalStatus.PAYMENT_PENDING)
 async def payer_returned(services: Services, renewal_id: str) -> RenewalView:
     """The payer is back from the wallet app: ask the provider how it went and record it."""
     async with services.unit_of_work() as uow:
-        found = await uow.renewals.with_payments_for_update([renewal_id])
-    if renewal_id not in found:
-        raise NotFoundError(
-            f"no renewal {renewal_id}",
-            code="renewal_unknown",
-            field="renewal_id",
-            params={"renewal": renewal_id},
-        )
-    renewal, payment, _ = found[renewal_id]
+        renewal, payment = await renewal_with_payment(uow, renewal_id)
     if renewal.status not in WAITING or payment.status == "not_sent":
         return await get_renewal(services, renewal_id)  # nothing to ask the wallet about
     charge = charge_of(services, payment)

@@ -84,7 +84,7 @@ _RENEWALS_WITH_CARD_NUMBERS = (
 # A renewal's columns, then its payment's (by position: cheaper than by label), then the MSISDN.
 _RENEWAL_WIDTH = len(t.renewals.c)
 _PAYMENT_COLUMNS = [column.name for column in t.payments.c]
-_RENEWALS_WITH_PAYMENTS_LOCKED = (
+_RENEWALS_WITH_PAYMENTS = (
     select(
         t.renewals,
         *(column.label(f"payment_{column.name}") for column in t.payments.c),
@@ -94,7 +94,9 @@ _RENEWALS_WITH_PAYMENTS_LOCKED = (
     .join(t.cards, t.cards.c.id == t.renewals.c.card_id)
     .where(t.renewals.c.id.in_(_many()))
     .order_by(t.renewals.c.id)
-    .with_for_update(of=[t.renewals, t.payments])
+)
+_RENEWALS_WITH_PAYMENTS_LOCKED = _RENEWALS_WITH_PAYMENTS.with_for_update(
+    of=[t.renewals, t.payments]
 )
 _EVENTS_BY_RENEWAL = (
     select(t.renewal_events)
@@ -541,15 +543,15 @@ class RenewalRepository:
         rows = await self._connection.execute(query, {"ids": sorted(set(renewal_ids))})
         return {row.id: renewal_from_row(row) for row in rows}
 
-    async def with_payments_for_update(
-        self, renewal_ids: Sequence[str]
+    async def with_payments(
+        self, renewal_ids: Sequence[str], *, for_update: bool = False
     ) -> dict[str, tuple[RenewalRecord, PaymentRecord, str]]:
-        """Renewals and their payments, both locked (in renewal order), with the card's MSISDN."""
+        """Renewals and their payments, with the card's MSISDN; both locked (in renewal order)
+        when ``for_update``."""
         if not renewal_ids:
             return {}
-        rows = await self._connection.execute(
-            _RENEWALS_WITH_PAYMENTS_LOCKED, {"ids": sorted(set(renewal_ids))}
-        )
+        query = _RENEWALS_WITH_PAYMENTS_LOCKED if for_update else _RENEWALS_WITH_PAYMENTS
+        rows = await self._connection.execute(query, {"ids": sorted(set(renewal_ids))})
         return {
             row.id: (renewal_from_row(row), payment_from_row(row, labelled=True), row.card_msisdn)
             for row in rows

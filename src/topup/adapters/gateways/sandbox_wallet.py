@@ -21,7 +21,6 @@ call would arrive.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -29,6 +28,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 
+from topup.adapters.gateways.sandbox import _b64decode, _b64encode
 from topup.domain.errors import InputError
 from topup.ports import (
     CardDetails,
@@ -54,14 +54,6 @@ NEVER_ANSWERS_SUFFIX = "9999"
 TOO_LITTLE_BALANCE_SUFFIX = "5555"
 
 Deliver = Callable[[bytes, Mapping[str, str]], Awaitable[object]]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class SandboxWallet:
@@ -109,8 +101,8 @@ class SandboxWallet:
                 field="payment.wallet_account",
             )
         claims = json.dumps({"provider": provider, "account": digits}, sort_keys=True).encode()
-        payload = _b64(claims)
-        signature = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        payload = _b64encode(claims)
+        signature = _b64encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
         return PaymentInstrument(
             token=f"{TOKEN_PREFIX}{payload}.{signature}",
             brand=provider,
@@ -123,12 +115,12 @@ class SandboxWallet:
 
     def _account(self, token: str) -> str:
         payload, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
-        expected = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        expected = _b64encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
         if not token.startswith(TOKEN_PREFIX) or not hmac.compare_digest(signature, expected):
             raise InputError(
                 "The wallet token is not valid.", code="payment_token_invalid", field="payment"
             )
-        return str(json.loads(_unb64(payload))["account"])
+        return str(json.loads(_b64decode(payload))["account"])
 
     # --- payments ---------------------------------------------------------------------------
 

@@ -528,7 +528,9 @@ class RenewalRepository:
             return set()
         statement = (
             _insert(self._connection, t.renewals)
-            .on_conflict_do_nothing(index_elements=[t.renewals.c.idempotency_key])
+            # Any unique key: the idempotency key, or the id when a retried request brings the
+            # same id (replayed runs do) while its first attempt is being inserted.
+            .on_conflict_do_nothing()
             .returning(t.renewals.c.id)
         )
         return {row[0] for row in await self._connection.execute(statement, list(rows))}

@@ -29,6 +29,7 @@ from topup.adapters.iin_table import shipped_iin_table
 from topup.adapters.methods import load_methods
 from topup.adapters.network.sandbox import SandboxNetwork
 from topup.adapters.profiles import load_profile
+from topup.adapters.rate_limits import MemoryRateLimiter
 from topup.adapters.secrets import TokenVault
 from topup.domain.errors import InputError
 from topup.ports import Clock, PaymentGateway
@@ -109,6 +110,7 @@ def build(
         profile=profile,
         methods=methods,
         card_facts=shipped_iin_table().facts_for,
+        rate_limiter=MemoryRateLimiter(clock),
         limits=limits,
         tokens=TokenVault(key),
         new_id=(lambda: str(uuid.UUID(int=randomness.getrandbits(128), version=4)))

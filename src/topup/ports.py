@@ -228,6 +228,31 @@ class UnitOfWork(Protocol):
     async def rollback(self) -> None: ...
 
 
+# --- Rate limits, SMS and e-mail ----------------------------------------------------------------
+
+
+class RateLimiter(Protocol):
+    """Counts requests in fixed windows, shared by every server process that uses the same
+    store (in-process by default, Redis when configured)."""
+
+    async def hit(self, name: str, key: str, *, limit: int, window_s: int) -> int:
+        """Count one request of ``key`` against rule ``name``. Returns 0 if it is allowed, else
+        the whole seconds until the window ends (a Retry-After)."""
+        ...
+
+
+class SmsSender(Protocol):
+    async def send(self, msisdn: str, text: str) -> None:
+        """Send a text message to a card's number; raises TopupError (retryable) if it cannot."""
+        ...
+
+
+class Mailer(Protocol):
+    async def send(self, recipient: str, subject: str, body: str) -> None:
+        """Send an e-mail; raises TopupError (retryable) if the mail server refuses or is down."""
+        ...
+
+
 class TokenSealer(Protocol):
     def seal(self, token: str) -> str: ...
 

@@ -422,6 +422,33 @@ def history(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Server processes (each with its own pool).", min=1, max=64)
+    ] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API v1 (docs at /api/docs) until stopped."""
+    import uvicorn
+
+    uvicorn.run(
+        "topup.entrypoints.api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_level="info",
+    )
+
+
+@app.command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Do what is due now, then exit.")] = False,
     as_json: JsonOption = False,

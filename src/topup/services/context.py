@@ -11,7 +11,16 @@ from topup.domain.errors import InvariantError
 from topup.domain.methods import MethodRegistry
 from topup.domain.payment_card import CardFacts
 from topup.domain.profile import OperatorProfile
-from topup.ports import Clock, NetworkProvisioner, PaymentGateway, TokenSealer, UnitOfWork
+from topup.ports import (
+    Clock,
+    Mailer,
+    NetworkProvisioner,
+    PaymentGateway,
+    RateLimiter,
+    SmsSender,
+    TokenSealer,
+    UnitOfWork,
+)
 from topup.services.batching import Batcher
 from topup.settings import Limits
 
@@ -34,6 +43,9 @@ class Services:
     gateways: Mapping[str, PaymentGateway]
     # What the shipped IIN table knows of a payment card number (brand, funding, country).
     card_facts: Callable[[str], CardFacts]
+    rate_limiter: RateLimiter
+    sms: SmsSender | None = None  # one-time codes to a card's number (accounts linking cards)
+    mailer: Mailer | None = None  # receipts and card-number recovery
     random: random.Random = field(default_factory=random.Random)
     # Told of each finished activation/refund, e.g. the worker prints it.
     on_event: Callable[[str, dict[str, str]], None] = field(default=lambda kind, data: None)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -126,6 +127,8 @@ renewals = Table(
     Column("completed_at", UtcDateTime),
     Column("expected_by", UtcDateTime),
     Column("contact_after", UtcDateTime),
+    # Printed on the receipt once paid; chosen at random when the renewal is made (R8).
+    Column("receipt_number", String(16), unique=True),
 )
 Index("ix_renewals_card_id_created_at", renewals.c.card_id, renewals.c.created_at)
 Index("ix_renewals_status", renewals.c.status)
@@ -272,3 +275,36 @@ card_events = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("detail", Text, nullable=False),
 )
+
+# API keys of stores, kiosks, partners and staff: only a keyed hash of the secret part is kept.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("prefix", String(16), nullable=False, unique=True),  # shown in lists, found by
+    Column("secret_hash", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("outlet", String(64)),  # the store or kiosk it belongs to
+    Column("region", String(64)),  # where that store or kiosk stands
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+# HTTP requests sent with an Idempotency-Key: the first one's response, replayed for 24 h.
+idempotency_requests = Table(
+    "idempotency_requests",
+    metadata,
+    Column("id", ID, primary_key=True),  # the key the service itself is given
+    Column("scope", String(80), nullable=False),  # the caller the key belongs to
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # of the request's method, path and body
+    Column("state", String(16), nullable=False),  # running, open (may run again), done
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("content_type", String(100)),
+    Column("body", LargeBinary),
+    UniqueConstraint("scope", "key", name="uq_idempotency_requests_scope_key"),
+)
+Index("ix_idempotency_requests_created_at", idempotency_requests.c.created_at)

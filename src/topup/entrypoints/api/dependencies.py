@@ -1,0 +1,76 @@
+"""What every route may ask for: the services, the caller, the caller's language, a rate limit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from topup.bootstrap import Application
+from topup.domain.callers import ANONYMOUS, Caller
+from topup.domain.errors import TopupError
+from topup.entrypoints.api.problems import request_language
+from topup.services import accounts, api_keys
+from topup.services.context import Services
+
+API_KEY_HEADER = "x-api-key"
+BEARER = "bearer "
+
+
+def application_of(request: Request) -> Application:
+    application: Application = request.app.state.application
+    return application
+
+
+def services_of(request: Request) -> Services:
+    return application_of(request).services
+
+
+async def caller_of(request: Request) -> Caller:
+    """An API key (``X-API-Key``), else a bearer token of an account, else anonymous. A credential
+    that is given but wrong is refused (401), never taken as anonymous."""
+    services = services_of(request)
+    presented_key = request.headers.get(API_KEY_HEADER)
+    if presented_key is not None:
+        return await api_keys.authenticate_api_key(services, presented_key)
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        if not authorization.lower().startswith(BEARER):
+            raise TopupError(
+                "use 'Authorization: Bearer <token>' or the X-API-Key header",
+                code="token_invalid",
+            )
+        return await accounts.authenticate_token(services, authorization[len(BEARER) :].strip())
+    return ANONYMOUS
+
+
+def client_address(request: Request) -> str:
+    """The peer's address (a reverse proxy in front must pass the client's own; see README)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+async def check_rate(services: Services, name: str, key: str, *, limit: int, window_s: int) -> None:
+    """Count one request of ``key`` against rule ``name``; 429 with Retry-After when over."""
+    retry_after_s = await services.rate_limiter.hit(name, key, limit=limit, window_s=window_s)
+    if retry_after_s:
+        raise TopupError(
+            f"too many requests ({name}); try again in {retry_after_s} s",
+            code="rate_limited",
+            retryable=True,
+            params={"retry_after_s": str(retry_after_s)},
+        )
+
+
+async def check_caller_rate(
+    request: Request, caller: Caller, name: str, *, limit: int, window_s: int
+) -> None:
+    """The rule counted per client address and, for a known caller, per account or key."""
+    services = services_of(request)
+    await check_rate(services, name, f"ip:{client_address(request)}", limit=limit, window_s=window_s)
+    if caller.scope != ANONYMOUS.scope:
+        await check_rate(services, name, caller.scope, limit=limit, window_s=window_s)
+
+
+ServicesDependency = Annotated[Services, Depends(services_of)]
+CallerDependency = Annotated[Caller, Depends(caller_of)]
+LanguageDependency = Annotated[str, Depends(request_language)]

@@ -1,0 +1,235 @@
+"""Errors as RFC 9457 ``application/problem+json``: ``type``, ``title``, ``status``, ``detail``, a
+stable ``code`` and, for input problems, ``errors: [{field, code, message}]``; the texts in the
+caller's language (``Accept-Language``: en, zh-Hans, ms, id)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import logging
+import tomllib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from topup.adapters import messages
+from topup.domain.errors import ConflictError, InputError, NotFoundError, PaymentError, TopupError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "/api/v1/problems/"
+logger = logging.getLogger("topup.api")
+
+# Codes whose HTTP status is not their family's.
+STATUS_OF_CODE: dict[str, int] = {
+    "json_invalid": 400,
+    "idempotency_key_required": 400,
+    "idempotency_key_invalid": 400,
+    "authentication_required": 401,
+    "token_invalid": 401,
+    "api_key_invalid": 401,
+    "login_failed": 401,
+    "forbidden": 403,
+    "channel_not_allowed": 403,
+    "method_not_allowed": 405,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "login_locked": 429,
+    "internal_error": 500,
+    "database_unavailable": 503,
+}
+
+# Pydantic's error types, as our codes.
+CODE_OF_VALIDATION_ERROR: dict[str, str] = {
+    "missing": "field_required",
+    "extra_forbidden": "field_unknown",
+    "string_too_long": "field_too_long",
+    "string_too_short": "field_too_short",
+    "too_long": "field_too_long",
+    "too_short": "field_too_short",
+    "json_invalid": "json_invalid",
+    "model_attributes_type": "field_type_invalid",
+    "dict_type": "field_type_invalid",
+    "model_type": "field_type_invalid",
+}
+
+
+def status_of(error: TopupError) -> int:
+    found = STATUS_OF_CODE.get(error.code)
+    if found is not None:
+        return found
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, ConflictError):
+        return 409
+    if isinstance(error, PaymentError):
+        return 402
+    if isinstance(error, InputError):
+        return 422
+    return 400
+
+
+@functools.cache
+def _titles() -> dict[str, dict[str, str]]:
+    shipped = importlib.resources.files("topup").joinpath("messages", "http.toml")
+    return tomllib.loads(shipped.read_text(encoding="utf-8"))
+
+
+def title_of(status: int, locale: str) -> str:
+    titles = _titles().get(str(status)) or _titles()["400" if status < 500 else "500"]
+    return titles[messages.resolve_locale(locale)]
+
+
+def language_of(accept_language: str | None, default: str = messages.DEFAULT_LOCALE) -> str:
+    """The first of the caller's languages we speak (``zh``, ``zh-Hans``, ``zh-CN`` -> zh_Hans),
+    by preference (``q``); else ``default``."""
+    if not accept_language:
+        return messages.resolve_locale(default)
+    choices: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept_language.split(",")[:20]):
+        tag, _, parameters = part.strip().partition(";")
+        weight = 1.0
+        parameters = parameters.strip()
+        if parameters.startswith("q="):
+            try:
+                weight = float(parameters[2:])
+            except ValueError:
+                weight = 0.0
+        language = tag.strip().replace("-", "_").split("_")[0].lower()
+        if weight > 0 and language in {"en", "zh", "ms", "id", "in"}:
+            choices.append((-weight, position, "id" if language == "in" else language))
+    if not choices:
+        return messages.resolve_locale(default)
+    return messages.resolve_locale(min(choices)[2])
+
+
+def encode(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def problem_body(
+    error: TopupError,
+    locale: str,
+    *,
+    status: int | None = None,
+    errors: Sequence[TopupError] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[int, bytes]:
+    status = status or status_of(error)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": title_of(status, locale),
+        "status": status,
+        "detail": messages.message_for(error, locale),
+        "code": error.code,
+        "retryable": error.retryable,
+    }
+    if errors or error.field:
+        problems = list(errors) or [error]
+        body["errors"] = [
+            {
+                "field": problem.field or "",
+                "code": problem.code,
+                "message": messages.message_for(problem, locale),
+            }
+            for problem in problems
+        ]
+    if extra:
+        body.update(extra)
+    return status, encode(body)
+
+
+def problem_response(
+    error: TopupError,
+    locale: str,
+    *,
+    status: int | None = None,
+    errors: Sequence[TopupError] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    status, body = problem_body(error, locale, status=status, errors=errors, extra=extra)
+    headers = {"Content-Language": locale.replace("_", "-")}
+    retry_after = error.params.get("retry_after_s")
+    if retry_after:
+        headers["Retry-After"] = retry_after
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def request_language(request: Request) -> str:
+    return language_of(request.headers.get("accept-language"))
+
+
+def _field_of(location: Sequence[int | str]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def validation_problems(error: RequestValidationError) -> list[TopupError]:
+    problems = []
+    for item in error.errors()[:50]:
+        kind = str(item.get("type", ""))
+        code = CODE_OF_VALIDATION_ERROR.get(kind)
+        if code is None:
+            code = "field_type_invalid" if kind.endswith(("_type", "_parsing")) else "field_invalid"
+        field = _field_of(item.get("loc", ()))
+        problems.append(
+            InputError(
+                f"{field or 'body'}: {item.get('msg', 'invalid')}",
+                code=code,
+                field=field,
+                params={"field": field or "body"},
+            )
+        )
+    return problems
+
+
+def install(app: FastAPI) -> None:
+    """Every error leaves as problem+json; a bug is logged and answered 500 with no detail."""
+
+    async def topup_error(request: Request, error: Exception) -> Response:
+        if not isinstance(error, TopupError):
+            raise error
+        return problem_response(error, request_language(request))
+
+    async def invalid_request(request: Request, error: Exception) -> Response:
+        if not isinstance(error, RequestValidationError):
+            raise error
+        problems = validation_problems(error)
+        locale = request_language(request)
+        if any(problem.code == "json_invalid" for problem in problems):
+            malformed = InputError("the body is not valid JSON", code="json_invalid")
+            return problem_response(malformed, locale)
+        summary = InputError(
+            "the request has invalid fields", code="invalid_request", params={}
+        )
+        return problem_response(summary, locale, errors=problems)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        if not isinstance(error, StarletteHTTPException):
+            raise error
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
+        return problem_response(
+            TopupError(str(error.detail), code=code), request_language(request),
+            status=error.status_code,
+        )
+
+    async def internal(request: Request, error: Exception) -> Response:
+        logger.error("internal error on %s %s: %s", request.method, request.url.path,
+                     type(error).__name__, exc_info=error)
+        failure = TopupError(
+            "internal error", code="internal_error", retryable=True,
+            params={"detail": type(error).__name__},
+        )
+        return problem_response(failure, request_language(request), status=500)
+
+    app.add_exception_handler(TopupError, topup_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import httpx
+
+
+async def test_health_says_the_server_runs_and_reaches_its_database(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+async def test_an_unknown_path_is_a_problem_with_a_code_in_the_callers_language(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.get("/api/v1/nothing-here", headers={"Accept-Language": "zh-CN"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "not_found"
+    assert body["title"] == "未找到"
+    assert body["type"] == "/api/v1/problems/not_found"
+
+
+async def test_a_body_larger_than_the_limit_is_refused_before_any_route(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.post("/api/v1/health", content=b"x" * 70_000)
+    assert response.status_code == 413
+    assert response.json()["code"] == "body_too_large"

@@ -51,6 +51,20 @@ class Limits(BaseSettings):
     lifecycle_interval_s: float = Field(60.0, gt=0)
     list_limit_max: int = Field(500, ge=1, le=10_000)
     history_limit_max: int = Field(100, ge=1, le=1000)
+    # HTTP API rate limits: requests per client address, and per account or API key, per window.
+    card_lookup_per_minute_max: int = Field(60, ge=1)
+    recovery_per_hour_max: int = Field(5, ge=1)
+    login_per_minute_max: int = Field(10, ge=1)
+    confirm_per_minute_max: int = Field(10, ge=1)
+    sms_codes_per_hour_max: int = Field(5, ge=1)
+    # Accounts: wrong passwords before a temporary lock, the lock, and how long a sign-in lasts.
+    login_failures_max: int = Field(5, ge=1, le=100)
+    login_lock_s: int = Field(900, ge=1)
+    access_token_lifetime_s: int = Field(43_200, ge=60)
+    # HTTP idempotency: how long a key's first response is replayed, and how long a request
+    # that never finished (its server died) holds its key.
+    idempotency_replay_s: int = Field(86_400, ge=60)
+    idempotency_lease_s: int = Field(60, ge=1)
 
 
 class Settings(BaseSettings):

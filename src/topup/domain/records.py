@@ -31,6 +31,7 @@ class RenewalRecord:
     completed_at: dt.datetime | None
     expected_by: dt.datetime | None
     contact_after: dt.datetime | None
+    receipt_number: str | None = None  # chosen when made; shown once paid
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from topup.domain.payment_card import (
     normalize_card_number,
 )
 from topup.domain.plans import CHANNELS, Plan, PlanKind
+from topup.domain.receipts import receipt_number_from
 from topup.domain.records import PaymentRecord, RenewalMove, RenewalRecord
 from topup.domain.renewal import (
     RenewalStatus,
@@ -462,6 +463,7 @@ class _Intake:
                 "status": RenewalStatus.PENDING_PAYMENT.value,
                 "idempotency_key": order.key,
                 "request_fingerprint": fingerprint,
+                "receipt_number": receipt_number_from(int(order.payment_id.replace("-", "")[:15], 16)),
                 "created_at": now,
                 "updated_at": now,
             }

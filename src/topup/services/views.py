@@ -49,6 +49,7 @@ class RenewalView:
             "estimated_activation_by": iso(renewal.expected_by),
             "contact_support_after": iso(renewal.contact_after),
             "idempotency_key": renewal.idempotency_key,
+            "receipt_number": renewal.receipt_number if renewal.paid_at is not None else None,
             "timeline": [
                 {
                     "from": None if step.from_status is None else step.from_status.value,

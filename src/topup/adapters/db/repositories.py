@@ -474,6 +474,7 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
         completed_at=m["completed_at"],
         expected_by=m["expected_by"],
         contact_after=m["contact_after"],
+        receipt_number=m.get("receipt_number"),
     )
 
 

@@ -142,6 +142,12 @@ class PaymentGateway(Protocol):
         account cannot be one (card gateways refuse)."""
         ...
 
+    async def instrument_of(self, token: str) -> PaymentInstrument:
+        """What a token the payer's device got from the gateway's tokenisation endpoint stands
+        for (brand, funding, last four digits); InputError ``payment_token_invalid`` if the
+        gateway did not issue it."""
+        ...
+
 
 # --- Network provisioning ---------------------------------------------------------------------
 
@@ -213,6 +219,7 @@ class UnitOfWork(Protocol):
     instruments: Any
     webhooks: Any
     audit: Any
+    accounts: Any
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from topup.domain.callers import Caller
 from topup.domain.cards import Card, CardKind, status_at
-from topup.domain.errors import InputError
+from topup.domain.errors import InputError, InvariantError
 from topup.domain.plans import Plan
+from topup.domain.records import RenewalRecord
+from topup.services.access import visible_card
 from topup.services.context import Services
 from topup.services.renewals import find_card
 from topup.services.views import iso
@@ -140,4 +145,97 @@ async def history(services: Services, card_number: str, *, limit: int) -> dict[s
             {"id": entry_id, "kind": entry.kind.value, "memo": entry.memo, "at": iso(at)}
             for entry_id, entry, at in entries
         ],
+    }
+
+
+# --- what a caller may see (object-level authorisation in services.access) -------------------
+
+CURSOR_LENGTH_MAX = 200
+
+
+def _cursor_of(renewal: RenewalRecord) -> str:
+    text = json.dumps([renewal.created_at.isoformat(), renewal.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    invalid = InputError(
+        "this cursor is not one this list gave; start again without it",
+        code="cursor_invalid",
+        field="cursor",
+    )
+    if len(cursor) > CURSOR_LENGTH_MAX:
+        raise invalid
+    try:
+        at, renewal_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = dt.datetime.fromisoformat(at)
+    except (ValueError, TypeError):
+        raise invalid from None
+    if moment.tzinfo is None or not isinstance(renewal_id, str):
+        raise invalid
+    return moment, renewal_id
+
+
+async def card_balance(services: Services, caller: Caller, card_number: str) -> dict[str, Any]:
+    """A card's balance, read now (R5), for its owner or staff."""
+    async with services.unit_of_work() as uow:
+        card = await visible_card(uow, services, caller, card_number)
+    return card_summary(card, services)
+
+
+async def card_transactions(
+    services: Services, caller: Caller, card_number: str, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """A card's renewals, newest first, a page at a time; ``next_cursor`` continues."""
+    _check_limit(limit, services.limits.history_limit_max)
+    before = None if cursor is None else _parse_cursor(cursor)
+    async with services.unit_of_work() as uow:
+        card = await visible_card(uow, services, caller, card_number)
+        renewals: list[RenewalRecord] = await uow.renewals.for_card(
+            card.id, limit=limit + 1, before=before
+        )
+    page, more = renewals[:limit], len(renewals) > limit
+    return {
+        "card_number": card.msisdn,
+        "transactions": [
+            {
+                "renewal_id": r.id,
+                "status": r.status.value,
+                "kind": r.kind.value,
+                "plan": r.plan_code,
+                "channel": r.channel,
+                "amount": r.amount.decimal_text(),
+                "amount_minor": r.amount.minor,
+                "currency": r.amount.currency,
+                "created_at": iso(r.created_at),
+                "paid_at": iso(r.paid_at),
+                "completed_at": iso(r.completed_at),
+                "receipt_number": r.receipt_number if r.paid_at is not None else None,
+            }
+            for r in page
+        ],
+        "next_cursor": _cursor_of(page[-1]) if more else None,
+    }
+
+
+async def public_plans(
+    services: Services, *, card_number: str, channel: str, locale: str
+) -> dict[str, Any]:
+    """What anyone may learn of a card by its number: its kind, status and validity end, and the
+    plans it may buy on this channel. Nothing personal (no holder, credit or data left)."""
+    card, plans = await list_plans(
+        services, card_number=card_number, channel=channel, locale=locale
+    )
+    if card is None:
+        raise InvariantError("a card number was given but no card came back")
+    return {
+        "card": {
+            "kind": card["kind"],
+            "status": card["status"],
+            "validity_end": card["validity_end"],
+            "grace_end": card["grace_end"],
+            "currency": card["currency"],
+        },
+        "channel": channel,
+        "plans": plans,
     }

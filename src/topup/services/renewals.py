@@ -23,6 +23,8 @@ from topup.domain.methods import MethodKind
 from topup.domain.money import Money
 from topup.domain.payment_card import (
     CardDetailsInvalid,
+    CardFacts,
+    CardFunding,
     check_card_details,
     check_international,
     check_method_matches,
@@ -65,6 +67,9 @@ class RenewalRequest:
     method: str = "credit_card"
     region: str | None = None  # where the kiosk or store stands; None on the web, app and API
     wallet_account: str | None = None  # e-wallets: the phone number registered with the wallet
+    # Cards paid through the API: the token the payer's device got from the gateway (the card's
+    # number never reaches topup); instead of ``payment``.
+    payment_token: str | None = None
 
 
 async def find_card(uow: UnitOfWork, services: Services, text: str) -> Card:
@@ -234,6 +239,17 @@ async def _instrument(
             )
         gateway = services.gateway_named(method.gateway)
         return gateway, gateway.tokenize_account(method.code.removeprefix("ewallet:"), account)
+    if request.payment_token is not None and request.payment is None:
+        gateway = services.gateway
+        if method is not None and method.gateway:
+            gateway = services.gateway_named(method.gateway)
+        instrument = await gateway.instrument_of(request.payment_token)
+        try:
+            funding = CardFunding(instrument.funding)
+        except ValueError:
+            funding = CardFunding.UNKNOWN
+        check_method_matches(request.method, CardFacts(funding=funding))
+        return gateway, instrument
     if request.payment is None:
         raise InputError(
             "Enter the payment card's number, expiry and security code.",

@@ -680,12 +680,22 @@ class RenewalRepository:
             )
         return found
 
-    async def for_card(self, card_id: str, *, limit: int) -> list[RenewalRecord]:
+    async def for_card(
+        self, card_id: str, *, limit: int, before: tuple[dt.datetime, str] | None = None
+    ) -> list[RenewalRecord]:
+        """A card's renewals, newest first; ``before``: only those after this (created_at, id)
+        in that order (a page's cursor)."""
+        query = select(t.renewals).where(t.renewals.c.card_id == card_id)
+        if before is not None:
+            at, renewal_id = before
+            query = query.where(
+                or_(
+                    t.renewals.c.created_at < at,
+                    and_(t.renewals.c.created_at == at, t.renewals.c.id < renewal_id),
+                )
+            )
         rows = await self._connection.execute(
-            select(t.renewals)
-            .where(t.renewals.c.card_id == card_id)
-            .order_by(t.renewals.c.created_at.desc(), t.renewals.c.id.desc())
-            .limit(limit)
+            query.order_by(t.renewals.c.created_at.desc(), t.renewals.c.id.desc()).limit(limit)
         )
         return [renewal_from_row(row) for row in rows]
 

@@ -8,6 +8,8 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from topup.adapters.db.audit import AuditQueries
+from topup.adapters.db.receipts import ReceiptQueries
+from topup.adapters.db.idempotency import IdempotencyRepository
 from topup.adapters.db.repositories import (
     CardRepository,
     InstrumentLockRepository,
@@ -33,6 +35,8 @@ class SqlUnitOfWork:
     instruments: InstrumentLockRepository
     webhooks: WebhookRepository
     audit: AuditQueries
+    receipts: ReceiptQueries
+    idempotency: IdempotencyRepository
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -72,6 +76,8 @@ class SqlUnitOfWork:
         self.instruments = InstrumentLockRepository(connection)
         self.webhooks = WebhookRepository(connection)
         self.audit = AuditQueries(connection)
+        self.receipts = ReceiptQueries(connection)
+        self.idempotency = IdempotencyRepository(connection)
         return self
 
     async def commit(self) -> None:

@@ -321,13 +321,33 @@ class SandboxGateway:
     def _signature(self, payload: str) -> str:
         return _b64encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
 
-    def _verify(self, token: str) -> Behaviour:
-        """The behaviour in a token we signed; anything else is ``payment_token_invalid``."""
-        invalid = InputError(
+    async def instrument_of(self, token: str) -> PaymentInstrument:
+        await self._simulate_latency()
+        claims = self._claims(token)
+        try:
+            return PaymentInstrument(
+                token=token,
+                brand=str(claims["brand"]),
+                funding=str(claims["funding"]),
+                last4=str(claims["last4"]),
+                expiry_month=int(claims["expiry_month"]),
+                expiry_year=int(claims["expiry_year"]),
+                issuer_country=str(claims["country"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise self._token_invalid() from None
+
+    @staticmethod
+    def _token_invalid() -> InputError:
+        return InputError(
             "The payment token is not valid; enter the card details again.",
             code="payment_token_invalid",
             field="payment.token",
         )
+
+    def _claims(self, token: str) -> dict[str, object]:
+        """The claims of a token we signed; anything else is ``payment_token_invalid``."""
+        invalid = self._token_invalid()
         if len(token) > TOKEN_LENGTH_MAX or not token.startswith(TOKEN_PREFIX):
             raise invalid
         payload, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
@@ -335,9 +355,18 @@ class SandboxGateway:
             raise invalid
         try:
             claims = json.loads(_b64decode(payload))
-            return Behaviour(claims["behaviour"])
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             raise invalid from None
+        if not isinstance(claims, dict):
+            raise invalid
+        return claims
+
+    def _verify(self, token: str) -> Behaviour:
+        """The behaviour in a token we signed; anything else is ``payment_token_invalid``."""
+        try:
+            return Behaviour(self._claims(token)["behaviour"])
+        except (ValueError, KeyError, TypeError):
+            raise self._token_invalid() from None
 
     # --- charges --------------------------------------------------------------------------
 

@@ -273,6 +273,9 @@ class JournalingGateway:
     def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
         return self._inner.tokenize_account(provider, account)
 
+    async def instrument_of(self, token: str) -> PaymentInstrument:
+        return await self._inner.instrument_of(token)
+
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], now: dt.datetime
     ) -> GatewayEvent:

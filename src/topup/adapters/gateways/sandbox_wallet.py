@@ -87,6 +87,14 @@ class SandboxWallet:
             params={"method": "e-wallet"},
         )
 
+    async def instrument_of(self, token: str) -> PaymentInstrument:
+        """Wallet payments are approved in the wallet app; no token comes from the payer."""
+        raise InputError(
+            "An e-wallet payment takes the wallet's phone number, not a card token.",
+            code="payment_token_invalid",
+            field="payment.token",
+        )
+
     def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
         """A token for a wallet account (its number never leaves this adapter in clear)."""
         digits = account.replace(" ", "").replace("-", "").removeprefix("+")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from topup.entrypoints.api import health
+from topup.entrypoints.api import cards, health, renewals, webhooks
 
 ROUTERS: list[APIRouter] = [
     health.router,
+    cards.router,
+    renewals.router,
+    webhooks.router,
 ]

@@ -1,0 +1,226 @@
+"""Renewals: create and pay (idempotent), read, and confirm with a payment password.
+
+Who may read or confirm a renewal: the client holding its ``client_secret`` (given once, at
+creation; sent back in the ``X-Client-Secret`` header), the card's owner, and staff. Anyone else
+gets 404, as for a renewal that does not exist."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request
+from starlette.responses import Response
+
+from topup.domain.callers import Caller
+from topup.domain.errors import PaymentError, TopupError
+from topup.entrypoints.api.dependencies import (
+    CallerDependency,
+    LanguageDependency,
+    ServicesDependency,
+    check_caller_rate,
+    check_rate,
+)
+from topup.entrypoints.api.problems import encode, problem_response
+from topup.entrypoints.api.schemas import ConfirmIn, RenewalIn, RenewalOut, problems
+from topup.services import idempotency
+from topup.services.access import may_see_card
+from topup.services.confirmation import confirm_payment
+from topup.services.context import Services
+from topup.services.renewals import RenewalRequest, get_renewal, renew, renewal_unknown
+from topup.services.views import RenewalView
+
+router = APIRouter(tags=["renewals"])
+
+RenewalId = Annotated[str, Path(min_length=1, max_length=36)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=1000,
+        description="Unique per request (e.g. a UUID); the same one when retrying it.",
+    ),
+]
+ClientSecret = Annotated[
+    str | None, Header(alias="X-Client-Secret", max_length=200, description="From creation.")
+]
+JSON = "application/json"
+SECRET_PART = "_secret_"
+MINUTE_S = 60
+
+
+def client_secret_of(services: Services, renewal_id: str) -> str:
+    """Derived from the renewal's id with the server's key: nothing to store, nothing to leak."""
+    return renewal_id + SECRET_PART + services.tokens.fingerprint(f"client-secret:{renewal_id}")[:32]
+
+
+def _holds_secret(services: Services, renewal_id: str, presented: str | None) -> bool:
+    if not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), client_secret_of(services, renewal_id).encode())
+
+
+def _renewal_json(view: RenewalView, *, client_secret: str | None = None) -> dict[str, Any]:
+    data = view.to_dict()
+    data.pop("idempotency_key", None)  # the service's own key, not the caller's
+    if client_secret is not None:
+        data["client_secret"] = client_secret
+    return data
+
+
+def _created(services: Services, view: RenewalView, locale: str) -> Response:
+    """201 with the renewal; a declined payment is 402 with the renewal inside the problem."""
+    data = _renewal_json(view, client_secret=client_secret_of(services, view.id))
+    if view.status == "declined":
+        code = view.renewal.decline_code or "payment_declined"
+        declined = PaymentError(f"the payment was declined ({code})", code=code)
+        return problem_response(declined, locale, status=402, extra={"renewal": data})
+    return Response(encode(data), status_code=201, media_type=JSON)
+
+
+def _fingerprint(caller: Caller, body: RenewalIn) -> str:
+    material = json.dumps(
+        [caller.scope, body.model_dump(mode="json")], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+async def run_idempotently(
+    services: Services,
+    *,
+    caller: Caller,
+    key: str | None,
+    fingerprint: str,
+    locale: str,
+    run: Callable[[str], Awaitable[Response]],
+) -> Response:
+    """Run ``run`` once per (caller, key); store its response, errors included, to replay. A
+    failure worth retrying stores nothing, and the retry runs under the same service key."""
+    claimed = await idempotency.begin(
+        services, scope=caller.scope, key=idempotency.check_key(key), fingerprint=fingerprint
+    )
+    if isinstance(claimed, idempotency.StoredResponse):
+        return Response(
+            claimed.body,
+            status_code=claimed.status_code,
+            media_type=claimed.content_type,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        response = await run(claimed.request_id)
+    except TopupError as error:
+        if error.retryable:
+            await idempotency.finish(services, claimed, None)
+            raise
+        response = problem_response(error, locale)
+    except Exception:
+        await idempotency.finish(services, claimed, None)
+        raise
+    stored = idempotency.StoredResponse(
+        response.status_code, response.media_type or JSON, bytes(response.body)
+    )
+    await idempotency.finish(services, claimed, stored)
+    return response
+
+
+@router.post(
+    "/api/v1/renewals",
+    status_code=201,
+    response_model=RenewalOut,
+    responses=problems(400, 401, 402, 403, 404, 409),
+)
+async def create_renewal(
+    body: RenewalIn,
+    services: ServicesDependency,
+    caller: CallerDependency,
+    language: LanguageDependency,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Create a renewal and pay for it. Requires ``Idempotency-Key``: a retry with the same key
+    and body gets the first response again (for 24 h), never a second payment."""
+    idempotency.check_key(idempotency_key)
+    channel = caller.channel_for(body.channel)
+
+    async def run(service_key: str) -> Response:
+        view = await renew(
+            services,
+            RenewalRequest(
+                card_number=body.card_number,
+                plan_code=body.plan,
+                payment=None,
+                channel=channel,
+                idempotency_key=service_key,
+                method=body.payment.method,
+                region=caller.region,
+                wallet_account=body.payment.wallet_account,
+                payment_token=body.payment.token,
+            ),
+        )
+        return _created(services, view, language)
+
+    return await run_idempotently(
+        services,
+        caller=caller,
+        key=idempotency_key,
+        fingerprint=_fingerprint(caller, body),
+        locale=language,
+        run=run,
+    )
+
+
+async def _visible_renewal(
+    services: Services, caller: Caller, renewal_id: str, client_secret: str | None
+) -> RenewalView:
+    if _holds_secret(services, renewal_id, client_secret):
+        return await get_renewal(services, renewal_id)
+    if caller.is_staff or caller.account_id is not None:
+        view = await get_renewal(services, renewal_id)
+        async with services.unit_of_work() as uow:
+            if await may_see_card(uow, caller, view.renewal.card_id):
+                return view
+    raise renewal_unknown(renewal_id)
+
+
+@router.get(
+    "/api/v1/renewals/{renewal_id}", response_model=RenewalOut, responses=problems(401, 404)
+)
+async def read_renewal(
+    renewal_id: RenewalId,
+    services: ServicesDependency,
+    caller: CallerDependency,
+    client_secret: ClientSecret = None,
+) -> Response:
+    """Status, amount, expected activation time, timeline, and the receipt number once paid."""
+    view = await _visible_renewal(services, caller, renewal_id, client_secret)
+    return Response(encode(_renewal_json(view)), media_type=JSON)
+
+
+@router.post(
+    "/api/v1/renewals/{renewal_id}/confirm",
+    response_model=RenewalOut,
+    responses=problems(401, 402, 404, 409),
+)
+async def confirm_renewal(
+    renewal_id: RenewalId,
+    body: ConfirmIn,
+    request: Request,
+    services: ServicesDependency,
+    caller: CallerDependency,
+    language: LanguageDependency,
+    client_secret: ClientSecret = None,
+) -> Response:
+    """Give the payment password or 3-D Secure answer a renewal waits for."""
+    limit = services.limits.confirm_per_minute_max
+    await check_caller_rate(request, caller, "confirm", limit=limit, window_s=MINUTE_S)
+    await check_rate(services, "confirm", f"renewal:{renewal_id}", limit=limit, window_s=MINUTE_S)
+    await _visible_renewal(services, caller, renewal_id, client_secret)
+    view = await confirm_payment(services, renewal_id, body.answer)
+    data = _renewal_json(view)
+    if view.status == "declined":
+        code = view.renewal.decline_code or "payment_declined"
+        declined = PaymentError(f"the payment was declined ({code})", code=code)
+        return problem_response(declined, language, status=402, extra={"renewal": data})
+    return Response(encode(data), media_type=JSON)

@@ -1,0 +1,222 @@
+"""POST /api/v1/renewals and its idempotency, GET and confirm, over HTTP on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+
+from topup.adapters.clock import FixedClock
+from tests.conftest import START, AppFactory
+from tests.e2e.api.conftest import client_for
+from topup.services.demo import load_demo
+
+CARD = "0123456789"
+PLAN = "pack_5gb_7d"
+
+
+async def token_for(api: httpx.AsyncClient, number: str = "4242424242424242") -> str:
+    response = await api.post(
+        "/sandbox/psp/v1/tokens",
+        json={"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+    )
+    assert response.status_code == 201, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+def order(token: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "card_number": CARD,
+        "plan": PLAN,
+        "payment": {"method": "credit_card", "token": token},
+    }
+    body.update(changes)
+    return body
+
+
+async def test_a_renewal_is_created_and_paid_and_its_client_secret_reads_it(
+    api: httpx.AsyncClient,
+) -> None:
+    token = await token_for(api)
+    response = await api.post(
+        "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["status"] in {"paid", "activating"}
+    assert created["receipt_number"].startswith("R-")
+    assert "idempotency_key" not in created
+    secret = created["client_secret"]
+    read = await api.get(f"/api/v1/renewals/{created['id']}", headers={"X-Client-Secret": secret})
+    assert read.status_code == 200
+    assert read.json()["id"] == created["id"]
+    assert "client_secret" not in read.json()
+    for headers in ({}, {"X-Client-Secret": secret[:-1] + "x"}):
+        hidden = await api.get(f"/api/v1/renewals/{created['id']}", headers=headers)
+        assert hidden.status_code == 404
+        assert hidden.json()["code"] == "renewal_unknown"
+
+
+async def test_the_same_key_and_body_replay_the_first_response_byte_for_byte(
+    api: httpx.AsyncClient,
+) -> None:
+    token = await token_for(api)
+    headers = {"Idempotency-Key": "replay-1"}
+    first = await api.post("/api/v1/renewals", json=order(token), headers=headers)
+    second = await api.post("/api/v1/renewals", json=order(token), headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.content == first.content
+    assert second.headers["idempotent-replayed"] == "true"
+    history_headers = {"X-Client-Secret": first.json()["client_secret"]}
+    read = await api.get(f"/api/v1/renewals/{first.json()['id']}", headers=history_headers)
+    assert read.status_code == 200
+
+
+async def test_the_same_key_with_another_body_is_refused(api: httpx.AsyncClient) -> None:
+    token = await token_for(api)
+    headers = {"Idempotency-Key": "reuse-1"}
+    assert (await api.post("/api/v1/renewals", json=order(token), headers=headers)).status_code == 201
+    other = await api.post(
+        "/api/v1/renewals", json=order(token, plan="pack_30gb_30d"), headers=headers
+    )
+    assert other.status_code == 409
+    assert other.headers["content-type"] == "application/problem+json"
+    assert other.json()["code"] == "idempotency_key_reused"
+
+
+async def test_a_request_without_a_key_is_refused_and_stores_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    token = await token_for(api)
+    missing = await api.post("/api/v1/renewals", json=order(token))
+    assert missing.status_code == 400
+    assert missing.json()["code"] == "idempotency_key_required"
+    invalid = await api.post(
+        "/api/v1/renewals", json={"card_number": CARD}, headers={"Idempotency-Key": "v-1"}
+    )
+    assert invalid.status_code == 422
+    # Rejected by validation: the key is still free for the corrected request.
+    fixed = await api.post("/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "v-1"})
+    assert fixed.status_code == 201
+
+
+async def test_errors_of_execution_are_stored_and_replayed(api: httpx.AsyncClient) -> None:
+    token = await token_for(api)
+    headers = {"Idempotency-Key": "unknown-plan"}
+    first = await api.post("/api/v1/renewals", json=order(token, plan="no_such"), headers=headers)
+    assert first.status_code == 404
+    assert first.json()["code"] == "plan_unknown"
+    again = await api.post("/api/v1/renewals", json=order(token, plan="no_such"), headers=headers)
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_second_request_while_the_first_runs_is_told_the_key_is_in_use(
+    make_app: AppFactory,
+) -> None:
+    application = make_app(gateway_latency_s=0.5)
+    await load_demo(application.services)
+    async with client_for(application) as api:
+        token = await token_for(api)
+        headers = {"Idempotency-Key": "in-flight"}
+        first = asyncio.create_task(api.post("/api/v1/renewals", json=order(token), headers=headers))
+        await asyncio.sleep(0.2)
+        second = await api.post("/api/v1/renewals", json=order(token), headers=headers)
+        assert second.status_code == 409
+        assert second.json()["code"] == "idempotency_key_in_use"
+        assert (await first).status_code == 201
+
+
+async def test_a_key_is_forgotten_after_24_hours(make_app: AppFactory) -> None:
+    clock = FixedClock(START)
+    application = make_app(clock=clock)
+    await load_demo(application.services)
+    async with client_for(application) as api:
+        token = await token_for(api)
+        headers = {"Idempotency-Key": "day-old"}
+        first = await api.post("/api/v1/renewals", json=order(token), headers=headers)
+        assert first.status_code == 201
+        clock.advance(23 * 3600)
+        replay = await api.post("/api/v1/renewals", json=order(token), headers=headers)
+        assert replay.content == first.content
+        clock.advance(3600 + 1)
+        token = await token_for(api)
+        fresh = await api.post("/api/v1/renewals", json=order(token), headers=headers)
+        assert fresh.status_code == 201
+        assert fresh.json()["id"] != first.json()["id"]
+
+
+async def test_a_declined_card_is_a_402_problem_with_the_renewal(api: httpx.AsyncClient) -> None:
+    token = await token_for(api, "4000000000000002")
+    response = await api.post(
+        "/api/v1/renewals",
+        json=order(token),
+        headers={"Idempotency-Key": "declined", "Accept-Language": "ms"},
+    )
+    assert response.status_code == 402
+    body = response.json()
+    assert body["code"] == "card_declined"
+    assert body["renewal"]["status"] == "declined"
+    assert body["title"] == "Pembayaran tidak dibuat"
+
+
+async def test_bad_input_gets_a_precise_code_per_field(api: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "bad-input", "Content-Type": "application/json"}
+    malformed = await api.post("/api/v1/renewals", content=b'{"card_number": ', headers=headers)
+    assert malformed.status_code == 400
+    assert malformed.json()["code"] == "json_invalid"
+    token = await token_for(api)
+    wrong_type = await api.post(
+        "/api/v1/renewals", json=order(token, plan=5), headers={"Idempotency-Key": "b-2"}
+    )
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["errors"][0]["field"] == "plan"
+    unknown = await api.post(
+        "/api/v1/renewals", json=order(token, promo="x"), headers={"Idempotency-Key": "b-3"}
+    )
+    assert unknown.json()["errors"][0] == {
+        "field": "promo",
+        "code": "field_unknown",
+        "message": "promo is not a field of this request.",
+    }
+    bad_number = await api.post(
+        "/api/v1/renewals",
+        json=order(token, card_number="12"),
+        headers={"Idempotency-Key": "b-4", "Accept-Language": "id"},
+    )
+    assert bad_number.status_code == 422
+    assert bad_number.json()["errors"][0]["field"] == "card_number"
+
+
+async def test_a_caller_without_a_key_cannot_claim_the_kiosk_channel(
+    api: httpx.AsyncClient,
+) -> None:
+    token = await token_for(api)
+    response = await api.post(
+        "/api/v1/renewals", json=order(token, channel="kiosk"), headers={"Idempotency-Key": "k"}
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "channel_not_allowed"
+
+
+async def test_a_payment_password_is_confirmed_through_the_api(api: httpx.AsyncClient) -> None:
+    token = await token_for(api, "4000000000003220")
+    created = await api.post(
+        "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "3ds"}
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["next_action"] == {"type": "payment_password"}
+    url = f"/api/v1/renewals/{body['id']}/confirm"
+    refused = await api.post(url, json={"answer": "x"})
+    assert refused.status_code == 404
+    from topup.adapters.gateways.sandbox import AUTHENTICATION_ANSWER
+
+    confirmed = await api.post(
+        url, json={"answer": AUTHENTICATION_ANSWER}, headers={"X-Client-Secret": body["client_secret"]}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["status"] in {"paid", "activating"}

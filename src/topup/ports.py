@@ -219,7 +219,9 @@ class UnitOfWork(Protocol):
     instruments: Any
     webhooks: Any
     audit: Any
+    idempotency: Any
     accounts: Any
+    receipts: Any
 
     async def __aenter__(self) -> UnitOfWork: ...
 

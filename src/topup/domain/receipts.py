@@ -38,5 +38,7 @@ def parse_receipt_number(text: str) -> str:
             code="receipt_number_invalid",
             field="receipt_number",
         )
-    groups = [cleaned[index : index + GROUP_LENGTH] for index in range(0, len(cleaned), GROUP_LENGTH)]
+    groups = [
+        cleaned[index : index + GROUP_LENGTH] for index in range(0, len(cleaned), GROUP_LENGTH)
+    ]
     return "R-" + "-".join(groups)

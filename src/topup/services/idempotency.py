@@ -84,7 +84,9 @@ async def finish(services: Services, claim: Claim, response: StoredResponse | No
 
 
 def _beginning(services: Services) -> Batcher[_Begin, Claim | StoredResponse]:
-    return services.batcher("idempotency_begin", _begin_all, key=lambda item: (item.scope, item.key))
+    return services.batcher(
+        "idempotency_begin", _begin_all, key=lambda item: (item.scope, item.key)
+    )
 
 
 def _finishing(services: Services) -> Batcher[_Finish, None]:
@@ -170,7 +172,7 @@ def _in_use() -> ConflictError:
     )
 
 
-async def _finish_all(services: Services, items: list[_Finish]) -> list[None | Exception]:
+async def _finish_all(services: Services, items: list[_Finish]) -> list[Exception | None]:
     rows = [
         {
             "request_id": item.request_id,
@@ -191,6 +193,6 @@ async def prune(services: Services, *, limit: int) -> int:
     """Forget records past their replay time (the worker calls this)."""
     cutoff = services.clock.now() - dt.timedelta(seconds=services.limits.idempotency_replay_s)
     async with services.unit_of_work() as uow:
-        forgotten = await uow.idempotency.prune(created_before=cutoff, limit=limit)
+        forgotten: int = await uow.idempotency.prune(created_before=cutoff, limit=limit)
         await uow.commit()
     return forgotten

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from topup.adapters.clock import FixedClock
 from tests.conftest import START, AppFactory
 from tests.e2e.api.conftest import client_for
+from topup.adapters.clock import FixedClock
 from topup.services.demo import load_demo
 
 CARD = "0123456789"
@@ -78,7 +78,9 @@ async def test_the_same_key_and_body_replay_the_first_response_byte_for_byte(
 async def test_the_same_key_with_another_body_is_refused(api: httpx.AsyncClient) -> None:
     token = await token_for(api)
     headers = {"Idempotency-Key": "reuse-1"}
-    assert (await api.post("/api/v1/renewals", json=order(token), headers=headers)).status_code == 201
+    assert (
+        await api.post("/api/v1/renewals", json=order(token), headers=headers)
+    ).status_code == 201
     other = await api.post(
         "/api/v1/renewals", json=order(token, plan="pack_30gb_30d"), headers=headers
     )
@@ -99,7 +101,9 @@ async def test_a_request_without_a_key_is_refused_and_stores_nothing(
     )
     assert invalid.status_code == 422
     # Rejected by validation: the key is still free for the corrected request.
-    fixed = await api.post("/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "v-1"})
+    fixed = await api.post(
+        "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "v-1"}
+    )
     assert fixed.status_code == 201
 
 
@@ -122,7 +126,9 @@ async def test_a_second_request_while_the_first_runs_is_told_the_key_is_in_use(
     async with client_for(application) as api:
         token = await token_for(api)
         headers = {"Idempotency-Key": "in-flight"}
-        first = asyncio.create_task(api.post("/api/v1/renewals", json=order(token), headers=headers))
+        first = asyncio.create_task(
+            api.post("/api/v1/renewals", json=order(token), headers=headers)
+        )
         await asyncio.sleep(0.2)
         second = await api.post("/api/v1/renewals", json=order(token), headers=headers)
         assert second.status_code == 409
@@ -216,7 +222,9 @@ async def test_a_payment_password_is_confirmed_through_the_api(api: httpx.AsyncC
     from topup.adapters.gateways.sandbox import AUTHENTICATION_ANSWER
 
     confirmed = await api.post(
-        url, json={"answer": AUTHENTICATION_ANSWER}, headers={"X-Client-Secret": body["client_secret"]}
+        url,
+        json={"answer": AUTHENTICATION_ANSWER},
+        headers={"X-Client-Secret": body["client_secret"]},
     )
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["status"] in {"paid", "activating"}

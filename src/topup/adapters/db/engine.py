@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_SIZE = 20
+PREPARED_STATEMENTS_MAX = 1000  # per connection
 POSTGRES_POOL_OVERFLOW = 20
 POOL_TIMEOUT_S = 30
 POOL_RECYCLE_S = 1800
@@ -41,6 +42,13 @@ def create_engine(
         engine = create_async_engine(url, pool_timeout=POOL_TIMEOUT_S)
         _make_sqlite_transactions_immediate(engine, enforce_foreign_keys=enforce_foreign_keys)
         return engine
+    # Batches of every size from 1 to write_batch_size_max make as many statements; SQLAlchemy's
+    # cache of asyncpg prepared statements (100 by default) would keep re-preparing them.
+    url = (
+        make_url(url)
+        .update_query_dict({"prepared_statement_cache_size": str(PREPARED_STATEMENTS_MAX)})
+        .render_as_string(hide_password=False)
+    )
     engine = create_async_engine(
         url,
         pool_size=pool_size,

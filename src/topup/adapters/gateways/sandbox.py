@@ -64,6 +64,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from topup.domain.card_number import luhn_is_valid
 from topup.domain.errors import InputError
@@ -345,7 +346,7 @@ class SandboxGateway:
             field="payment.token",
         )
 
-    def _claims(self, token: str) -> dict[str, object]:
+    def _claims(self, token: str) -> dict[str, Any]:
         """The claims of a token we signed; anything else is ``payment_token_invalid``."""
         invalid = self._token_invalid()
         if len(token) > TOKEN_LENGTH_MAX or not token.startswith(TOKEN_PREFIX):

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from topup.adapters import messages
 from topup.bootstrap import Application, build
 from topup.domain.errors import TopupError
 from topup.entrypoints.api import problems
@@ -45,12 +48,12 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    raise _BodyTooLargeError
             return message
 
         try:
             await self.app(scope, counting_receive, send)
-        except _TooLarge:
+        except _BodyTooLargeError:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
@@ -78,21 +81,72 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
+class _BodyTooLargeError(Exception):
     pass
 
 
-def create_app(application: Application, *, close_on_shutdown: bool = False) -> FastAPI:
+DESCRIPTION = """One door for the mobile app, kiosks, stores and partners.
+
+* **Errors** are RFC 9457 `application/problem+json` with a stable `code` (listed below and at
+  `/api/v1/problems/{code}`), texts in the language of `Accept-Language` (en, zh-Hans, ms, id).
+* **Credentials**: none (the web and the app), `Authorization: Bearer <token>` of an account
+  (`POST /api/v1/auth/token`), or `X-API-Key` of a store, kiosk, partner or staff. The channel of a
+  renewal follows from the credential.
+* **Idempotency**: `POST /api/v1/renewals` requires an `Idempotency-Key`; the first response is
+  replayed byte for byte for 24 hours (`Idempotent-Replayed: true`).
+* **Card tokens** come from the payment gateway's own tokenisation endpoint (in the demo, the
+  sandbox's `POST /sandbox/psp/v1/tokens`); card numbers never pass through this API.
+"""
+
+
+def _openapi_of(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus every error code (as the ``code`` enum of Problem and a table in
+    ``x-error-codes``) and the two ways to authenticate."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+    )
+    entries = messages.catalogue()
+    components = document.setdefault("components", {})
+    problem = components.get("schemas", {}).get("Problem")
+    if problem is not None:
+        problem["properties"]["code"]["enum"] = [entry.code for entry in entries]
+    document["x-error-codes"] = {
+        entry.code: {
+            "meaning": entry.meaning,
+            "retryable": entry.retryable,
+            "suggestion": entry.suggestion,
+        }
+        for entry in entries
+    }
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An account's token."},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    document["security"] = [{}, {"bearer": []}, {"apiKey": []}]
+    app.openapi_schema = document
+    return document
+
+
+def create_app(application: Application | None, *, close_on_shutdown: bool = False) -> FastAPI:
+    """``application`` None: routes only, to write the OpenAPI document."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        if close_on_shutdown:
+        if close_on_shutdown and application is not None:
             await application.close()
 
     app = FastAPI(
         title="topup API",
         version="1",
         summary="Renew mobile-data cards: plans, payments, activation, balances, receipts.",
+        description=DESCRIPTION,
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
@@ -103,7 +157,16 @@ def create_app(application: Application, *, close_on_shutdown: bool = False) -> 
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=BODY_BYTES_MAX)
+
+    def openapi() -> dict[str, Any]:
+        return _openapi_of(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    return create_app(None).openapi()
 
 
 def app_from_environment() -> FastAPI:

@@ -119,7 +119,5 @@ async def transactions(
 ) -> Response:
     """The card's renewals, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
     return _json(
-        await queries.card_transactions(
-            services, caller, card_number, limit=limit, cursor=cursor
-        )
+        await queries.card_transactions(services, caller, card_number, limit=limit, cursor=cursor)
     )

@@ -22,14 +22,20 @@ def application_of(request: Request) -> Application:
     return application
 
 
-def services_of(request: Request) -> Services:
+async def services_of(request: Request) -> Services:
+    # Dependencies are coroutines: FastAPI runs a plain function in a thread pool, a thread hop
+    # per request that costs more than the function.
     return application_of(request).services
+
+
+async def language_of_request(request: Request) -> str:
+    return request_language(request)
 
 
 async def caller_of(request: Request) -> Caller:
     """An API key (``X-API-Key``), else a bearer token of an account, else anonymous. A credential
     that is given but wrong is refused (401), never taken as anonymous."""
-    services = services_of(request)
+    services = application_of(request).services
     presented_key = request.headers.get(API_KEY_HEADER)
     if presented_key is not None:
         return await api_keys.authenticate_api_key(services, presented_key)
@@ -65,12 +71,14 @@ async def check_caller_rate(
     request: Request, caller: Caller, name: str, *, limit: int, window_s: int
 ) -> None:
     """The rule counted per client address and, for a known caller, per account or key."""
-    services = services_of(request)
-    await check_rate(services, name, f"ip:{client_address(request)}", limit=limit, window_s=window_s)
+    services = application_of(request).services
+    await check_rate(
+        services, name, f"ip:{client_address(request)}", limit=limit, window_s=window_s
+    )
     if caller.scope != ANONYMOUS.scope:
         await check_rate(services, name, caller.scope, limit=limit, window_s=window_s)
 
 
 ServicesDependency = Annotated[Services, Depends(services_of)]
 CallerDependency = Annotated[Caller, Depends(caller_of)]
-LanguageDependency = Annotated[str, Depends(request_language)]
+LanguageDependency = Annotated[str, Depends(language_of_request)]

@@ -172,7 +172,7 @@ def _field_of(location: Sequence[int | str]) -> str:
 
 
 def validation_problems(error: RequestValidationError) -> list[TopupError]:
-    problems = []
+    problems: list[TopupError] = []
     for item in error.errors()[:50]:
         kind = str(item.get("type", ""))
         code = CODE_OF_VALIDATION_ERROR.get(kind)
@@ -206,9 +206,7 @@ def install(app: FastAPI) -> None:
         if any(problem.code == "json_invalid" for problem in problems):
             malformed = InputError("the body is not valid JSON", code="json_invalid")
             return problem_response(malformed, locale)
-        summary = InputError(
-            "the request has invalid fields", code="invalid_request", params={}
-        )
+        summary = InputError("the request has invalid fields", code="invalid_request", params={})
         return problem_response(summary, locale, errors=problems)
 
     async def http_error(request: Request, error: Exception) -> Response:
@@ -216,15 +214,23 @@ def install(app: FastAPI) -> None:
             raise error
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
         return problem_response(
-            TopupError(str(error.detail), code=code), request_language(request),
+            TopupError(str(error.detail), code=code),
+            request_language(request),
             status=error.status_code,
         )
 
     async def internal(request: Request, error: Exception) -> Response:
-        logger.error("internal error on %s %s: %s", request.method, request.url.path,
-                     type(error).__name__, exc_info=error)
+        logger.error(
+            "internal error on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(error).__name__,
+            exc_info=error,
+        )
         failure = TopupError(
-            "internal error", code="internal_error", retryable=True,
+            "internal error",
+            code="internal_error",
+            retryable=True,
             params={"detail": type(error).__name__},
         )
         return problem_response(failure, request_language(request), status=500)

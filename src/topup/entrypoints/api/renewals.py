@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from topup.domain.callers import Caller
@@ -48,13 +49,15 @@ ClientSecret = Annotated[
     str | None, Header(alias="X-Client-Secret", max_length=200, description="From creation.")
 ]
 JSON = "application/json"
-SECRET_PART = "_secret_"
+SECRET_PART = "_secret_"  # noqa: S105 - a separator, not a secret
 MINUTE_S = 60
 
 
 def client_secret_of(services: Services, renewal_id: str) -> str:
     """Derived from the renewal's id with the server's key: nothing to store, nothing to leak."""
-    return renewal_id + SECRET_PART + services.tokens.fingerprint(f"client-secret:{renewal_id}")[:32]
+    return (
+        renewal_id + SECRET_PART + services.tokens.fingerprint(f"client-secret:{renewal_id}")[:32]
+    )
 
 
 def _holds_secret(services: Services, renewal_id: str, presented: str | None) -> bool:
@@ -122,7 +125,10 @@ async def run_idempotently(
     stored = idempotency.StoredResponse(
         response.status_code, response.media_type or JSON, bytes(response.body)
     )
-    await idempotency.finish(services, claimed, stored)
+    # Stored once the response is on its way: the caller does not wait for this write. A retry
+    # arriving in between is told the key is in use; a crash in between leaves the key to be
+    # taken over after idempotency_lease_s, and the service's own key finds the renewal again.
+    response.background = BackgroundTask(idempotency.finish, services, claimed, stored)
     return response
 
 

@@ -13,11 +13,16 @@ from topup.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
 Channel = Literal["web", "store", "kiosk", "app", "api"]
 
 
+# What any route may answer: a malformed request, a bad credential, a channel the credential
+# does not sell through, an oversize body, invalid fields, too many requests, no database.
+COMMON_PROBLEM_STATUSES = (400, 401, 403, 413, 422, 429, 503)
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of a route that can answer these error statuses."""
+    """The ``responses`` of a route that can answer these error statuses (and the common ones)."""
     return {
         status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
-        for status in (*statuses, 422, 429)
+        for status in sorted({*statuses, *COMMON_PROBLEM_STATUSES})
     }
 
 

@@ -33,7 +33,9 @@ async def webhook(
     """A payment event from a gateway, signed over the raw body (the gateway's own scheme).
     A repeat of an event already handled is answered ``duplicate`` and changes nothing."""
     body = await request.body()
-    headers = {key.lower(): value for key, value in list(request.headers.items())[:WEBHOOK_HEADERS_MAX]}
+    headers = {
+        key.lower(): value for key, value in list(request.headers.items())[:WEBHOOK_HEADERS_MAX]
+    }
     outcome = await handle_webhook(services, gateway, body, headers)
     return Response(encode({"outcome": outcome}), media_type="application/json")
 

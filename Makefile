@@ -17,9 +17,11 @@ install: $(BIN)/topup
 
 run: install
 	$(BIN)/topup init --demo
-	@echo "Demo cards: $(BIN)/topup cards   Renew: $(BIN)/topup renew 0123456789 pack_5gb_7d --card-number 4242424242424242 --expiry 12/30 --cvc 123"
-	@echo "Activation worker running; Ctrl-C to stop."
-	$(BIN)/topup worker
+	@echo "API: http://127.0.0.1:8000/api/docs   Demo cards: $(BIN)/topup cards"
+	@echo "Activation worker and API server running; Ctrl-C stops both."
+	@trap 'kill 0' INT TERM EXIT; \
+	TOPUP_SANDBOX_WEBHOOK_URL=http://127.0.0.1:8000 $(BIN)/topup worker & \
+	TOPUP_SANDBOX_WEBHOOK_URL=http://127.0.0.1:8000 $(BIN)/topup serve --host 127.0.0.1 --port 8000
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -36,6 +38,7 @@ unit: install
 
 bench: install
 	$(BIN)/python bench/renewals.py
+	$(BIN)/python bench/http_renewals.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .hypothesis

@@ -9,6 +9,7 @@ import sys
 
 from topup.adapters.db.engine import TRANSIENT_DATABASE_ERRORS
 from topup.services.activation import run_due_jobs
+from topup.services import idempotency
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
@@ -19,6 +20,7 @@ async def work_once(services: Services) -> int:
     done = await run_due_jobs(services)
     done += await reconcile_payments(services)
     done += await advance_cards(services)
+    done += await idempotency.prune(services, limit=services.limits.lifecycle_batch_size)
     return done
 
 
@@ -37,6 +39,8 @@ async def run_forever(services: Services, *, stop: asyncio.Event | None = None) 
             done += await reconcile_payments(services)
             if loop.time() - last_lifecycle >= limits.lifecycle_interval_s:
                 done += await advance_cards(services)
+                # HTTP idempotency records past their 24 h: forgotten a batch at a time.
+                done += await idempotency.prune(services, limit=limits.lifecycle_batch_size)
                 last_lifecycle = loop.time()
             failures_in_a_row = 0
         except TRANSIENT_DATABASE_ERRORS as error:

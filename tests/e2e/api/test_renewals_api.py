@@ -11,6 +11,7 @@ import httpx
 from tests.conftest import START, AppFactory
 from tests.e2e.api.conftest import client_for
 from topup.adapters.clock import FixedClock
+from topup.services import idempotency
 from topup.services.demo import load_demo
 
 CARD = "0123456789"
@@ -228,3 +229,16 @@ async def test_a_payment_password_is_confirmed_through_the_api(api: httpx.AsyncC
     )
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["status"] in {"paid", "activating"}
+
+
+async def test_the_worker_forgets_idempotency_records_after_24_hours(make_app: AppFactory) -> None:
+    clock = FixedClock(START)
+    application = make_app(clock=clock)
+    await load_demo(application.services)
+    async with client_for(application) as api:
+        token = await token_for(api)
+        await api.post("/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "old"})
+    services = application.services
+    assert await idempotency.prune(services, limit=10) == 0
+    clock.advance(24 * 3600 + 1)
+    assert await idempotency.prune(services, limit=10) == 1

@@ -70,6 +70,36 @@ def postgres_database() -> Iterator[str]:
     admin.dispose()
 
 
+def redis_server_url() -> str | None:
+    url = os.environ.get("TOPUP_TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but TOPUP_TEST_REDIS_URL is not: Redis tests cannot be skipped")
+        return None
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis database tests may write to (TOPUP_TEST_REDIS_URL, e.g. redis://127.0.0.1:6379/15).
+    Tests delete only the keys they wrote; they never flush the database."""
+    import redis
+
+    url = redis_server_url()
+    if url is None:
+        pytest.skip("Redis not configured: set TOPUP_TEST_REDIS_URL to run these tests")
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"Redis at TOPUP_TEST_REDIS_URL is unreachable: {type(error).__name__}")
+    finally:
+        client.close()
+    return url
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "topup.sqlite3"
@@ -105,6 +135,10 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
         "network_delay_s": 0.0,
         "network_latency_s": 0.0,
         "sandbox_journal": "",
+        "sandbox_sms_outbox": "",
+        "mail_outbox": "",  # e-mail kept in memory: application.services.mailer is a MemoryMailer
+        "sms_latency_s": 0.0,
+        "redis_url": "",  # rate limits in memory, whatever the environment says
     }
     values.update(overrides)
     return Settings(**values)

@@ -1,4 +1,5 @@
-"""API keys, HTTP idempotency records, and receipt numbers on renewals
+"""API keys, HTTP idempotency records, and receipt numbers (and where to e-mail the receipt)
+on renewals
 
 Revision ID: 0006
 Revises: 0005
@@ -21,6 +22,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("renewals", schema=None) as batch_op:
         batch_op.add_column(sa.Column("receipt_number", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("receipt_email", sa.String(length=320), nullable=True))
+        batch_op.add_column(sa.Column("receipt_language", sa.String(length=16), nullable=True))
         batch_op.create_unique_constraint(
             op.f("uq_renewals_receipt_number"), ["receipt_number"]
         )
@@ -64,4 +67,6 @@ def downgrade() -> None:
     op.drop_table("api_keys")
     with op.batch_alter_table("renewals", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("uq_renewals_receipt_number"), type_="unique")
+        batch_op.drop_column("receipt_language")
+        batch_op.drop_column("receipt_email")
         batch_op.drop_column("receipt_number")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import httpx
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,16 +29,21 @@ from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.adapters.iin_table import shipped_iin_table
 from topup.adapters.methods import load_methods
 from topup.adapters.network.sandbox import SandboxNetwork
+from topup.adapters.notify.mail_outbox import MemoryMailer, OutboxMailer
+from topup.adapters.notify.sandbox_sms import SandboxSms
+from topup.adapters.notify.smtp import SmtpMailer, parse_smtp_url
 from topup.adapters.profiles import load_profile
 from topup.adapters.rate_limits import MemoryRateLimiter
+from topup.adapters.redis_rate_limits import RedisRateLimiter
 from topup.adapters.secrets import TokenVault
 from topup.domain.errors import InputError
-from topup.ports import Clock, PaymentGateway
+from topup.ports import Clock, Mailer, PaymentGateway, RateLimiter
 from topup.services.context import Services
 from topup.services.wallets import handle_webhook
 from topup.settings import Limits, Settings
 
 GATEWAY_ENTRY_POINTS = "topup.gateways"
+JSON = "application/json"
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -49,6 +55,8 @@ class Application:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if isinstance(self.services.rate_limiter, RedisRateLimiter):
+            await self.services.rate_limiter.aclose()
 
 
 def secret_key(settings: Settings) -> str:
@@ -110,7 +118,7 @@ def build(
         profile=profile,
         methods=methods,
         card_facts=shipped_iin_table().facts_for,
-        rate_limiter=MemoryRateLimiter(clock),
+        rate_limiter=_rate_limiter(settings, clock),
         limits=limits,
         tokens=TokenVault(key),
         new_id=(lambda: str(uuid.UUID(int=randomness.getrandbits(128), version=4)))
@@ -118,25 +126,70 @@ def build(
         else (lambda: str(uuid.uuid4())),
         random=randomness,
         database_unavailable=database_unavailable,
+        mailer=_mailer(settings, clock),
+        sms=SandboxSms(
+            latency_s=settings.sms_latency_s,
+            failure_rate=settings.sms_failure_rate,
+            seed=settings.sandbox_seed,
+            outbox=settings.sandbox_sms_outbox or None,
+            clock=clock.now,
+        ),
     )
     if on_event is not None:
         services.on_event = on_event
-    _deliver_sandbox_webhooks(services)
+    _deliver_sandbox_webhooks(services, settings.sandbox_webhook_url)
     return Application(services=services, engine=engine, settings=settings)
 
 
-def _deliver_sandbox_webhooks(services: Services) -> None:
-    """The sandbox wallet posts its webhooks straight to our handler, in this process, as the
-    provider's HTTP call would arrive (the API issue adds the HTTP endpoint)."""
+def _rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
+    """Shared by every server process through Redis when TOPUP_REDIS_URL is set (falling back
+    to this process's memory while Redis is down); else counted in this process's memory."""
+    if settings.redis_url:
+        return RedisRateLimiter.from_url(settings.redis_url, clock)
+    return MemoryRateLimiter(clock)
+
+
+def _mailer(settings: Settings, clock: Clock) -> Mailer:
+    """SMTP when TOPUP_SMTP_URL is set; else .eml files in TOPUP_MAIL_OUTBOX; else memory."""
+    if settings.smtp_url:
+        return SmtpMailer(
+            parse_smtp_url(settings.smtp_url),
+            sender=settings.mail_from,
+            timeout_s=settings.smtp_timeout_s,
+            clock=clock.now,
+        )
+    if settings.mail_outbox:
+        return OutboxMailer(Path(settings.mail_outbox), sender=settings.mail_from, clock=clock.now)
+    return MemoryMailer()
+
+
+WEBHOOK_DELIVERY_TIMEOUT_S = 10.0
+
+
+def _deliver_sandbox_webhooks(services: Services, base_url: str) -> None:
+    """The sandbox wallet posts its webhooks to ``base_url``'s webhook endpoint over HTTP, as a
+    provider would; without one, straight to our handler in this process."""
     for name, gateway in services.gateways.items():
-        if isinstance(gateway, SandboxWallet):
+        if not isinstance(gateway, SandboxWallet):
+            continue
+        if base_url:
+            address = f"{base_url.rstrip('/')}/api/v1/webhooks/{name}"
 
-            async def deliver(
-                body: bytes, headers: Mapping[str, str], gateway_name: str = name
-            ) -> str:
-                return await handle_webhook(services, gateway_name, body, headers)
+            async def post(body: bytes, headers: Mapping[str, str], address: str = address) -> str:
+                async with httpx.AsyncClient(timeout=WEBHOOK_DELIVERY_TIMEOUT_S) as client:
+                    answer = await client.post(
+                        address, content=body, headers={**headers, "content-type": JSON}
+                    )
+                answer.raise_for_status()
+                return str(answer.json().get("outcome", ""))
 
-            gateway.deliver = deliver
+            gateway.deliver = post
+            continue
+
+        async def deliver(body: bytes, headers: Mapping[str, str], gateway_name: str = name) -> str:
+            return await handle_webhook(services, gateway_name, body, headers)
+
+        gateway.deliver = deliver
 
 
 def _gateway(name: str, settings: Settings, key: str, clock: Clock) -> PaymentGateway:

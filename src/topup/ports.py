@@ -222,6 +222,7 @@ class UnitOfWork(Protocol):
     idempotency: Any
     accounts: Any
     receipts: Any
+    api_keys: Any
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -61,10 +61,15 @@ class Limits(BaseSettings):
     login_failures_max: int = Field(5, ge=1, le=100)
     login_lock_s: int = Field(900, ge=1)
     access_token_lifetime_s: int = Field(43_200, ge=60)
+    # A failed sign-in from the third in a row on waits this long before it is answered.
+    login_slowdown_s: float = Field(1.0, ge=0, le=10)
     # HTTP idempotency: how long a key's first response is replayed, and how long a request
     # that never finished (its server died) holds its key.
     idempotency_replay_s: int = Field(86_400, ge=60)
     idempotency_lease_s: int = Field(60, ge=1)
+    # E-mails (card-number recovery, receipts sent later) under way in the background at once;
+    # more are dropped with a log line.
+    mailings_in_flight_max: int = Field(32, ge=1, le=10_000)
 
 
 class Settings(BaseSettings):
@@ -85,8 +90,30 @@ class Settings(BaseSettings):
     # Where the sandbox card gateway journals what it settles (`topup sandbox-settlement`);
     # empty: no journal.
     sandbox_journal: str = "var/sandbox-settlements.jsonl"
+    # Where the sandbox e-wallet posts its webhooks, like a real provider: the base address of a
+    # `topup serve` (e.g. http://127.0.0.1:8000). Empty: straight to the handler, in-process.
+    sandbox_webhook_url: str = ""
     network_delay_s: float = Field(2.0, ge=0)
     network_latency_s: float = Field(0.05, ge=0)
     network_transient_failure_rate: float = Field(0.0, ge=0, le=1)
     network_permanent_failure_rate: float = Field(0.0, ge=0, le=1)
     sandbox_seed: int = 0
+    # The sandbox SMS provider (one-time codes to link a card): its latency, the fraction of
+    # messages it fails, and the file it appends each message to, as a JSON line, for the demo
+    # user to read (`topup sandbox-sms`); empty: memory only.
+    sms_latency_s: float = Field(0.05, ge=0)
+    sms_failure_rate: float = Field(0.0, ge=0, le=1)
+    sandbox_sms_outbox: str = "var/sandbox-sms.jsonl"
+    # E-mail (receipts, card-number recovery): through the SMTP server of TOPUP_SMTP_URL
+    # (smtp://user:password@host:587, smtps://host:465); without it, each message is written as
+    # an .eml file into mail_outbox for the demo user to read; both empty: kept in memory (tests).
+    smtp_url: str = ""
+    smtp_timeout_s: float = Field(10.0, gt=0, le=300)
+    mail_from: str = "topup <no-reply@topup.example>"
+    mail_outbox: str = "var/outbox"
+    # Fonts for PDF receipts, tried in order (separated by the OS path separator); empty: the
+    # usual places of Noto CJK, WenQuanYi, Droid and DejaVu fonts. No font: Latin-1 and English.
+    receipt_font_paths: str = ""
+    # Redis (redis://host:port/db) shared by every server process for rate limits; empty: each
+    # process counts in its own memory.
+    redis_url: str = ""

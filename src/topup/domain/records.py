@@ -32,6 +32,8 @@ class RenewalRecord:
     expected_by: dt.datetime | None
     contact_after: dt.datetime | None
     receipt_number: str | None = None  # chosen when made; shown once paid
+    receipt_email: str | None = None  # where to e-mail the receipt once paid
+    receipt_language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -495,6 +495,85 @@ def audit(as_json: JsonOption = False) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+api_keys_app = typer.Typer(
+    no_args_is_help=True,
+    help="API keys of stores, kiosks, partners and staff (X-API-Key header).",
+)
+app.add_typer(api_keys_app, name="api-keys")
+
+
+@api_keys_app.command(name="create")
+def api_keys_create(
+    name: Annotated[str, typer.Option(help="Who uses the key, e.g. 'Kiosk 3, KL Sentral'.")],
+    role: Annotated[str, typer.Option(help="staff, store, kiosk or partner.")],
+    outlet: Annotated[
+        str | None, typer.Option(help="The store or kiosk the key belongs to (store, kiosk).")
+    ] = None,
+    region: RegionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key. The full key is printed this once: store it now; only a hash is kept."""
+    from topup.services.api_keys import create_api_key
+
+    summary, key = _run(
+        lambda application: create_api_key(
+            application.services, name=name, role=role, outlet=outlet, region=region
+        )
+    )
+    if as_json:
+        _print_json({"api_key": summary, "key": key})
+        return
+    console.print(
+        f"API key {summary['id']} ({summary['role']}, channel {summary['channel']}, "
+        f"prefix {summary['prefix']}) created:"
+    )
+    print(key)
+    console.print("[yellow]Store it now: it is shown this once and cannot be recovered.[/yellow]")
+
+
+@api_keys_app.command(name="list")
+def api_keys_list(
+    limit: Annotated[int, typer.Option(help="How many keys to list.")] = 100,
+    offset: Annotated[int, typer.Option(help="Skip this many keys.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys, oldest first, revoked ones included (never their secrets)."""
+    from topup.services.api_keys import list_api_keys
+
+    rows = _run(lambda application: list_api_keys(application.services, limit=limit, offset=offset))
+    if as_json:
+        _print_json({"api_keys": rows})
+        return
+    table = Table("id", "prefix", "name", "role", "outlet", "region", "created", "status")
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["prefix"],
+            row["name"],
+            row["role"],
+            row["outlet"] or "-",
+            row["region"] or "-",
+            row["created_at"],
+            row["status"],
+        )
+    console.print(table)
+
+
+@api_keys_app.command(name="revoke")
+def api_keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `topup api-keys list`).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a key: every server refuses it from the next request on."""
+    from topup.services.api_keys import revoke_api_key
+
+    summary = _run(lambda application: revoke_api_key(application.services, key_id))
+    if as_json:
+        _print_json({"api_key": summary})
+        return
+    console.print(f"API key {summary['id']} ({summary['name']}) revoked at {summary['revoked_at']}")
+
+
 def main() -> None:
     app()
 
@@ -519,6 +598,30 @@ def errors_command(
                 entry.code, "yes" if entry.retryable else "no", entry.meaning, entry.suggestion
             )
         console.print(table)
+
+
+@app.command(name="sandbox-sms")
+def sandbox_sms_command(
+    last: Annotated[int, typer.Option(min=1, max=1000, help="How many messages to show.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """The last text messages the sandbox SMS provider sent (e.g. a code to link a card)."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from topup.adapters.notify.sandbox_sms import read_outbox
+
+    outbox = Settings().sandbox_sms_outbox
+    if not outbox:
+        raise _fail("sms_outbox_off", "TOPUP_SANDBOX_SMS_OUTBOX is empty", EXIT_INPUT, {})
+    sent = read_outbox(Path(outbox), last=last)
+    if as_json:
+        _print_json({"messages": [asdict(message) for message in sent]})
+        return
+    table = Table("sent at", "to", "text")
+    for message in sent:
+        table.add_row(message.sent_at, message.msisdn, message.text)
+    console.print(table)
 
 
 def _settlement_day(text: str | None) -> Any:

@@ -8,8 +8,8 @@ import signal
 import sys
 
 from topup.adapters.db.engine import TRANSIENT_DATABASE_ERRORS
-from topup.services.activation import run_due_jobs
 from topup.services import idempotency
+from topup.services.activation import run_due_jobs
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments

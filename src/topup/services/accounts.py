@@ -1,13 +1,374 @@
-"""Accounts of subscribers (to be completed: sign-up, log-in, tokens, linked cards)."""
+"""Accounts of subscribers: sign-up, sign-in with expiring and revocable bearer tokens, and the
+cards an account links by a one-time code sent by SMS to the card's number.
+
+What is kept: the e-mail (lower-case), an argon2id hash of the password, keyed hashes
+(``services.tokens.fingerprint``) of bearer tokens, one-time codes and, for failed sign-ins, of
+e-mail addresses. Never a password, a token or a code in clear.
+
+Sign-in failures do not say what was wrong: an unknown e-mail and a wrong password give the same
+``login_failed``, after the same argon2 work (a dummy hash stands in for a missing account). From
+the third failure in a row each answer waits ``limits.login_slowdown_s``; ``login_failures_max``
+failures within ``login_lock_s`` lock the address, registered or not, for ``login_lock_s``
+(``login_locked``, 429 with Retry-After). The lock never grows: once it ends, counting starts
+afresh, and a successful sign-in forgets earlier failures.
+"""
 
 from __future__ import annotations
 
-from topup.domain.callers import Caller
-from topup.domain.errors import TopupError
+import asyncio
+import datetime as dt
+import functools
+import hmac
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from topup.domain.accounts import (
+    Account,
+    LinkCode,
+    check_email,
+    check_language,
+    check_password,
+    link_code_text,
+    normalise_email,
+    normalise_password,
+)
+from topup.domain.callers import Caller, CallerKind
+from topup.domain.card_number import CardNumber, CardNumberKind
+from topup.domain.errors import ConflictError, InputError, InvariantError, TopupError
 from topup.services.context import Services
+from topup.services.queries import card_summary
+from topup.services.renewals import find_card
+
+ACCESS_TOKEN_BYTES = 32  # secrets.token_urlsafe: 43 characters
+ACCESS_TOKEN_LENGTH_MAX = 128  # longer presented tokens are refused without a look-up
+LOGIN_SLOWDOWN_AFTER_FAILURES = 3
+LINK_CODE_DIGITS = 6
+LINK_CODE_LIFETIME_S = 600
+LINK_CODE_ATTEMPTS_MAX = 5
+
+# argon2id with argon2-cffi's defaults (RFC 9106's second recommended option: t=3, 64 MiB, p=4).
+# Hashing runs in the default thread pool, which bounds how many run at once.
+_HASHER = PasswordHasher()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A bearer token, shown once: only its keyed hash is kept."""
+
+    access_token: str
+    expires_at: dt.datetime
+    expires_in_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCodeSent:
+    card_number: str  # masked: the number the code went to
+    expires_at: dt.datetime
+
+
+# --- passwords ---------------------------------------------------------------------------------
+
+
+async def _hash_password(password: str) -> str:
+    return await asyncio.to_thread(_HASHER.hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except InvalidHashError as error:
+        raise InvariantError("a stored password hash is not an argon2 hash") from error
+    except VerificationError:  # VerifyMismatchError and its kin: not this password
+        return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when no account has the e-mail, so that the answer takes as long."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+async def _password_matches(account: Account | None, password: str) -> bool:
+    if account is None:
+        dummy = await asyncio.to_thread(_dummy_hash)
+        await asyncio.to_thread(_verify, dummy, password)
+        return False
+    return await asyncio.to_thread(_verify, account.password_hash, password)
+
+
+# --- sign-up, sign-in, sign-out ----------------------------------------------------------------
+
+
+async def sign_up(services: Services, *, email: str, password: str, language: str) -> Account:
+    """A new account; ``email_invalid``, ``password_too_short`` / ``_long``,
+    ``language_unsupported`` or ``email_taken`` (409) otherwise."""
+    address = check_email(email)
+    chosen = check_language(language)
+    password_hash = await _hash_password(check_password(password))
+    account = Account(
+        id=services.new_id(),
+        email=address,
+        password_hash=password_hash,
+        language=chosen,
+        created_at=services.clock.now(),
+    )
+    async with services.unit_of_work() as uow:
+        added = await uow.accounts.add(account)
+        if not added:
+            raise ConflictError(
+                "an account with this e-mail exists",
+                code="email_taken",
+                field="email",
+                params={},
+            )
+        await uow.commit()
+    return account
+
+
+def _login_failed() -> TopupError:
+    return TopupError("wrong e-mail or password", code="login_failed", params={})
+
+
+def _login_locked(until: dt.datetime, now: dt.datetime) -> TopupError:
+    seconds = max(1, math.ceil((until - now).total_seconds()))
+    return TopupError(
+        f"too many failed sign-ins; locked for {seconds} s",
+        code="login_locked",
+        retryable=True,
+        params={"retry_after_s": str(seconds), "minutes": str(math.ceil(seconds / 60))},
+    )
+
+
+def _email_fingerprint(services: Services, email: str) -> str:
+    return services.tokens.fingerprint(f"login-email:{email}")
+
+
+async def log_in(services: Services, *, email: str, password: str) -> IssuedToken:
+    """A new bearer token for the account; ``login_failed`` (401) or ``login_locked`` (429)."""
+    address = normalise_email(email)
+    fingerprint = _email_fingerprint(services, address)
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        locked_until = await uow.accounts.login_locked_until(fingerprint, now=now)
+        account: Account | None = None if locked_until else await uow.accounts.by_email(address)
+    if locked_until is not None:
+        raise _login_locked(locked_until, now)
+    typed = normalise_password(password)
+    matches = await _password_matches(account, typed)
+    if account is None or not matches:
+        raise await _count_failure(services, fingerprint)
+    return await _issue_token(services, account, typed, fingerprint)
+
+
+async def _count_failure(services: Services, fingerprint: str) -> TopupError:
+    """Count a failed sign-in and lock the e-mail at the limit; returns (slowly, from the
+    third failure on) the error to answer with."""
+    limits = services.limits
+    now = services.clock.now()
+    window_start = now - dt.timedelta(seconds=limits.login_lock_s)
+    async with services.unit_of_work() as uow:
+        failures = await uow.accounts.count_login_failure(
+            fingerprint, now=now, window_start=window_start
+        )
+        locked_until = None
+        if failures >= limits.login_failures_max:
+            locked_until = now + dt.timedelta(seconds=limits.login_lock_s)
+            await uow.accounts.lock_login(fingerprint, until=locked_until, now=now)
+        await uow.commit()
+    if failures >= LOGIN_SLOWDOWN_AFTER_FAILURES and limits.login_slowdown_s > 0:
+        await asyncio.sleep(limits.login_slowdown_s)
+    if locked_until is not None:
+        return _login_locked(locked_until, now)
+    return _login_failed()
+
+
+async def _issue_token(
+    services: Services, account: Account, password: str, fingerprint: str
+) -> IssuedToken:
+    new_hash = None
+    if _HASHER.check_needs_rehash(account.password_hash):
+        new_hash = await _hash_password(password)
+    token = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+    now = services.clock.now()
+    lifetime_s = services.limits.access_token_lifetime_s
+    expires_at = now + dt.timedelta(seconds=lifetime_s)
+    async with services.unit_of_work() as uow:
+        await uow.accounts.forget_login_failures(fingerprint)
+        await uow.accounts.forget_dead_tokens(account.id, now=now)
+        if new_hash is not None:
+            await uow.accounts.set_password_hash(account.id, new_hash)
+        await uow.accounts.add_token(
+            token_id=services.new_id(),
+            account_id=account.id,
+            token_hash=services.tokens.fingerprint(token),
+            created_at=now,
+            expires_at=expires_at,
+        )
+        await uow.commit()
+    return IssuedToken(access_token=token, expires_at=expires_at, expires_in_s=lifetime_s)
+
+
+def _token_invalid() -> TopupError:
+    return TopupError("this sign-in token is not valid", code="token_invalid", params={})
 
 
 async def authenticate_token(services: Services, token: str) -> Caller:
     """The account a bearer token belongs to; 401 ``token_invalid`` if unknown, expired or
     revoked."""
-    raise TopupError("this sign-in token is not valid", code="token_invalid")
+    if not token or len(token) > ACCESS_TOKEN_LENGTH_MAX:
+        raise _token_invalid()
+    async with services.unit_of_work() as uow:
+        account_id = await uow.accounts.account_of_token(
+            services.tokens.fingerprint(token), now=services.clock.now()
+        )
+    if account_id is None:
+        raise _token_invalid()
+    return Caller(kind=CallerKind.ACCOUNT, account_id=account_id)
+
+
+async def log_out(services: Services, token: str) -> None:
+    """Revoke the token: it signs nobody in any more. ``token_invalid`` if it did not."""
+    if not token or len(token) > ACCESS_TOKEN_LENGTH_MAX:
+        raise _token_invalid()
+    async with services.unit_of_work() as uow:
+        revoked = await uow.accounts.revoke_token(
+            services.tokens.fingerprint(token), now=services.clock.now()
+        )
+        if not revoked:
+            raise _token_invalid()
+        await uow.commit()
+
+
+async def account_of(services: Services, account_id: str) -> Account:
+    async with services.unit_of_work() as uow:
+        account: Account | None = await uow.accounts.get(account_id)
+    if account is None:  # tokens refer to their account; it is never deleted
+        raise _token_invalid()
+    return account
+
+
+# --- linking cards -----------------------------------------------------------------------------
+
+
+def _code_hash(services: Services, code_id: str, code: str) -> str:
+    return services.tokens.fingerprint(f"card-link:{code_id}:{code}")
+
+
+async def _check_card_rate(services: Services, card_id: str) -> None:
+    """Codes sent to one card, whoever asks: nobody can flood a subscriber with texts."""
+    limit = services.limits.sms_codes_per_hour_max
+    retry_after_s = await services.rate_limiter.hit(
+        "sms_code", f"card:{card_id}", limit=limit, window_s=3600
+    )
+    if retry_after_s:
+        raise TopupError(
+            f"too many codes sent to this card; try again in {retry_after_s} s",
+            code="rate_limited",
+            retryable=True,
+            params={"retry_after_s": str(retry_after_s)},
+        )
+
+
+async def start_card_link(services: Services, account_id: str, card_number: str) -> LinkCodeSent:
+    """Send a one-time code by SMS to the card's number; the account links the card by giving
+    it back (``verify_card_link``). A new code replaces any sent before."""
+    sms = services.sms
+    if sms is None:
+        raise InvariantError("no SMS sender is configured (bootstrap builds one)")
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        card = await find_card(uow, services, card_number)
+        if await uow.accounts.owns_card(account_id, card.id):
+            raise ConflictError(
+                "this card is already linked to the account",
+                code="card_already_linked",
+                field="card_number",
+                params={},
+            )
+        account = await uow.accounts.get(account_id)
+        if account is None:
+            raise _token_invalid()
+        await _check_card_rate(services, card.id)
+        code = f"{secrets.randbelow(10**LINK_CODE_DIGITS):0{LINK_CODE_DIGITS}d}"
+        code_id = services.new_id()
+        expires_at = now + dt.timedelta(seconds=LINK_CODE_LIFETIME_S)
+        pending = LinkCode(
+            id=code_id,
+            account_id=account_id,
+            card_id=card.id,
+            code_hash=_code_hash(services, code_id, code),
+            attempts=0,
+            expires_at=expires_at,
+            used_at=None,
+        )
+        await uow.accounts.replace_link_code(pending, created_at=now)
+        await uow.commit()
+    text = link_code_text(code, minutes=LINK_CODE_LIFETIME_S // 60, language=account.language)
+    await sms.send(card.msisdn, text)  # no connection held while the provider answers
+    masked = CardNumber(CardNumberKind.MSISDN, card.msisdn).masked()
+    return LinkCodeSent(card_number=masked, expires_at=expires_at)
+
+
+def _link_code_expired() -> ConflictError:
+    return ConflictError(
+        "no valid code for this card: it expired, was used, or none was sent",
+        code="link_code_expired",
+        field="code",
+        params={},
+    )
+
+
+def _link_attempts_exceeded() -> ConflictError:
+    return ConflictError(
+        "too many wrong codes; ask for a new one",
+        code="link_code_attempts_exceeded",
+        field="code",
+        params={},
+    )
+
+
+async def verify_card_link(
+    services: Services, account_id: str, card_number: str, code: str
+) -> dict[str, Any]:
+    """Link the card if ``code`` is the one last sent to it for this account, unexpired, within
+    LINK_CODE_ATTEMPTS_MAX attempts; returns the card's summary."""
+    typed = "".join(code.split())
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        card = await find_card(uow, services, card_number)
+        pending = await uow.accounts.pending_link_code(account_id, card.id)
+        if pending is None or pending.expires_at <= now:
+            raise _link_code_expired()
+        attempts = await uow.accounts.spend_link_attempt(
+            pending.id, attempts_max=LINK_CODE_ATTEMPTS_MAX
+        )
+        if attempts is None:
+            raise _link_attempts_exceeded()
+        if not hmac.compare_digest(pending.code_hash, _code_hash(services, pending.id, typed)):
+            await uow.commit()  # the attempt counts
+            left = LINK_CODE_ATTEMPTS_MAX - attempts
+            if left <= 0:
+                raise _link_attempts_exceeded()
+            raise InputError(
+                f"wrong code; {left} attempts left",
+                code="link_code_wrong",
+                field="code",
+                params={"attempts_left": str(left)},
+            )
+        if not await uow.accounts.use_link_code(pending.id, at=now):
+            raise _link_code_expired()
+        await uow.accounts.link_card(account_id, card.id, at=now)
+        await uow.commit()
+    return card_summary(card, services)
+
+
+async def my_cards(services: Services, account_id: str) -> list[dict[str, Any]]:
+    """The account's linked cards with their balances, in the order they were linked."""
+    async with services.unit_of_work() as uow:
+        cards = await uow.accounts.linked_cards(account_id, limit=services.limits.list_limit_max)
+    return [card_summary(card, services) for card in cards]

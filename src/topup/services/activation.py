@@ -31,7 +31,8 @@ from topup.ports import (
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
-from topup.services.renewals import charge_of, renewal_unknown
+from topup.services.receipts import send_receipt
+from topup.services.renewals import RECEIPT_JOB, charge_of, renewal_unknown
 
 ACTIVATE = "activate"
 REFUND = "refund"
@@ -64,11 +65,47 @@ async def run_due_jobs(services: Services) -> int:
                 await _activate(services, job, *found)
             elif job.kind == REFUND:
                 await _refund(services, job)
+            elif job.kind == RECEIPT_JOB:
+                await _send_receipt(services, job)
             else:
                 raise InvariantError(f"unknown job kind {job.kind!r}")
 
     await asyncio.gather(*(run(job) for job in jobs))
     return len(jobs)
+
+
+async def _send_receipt(services: Services, job: JobRecord) -> None:
+    """E-mail a paid renewal's receipt where its payer asked; a mail server that is down is
+    tried again with backoff, up to ``activation_attempts_max`` times."""
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        renewal: RenewalRecord | None = (await uow.renewals.get_many([job.renewal_id])).get(
+            job.renewal_id
+        )
+    if renewal is None or not renewal.receipt_email:
+        raise InvariantError(f"receipt job for renewal {job.renewal_id} with no e-mail")
+    language = renewal.receipt_language or services.profile.default_locale
+    try:
+        await send_receipt(services, renewal.id, renewal.receipt_email, language)
+    except TopupError as error:
+        attempts_max = services.limits.activation_attempts_max
+        if not error.retryable or job.attempts + 1 >= attempts_max:
+            async with services.unit_of_work() as uow:
+                await uow.jobs.finish(job, status="failed", at=now, error=error.code)
+                await uow.commit()
+            return
+        delay = backoff_s(
+            attempt=job.attempts + 1,
+            base_s=services.limits.activation_backoff_base_s,
+            cap_s=services.limits.activation_backoff_cap_s,
+            jitter_fraction=services.random.random(),
+        )
+        retry = JobRetry(job.id, now + dt.timedelta(seconds=delay), True, error.code)
+        await _rescheduling(services).submit(retry)
+        return
+    async with services.unit_of_work() as uow:
+        await uow.jobs.finish(job, status="done", at=now)
+        await uow.commit()
 
 
 async def _close_settled(services: Services, job: JobRecord) -> None:

@@ -55,6 +55,7 @@ from topup.settings import Limits
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 ACTIVATE_JOB = "activate"
+RECEIPT_JOB = "receipt"  # e-mail the receipt of a paid renewal
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class RenewalRequest:
     # Cards paid through the API: the token the payer's device got from the gateway (the card's
     # number never reaches topup); instead of ``payment``.
     payment_token: str | None = None
+    receipt_email: str | None = None  # e-mail the receipt here once paid
+    receipt_language: str | None = None
 
 
 async def find_card(uow: UnitOfWork, services: Services, text: str) -> Card:
@@ -479,7 +482,9 @@ class _Intake:
                 "status": RenewalStatus.PENDING_PAYMENT.value,
                 "idempotency_key": order.key,
                 "request_fingerprint": fingerprint,
-                "receipt_number": receipt_number_from(int(order.payment_id.replace("-", "")[:15], 16)),
+                "receipt_email": request.receipt_email,
+                "receipt_language": request.receipt_language,
+                "receipt_number": _receipt_number(order.renewal_id),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -524,6 +529,12 @@ class _Intake:
                 "updated_at": now,
             }
         )
+
+
+def _receipt_number(renewal_id: str) -> str:
+    """60 bits drawn from the renewal's random id (so a replayed run makes the same number)."""
+    digest = hashlib.sha256(b"receipt:" + renewal_id.encode()).digest()
+    return receipt_number_from(int.from_bytes(digest[:8], "big") >> 4)
 
 
 def amount_due(card: Card, kind: PlanKind, price: Money) -> Money:
@@ -612,12 +623,14 @@ class _Writes:
     moves: list[RenewalMove] = field(default_factory=list)
     entries: list[ledger.Entry] = field(default_factory=list)
     activations: list[str] = field(default_factory=list)
+    receipts: list[str] = field(default_factory=list)  # paid renewals whose receipt is e-mailed
 
     async def apply(self, uow: UnitOfWork, at: dt.datetime) -> None:
         await uow.ledger.record_many(self.entries, at=at)
         await uow.payments.update_many(self.payments)
         await uow.renewals.move_many(self.moves, at=at)
         await uow.jobs.enqueue_many(kind=ACTIVATE_JOB, renewal_ids=self.activations, at=at)
+        await uow.jobs.enqueue_many(kind=RECEIPT_JOB, renewal_ids=self.receipts, at=at)
 
 
 async def _record_all(
@@ -870,6 +883,8 @@ class _Outcome:
             )
         )
         self.writes.activations.append(self.renewal.id)
+        if self.renewal.receipt_email:
+            self.writes.receipts.append(self.renewal.id)
 
 
 async def _views(uow: UnitOfWork, renewal_ids: list[str]) -> dict[str, RenewalView]:

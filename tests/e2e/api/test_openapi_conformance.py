@@ -56,6 +56,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "TOPUP_DATABASE_URL": f"sqlite:///{directory / 'topup.sqlite3'}",
         "TOPUP_SECRET_KEY_FILE": str(directory / "secret.key"),
         "TOPUP_SANDBOX_JOURNAL": "",
+        "TOPUP_MAIL_OUTBOX": str(directory / "outbox"),
+        "TOPUP_SANDBOX_SMS_OUTBOX": str(directory / "sms.jsonl"),
         "TOPUP_GATEWAY_LATENCY_S": "0",
         "TOPUP_NETWORK_LATENCY_S": "0",
     }

@@ -11,6 +11,8 @@ import httpx
 from tests.conftest import START, AppFactory
 from tests.e2e.api.conftest import client_for
 from topup.adapters.clock import FixedClock
+from topup.adapters.notify.mail_outbox import MemoryMailer
+from topup.entrypoints.worker import work_once
 from topup.services import idempotency
 from topup.services.demo import load_demo
 
@@ -242,3 +244,25 @@ async def test_the_worker_forgets_idempotency_records_after_24_hours(make_app: A
     assert await idempotency.prune(services, limit=10) == 0
     clock.advance(24 * 3600 + 1)
     assert await idempotency.prune(services, limit=10) == 1
+
+
+async def test_the_receipt_is_emailed_in_the_callers_language_once_paid(
+    make_app: AppFactory,
+) -> None:
+    application = make_app()
+    await load_demo(application.services)
+    mailer = application.services.mailer
+    assert isinstance(mailer, MemoryMailer)
+    async with client_for(application) as api:
+        token = await token_for(api)
+        created = await api.post(
+            "/api/v1/renewals",
+            json=order(token, email="aisyah@example.com"),
+            headers={"Idempotency-Key": "with-receipt", "Accept-Language": "ms"},
+        )
+    assert created.status_code == 201
+    await work_once(application.services)
+    assert [message.recipient for message in mailer.sent] == ["aisyah@example.com"]
+    assert created.json()["receipt_number"] in mailer.sent[0].body
+    await work_once(application.services)
+    assert len(mailer.sent) == 1  # sent once

@@ -139,7 +139,9 @@ class AuditQueries:
         r = t.renewals
         p = t.payments
         jobs = t.jobs
-        queued = select(jobs.c.renewal_id).where(jobs.c.status == "queued")
+        queued = select(jobs.c.renewal_id).where(
+            jobs.c.status == "queued", jobs.c.kind.in_(("activate", "refund"))
+        )
         rows = await self._connection.execute(
             select(r.c.id, r.c.status, p.c.status, p.c.next_check_at)
             .select_from(r.outerjoin(p, p.c.renewal_id == r.c.id))

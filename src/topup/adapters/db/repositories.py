@@ -475,6 +475,8 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
         expected_by=m["expected_by"],
         contact_after=m["contact_after"],
         receipt_number=m.get("receipt_number"),
+        receipt_email=m.get("receipt_email"),
+        receipt_language=m.get("receipt_language"),
     )
 
 

@@ -129,6 +129,9 @@ renewals = Table(
     Column("contact_after", UtcDateTime),
     # Printed on the receipt once paid; chosen at random when the renewal is made (R8).
     Column("receipt_number", String(16), unique=True),
+    # Where and in which language to e-mail the receipt once paid (optional).
+    Column("receipt_email", String(320)),
+    Column("receipt_language", String(16)),
 )
 Index("ix_renewals_card_id_created_at", renewals.c.card_id, renewals.c.created_at)
 Index("ix_renewals_status", renewals.c.status)
@@ -308,3 +311,67 @@ idempotency_requests = Table(
     UniqueConstraint("scope", "key", name="uq_idempotency_requests_scope_key"),
 )
 Index("ix_idempotency_requests_created_at", idempotency_requests.c.created_at)
+
+# --- accounts (migration 0007) ----------------------------------------------------------------
+
+# Subscribers' accounts. The e-mail is kept lower-case; the password only as an argon2id hash.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Bearer tokens of signed-in accounts: only a keyed hash of each token is kept.
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+# Failed sign-ins per e-mail, registered or not, by a keyed hash of the address, and the
+# temporary lock they lead to.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("email_fingerprint", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("first_failed_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The cards an account has proved it holds (by a code sent to the card's number).
+card_links = Table(
+    "card_links",
+    metadata,
+    Column("account_id", ID, ForeignKey("accounts.id"), primary_key=True),
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("linked_at", UtcDateTime, nullable=False),
+)
+Index("ix_card_links_card_id", card_links.c.card_id)
+
+# One-time codes sent by SMS to link a card; only a keyed hash of each code is kept.
+card_link_codes = Table(
+    "card_link_codes",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("card_id", ID, ForeignKey("cards.id"), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index(
+    "ix_card_link_codes_account_id_card_id", card_link_codes.c.account_id, card_link_codes.c.card_id
+)

@@ -7,9 +7,11 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from topup.adapters.db.accounts import AccountRepository
+from topup.adapters.db.api_keys import ApiKeyRepository
 from topup.adapters.db.audit import AuditQueries
-from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.idempotency import IdempotencyRepository
+from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.repositories import (
     CardRepository,
     InstrumentLockRepository,
@@ -37,6 +39,8 @@ class SqlUnitOfWork:
     audit: AuditQueries
     receipts: ReceiptQueries
     idempotency: IdempotencyRepository
+    accounts: AccountRepository
+    api_keys: ApiKeyRepository
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -78,6 +82,8 @@ class SqlUnitOfWork:
         self.audit = AuditQueries(connection)
         self.receipts = ReceiptQueries(connection)
         self.idempotency = IdempotencyRepository(connection)
+        self.accounts = AccountRepository(connection)
+        self.api_keys = ApiKeyRepository(connection)
         return self
 
     async def commit(self) -> None:

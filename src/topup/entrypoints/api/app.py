@@ -18,6 +18,7 @@ from topup.bootstrap import Application, build
 from topup.domain.errors import TopupError
 from topup.entrypoints.api import problems
 from topup.entrypoints.api.routes import ROUTERS
+from topup.services.receipts import mailings
 
 API_PREFIX = "/api/v1"
 BODY_BYTES_MAX = 64 * 1024  # every request body this API takes is far smaller
@@ -140,6 +141,7 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         if close_on_shutdown and application is not None:
+            await mailings(application.services).drain()  # e-mails under way still go out
             await application.close()
 
     app = FastAPI(

@@ -42,6 +42,8 @@ STATUS_OF_CODE: dict[str, int] = {
     "login_locked": 429,
     "internal_error": 500,
     "database_unavailable": 503,
+    "sms_unavailable": 503,
+    "mail_unavailable": 503,
 }
 
 # Pydantic's error types, as our codes.
@@ -157,6 +159,8 @@ def problem_response(
     retry_after = error.params.get("retry_after_s")
     if retry_after:
         headers["Retry-After"] = retry_after
+    if status == 401:  # RFC 9110 and RFC 6750: say how to authenticate
+        headers["WWW-Authenticate"] = 'Bearer realm="topup"'
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 

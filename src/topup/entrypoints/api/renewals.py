@@ -163,6 +163,8 @@ async def create_renewal(
                 region=caller.region,
                 wallet_account=body.payment.wallet_account,
                 payment_token=body.payment.token,
+                receipt_email=body.email,
+                receipt_language=language if body.email else None,
             ),
         )
         return _created(services, view, language)

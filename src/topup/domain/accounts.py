@@ -1,0 +1,132 @@
+"""Accounts of subscribers: what makes an e-mail, a password and a language acceptable, and the
+records an account keeps (pure rules; hashing and storage happen in services and adapters)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass
+
+from topup.domain.errors import InputError
+
+EMAIL_LENGTH_MAX = 254  # RFC 5321's limit on a forward path, less the angle brackets
+EMAIL_LOCAL_PART_LENGTH_MAX = 64
+PASSWORD_LENGTH_MIN = 10
+PASSWORD_LENGTH_MAX = 256
+ACCOUNT_LANGUAGES = ("en", "zh_Hans", "ms", "id")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    email: str  # normalised: see ``normalise_email``
+    password_hash: str  # argon2id, with its parameters and salt
+    language: str  # one of ACCOUNT_LANGUAGES
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCode:
+    """A one-time code sent by SMS to a card's number so that an account can link the card."""
+
+    id: str
+    account_id: str
+    card_id: str
+    code_hash: str
+    attempts: int
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+
+
+def normalise_email(text: str) -> str:
+    """The form an address is stored and looked up in: trimmed and lower-case, so that
+    ``Aisyah@Example.com`` and ``aisyah@example.com`` are one account."""
+    return unicodedata.normalize("NFC", text).strip().lower()
+
+
+def _email_invalid(text: str) -> InputError:
+    return InputError(
+        f"{text!r} is not an e-mail address",
+        code="email_invalid",
+        field="email",
+        params={"email": text[:EMAIL_LENGTH_MAX]},
+    )
+
+
+def check_email(text: str) -> str:
+    """The normalised address, or ``email_invalid``. Deliberately simple: one ``@``, a local
+    part, a domain with a dot, no spaces or control characters; whether mail arrives is
+    another question."""
+    email = normalise_email(text)
+    local, at, domain = email.rpartition("@")
+    if (
+        not at
+        or len(email) > EMAIL_LENGTH_MAX
+        or not local
+        or len(local) > EMAIL_LOCAL_PART_LENGTH_MAX
+        or "@" in local
+        or "." not in domain.strip(".")
+        or ".." in domain
+        or any(character.isspace() or not character.isprintable() for character in email)
+    ):
+        raise _email_invalid(text.strip())
+    return email
+
+
+def normalise_password(password: str) -> str:
+    """The same password typed on different keyboards gives the same characters (NFKC)."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def check_password(password: str) -> str:
+    """The password to hash, or ``password_too_short`` / ``password_too_long``."""
+    normalised = normalise_password(password)
+    if len(normalised) < PASSWORD_LENGTH_MIN:
+        raise InputError(
+            f"a password has at least {PASSWORD_LENGTH_MIN} characters",
+            code="password_too_short",
+            field="password",
+            params={"minimum": str(PASSWORD_LENGTH_MIN)},
+        )
+    if len(normalised) > PASSWORD_LENGTH_MAX:
+        raise InputError(
+            f"a password has at most {PASSWORD_LENGTH_MAX} characters",
+            code="password_too_long",
+            field="password",
+            params={"maximum": str(PASSWORD_LENGTH_MAX)},
+        )
+    return normalised
+
+
+def check_language(text: str) -> str:
+    """One of ACCOUNT_LANGUAGES (``zh-Hans`` is taken for ``zh_Hans``), or
+    ``language_unsupported``."""
+    wanted = text.strip().replace("-", "_")
+    for language in ACCOUNT_LANGUAGES:
+        if wanted.lower() == language.lower():
+            return language
+    raise InputError(
+        f"language {text!r} is not one of {', '.join(ACCOUNT_LANGUAGES)}",
+        code="language_unsupported",
+        field="language",
+        params={"language": text[:16], "supported": ", ".join(ACCOUNT_LANGUAGES)},
+    )
+
+
+# The text message that carries a one-time code, in each language an account may choose.
+_LINK_CODE_TEXTS = {
+    "en": "Your topup code is {code}. It links this card to your account and expires in "
+    "{minutes} minutes. Never share it.",
+    "zh_Hans": "您的 topup 验证码是 {code}，用于将此上网卡绑定到您的账户，{minutes} 分钟内有效。"
+    "请勿告诉他人。",
+    "ms": "Kod topup anda ialah {code}. Kod ini memautkan kad ini ke akaun anda dan tamat "
+    "dalam {minutes} minit. Jangan kongsikan.",
+    "id": "Kode topup Anda adalah {code}. Kode ini menautkan kartu ini ke akun Anda dan "
+    "berlaku {minutes} menit. Jangan berikan kepada siapa pun.",
+}
+
+
+def link_code_text(code: str, *, minutes: int, language: str) -> str:
+    """The SMS that carries ``code``, in ``language`` (English if it is not one we speak)."""
+    template = _LINK_CODE_TEXTS.get(language, _LINK_CODE_TEXTS["en"])
+    return template.format(code=code, minutes=minutes)

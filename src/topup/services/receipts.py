@@ -1,0 +1,352 @@
+"""Receipts: what a paid renewal's receipt says, who may read it, and sending it by e-mail.
+
+A renewal gets its receipt number when it is made; it has a receipt once paid. The receipt's
+verification code is derived from its number with the platform's secret key (never stored):
+printed on the receipt, it lets someone without an account (the payer, a store clerk) open it
+again. Staff, the card's owner and the holder of the code may read a receipt; anyone else, like
+anyone asking for an unknown or unpaid number, gets the same ``receipt_unknown`` (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hmac
+import importlib.resources
+import logging
+import re
+import string
+import tomllib
+from collections.abc import Coroutine
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from topup.domain.accounts import EMAIL_LENGTH_MAX, check_email
+from topup.domain.callers import Caller
+from topup.domain.card_number import CardNumber, CardNumberKind
+from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
+from topup.domain.money import Money
+from topup.domain.receipts import ALPHABET, parse_receipt_number
+from topup.services.access import may_see_card
+from topup.services.context import Services
+
+logger = logging.getLogger("topup.receipts")
+
+LOCALES = ("en", "zh_Hans", "ms", "id")
+DEFAULT_LOCALE = "en"
+VERIFICATION_CODE_LENGTH = 10  # Crockford base 32 characters: 50 bits
+VERIFICATION_CODE_TYPED_LENGTH_MAX = 32  # what a caller may type, separators included
+_READ_AS = {"I": "1", "L": "1", "O": "0"}
+# One @, no blanks, and nothing that could make a header name a second recipient.
+_EMAIL = re.compile(
+    r"[^@\s,;:<>()\[\]\"\\]{1,64}@[^@\s,;:<>()\[\]\"\\.]+(\.[^@\s,;:<>()\[\]\"\\.]+)+"
+)
+
+
+# --- texts -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _texts() -> dict[str, dict[str, str]]:
+    shipped = importlib.resources.files("topup").joinpath("messages", "receipts.toml")
+    data = tomllib.loads(shipped.read_text(encoding="utf-8"))
+    for key, by_locale in data.items():
+        if not isinstance(by_locale, dict) or set(by_locale) != set(LOCALES):
+            raise InvariantError(f"receipts.toml: {key!r} must have exactly {', '.join(LOCALES)}")
+        placeholders = {locale: _placeholders(text) for locale, text in by_locale.items()}
+        if len(set(placeholders.values())) != 1:
+            raise InvariantError(f"receipts.toml: {key!r} has different placeholders per locale")
+    return data
+
+
+def _placeholders(text: str) -> frozenset[str]:
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
+
+
+def text_locale(locale: str) -> str:
+    """One of LOCALES: ``locale`` itself, else its language's ("zh-CN" -> zh_Hans), else en."""
+    if locale in LOCALES:
+        return locale
+    language = locale.replace("-", "_").split("_")[0].lower()
+    return {"zh": "zh_Hans", "ms": "ms", "id": "id", "in": "id"}.get(language, DEFAULT_LOCALE)
+
+
+def receipt_text(key: str, locale: str, **params: str) -> str:
+    """The text ``key`` of receipts.toml in ``locale``, its placeholders filled."""
+    return _texts()[key][text_locale(locale)].format_map(params)
+
+
+def text_keys() -> list[str]:
+    return sorted(_texts())
+
+
+# --- e-mail addresses ------------------------------------------------------------------------
+
+
+def parse_email(text: str) -> str:
+    """An e-mail address as accounts take it (``check_email``: trimmed, lower-case), and with
+    nothing that a mail header would read as a second recipient; else ``email_invalid``."""
+    address = check_email(text)
+    if not _EMAIL.fullmatch(address):
+        raise InputError(
+            f"{text.strip()[:EMAIL_LENGTH_MAX]!r} is not an e-mail address",
+            code="email_invalid",
+            field="email",
+            params={"email": text.strip()[:EMAIL_LENGTH_MAX]},
+        )
+    return address
+
+
+# --- verification codes ----------------------------------------------------------------------
+
+
+def verification_code(services: Services, receipt_number: str) -> str:
+    """The receipt's code, ``XXXXX-XXXXX``: the first 50 bits of a keyed hash of its number."""
+    return code_from_fingerprint(services.tokens.fingerprint("receipt:" + receipt_number))
+
+
+def code_from_fingerprint(fingerprint: str) -> str:
+    """``XXXXX-XXXXX`` in Crockford's base 32 from the first 50 bits of a hex fingerprint."""
+    digest = bytes.fromhex(fingerprint)
+    bits = int.from_bytes(digest[:8], "big") >> (64 - 5 * VERIFICATION_CODE_LENGTH)
+    characters = [
+        ALPHABET[(bits >> (5 * position)) & 31]
+        for position in reversed(range(VERIFICATION_CODE_LENGTH))
+    ]
+    half = VERIFICATION_CODE_LENGTH // 2
+    return "".join(characters[:half]) + "-" + "".join(characters[half:])
+
+
+def _typed_code(text: str) -> str:
+    """A code as typed (any case, blanks or dashes, I/L read as 1 and O as 0), bare."""
+    cleaned = "".join(character for character in text.upper() if character not in " -")
+    return "".join(_READ_AS.get(character, character) for character in cleaned)
+
+
+def _code_matches(services: Services, receipt_number: str, typed: str | None) -> bool:
+    if not typed:
+        return False
+    expected = verification_code(services, receipt_number).replace("-", "")
+    return hmac.compare_digest(_typed_code(typed[:VERIFICATION_CODE_TYPED_LENGTH_MAX]), expected)
+
+
+# --- reading a receipt -----------------------------------------------------------------------
+
+
+def receipt_unknown() -> NotFoundError:
+    """The one answer for a number that does not exist, is not paid, or is not the caller's."""
+    return NotFoundError(
+        "no receipt with this number, or it cannot be shown without its verification code",
+        code="receipt_unknown",
+        field="receipt_number",
+        params={},
+    )
+
+
+async def receipt_of(
+    services: Services,
+    caller: Caller,
+    receipt_number: str,
+    verification_code: str | None = None,
+    *,
+    locale: str = DEFAULT_LOCALE,
+) -> dict[str, Any]:
+    """The receipt with this number, if the caller may read it (staff, the card's owner, or with
+    the receipt's verification code); else ``receipt_unknown``. ``locale`` picks the plan's
+    name. A malformed number is ``receipt_number_invalid`` (it reveals nothing)."""
+    number = parse_receipt_number(receipt_number)
+    async with services.unit_of_work() as uow:
+        row = await uow.receipts.by_number(number)
+        if row is None:
+            raise receipt_unknown()
+        allowed = (
+            caller.is_staff
+            or _code_matches(services, number, verification_code)
+            or await may_see_card(uow, caller, row["card_id"])
+        )
+    if not allowed:
+        raise receipt_unknown()
+    return _receipt(services, row, locale)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _receipt(services: Services, row: dict[str, Any], locale: str) -> dict[str, Any]:
+    profile = services.profile
+    zone = ZoneInfo(profile.time_zone)
+    paid_at: dt.datetime = row["paid_at"]
+    amount = Money(int(row["amount_minor"]), row["currency"])
+    names: dict[str, str] = dict(row["plan_names"] or {})
+    method = services.methods.get(row["method"]) if row["method"] else None
+    refunded_at: dt.datetime | None = row["refunded_at"]
+    return {
+        "receipt_number": row["receipt_number"],
+        "verification_code": verification_code(services, row["receipt_number"]),
+        "operator": profile.name,
+        "paid_at": _iso(paid_at),
+        "paid_at_local": paid_at.astimezone(zone).isoformat(),
+        "time_zone": profile.time_zone,
+        "card_number": CardNumber(CardNumberKind.MSISDN, row["msisdn"]).masked(),
+        "card_kind": row["card_kind"],
+        "plan_code": row["plan_code"],
+        "plan_name": names.get(text_locale(locale)) or names.get("en") or row["plan_code"],
+        "plan_names": names,
+        "amount": amount.decimal_text(),
+        "amount_minor": amount.minor,
+        "currency": amount.currency,
+        "payment": {
+            "method": row["method"] or "",
+            "method_name": method.name(text_locale(locale)) if method else (row["method"] or ""),
+            "brand": row["brand"] or "",
+            "last4": row["last4"] or "",
+        },
+        "renewal_id": row["renewal_id"],
+        "status": row["status"],
+        "refund": None
+        if refunded_at is None
+        else {
+            "refunded_at": _iso(refunded_at),
+            "amount": amount.decimal_text(),
+            "amount_minor": amount.minor,
+            "currency": amount.currency,
+        },
+    }
+
+
+def receipt_lines(receipt: dict[str, Any], locale: str) -> list[tuple[str, str]]:
+    """(label, value) pairs of a receipt in ``locale``, as the PDF and the e-mail print them."""
+    names: dict[str, str] = receipt["plan_names"]
+    plan_name = names.get(text_locale(locale)) or names.get("en") or receipt["plan_code"]
+    payment = receipt["payment"]
+    paid = " ".join(
+        part
+        for part in (payment["method_name"], payment["brand"].upper(), payment["last4"])
+        if part
+    )
+    local = dt.datetime.fromisoformat(receipt["paid_at_local"])
+    kind = receipt["card_kind"]
+    status = receipt["status"]
+    lines = [
+        (receipt_text("receipt_number", locale), receipt["receipt_number"]),
+        (receipt_text("operator", locale), receipt["operator"]),
+        (
+            receipt_text("paid_at", locale),
+            f"{local:%Y-%m-%d %H:%M} ({receipt['time_zone']})",
+        ),
+        (
+            receipt_text("card_number", locale),
+            f"{receipt['card_number']} ({_known_text(f'card_kind_{kind}', kind, locale)})",
+        ),
+        (receipt_text("plan", locale), f"{plan_name} ({receipt['plan_code']})"),
+        (receipt_text("amount", locale), f"{receipt['currency']} {receipt['amount']}"),
+        (receipt_text("payment", locale), paid),
+        (receipt_text("renewal", locale), receipt["renewal_id"]),
+        (receipt_text("status", locale), _known_text(f"status_{status}", status, locale)),
+    ]
+    refund = receipt["refund"]
+    if refund is not None:
+        refunded = dt.datetime.fromisoformat(refund["refunded_at"]).astimezone(local.tzinfo)
+        lines.append((receipt_text("refunded_at", locale), f"{refunded:%Y-%m-%d %H:%M}"))
+    lines.append((receipt_text("verification_code", locale), receipt["verification_code"]))
+    return lines
+
+
+def _known_text(key: str, fallback: str, locale: str) -> str:
+    return receipt_text(key, locale) if key in _texts() else fallback
+
+
+# --- sending e-mail in the background ---------------------------------------------------------
+
+DRAIN_TIMEOUT_S = 10.0  # how long ``drain`` waits for mailings under way
+_MAILINGS = "mailings"  # their key in ``Services.batchers``
+
+
+class BackgroundMailings:
+    """Background tasks, at most ``in_flight_max`` at once; kept referenced until done."""
+
+    def __init__(self, in_flight_max: int) -> None:
+        self.in_flight_max = in_flight_max
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def start(self, work: Coroutine[Any, Any, object]) -> bool:
+        """Run ``work`` in the background; False (``work`` closed unrun) if too many run."""
+        if len(self._tasks) >= self.in_flight_max:
+            work.close()
+            return False
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Wait until every task under way is done (tests, shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+
+def mailings(services: Services) -> BackgroundMailings:
+    """The background mailings (receipts, card-number recovery) of these services, made on
+    first use and kept with the batchers (per-process state of the services)."""
+    found = services.batchers.get(_MAILINGS)
+    if not isinstance(found, BackgroundMailings):
+        found = BackgroundMailings(services.limits.mailings_in_flight_max)
+        services.batchers[_MAILINGS] = found
+    return found
+
+
+# --- sending a receipt -----------------------------------------------------------------------
+
+
+async def send_receipt(services: Services, renewal_id: str, email: str, locale: str) -> bool:
+    """E-mail the receipt of a paid renewal to ``email``, in ``locale``. False (and a log line)
+    when no mailer is configured; ``receipt_unknown`` if the renewal is not paid;
+    ``email_invalid`` for a malformed address; ``mail_unavailable`` (retryable) if the mail
+    server does not take it."""
+    address = parse_email(email)
+    async with services.unit_of_work() as uow:
+        row = await uow.receipts.by_renewal(renewal_id)
+    if row is None:
+        raise receipt_unknown()
+    receipt = _receipt(services, row, locale)
+    if services.mailer is None:
+        logger.warning("no mailer configured: receipt %s not sent", receipt["receipt_number"])
+        return False
+    subject = receipt_text(
+        "receipt_email_subject", locale, receipt_number=receipt["receipt_number"]
+    )
+    await services.mailer.send(address, subject, receipt_email_body(receipt, locale))
+    return True
+
+
+def receipt_email_body(receipt: dict[str, Any], locale: str) -> str:
+    lines = [receipt_text("receipt_email_intro", locale), ""]
+    lines += [f"{label}: {value}" for label, value in receipt_lines(receipt, locale)]
+    lines += ["", receipt_text("verification_hint", locale)]
+    return "\n".join(lines) + "\n"
+
+
+def send_receipt_later(services: Services, renewal_id: str, email: str, locale: str) -> bool:
+    """``send_receipt`` in the background (bounded like every mailing): returns at once, False
+    if too many mailings are under way and this one is dropped (with a log line). A failure
+    to send is logged, never raised. ``email_invalid`` is raised at once."""
+    address = parse_email(email)
+
+    async def send() -> None:
+        try:
+            await send_receipt(services, renewal_id, address, locale)
+        except TopupError as error:
+            logger.warning("receipt of renewal %s not sent: %s", renewal_id, error.code)
+        except Exception:  # a bug; logged with its traceback, and the server goes on
+            logger.exception("receipt of renewal %s failed", renewal_id)
+
+    started = mailings(services).start(send())
+    if not started:
+        logger.warning("receipt of renewal %s dropped: too many mailings under way", renewal_id)
+    return started

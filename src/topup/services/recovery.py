@@ -1,0 +1,67 @@
+"""Card-number recovery (R8): a subscriber who forgot a card's number asks for it by the e-mail
+address registered with the card, and receives the numbers of every card registered with that
+address, their middle digits hidden.
+
+Whoever asks learns nothing about whether an address is registered: the request is answered at
+once, the same way every time, and the look-up and the sending happen in a background task. At
+most ``mailings_in_flight_max`` background mailings (receipts sent later included) run at once;
+beyond that, a request is dropped with a log line (and still answered the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from topup.domain.card_number import CardNumber, CardNumberKind
+from topup.domain.errors import TopupError
+from topup.services.context import Services
+from topup.services.receipts import mailings, parse_email, receipt_text
+
+logger = logging.getLogger("topup.recovery")
+
+RECOVERY_WINDOW_S = 3600  # the rate limit's window: recovery_per_hour_max per address and e-mail
+RECOVERY_CARDS_MAX = 50  # card numbers listed in one e-mail at most
+
+
+def rate_key(services: Services, email: str) -> str:
+    """What the per-address rate limit counts: a keyed hash, never the address itself."""
+    return "email:" + services.tokens.fingerprint("recovery:" + email.lower())
+
+
+def request_card_numbers(services: Services, email: str, locale: str) -> None:
+    """Start mailing the card numbers registered with ``email`` (checked by ``parse_email``)
+    to it, in ``locale``; returns at once whether or not any card has that address."""
+    address = parse_email(email)
+    if not mailings(services).start(send_card_numbers(services, address, locale)):
+        logger.warning(
+            "card-number recovery dropped: %d mailings already under way",
+            mailings(services).in_flight,
+        )
+
+
+async def send_card_numbers(services: Services, email: str, locale: str) -> bool:
+    """Look up the cards registered with ``email`` and mail their masked numbers; True if an
+    e-mail went out. Never raises: it runs in the background, where nobody would hear."""
+    try:
+        async with services.unit_of_work() as uow:
+            found = await uow.receipts.card_numbers_by_email(email, limit=RECOVERY_CARDS_MAX)
+        if not found:
+            return False
+        if services.mailer is None:
+            logger.warning("no mailer configured: card-number recovery not sent")
+            return False
+        numbers = "\n".join(
+            "  " + CardNumber(CardNumberKind.MSISDN, msisdn).masked() for msisdn, _ in found
+        )
+        await services.mailer.send(
+            found[0][1],  # the address as registered, not as typed
+            receipt_text("recovery_email_subject", locale),
+            receipt_text("recovery_email_body", locale, numbers=numbers),
+        )
+    except TopupError as error:
+        logger.warning("card-number recovery not sent: %s (%s)", error.code, error.message)
+        return False
+    except Exception:  # a bug; logged with its traceback, and the server goes on
+        logger.exception("card-number recovery failed")
+        return False
+    return True

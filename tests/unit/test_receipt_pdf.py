@@ -1,0 +1,100 @@
+"""The PDF receipt: drawn with a Unicode font when one is found, in English where the font cannot
+draw the caller's language, and in Latin-1 English with no font at all; never a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from topup.entrypoints.api.receipts import (
+    DEFAULT_FONT_PATHS,
+    font_coverage,
+    font_paths,
+    receipt_pdf,
+    wants_pdf,
+)
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+needs_dejavu = pytest.mark.skipif(not DEJAVU.is_file(), reason="DejaVuSans is not installed here")
+
+
+def receipt(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "receipt_number": "R-K5N7-6Z05-H5HJ",
+        "verification_code": "P2NSY-VK6A9",
+        "operator": "Demo operator (Malaysia)",
+        "paid_at": "2026-11-25T08:00:00Z",
+        "paid_at_local": "2026-11-25T16:00:00+08:00",
+        "time_zone": "Asia/Kuala_Lumpur",
+        "card_number": "+60 12-*** 6789",
+        "card_kind": "prepaid",
+        "plan_code": "pack_5gb_7d",
+        "plan_name": "5 GB，7天",
+        "plan_names": {"en": "5 GB, 7 days", "zh_Hans": "5 GB，7天", "ms": "5 GB, 7 hari"},
+        "amount": "10.00",
+        "amount_minor": 1000,
+        "currency": "MYR",
+        "payment": {"method": "credit_card", "method_name": "信用卡", "brand": "visa",
+                    "last4": "4242"},
+        "renewal_id": "2c06b4a0-ab3a-452c-b136-94dd8ab71eac",
+        "status": "refunded",
+        "refund": {"refunded_at": "2026-11-25T09:00:00Z", "amount": "10.00",
+                   "amount_minor": 1000, "currency": "MYR"},
+    }  # fmt: skip
+    values.update(changes)
+    return values
+
+
+def is_pdf(document: bytes) -> bool:
+    return document.startswith(b"%PDF-") and document.rstrip().endswith(b"%%EOF")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh_Hans", "ms", "id"])
+def test_without_any_font_the_receipt_is_printed_in_latin_1(locale: str, tmp_path: Path) -> None:
+    document = receipt_pdf(receipt(), locale, [tmp_path / "missing.ttf"])
+    assert is_pdf(document)
+    assert b"/Helvetica" in document
+
+
+@needs_dejavu
+@pytest.mark.parametrize("locale", ["en", "zh_Hans", "ms", "id"])
+def test_a_unicode_font_without_chinese_falls_back_to_english_for_what_it_cannot_draw(
+    locale: str,
+) -> None:
+    document = receipt_pdf(receipt(), locale, [DEJAVU])
+    assert is_pdf(document)
+    assert b"DejaVu" in document
+
+
+@needs_dejavu
+def test_a_plan_named_only_in_chinese_does_not_break_the_pdf() -> None:
+    chinese_only = receipt(plan_names={"en": "夜间无限流量"}, plan_name="夜间无限流量")
+    for fonts in ([DEJAVU], []):
+        assert is_pdf(receipt_pdf(chinese_only, "zh_Hans", fonts))
+
+
+def test_a_file_that_is_not_a_font_is_skipped(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.ttf"
+    broken.write_bytes(b"not a font")
+    assert font_coverage(broken) is None
+    assert is_pdf(receipt_pdf(receipt(), "en", [broken]))
+
+
+def test_the_font_setting_replaces_the_usual_places(tmp_path: Path) -> None:
+    assert font_paths("") == tuple(Path(path) for path in DEFAULT_FONT_PATHS)
+    assert font_paths(f"{tmp_path}/a.ttf:{tmp_path}/b.ttf") == (
+        tmp_path / "a.ttf",
+        tmp_path / "b.ttf",
+    )
+
+
+@pytest.mark.parametrize(
+    ("accept", "pdf"),
+    [(None, False), ("*/*", False), ("application/json", False), ("application/pdf", True),
+     ("application/pdf, application/json;q=0.5", True), ("application/json, application/pdf", True),
+     ("application/pdf;q=0.2, application/json", False), ("application/pdf;q=0", False)],
+)  # fmt: skip
+def test_a_pdf_is_given_when_the_accept_header_prefers_it(accept: str | None, pdf: bool) -> None:
+    assert wants_pdf(accept) is pdf

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -195,6 +196,41 @@ def run_wrk(
     raise SystemExit(f"wrk printed no figures:\n{finished.stdout}\n{finished.stderr}")
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and its children (uvicorn's worker processes)."""
+    found = [root]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == root:
+                found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Cpu:
+    """CPU seconds used so far: the server processes, every PostgreSQL process, this script's
+    children (wrk) and the whole machine."""
+
+    server_s: float
+    postgres_s: float
+    children_s: float
+    machine_s: float | None
+
+    @classmethod
+    def now(cls, server_pids: list[int]) -> Cpu:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(
+            server_s=sum(engine_bench.process_cpu_s(pid) or 0.0 for pid in server_pids),
+            postgres_s=sum(engine_bench.postgres_processes_cpu_s().values()),
+            children_s=children.ru_utime + children.ru_stime,
+            machine_s=engine_bench.machine_busy_s(),
+        )
+
+
 def renewals_in_database(url: str) -> int:
     with psycopg.connect(url) as connection:
         row = connection.execute("SELECT count(*) FROM renewals").fetchone()
@@ -249,6 +285,8 @@ def run_scenario(
         )
         plain = engine_bench.plain_url(database_url)
         before = renewals_in_database(plain)
+        pids = process_tree(server.pid)
+        cpu_before = Cpu.now(pids)
         engine_bench.progress(f"{scenario.name}: measuring {options.seconds:g} s")
         figures = run_wrk(
             base,
@@ -257,6 +295,7 @@ def run_scenario(
             scenario.clients,
             options.seconds,
         )
+        cpu_after = Cpu.now(pids)
         after = renewals_in_database(plain)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -266,7 +305,26 @@ def run_scenario(
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     seconds = figures["duration_us"] / 1e6
+    machine = (
+        None
+        if cpu_before.machine_s is None or cpu_after.machine_s is None
+        else (cpu_after.machine_s - cpu_before.machine_s) / seconds
+    )
+    cores = {
+        "server": (cpu_after.server_s - cpu_before.server_s) / seconds,
+        "postgres": (cpu_after.postgres_s - cpu_before.postgres_s) / seconds,
+        "wrk": (cpu_after.children_s - cpu_before.children_s) / seconds,
+        "machine": machine,
+    }
+    created_per_s = figures["created"] / seconds
     return {
+        "cores": cores,
+        "server_cpu_ms_per_renewal": cores["server"] / created_per_s * 1000
+        if created_per_s
+        else None,
+        "postgres_cpu_ms_per_renewal": cores["postgres"] / created_per_s * 1000
+        if created_per_s
+        else None,
         "scenario": scenario.name,
         "clients": scenario.clients,
         "gateway_latency_ms": scenario.gateway_latency_s * 1000,
@@ -367,6 +425,17 @@ def main(argv: list[str] | None = None) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    print()
+    print("CPU, in cores busy (1.0 = one core) and milliseconds per renewal:")
+    for r in results:
+        cores = r["cores"]
+        machine = "n/a" if cores["machine"] is None else f"{cores['machine']:.2f}"
+        print(
+            f"  {r['scenario']}: server {cores['server']:.2f} "
+            f"({r['server_cpu_ms_per_renewal'] or 0:.2f} ms), postgres {cores['postgres']:.2f} "
+            f"({r['postgres_cpu_ms_per_renewal'] or 0:.2f} ms), wrk {cores['wrk']:.2f}, "
+            f"machine {machine} of {os.cpu_count()}"
+        )
 
 
 if __name__ == "__main__":

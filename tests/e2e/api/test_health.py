@@ -29,3 +29,20 @@ async def test_a_body_larger_than_the_limit_is_refused_before_any_route(
     response = await api.post("/api/v1/health", content=b"x" * 70_000)
     assert response.status_code == 413
     assert response.json()["code"] == "body_too_large"
+
+
+async def test_the_documentation_page_and_its_files_are_served_without_a_cdn(
+    api: httpx.AsyncClient,
+) -> None:
+    page = await api.get("/api/docs")
+    assert page.status_code == 200
+    assert "/api/docs/static/swagger-ui-bundle.js" in page.text
+    assert "/api/v1/openapi.json" in page.text
+    script = await api.get("/api/docs/static/swagger-ui-bundle.js")
+    assert script.status_code == 200
+    assert len(script.content) > 100_000
+    document = (await api.get("/api/v1/openapi.json")).json()
+    assert "card_unknown" in document["x-error-codes"]
+    assert (
+        "card_unknown" in document["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+    )

@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from topup.adapters import messages
@@ -21,6 +26,7 @@ from topup.entrypoints.api.routes import ROUTERS
 from topup.services.receipts import mailings
 
 API_PREFIX = "/api/v1"
+DOCS_STATIC = "/api/docs/static"
 BODY_BYTES_MAX = 64 * 1024  # every request body this API takes is far smaller
 
 
@@ -150,7 +156,7 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
         summary="Renew mobile-data cards: plans, payments, activation, balances, receipts.",
         description=DESCRIPTION,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from local files: no CDN needed
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -159,12 +165,30 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=BODY_BYTES_MAX)
+    _serve_docs(app)
 
     def openapi() -> dict[str, Any]:
         return _openapi_of(app)
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """The interactive documentation at /api/docs, with Swagger UI's files from the installed
+    ``swagger-ui-py`` package, so that it works where no CDN can be reached."""
+    static = Path(str(importlib.resources.files("swagger_ui").joinpath("static")))
+    app.mount(DOCS_STATIC, StaticFiles(directory=static), name="docs-static")
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title="topup API",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+        )
 
 
 def openapi_document() -> dict[str, Any]:

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from topup.entrypoints.api.receipts import (
-    DEFAULT_FONT_PATHS,
-    font_coverage,
-    font_paths,
-    receipt_pdf,
-    wants_pdf,
-)
+from topup.adapters.receipt_pdf import DEFAULT_FONT_PATHS, font_coverage, font_paths
+from topup.entrypoints.api.receipts import receipt_pdf, wants_pdf
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 needs_dejavu = pytest.mark.skipif(not DEJAVU.is_file(), reason="DejaVuSans is not installed here")

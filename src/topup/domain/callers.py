@@ -54,8 +54,10 @@ class Caller:
 
     @property
     def is_staff(self) -> bool:
-        """Reads any card, renewal or receipt (customer service and store clerks)."""
-        return self.role in (ApiKeyRole.STAFF, ApiKeyRole.STORE)
+        """Reads any card, renewal or receipt: the operator's customer service only. A store's
+        or kiosk's key is scoped to its outlet: it sells, and reads what it sold (by the
+        renewal's client secret), never every subscriber's data."""
+        return self.role is ApiKeyRole.STAFF
 
     def channel_for(self, requested: str | None) -> str:
         """The channel a renewal by this caller goes through; ``requested`` is what the body said.

@@ -76,7 +76,7 @@ async def run_due_jobs(services: Services) -> int:
 
 async def _send_receipt(services: Services, job: JobRecord) -> None:
     """E-mail a paid renewal's receipt where its payer asked; a mail server that is down is
-    tried again with backoff, up to ``activation_attempts_max`` times."""
+    tried again with backoff, up to ``receipt_attempts_max`` times."""
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = (await uow.renewals.get_many([job.renewal_id])).get(
@@ -88,7 +88,7 @@ async def _send_receipt(services: Services, job: JobRecord) -> None:
     try:
         await send_receipt(services, renewal.id, renewal.receipt_email, language)
     except TopupError as error:
-        attempts_max = services.limits.activation_attempts_max
+        attempts_max = services.limits.receipt_attempts_max
         if not error.retryable or job.attempts + 1 >= attempts_max:
             async with services.unit_of_work() as uow:
                 await uow.jobs.finish(job, status="failed", at=now, error=error.code)

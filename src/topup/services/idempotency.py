@@ -1,7 +1,7 @@
 """Idempotent HTTP requests, as Stripe documents them.
 
-The first request with a key (per caller) runs; its response, errors included, is stored and
-replayed byte for byte for ``idempotency_replay_s`` (24 h). The same key with another body is
+The first request with a key (per caller) runs; its response, errors included, is stored
+(encrypted with the server's key: it carries the renewal's client secret) and replayed byte for byte for ``idempotency_replay_s`` (24 h). The same key with another body is
 ``idempotency_key_reused``; while the first still runs, ``idempotency_key_in_use``. A request that
 ends in a failure worth retrying (a retryable error, a crash) stores nothing and leaves the key
 open: the retry runs again under the same record id, which the service itself is given as its
@@ -130,6 +130,9 @@ async def _begin_all(
                 outcomes.append(_in_use())
                 continue
             outcome = _decide(item, found, replay_from=replay_from, lease_from=lease_from)
+            if isinstance(outcome, StoredResponse):  # kept sealed: it holds a client secret
+                body = services.tokens.open(outcome.body.decode()).encode()
+                outcome = StoredResponse(outcome.status_code, outcome.content_type, body)
             if isinstance(outcome, Claim):
                 restart: dict[str, Any] = {
                     "state": RUNNING,
@@ -148,6 +151,8 @@ async def _begin_all(
 def _decide(
     item: _Begin, found: dict[str, Any], *, replay_from: dt.datetime, lease_from: dt.datetime
 ) -> Claim | StoredResponse | Exception:
+    if found["id"] == item.request_id:  # this very request, its batch retried after a commit
+        return Claim(found["id"])
     if found["created_at"] <= replay_from:
         return Claim(found["id"])  # replaced by the caller with a new record
     if found["fingerprint"] != item.fingerprint and found["state"] != OPEN:
@@ -179,7 +184,9 @@ async def _finish_all(services: Services, items: list[_Finish]) -> list[Exceptio
             "state": OPEN if item.response is None else DONE,
             "status_code": None if item.response is None else item.response.status_code,
             "content_type": None if item.response is None else item.response.content_type,
-            "body": None if item.response is None else item.response.body,
+            "body": None
+            if item.response is None
+            else services.tokens.seal(item.response.body.decode()).encode(),
         }
         for item in sorted(items, key=lambda item: item.request_id)
     ]

@@ -151,6 +151,7 @@ async def history(services: Services, card_number: str, *, limit: int) -> dict[s
 # --- what a caller may see (object-level authorisation in services.access) -------------------
 
 CURSOR_LENGTH_MAX = 200
+CURSOR_YEARS = (2000, 9000)  # a cursor's time lies in here, or it was not made by us
 
 
 def _cursor_of(renewal: RenewalRecord) -> str:
@@ -168,10 +169,14 @@ def _parse_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raise invalid
     try:
         at, renewal_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = dt.datetime.fromisoformat(at)
-    except (ValueError, TypeError):
+        moment = dt.datetime.fromisoformat(at).astimezone(dt.UTC)
+    except (ValueError, TypeError, OverflowError):
         raise invalid from None
-    if moment.tzinfo is None or not isinstance(renewal_id, str):
+    if (
+        not isinstance(renewal_id, str)
+        or len(renewal_id) > CURSOR_LENGTH_MAX
+        or not CURSOR_YEARS[0] <= moment.year <= CURSOR_YEARS[1]
+    ):
         raise invalid
     return moment, renewal_id
 

@@ -11,8 +11,8 @@ from topup.bootstrap import Application
 from topup.entrypoints.api.app import create_app
 
 
-def client_for(application: Application) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(application), client=("203.0.113.7", 40000))
+def client_for(application: Application, address: str = "203.0.113.7") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(application), client=(address, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 

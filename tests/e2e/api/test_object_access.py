@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import AppFactory
+from tests.e2e.api.conftest import client_for
 from tests.e2e.api.test_accounts import CARD, Demo, _demo
 from tests.e2e.api.test_renewals_api import token_for
+from topup.services.api_keys import create_api_key
 from topup.settings import Limits
 
 UNKNOWN_CARD = "+60123459999"
@@ -103,7 +105,6 @@ async def test_transactions_come_newest_first_a_page_at_a_time(site: Demo) -> No
 
 
 async def test_card_lookups_are_rate_limited_with_a_retry_after(make_app: AppFactory) -> None:
-    from tests.e2e.api.conftest import client_for
     from topup.services.demo import load_demo
 
     application = make_app(limits=Limits(card_lookup_per_minute_max=3))
@@ -117,3 +118,77 @@ async def test_card_lookups_are_rate_limited_with_a_retry_after(make_app: AppFac
     plans = answers[0].json()
     assert set(plans["card"]) == {"kind", "status", "validity_end", "grace_end", "currency"}
     assert plans["plans"]
+
+
+async def test_a_store_key_sells_but_cannot_read_every_subscribers_card(site: Demo) -> None:
+    services = site.application.services
+    _, store_key = await create_api_key(
+        services, name="Store 1", role="store", outlet="s1", region="johor"
+    )
+    _, staff_key = await create_api_key(
+        services, name="Customer service", role="staff", outlet=None, region=None
+    )
+    api = site.api
+    store = await api.get(f"/api/v1/cards/{CARD}/balance", headers={"X-API-Key": store_key})
+    assert store.status_code == 404
+    staff = await api.get(f"/api/v1/cards/{CARD}/balance", headers={"X-API-Key": staff_key})
+    assert staff.status_code == 200
+    token = await token_for(api)
+    sold = await api.post(
+        "/api/v1/renewals",
+        json={
+            "card_number": CARD,
+            "plan": "pack_5gb_7d",
+            "payment": {"method": "credit_card", "token": token},
+        },
+        headers={"X-API-Key": store_key, "Idempotency-Key": "store-sale"},
+    )
+    assert sold.status_code == 201, sold.text
+    assert sold.json()["channel"] == "store"
+
+
+async def test_not_yours_and_does_not_exist_are_the_same_answer_for_a_renewal(
+    site: Demo,
+) -> None:
+    owner = await site.bearer("mine@example.com")
+    await site.link(owner)
+    renewal = await renew_as(site, owner)
+    stranger = await site.bearer("other@example.com")
+    unknown = str(uuid.uuid4())
+    theirs = await site.api.get(f"/api/v1/renewals/{renewal['id']}", headers=stranger)
+    nobody = await site.api.get(f"/api/v1/renewals/{unknown}", headers=stranger)
+    assert theirs.status_code == nobody.status_code == 404
+    assert theirs.text.replace(renewal["id"], "ID") == nobody.text.replace(unknown, "ID")
+    assert dict(theirs.headers) == dict(nobody.headers) | {
+        "content-length": theirs.headers["content-length"]
+    }
+
+
+async def test_a_stranger_cannot_use_up_a_renewals_confirmation_attempts(site: Demo) -> None:
+    token = await token_for(site.api, "4000000000003220")
+    created = await site.api.post(
+        "/api/v1/renewals",
+        json={
+            "card_number": CARD,
+            "plan": "pack_5gb_7d",
+            "payment": {"method": "credit_card", "token": token},
+        },
+        headers={"Idempotency-Key": "needs-password"},
+    )
+    body = created.json()
+    url = f"/api/v1/renewals/{body['id']}/confirm"
+    limit = site.application.services.limits.confirm_per_minute_max
+    async with client_for(site.application, "198.51.100.9") as elsewhere:
+        answers = [
+            (await elsewhere.post(url, json={"answer": "0000"})).status_code
+            for _ in range(limit + 2)
+        ]
+    assert set(answers) <= {404, 429}
+    from topup.adapters.gateways.sandbox import AUTHENTICATION_ANSWER
+
+    owner = await site.api.post(
+        url,
+        json={"answer": AUTHENTICATION_ANSWER},
+        headers={"X-Client-Secret": body["client_secret"]},
+    )
+    assert owner.status_code != 429

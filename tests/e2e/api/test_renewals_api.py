@@ -7,11 +7,14 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from tests.conftest import START, AppFactory
 from tests.e2e.api.conftest import client_for
 from topup.adapters.clock import FixedClock
+from topup.adapters.db import tables
 from topup.adapters.notify.mail_outbox import MemoryMailer
+from topup.domain.errors import InputError
 from topup.entrypoints.worker import work_once
 from topup.services import idempotency
 from topup.services.demo import load_demo
@@ -112,11 +115,11 @@ async def test_a_request_without_a_key_is_refused_and_stores_nothing(
 
 async def test_errors_of_execution_are_stored_and_replayed(api: httpx.AsyncClient) -> None:
     token = await token_for(api)
-    headers = {"Idempotency-Key": "unknown-plan"}
-    first = await api.post("/api/v1/renewals", json=order(token, plan="no_such"), headers=headers)
-    assert first.status_code == 404
-    assert first.json()["code"] == "plan_unknown"
-    again = await api.post("/api/v1/renewals", json=order(token, plan="no_such"), headers=headers)
+    headers = {"Idempotency-Key": "too-late"}
+    lapsed = order(token, card_number="0123450002")  # demo: expired 45 days ago, past grace
+    first = await api.post("/api/v1/renewals", json=lapsed, headers=headers)
+    assert first.status_code == 409, first.text
+    again = await api.post("/api/v1/renewals", json=lapsed, headers=headers)
     assert again.content == first.content
     assert again.headers["idempotent-replayed"] == "true"
 
@@ -152,7 +155,6 @@ async def test_a_key_is_forgotten_after_24_hours(make_app: AppFactory) -> None:
         replay = await api.post("/api/v1/renewals", json=order(token), headers=headers)
         assert replay.content == first.content
         clock.advance(3600 + 1)
-        token = await token_for(api)
         fresh = await api.post("/api/v1/renewals", json=order(token), headers=headers)
         assert fresh.status_code == 201
         assert fresh.json()["id"] != first.json()["id"]
@@ -266,3 +268,57 @@ async def test_the_receipt_is_emailed_in_the_callers_language_once_paid(
     assert created.json()["receipt_number"] in mailer.sent[0].body
     await work_once(application.services)
     assert len(mailer.sent) == 1  # sent once
+
+
+async def test_a_request_refused_for_its_input_leaves_the_key_free(api: httpx.AsyncClient) -> None:
+    token = await token_for(api)
+    headers = {"Idempotency-Key": "typo"}
+    typo = await api.post(
+        "/api/v1/renewals", json=order(token, card_number="01234x"), headers=headers
+    )
+    assert typo.status_code == 422
+    unknown = await api.post(
+        "/api/v1/renewals", json=order(token, plan="no_such_plan"), headers=headers
+    )
+    assert unknown.status_code == 404
+    fixed = await api.post("/api/v1/renewals", json=order(token), headers=headers)
+    assert fixed.status_code == 201, fixed.text
+
+
+async def test_a_stored_response_keeps_the_client_secret_sealed(make_app: AppFactory) -> None:
+    application = make_app()
+    await load_demo(application.services)
+    async with client_for(application) as api:
+        token = await token_for(api)
+        first = await api.post(
+            "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "s"}
+        )
+        again = await api.post(
+            "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "s"}
+        )
+    assert again.content == first.content
+    secret = first.json()["client_secret"].encode()
+    async with application.services.unit_of_work() as uow:
+        rows = await uow.connection.execute(select(tables.idempotency_requests.c.body))  # type: ignore[attr-defined]
+        bodies = [bytes(row[0]) for row in rows]
+    assert bodies
+    assert not any(secret in body or b"client_secret" in body for body in bodies)
+
+
+async def test_a_cursor_outside_any_time_we_keep_is_refused(api: httpx.AsyncClient) -> None:
+    import base64
+    import json
+
+    from topup.domain.callers import ApiKeyRole, Caller, CallerKind
+    from topup.services.queries import card_transactions
+
+    services = api._transport.app.state.application.services  # type: ignore[attr-defined]
+    staff = Caller(CallerKind.API_KEY, api_key_id="k", role=ApiKeyRole.STAFF)
+    for moment in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "not a time"):
+        cursor = base64.urlsafe_b64encode(json.dumps([moment, "x"]).encode()).decode()
+        try:
+            await card_transactions(services, staff, CARD, limit=5, cursor=cursor)
+        except InputError as error:
+            assert error.code == "cursor_invalid"
+        else:
+            raise AssertionError(f"cursor {moment} was taken")

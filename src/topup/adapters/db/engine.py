@@ -39,7 +39,7 @@ def create_engine(
     it, which it cannot do while other tables' foreign keys point at it."""
     url = async_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(url, pool_timeout=POOL_TIMEOUT_S)
+        engine = create_async_engine(url, pool_timeout=POOL_TIMEOUT_S, hide_parameters=True)
         _make_sqlite_transactions_immediate(engine, enforce_foreign_keys=enforce_foreign_keys)
         return engine
     # Batches of every size from 1 to write_batch_size_max make as many statements; SQLAlchemy's
@@ -55,6 +55,7 @@ def create_engine(
         max_overflow=POSTGRES_POOL_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_S,
         pool_recycle=POOL_RECYCLE_S,  # no pre-ping: it costs three round trips per transaction
+        hide_parameters=True,  # errors and logs never show the values (e-mails, hashes, bodies)
         connect_args={
             "server_settings": {
                 "application_name": "topup",

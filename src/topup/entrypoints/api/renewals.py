@@ -7,7 +7,6 @@ gets 404, as for a renewal that does not exist."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -17,7 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from topup.domain.callers import Caller
-from topup.domain.errors import PaymentError, TopupError
+from topup.domain.errors import InputError, NotFoundError, PaymentError, TopupError
 from topup.entrypoints.api.dependencies import (
     CallerDependency,
     LanguageDependency,
@@ -28,10 +27,10 @@ from topup.entrypoints.api.dependencies import (
 from topup.entrypoints.api.problems import encode, problem_response
 from topup.entrypoints.api.schemas import ConfirmIn, RenewalIn, RenewalOut, problems
 from topup.services import idempotency
-from topup.services.access import may_see_card
+from topup.services.access import client_secret_of, visible_renewal
 from topup.services.confirmation import confirm_payment
 from topup.services.context import Services
-from topup.services.renewals import RenewalRequest, get_renewal, renew, renewal_unknown
+from topup.services.renewals import RenewalRequest, renew
 from topup.services.views import RenewalView
 
 router = APIRouter(tags=["renewals"])
@@ -49,21 +48,7 @@ ClientSecret = Annotated[
     str | None, Header(alias="X-Client-Secret", max_length=200, description="From creation.")
 ]
 JSON = "application/json"
-SECRET_PART = "_secret_"  # noqa: S105 - a separator, not a secret
 MINUTE_S = 60
-
-
-def client_secret_of(services: Services, renewal_id: str) -> str:
-    """Derived from the renewal's id with the server's key: nothing to store, nothing to leak."""
-    return (
-        renewal_id + SECRET_PART + services.tokens.fingerprint(f"client-secret:{renewal_id}")[:32]
-    )
-
-
-def _holds_secret(services: Services, renewal_id: str, presented: str | None) -> bool:
-    if not presented:
-        return False
-    return hmac.compare_digest(presented.encode(), client_secret_of(services, renewal_id).encode())
 
 
 def _renewal_json(view: RenewalView, *, client_secret: str | None = None) -> dict[str, Any]:
@@ -114,6 +99,12 @@ async def run_idempotently(
         )
     try:
         response = await run(claimed.request_id)
+    except (InputError, NotFoundError) as error:
+        # Refused before anything was done (a mistyped card number, an unknown plan): like a
+        # request refused by validation, it stores nothing, and the corrected request may use
+        # the same key.
+        await idempotency.finish(services, claimed, None)
+        return problem_response(error, locale)
     except TopupError as error:
         if error.retryable:
             await idempotency.finish(services, claimed, None)
@@ -179,19 +170,6 @@ async def create_renewal(
     )
 
 
-async def _visible_renewal(
-    services: Services, caller: Caller, renewal_id: str, client_secret: str | None
-) -> RenewalView:
-    if _holds_secret(services, renewal_id, client_secret):
-        return await get_renewal(services, renewal_id)
-    if caller.is_staff or caller.account_id is not None:
-        view = await get_renewal(services, renewal_id)
-        async with services.unit_of_work() as uow:
-            if await may_see_card(uow, caller, view.renewal.card_id):
-                return view
-    raise renewal_unknown(renewal_id)
-
-
 @router.get(
     "/api/v1/renewals/{renewal_id}", response_model=RenewalOut, responses=problems(401, 404)
 )
@@ -202,7 +180,7 @@ async def read_renewal(
     client_secret: ClientSecret = None,
 ) -> Response:
     """Status, amount, expected activation time, timeline, and the receipt number once paid."""
-    view = await _visible_renewal(services, caller, renewal_id, client_secret)
+    view = await visible_renewal(services, caller, renewal_id, client_secret)
     return Response(encode(_renewal_json(view)), media_type=JSON)
 
 
@@ -223,8 +201,10 @@ async def confirm_renewal(
     """Give the payment password or 3-D Secure answer a renewal waits for."""
     limit = services.limits.confirm_per_minute_max
     await check_caller_rate(request, caller, "confirm", limit=limit, window_s=MINUTE_S)
+    # Only those who may confirm count against the renewal's own allowance: a stranger who
+    # knows its id cannot use it up.
+    await visible_renewal(services, caller, renewal_id, client_secret)
     await check_rate(services, "confirm", f"renewal:{renewal_id}", limit=limit, window_s=MINUTE_S)
-    await _visible_renewal(services, caller, renewal_id, client_secret)
     view = await confirm_payment(services, renewal_id, body.answer)
     data = _renewal_json(view)
     if view.status == "declined":

@@ -32,6 +32,7 @@ class Limits(BaseSettings):
     activation_typical_delay_s: int = Field(60, ge=0)
     activation_late_after_s: int = Field(14_400, ge=1)
     refund_attempts_max: int = Field(20, ge=1)
+    receipt_attempts_max: int = Field(8, ge=1)  # e-mailing a receipt, with activation's backoff
     refund_reason_length_max: int = Field(500, ge=1, le=10_000)
     job_lease_s: float = Field(120.0, gt=0)
     # Jobs claimed at once, and network calls in flight at once. Their outcomes are written in

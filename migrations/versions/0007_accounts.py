@@ -1,4 +1,4 @@
-"""Accounts: sign-in tokens, failed sign-ins, linked cards and their one-time codes
+"""Accounts: sign-in tokens, sign-in attempts, linked cards and their one-time codes
 
 Revision ID: 0007
 Revises: 0006
@@ -48,12 +48,15 @@ def upgrade() -> None:
     )
     op.create_table(
         "login_failures",
-        sa.Column("email_fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("email_fingerprint", name=op.f("pk_login_failures")),
+        sa.PrimaryKeyConstraint("fingerprint", name=op.f("pk_login_failures")),
+    )
+    op.create_index(
+        "ix_login_failures_first_failed_at", "login_failures", ["first_failed_at"], unique=False
     )
     op.create_table(
         "card_links",
@@ -100,6 +103,7 @@ def downgrade() -> None:
     op.drop_table("card_link_codes")
     op.drop_index("ix_card_links_card_id", table_name="card_links")
     op.drop_table("card_links")
+    op.drop_index("ix_login_failures_first_failed_at", table_name="login_failures")
     op.drop_table("login_failures")
     op.drop_index(op.f("ix_access_tokens_account_id"), table_name="access_tokens")
     op.drop_table("access_tokens")

@@ -58,11 +58,12 @@ class Limits(BaseSettings):
     login_per_minute_max: int = Field(10, ge=1)
     confirm_per_minute_max: int = Field(10, ge=1)
     sms_codes_per_hour_max: int = Field(5, ge=1)
-    # Accounts: wrong passwords before a temporary lock, the lock, and how long a sign-in lasts.
+    # Accounts: sign-in attempts on an e-mail from one client address before a temporary lock
+    # of that pair, the lock (also the window attempts count in), and how long a sign-in lasts.
     login_failures_max: int = Field(5, ge=1, le=100)
     login_lock_s: int = Field(900, ge=1)
     access_token_lifetime_s: int = Field(43_200, ge=60)
-    # A failed sign-in from the third in a row on waits this long before it is answered.
+    # A failed sign-in from the third attempt on its e-mail (any address) waits this long.
     login_slowdown_s: float = Field(1.0, ge=0, le=10)
     # HTTP idempotency: how long a key's first response is replayed, and how long a request
     # that never finished (its server died) holds its key.

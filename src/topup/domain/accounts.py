@@ -38,6 +38,15 @@ class LinkCode:
     used_at: dt.datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class LoginAttempts:
+    """Sign-in attempts counted under one key (an e-mail, or an e-mail from one client address)
+    within the current window, the one being made included, and the lock they led to."""
+
+    attempts: int
+    locked_until: dt.datetime | None
+
+
 def normalise_email(text: str) -> str:
     """The form an address is stored and looked up in: trimmed and lower-case, so that
     ``Aisyah@Example.com`` and ``aisyah@example.com`` are one account."""

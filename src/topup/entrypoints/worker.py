@@ -8,7 +8,7 @@ import signal
 import sys
 
 from topup.adapters.db.engine import TRANSIENT_DATABASE_ERRORS
-from topup.services import idempotency
+from topup.services import accounts, idempotency
 from topup.services.activation import run_due_jobs
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
@@ -21,6 +21,7 @@ async def work_once(services: Services) -> int:
     done += await reconcile_payments(services)
     done += await advance_cards(services)
     done += await idempotency.prune(services, limit=services.limits.lifecycle_batch_size)
+    done += await accounts.prune(services, limit=services.limits.lifecycle_batch_size)
     return done
 
 
@@ -41,6 +42,8 @@ async def run_forever(services: Services, *, stop: asyncio.Event | None = None) 
                 done += await advance_cards(services)
                 # HTTP idempotency records past their 24 h: forgotten a batch at a time.
                 done += await idempotency.prune(services, limit=limits.lifecycle_batch_size)
+                # Sign-in attempt counts that are over, link codes that expired: likewise.
+                done += await accounts.prune(services, limit=limits.lifecycle_batch_size)
                 last_lifecycle = loop.time()
             failures_in_a_row = 0
         except TRANSIENT_DATABASE_ERRORS as error:

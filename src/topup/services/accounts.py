@@ -2,15 +2,25 @@
 cards an account links by a one-time code sent by SMS to the card's number.
 
 What is kept: the e-mail (lower-case), an argon2id hash of the password, keyed hashes
-(``services.tokens.fingerprint``) of bearer tokens, one-time codes and, for failed sign-ins, of
-e-mail addresses. Never a password, a token or a code in clear.
+(``services.tokens.fingerprint``) of bearer tokens, one-time codes and, for sign-in attempts, of
+the e-mail and the client address. Never a password, a token or a code in clear.
 
 Sign-in failures do not say what was wrong: an unknown e-mail and a wrong password give the same
-``login_failed``, after the same argon2 work (a dummy hash stands in for a missing account). From
-the third failure in a row each answer waits ``limits.login_slowdown_s``; ``login_failures_max``
-failures within ``login_lock_s`` lock the address, registered or not, for ``login_lock_s``
-(``login_locked``, 429 with Retry-After). The lock never grows: once it ends, counting starts
-afresh, and a successful sign-in forgets earlier failures.
+``login_failed``, after the same argon2 work (a dummy hash stands in for a missing account).
+Every attempt is counted, in its own committed transaction, before its password is checked, so
+a burst of concurrent attempts cannot outrun the count:
+
+- per e-mail and client address: the ``login_failures_max``-th attempt within ``login_lock_s``
+  locks that pair for ``login_lock_s``, registered e-mail or not; later attempts are refused
+  (``login_locked``, 429 with Retry-After) without their password being checked, even a right
+  one. So at most ``login_failures_max`` passwords are checked per pair and window, and failures
+  from elsewhere never lock the owner out of their own address;
+- per e-mail, from any address: from the third attempt within ``login_lock_s`` each failure is
+  answered after ``login_slowdown_s``. This never locks.
+
+The lock never grows: once it ends, counting starts afresh, and a successful sign-in forgets
+the attempts before it. ``prune`` (run by the worker) forgets counts that are over and link
+codes that have expired.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import asyncio
 import datetime as dt
 import functools
 import hmac
+import json
 import math
 import secrets
 from dataclasses import dataclass
@@ -30,6 +41,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from topup.domain.accounts import (
     Account,
     LinkCode,
+    LoginAttempts,
     check_email,
     check_language,
     check_password,
@@ -46,10 +58,13 @@ from topup.services.renewals import find_card
 
 ACCESS_TOKEN_BYTES = 32  # secrets.token_urlsafe: 43 characters
 ACCESS_TOKEN_LENGTH_MAX = 128  # longer presented tokens are refused without a look-up
-LOGIN_SLOWDOWN_AFTER_FAILURES = 3
+DUMMY_PASSWORD_BYTES = 16  # the password behind the hash checked when no account has the e-mail
+LOGIN_SLOWDOWN_AFTER_FAILURES = 3  # attempts on one e-mail, from any address, in a window
 LINK_CODE_DIGITS = 6
 LINK_CODE_LIFETIME_S = 600
 LINK_CODE_ATTEMPTS_MAX = 5
+SMS_CODES_WINDOW_S = 3600  # the hour of Limits.sms_codes_per_hour_max
+MINUTE_S = 60
 
 # argon2id with argon2-cffi's defaults (RFC 9106's second recommended option: t=3, 64 MiB, p=4).
 # Hashing runs in the default thread pool, which bounds how many run at once.
@@ -90,7 +105,7 @@ def _verify(password_hash: str, password: str) -> bool:
 @functools.cache
 def _dummy_hash() -> str:
     """Verified against when no account has the e-mail, so that the answer takes as long."""
-    return _HASHER.hash(secrets.token_urlsafe(16))
+    return _HASHER.hash(secrets.token_urlsafe(DUMMY_PASSWORD_BYTES))
 
 
 async def _password_matches(account: Account | None, password: str) -> bool:
@@ -140,55 +155,89 @@ def _login_locked(until: dt.datetime, now: dt.datetime) -> TopupError:
         f"too many failed sign-ins; locked for {seconds} s",
         code="login_locked",
         retryable=True,
-        params={"retry_after_s": str(seconds), "minutes": str(math.ceil(seconds / 60))},
+        params={"retry_after_s": str(seconds), "minutes": str(math.ceil(seconds / MINUTE_S))},
     )
 
 
-def _email_fingerprint(services: Services, email: str) -> str:
-    return services.tokens.fingerprint(f"login-email:{email}")
+def _lock_fingerprint(services: Services, email: str, client_address: str) -> str:
+    """The key attempts on ``email`` from ``client_address`` are counted, and locked, under."""
+    return services.tokens.fingerprint(json.dumps(["login-lock", email, client_address]))
 
 
-async def log_in(services: Services, *, email: str, password: str) -> IssuedToken:
-    """A new bearer token for the account; ``login_failed`` (401) or ``login_locked`` (429)."""
-    address = normalise_email(email)
-    fingerprint = _email_fingerprint(services, address)
-    now = services.clock.now()
-    async with services.unit_of_work() as uow:
-        locked_until = await uow.accounts.login_locked_until(fingerprint, now=now)
-        account: Account | None = None if locked_until else await uow.accounts.by_email(address)
-    if locked_until is not None:
-        raise _login_locked(locked_until, now)
+def _slowdown_fingerprint(services: Services, email: str) -> str:
+    """The key attempts on ``email`` from any address are counted under, for the slow-down."""
+    return services.tokens.fingerprint(json.dumps(["login-slowdown", email]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A sign-in attempt, counted before its password is checked."""
+
+    from_address: LoginAttempts  # on this e-mail from this client address: they lock
+    on_email: LoginAttempts  # on this e-mail from any address: they slow answers down
+    account: Account | None  # None: unknown e-mail, or not looked up (the attempt is refused)
+    keys: tuple[str, str]  # what a successful sign-in clears, in the order they are counted
+
+
+async def log_in(
+    services: Services, *, email: str, password: str, client_address: str
+) -> IssuedToken:
+    """A new bearer token for the account; ``login_failed`` (401) or ``login_locked`` (429).
+    ``client_address``: where the attempt comes from; the lock holds for that address only."""
+    attempt = await _count_attempt(services, normalise_email(email), client_address)
+    limits = services.limits
+    locked_until = attempt.from_address.locked_until
+    if attempt.from_address.attempts > limits.login_failures_max:
+        if locked_until is None:  # the attempt numbered login_failures_max set it
+            raise InvariantError("sign-in attempts passed the limit without a lock")
+        await _slow_down(services, attempt)
+        raise _login_locked(locked_until, services.clock.now())
     typed = normalise_password(password)
-    matches = await _password_matches(account, typed)
-    if account is None or not matches:
-        raise await _count_failure(services, fingerprint)
-    return await _issue_token(services, account, typed, fingerprint)
+    matches = await _password_matches(attempt.account, typed)
+    if attempt.account is None or not matches:
+        await _slow_down(services, attempt)
+        if locked_until is not None:  # this was the last attempt allowed
+            raise _login_locked(locked_until, services.clock.now())
+        raise _login_failed()
+    return await _issue_token(services, attempt.account, typed, attempt.keys)
 
 
-async def _count_failure(services: Services, fingerprint: str) -> TopupError:
-    """Count a failed sign-in and lock the e-mail at the limit; returns (slowly, from the
-    third failure on) the error to answer with."""
+async def _count_attempt(services: Services, email: str, client_address: str) -> _Attempt:
+    """Count the attempt (committed before any password is checked) and, unless it is past the
+    limit, find the account."""
     limits = services.limits
     now = services.clock.now()
     window_start = now - dt.timedelta(seconds=limits.login_lock_s)
+    lock_key = _lock_fingerprint(services, email, client_address)
+    slowdown_key = _slowdown_fingerprint(services, email)
     async with services.unit_of_work() as uow:
-        failures = await uow.accounts.count_login_failure(
-            fingerprint, now=now, window_start=window_start
+        from_address = await uow.accounts.count_login_attempt(
+            lock_key,
+            now=now,
+            window_start=window_start,
+            lock_at_attempt=limits.login_failures_max,
+            lock_until=now + dt.timedelta(seconds=limits.login_lock_s),
         )
-        locked_until = None
-        if failures >= limits.login_failures_max:
-            locked_until = now + dt.timedelta(seconds=limits.login_lock_s)
-            await uow.accounts.lock_login(fingerprint, until=locked_until, now=now)
+        on_email = await uow.accounts.count_login_attempt(
+            slowdown_key, now=now, window_start=window_start, lock_at_attempt=None, lock_until=None
+        )
+        account: Account | None = None
+        if from_address.attempts <= limits.login_failures_max:
+            account = await uow.accounts.by_email(email)
         await uow.commit()
-    if failures >= LOGIN_SLOWDOWN_AFTER_FAILURES and limits.login_slowdown_s > 0:
-        await asyncio.sleep(limits.login_slowdown_s)
-    if locked_until is not None:
-        return _login_locked(locked_until, now)
-    return _login_failed()
+    return _Attempt(from_address, on_email, account, (lock_key, slowdown_key))
+
+
+async def _slow_down(services: Services, attempt: _Attempt) -> None:
+    """From the third attempt on the e-mail, from any address, a failure waits before it is
+    answered (a bounded wait, never a lock)."""
+    slowdown_s = services.limits.login_slowdown_s
+    if attempt.on_email.attempts >= LOGIN_SLOWDOWN_AFTER_FAILURES and slowdown_s > 0:
+        await asyncio.sleep(slowdown_s)
 
 
 async def _issue_token(
-    services: Services, account: Account, password: str, fingerprint: str
+    services: Services, account: Account, password: str, attempt_keys: tuple[str, str]
 ) -> IssuedToken:
     new_hash = None
     if _HASHER.check_needs_rehash(account.password_hash):
@@ -198,7 +247,7 @@ async def _issue_token(
     lifetime_s = services.limits.access_token_lifetime_s
     expires_at = now + dt.timedelta(seconds=lifetime_s)
     async with services.unit_of_work() as uow:
-        await uow.accounts.forget_login_failures(fingerprint)
+        await uow.accounts.forget_login_attempts(attempt_keys)
         await uow.accounts.forget_dead_tokens(account.id, now=now)
         if new_hash is not None:
             await uow.accounts.set_password_hash(account.id, new_hash)
@@ -263,7 +312,7 @@ async def _check_card_rate(services: Services, card_id: str) -> None:
     """Codes sent to one card, whoever asks: nobody can flood a subscriber with texts."""
     limit = services.limits.sms_codes_per_hour_max
     retry_after_s = await services.rate_limiter.hit(
-        "sms_code", f"card:{card_id}", limit=limit, window_s=3600
+        "sms_code", f"card:{card_id}", limit=limit, window_s=SMS_CODES_WINDOW_S
     )
     if retry_after_s:
         raise TopupError(
@@ -283,32 +332,34 @@ async def start_card_link(services: Services, account_id: str, card_number: str)
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number)
-        if await uow.accounts.owns_card(account_id, card.id):
-            raise ConflictError(
-                "this card is already linked to the account",
-                code="card_already_linked",
-                field="card_number",
-                params={},
-            )
-        account = await uow.accounts.get(account_id)
-        if account is None:
-            raise _token_invalid()
-        await _check_card_rate(services, card.id)
-        code = f"{secrets.randbelow(10**LINK_CODE_DIGITS):0{LINK_CODE_DIGITS}d}"
-        code_id = services.new_id()
-        expires_at = now + dt.timedelta(seconds=LINK_CODE_LIFETIME_S)
-        pending = LinkCode(
-            id=code_id,
-            account_id=account_id,
-            card_id=card.id,
-            code_hash=_code_hash(services, code_id, code),
-            attempts=0,
-            expires_at=expires_at,
-            used_at=None,
+        linked: bool = await uow.accounts.owns_card(account_id, card.id)
+        account: Account | None = await uow.accounts.get(account_id)
+    if linked:
+        raise ConflictError(
+            "this card is already linked to the account",
+            code="card_already_linked",
+            field="card_number",
+            params={},
         )
+    if account is None:
+        raise _token_invalid()
+    await _check_card_rate(services, card.id)  # a network call: no unit of work is open
+    code = f"{secrets.randbelow(10**LINK_CODE_DIGITS):0{LINK_CODE_DIGITS}d}"
+    code_id = services.new_id()
+    expires_at = now + dt.timedelta(seconds=LINK_CODE_LIFETIME_S)
+    pending = LinkCode(
+        id=code_id,
+        account_id=account_id,
+        card_id=card.id,
+        code_hash=_code_hash(services, code_id, code),
+        attempts=0,
+        expires_at=expires_at,
+        used_at=None,
+    )
+    async with services.unit_of_work() as uow:
         await uow.accounts.replace_link_code(pending, created_at=now)
         await uow.commit()
-    text = link_code_text(code, minutes=LINK_CODE_LIFETIME_S // 60, language=account.language)
+    text = link_code_text(code, minutes=LINK_CODE_LIFETIME_S // MINUTE_S, language=account.language)
     await sms.send(card.msisdn, text)  # no connection held while the provider answers
     masked = CardNumber(CardNumberKind.MSISDN, card.msisdn).masked()
     return LinkCodeSent(card_number=masked, expires_at=expires_at)
@@ -372,3 +423,20 @@ async def my_cards(services: Services, account_id: str) -> list[dict[str, Any]]:
     async with services.unit_of_work() as uow:
         cards = await uow.accounts.linked_cards(account_id, limit=services.limits.list_limit_max)
     return [card_summary(card, services) for card in cards]
+
+
+# --- housekeeping ------------------------------------------------------------------------------
+
+
+async def prune(services: Services, *, limit: int) -> int:
+    """Forget sign-in attempt counts whose window and lock are over, and link codes that have
+    expired, at most ``limit`` of each; returns how many rows went (the worker calls this)."""
+    now = services.clock.now()
+    window_start = now - dt.timedelta(seconds=services.limits.login_lock_s)
+    async with services.unit_of_work() as uow:
+        forgotten: int = await uow.accounts.prune_login_attempts(
+            now=now, window_start=window_start, limit=limit
+        )
+        forgotten += await uow.accounts.prune_link_codes(expired_by=now, limit=limit)
+        await uow.commit()
+    return forgotten

@@ -1,5 +1,6 @@
 """Accounts over HTTP, on SQLite and PostgreSQL: sign-up, sign-in with expiring and revocable
-bearer tokens, the lock after repeated failures, and linking cards by a code sent by SMS."""
+bearer tokens, the slow-down and the per-address lock after repeated failures, linking cards by a
+code sent by SMS, and the housekeeping that forgets what is over."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.conftest import AppFactory
 from tests.e2e.api.conftest import client_for
 from topup.adapters.clock import FixedClock
+from topup.adapters.db import tables
 from topup.adapters.db.tables import metadata
 from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.bootstrap import Application
 from topup.entrypoints.api.app import create_app
+from topup.entrypoints.worker import work_once
+from topup.services import accounts
 from topup.services.demo import load_demo
 from topup.settings import Limits
 
@@ -28,6 +32,7 @@ CARD = "+60123456789"  # demo: prepaid, 5.00 MYR credit, 2 GB
 OTHER_CARD = "+60198765432"  # demo: postpaid
 UNKNOWN_CARD = "+60123459999"  # a mobile number, not a card of ours
 PASSWORD = "correct horse battery"
+ATTACKER_ADDRESS = "198.51.100.9"  # the tests' own client is 203.0.113.7
 LOCK_S = 900
 TOKEN_LIFETIME_S = 43_200
 
@@ -91,6 +96,13 @@ class Demo:
     async def link(self, headers: dict[str, str], card: str = CARD) -> None:
         assert (await self.ask_code(headers, card)).status_code == 202
         assert (await self.verify(headers, self.code_sent_to(card), card)).status_code == 201
+
+
+@asynccontextmanager
+async def _from_address(demo: Demo, address: str) -> AsyncIterator[Demo]:
+    """The same application, called from another client address."""
+    async with client_for(demo.application, address) as client:
+        yield Demo(demo.application, client)
 
 
 @asynccontextmanager
@@ -199,7 +211,9 @@ async def test_a_wrong_password_and_an_unknown_email_get_identical_answers(demo:
     assert "errors" not in wrong_password.json()  # no field is named
 
 
-async def test_five_failures_lock_the_email_until_the_lock_time_has_passed(demo: Demo) -> None:
+async def test_five_failures_from_one_address_lock_the_email_there_until_the_lock_time_has_passed(
+    demo: Demo,
+) -> None:
     await demo.sign_up("aisyah@example.com")
     for _ in range(4):
         assert (await demo.log_in("aisyah@example.com", "wrong password")).status_code == 401
@@ -213,6 +227,30 @@ async def test_five_failures_lock_the_email_until_the_lock_time_has_passed(demo:
     still = await demo.log_in("aisyah@example.com")
     assert (still.status_code, still.headers["retry-after"]) == (429, "1")
     demo.clock.advance(1)
+    assert (await demo.log_in("aisyah@example.com")).status_code == 200
+
+
+async def test_failures_from_another_address_do_not_lock_the_owner_out(demo: Demo) -> None:
+    await demo.sign_up("aisyah@example.com")
+    async with _from_address(demo, ATTACKER_ADDRESS) as attacker:
+        statuses = [
+            (await attacker.log_in("aisyah@example.com", "wrong password")).status_code
+            for _ in range(6)
+        ]
+        assert statuses == [401] * 4 + [429] * 2
+        assert (await attacker.log_in("aisyah@example.com")).status_code == 429
+    assert (await demo.log_in("aisyah@example.com", "wrong password")).status_code == 401
+    assert (await demo.log_in("aisyah@example.com")).status_code == 200
+
+
+async def test_failures_spread_over_addresses_never_lock_the_email(demo: Demo) -> None:
+    await demo.sign_up("aisyah@example.com")
+    statuses = []
+    for number in range(12):
+        async with _from_address(demo, f"198.51.100.{number + 1}") as attacker:
+            response = await attacker.log_in("aisyah@example.com", "wrong password")
+            statuses.append(response.status_code)
+    assert statuses == [401] * 12
     assert (await demo.log_in("aisyah@example.com")).status_code == 200
 
 
@@ -266,6 +304,21 @@ async def test_from_the_third_failure_on_answers_are_slowed_down(make_app: AppFa
         started = time.perf_counter()
         third = await demo.log_in("nobody@example.com", "wrong password")
         assert third.status_code == 401
+        assert time.perf_counter() - started >= slowdown_s
+
+
+async def test_the_slow_down_counts_failures_on_the_email_from_every_address(
+    make_app: AppFactory,
+) -> None:
+    slowdown_s = 0.5
+    async with _demo(make_app, Limits(login_slowdown_s=slowdown_s)) as demo:
+        for address in ("198.51.100.1", "198.51.100.2"):
+            async with _from_address(demo, address) as attacker:
+                first_two = await attacker.log_in("aisyah@example.com", "wrong password")
+                assert first_two.status_code == 401
+        started = time.perf_counter()
+        third = await demo.log_in("aisyah@example.com", "wrong password")
+        assert third.status_code == 401  # slowed down, not locked
         assert time.perf_counter() - started >= slowdown_s
 
 
@@ -502,3 +555,55 @@ async def test_the_database_holds_no_password_token_or_code_in_clear(demo: Demo)
         assert not re.search(rf"(?<![0-9A-Za-z]){digits}(?![0-9A-Za-z])", everything)
     hashes = [value for value in stored if value.startswith("$argon2id$")]
     assert len(hashes) == 1
+
+
+# --- housekeeping -------------------------------------------------------------------------------
+
+
+async def _rows(demo: Demo, table: Any) -> int:
+    async with demo.application.engine.connect() as connection:
+        counted: int = (
+            await connection.execute(select(func.count()).select_from(table))
+        ).scalar_one()
+    return counted
+
+
+async def test_the_worker_forgets_attempt_counts_and_codes_once_they_are_over(demo: Demo) -> None:
+    headers = await demo.bearer("aisyah@example.com")
+    await demo.ask_code(headers)
+    for _ in range(5):  # a lock, on the e-mail from this address
+        await demo.log_in("nobody@example.com", "wrong password")
+    await demo.log_in("mei@example.com", "wrong password")  # a count, no lock
+    assert await _rows(demo, tables.login_failures) == 4  # per address and per e-mail, twice
+    assert await _rows(demo, tables.card_link_codes) == 1
+    demo.clock.advance(LOCK_S - 1)
+    await work_once(demo.application.services)
+    assert await _rows(demo, tables.login_failures) == 4  # the windows are not over yet
+    assert await _rows(demo, tables.card_link_codes) == 0  # the code lasted 10 minutes
+    demo.clock.advance(1)
+    await work_once(demo.application.services)
+    assert await _rows(demo, tables.login_failures) == 0
+
+
+async def test_a_lock_outlasting_its_window_is_kept_until_it_ends(demo: Demo) -> None:
+    for _ in range(4):
+        await demo.log_in("nobody@example.com", "wrong password")
+    demo.clock.advance(LOCK_S - 1)
+    locking = await demo.log_in("nobody@example.com", "wrong password")
+    assert (locking.status_code, locking.headers["retry-after"]) == (429, str(LOCK_S))
+    demo.clock.advance(1)  # the window of the first failure is over; the lock is not
+    assert await accounts.prune(demo.application.services, limit=10) == 1  # the e-mail's count
+    still = await demo.log_in("nobody@example.com")
+    assert (still.status_code, still.headers["retry-after"]) == (429, str(LOCK_S - 1))
+    demo.clock.advance(LOCK_S)  # the lock is over, and so is the e-mail's new window
+    assert await accounts.prune(demo.application.services, limit=10) == 2
+
+
+async def test_pruning_forgets_at_most_the_limit_at_once(demo: Demo) -> None:
+    for number in range(3):
+        await demo.log_in(f"nobody{number}@example.com", "wrong password")
+    demo.clock.advance(LOCK_S)
+    services = demo.application.services
+    assert await accounts.prune(services, limit=4) == 4
+    assert await accounts.prune(services, limit=4) == 2
+    assert await accounts.prune(services, limit=4) == 0

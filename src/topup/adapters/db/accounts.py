@@ -1,20 +1,33 @@
-"""Accounts, their sign-in tokens, failed sign-ins, linked cards and one-time link codes.
+"""Accounts, their sign-in tokens, sign-in attempts, linked cards and one-time link codes.
 
-Only keyed hashes of tokens, codes and (for failed sign-ins) e-mail addresses reach these tables;
-passwords only as argon2id hashes. Nothing here commits."""
+Only keyed hashes of tokens, codes and (for sign-in attempts) e-mail and client addresses reach
+these tables; passwords only as argon2id hashes. Nothing here commits."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, case, delete, exists, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
 from topup.adapters.db.repositories import card_from_row
-from topup.domain.accounts import Account, LinkCode
+from topup.domain.accounts import Account, LinkCode, LoginAttempts
 from topup.domain.cards import Card
 
 
@@ -45,6 +58,16 @@ def _link_code(row: Row[Any]) -> LinkCode:
         attempts=int(m["attempts"]),
         expires_at=m["expires_at"],
         used_at=m["used_at"],
+    )
+
+
+def _attempts_over(*, now: dt.datetime, window_start: dt.datetime) -> ColumnElement[bool]:
+    """A count of sign-in attempts that no longer counts: its window is over and so is its lock.
+    (A lock lasts as long as a window and starts within one, so it ends after the window.)"""
+    failures = t.login_failures
+    return and_(
+        failures.c.first_failed_at <= window_start,
+        or_(failures.c.locked_until.is_(None), failures.c.locked_until <= now),
     )
 
 
@@ -140,61 +163,91 @@ class AccountRepository:
             )
         )
 
-    # --- failed sign-ins --------------------------------------------------------------------
+    # --- sign-in attempts -------------------------------------------------------------------
 
-    async def login_locked_until(
-        self, email_fingerprint: str, *, now: dt.datetime
-    ) -> dt.datetime | None:
-        """When the lock on this e-mail ends, if it is locked at ``now``."""
+    async def count_login_attempt(
+        self,
+        fingerprint: str,
+        *,
+        now: dt.datetime,
+        window_start: dt.datetime,
+        lock_at_attempt: int | None,
+        lock_until: dt.datetime | None,
+    ) -> LoginAttempts:
+        """Count one sign-in attempt under ``fingerprint`` before its password is checked, in
+        one statement: concurrent attempts are all counted and each learns its own number.
+
+        A count whose window began before ``window_start`` and whose lock (if any) is over
+        starts again from this attempt. The attempt numbered ``lock_at_attempt`` sets the lock
+        to ``lock_until`` unless one is set; the lock is never moved. ``lock_at_attempt`` None:
+        the count never locks."""
         failures = t.login_failures
-        query = select(failures.c.locked_until).where(
-            failures.c.email_fingerprint == email_fingerprint, failures.c.locked_until > now
+        over = _attempts_over(now=now, window_start=window_start)
+        if lock_at_attempt is None:
+            first_lock = None
+            locked_until: Any = case((over, None), else_=failures.c.locked_until)
+        else:
+            first_lock = lock_until if lock_at_attempt <= 1 else None
+            locked_until = case(
+                (over, literal(first_lock, failures.c.locked_until.type)),
+                (
+                    and_(
+                        failures.c.locked_until.is_(None),
+                        failures.c.failures + 1 >= lock_at_attempt,
+                    ),
+                    literal(lock_until, failures.c.locked_until.type),
+                ),
+                else_=failures.c.locked_until,
+            )
+        statement = (
+            _insert(self._connection, failures)
+            .values(
+                fingerprint=fingerprint,
+                failures=1,
+                first_failed_at=now,
+                locked_until=first_lock,
+                updated_at=now,
+            )
+            .on_conflict_do_update(
+                index_elements=[failures.c.fingerprint],
+                set_={
+                    "failures": case((over, 1), else_=failures.c.failures + 1),
+                    "first_failed_at": case((over, now), else_=failures.c.first_failed_at),
+                    "locked_until": locked_until,
+                    "updated_at": now,
+                },
+            )
+            .returning(failures.c.failures, failures.c.locked_until)
         )
-        found: dt.datetime | None = (await self._connection.execute(query)).scalar_one_or_none()
-        return found
+        row = (await self._connection.execute(statement)).one()
+        return LoginAttempts(attempts=int(row.failures), locked_until=row.locked_until)
 
-    async def count_login_failure(
-        self, email_fingerprint: str, *, now: dt.datetime, window_start: dt.datetime
+    async def forget_login_attempts(self, fingerprints: Sequence[str]) -> None:
+        """A successful sign-in: the attempts before it no longer count. Rows go one at a time in
+        the order given, which must be the order they are counted in, so that a sign-in and a
+        count never wait on each other's rows (a deadlock on PostgreSQL)."""
+        failures = t.login_failures
+        for fingerprint in fingerprints:
+            await self._connection.execute(
+                delete(failures).where(failures.c.fingerprint == fingerprint)
+            )
+
+    async def prune_login_attempts(
+        self, *, now: dt.datetime, window_start: dt.datetime, limit: int
     ) -> int:
-        """Add one failed sign-in; returns the failures since ``window_start``, this one
-        included. Older failures, and those before a lock that has ended, are forgotten, so a
-        new count starts after every lock. Concurrent failures are all counted."""
+        """Forget counts whose window began before ``window_start`` and whose lock, if any, is
+        over (at most ``limit`` at once): the next attempt would start them afresh anyway."""
         failures = t.login_failures
-        statement = _insert(self._connection, failures).values(
-            email_fingerprint=email_fingerprint,
-            failures=1,
-            first_failed_at=now,
-            locked_until=None,
-            updated_at=now,
+        over = (
+            select(failures.c.fingerprint)
+            .where(_attempts_over(now=now, window_start=window_start))
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # a sign-in is counting there: next time
         )
-        stale = or_(failures.c.first_failed_at <= window_start, failures.c.locked_until <= now)
-        statement = statement.on_conflict_do_update(
-            index_elements=[failures.c.email_fingerprint],
-            set_={
-                "failures": case((stale, 1), else_=failures.c.failures + 1),
-                "first_failed_at": case((stale, now), else_=failures.c.first_failed_at),
-                "locked_until": case((stale, None), else_=failures.c.locked_until),
-                "updated_at": now,
-            },
-        ).returning(failures.c.failures)
-        return int((await self._connection.execute(statement)).scalar_one())
-
-    async def lock_login(
-        self, email_fingerprint: str, *, until: dt.datetime, now: dt.datetime
-    ) -> None:
-        failures = t.login_failures
-        await self._connection.execute(
-            update(failures)
-            .where(failures.c.email_fingerprint == email_fingerprint)
-            .values(locked_until=until, updated_at=now)
+        result = await self._connection.execute(
+            delete(failures).where(failures.c.fingerprint.in_(over))
         )
-
-    async def forget_login_failures(self, email_fingerprint: str) -> None:
-        """A successful sign-in: the failures before it no longer count."""
-        failures = t.login_failures
-        await self._connection.execute(
-            delete(failures).where(failures.c.email_fingerprint == email_fingerprint)
-        )
+        return int(result.rowcount or 0)
 
     # --- linked cards -----------------------------------------------------------------------
 
@@ -293,3 +346,16 @@ class AccountRepository:
             update(codes).where(codes.c.id == code_id, codes.c.used_at.is_(None)).values(used_at=at)
         )
         return bool(result.rowcount)
+
+    async def prune_link_codes(self, *, expired_by: dt.datetime, limit: int) -> int:
+        """Forget codes, used or not, that expired by ``expired_by`` (at most ``limit`` at once):
+        an expired code links nothing, and its absence gets the same answer."""
+        codes = t.card_link_codes
+        expired = (
+            select(codes.c.id)
+            .where(codes.c.expires_at <= expired_by)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # being tried right now: next time
+        )
+        result = await self._connection.execute(delete(codes).where(codes.c.id.in_(expired)))
+        return int(result.rowcount or 0)

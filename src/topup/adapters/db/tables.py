@@ -337,17 +337,20 @@ access_tokens = Table(
     Column("revoked_at", UtcDateTime),
 )
 
-# Failed sign-ins per e-mail, registered or not, by a keyed hash of the address, and the
-# temporary lock they lead to.
+# Sign-in attempts within a window, counted before the password is checked, under a keyed hash
+# of the e-mail (registered or not) from one client address (these lead to a temporary lock) or
+# of the e-mail alone (these only slow answers down). The worker forgets rows whose window and
+# lock are over.
 login_failures = Table(
     "login_failures",
     metadata,
-    Column("email_fingerprint", String(64), primary_key=True),
-    Column("failures", Integer, nullable=False),
-    Column("first_failed_at", UtcDateTime, nullable=False),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),  # attempts, the successful one clears them
+    Column("first_failed_at", UtcDateTime, nullable=False),  # when the window began
     Column("locked_until", UtcDateTime),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+Index("ix_login_failures_first_failed_at", login_failures.c.first_failed_at)
 
 # The cards an account has proved it holds (by a code sent to the card's number).
 card_links = Table(

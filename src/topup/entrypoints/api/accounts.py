@@ -18,6 +18,7 @@ from topup.entrypoints.api.dependencies import (
     LanguageDependency,
     ServicesDependency,
     check_caller_rate,
+    client_address,
 )
 from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import Read, Write, problems
@@ -26,9 +27,9 @@ from topup.services.views import iso
 
 router = APIRouter(tags=["accounts"])
 
-MINUTE_S = 60
-HOUR_S = 3600
+RATE_WINDOW_S = 60  # the minute of Limits.login_per_minute_max
 EMAIL_LENGTH_MAX = 320
+LANGUAGE_LENGTH_MAX = 16
 CARD_NUMBER_LENGTH_MAX = 40
 LINK_CODE_LENGTH_MAX = 16
 
@@ -41,7 +42,7 @@ class SignUpIn(Write):
     language: str | None = Field(
         None,
         min_length=1,
-        max_length=16,
+        max_length=LANGUAGE_LENGTH_MAX,
         description="en, zh_Hans, ms or id; default: the request's Accept-Language",
     )
 
@@ -136,7 +137,11 @@ async def sign_up(
 ) -> Response:
     """Open an account with an e-mail address and a password (10 to 256 characters)."""
     await check_caller_rate(
-        request, caller, "sign_up", limit=services.limits.login_per_minute_max, window_s=MINUTE_S
+        request,
+        caller,
+        "sign_up",
+        limit=services.limits.login_per_minute_max,
+        window_s=RATE_WINDOW_S,
     )
     account = await accounts.sign_up(
         services, email=body.email, password=body.password, language=body.language or language
@@ -149,12 +154,18 @@ async def log_in(
     body: LogInIn, request: Request, services: ServicesDependency, caller: CallerDependency
 ) -> Response:
     """Sign in: a bearer token, shown once, valid until ``expires_at`` or sign-out. A wrong
-    e-mail and a wrong password get the same answer; repeated failures lock the address for a
-    while (429 ``login_locked`` with Retry-After)."""
+    e-mail and a wrong password get the same answer; repeated failures slow answers down, then
+    lock the e-mail from this client address for a while (429 ``login_locked`` with
+    Retry-After)."""
     await check_caller_rate(
-        request, caller, "login", limit=services.limits.login_per_minute_max, window_s=MINUTE_S
+        request, caller, "login", limit=services.limits.login_per_minute_max, window_s=RATE_WINDOW_S
     )
-    issued = await accounts.log_in(services, email=body.email, password=body.password)
+    issued = await accounts.log_in(
+        services,
+        email=body.email,
+        password=body.password,
+        client_address=client_address(request),
+    )
     return _json(
         {
             "access_token": issued.access_token,
@@ -201,7 +212,11 @@ async def start_card_link(
     minutes and 5 attempts; give it to ``/api/v1/accounts/me/cards/verify``."""
     account_id = _signed_in(caller)
     await check_caller_rate(
-        request, caller, "sms_code", limit=services.limits.sms_codes_per_hour_max, window_s=HOUR_S
+        request,
+        caller,
+        "sms_code",
+        limit=services.limits.sms_codes_per_hour_max,
+        window_s=accounts.SMS_CODES_WINDOW_S,
     )
     sent = await accounts.start_card_link(services, account_id, body.card_number)
     return _json(

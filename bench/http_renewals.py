@@ -7,7 +7,7 @@ What it does, in order:
    TOPUP_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test), migrates it and
    loads the demo plans and ``--cards`` prepaid cards;
 2. runs pgbench (``-i -s 10``, then ``-c 32 -j 2 -T 10``) for the reference figure;
-3. for each scenario, starts ``topup serve --workers N`` on that database (the sandbox card
+3. for each scenario, empties the renewal tables, starts ``topup serve --workers N`` on that database (the sandbox card
    gateway with the scenario's latency; no activation worker, so that the figure is the API's
    own), gets one card token from the sandbox PSP endpoint, and drives POST /api/v1/renewals with
    wrk (Debian package ``wrk``): every request a unique Idempotency-Key and a card drawn at
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import renewals as engine_bench
@@ -50,6 +51,7 @@ from topup.settings import Settings
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PLAN_CODE = "pack_5gb_7d"
 WRK_THREADS = 2
+HTTP_TABLES = ("idempotency_requests",)  # emptied between scenarios with the engine's tables
 
 WRK_SCRIPT = r"""
 local cards = {}
@@ -231,6 +233,15 @@ class Cpu:
         )
 
 
+def empty_scenario_tables(url: str) -> None:
+    with psycopg.connect(engine_bench.plain_url(url), autocommit=True) as connection:
+        names = sql.SQL(", ").join(
+            sql.Identifier(table) for table in (*engine_bench.SCENARIO_TABLES, *HTTP_TABLES)
+        )
+        connection.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(names))
+        connection.execute("VACUUM ANALYZE")
+
+
 def renewals_in_database(url: str) -> int:
     with psycopg.connect(url) as connection:
         row = connection.execute("SELECT count(*) FROM renewals").fetchone()
@@ -387,6 +398,8 @@ def main(argv: list[str] | None = None) -> None:
             script = Path(directory) / "renew.lua"
             script.write_text(WRK_SCRIPT)
             for scenario in scenarios:
+                # Every scenario starts from the same state: no renewals, fresh statistics.
+                empty_scenario_tables(database_url)
                 result = run_scenario(scenario, options, database_url, key, cards_file, script)
                 result["pgbench_tps"] = pgbench.tps
                 result["ratio_to_pgbench"] = result["renewals_per_s"] / pgbench.tps

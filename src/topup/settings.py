@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     network_transient_failure_rate: float = Field(0.0, ge=0, le=1)
     network_permanent_failure_rate: float = Field(0.0, ge=0, le=1)
     sandbox_seed: int = 0
+    # `topup serve`: container allocations between two young-generation garbage collections
+    # (Python's default is 700; the server's pauses for collection set its latency tail).
+    server_gc_gen0_threshold: int = Field(10_000, ge=100, le=1_000_000)
     # The sandbox SMS provider (one-time codes to link a card): its latency, the fraction of
     # messages it fails, and the file it appends each message to, as a JSON line, for the demo
     # user to read (`topup sandbox-sms`); empty: memory only.

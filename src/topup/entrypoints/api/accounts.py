@@ -21,7 +21,7 @@ from topup.entrypoints.api.dependencies import (
     client_address,
 )
 from topup.entrypoints.api.problems import encode
-from topup.entrypoints.api.schemas import Read, Write, problems
+from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
 from topup.services import accounts
 from topup.services.views import iso
 
@@ -82,25 +82,8 @@ class LinkCodeSentOut(Read):
     expires_at: str
 
 
-class LinkedCardOut(Read):
-    id: str
-    msisdn: str
-    iccid: str
-    kind: str
-    status: str
-    currency: str
-    credit: str
-    credit_minor: int
-    data_quota_mb: int
-    validity_end: str | None
-    grace_end: str | None
-    bill_due: str
-    bill_due_minor: int
-    bill_due_date: str | None
-
-
 class LinkedCardsOut(Read):
-    cards: list[LinkedCardOut]
+    cards: list[CardOut]
 
 
 def _json(data: Any, status_code: int = 200) -> Response:
@@ -227,7 +210,7 @@ async def start_card_link(
 @router.post(
     "/api/v1/accounts/me/cards/verify",
     status_code=201,
-    response_model=LinkedCardOut,
+    response_model=CardOut,
     responses=problems(400, 401, 404, 409),
 )
 async def verify_card_link(

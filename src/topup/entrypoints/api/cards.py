@@ -16,7 +16,7 @@ from topup.entrypoints.api.dependencies import (
 )
 from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import (
-    BalanceOut,
+    CardOut,
     CardPlansOut,
     Channel,
     MethodsOut,
@@ -95,7 +95,7 @@ async def payment_methods(
 
 
 @router.get(
-    "/api/v1/cards/{card_number}/balance", response_model=BalanceOut, responses=problems(401, 404)
+    "/api/v1/cards/{card_number}/balance", response_model=CardOut, responses=problems(401, 404)
 )
 async def balance(
     card_number: CardNumber, services: ServicesDependency, caller: CallerDependency

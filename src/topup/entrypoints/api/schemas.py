@@ -149,7 +149,10 @@ class MethodsOut(Read):
     reason: str | None
 
 
-class BalanceOut(Read):
+class CardOut(Read):
+    """A card and its balance, read now (``services.queries.card_summary``)."""
+
+    id: str
     msisdn: str
     iccid: str
     kind: str
@@ -162,6 +165,7 @@ class BalanceOut(Read):
     grace_end: str | None
     bill_due: str
     bill_due_minor: int
+    bill_due_date: str | None
 
 
 class TransactionOut(Read):

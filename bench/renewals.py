@@ -60,7 +60,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from topup.adapters.db import tables
-from topup.adapters.db.repositories import card_values
+from topup.adapters.db.cards import card_values
 from topup.bootstrap import Application, build, migrate
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import TopupError

@@ -206,7 +206,7 @@ class Notifier(Protocol):
 class UnitOfWork(Protocol):
     """One database transaction; rolls back on exit unless ``commit`` was called.
 
-    The repositories it carries are those of ``topup.adapters.db.repositories``; the services only
+    The repositories it carries are those of ``topup.adapters.db`` (one module per noun); the services only
     use their methods, and tests run them on an in-memory SQLite database.
     """
 

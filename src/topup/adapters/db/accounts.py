@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
-from topup.adapters.db.repositories import card_from_row
+from topup.adapters.db.cards import card_from_row
 from topup.domain.accounts import Account, LinkCode, LoginAttempts
 from topup.domain.cards import Card
 

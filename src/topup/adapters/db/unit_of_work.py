@@ -10,18 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from topup.adapters.db.accounts import AccountRepository
 from topup.adapters.db.api_keys import ApiKeyRepository
 from topup.adapters.db.audit import AuditQueries
+from topup.adapters.db.cards import CardRepository
 from topup.adapters.db.idempotency import IdempotencyRepository
+from topup.adapters.db.instrument_locks import InstrumentLockRepository
+from topup.adapters.db.jobs import JobRepository
+from topup.adapters.db.ledger import LedgerRepository
+from topup.adapters.db.payments import PaymentRepository
+from topup.adapters.db.plans import PlanRepository
 from topup.adapters.db.receipts import ReceiptQueries
-from topup.adapters.db.repositories import (
-    CardRepository,
-    InstrumentLockRepository,
-    JobRepository,
-    LedgerRepository,
-    PaymentRepository,
-    PlanRepository,
-    RenewalRepository,
-    WebhookRepository,
-)
+from topup.adapters.db.renewals import RenewalRepository
+from topup.adapters.db.webhooks import WebhookRepository
 from topup.domain.errors import InvariantError
 
 WRITER_LOCK_TIMEOUT_S = 30

@@ -20,8 +20,8 @@ from topup.entrypoints.api.dependencies import (
     check_caller_rate,
     client_address,
 )
-from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
+from topup.entrypoints.http.problems import encode
 from topup.services import accounts
 from topup.services.views import iso
 

@@ -22,8 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from topup.adapters import messages
 from topup.bootstrap import Application, build
 from topup.domain.errors import TopupError
-from topup.entrypoints.api import problems
 from topup.entrypoints.api.routes import ROUTERS
+from topup.entrypoints.http import errors, problems
+from topup.entrypoints.http.language import language_of_header
 from topup.services.receipts import mailings
 
 API_PREFIX = "/api/v1"
@@ -66,7 +67,7 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
-        language = problems.language_of(headers.get(b"accept-language", b"").decode("latin-1"))
+        language = language_of_header(headers.get(b"accept-language", b"").decode("latin-1"))
         status, body = problems.problem_body(
             TopupError(
                 f"the request body is larger than {self.limit} bytes",
@@ -162,7 +163,7 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
         lifespan=lifespan,
     )
     app.state.application = application
-    problems.install(app)
+    errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=BODY_BYTES_MAX)

@@ -14,7 +14,6 @@ from topup.entrypoints.api.dependencies import (
     ServicesDependency,
     check_caller_rate,
 )
-from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import (
     CardOut,
     CardPlansOut,
@@ -23,6 +22,7 @@ from topup.entrypoints.api.schemas import (
     TransactionsOut,
     problems,
 )
+from topup.entrypoints.http.problems import encode
 from topup.services import queries
 from topup.services.payment_methods import offered_methods
 

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from topup.adapters import messages
 from topup.domain.errors import NotFoundError, TopupError
 from topup.entrypoints.api.dependencies import ServicesDependency
-from topup.entrypoints.api.problems import PROBLEM_MEDIA_TYPE, problem_response
+from topup.entrypoints.http.problems import PROBLEM_MEDIA_TYPE, problem_response
 
 router = APIRouter()
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
 PUBLIC_CACHE = "public, max-age=86400"
 NO_STORE = "no-store"
+HTTP_ERROR_MIN = 400  # errors are never cached, not even on a cacheable path
 _ALWAYS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -50,7 +51,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        cache = PUBLIC_CACHE if path.startswith(self.cacheable_prefixes) else NO_STORE
+        cacheable = path.startswith(self.cacheable_prefixes)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -60,7 +61,10 @@ class SecurityHeaders:
                 if b"content-security-policy" not in present:
                     headers.append((b"content-security-policy", JSON_POLICY.encode()))
                 if b"cache-control" not in present:
-                    headers.append((b"cache-control", cache.encode()))
+                    public = cacheable and message["status"] < HTTP_ERROR_MIN
+                    headers.append(
+                        (b"cache-control", (PUBLIC_CACHE if public else NO_STORE).encode())
+                    )
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -20,6 +20,7 @@ from topup.entrypoints.api.dependencies import (
     LanguageDependency,
     ServicesDependency,
     check_caller_rate,
+    check_card_lookup,
     check_rate,
 )
 from topup.entrypoints.api.schemas import ConfirmIn, RenewalIn, RenewalOut, problems
@@ -83,6 +84,7 @@ def _fingerprint(caller: Caller, body: RenewalIn) -> str:
 )
 async def create_renewal(
     body: RenewalIn,
+    request: Request,
     services: ServicesDependency,
     caller: CallerDependency,
     language: LanguageDependency,
@@ -94,6 +96,8 @@ async def create_renewal(
     channel = caller.channel_for(body.channel)
 
     async def run(service_key: str) -> Response:
+        # Counted when it runs, not when a stored answer is replayed.
+        await check_card_lookup(request, caller, body.card_number)
         view = await renew(
             services,
             RenewalRequest(

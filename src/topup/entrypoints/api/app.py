@@ -22,6 +22,7 @@ from topup.adapters import messages
 from topup.bootstrap import Application, build
 from topup.entrypoints.api.routes import ROUTERS
 from topup.entrypoints.http import errors
+from topup.entrypoints.http.client import parse_trusted_proxies
 from topup.entrypoints.http.errors import UnexpectedErrors
 from topup.entrypoints.http.request_checks import RequestChecks
 from topup.entrypoints.http.security_headers import SecurityHeaders, page_policy
@@ -101,6 +102,9 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
         lifespan=lifespan,
     )
     app.state.application = application
+    app.state.trusted_proxies = (
+        parse_trusted_proxies(application.settings.trusted_proxies) if application else ()
+    )
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -4,6 +4,8 @@ chunked bodies, and an unexpected exception, on SQLite and PostgreSQL (in-proces
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,6 +73,19 @@ async def test_a_nul_in_a_query_parameter_is_a_422_naming_it(
     assert_fields_refused(methods, "plan")
     receipt = await api.get("/api/v1/receipts/R-0000", params={"verification_code": "\x00"})
     assert_fields_refused(receipt, "verification_code")
+
+
+async def test_a_cursor_that_decodes_to_a_nul_is_refused_as_invalid(
+    api: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    forged = json.dumps(["2026-01-01T00:00:00+00:00", "r\x00"]).encode()
+    cursor = base64.urlsafe_b64encode(forged).decode().rstrip("=")
+    answer = await api.get(
+        f"/api/v1/cards/{CARD}/transactions", params={"cursor": cursor}, headers=staff
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "cursor_invalid"
+    assert answer.json()["errors"][0]["field"] == "cursor"
 
 
 async def test_a_nul_or_control_character_in_a_json_string_at_any_depth_is_a_422_naming_it(

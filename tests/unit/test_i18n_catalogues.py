@@ -52,7 +52,10 @@ def test_every_marked_text_is_in_every_catalogue_and_nothing_else_is(locale: str
     assert set(catalogue_texts(locale)) == set(extracted_texts())
 
 
-@pytest.mark.parametrize("locale", i18n.LOCALES)
+TRANSLATED = [locale for locale in i18n.LOCALES if locale != "en"]
+
+
+@pytest.mark.parametrize("locale", TRANSLATED)
 def test_every_text_is_translated_with_the_english_texts_parameters(locale: str) -> None:
     for message in catalogue(locale):
         if not message.id:
@@ -75,9 +78,11 @@ def test_every_chinese_text_is_written_in_chinese() -> None:
 
 
 def test_the_english_catalogue_says_what_the_code_says() -> None:
+    """English is the message id: a text is left empty (``make messages`` adds it so) or copied."""
     for message in catalogue("en"):
         if message.id:
-            assert message.string == message.id
+            assert message.string in {"", message.id}, message.id
+            assert not message.fuzzy, message.id
 
 
 def test_parameters_are_filled_in_the_chosen_language() -> None:

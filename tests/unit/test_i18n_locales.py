@@ -7,7 +7,7 @@ import pytest
 
 from topup import i18n
 from topup.adapters.profiles import load_profile
-from topup.entrypoints.api.problems import language_of
+from topup.domain.accounts import ACCOUNT_LANGUAGES
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,6 @@ def test_a_language_falls_back_to_its_own_then_to_english(asked: str, used: str)
 )  # fmt: skip
 def test_the_most_wanted_language_we_speak_is_chosen(header: str, chosen: str) -> None:
     assert i18n.negotiate(header) == chosen
-    assert language_of(header) == chosen
 
 
 def test_without_a_language_we_speak_the_profiles_first_locale_is_used() -> None:
@@ -54,3 +53,8 @@ def test_negotiation_can_be_narrowed_to_the_locales_a_page_has() -> None:
 
 def test_a_locale_is_written_as_a_language_tag_on_the_wire() -> None:
     assert [i18n.language_tag(locale) for locale in i18n.LOCALES] == ["en", "zh-Hans", "ms", "id"]
+
+
+def test_an_account_may_choose_exactly_the_languages_the_catalogues_speak() -> None:
+    # The domain keeps its own list (it imports no Babel); the two must not drift apart.
+    assert ACCOUNT_LANGUAGES == i18n.LOCALES

@@ -29,6 +29,7 @@ from topup.entrypoints.api.dependencies import (
     application_of,
 )
 from topup.entrypoints.api.schemas import problems
+from topup.i18n import language_tag
 from topup.services import receipts
 from topup.services.receipts import (
     VERIFICATION_CODE_TYPED_LENGTH_MAX,
@@ -142,7 +143,7 @@ async def get_receipt(
         english = receipt_in(services, receipt, "en")
         document = receipt_pdf(receipt, language, paths, english=english)
         headers["Content-Disposition"] = f'inline; filename="{receipt["receipt_number"]}.pdf"'
-        headers["Content-Language"] = language.replace("_", "-")
+        headers["Content-Language"] = language_tag(language)
         return Response(document, media_type=PDF_MEDIA_TYPE, headers=headers)
     return JSONResponse(receipt, headers=headers)
 

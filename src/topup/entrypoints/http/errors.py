@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from topup.domain.errors import InputError, TopupError
-from topup.entrypoints.http.language import language_of_header, request_language
+from topup.entrypoints.http.language import language_of_header, language_tag, request_language
 from topup.entrypoints.http.problems import (
     PROBLEM_MEDIA_TYPE,
     problem_body,
@@ -108,7 +108,7 @@ async def _internal_error(scope: Scope, send: Send, reference: str) -> None:
     headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"content-language", locale.replace("_", "-").encode()),
+        (b"content-language", language_tag(locale).encode()),
         (b"connection", b"close"),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from topup.domain.errors import InputError, NotFoundError, TopupError
-from topup.entrypoints.http.language import language_of_header
+from topup.entrypoints.http.language import language_of_header, language_tag
 from topup.entrypoints.http.problems import PROBLEM_MEDIA_TYPE, problem_body
 
 BODY_BYTES_MAX = 64 * 1024  # every request body the API and the pages take is far smaller
@@ -216,7 +216,7 @@ async def _refuse(
     headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"content-language", locale.replace("_", "-").encode()),
+        (b"content-language", language_tag(locale).encode()),
     ]
     if close:  # the rest of the body is not read: the connection cannot be used again
         headers.append((b"connection", b"close"))

@@ -189,7 +189,8 @@ def test_a_wallet_method_without_an_account_asks_for_one() -> None:
         ("paypal", {}, "method_unknown"),
         ("cash", {}, "method_not_offered_here"),
         ("cash", {"channel": "store", "region": "penang"}, "method_not_supported"),
-        ("credit_card", {"channel": "kiosk"}, "region_required"),
+        ("ewallet:shopeepay", {"channel": "kiosk"}, "method_not_offered_here"),
+        ("ewallet:grabpay", {"channel": "kiosk", "region": "sabah"}, "method_not_offered_here"),
     ],
 )
 def test_a_method_is_judged_without_its_details_or_the_amount(
@@ -206,6 +207,16 @@ def test_a_method_topup_takes_here_passes_judgement() -> None:
     assert (
         MALAYSIA.judge("ewallet:tng", channel="store", region="penang").kind is MethodKind.EWALLET
     )
+
+
+@pytest.mark.parametrize("region", [None, "atlantis"])
+def test_a_kiosk_without_a_known_region_is_judged_by_its_channel_and_refused_at_admission(
+    region: str | None,
+) -> None:
+    assert MALAYSIA.judge("ewallet:grabpay", channel="kiosk", region=region)
+    with pytest.raises(TopupError) as caught:
+        MALAYSIA.choose("ewallet:grabpay", channel="kiosk", region=region, amount=TEN_RINGGIT)
+    assert caught.value.code in {"region_required", "region_unknown"}
 
 
 def test_cash_is_not_offered_while_topup_cannot_take_it() -> None:

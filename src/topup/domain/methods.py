@@ -123,21 +123,26 @@ class MethodRegistry:
     def judge(self, code: str, *, channel: str, region: str | None) -> PaymentMethod:
         """The method asked for, judged before its details (card, token, wallet account) and
         before the amount is known: unknown, off, not offered here, or not taken by topup itself
-        (cash) is refused with the methods available instead."""
-        self.check_region(channel=channel, region=region)
+        (cash) is refused with the methods available instead.
+
+        A kiosk or store whose region is missing or unknown is judged by its channel alone: the
+        region is refused at admission (``choose``), after the idempotency key, so that a key
+        reused with another channel is still told so."""
+        if region is not None and region not in self.regions:
+            region = None
         method = self.get(code)
-        if (
-            method is not None
-            and method.offered(channel=channel, region=region)
-            and method.kind in ONLINE_KINDS
-        ):
+        offered_here = method is not None and self._offered_as_far_as_known(
+            method, channel=channel, region=region
+        )
+        if method is not None and offered_here and method.kind in ONLINE_KINDS:
             return method  # the usual case: nothing to explain
-        available = self.offered(channel=channel, region=region)
-        if (
-            method is None
-            or not method.enabled
-            or not method.offered(channel=channel, region=region)
-        ):
+        available = [
+            candidate
+            for candidate in self.methods
+            if candidate.kind in ONLINE_KINDS
+            and self._offered_as_far_as_known(candidate, channel=channel, region=region)
+        ]
+        if method is None or not offered_here:
             raise _unavailable(code, method, channel=channel, region=region, available=available)
         raise ConflictError(
             f"{method.name()} is taken by store staff or another service, not here. "
@@ -146,6 +151,14 @@ class MethodRegistry:
             field="payment.method",
             params={"method": method.name(), "available": _names(available)},
         )
+
+    @staticmethod
+    def _offered_as_far_as_known(
+        method: PaymentMethod, *, channel: str, region: str | None
+    ) -> bool:
+        if region is None and channel in PHYSICAL_CHANNELS:
+            return method.enabled and channel in method.channels
+        return method.offered(channel=channel, region=region)
 
     def check_region(self, *, channel: str, region: str | None) -> None:
         if region is None:

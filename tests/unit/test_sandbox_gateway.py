@@ -300,7 +300,16 @@ async def test_a_token_whose_claims_were_edited_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["", "garbage", "tok_sbx_", "tok_sbx_abc", "tok_sbx_abc.def", "tok_sbx_." + "x" * 2000],
+    [
+        "",
+        "garbage",
+        "tok_sbx_",
+        "tok_sbx_abc",
+        "tok_sbx_abc.def",
+        "tok_sbx_." + "x" * 2000,
+        "tok_sbx_\udc80.x",  # a lone surrogate, as a JSON string may carry
+        "tok_sbx_é.é",
+    ],
 )
 async def test_a_garbage_token_is_rejected_by_every_operation(token: str) -> None:
     gateway = make_gateway()

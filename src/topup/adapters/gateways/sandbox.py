@@ -417,7 +417,11 @@ class SandboxGateway:
     def _claims(self, token: str) -> dict[str, Any]:
         """The claims of a token we signed; anything else is ``payment_token_invalid``."""
         invalid = self._token_invalid()
-        if len(token) > TOKEN_LENGTH_MAX or not token.startswith(TOKEN_PREFIX):
+        if (
+            len(token) > TOKEN_LENGTH_MAX
+            or not token.isascii()  # (a lone surrogate cannot even be encoded to be checked)
+            or not token.startswith(TOKEN_PREFIX)
+        ):
             raise invalid
         payload, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
         if not hmac.compare_digest(signature.encode(), self._signature(payload).encode()):

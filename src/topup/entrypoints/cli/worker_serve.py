@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from topup.bootstrap import Application
 from topup.entrypoints.cli.output import JsonOption, console, print_json, run
+
+if TYPE_CHECKING:
+    from topup.bootstrap import Application
 
 
 def serve(
@@ -53,7 +55,7 @@ def worker(
         if as_json:
             print_json({"event": kind, **data})  # a worker that runs on: one object per line
         else:
-            console.print(f"{kind}: " + " ".join(f"{key}={value}" for key, value in data.items()))
+            console().print(f"{kind}: " + " ".join(f"{key}={value}" for key, value in data.items()))
         sys.stdout.flush()
 
     async def work(application: Application) -> int:

@@ -22,8 +22,36 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
     ] = False,
+    check_port: Annotated[
+        bool,
+        typer.Option("--check-port", help="Only check that the port is free (exit 1 if not)."),
+    ] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker",
+            help="Also run `topup worker`; Ctrl-C stops the server, then the worker (`make run`).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API v1 (docs at /api/docs) until stopped."""
+    from topup.entrypoints.cli import processes
+
+    processes.check_port_free(host, port)
+    if check_port:
+        console().print(f"{host}:{port} is free")
+        return
+    if not with_worker:
+        with processes.stopped_by_signals():
+            _uvicorn(host=host, port=port, workers=workers, access_log=access_log)
+        return
+    with processes.terminal_to_ourselves(), processes.worker_process() as worker_process:
+        with processes.stopped_by_signals():
+            _uvicorn(host=host, port=port, workers=workers, access_log=access_log)
+        processes.stop(worker_process)
+
+
+def _uvicorn(*, host: str, port: int, workers: int, access_log: bool) -> None:
     import uvicorn
 
     uvicorn.run(

@@ -44,6 +44,7 @@ unit: install
 bench: install
 	$(BIN)/python bench/renewals.py
 	$(BIN)/python bench/http_renewals.py
+	$(BIN)/python bench/cli_startup.py
 
 # The texts to translate: extracted from the code (babel.cfg), merged into every catalogue; new
 # texts arrive untranslated (a test fails until each has its four languages).

@@ -3,8 +3,8 @@ proxies of ``TOPUP_TRUSTED_PROXIES`` (uvicorn itself would trust 127.0.0.1 by de
 
 from __future__ import annotations
 
+from topup.bootstrap import load_settings
 from topup.entrypoints.http.client import parse_trusted_proxies
-from topup.settings import Settings
 
 APP_FACTORY = "topup.entrypoints.api.app:app_from_environment"
 
@@ -12,7 +12,7 @@ APP_FACTORY = "topup.entrypoints.api.app:app_from_environment"
 def run_server(*, host: str, port: int, workers: int, access_log: bool) -> None:
     import uvicorn  # only the server needs it: the CLI starts faster without
 
-    trusted = parse_trusted_proxies(Settings().trusted_proxies)
+    trusted = parse_trusted_proxies(load_settings().trusted_proxies)
     uvicorn.run(
         APP_FACTORY,
         factory=True,

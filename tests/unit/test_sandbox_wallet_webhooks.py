@@ -69,3 +69,39 @@ def test_a_correctly_signed_body_nested_too_deeply_is_malformed() -> None:
     with pytest.raises(WebhookError) as caught:
         sandbox.parse_webhook(body, sandbox.sign(body, NOW), NOW)
     assert caught.value.code == "webhook_malformed"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": "evt\u0000x"},
+        {"payment_id": "pay\u00001"},  # PostgreSQL refuses NUL in text: it gave a 500
+        {"payment_id": "pay\ud8001"},  # a lone surrogate cannot be encoded for the database
+        {"payment_id": ""},
+        {"payment_id": 7},
+        {"id": {"nested": "object"}},
+        {"id": "e" * 129},
+        {"reference": {"nested": "object"}},  # an object for a text column gave a 500
+        {"reference": "wpay\u00001"},
+        {"type": "payment.failed", "decline_code": "payer\u0000declined"},
+        {"type": "payment.failed", "decline_code": ["payer_declined"]},
+    ],
+    ids=repr,
+)
+def test_a_correctly_signed_event_with_odd_ids_or_texts_is_malformed(
+    fields: dict[str, object],
+) -> None:
+    sandbox = wallet()
+    event = {"id": "evt_1", "type": "payment.succeeded", "payment_id": "pay_1", **fields}
+    body = json.dumps(event).encode()
+    with pytest.raises(WebhookError) as caught:
+        sandbox.parse_webhook(body, sandbox.sign(body, NOW), NOW)
+    assert caught.value.code == "webhook_malformed"
+
+
+def test_a_failed_event_without_a_decline_code_is_declined_by_the_payer() -> None:
+    sandbox = wallet()
+    body = json.dumps({"id": "evt_2", "type": "payment.failed", "payment_id": "pay_2"}).encode()
+    event = sandbox.parse_webhook(body, sandbox.sign(body, NOW), NOW)
+    assert event.result is not None
+    assert (event.result.gateway_reference, event.result.decline_code) == (None, "payer_declined")

@@ -194,3 +194,17 @@ async def test_an_unexpected_error_is_a_500_that_names_no_exception_and_closes_t
     assert "ZeroDivisionError" not in answer.text
     assert "secret" not in answer.text
     assert "ZeroDivisionError" in caplog.text  # for the operator, in the log only
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+async def test_a_control_character_in_a_json_body_sent_in_utf_16_or_32_is_a_422_naming_it(
+    api: httpx.AsyncClient, encoding: str
+) -> None:
+    # json.loads reads UTF-16 and UTF-32 bodies, where a raw C1 control has no 0xc2 byte.
+    order = {"card_number": CARD, "plan": "pack\x85", "payment": {"method": "credit_card"}}
+    renewal = await api.post(
+        "/api/v1/renewals",
+        content=json.dumps(order, ensure_ascii=False).encode(encoding),
+        headers={"Idempotency-Key": f"k-{encoding}", "Content-Type": "application/json"},
+    )
+    assert_fields_refused(renewal, "plan")

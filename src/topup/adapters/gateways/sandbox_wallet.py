@@ -47,6 +47,7 @@ SIGNATURE_HEADER = "sandbox-signature"
 WEBHOOK_TOLERANCE_S = 300
 WEBHOOK_BODY_BYTES_MAX = 16 * 1024
 WEBHOOK_TIMESTAMP_DIGITS_MAX = 12  # Unix seconds until the year 33658
+WEBHOOK_TEXT_LENGTH_MAX = 128  # an event's ids, reference and decline code (their columns' size)
 WALLET_ACCOUNT_DIGITS_MIN = 6
 WALLET_ACCOUNT_DIGITS_MAX = 15  # E.164
 TOKEN_PREFIX = "wtok_sbx_"  # noqa: S105 - a prefix, not a secret
@@ -286,20 +287,37 @@ def _event(body: bytes) -> GatewayEvent:
     try:
         event = json.loads(body)
         kind = str(event["type"])
+        event_id, payment_id = _event_text(event["id"]), _event_text(event["payment_id"])
+        reference = _optional_event_text(event.get("reference"))
         result = None  # other events (e.g. created, pending) say nothing final: noted only
         if kind == "payment.succeeded":
-            result = ChargeResult(GatewayOutcome.SUCCEEDED, event.get("reference"))
+            result = ChargeResult(GatewayOutcome.SUCCEEDED, reference)
         elif kind == "payment.failed":
+            decline_code = _optional_event_text(event.get("decline_code"))
             result = ChargeResult(
-                GatewayOutcome.DECLINED,
-                event.get("reference"),
-                str(event.get("decline_code") or "payer_declined"),
+                GatewayOutcome.DECLINED, reference, decline_code or "payer_declined"
             )
-        return GatewayEvent(
-            event_id=str(event["id"]), payment_id=str(event["payment_id"]), result=result
-        )
+        return GatewayEvent(event_id=event_id, payment_id=payment_id, result=result)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise _webhook_error("webhook_malformed", "The webhook body is not an event.") from None
+
+
+def _event_text(value: object) -> str:
+    """An id, reference or decline code of an event: printable ASCII of at most
+    ``WEBHOOK_TEXT_LENGTH_MAX`` characters, as the provider sends them (a NUL, a lone surrogate
+    or an object would otherwise reach the database). ValueError for anything else."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= WEBHOOK_TEXT_LENGTH_MAX
+        or not value.isascii()
+        or not value.isprintable()
+    ):
+        raise ValueError("not an event's text")
+    return value
+
+
+def _optional_event_text(value: object) -> str | None:
+    return None if value is None else _event_text(value)
 
 
 def from_settings(

@@ -35,8 +35,9 @@ CHECKED_HEADERS = (
     "idempotency-key",
 )
 # A JSON body can only carry a control character escaped (\u0000, \n...) or, for C1 controls
-# and DEL, raw: bodies with neither are not decoded here.
-_JSON_CONTROL_HINTS = (b"\\", b"\xc2", b"\x7f")
+# and DEL, raw: bodies with neither are not decoded here. JSON in UTF-16 or UTF-32 (which
+# json.loads, and so the routes, accept) holds NUL bytes and carries C1 controls without 0xc2.
+_JSON_CONTROL_HINTS = (b"\\", b"\xc2", b"\x7f", b"\x00")
 
 
 def has_control_character(text: str) -> bool:

@@ -20,7 +20,14 @@ from topup.domain.errors import (
 )
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
-from topup.domain.records import JobRecord, JobRetry, RenewalMove, RenewalRecord
+from topup.domain.records import (
+    JobRecord,
+    JobRetry,
+    JobStatus,
+    PaymentStatus,
+    RenewalMove,
+    RenewalRecord,
+)
 from topup.domain.renewal import RenewalStatus, backoff_s
 from topup.ports import (
     ProvisionRequest,
@@ -91,7 +98,7 @@ async def _send_receipt(services: Services, job: JobRecord) -> None:
         attempts_max = services.limits.receipt_attempts_max
         if not error.retryable or job.attempts + 1 >= attempts_max:
             async with services.unit_of_work() as uow:
-                await uow.jobs.finish(job, status="failed", at=now, error=error.code)
+                await uow.jobs.finish(job, status=JobStatus.FAILED, at=now, error=error.code)
                 await uow.commit()
             return
         delay = backoff_s(
@@ -104,7 +111,7 @@ async def _send_receipt(services: Services, job: JobRecord) -> None:
         await _rescheduling(services).submit(retry)
         return
     async with services.unit_of_work() as uow:
-        await uow.jobs.finish(job, status="done", at=now)
+        await uow.jobs.finish(job, status=JobStatus.DONE, at=now)
         await uow.commit()
 
 
@@ -112,7 +119,7 @@ async def _close_settled(services: Services, job: JobRecord) -> None:
     """The renewal reached its end another way (another worker, a refund): nothing left to do."""
     async with services.unit_of_work() as uow:
         await uow.jobs.finish(
-            job, status="done", at=services.clock.now(), error="renewal already settled"
+            job, status=JobStatus.DONE, at=services.clock.now(), error="renewal already settled"
         )
         await uow.commit()
 
@@ -213,12 +220,12 @@ async def _credit_all(services: Services, jobs: list[JobRecord]) -> list[None]:
         open_ids = {job.id for job in open_jobs}
         await uow.jobs.finish_many(
             [job.id for job in jobs if job.id not in open_ids],
-            status="done",
+            status=JobStatus.DONE,
             at=now,
             error="renewal already settled",
         )
         # A job another worker finished first (its lease ran out) is not ours to credit.
-        ours = await uow.jobs.finish_many(list(open_ids), status="done", at=now)
+        ours = await uow.jobs.finish_many(list(open_ids), status=JobStatus.DONE, at=now)
         mine = [renewals[job.renewal_id] for job in open_jobs if job.id in ours]
         cards = await uow.cards.get_many([renewal.card_id for renewal in mine], for_update=True)
         versions = {card_id: card.version for card_id, card in cards.items()}
@@ -307,7 +314,7 @@ async def _give_up(services: Services, job: JobRecord, now: dt.datetime, reason:
     """Activation will never happen: close the job and queue the refund in the same transaction."""
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
-        if not await uow.jobs.finish(job, status="failed", at=now, error=reason):
+        if not await uow.jobs.finish(job, status=JobStatus.FAILED, at=now, error=reason):
             return
         if renewal is not None and renewal.status is RenewalStatus.ACTIVATING:
             await uow.jobs.enqueue(kind=REFUND, renewal_id=renewal.id, at=now)
@@ -338,10 +345,12 @@ async def _refund(services: Services, job: JobRecord) -> None:
         async with services.unit_of_work() as uow:
             locked: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
             if locked is None or locked.status is not RenewalStatus.ACTIVATING:
-                await uow.jobs.finish(job, status="done", at=now, error="renewal already settled")
+                await uow.jobs.finish(
+                    job, status=JobStatus.DONE, at=now, error="renewal already settled"
+                )
                 await uow.commit()
                 return
-            if not await uow.jobs.finish(job, status="done", at=now):
+            if not await uow.jobs.finish(job, status=JobStatus.DONE, at=now):
                 return
             await uow.ledger.record(
                 ledger.refund(
@@ -354,7 +363,7 @@ async def _refund(services: Services, job: JobRecord) -> None:
             )
             await uow.payments.update(
                 payment.id,
-                status="refunded",
+                status=PaymentStatus.REFUNDED,
                 refund_reference=result.gateway_reference,
                 updated_at=now,
             )
@@ -428,7 +437,9 @@ async def request_refund(services: Services, renewal_id: str, *, reason: str) ->
             )
         for job in jobs:
             if job.kind == ACTIVATE:
-                await uow.jobs.finish(job, status="failed", at=now, error=f"refund: {reason}")
+                await uow.jobs.finish(
+                    job, status=JobStatus.FAILED, at=now, error=f"refund: {reason}"
+                )
         await uow.jobs.enqueue(kind=REFUND, renewal_id=renewal_id, at=now)
         await uow.commit()
     services.on_event("refund_requested", {"renewal_id": renewal_id, "reason": reason})

@@ -138,9 +138,7 @@ async def history(services: Services, card_number: str, *, limit: int) -> dict[s
             }
             for r in renewals
         ],
-        "card_events": [
-            {"kind": e["kind"], "at": iso(e["at"]), "detail": e["detail"]} for e in events
-        ],
+        "card_events": [{"kind": e.kind, "at": iso(e.at), "detail": e.detail} for e in events],
         "ledger_entries": [
             {"id": entry_id, "kind": entry.kind.value, "memo": entry.memo, "at": iso(at)}
             for entry_id, entry, at in entries

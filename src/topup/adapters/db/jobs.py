@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
 from topup.adapters.db.bulk import lease_due, update_many
-from topup.domain.records import JobRecord, JobRetry
+from topup.domain.records import JobRecord, JobRetry, JobStatus
 
 
 def job_from_row(row: Row[Any]) -> JobRecord:
@@ -20,7 +20,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         id=int(m["id"]),
         kind=m["kind"],
         renewal_id=m["renewal_id"],
-        status=m["status"],
+        status=JobStatus(m["status"]),
         attempts=int(m["attempts"]),
         claims=int(m["claims"]),
         next_attempt_at=m["next_attempt_at"],
@@ -89,18 +89,23 @@ class JobRepository:
         return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
 
     async def finish(
-        self, job: JobRecord, *, status: str, at: dt.datetime, error: str | None = None
+        self, job: JobRecord, *, status: JobStatus, at: dt.datetime, error: str | None = None
     ) -> bool:
         """Mark a queued job done or failed; False if another worker already did."""
         result = await self._connection.execute(
             update(t.jobs)
             .where(t.jobs.c.id == job.id, t.jobs.c.status == "queued")
-            .values(status=status, updated_at=at, last_error=error)
+            .values(status=status.value, updated_at=at, last_error=error)
         )
         return result.rowcount == 1
 
     async def finish_many(
-        self, job_ids: Sequence[int], *, status: str, at: dt.datetime, error: str | None = None
+        self,
+        job_ids: Sequence[int],
+        *,
+        status: JobStatus,
+        at: dt.datetime,
+        error: str | None = None,
     ) -> set[int]:
         """Mark queued jobs done or failed; returns the ids this call finished (another worker
         may have finished some first)."""
@@ -109,7 +114,7 @@ class JobRepository:
         result = await self._connection.execute(
             update(t.jobs)
             .where(t.jobs.c.id.in_(sorted(set(job_ids))), t.jobs.c.status == "queued")
-            .values(status=status, updated_at=at, last_error=error)
+            .values(status=status.value, updated_at=at, last_error=error)
             .returning(t.jobs.c.id)
         )
         return {int(row[0]) for row in result}

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 from topup.domain import ledger
 from topup.domain.errors import (
     TopupError,
 )
-from topup.domain.records import PaymentRecord, RenewalMove, RenewalRecord
+from topup.domain.records import (
+    PaymentChanges,
+    PaymentRecord,
+    PaymentStatus,
+    RenewalMove,
+    RenewalRecord,
+    payment_changed,
+    renewal_moved,
+)
 from topup.domain.renewal import (
     RenewalStatus,
     Transition,
@@ -82,7 +89,7 @@ def _recorder(services: Services) -> Batcher[tuple[str, ChargeResult], RenewalVi
 class _Writes:
     """What recording a batch of payment outcomes changes, written set-based at the end."""
 
-    payments: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    payments: list[tuple[str, PaymentChanges]] = field(default_factory=list)
     moves: list[RenewalMove] = field(default_factory=list)
     entries: list[ledger.Entry] = field(default_factory=list)
     activations: list[str] = field(default_factory=list)
@@ -119,7 +126,7 @@ async def _record_all(
                         (
                             payment.id,
                             {
-                                "status": "late_success",
+                                "status": PaymentStatus.LATE_SUCCESS,
                                 "gateway_reference": result.gateway_reference,
                                 "flagged_for_staff": True,
                                 "updated_at": now,
@@ -146,14 +153,11 @@ def _views_after(
     renewals = {renewal_id: renewal for renewal_id, (renewal, _, _) in found.items()}
     payments = {renewal_id: payment for renewal_id, (_, payment, _) in found.items()}
     for move in writes.moves:
-        renewals[move.renewal.id] = replace(
-            move.renewal, status=move.to_status, updated_at=now, **move.values
-        )
+        renewals[move.renewal.id] = renewal_moved(move.renewal, move.to_status, move.values, at=now)
     renewal_of_payment = {payment.id: renewal_id for renewal_id, payment in payments.items()}
     for payment_id, values in writes.payments:
         payment = payments[renewal_of_payment[payment_id]]
-        changed = {key: value for key, value in values.items() if key != "updated_at"}
-        payments[payment.renewal_id] = replace(payment, **changed)
+        payments[payment.renewal_id] = payment_changed(payment, values)
     return [
         RenewalView(
             renewals[renewal_id],
@@ -173,7 +177,7 @@ def _taken_after_close(
     return (
         result.outcome is GatewayOutcome.SUCCEEDED
         and renewal.status in (RenewalStatus.DECLINED, RenewalStatus.CANCELLED)
-        and payment.status != "late_success"
+        and payment.status is not PaymentStatus.LATE_SUCCESS
     )
 
 
@@ -235,7 +239,11 @@ class _Outcome:
             (
                 self.payment.id,
                 {
-                    "status": "declined" if status is RenewalStatus.DECLINED else "cancelled",
+                    "status": (
+                        PaymentStatus.DECLINED
+                        if status is RenewalStatus.DECLINED
+                        else PaymentStatus.CANCELLED
+                    ),
                     "decline_code": decline_code,
                     "next_check_at": None,
                     "updated_at": self.now,
@@ -267,7 +275,7 @@ class _Outcome:
             (
                 self.payment.id,
                 {
-                    "status": "requires_action",
+                    "status": PaymentStatus.REQUIRES_ACTION,
                     "gateway_reference": self.result.gateway_reference,
                     "action_url": self.result.action_url,
                     "next_check_at": next_check_at,
@@ -298,7 +306,7 @@ class _Outcome:
             (
                 self.payment.id,
                 {
-                    "status": "not_sent" if outcome is GatewayOutcome.NOT_SENT else outcome.value,
+                    "status": PaymentStatus(outcome.value),
                     "gateway_reference": self.result.gateway_reference,
                     "next_check_at": self.now + dt.timedelta(seconds=delay_s),
                     "updated_at": self.now,
@@ -332,7 +340,7 @@ class _Outcome:
             (
                 self.payment.id,
                 {
-                    "status": "succeeded",
+                    "status": PaymentStatus.SUCCEEDED,
                     "gateway_reference": self.result.gateway_reference,
                     "next_check_at": None,
                     "updated_at": self.now,

@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from topup.domain.card_number import CardNumber, CardNumberKind, parse_card_number
@@ -21,6 +20,7 @@ from topup.domain.methods import MethodKind
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
 from topup.domain.receipts import receipt_number_from
+from topup.domain.records import PaymentRecord, PaymentStatus, RenewalRecord
 from topup.domain.renewal import (
     RenewalStatus,
     Transition,
@@ -152,8 +152,8 @@ async def _admit_all(
         ]
         known = await uow.renewals.by_idempotency_keys(refused)
         # In key order: two batches inserting the same keys wait for each other, never deadlock.
-        rows = sorted(intake.renewal_rows, key=lambda row: str(row["idempotency_key"]))
-        inserted = await uow.renewals.add_many(rows)
+        renewals = sorted(intake.renewals, key=lambda renewal: renewal.idempotency_key)
+        inserted = await uow.renewals.add_many(renewals)
         for index, (order, outcome) in enumerate(zip(orders, outcomes, strict=True)):
             if order.key in known:
                 outcomes[index] = _KeyUsed(known[order.key].id, intake.fingerprints[order.key])
@@ -164,7 +164,7 @@ async def _admit_all(
             [(renewal_id, change) for renewal_id, change in intake.events if renewal_id in inserted]
         )
         await uow.payments.add_many(
-            [row for row in intake.payment_rows if row["renewal_id"] in inserted]
+            [payment for payment in intake.payments if payment.renewal_id in inserted], at=now
         )
         await uow.commit()
     return outcomes
@@ -177,8 +177,8 @@ class _Intake:
         self.services = services
         self.uow = uow
         self.now = now
-        self.renewal_rows: list[dict[str, Any]] = []
-        self.payment_rows: list[dict[str, Any]] = []
+        self.renewals: list[RenewalRecord] = []
+        self.payments: list[PaymentRecord] = []
         self.events: list[tuple[str, Transition]] = []
         self._cards: dict[tuple[CardNumberKind, str], Card] = {}
         self._plans: dict[str, Plan] = {}
@@ -299,26 +299,30 @@ class _Intake:
         self, order: _Order, card: Card, plan: Plan, amount: Money, fingerprint: str
     ) -> None:
         now, request = self.now, order.request
-        self.renewal_rows.append(
-            {
-                "id": order.renewal_id,
-                "card_id": card.id,
-                "plan_code": plan.code,
-                "kind": plan.kind.value,
-                "channel": request.channel,
-                "amount_minor": amount.minor,
-                "currency": amount.currency,
-                "data_quota_mb": plan.data_quota_mb,
-                "validity_days": plan.validity_days,
-                "status": RenewalStatus.PENDING_PAYMENT.value,
-                "idempotency_key": order.key,
-                "request_fingerprint": fingerprint,
-                "receipt_email": request.receipt_email,
-                "receipt_language": request.receipt_language,
-                "receipt_number": _receipt_number(order.renewal_id),
-                "created_at": now,
-                "updated_at": now,
-            }
+        self.renewals.append(
+            RenewalRecord(
+                id=order.renewal_id,
+                card_id=card.id,
+                plan_code=plan.code,
+                kind=plan.kind,
+                channel=request.channel,
+                amount=amount,
+                data_quota_mb=plan.data_quota_mb,
+                validity_days=plan.validity_days,
+                status=RenewalStatus.PENDING_PAYMENT,
+                idempotency_key=order.key,
+                request_fingerprint=fingerprint,
+                decline_code=None,
+                created_at=now,
+                updated_at=now,
+                paid_at=None,
+                completed_at=None,
+                expected_by=None,
+                contact_after=None,
+                receipt_number=_receipt_number(order.renewal_id),
+                receipt_email=request.receipt_email,
+                receipt_language=request.receipt_language,
+            )
         )
         self.events.append(
             (
@@ -331,43 +335,38 @@ class _Intake:
                 ),
             )
         )
-        self._add_payment_row(order, amount)
+        self._add_payment(order, amount)
 
-    def _add_payment_row(self, order: _Order, amount: Money) -> None:
-        now, services, request, instrument = (
-            self.now,
-            self.services,
-            order.request,
-            order.instrument,
-        )
-        self.payment_rows.append(
-            {
-                "id": order.payment_id,
-                "renewal_id": order.renewal_id,
-                "gateway": order.gateway_name,
-                "method": request.method,
-                "status": "not_sent",
-                "amount_minor": amount.minor,
-                "currency": amount.currency,
-                "token_encrypted": services.tokens.seal(instrument.token),
-                "brand": instrument.brand,
-                "funding": instrument.funding,
-                "last4": instrument.last4,
-                "expiry_month": instrument.expiry_month,
-                "expiry_year": instrument.expiry_year,
-                "issuer_country": instrument.issuer_country,
-                "instrument_fingerprint": order.instrument_fingerprint,
-                "wallet_account_fingerprint": (
+    def _add_payment(self, order: _Order, amount: Money) -> None:
+        now, services, instrument = self.now, self.services, order.instrument
+        self.payments.append(
+            PaymentRecord(
+                id=order.payment_id,
+                renewal_id=order.renewal_id,
+                gateway=order.gateway_name,
+                method=order.request.method,
+                status=PaymentStatus.NOT_SENT,
+                amount=amount,
+                token_encrypted=services.tokens.seal(instrument.token),
+                brand=instrument.brand,
+                funding=instrument.funding,
+                last4=instrument.last4,
+                expiry_month=instrument.expiry_month,
+                expiry_year=instrument.expiry_year,
+                issuer_country=instrument.issuer_country,
+                gateway_reference=None,
+                decline_code=None,
+                requested_at=now,
+                check_attempts=0,
+                # If we die before recording the outcome, the reconciler asks the gateway then.
+                next_check_at=now + dt.timedelta(seconds=services.limits.gateway_timeout_s * 2),
+                flagged_for_staff=False,
+                refund_reference=None,
+                instrument_fingerprint=order.instrument_fingerprint,
+                wallet_account_fingerprint=(
                     order.instrument_fingerprint if order.request.wallet_account else None
                 ),
-                "requested_at": now,
-                "check_attempts": 0,
-                # If we die before recording the outcome, the reconciler asks the gateway then.
-                "next_check_at": now + dt.timedelta(seconds=services.limits.gateway_timeout_s * 2),
-                "flagged_for_staff": False,
-                "created_at": now,
-                "updated_at": now,
-            }
+            )
         )
 
 

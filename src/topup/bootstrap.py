@@ -27,6 +27,7 @@ from topup.adapters.db.unit_of_work import SqlUnitOfWork
 from topup.adapters.gateways.sandbox_settlement import JournalingGateway, SettlementJournal
 from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.adapters.iin_table import shipped_iin_table
+from topup.adapters.memory.unit_of_work import MemoryDatabase
 from topup.adapters.methods import load_methods
 from topup.adapters.network.sandbox import SandboxNetwork
 from topup.adapters.notify.mail_outbox import MemoryMailer, OutboxMailer
@@ -37,7 +38,7 @@ from topup.adapters.rate_limits import MemoryRateLimiter
 from topup.adapters.redis_rate_limits import RedisRateLimiter
 from topup.adapters.secrets import TokenVault
 from topup.domain.errors import InputError
-from topup.ports import Clock, Mailer, PaymentGateway, RateLimiter
+from topup.ports import Clock, Mailer, PaymentGateway, RateLimiter, UnitOfWork
 from topup.services.context import Services
 from topup.services.wallets import handle_webhook
 from topup.settings import Limits, Settings
@@ -93,6 +94,49 @@ def build(
     clock = clock or SystemClock()
     _prepare_sqlite_directory(settings.database_url)
     engine = create_engine(settings.database_url, pool_size=pool_size or POSTGRES_POOL_SIZE)
+    writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
+    services = build_services(
+        settings,
+        unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
+        limits=limits,
+        clock=clock,
+        seed=seed,
+        on_event=on_event,
+    )
+    services.database_unavailable = database_unavailable
+    return Application(services=services, engine=engine, settings=settings)
+
+
+def build_in_memory(
+    settings: Settings | None = None,
+    *,
+    limits: Limits | None = None,
+    clock: Clock | None = None,
+    seed: int | None = None,
+) -> tuple[Services, MemoryDatabase]:
+    """Services on an in-memory database (``adapters.memory``): no database server or file,
+    for unit tests and demos. The sandbox adapters come from ``settings`` as in ``build``."""
+    database = MemoryDatabase()
+    services = build_services(
+        settings or Settings(),
+        unit_of_work=database.unit_of_work,
+        limits=limits or Limits(),
+        clock=clock or SystemClock(),
+        seed=seed,
+    )
+    return services, database
+
+
+def build_services(
+    settings: Settings,
+    *,
+    unit_of_work: Callable[[], UnitOfWork],
+    limits: Limits,
+    clock: Clock,
+    seed: int | None = None,
+    on_event: Callable[[str, dict[str, str]], None] | None = None,
+) -> Services:
+    """The services on this unit of work, with the adapters ``settings`` choose."""
     key = secret_key(settings)
     profile = load_profile(settings.profile)
     methods_file = Path(settings.methods_file) if settings.methods_file else None
@@ -107,10 +151,9 @@ def build(
         latency_s=settings.network_latency_s,
         clock=clock.now,
     )
-    writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
     randomness = random.Random(seed)
     services = Services(
-        unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
+        unit_of_work=unit_of_work,
         gateway=gateways[settings.gateway],
         gateways=gateways,
         network=network,
@@ -125,7 +168,6 @@ def build(
         if seed is not None
         else (lambda: str(uuid.uuid4())),
         random=randomness,
-        database_unavailable=database_unavailable,
         mailer=_mailer(settings, clock),
         sms=SandboxSms(
             latency_s=settings.sms_latency_s,
@@ -138,7 +180,7 @@ def build(
     if on_event is not None:
         services.on_event = on_event
     _deliver_sandbox_webhooks(services, settings.sandbox_webhook_url)
-    return Application(services=services, engine=engine, settings=settings)
+    return services
 
 
 def _rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from topup.domain.accounts import Account, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
@@ -61,6 +62,7 @@ class Tables:
     card_links: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     link_codes: dict[str, tuple[LinkCode, dt.datetime]] = field(default_factory=dict)  # created at
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
+    idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows, by id
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

@@ -12,6 +12,7 @@ from topup import ports
 from topup.adapters.memory.accounts import MemoryAccountRepository
 from topup.adapters.memory.api_keys import MemoryApiKeyRepository
 from topup.adapters.memory.cards import MemoryCardRepository
+from topup.adapters.memory.idempotency import MemoryIdempotencyRepository
 from topup.adapters.memory.instrument_locks import MemoryInstrumentLockRepository
 from topup.adapters.memory.jobs import MemoryJobRepository
 from topup.adapters.memory.ledger import MemoryLedgerRepository
@@ -62,7 +63,7 @@ class FakeUnitOfWork:
     api_keys: MemoryApiKeyRepository
     receipts: MemoryReceiptQueries
     audit: Any
-    idempotency: Any
+    idempotency: MemoryIdempotencyRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -92,7 +93,7 @@ class FakeUnitOfWork:
         self.api_keys = MemoryApiKeyRepository(tables)
         self.receipts = MemoryReceiptQueries(tables)
         self.audit = NotInMemory("audit")
-        self.idempotency = NotInMemory("idempotency")
+        self.idempotency = MemoryIdempotencyRepository(tables)
         return self
 
     async def commit(self) -> None:

@@ -57,17 +57,6 @@ async def test_reload_adds_credit_that_the_ledger_agrees_with(demo_app: Applicat
     assert (await audit(services)).clean
 
 
-async def test_declined_card_takes_no_money_and_says_why(demo_app: Application) -> None:
-    services = demo_app.services
-    declined = CardDetails(number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123")
-    view = await renew(services, request(payment=declined))
-    assert view.status == "declined"
-    assert view.renewal.decline_code == "insufficient_funds"
-    await work_once(services)
-    assert (await queries.balance(services, ACTIVE_CARD))["data_quota_mb"] == 2048
-    assert (await audit(services)).clean
-
-
 async def test_timeout_with_charge_taken_is_resolved_by_asking_not_charging(
     demo_app: Application,
 ) -> None:
@@ -86,19 +75,6 @@ async def test_timeout_with_charge_taken_is_resolved_by_asking_not_charging(
     final = await get_renewal(services, view.id)
     assert final.status == "completed"
     assert (await audit(services)).clean
-
-
-async def test_timeout_with_nothing_taken_ends_declined(demo_app: Application) -> None:
-    services = demo_app.services
-    clock = services.clock
-    assert isinstance(clock, FixedClock)
-    nothing_taken = CardDetails(
-        number="4000009990000302", expiry_month=12, expiry_year=2030, cvc="123"
-    )
-    view = await renew(services, request(payment=nothing_taken))
-    clock.advance(3600)
-    await work_once(services)
-    assert (await get_renewal(services, view.id)).status == "declined"
 
 
 async def test_permanent_network_failure_refunds_in_full_exactly_once(

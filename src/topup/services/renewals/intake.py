@@ -59,7 +59,7 @@ def _fingerprint(request: RenewalRequest, card_id: str, brand: str, last4: str, 
 
 
 @dataclass(frozen=True)
-class _Order:
+class _CheckedRequest:
     """A renewal asked for, checked as far as can be done without the database."""
 
     request: RenewalRequest
@@ -101,10 +101,10 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     gateway, instrument = await payment_instrument(services, request)
     number = parse_card_number(request.card_number, services.profile)
     fingerprint = services.tokens.fingerprint(instrument.token)
-    order = _Order(
+    checked = _CheckedRequest(
         request, key, number, instrument, fingerprint, renewal_id, payment_id, gateway.name
     )
-    admission = await _intake(services).submit(order)
+    admission = await _intake(services).submit(checked)
     if isinstance(admission, _KeyUsed):
         async with services.unit_of_work() as uow:
             if admission.renewal_id is None:
@@ -121,42 +121,42 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     return await record_charge_result(services, renewal_id, result)
 
 
-def _intake(services: Services) -> Batcher[_Order, _Admitted | _KeyUsed]:
-    return services.batcher("renewal_intake", _admit_all, key=lambda order: order.key)
+def _intake(services: Services) -> Batcher[_CheckedRequest, _Admitted | _KeyUsed]:
+    return services.batcher("renewal_intake", _admit_all, key=lambda checked: checked.key)
 
 
 async def _admit_all(
-    services: Services, orders: list[_Order]
+    services: Services, checked_requests: list[_CheckedRequest]
 ) -> list[_Admitted | _KeyUsed | Exception]:
-    """Admit a batch of orders in one transaction: each one's card and plan are checked, and the
-    accepted renewals and their payments are written with a few set-based statements.
+    """Admit a batch of renewal requests in one transaction: each one's card and plan are checked,
+    and the accepted renewals and their payments are written with a few set-based statements.
 
     A key used before is found by the insert itself (the unique key leaves that row out), so the
-    usual case costs no look-up; the caller then replays what the key first made. An order
+    usual case costs no look-up; the caller then replays what the key first made. A request
     refused here is looked up by key too: a retry of a request that went through is answered
     with its renewal, even if the card or plan has changed since."""
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         intake = _Intake(services, uow, now)
-        await intake.load(orders)
+        await intake.load(checked_requests)
         outcomes: list[_Admitted | _KeyUsed | Exception] = []
-        for order in orders:
+        for checked in checked_requests:
             try:
-                outcomes.append(await intake.admit(order))
+                outcomes.append(await intake.admit(checked))
             except TopupError as error:
                 outcomes.append(error)
         refused = [
-            order.key
-            for order, outcome in zip(orders, outcomes, strict=True)
-            if isinstance(outcome, TopupError) and order.key in intake.fingerprints
+            checked.key
+            for checked, outcome in zip(checked_requests, outcomes, strict=True)
+            if isinstance(outcome, TopupError) and checked.key in intake.fingerprints
         ]
         known = await uow.renewals.by_idempotency_keys(refused)
-        # In key order: two batches inserting the same keys wait for each other, never deadlock.
+        # In key checked: two batches inserting the same keys wait for each other, never deadlock.
         renewals = sorted(intake.renewals, key=lambda renewal: renewal.idempotency_key)
         inserted = await uow.renewals.add_many(renewals)
-        for index, (order, outcome) in enumerate(zip(orders, outcomes, strict=True)):
-            if order.key in known:
-                outcomes[index] = _KeyUsed(known[order.key].id, intake.fingerprints[order.key])
+        for index, (checked, outcome) in enumerate(zip(checked_requests, outcomes, strict=True)):
+            if checked.key in known:
+                outcomes[index] = _KeyUsed(known[checked.key].id, intake.fingerprints[checked.key])
             elif isinstance(outcome, _Admitted) and outcome.renewal_id not in inserted:
                 # The key was used before, or by another transaction just now.
                 outcomes[index] = _KeyUsed(None, outcome.fingerprint)
@@ -171,7 +171,7 @@ async def _admit_all(
 
 
 class _Intake:
-    """What one intake transaction knows: the cards, plans and keys its orders name."""
+    """What one intake transaction knows: the cards, plans and keys its requests name."""
 
     def __init__(self, services: Services, uow: UnitOfWork, now: dt.datetime) -> None:
         self.services = services
@@ -182,16 +182,18 @@ class _Intake:
         self.events: list[tuple[str, Transition]] = []
         self._cards: dict[tuple[CardNumberKind, str], Card] = {}
         self._plans: dict[str, Plan] = {}
-        self.fingerprints: dict[str, str] = {}  # by idempotency key, for orders whose card is known
+        self.fingerprints: dict[
+            str, str
+        ] = {}  # by idempotency key, for requests whose card is known
         self._locked: dict[str, Card] = {}
         self._locked_instruments: dict[str, dt.datetime] = {}
         # What each wallet account has paid or has waiting today, per method (daily limits).
         self._wallet_totals: dict[tuple[str, str], int] = {}
         self._bills_in_batch: dict[str, str] = {}
 
-    async def load(self, orders: list[_Order]) -> None:
+    async def load(self, checked_requests: list[_CheckedRequest]) -> None:
         uow = self.uow
-        numbers = [order.number for order in orders]
+        numbers = [checked.number for checked in checked_requests]
         cards: list[Card] = await uow.cards.by_numbers(
             msisdns=[n.value for n in numbers if n.kind is CardNumberKind.MSISDN],
             iccids=[n.value for n in numbers if n.kind is CardNumberKind.ICCID],
@@ -199,37 +201,43 @@ class _Intake:
         for card in cards:
             self._cards[(CardNumberKind.MSISDN, card.msisdn)] = card
             self._cards[(CardNumberKind.ICCID, card.iccid)] = card
-        self._plans = await uow.plans.get_many([order.request.plan_code for order in orders])
+        self._plans = await uow.plans.get_many(
+            [checked.request.plan_code for checked in checked_requests]
+        )
         self._locked_instruments = await uow.instruments.locked(
-            [order.instrument_fingerprint for order in orders], now=self.now
+            [checked.instrument_fingerprint for checked in checked_requests], now=self.now
         )
         zone = ZoneInfo(self.services.profile.time_zone)
         start_of_day = self.now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-        wallet_accounts = [o.instrument_fingerprint for o in orders if o.request.wallet_account]
+        wallet_accounts = [
+            checked.instrument_fingerprint
+            for checked in checked_requests
+            if checked.request.wallet_account
+        ]
         await uow.payments.lock_wallet_accounts(wallet_accounts)  # daily limits, one at a time
         self._wallet_totals = await uow.payments.wallet_totals_since(
             wallet_accounts, since=start_of_day
         )
         # Payments of one bill take turns on the card's row lock: without it, concurrent callers
         # all find no payment in progress and the bill is charged several times. Locked in id
-        # order, all at once, so that two batches cannot deadlock.
+        # checked, all at once, so that two batches cannot deadlock.
         bill_cards = []
-        for order in orders:
-            found = self._cards.get((order.number.kind, order.number.value))
-            plan = self._plans.get(order.request.plan_code)
+        for checked in checked_requests:
+            found = self._cards.get((checked.number.kind, checked.number.value))
+            plan = self._plans.get(checked.request.plan_code)
             if found is not None and plan is not None and plan.kind is PlanKind.POSTPAID_BILL:
                 bill_cards.append(found.id)
         self._locked = await uow.cards.get_many(bill_cards, for_update=True)
 
-    async def admit(self, order: _Order) -> _Admitted | _KeyUsed:
-        request, now, services = order.request, self.now, self.services
-        card = self._cards.get((order.number.kind, order.number.value))
+    async def admit(self, checked: _CheckedRequest) -> _Admitted | _KeyUsed:
+        request, now, services = checked.request, self.now, self.services
+        card = self._cards.get((checked.number.kind, checked.number.value))
         if card is None:
             raise card_unknown()
-        instrument = order.instrument
+        instrument = checked.instrument
         expiry = f"{instrument.expiry_month:02d}/{instrument.expiry_year}"
         fingerprint = _fingerprint(request, card.id, instrument.brand, instrument.last4, expiry)
-        self.fingerprints[order.key] = fingerprint
+        self.fingerprints[checked.key] = fingerprint
         plan = self._plans.get(request.plan_code)
         if plan is None:
             raise NotFoundError(
@@ -239,7 +247,7 @@ class _Intake:
                 params={"plan": request.plan_code},
             )
         plan.check_can_buy(card_kind=card.kind, channel=request.channel, at=now)
-        locked_until = self._locked_instruments.get(order.instrument_fingerprint)
+        locked_until = self._locked_instruments.get(checked.instrument_fingerprint)
         if locked_until is not None:
             raise instrument_locked(locked_until, now)
         if plan.kind is PlanKind.POSTPAID_BILL:
@@ -260,7 +268,7 @@ class _Intake:
             in_progress = self._bills_in_batch.get(card.id)
             if in_progress is None:
                 open_one = await self.uow.renewals.open_for_card(card.id, kind=plan.kind.value)
-                if open_one is not None and open_one.idempotency_key == order.key:
+                if open_one is not None and open_one.idempotency_key == checked.key:
                     # The same request, let through while we waited for the card's lock.
                     return _KeyUsed(open_one.id, fingerprint)
                 in_progress = None if open_one is None else open_one.id
@@ -271,18 +279,23 @@ class _Intake:
                     code="bill_payment_in_progress",
                     params={"renewal": in_progress},
                 )
-            self._bills_in_batch[card.id] = order.renewal_id
-        if method.daily_max is not None:  # last: only an admitted order counts against it
-            self._check_daily_limit(order, method.code, method.name(), method.daily_max, amount)
-        self._add_rows(order, card, plan, amount, fingerprint)
-        return _Admitted(order.renewal_id, plan.code, amount, now, fingerprint)
+            self._bills_in_batch[card.id] = checked.renewal_id
+        if method.daily_max is not None:  # last: only an admitted request counts against it
+            self._check_daily_limit(checked, method.code, method.name(), method.daily_max, amount)
+        self._add_rows(checked, card, plan, amount, fingerprint)
+        return _Admitted(checked.renewal_id, plan.code, amount, now, fingerprint)
 
     def _check_daily_limit(
-        self, order: _Order, method_code: str, method_name: str, daily_max: Money, amount: Money
+        self,
+        checked: _CheckedRequest,
+        method_code: str,
+        method_name: str,
+        daily_max: Money,
+        amount: Money,
     ) -> None:
         """A wallet account pays at most ``daily_max`` a day (operator's time zone) with this
         method; the renewals of this batch count too."""
-        key = (order.instrument_fingerprint, method_code)
+        key = (checked.instrument_fingerprint, method_code)
         used = Money(self._wallet_totals.get(key, 0), amount.currency)
         if used + amount > daily_max:
             left = daily_max - used if used < daily_max else Money.zero(amount.currency)
@@ -296,12 +309,12 @@ class _Intake:
         self._wallet_totals[key] = (used + amount).minor
 
     def _add_rows(
-        self, order: _Order, card: Card, plan: Plan, amount: Money, fingerprint: str
+        self, checked: _CheckedRequest, card: Card, plan: Plan, amount: Money, fingerprint: str
     ) -> None:
-        now, request = self.now, order.request
+        now, request = self.now, checked.request
         self.renewals.append(
             RenewalRecord(
-                id=order.renewal_id,
+                id=checked.renewal_id,
                 card_id=card.id,
                 plan_code=plan.code,
                 kind=plan.kind,
@@ -310,7 +323,7 @@ class _Intake:
                 data_quota_mb=plan.data_quota_mb,
                 validity_days=plan.validity_days,
                 status=RenewalStatus.PENDING_PAYMENT,
-                idempotency_key=order.key,
+                idempotency_key=checked.key,
                 request_fingerprint=fingerprint,
                 decline_code=None,
                 created_at=now,
@@ -319,14 +332,14 @@ class _Intake:
                 completed_at=None,
                 expected_by=None,
                 contact_after=None,
-                receipt_number=_receipt_number(order.renewal_id),
+                receipt_number=_receipt_number(checked.renewal_id),
                 receipt_email=request.receipt_email,
                 receipt_language=request.receipt_language,
             )
         )
         self.events.append(
             (
-                order.renewal_id,
+                checked.renewal_id,
                 Transition(
                     None,
                     RenewalStatus.PENDING_PAYMENT,
@@ -335,16 +348,16 @@ class _Intake:
                 ),
             )
         )
-        self._add_payment(order, amount)
+        self._add_payment(checked, amount)
 
-    def _add_payment(self, order: _Order, amount: Money) -> None:
-        now, services, instrument = self.now, self.services, order.instrument
+    def _add_payment(self, checked: _CheckedRequest, amount: Money) -> None:
+        now, services, instrument = self.now, self.services, checked.instrument
         self.payments.append(
             PaymentRecord(
-                id=order.payment_id,
-                renewal_id=order.renewal_id,
-                gateway=order.gateway_name,
-                method=order.request.method,
+                id=checked.payment_id,
+                renewal_id=checked.renewal_id,
+                gateway=checked.gateway_name,
+                method=checked.request.method,
                 status=PaymentStatus.NOT_SENT,
                 amount=amount,
                 token_encrypted=services.tokens.seal(instrument.token),
@@ -362,9 +375,9 @@ class _Intake:
                 next_check_at=now + dt.timedelta(seconds=services.limits.gateway_timeout_s * 2),
                 flagged_for_staff=False,
                 refund_reference=None,
-                instrument_fingerprint=order.instrument_fingerprint,
+                instrument_fingerprint=checked.instrument_fingerprint,
                 wallet_account_fingerprint=(
-                    order.instrument_fingerprint if order.request.wallet_account else None
+                    checked.instrument_fingerprint if checked.request.wallet_account else None
                 ),
             )
         )

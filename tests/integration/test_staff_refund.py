@@ -70,7 +70,7 @@ async def test_concurrent_staff_refunds_of_one_renewal_give_one_refund_and_no_cr
     assert (await get_renewal(services, renewal_id)).status == "refunded"
     assert await refunds(services) == 1
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["credit_minor"] == before["credit_minor"]  # never credited
+    assert after.credit.minor == before.credit.minor  # never credited
     assert (await audit(services)).clean
     assert await request_refund(services, renewal_id, reason="again") == "already_queued"
 

@@ -17,6 +17,7 @@ from topup.adapters.profiles import load_profile
 from topup.bootstrap import Application, build, migrate
 from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
 from topup.entrypoints import runtime
+from topup.entrypoints.views_json import card_json, history_json, plan_json
 from topup.ports import CardDetails
 from topup.services import audit as audit_service
 from topup.services import queries
@@ -132,9 +133,10 @@ def cards(
     as_json: JsonOption = False,
 ) -> None:
     """List cards with their status and balances."""
-    rows = _run(
+    views = _run(
         lambda application: queries.list_cards(application.services, limit=limit, offset=offset)
     )
+    rows = [card_json(view) for view in views]
     if as_json:
         _print_json({"cards": rows})
         return
@@ -165,11 +167,13 @@ def plans(
     as_json: JsonOption = False,
 ) -> None:
     """List plans on sale."""
-    card_summary, rows = _run(
+    card_view, offers = _run(
         lambda application: queries.list_plans(
-            application.services, card_number=card, channel=channel, locale=locale
+            application.services, card_number=card, channel=channel
         )
     )
+    card_summary = None if card_view is None else card_json(card_view)
+    rows = [plan_json(offer, locale) for offer in offers]
     if as_json:
         _print_json({"card": card_summary, "plans": rows})
         return
@@ -380,7 +384,7 @@ def balance(
     as_json: JsonOption = False,
 ) -> None:
     """Credit, data left, validity and status of a card, as of now."""
-    row = _run(lambda application: queries.balance(application.services, card))
+    row = card_json(_run(lambda application: queries.balance(application.services, card)))
     if as_json:
         _print_json(row)
         return
@@ -403,7 +407,9 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Renewals and card events, newest first."""
-    data = _run(lambda application: queries.history(application.services, card, limit=limit))
+    data = history_json(
+        _run(lambda application: queries.history(application.services, card, limit=limit))
+    )
     if as_json:
         _print_json(data)
         return

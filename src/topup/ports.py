@@ -30,6 +30,7 @@ from topup.domain.records import (
     PaymentChanges,
     PaymentRecord,
     PaymentStatus,
+    ReceiptFacts,
     RenewalChanges,
     RenewalMove,
     RenewalRecord,
@@ -544,6 +545,20 @@ class ApiKeyRepository(Protocol):
     async def revoke(self, key_id: str, *, now: dt.datetime) -> bool: ...
 
 
+class ReceiptQueries(Protocol):
+    async def by_number(self, receipt_number: str) -> ReceiptFacts | None:
+        """The paid renewal with this receipt number, with what its receipt shows."""
+        ...
+
+    async def by_renewal(self, renewal_id: str) -> ReceiptFacts | None:
+        """The receipt of this renewal if it is paid."""
+        ...
+
+    async def card_numbers_by_email(self, email: str, *, limit: int) -> list[tuple[str, str]]:
+        """(MSISDN, e-mail as registered) of the cards registered with ``email`` (any case)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; rolls back on exit unless ``commit`` was called.
 
@@ -571,11 +586,12 @@ class UnitOfWork(Protocol):
     def accounts(self) -> AccountRepository: ...
     @property
     def api_keys(self) -> ApiKeyRepository: ...
+    @property
+    def receipts(self) -> ReceiptQueries: ...
 
-    # Not yet typed (their rows are still dicts): audit, idempotency, receipts.
+    # Not yet typed (their rows are still dicts): audit, idempotency.
     audit: Any
     idempotency: Any
-    receipts: Any
 
     async def __aenter__(self) -> UnitOfWork: ...
 

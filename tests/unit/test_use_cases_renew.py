@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.unit.fakes import GOOD_CARD, on_fakes
+from topup.adapters.notify.mail_outbox import MemoryMailer
 from topup.domain.errors import ConflictError, NotFoundError
 from topup.domain.ledger import EntryKind
 from topup.domain.records import JobStatus, PaymentStatus
@@ -109,3 +110,15 @@ async def test_an_unknown_card_is_refused_and_nothing_is_written() -> None:
         await renew(fakes.services, request(card_number="+60129999999"))
     assert caught.value.code == "card_unknown"
     assert fakes.committed.renewals == {} and fakes.gateway.charges == []
+
+
+async def test_a_paid_renewal_with_an_email_gets_its_receipt_once_activated() -> None:
+    fakes = await on_fakes()
+    view = await renew(fakes.services, request(receipt_email="payer@example.com"))
+    assert fakes.jobs("receipt") == [view.id]
+    await fakes.drain()
+    mailer = fakes.services.mailer
+    assert isinstance(mailer, MemoryMailer)
+    assert [mail.recipient for mail in mailer.sent] == ["payer@example.com"]
+    assert view.renewal.receipt_number is not None
+    assert view.renewal.receipt_number in mailer.sent[0].subject

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TypedDict
 
+from topup.domain.cards import CardKind
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
 from topup.domain.renewal import RenewalStatus
@@ -182,3 +183,26 @@ def renewal_moved(
         expected_by=changes.get("expected_by", renewal.expected_by),
         contact_after=changes.get("contact_after", renewal.contact_after),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFacts:
+    """What the receipt of a paid renewal shows, read at once: the renewal, its card, its plan's
+    names (the plan may have been withdrawn since: empty then), its payment and its refund."""
+
+    renewal_id: str
+    receipt_number: str | None
+    card_id: str
+    plan_code: str
+    plan_kind: PlanKind
+    status: RenewalStatus
+    amount: Money
+    paid_at: dt.datetime
+    channel: str
+    msisdn: str
+    card_kind: CardKind
+    plan_names: dict[str, str]
+    method: str | None
+    brand: str | None
+    last4: str | None
+    refunded_at: dt.datetime | None

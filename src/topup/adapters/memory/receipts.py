@@ -1,26 +1,23 @@
-"""Read-only queries for receipts and card-number recovery, in memory (the rows that
-``adapters.db.receipts`` returns, with the same keys)."""
+"""Read-only queries for receipts and card-number recovery, in memory."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from topup.adapters.memory.tables import Tables
 from topup.domain.ledger import EntryKind
-from topup.domain.records import RenewalRecord
+from topup.domain.records import ReceiptFacts, RenewalRecord
 
 
 class MemoryReceiptQueries:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
 
-    async def by_number(self, receipt_number: str) -> dict[str, Any] | None:
+    async def by_number(self, receipt_number: str) -> ReceiptFacts | None:
         for renewal in self._tables.renewals.values():
             if renewal.receipt_number == receipt_number:
                 return self._receipt(renewal)
         return None
 
-    async def by_renewal(self, renewal_id: str) -> dict[str, Any] | None:
+    async def by_renewal(self, renewal_id: str) -> ReceiptFacts | None:
         renewal = self._tables.renewals.get(renewal_id)
         return None if renewal is None else self._receipt(renewal)
 
@@ -32,7 +29,7 @@ class MemoryReceiptQueries:
         )
         return found[:limit]
 
-    def _receipt(self, renewal: RenewalRecord) -> dict[str, Any] | None:
+    def _receipt(self, renewal: RenewalRecord) -> ReceiptFacts | None:
         if renewal.paid_at is None:  # only a paid renewal has a receipt
             return None
         tables = self._tables
@@ -47,22 +44,21 @@ class MemoryReceiptQueries:
             ),
             None,
         )
-        return {
-            "renewal_id": renewal.id,
-            "receipt_number": renewal.receipt_number,
-            "card_id": renewal.card_id,
-            "plan_code": renewal.plan_code,
-            "plan_kind": renewal.kind.value,
-            "status": renewal.status.value,
-            "amount_minor": renewal.amount.minor,
-            "currency": renewal.amount.currency,
-            "paid_at": renewal.paid_at,
-            "channel": renewal.channel,
-            "msisdn": card.msisdn,
-            "card_kind": card.kind.value,
-            "plan_names": None if plan is None else dict(plan.names),
-            "method": None if payment is None else payment.method,
-            "brand": None if payment is None else payment.brand,
-            "last4": None if payment is None else payment.last4,
-            "refunded_at": refunded_at,
-        }
+        return ReceiptFacts(
+            renewal_id=renewal.id,
+            receipt_number=renewal.receipt_number,
+            card_id=renewal.card_id,
+            plan_code=renewal.plan_code,
+            plan_kind=renewal.kind,
+            status=renewal.status,
+            amount=renewal.amount,
+            paid_at=renewal.paid_at,
+            channel=renewal.channel,
+            msisdn=card.msisdn,
+            card_kind=card.kind,
+            plan_names={} if plan is None else dict(plan.names),
+            method=None if payment is None else payment.method,
+            brand=None if payment is None else payment.brand,
+            last4=None if payment is None else payment.last4,
+            refunded_at=refunded_at,
+        )

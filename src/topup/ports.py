@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol, Unpack
@@ -24,9 +24,12 @@ from topup.domain.money import Money
 from topup.domain.plans import Plan
 from topup.domain.records import (
     CardEvent,
+    JobKind,
+    JobOutcome,
     JobRecord,
     JobRetry,
     JobStatus,
+    JobSubject,
     PaymentChanges,
     PaymentRecord,
     PaymentStatus,
@@ -202,22 +205,6 @@ class ProvisionResult:
 
 class NetworkProvisioner(Protocol):
     async def apply(self, request: ProvisionRequest) -> ProvisionResult: ...
-
-
-# --- Notifications ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    kind: str  # activation_completed, renewal_refunded, ...
-    recipient: str
-    subject: str
-    body: str
-    data: dict[str, str] = field(default_factory=dict)
-
-
-class Notifier(Protocol):
-    async def send(self, notification: Notification) -> None: ...
 
 
 # --- Persistence ------------------------------------------------------------------------------
@@ -398,11 +385,21 @@ class LedgerRepository(Protocol):
 
 
 class JobRepository(Protocol):
-    async def enqueue(self, *, kind: str, renewal_id: str, at: dt.datetime) -> None: ...
+    async def enqueue(
+        self, *, kind: JobKind, subject: JobSubject, at: dt.datetime, reason: str | None = None
+    ) -> None: ...
 
     async def enqueue_many(
-        self, *, kind: str, renewal_ids: Sequence[str], at: dt.datetime
-    ) -> None: ...
+        self,
+        *,
+        kind: JobKind,
+        subjects: Sequence[JobSubject],
+        at: dt.datetime,
+        reason: str | None = None,
+    ) -> None:
+        """One job of ``kind`` per subject, due at once; a second job of a kind for a subject
+        breaks a unique key."""
+        ...
 
     async def claim(
         self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
@@ -410,8 +407,18 @@ class JobRepository(Protocol):
         """Lease due queued jobs (hidden until ``lease_until``; claims go up by one), by id."""
         ...
 
+    async def withdraw_unclaimed(self, job_id: int, *, at: dt.datetime, error: str) -> bool:
+        """Fail a queued job no worker ever claimed; False if one has or it is not queued."""
+        ...
+
     async def finish(
-        self, job: JobRecord, *, status: JobStatus, at: dt.datetime, error: str | None = None
+        self,
+        job: JobRecord,
+        *,
+        status: JobStatus,
+        at: dt.datetime,
+        error: str | None = None,
+        outcome: JobOutcome | None = None,
     ) -> bool:
         """Mark a queued job done or failed; False if it was not queued any more."""
         ...
@@ -423,9 +430,14 @@ class JobRepository(Protocol):
         status: JobStatus,
         at: dt.datetime,
         error: str | None = None,
+        outcome: JobOutcome | None = None,
     ) -> set[int]:
         """Mark queued jobs done or failed; the ids this call finished."""
         ...
+
+    async def record_outcome(
+        self, job_ids: Sequence[int], outcome: JobOutcome, *, at: dt.datetime
+    ) -> None: ...
 
     async def mark_failed(
         self, failures: Sequence[tuple[int, str]], *, at: dt.datetime
@@ -443,7 +455,9 @@ class JobRepository(Protocol):
 
     async def retry_many(self, retries: Sequence[JobRetry], *, at: dt.datetime) -> None: ...
 
-    async def for_renewal(self, renewal_id: str) -> list[JobRecord]: ...
+    async def for_subject(self, subject: JobSubject) -> list[JobRecord]:
+        """Every job about ``subject``, oldest first."""
+        ...
 
 
 class InstrumentLockRepository(Protocol):

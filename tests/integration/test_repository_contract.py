@@ -24,7 +24,14 @@ from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
-from topup.domain.records import JobStatus, PaymentRecord, PaymentStatus, RenewalRecord
+from topup.domain.records import (
+    JobKind,
+    JobStatus,
+    JobSubject,
+    PaymentRecord,
+    PaymentStatus,
+    RenewalRecord,
+)
 from topup.domain.renewal import RenewalStatus
 from topup.ports import UnitOfWork
 from topup.services.demo import load_demo
@@ -210,18 +217,27 @@ async def test_a_job_is_queued_once_claimed_under_a_lease_and_finished_once(
     async with unit_of_work() as uow:
         card = await a_card(uow)
         await uow.renewals.add_many([renewal(card, "r-1", "k-1")])
-        await uow.jobs.enqueue(kind="activate", renewal_id="r-1", at=START)
+        subject = JobSubject.renewal("r-1")
+        await uow.jobs.enqueue(kind=JobKind.ACTIVATE, subject=subject, at=START)
+        await uow.jobs.enqueue(kind=JobKind.REFUND, subject=subject, at=START, reason="why")
+        refund = [job for job in await uow.jobs.for_subject(subject) if job.kind is JobKind.REFUND]
+        assert [job.reason for job in refund] == ["why"]
+        assert await uow.jobs.withdraw_unclaimed(refund[0].id, at=START, error="withdrawn")
         lease_until = START + dt.timedelta(seconds=LEASE_S)
         claimed = await uow.jobs.claim(now=START, lease_until=lease_until, limit=10)
         assert [(job.renewal_id, job.claims, job.status) for job in claimed] == [
             ("r-1", 1, JobStatus.QUEUED)
         ]
         assert await uow.jobs.claim(now=START, lease_until=lease_until, limit=10) == []
+        assert not await uow.jobs.withdraw_unclaimed(claimed[0].id, at=START, error="too late")
         assert await uow.jobs.finish(claimed[0], status=JobStatus.DONE, at=START)
         assert not await uow.jobs.finish(claimed[0], status=JobStatus.FAILED, at=START)
-        assert [job.status for job in await uow.jobs.for_renewal("r-1")] == [JobStatus.DONE]
+        assert [job.status for job in await uow.jobs.for_subject(subject)] == [
+            JobStatus.DONE,
+            JobStatus.FAILED,
+        ]
         with pytest.raises(UNIQUE_VIOLATION):
-            await uow.jobs.enqueue(kind="activate", renewal_id="r-1", at=START)
+            await uow.jobs.enqueue(kind=JobKind.ACTIVATE, subject=subject, at=START)
 
 
 async def test_a_renewal_has_one_ledger_entry_of_each_kind(

@@ -14,8 +14,9 @@ import logging
 
 from topup.domain.card_number import CardNumber, CardNumberKind
 from topup.domain.errors import TopupError
+from topup.i18n import translations
 from topup.services.context import Services
-from topup.services.receipts import mailings, parse_email, receipt_text
+from topup.services.receipts import mailings, parse_email
 
 logger = logging.getLogger("topup.recovery")
 
@@ -53,10 +54,16 @@ async def send_card_numbers(services: Services, email: str, locale: str) -> bool
         numbers = "\n".join(
             "  " + CardNumber(CardNumberKind.MSISDN, msisdn).masked() for msisdn, _ in found
         )
+        texts = translations(locale)
         await services.mailer.send(
             found[0][1],  # the address as registered, not as typed
-            receipt_text("recovery_email_subject", locale),
-            receipt_text("recovery_email_body", locale, numbers=numbers),
+            texts.gettext("The card numbers registered with this e-mail address"),
+            texts.gettext(
+                "Someone asked for the card numbers registered with this e-mail address. Here "
+                "they are, with their middle digits hidden:\n\n%(numbers)s\n\nIf you did not "
+                "ask, you can ignore this e-mail.",
+                numbers=numbers,
+            ),
         )
     except TopupError as error:
         logger.warning("card-number recovery not sent: %s (%s)", error.code, error.message)

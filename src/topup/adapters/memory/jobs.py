@@ -1,4 +1,5 @@
-"""Jobs for the worker, in memory: enqueue, lease, finish, retry."""
+"""Jobs for the worker, each about a subject, in memory: enqueue, lease, withdraw, finish,
+retry."""
 
 from __future__ import annotations
 
@@ -7,33 +8,43 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from topup.adapters.memory.tables import Tables, unique_violation
-from topup.domain.records import JobRecord, JobRetry, JobStatus
+from topup.domain.errors import InvariantError
+from topup.domain.records import JobKind, JobOutcome, JobRecord, JobRetry, JobStatus, JobSubject
 
 
 class MemoryJobRepository:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
 
-    async def enqueue(self, *, kind: str, renewal_id: str, at: dt.datetime) -> None:
-        await self.enqueue_many(kind=kind, renewal_ids=[renewal_id], at=at)
+    async def enqueue(
+        self, *, kind: JobKind, subject: JobSubject, at: dt.datetime, reason: str | None = None
+    ) -> None:
+        await self.enqueue_many(kind=kind, subjects=[subject], at=at, reason=reason)
 
-    async def enqueue_many(self, *, kind: str, renewal_ids: Sequence[str], at: dt.datetime) -> None:
+    async def enqueue_many(
+        self,
+        *,
+        kind: JobKind,
+        subjects: Sequence[JobSubject],
+        at: dt.datetime,
+        reason: str | None = None,
+    ) -> None:
         jobs = self._tables.jobs
-        for renewal_id in renewal_ids:
-            self._tables.require_renewal(renewal_id)
-            if any(job.kind == kind and job.renewal_id == renewal_id for job in jobs.values()):
-                raise unique_violation("jobs", (kind, renewal_id))
+        for subject in subjects:
+            if any(job.kind is kind and job.subject == subject for job in jobs.values()):
+                raise unique_violation("jobs", (subject, kind.value))
             job_id = self._tables.next_id()
             jobs[job_id] = JobRecord(
                 id=job_id,
                 kind=kind,
-                renewal_id=renewal_id,
+                subject=subject,
                 status=JobStatus.QUEUED,
                 attempts=0,
                 claims=0,
                 next_attempt_at=at,
                 first_requested_at=at,
                 last_error=None,
+                reason=reason,
             )
 
     async def claim(
@@ -52,10 +63,26 @@ class MemoryJobRepository:
             jobs[job.id] = replace(job, next_attempt_at=lease_until, claims=job.claims + 1)
         return sorted((jobs[job.id] for job in due), key=lambda job: job.id)
 
+    async def withdraw_unclaimed(self, job_id: int, *, at: dt.datetime, error: str) -> bool:
+        job = self._tables.jobs.get(job_id)
+        if job is None or job.status is not JobStatus.QUEUED or job.claims != 0:
+            return False
+        self._tables.jobs[job_id] = replace(job, status=JobStatus.FAILED, last_error=error)
+        return True
+
     async def finish(
-        self, job: JobRecord, *, status: JobStatus, at: dt.datetime, error: str | None = None
+        self,
+        job: JobRecord,
+        *,
+        status: JobStatus,
+        at: dt.datetime,
+        error: str | None = None,
+        outcome: JobOutcome | None = None,
     ) -> bool:
-        return bool(await self.finish_many([job.id], status=status, at=at, error=error))
+        finished = await self.finish_many(
+            [job.id], status=status, at=at, error=error, outcome=outcome
+        )
+        return bool(finished)
 
     async def finish_many(
         self,
@@ -64,15 +91,31 @@ class MemoryJobRepository:
         status: JobStatus,
         at: dt.datetime,
         error: str | None = None,
+        outcome: JobOutcome | None = None,
     ) -> set[int]:
+        if status is JobStatus.QUEUED:
+            raise InvariantError("a job is finished as done or failed")
         jobs = self._tables.jobs
         finished = set()
         for job_id in sorted(set(job_ids)):
             job = jobs.get(job_id)
             if job is not None and job.status is JobStatus.QUEUED:
-                jobs[job_id] = replace(job, status=status, last_error=error)
+                jobs[job_id] = replace(
+                    job,
+                    status=status,
+                    last_error=error,
+                    outcome=job.outcome if outcome is None else outcome,
+                )
                 finished.add(job_id)
         return finished
+
+    async def record_outcome(
+        self, job_ids: Sequence[int], outcome: JobOutcome, *, at: dt.datetime
+    ) -> None:
+        jobs = self._tables.jobs
+        for job_id in set(job_ids):
+            if job_id in jobs:
+                jobs[job_id] = replace(jobs[job_id], outcome=outcome)
 
     async def mark_failed(self, failures: Sequence[tuple[int, str]], *, at: dt.datetime) -> None:
         jobs = self._tables.jobs
@@ -103,8 +146,8 @@ class MemoryJobRepository:
                     last_error=retry.error,
                 )
 
-    async def for_renewal(self, renewal_id: str) -> list[JobRecord]:
+    async def for_subject(self, subject: JobSubject) -> list[JobRecord]:
         return sorted(
-            (job for job in self._tables.jobs.values() if job.renewal_id == renewal_id),
+            (job for job in self._tables.jobs.values() if job.subject == subject),
             key=lambda job: job.id,
         )

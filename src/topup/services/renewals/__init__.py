@@ -2,9 +2,7 @@
 (``intake``), charged and its outcome recorded (``charges``), and read back (``reads``)."""
 
 from topup.services.renewals.charges import (
-    ACTIVATE_JOB,
     OPEN_RENEWAL_STATUSES,
-    RECEIPT_JOB,
     charge_of,
     record_charge_result,
     send_charge,
@@ -23,10 +21,8 @@ from topup.services.renewals.requests import (
 )
 
 __all__ = [
-    "ACTIVATE_JOB",
     "IDEMPOTENCY_KEY_LENGTH_MAX",
     "OPEN_RENEWAL_STATUSES",
-    "RECEIPT_JOB",
     "RenewalRequest",
     "amount_due",
     "charge_of",

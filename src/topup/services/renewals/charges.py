@@ -12,6 +12,8 @@ from topup.domain.errors import (
     TopupError,
 )
 from topup.domain.records import (
+    JobKind,
+    JobSubject,
     PaymentChanges,
     PaymentRecord,
     PaymentStatus,
@@ -38,9 +40,6 @@ from topup.services.context import Services
 from topup.services.renewals.reads import renewal_unknown
 from topup.services.views import RenewalView
 from topup.settings import Limits
-
-ACTIVATE_JOB = "activate"
-RECEIPT_JOB = "receipt"  # e-mail the receipt of a paid renewal
 
 
 def charge_of(services: Services, payment: PaymentRecord) -> ChargeRequest:
@@ -99,8 +98,12 @@ class _Writes:
         await uow.ledger.record_many(self.entries, at=at)
         await uow.payments.update_many(self.payments)
         await uow.renewals.move_many(self.moves, at=at)
-        await uow.jobs.enqueue_many(kind=ACTIVATE_JOB, renewal_ids=self.activations, at=at)
-        await uow.jobs.enqueue_many(kind=RECEIPT_JOB, renewal_ids=self.receipts, at=at)
+        for kind, renewal_ids in (
+            (JobKind.ACTIVATE, self.activations),
+            (JobKind.RECEIPT, self.receipts),
+        ):
+            subjects = [JobSubject.renewal(renewal_id) for renewal_id in renewal_ids]
+            await uow.jobs.enqueue_many(kind=kind, subjects=subjects, at=at)
 
 
 async def _record_all(

@@ -75,6 +75,10 @@ class PaymentInstrument:
     expiry_month: int
     expiry_year: int
     issuer_country: str  # ISO 3166 alpha-2, or "" when unknown
+    # The PSP's fingerprint of the payment card: the same for the same card number whatever its
+    # expiry or CVC, and whichever token stands for it (a keyed hash, never the number); "" when
+    # the PSP gives none. Locks and attempt counts follow it (services/fingerprints.py).
+    fingerprint: str = ""
 
 
 class GatewayOutcome(StrEnum):
@@ -440,8 +444,14 @@ class JobRepository(Protocol):
     ) -> None: ...
 
     async def mark_failed(
-        self, failures: Sequence[tuple[int, str]], *, at: dt.datetime
-    ) -> None: ...
+        self,
+        failures: Sequence[tuple[int, str]],
+        *,
+        at: dt.datetime,
+        outcome: JobOutcome | None = None,
+    ) -> None:
+        """Jobs this transaction finished that turned out to fail, each ``(job id, why)``."""
+        ...
 
     async def retry_later(
         self,

@@ -117,11 +117,23 @@ class MemoryJobRepository:
             if job_id in jobs:
                 jobs[job_id] = replace(jobs[job_id], outcome=outcome)
 
-    async def mark_failed(self, failures: Sequence[tuple[int, str]], *, at: dt.datetime) -> None:
+    async def mark_failed(
+        self,
+        failures: Sequence[tuple[int, str]],
+        *,
+        at: dt.datetime,
+        outcome: JobOutcome | None = None,
+    ) -> None:
         jobs = self._tables.jobs
         for job_id, why in failures:
-            if job_id in jobs:
-                jobs[job_id] = replace(jobs[job_id], status=JobStatus.FAILED, last_error=why)
+            job = jobs.get(job_id)
+            if job is not None:
+                jobs[job_id] = replace(
+                    job,
+                    status=JobStatus.FAILED,
+                    last_error=why,
+                    outcome=job.outcome if outcome is None else outcome,
+                )
 
     async def retry_later(
         self,

@@ -16,7 +16,6 @@ from topup.domain.errors import (
     NotFoundError,
     TopupError,
 )
-from topup.domain.methods import MethodKind
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
 from topup.domain.receipts import receipt_number_from
@@ -32,6 +31,7 @@ from topup.ports import (
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
+from topup.services.fingerprints import instrument_fingerprint
 from topup.services.renewals.charges import record_charge_result, send_charge
 from topup.services.renewals.reads import card_unknown, replay, replay_after_race
 from topup.services.renewals.requests import RenewalRequest, check_request, payment_instrument
@@ -100,7 +100,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     payment_id = services.new_id()
     gateway, instrument = await payment_instrument(services, request)
     number = parse_card_number(request.card_number, services.profile)
-    fingerprint = services.tokens.fingerprint(instrument.token)
+    fingerprint = instrument_fingerprint(services, gateway.name, instrument)
     checked = _CheckedRequest(
         request, key, number, instrument, fingerprint, renewal_id, payment_id, gateway.name
     )
@@ -257,13 +257,6 @@ class _Intake:
         method = services.methods.choose(
             request.method, channel=request.channel, region=request.region, amount=amount
         )
-        if method.kind not in (MethodKind.CARD, MethodKind.EWALLET):
-            raise ConflictError(
-                f"{method.name()} is taken by store staff or another service, not here.",
-                code="method_not_supported",
-                field="payment.method",
-                params={"method": method.name()},
-            )
         if plan.kind is PlanKind.POSTPAID_BILL:
             in_progress = self._bills_in_batch.get(card.id)
             if in_progress is None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from topup.domain.errors import (
     InputError,
 )
-from topup.domain.methods import MethodKind
+from topup.domain.methods import MethodKind, wallet_account_of
 from topup.domain.payment_card import (
     CardDetailsInvalid,
     CardFacts,
@@ -76,17 +76,11 @@ async def payment_instrument(
     services: Services, request: RenewalRequest
 ) -> tuple[PaymentGateway, PaymentInstrument]:
     """The gateway that will take this payment and the token it gave for the payer's card or
-    wallet account. Nothing about the method's availability is decided here (see ``choose``)."""
-    method = services.methods.get(request.method)
+    wallet account. The method is judged first, before its details; its amount limits are
+    checked at admission (see ``choose``)."""
+    method = services.methods.judge(request.method, channel=request.channel, region=request.region)
     if method is not None and method.kind is MethodKind.EWALLET:
-        account = (request.wallet_account or "").strip()
-        if not account:
-            raise InputError(
-                f"{method.name()} needs the phone number registered with the wallet.",
-                code="wallet_account_required",
-                field="payment.wallet_account",
-                params={"method": method.name()},
-            )
+        account = wallet_account_of(method, request.wallet_account, services.profile)
         gateway = services.gateway_named(method.gateway)
         return gateway, gateway.tokenize_account(method.code.removeprefix("ewallet:"), account)
     if request.payment_token is not None and request.payment is None:

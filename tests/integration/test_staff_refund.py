@@ -196,7 +196,7 @@ async def test_the_timeline_of_a_staff_refund_says_staff_refunded_it_and_why(
     assert step.reason == refund_reason(RefundCause.STAFF_REQUEST, STAFF_REASON)
     assert step.reason == f"refunded at staff request before activation: {STAFF_REASON}"
     history = await queries.history(services, ACTIVE_CARD, limit=10)
-    memos = [entry["memo"] for entry in history["ledger_entries"] if entry["kind"] == "refund"]
+    memos = [line.memo for line in history.ledger_entries if line.kind == "refund"]
     assert memos == [f"payment refunded for renewal {renewal_id}: {step.reason}"]
 
 

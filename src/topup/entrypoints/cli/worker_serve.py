@@ -22,19 +22,9 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API v1 (docs at /api/docs) until stopped."""
-    import uvicorn
+    from topup.entrypoints.http.server import run_server
 
-    uvicorn.run(
-        "topup.entrypoints.api.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=access_log,
-        log_level="info",
-    )
+    run_server(host=host, port=port, workers=workers, access_log=access_log)
 
 
 def worker(

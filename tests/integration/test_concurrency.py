@@ -35,6 +35,7 @@ from topup.services.audit import audit
 from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, record_charge_result, renew
+from topup.services.views import CardView
 from topup.settings import Limits
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
@@ -105,8 +106,10 @@ async def assert_audit_clean(services: Services) -> None:
     assert report.clean, report.violations
 
 
-def validity_end(balance: dict[str, Any]) -> dt.datetime:
-    return dt.datetime.fromisoformat(balance["validity_end"])
+def validity_end(balance: CardView) -> dt.datetime:
+    if balance.validity_end is None:
+        raise AssertionError("a prepaid card has a validity end")
+    return balance.validity_end
 
 
 def workers_limits() -> Limits:
@@ -130,8 +133,8 @@ async def test_fifty_concurrent_renewals_of_one_card_each_add_exactly_one_plan(
     await drain(services)
     await assert_all_completed(services, [view.id for view in views])
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["data_quota_mb"] == before["data_quota_mb"] + 50 * quota_added_mb
-    assert after["credit_minor"] == before["credit_minor"] + 50 * credit_added_minor
+    assert after.data_quota_mb == before.data_quota_mb + 50 * quota_added_mb
+    assert after.credit.minor == before.credit.minor + 50 * credit_added_minor
     assert validity_end(after) == validity_end(before) + dt.timedelta(days=50 * PLAN_VALIDITY_DAYS)
     assert await count_entries(services, "capture") == 50
     assert await count_entries(services, "activation") == 50
@@ -216,10 +219,10 @@ async def _forty_activating_renewals(application: Application) -> list[str]:
     return [view.id for view in views]
 
 
-async def _assert_forty_packs_credited_once(services: Services, before: dict[str, Any]) -> None:
+async def _assert_forty_packs_credited_once(services: Services, before: CardView) -> None:
     assert await count_entries(services, "activation") == 40
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["data_quota_mb"] == before["data_quota_mb"] + 40 * PACK_QUOTA_MB
+    assert after.data_quota_mb == before.data_quota_mb + 40 * PACK_QUOTA_MB
     assert validity_end(after) == validity_end(before) + dt.timedelta(days=40 * PLAN_VALIDITY_DAYS)
     await assert_audit_clean(services)
 
@@ -324,7 +327,7 @@ async def test_many_activations_refused_at_once_are_refunded_without_starving_th
     await asyncio.wait_for(drain(worker), timeout=20)
     for view in views:
         assert (await get_renewal(worker, view.id)).status == "refunded"
-    assert (await queries.balance(worker, GRACE_CARD))["status"] == "expired"
+    assert (await queries.balance(worker, GRACE_CARD)).status == "expired"
     assert await count_entries(worker, "refund") == len(views)
     await assert_audit_clean(worker)
 

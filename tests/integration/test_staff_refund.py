@@ -79,7 +79,7 @@ async def test_concurrent_staff_refunds_of_one_renewal_give_one_refund_and_no_cr
     assert (await get_renewal(services, renewal_id)).status == "refunded"
     assert await refunds(services) == 1
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["credit_minor"] == before["credit_minor"]  # never credited
+    assert after.credit.minor == before.credit.minor  # never credited
     assert (await audit(services)).clean
     assert await request_refund(services, renewal_id, reason="again") == "already_queued"
 
@@ -196,7 +196,7 @@ async def test_the_timeline_of_a_staff_refund_says_staff_refunded_it_and_why(
     assert step.reason == refund_reason(RefundCause.STAFF_REQUEST, STAFF_REASON)
     assert step.reason == f"refunded at staff request before activation: {STAFF_REASON}"
     history = await queries.history(services, ACTIVE_CARD, limit=10)
-    memos = [entry["memo"] for entry in history["ledger_entries"] if entry["kind"] == "refund"]
+    memos = [line.memo for line in history.ledger_entries if line.kind == "refund"]
     assert memos == [f"payment refunded for renewal {renewal_id}: {step.reason}"]
 
 

@@ -33,7 +33,6 @@ import json
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -55,6 +54,7 @@ from topup.domain.errors import ConflictError, InputError, InvariantError, Topup
 from topup.services.context import Services
 from topup.services.queries import card_summary
 from topup.services.renewals import find_card
+from topup.services.views import CardView
 
 ACCESS_TOKEN_BYTES = 32  # secrets.token_urlsafe: 43 characters
 ACCESS_TOKEN_LENGTH_MAX = 128  # longer presented tokens are refused without a look-up
@@ -385,7 +385,7 @@ def _link_attempts_exceeded() -> ConflictError:
 
 async def verify_card_link(
     services: Services, account_id: str, card_number: str, code: str
-) -> dict[str, Any]:
+) -> CardView:
     """Link the card if ``code`` is the one last sent to it for this account, unexpired, within
     LINK_CODE_ATTEMPTS_MAX attempts; returns the card's summary."""
     typed = "".join(code.split())
@@ -418,7 +418,7 @@ async def verify_card_link(
     return card_summary(card, services)
 
 
-async def my_cards(services: Services, account_id: str) -> list[dict[str, Any]]:
+async def my_cards(services: Services, account_id: str) -> list[CardView]:
     """The account's linked cards with their balances, in the order they were linked."""
     async with services.unit_of_work() as uow:
         cards = await uow.accounts.linked_cards(account_id, limit=services.limits.list_limit_max)

@@ -29,6 +29,7 @@ from topup.domain.records import (
     JobStatus,
     JobSubject,
     PaymentRecord,
+    PaymentStatus,
     RenewalMove,
     RenewalRecord,
 )
@@ -424,7 +425,7 @@ async def _record_refund(
         await uow.ledger.record(entry, at=now)
         await uow.payments.update(
             payment.id,
-            status="refunded",
+            status=PaymentStatus.REFUNDED,
             refund_reference=result.gateway_reference,
             updated_at=now,
         )

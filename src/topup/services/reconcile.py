@@ -7,13 +7,18 @@ import asyncio
 import datetime as dt
 
 from topup.domain.errors import TopupError
-from topup.domain.records import PaymentRecord
+from topup.domain.records import PaymentRecord, PaymentStatus
 from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome, PaymentGateway
 from topup.services.context import Services
 from topup.services.renewals import charge_of, record_charge_result, send_charge
 from topup.settings import Limits
 
-CHECKED_STATUSES = ("not_sent", "pending", "unknown", "requires_action")
+CHECKED_STATUSES = (
+    PaymentStatus.NOT_SENT,
+    PaymentStatus.PENDING,
+    PaymentStatus.UNKNOWN,
+    PaymentStatus.REQUIRES_ACTION,
+)
 UNRESOLVED = (GatewayOutcome.PENDING, GatewayOutcome.UNKNOWN)
 
 

@@ -23,6 +23,7 @@ from topup.entrypoints.api.dependencies import (
 )
 from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
 from topup.entrypoints.http.problems import encode
+from topup.entrypoints.views_json import card_json
 from topup.services import accounts
 from topup.services.views import iso
 
@@ -222,7 +223,7 @@ async def verify_card_link(
     account_id = _signed_in(caller)
     await check_card_lookup(request, caller, body.card_number)
     card = await accounts.verify_card_link(services, account_id, body.card_number, body.code)
-    return _json(card, status_code=201)
+    return _json(card_json(card), status_code=201)
 
 
 @router.get(
@@ -230,4 +231,5 @@ async def verify_card_link(
 )
 async def my_cards(services: ServicesDependency, caller: CallerDependency) -> Response:
     """The account's linked cards with their balances (credit, data, validity, bill due)."""
-    return _json({"cards": await accounts.my_cards(services, _signed_in(caller))})
+    cards = await accounts.my_cards(services, _signed_in(caller))
+    return _json({"cards": [card_json(card) for card in cards]})

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from topup.domain.errors import InputError
-from topup.settings import Limits, Settings
+from topup.settings import LimitSettings, Settings
 
 if TYPE_CHECKING:  # the adapters are imported where they are built: `topup --help` needs none
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from topup.adapters.memory.unit_of_work import MemoryDatabase
     from topup.domain.profile import OperatorProfile
+    from topup.limits import Limits
     from topup.ports import (
         Clock,
         Mailer,
@@ -107,7 +108,7 @@ def _prepare_sqlite_file(url: str) -> None:
 def build(
     settings: Settings | None = None,
     *,
-    limits: Limits | None = None,
+    limits: LimitSettings | None = None,
     clock: Clock | None = None,
     seed: int | None = None,
     on_event: Callable[[str, dict[str, str]], None] | None = None,
@@ -130,7 +131,7 @@ def build(
     services = build_services(
         settings,
         unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
-        limits=limits or Limits(),
+        limits=(limits or LimitSettings()).by_concern(),
         clock=clock or SystemClock(),
         seed=seed,
         on_event=on_event,
@@ -143,7 +144,7 @@ def build(
 def build_in_memory(
     settings: Settings | None = None,
     *,
-    limits: Limits | None = None,
+    limits: LimitSettings | None = None,
     clock: Clock | None = None,
     seed: int | None = None,
 ) -> tuple[Services, MemoryDatabase]:
@@ -156,7 +157,7 @@ def build_in_memory(
     services = build_services(
         settings or load_settings(),
         unit_of_work=database.unit_of_work,
-        limits=limits or Limits(),
+        limits=(limits or LimitSettings()).by_concern(),
         clock=clock or SystemClock(),
         seed=seed,
     )

@@ -206,7 +206,7 @@ async def test_a_payer_who_approves_after_the_renewal_was_cancelled_is_flagged_f
     application, clock = await wallet_app(make_app)
     services = application.services
     waiting = await renew(services, order("too-late", account="60123459999"))  # never answers
-    clock.advance(services.limits.requires_action_timeout_s + 2)
+    clock.advance(services.limits.payments.requires_action_timeout_s + 2)
     await drain(services)  # the reconciler asks, then gives up: cancelled
     assert (await get_renewal(services, waiting.id)).status == "cancelled"
     body, headers = await the_webhook(services, waiting.id)

@@ -22,7 +22,7 @@ from topup.services.audit import audit
 from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
 OTHER_CARD = CardDetails(number="5555555555554444", expiry_month=12, expiry_year=2030, cvc="123")
@@ -34,7 +34,7 @@ RACES = 60
 
 
 async def demo_with(make_app: AppFactory, **limits: Any) -> Application:
-    application = make_app(limits=Limits(**limits))
+    application = make_app(limits=LimitSettings(**limits))
     await load_demo(application.services)
     return application
 

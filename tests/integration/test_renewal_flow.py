@@ -179,7 +179,7 @@ async def test_authentication_never_completed_ends_cancelled_with_nothing_taken(
     view = await renew(services, request(payment=needs_authentication))
     assert view.status == "requires_action"
     assert view.payment is not None and view.payment.next_check_at is not None
-    clock.advance(services.limits.requires_action_timeout_s + 2)
+    clock.advance(services.limits.payments.requires_action_timeout_s + 2)
     await work_once(services)
     final = await get_renewal(services, view.id)
     assert final.status == "cancelled"
@@ -207,9 +207,9 @@ async def test_cards_waiting_out_their_grace_do_not_starve_overdue_postpaid_card
     from topup.services.billing import issue_postpaid_bill
     from topup.services.demo import iccid_for
     from topup.services.lifecycle import advance_cards
-    from topup.settings import Limits
+    from topup.settings import LimitSettings
 
-    application = make_app(limits=Limits(lifecycle_batch_size=5))
+    application = make_app(limits=LimitSettings(lifecycle_batch_size=5))
     services = application.services
     now = services.clock.now()
     async with services.unit_of_work() as uow:
@@ -282,7 +282,7 @@ async def test_a_renewal_paid_in_grace_is_honoured_when_activation_lands_after_g
     await work_once(services)  # lifecycle must not expire a card with a paid renewal on its way
     services.network = slow_network
     for _ in range(5):
-        clock.advance(services.limits.activation_backoff_cap_s)
+        clock.advance(services.limits.activation.activation_backoff_cap_s)
         await work_once(services)
     final = await get_renewal(services, view.id)
     assert final.status == "completed"

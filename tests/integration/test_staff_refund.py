@@ -160,7 +160,7 @@ async def test_a_refund_loses_to_a_claim_made_after_it_read_the_jobs(
     assert isinstance(clock, FixedClock)
     renewal_id = await paid_renewal(services, "claimed-meanwhile")
     read_jobs = JobRepository.for_subject
-    lease_until = clock.now() + dt.timedelta(seconds=services.limits.job_lease_s)
+    lease_until = clock.now() + dt.timedelta(seconds=services.limits.worker.job_lease_s)
 
     async def read_then_claim(self: JobRepository, subject: JobSubject) -> list[object]:
         jobs = await read_jobs(self, subject)
@@ -177,7 +177,9 @@ async def test_a_refund_loses_to_a_claim_made_after_it_read_the_jobs(
         await request_refund(services, renewal_id, reason="customer asked")
     assert caught.value.code == "activation_already_sent"
     monkeypatch.undo()
-    clock.advance(services.limits.job_lease_s + 1)  # the claiming worker died; its lease ends
+    clock.advance(
+        services.limits.worker.job_lease_s + 1
+    )  # the claiming worker died; its lease ends
     await drain(services)
     assert (await get_renewal(services, renewal_id)).status == "completed"
     assert await refunds(services) == 0

@@ -29,7 +29,7 @@ from topup.ports import (
 )
 from topup.services.context import Services
 from topup.services.demo import load_demo
-from topup.settings import Limits, Settings
+from topup.settings import LimitSettings, Settings
 
 START = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 TEST_KEY = base64.urlsafe_b64encode(b"topup-test-key-32-bytes-long!!!!").decode()
@@ -121,7 +121,7 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
-async def on_fakes(*, limits: Limits | None = None, **overrides: Any) -> OnFakes:
+async def on_fakes(*, limits: LimitSettings | None = None, **overrides: Any) -> OnFakes:
     """Services on fakes, with the demo's cards and plans committed."""
     clock = FixedClock(START)
     services, database = build_in_memory(settings(**overrides), limits=limits, clock=clock, seed=1)

@@ -44,7 +44,7 @@ def _check_limit(limit: int, maximum: int) -> int:
 
 
 async def list_cards(services: Services, *, limit: int, offset: int = 0) -> list[CardView]:
-    _check_limit(limit, services.limits.list_limit_max)
+    _check_limit(limit, services.limits.pages.list_limit_max)
     async with services.unit_of_work() as uow:
         cards: list[Card] = await uow.cards.list_page(limit=limit, offset=max(offset, 0))
     return [card_summary(card, services) for card in cards]
@@ -57,7 +57,7 @@ async def list_plans(
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number) if card_number else None
-        plans: list[Plan] = await uow.plans.list_all(limit=services.limits.list_limit_max)
+        plans: list[Plan] = await uow.plans.list_all(limit=services.limits.pages.list_limit_max)
     offers = []
     for plan in plans:
         if not plan.is_on_sale(now):
@@ -81,7 +81,7 @@ async def balance(services: Services, card_number: str) -> CardView:
 
 async def history(services: Services, card_number: str, *, limit: int) -> CardHistory:
     """Renewals, newest first, and what happened to the card itself (grace, expiry, forfeits)."""
-    _check_limit(limit, services.limits.history_limit_max)
+    _check_limit(limit, services.limits.pages.history_limit_max)
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number)
         renewals = await uow.renewals.for_card(card.id, limit=limit)
@@ -142,7 +142,7 @@ async def card_transactions(
     services: Services, caller: Caller, card_number: str, *, limit: int, cursor: str | None
 ) -> TransactionsPage:
     """A card's renewals, newest first, a page at a time; ``next_cursor`` continues."""
-    _check_limit(limit, services.limits.history_limit_max)
+    _check_limit(limit, services.limits.pages.history_limit_max)
     before = None if cursor is None else _parse_cursor(cursor)
     async with services.unit_of_work() as uow:
         card = await visible_card(uow, services, caller, card_number)

@@ -291,7 +291,7 @@ def mailings(services: Services) -> BackgroundMailings:
     first use and kept with the batchers (per-process state of the services)."""
     found = services.batchers.get(_MAILINGS)
     if not isinstance(found, BackgroundMailings):
-        found = BackgroundMailings(services.limits.mailings_in_flight_max)
+        found = BackgroundMailings(services.limits.mail.mailings_in_flight_max)
         services.batchers[_MAILINGS] = found
     return found
 

@@ -125,7 +125,7 @@ async def sign_up(
         request,
         caller,
         "sign_up",
-        limit=services.limits.login_per_minute_max,
+        limit=services.limits.rates.login_per_minute_max,
         window_s=RATE_WINDOW_S,
     )
     account = await accounts.sign_up(
@@ -143,7 +143,11 @@ async def log_in(
     lock the e-mail from this client address for a while (429 ``login_locked`` with
     Retry-After)."""
     await check_caller_rate(
-        request, caller, "login", limit=services.limits.login_per_minute_max, window_s=RATE_WINDOW_S
+        request,
+        caller,
+        "login",
+        limit=services.limits.rates.login_per_minute_max,
+        window_s=RATE_WINDOW_S,
     )
     issued = await accounts.log_in(
         services,
@@ -200,7 +204,7 @@ async def start_card_link(
         request,
         caller,
         "sms_code",
-        limit=services.limits.sms_codes_per_hour_max,
+        limit=services.limits.rates.sms_codes_per_hour_max,
         window_s=accounts.SMS_CODES_WINDOW_S,
     )
     await check_card_lookup(request, caller, body.card_number)

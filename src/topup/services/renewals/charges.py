@@ -28,6 +28,7 @@ from topup.domain.renewal import (
     backoff_s,
     estimate_activation,
 )
+from topup.limits import Limits
 from topup.ports import (
     ChargeRequest,
     ChargeResult,
@@ -39,7 +40,6 @@ from topup.services.batching import Batcher
 from topup.services.context import Services
 from topup.services.renewals.reads import renewal_unknown
 from topup.services.views import RenewalView
-from topup.settings import Limits
 
 
 def charge_of(services: Services, payment: PaymentRecord) -> ChargeRequest:
@@ -59,7 +59,7 @@ async def send_charge(
 ) -> ChargeResult:
     """Call the gateway with a deadline. Whatever goes wrong in transit means 'unknown'."""
     try:
-        async with asyncio.timeout(limits.gateway_timeout_s):
+        async with asyncio.timeout(limits.payments.gateway_timeout_s):
             return await gateway.charge(charge)
     except TimeoutError:
         return ChargeResult(GatewayOutcome.UNKNOWN, message="gateway timed out")
@@ -215,7 +215,7 @@ class _Outcome:
                 f"payment declined: {self.result.decline_code}",
                 self.result.decline_code,
             )
-        elif self.result.requires_action and age_s > limits.requires_action_timeout_s:
+        elif self.result.requires_action and age_s > limits.payments.requires_action_timeout_s:
             # The payer never completed the step: abandoned before payment, nothing was taken.
             self.close_unpaid(
                 RenewalStatus.CANCELLED,
@@ -226,7 +226,7 @@ class _Outcome:
             self.await_payer()
         elif (
             outcome is GatewayOutcome.NOT_SENT
-            and self.payment.check_attempts >= limits.charge_send_attempts_max
+            and self.payment.check_attempts >= limits.payments.charge_send_attempts_max
         ):
             self.close_unpaid(
                 RenewalStatus.DECLINED,
@@ -263,14 +263,14 @@ class _Outcome:
         webhook is lost). Past the time allowed, the renewal is cancelled."""
         limits = self.services.limits
         give_up_at = self.renewal.created_at + dt.timedelta(
-            seconds=limits.requires_action_timeout_s + 1
+            seconds=limits.payments.requires_action_timeout_s + 1
         )
         next_check_at = give_up_at
         if self.result.action_url is not None:
             delay_s = backoff_s(
                 attempt=self.payment.check_attempts + 1,
-                base_s=limits.payment_check_base_s,
-                cap_s=limits.payment_check_cap_s,
+                base_s=limits.payments.payment_check_base_s,
+                cap_s=limits.payments.payment_check_cap_s,
                 jitter_fraction=self.services.random.random(),
             )
             next_check_at = min(give_up_at, self.now + dt.timedelta(seconds=delay_s))
@@ -300,8 +300,8 @@ class _Outcome:
         limits = self.services.limits
         delay_s = self.result.retry_after_s or backoff_s(
             attempt=self.payment.check_attempts + 1,
-            base_s=limits.payment_check_base_s,
-            cap_s=limits.payment_check_cap_s,
+            base_s=limits.payments.payment_check_base_s,
+            cap_s=limits.payments.payment_check_cap_s,
             jitter_fraction=self.services.random.random(),
         )
         outcome = self.result.outcome
@@ -352,8 +352,8 @@ class _Outcome:
         )
         estimate = estimate_activation(
             paid_at=self.now,
-            typical_delay_s=self.services.limits.activation_typical_delay_s,
-            late_after_s=self.services.limits.activation_late_after_s,
+            typical_delay_s=self.services.limits.activation.activation_typical_delay_s,
+            late_after_s=self.services.limits.activation.activation_late_after_s,
         )
         self.writes.moves.append(
             RenewalMove(

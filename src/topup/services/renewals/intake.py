@@ -365,7 +365,8 @@ class _Intake:
                 requested_at=now,
                 check_attempts=0,
                 # If we die before recording the outcome, the reconciler asks the gateway then.
-                next_check_at=now + dt.timedelta(seconds=services.limits.gateway_timeout_s * 2),
+                next_check_at=now
+                + dt.timedelta(seconds=services.limits.payments.gateway_timeout_s * 2),
                 flagged_for_staff=False,
                 refund_reference=None,
                 instrument_fingerprint=checked.instrument_fingerprint,

@@ -127,6 +127,7 @@ def build(
         random=randomness,
         database_unavailable=database_unavailable,
         mailer=_mailer(settings, clock),
+        public_url=settings.public_url.rstrip("/"),
         sms=SandboxSms(
             latency_s=settings.sms_latency_s,
             failure_rate=settings.sms_failure_rate,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from dataclasses import dataclass
+from enum import StrEnum
 
 from topup.domain.errors import InputError
 
@@ -23,6 +24,37 @@ class Account:
     password_hash: str  # argon2id, with its parameters and salt
     language: str  # one of ACCOUNT_LANGUAGES
     created_at: dt.datetime
+    # When a link e-mailed to the address was followed (confirmation or password reset); an
+    # account signs in only once it is confirmed.
+    confirmed_at: dt.datetime | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+class EmailTokenPurpose(StrEnum):
+    """What a link e-mailed to an account's address does when followed."""
+
+    CONFIRM_EMAIL = "confirm_email"  # finishes a sign-up, with the password it was asked with
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - sets a new password; not a password
+
+
+@dataclass(frozen=True, slots=True)
+class EmailToken:
+    """A single-use token carried by a link e-mailed to an account's address; only its keyed
+    hash is kept. A confirmation carries the password hash and language of the sign-up that
+    asked for it, so that following it confirms that sign-up and no other."""
+
+    id: str
+    account_id: str
+    purpose: EmailTokenPurpose
+    token_hash: str
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    password_hash: str | None = None
+    language: str | None = None
+    used_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

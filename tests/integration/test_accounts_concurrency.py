@@ -16,6 +16,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from tests.conftest import AppFactory
+from tests.mailed_links import confirmed_account
 from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.domain.errors import TopupError
 from topup.services import accounts
@@ -68,7 +69,7 @@ async def test_concurrent_failed_sign_ins_are_all_counted_and_lock_the_email_fro
 ) -> None:
     application = make_app(limits=Limits(login_slowdown_s=0, login_failures_max=5))
     services = application.services
-    await accounts.sign_up(services, email="aisyah@example.com", password=PASSWORD, language="en")
+    await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
 
     async def attempt() -> str:
         try:
@@ -98,7 +99,7 @@ async def test_in_a_burst_no_more_passwords_are_checked_than_the_limit_not_even_
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=THREADS))
     application = make_app(limits=Limits(login_slowdown_s=0, login_failures_max=5))
     services = application.services
-    await accounts.sign_up(services, email="aisyah@example.com", password=PASSWORD, language="en")
+    await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
     hasher = _HeldHasher()
     monkeypatch.setattr(accounts, "_HASHER", hasher)
 
@@ -132,9 +133,7 @@ async def test_concurrent_wrong_codes_never_get_more_than_five_attempts(
     application = make_app(limits=Limits(login_slowdown_s=0))
     services = application.services
     await load_demo(services)
-    account = await accounts.sign_up(
-        services, email="aisyah@example.com", password=PASSWORD, language="en"
-    )
+    account = await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
     await accounts.start_card_link(services, account.id, CARD)
     code = _code(services.sms)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"

@@ -117,3 +117,27 @@ def test_a_withdrawn_plan_can_be_deleted_while_its_renewals_keep_their_terms(
         ).one()
     engine.dispose()
     assert tuple(kept) == ("old_pack", 1000, 5120, 7)
+
+
+def test_accounts_opened_before_confirmation_existed_are_taken_as_confirmed(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    command.upgrade(_config(url), "0007")
+    engine = create_engine(_sync_url(url))
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO accounts (id, email, password_hash, language, created_at) VALUES "
+                "('account-1', 'aisyah@example.com', '$argon2id$x', 'en', '2026-11-25 08:00:00')"
+            )
+        )
+    command.upgrade(_config(url), "head")
+    with engine.connect() as connection:
+        confirmed, created = connection.execute(
+            text("SELECT confirmed_at, created_at FROM accounts WHERE id = 'account-1'")
+        ).one()
+    command.downgrade(_config(url), "0007")
+    engine.dispose()
+    assert confirmed is not None
+    assert confirmed == created

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TOPUP_DATABASE_URL ?= sqlite:///var/topup.sqlite3
 
-.PHONY: run test install lint typecheck unit integration simulation bench clean
+.PHONY: run test install lint typecheck unit integration simulation bench messages clean
 
 $(BIN)/topup: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ unit: install
 bench: install
 	$(BIN)/python bench/renewals.py
 	$(BIN)/python bench/http_renewals.py
+
+# The texts to translate: extracted from the code (babel.cfg), merged into every catalogue; new
+# texts arrive untranslated (a test fails until each has its four languages).
+CATALOGUES := src/topup/i18n/locales
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --width 100 \
+		--project topup -o var/messages.pot .
+	$(BIN)/pybabel update -i var/messages.pot -d $(CATALOGUES) -D messages \
+		--width 100 --ignore-obsolete --no-fuzzy-matching
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .hypothesis

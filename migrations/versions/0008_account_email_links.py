@@ -5,7 +5,7 @@ Accounts opened before this revision never had to confirm their address: they ar
 confirmed when they were made, so that nobody is locked out by the upgrade.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0010 (0010 landed on main first; 0007 before the merge)
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0007"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol
@@ -182,22 +182,6 @@ class ProvisionResult:
 
 class NetworkProvisioner(Protocol):
     async def apply(self, request: ProvisionRequest) -> ProvisionResult: ...
-
-
-# --- Notifications ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    kind: str  # activation_completed, renewal_refunded, ...
-    recipient: str
-    subject: str
-    body: str
-    data: dict[str, str] = field(default_factory=dict)
-
-
-class Notifier(Protocol):
-    async def send(self, notification: Notification) -> None: ...
 
 
 # --- Persistence ------------------------------------------------------------------------------

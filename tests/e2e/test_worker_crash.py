@@ -72,7 +72,7 @@ def activation_job(database_url: str, renewal_id: str) -> tuple[str, int]:
         with engine.connect() as connection:
             row = connection.execute(
                 select(t.jobs.c.status, t.jobs.c.claims).where(
-                    t.jobs.c.renewal_id == renewal_id, t.jobs.c.kind == "activate"
+                    t.jobs.c.subject_id == renewal_id, t.jobs.c.kind == "activate"
                 )
             ).one()
     finally:

@@ -187,7 +187,7 @@ async def test_one_idempotency_key_from_twenty_threads_creates_and_charges_one_r
     assert await count(services, t.renewals) == 1
     assert await count(services, t.payments) == 1
     assert await count_entries(services, "capture") == 1
-    assert await count(services, t.jobs, t.jobs.c.renewal_id == renewal_id) == 1
+    assert await count(services, t.jobs, t.jobs.c.subject_id == renewal_id) == 1
     await drain(services)
     await assert_all_completed(services, [renewal_id])
     await assert_audit_clean(services)
@@ -349,7 +349,7 @@ async def test_racing_success_reports_for_one_renewal_capture_once_and_queue_one
     )
     assert {result.status for result in results} == {"activating"}
     assert await count_entries(services, "capture") == 1
-    assert await count(services, t.jobs, t.jobs.c.renewal_id == view.id) == 1
+    assert await count(services, t.jobs, t.jobs.c.subject_id == view.id) == 1
     paid = await get_renewal(services, view.id)
     assert paid.payment is not None and paid.payment.status == "succeeded"
     assert [step.to_status.value for step in paid.timeline].count("activating") == 1

@@ -137,7 +137,7 @@ def test_accounts_opened_before_confirmation_existed_are_taken_as_confirmed(
         confirmed, created = connection.execute(
             text("SELECT confirmed_at, created_at FROM accounts WHERE id = 'account-1'")
         ).one()
-    command.downgrade(_config(url), "0007")
+    command.downgrade(_config(url), "0010")
     engine.dispose()
     assert confirmed is not None
     assert confirmed == created

@@ -619,7 +619,7 @@ def not_on_their_way(now: dt.datetime) -> Executable:
         p.c.next_check_at <= soon,
     )
     job_queued = exists().where(
-        j.c.renewal_id == moving.c.id, j.c.status == "queued", j.c.next_attempt_at <= soon
+        j.c.subject_id == moving.c.id, j.c.status == "queued", j.c.next_attempt_at <= soon
     )
     on_their_way = (
         select(moving.c.id)

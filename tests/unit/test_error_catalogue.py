@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from topup import i18n
 from topup.adapters import messages
 from topup.adapters.gateways import sandbox
 from topup.adapters.gateways.sandbox import AUTHENTICATION_ANSWER, SandboxGateway
@@ -239,7 +240,7 @@ def test_a_broken_catalogue_is_refused_with_the_reason(
     ],
 )
 def test_a_locale_falls_back_to_its_language_then_to_english(locale: str, expected: str) -> None:
-    assert messages.resolve_locale(locale) == expected
+    assert i18n.resolve_or_default(locale) == expected
     error = NotFoundError("no card", code="card_unknown")
     assert messages.message_for(error, locale) == _entry("card_unknown").text[expected]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from topup.adapters import receipt_pdf as drawing
 from topup.adapters.receipt_pdf import DEFAULT_FONT_PATHS, font_coverage, font_paths
 from topup.entrypoints.api.receipts import receipt_pdf, wants_pdf
 
@@ -68,6 +69,61 @@ def test_a_plan_named_only_in_chinese_does_not_break_the_pdf() -> None:
     chinese_only = receipt(plan_names={"en": "夜间无限流量"}, plan_name="夜间无限流量")
     for fonts in ([DEJAVU], []):
         assert is_pdf(receipt_pdf(chinese_only, "zh_Hans", fonts))
+
+
+def drawn_texts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text the receipt's PDF draws, in order (title, label, value, ..., hint)."""
+    texts: list[str] = []
+
+    class Recording(drawing.FPDF):
+        def cell(self, *args: Any, **kwargs: Any) -> Any:
+            texts.append(kwargs.get("text", args[2] if len(args) > 2 else ""))
+            return super().cell(*args, **kwargs)
+
+        def multi_cell(self, *args: Any, **kwargs: Any) -> Any:
+            texts.append(kwargs.get("text", args[2] if len(args) > 2 else ""))
+            return super().multi_cell(*args, **kwargs)
+
+    monkeypatch.setattr(drawing, "FPDF", Recording)
+    return texts
+
+
+@needs_dejavu
+def test_a_line_a_latin_font_cannot_draw_in_chinese_is_printed_whole_in_english_never_with_question_marks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = drawn_texts(monkeypatch)
+    english = receipt(payment={"method": "credit_card", "method_name": "credit card",
+                               "brand": "visa", "last4": "4242"})  # fmt: skip
+    assert is_pdf(receipt_pdf(receipt(), "zh_Hans", [DEJAVU], english=english))
+    assert "?" not in "".join(texts)
+    payment = texts.index("Payment")
+    assert texts[payment + 1] == "credit card VISA 4242"
+    assert texts[0] == "Receipt"
+    assert "Plan" in texts and "5 GB, 7 days (pack_5gb_7d)" in texts
+
+
+@needs_dejavu
+def test_without_the_english_names_an_undrawable_name_is_left_out_never_printed_as_question_marks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = drawn_texts(monkeypatch)
+    chinese_only = receipt(plan_names={"en": "夜间无限流量"}, plan_name="夜间无限流量")
+    assert is_pdf(receipt_pdf(chinese_only, "zh_Hans", [DEJAVU]))
+    assert "?" not in "".join(texts)
+    assert texts[texts.index("Payment") + 1] == "VISA 4242"
+    assert texts[texts.index("Plan") + 1] == "(pack_5gb_7d)"
+
+
+def test_a_line_is_kept_in_the_receipts_language_when_the_font_draws_all_of_it() -> None:
+    # A font with the Chinese of the payment line only (and Latin): the amount's label is not in it.
+    covered = frozenset(ord(character) for character in "付款方式信用卡金 VISA 4242 Amount MYR10.")
+    lines = drawing.printable_lines(
+        [("付款方式", "信用卡 VISA 4242"), ("金额", "MYR 10.00")],
+        [("Payment", "credit card VISA 4242"), ("Amount", "MYR 10.00")],
+        covered,
+    )
+    assert lines == [("付款方式", "信用卡 VISA 4242"), ("Amount", "MYR 10.00")]
 
 
 def test_a_file_that_is_not_a_font_is_skipped(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """The error catalogue: one entry per stable error code, with its text in every language.
 
-The catalogue ships as ``topup/messages/errors.toml`` and is read once, on first use. Each entry says
+The catalogue ships as ``topup/messages/errors.toml`` and is read once, on first use, through the
+one loader of ``topup.i18n``, which also says which locales there are and how a caller's
+language falls back (``zh-CN`` -> zh_Hans, ``fr`` -> en). Each entry says
 what the code means (for operators), whether retrying the same request can help, what to suggest
 to the user, and the user-facing text in English, 简体中文, Bahasa Melayu and Bahasa Indonesia.
 Texts name placeholders (``{example}``, ``{plan}``) that a ``TopupError``'s ``params`` fill.
@@ -12,7 +14,6 @@ give the error's own English message.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import re
 import string
 import tomllib
@@ -21,11 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from topup.domain.errors import InvariantError, TopupError
+from topup.i18n import DEFAULT_LOCALE as DEFAULT_LOCALE  # the command line's fallback
+from topup.i18n import LOCALES, keyed_catalogue_text, resolve_or_default
 
-LOCALES = ("en", "zh_Hans", "ms", "id")  # every entry has a text in each of these
-DEFAULT_LOCALE = "en"
-# The catalogue locale for a language alone: "zh" (or "zh_CN", "zh-Hant") reads Simplified Chinese.
-_LOCALE_OF_LANGUAGE = {locale.split("_")[0].lower(): locale for locale in LOCALES}
 _SENTENCE_SEPARATOR = {"zh_Hans": ""}  # Chinese sentences follow each other without a space
 _FIELDS = frozenset({"meaning", "retryable", "suggestion", "text"})
 _CODE = re.compile(r"[a-z][a-z0-9_]*")
@@ -123,8 +122,7 @@ def _entry(code: str, value: object) -> CatalogueEntry:
 
 @functools.cache
 def _entries() -> dict[str, CatalogueEntry]:
-    shipped = importlib.resources.files("topup").joinpath("messages", "errors.toml")
-    return parse_catalogue(shipped.read_text(encoding="utf-8"))
+    return parse_catalogue(keyed_catalogue_text("errors.toml"))
 
 
 def catalogue() -> list[CatalogueEntry]:
@@ -136,15 +134,6 @@ def entry(code: str) -> CatalogueEntry | None:
     return _entries().get(code)
 
 
-def resolve_locale(locale: str) -> str:
-    """The catalogue locale for ``locale``: itself, else its language's ("zh_CN" -> "zh_Hans",
-    "ms-MY" -> "ms"), else English."""
-    if locale in LOCALES:
-        return locale
-    language = locale.replace("-", "_").split("_")[0].lower()
-    return _LOCALE_OF_LANGUAGE.get(language, DEFAULT_LOCALE)
-
-
 def message_for(error: TopupError, locale: str) -> str:
     """The error's message in ``locale``. An unknown code, or params that do not fill every
     placeholder, give the error's own English message.
@@ -154,7 +143,7 @@ def message_for(error: TopupError, locale: str) -> str:
     found = _entries().get(error.code)
     if found is None:
         return error.message
-    chosen = resolve_locale(locale)
+    chosen = resolve_or_default(locale)
     try:
         text = found.text[chosen].format_map(error.params)
     except (KeyError, ValueError, IndexError, AttributeError):

@@ -1,5 +1,5 @@
 """Receipts as PDF (fpdf2): one A4 page, drawn with the first font found that has every
-character of the receipt's language; a text the font cannot draw is printed in English instead,
+character of the receipt's language; a line the font cannot draw is printed in English instead,
 and with no font at all a core font is used: Latin-1, English. Nothing is vendored: fonts come
 from the system (``TOPUP_RECEIPT_FONT_PATHS``, else the usual places)."""
 
@@ -93,6 +93,35 @@ def _choose_font(paths: Sequence[Path], texts: Sequence[str]) -> tuple[Path | No
     return first
 
 
+def _drawable(text: str, covered: frozenset[int]) -> bool:
+    return all(ord(character) in covered for character in text)
+
+
+def _without_undrawable(text: str, covered: frozenset[int]) -> str:
+    kept = "".join(character for character in text if ord(character) in covered)
+    return " ".join(kept.split())
+
+
+def printable_lines(
+    local: Sequence[tuple[str, str]],
+    english: Sequence[tuple[str, str]],
+    covered: frozenset[int],
+) -> list[tuple[str, str]]:
+    """Each line as the font can draw it: in the receipt's language if the font draws the whole
+    line (label and value), else the whole line in English, else the English line without the
+    characters the font lacks (a plan named only in Chinese): never a ``?``."""
+    lines = []
+    for line, line_en in zip(local, english, strict=True):
+        for candidate in (line, line_en):
+            if all(_drawable(text, covered) for text in candidate):
+                lines.append(candidate)
+                break
+        else:
+            label, value = line_en
+            lines.append((_without_undrawable(label, covered), _without_undrawable(value, covered)))
+    return lines
+
+
 def draw_receipt(
     local: Sequence[tuple[str, str]],
     english: Sequence[tuple[str, str]],
@@ -102,19 +131,9 @@ def draw_receipt(
     fonts: Sequence[Path],
 ) -> bytes:
     """``local``: (title, hint) then (label, value) rows in the receipt's language; ``english``:
-    the same in English, used wherever the font cannot draw the local text."""
+    the same in English, used for every line the font cannot draw in full."""
     font, covered = _choose_font(fonts, [text for pair in local for text in pair])
-
-    def printable(text: str, fallback: str) -> str:
-        for candidate in (text, fallback):
-            if all(ord(character) in covered for character in candidate):
-                return candidate
-        return "".join(c if ord(c) in covered else "?" for c in fallback)
-
-    lines = [
-        (printable(label, label_en), printable(value, value_en))
-        for (label, value), (label_en, value_en) in zip(local, english, strict=True)
-    ]
+    lines = printable_lines(local, english, covered)
     (title, hint), rows = lines[0], lines[1:]
     pdf = FPDF(format="A4")
     pdf.set_title(f"{english[0][0]} {receipt_number}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from topup.domain.errors import InvariantError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
 from topup.domain.renewal import RenewalStatus
@@ -63,17 +65,78 @@ class PaymentRecord:
     action_url: str | None = None  # where the payer approves (e-wallets), while it waits
 
 
+class JobKind(StrEnum):
+    """What a job does."""
+
+    ACTIVATE = "activate"  # apply a paid renewal to the network
+    REFUND = "refund"  # return a paid renewal's payment in full
+    RECEIPT = "receipt"  # e-mail a paid renewal's receipt
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"  # waiting for its next attempt, or claimed by a worker (``claims`` > 0)
+    DONE = "done"
+    FAILED = "failed"
+
+
+class SubjectKind(StrEnum):
+    """What a job is about: a renewal today; a card (reminders, auto-renewals) or a batch (bulk
+    renewals) next."""
+
+    RENEWAL = "renewal"
+    CARD = "card"
+    BATCH = "batch"
+
+
+JOB_SUBJECT_ID_LENGTH_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class JobSubject:
+    kind: SubjectKind
+    id: str
+
+    def __post_init__(self) -> None:
+        if not self.id or len(self.id) > JOB_SUBJECT_ID_LENGTH_MAX:
+            raise InvariantError(
+                f"a job subject id must have 1 to {JOB_SUBJECT_ID_LENGTH_MAX} characters"
+            )
+
+    @classmethod
+    def renewal(cls, renewal_id: str) -> JobSubject:
+        return cls(SubjectKind.RENEWAL, renewal_id)
+
+
+class JobOutcome(StrEnum):
+    """What the outside world answered a job, kept after the job ends when it matters later."""
+
+    APPLIED = "applied"  # the network applied the renewal (the audit checks none was refunded)
+
+
 @dataclass(frozen=True, slots=True)
 class JobRecord:
+    """A job of the worker's: at most one of each kind per subject."""
+
     id: int
-    kind: str
-    renewal_id: str
-    status: str
-    attempts: int
-    claims: int
+    kind: JobKind
+    subject: JobSubject
+    status: JobStatus
+    attempts: int  # failed attempts, towards the kind's limit
+    claims: int  # how often a worker took it; > 0: its work may have reached the outside world
     next_attempt_at: dt.datetime
     first_requested_at: dt.datetime
     last_error: str | None
+    reason: str | None = None  # why it was queued (a refund: the reason its timeline gives)
+    outcome: JobOutcome | None = None
+
+    @property
+    def renewal_id(self) -> str:
+        """The renewal this job is about; an invariant error for a job about something else."""
+        if self.subject.kind is not SubjectKind.RENEWAL:
+            raise InvariantError(
+                f"job {self.id} is about a {self.subject.kind.value}, not a renewal"
+            )
+        return self.subject.id
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@
           │  └──> declined <──┴──┴─ (no money taken)
           └─────> cancelled <─┘     (abandoned before payment)
 
+activating -> refunded happens for one of the ``RefundCause``s, which its reason names.
+
 Every transition is recorded with its time and reason. Any other transition is a bug.
 """
 
@@ -78,6 +80,26 @@ def transition(
     if not can_transition(current, target):
         raise InvariantError(f"renewal cannot go from {current.value} to {target.value}")
     return Transition(current, target, at, reason)
+
+
+class RefundCause(StrEnum):
+    """Why a paid renewal is refunded instead of applied; each gives its own timeline reason."""
+
+    STAFF_REQUEST = "staff_request"  # staff asked, before the activation was sent
+    ACTIVATION_FAILED = "activation_failed"  # the network refused it or its deadline passed
+    CARD_REFUSED = "card_refused"  # the card could no longer take it (its bill was paid)
+
+
+_REFUND_REASONS = {
+    RefundCause.STAFF_REQUEST: "refunded at staff request before activation: {detail}",
+    RefundCause.ACTIVATION_FAILED: "activation failed permanently ({detail}); payment refunded in full",
+    RefundCause.CARD_REFUSED: "the card could not take the renewal ({detail}); payment refunded in full",
+}
+
+
+def refund_reason(cause: RefundCause, detail: str) -> str:
+    """The reason the timeline gives for ``activating -> refunded``, naming its cause."""
+    return _REFUND_REASONS[cause].format(detail=detail)
 
 
 @dataclass(frozen=True, slots=True)

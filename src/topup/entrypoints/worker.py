@@ -1,11 +1,19 @@
-"""The worker: runs activation/refund jobs, resolves unknown payments, moves card lifecycles."""
+"""The worker: runs activation/refund jobs, resolves unknown payments, moves card lifecycles.
+
+What it does is one table, ``PASSES``: each pass a named function with its interval.
+``work_once`` runs every pass once; ``run_forever`` runs each pass whenever its interval has
+passed since it last ran, and sleeps when a round did nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from topup.adapters.db.engine import TRANSIENT_DATABASE_ERRORS
 from topup.services import accounts, idempotency
@@ -13,16 +21,84 @@ from topup.services.activation import run_due_jobs
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
+from topup.settings import Limits
+
+EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
+
+
+async def run_jobs(services: Services) -> int:
+    """Activations, refunds and receipt e-mails that are due."""
+    return await run_due_jobs(services)
+
+
+async def check_payments(services: Services) -> int:
+    """Ask gateways about payments whose outcome is not known yet."""
+    return await reconcile_payments(services)
+
+
+async def move_card_lifecycles(services: Services) -> int:
+    """Cards into grace, expiry or suspension."""
+    return await advance_cards(services)
+
+
+async def forget_idempotency_records(services: Services) -> int:
+    """HTTP idempotency records past their 24 h, a batch at a time."""
+    return await idempotency.prune(services, limit=services.limits.lifecycle_batch_size)
+
+
+async def forget_sign_in_attempts(services: Services) -> int:
+    """Sign-in attempt counts that are over and link codes that expired, a batch at a time."""
+    return await accounts.prune(services, limit=services.limits.lifecycle_batch_size)
+
+
+def every_round(limits: Limits) -> float:
+    return EVERY_ROUND_S
+
+
+def lifecycle_interval(limits: Limits) -> float:
+    return limits.lifecycle_interval_s
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One kind of work: ``run`` returns how many things it did; it runs again once
+    ``interval_s(limits)`` seconds have passed since it last ran."""
+
+    name: str
+    run: Callable[[Services], Awaitable[int]]
+    interval_s: Callable[[Limits], float]
+
+
+PASSES: tuple[Pass, ...] = (
+    Pass("jobs", run_jobs, every_round),
+    Pass("payment checks", check_payments, every_round),
+    Pass("card lifecycles", move_card_lifecycles, lifecycle_interval),
+    Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
+    Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
+)
+
+
+async def run_passes(
+    services: Services, last_run: dict[str, float] | None = None, *, now: float = 0.0
+) -> int:
+    """Run, in the table's order, the passes due at ``now`` (a monotonic time) given when each
+    last ran (``last_run``, by name, updated once a pass has run); without ``last_run``, every
+    pass. Returns how many things were done."""
+    done = 0
+    for work in PASSES:
+        if last_run is not None:
+            since_s = now - last_run.get(work.name, -math.inf)
+            if since_s < work.interval_s(services.limits):
+                continue
+        done += await work.run(services)
+        if last_run is not None:
+            last_run[work.name] = now
+    return done
 
 
 async def work_once(services: Services) -> int:
     """One pass over everything due now; returns how many things were done."""
-    done = await run_due_jobs(services)
-    done += await reconcile_payments(services)
-    done += await advance_cards(services)
-    done += await idempotency.prune(services, limit=services.limits.lifecycle_batch_size)
-    done += await accounts.prune(services, limit=services.limits.lifecycle_batch_size)
-    return done
+    return await run_passes(services)
 
 
 async def run_forever(services: Services, *, stop: asyncio.Event | None = None) -> None:
@@ -32,19 +108,11 @@ async def run_forever(services: Services, *, stop: asyncio.Event | None = None) 
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
             loop.add_signal_handler(signal_number, stop.set)
     limits = services.limits
-    last_lifecycle = 0.0
+    last_run: dict[str, float] = {}
     failures_in_a_row = 0
     while not stop.is_set():
         try:
-            done = await run_due_jobs(services)
-            done += await reconcile_payments(services)
-            if loop.time() - last_lifecycle >= limits.lifecycle_interval_s:
-                done += await advance_cards(services)
-                # HTTP idempotency records past their 24 h: forgotten a batch at a time.
-                done += await idempotency.prune(services, limit=limits.lifecycle_batch_size)
-                # Sign-in attempt counts that are over, link codes that expired: likewise.
-                done += await accounts.prune(services, limit=limits.lifecycle_batch_size)
-                last_lifecycle = loop.time()
+            done = await run_passes(services, last_run, now=loop.time())
             failures_in_a_row = 0
         except TRANSIENT_DATABASE_ERRORS as error:
             # The database went away or is full: claimed work stays leased and is taken again
@@ -59,9 +127,13 @@ async def run_forever(services: Services, *, stop: asyncio.Event | None = None) 
                 file=sys.stderr,
                 flush=True,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=pause_s)
+            await _pause(stop, pause_s)
             continue
         if done == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=limits.worker_idle_sleep_s)
+            await _pause(stop, limits.worker_idle_sleep_s)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if asked to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

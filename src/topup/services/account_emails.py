@@ -36,13 +36,14 @@ from topup.domain.accounts import (
     check_password,
 )
 from topup.domain.errors import InputError, InvariantError, TopupError
+from topup.i18n import translations
 from topup.services.accounts import (
     email_key,
     hash_password,
     slowdown_fingerprint,
 )
 from topup.services.context import Services
-from topup.services.receipts import mailings, parse_email, receipt_text
+from topup.services.receipts import mailings, parse_email
 
 logger = logging.getLogger("topup.accounts")
 
@@ -174,23 +175,28 @@ async def sign_up(
 
 
 async def _send_confirmation(services: Services, address: str, link: str, locale: str) -> None:
-    body = receipt_text(
-        "sign_up_confirm_email_body",
-        locale,
+    texts = translations(locale)
+    subject = texts.gettext("Confirm your e-mail address to finish signing up")
+    body = texts.gettext(
+        "Thank you for signing up. Open this link to confirm your e-mail address; you can sign "
+        "in once it is confirmed:\n\n%(link)s\n\nThe link works once, for %(hours)s hours. If "
+        "you did not sign up, ignore this e-mail and the account will not be opened.",
         link=link,
         hours=str(CONFIRMATION_LIFETIME_S // HOUR_S),
     )
-    await _send(services, address, receipt_text("sign_up_confirm_email_subject", locale), body)
+    await _send(services, address, subject, body)
 
 
 async def _send_registered(services: Services, account: Account, locale: str) -> None:
-    body = receipt_text(
-        "sign_up_registered_email_body",
-        locale,
+    texts = translations(locale)
+    subject = texts.gettext("You already have an account")
+    body = texts.gettext(
+        "Someone tried to sign up with this e-mail address, but you already have an account. "
+        "Sign in here:\n\n%(sign_in_link)s\n\nForgot your password? Reset it here:\n\n"
+        "%(reset_link)s\n\nIf it was not you, you can ignore this e-mail: nothing has changed.",
         sign_in_link=_link(services, SIGN_IN_PAGE),
         reset_link=_link(services, PASSWORD_RESET_PAGE),
     )
-    subject = receipt_text("sign_up_registered_email_subject", locale)
     await _send(services, account.email, subject, body)
 
 
@@ -256,13 +262,17 @@ async def send_password_reset(services: Services, email: str, locale: str) -> bo
         )
         await uow.accounts.add_email_token(record)
         await uow.commit()
-    body = receipt_text(
-        "password_reset_email_body",
-        locale,
+    texts = translations(locale)
+    subject = texts.gettext("Set a new password")
+    body = texts.gettext(
+        "Someone asked to reset the password of the account with this e-mail address. Open this "
+        "link to set a new one:\n\n%(link)s\n\nThe link works once, for %(minutes)s minutes; "
+        "setting a new password signs the account out everywhere. If you did not ask, ignore "
+        "this e-mail: your password stays as it is.",
         link=_link(services, PASSWORD_RESET_PAGE, token),
         minutes=str(PASSWORD_RESET_LIFETIME_S // MINUTE_S),
     )
-    await _send(services, account.email, receipt_text("password_reset_email_subject", locale), body)
+    await _send(services, account.email, subject, body)
     return True
 
 

@@ -20,8 +20,17 @@ from topup.domain.errors import (
 )
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
-from topup.domain.records import JobRecord, JobRetry, RenewalMove, RenewalRecord
-from topup.domain.renewal import RenewalStatus, backoff_s
+from topup.domain.records import (
+    JobKind,
+    JobOutcome,
+    JobRecord,
+    JobRetry,
+    JobStatus,
+    JobSubject,
+    RenewalMove,
+    RenewalRecord,
+)
+from topup.domain.renewal import RefundCause, RenewalStatus, backoff_s, refund_reason
 from topup.ports import (
     ProvisionRequest,
     ProvisionResult,
@@ -32,10 +41,10 @@ from topup.ports import (
 from topup.services.batching import Batcher
 from topup.services.context import Services
 from topup.services.receipts import send_receipt
-from topup.services.renewals import RECEIPT_JOB, charge_of, renewal_unknown
+from topup.services.renewals import charge_of, renewal_unknown
 
-ACTIVATE = "activate"
-REFUND = "refund"
+# The timeline's reason for a refund job queued before jobs kept their reason (migration 0010).
+UNRECORDED_REFUND_REASON = "activation failed permanently; payment refunded in full"
 
 
 async def run_due_jobs(services: Services) -> int:
@@ -49,7 +58,7 @@ async def run_due_jobs(services: Services) -> int:
             limit=limits.worker_batch_size,
         )
         facts: dict[str, tuple[RenewalRecord, str, str]] = await uow.renewals.with_card_numbers(
-            [job.renewal_id for job in jobs if job.kind == ACTIVATE]
+            [job.renewal_id for job in jobs if job.kind is JobKind.ACTIVATE]
         )
         await uow.commit()
     if not jobs:
@@ -58,17 +67,17 @@ async def run_due_jobs(services: Services) -> int:
 
     async def run(job: JobRecord) -> None:
         async with gate:
-            if job.kind == ACTIVATE:
+            if job.kind is JobKind.ACTIVATE:
                 found = facts.get(job.renewal_id)
                 if found is None:
                     raise InvariantError(f"job for missing renewal {job.renewal_id}")
                 await _activate(services, job, *found)
-            elif job.kind == REFUND:
+            elif job.kind is JobKind.REFUND:
                 await _refund(services, job)
-            elif job.kind == RECEIPT_JOB:
+            elif job.kind is JobKind.RECEIPT:
                 await _send_receipt(services, job)
             else:
-                raise InvariantError(f"unknown job kind {job.kind!r}")
+                raise InvariantError(f"no worker runs jobs of kind {job.kind.value!r}")
 
     await asyncio.gather(*(run(job) for job in jobs))
     return len(jobs)
@@ -91,7 +100,7 @@ async def _send_receipt(services: Services, job: JobRecord) -> None:
         attempts_max = services.limits.receipt_attempts_max
         if not error.retryable or job.attempts + 1 >= attempts_max:
             async with services.unit_of_work() as uow:
-                await uow.jobs.finish(job, status="failed", at=now, error=error.code)
+                await uow.jobs.finish(job, status=JobStatus.FAILED, at=now, error=error.code)
                 await uow.commit()
             return
         delay = backoff_s(
@@ -104,7 +113,7 @@ async def _send_receipt(services: Services, job: JobRecord) -> None:
         await _rescheduling(services).submit(retry)
         return
     async with services.unit_of_work() as uow:
-        await uow.jobs.finish(job, status="done", at=now)
+        await uow.jobs.finish(job, status=JobStatus.DONE, at=now)
         await uow.commit()
 
 
@@ -112,7 +121,7 @@ async def _close_settled(services: Services, job: JobRecord) -> None:
     """The renewal reached its end another way (another worker, a refund): nothing left to do."""
     async with services.unit_of_work() as uow:
         await uow.jobs.finish(
-            job, status="done", at=services.clock.now(), error="renewal already settled"
+            job, status=JobStatus.DONE, at=services.clock.now(), error="renewal already settled"
         )
         await uow.commit()
 
@@ -211,14 +220,21 @@ async def _credit_all(services: Services, jobs: list[JobRecord]) -> list[None]:
             and renewal.status is RenewalStatus.ACTIVATING
         ]
         open_ids = {job.id for job in open_jobs}
+        settled_ids = [job.id for job in jobs if job.id not in open_ids]
         await uow.jobs.finish_many(
-            [job.id for job in jobs if job.id not in open_ids],
-            status="done",
-            at=now,
-            error="renewal already settled",
+            settled_ids, status=JobStatus.DONE, at=now, error="renewal already settled"
         )
         # A job another worker finished first (its lease ran out) is not ours to credit.
-        ours = await uow.jobs.finish_many(list(open_ids), status="done", at=now)
+        ours = await uow.jobs.finish_many(
+            list(open_ids), status=JobStatus.DONE, at=now, outcome=JobOutcome.APPLIED
+        )
+        # The network applied these all the same: kept, so that `topup audit` reports one that
+        # was refunded meanwhile (the subscriber would have the data and the money).
+        await uow.jobs.record_outcome(
+            settled_ids + [job_id for job_id in open_ids if job_id not in ours],
+            JobOutcome.APPLIED,
+            at=now,
+        )
         mine = [renewals[job.renewal_id] for job in open_jobs if job.id in ours]
         cards = await uow.cards.get_many([renewal.card_id for renewal in mine], for_update=True)
         versions = {card_id: card.version for card_id, card in cards.items()}
@@ -263,7 +279,13 @@ async def _credit_all(services: Services, jobs: list[JobRecord]) -> list[None]:
         await uow.jobs.mark_failed(
             [(job.id, refused[job.renewal_id]) for job in refused_jobs], at=now
         )
-        await uow.jobs.enqueue_many(kind=REFUND, renewal_ids=list(refused), at=now)
+        for renewal_id, why in refused.items():  # rare: one statement each
+            await uow.jobs.enqueue(
+                kind=JobKind.REFUND,
+                subject=JobSubject.renewal(renewal_id),
+                at=now,
+                reason=refund_reason(RefundCause.CARD_REFUSED, why),
+            )
         await uow.commit()
     for renewal, card in completed:
         services.on_event(
@@ -307,10 +329,15 @@ async def _give_up(services: Services, job: JobRecord, now: dt.datetime, reason:
     """Activation will never happen: close the job and queue the refund in the same transaction."""
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
-        if not await uow.jobs.finish(job, status="failed", at=now, error=reason):
+        if not await uow.jobs.finish(job, status=JobStatus.FAILED, at=now, error=reason):
             return
         if renewal is not None and renewal.status is RenewalStatus.ACTIVATING:
-            await uow.jobs.enqueue(kind=REFUND, renewal_id=renewal.id, at=now)
+            await uow.jobs.enqueue(
+                kind=JobKind.REFUND,
+                subject=job.subject,
+                at=now,
+                reason=refund_reason(RefundCause.ACTIVATION_FAILED, reason),
+            )
         await uow.commit()
     services.on_event("activation_failed", {"renewal_id": job.renewal_id, "reason": reason})
 
@@ -338,10 +365,12 @@ async def _refund(services: Services, job: JobRecord) -> None:
         async with services.unit_of_work() as uow:
             locked: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
             if locked is None or locked.status is not RenewalStatus.ACTIVATING:
-                await uow.jobs.finish(job, status="done", at=now, error="renewal already settled")
+                await uow.jobs.finish(
+                    job, status=JobStatus.DONE, at=now, error="renewal already settled"
+                )
                 await uow.commit()
                 return
-            if not await uow.jobs.finish(job, status="done", at=now):
+            if not await uow.jobs.finish(job, status=JobStatus.DONE, at=now):
                 return
             await uow.ledger.record(
                 ledger.refund(
@@ -362,10 +391,13 @@ async def _refund(services: Services, job: JobRecord) -> None:
                 locked,
                 RenewalStatus.REFUNDED,
                 at=now,
-                reason="activation failed permanently; payment refunded in full",
+                reason=job.reason or UNRECORDED_REFUND_REASON,
             )
             await uow.commit()
-        services.on_event("renewal_refunded", {"renewal_id": job.renewal_id})
+        services.on_event(
+            "renewal_refunded",
+            {"renewal_id": job.renewal_id, "reason": job.reason or UNRECORDED_REFUND_REASON},
+        )
         return
     delay = backoff_s(
         attempt=min(job.attempts + 1, 30),
@@ -389,19 +421,16 @@ async def _refund(services: Services, job: JobRecord) -> None:
 
 
 async def request_refund(services: Services, renewal_id: str, *, reason: str) -> str:
-    """Staff give up on a paid renewal that has not been applied: its activation job stops and
-    its refund is queued, in one transaction. Asking twice, or concurrently, queues one refund;
-    a renewal already applied (or not paid) cannot be refunded here. Returns what happened:
-    ``queued``, or ``already_queued``."""
-    reason = reason.strip()
-    if not reason or len(reason) > services.limits.refund_reason_length_max:
-        raise InputError(
-            f"say why, in 1 to {services.limits.refund_reason_length_max} characters",
-            code="refund_reason_invalid",
-            field="reason",
-            params={"length_max": str(services.limits.refund_reason_length_max)},
-        )
+    """Staff give up on a paid renewal whose activation has not been sent: its activation job
+    is withdrawn and its refund queued, in one transaction, and the refund's timeline gives the
+    staff's reason. Asking twice, or concurrently, queues one refund. Once a worker has claimed
+    the activation (it may be on its way to the network) the answer is
+    ``activation_already_sent``: the claim and the withdrawal are decided by one guarded
+    UPDATE of the job's row, so exactly one of them wins. Returns ``queued`` or
+    ``already_queued``."""
+    reason = _checked_reason(services, reason)
     now = services.clock.now()
+    subject = JobSubject.renewal(renewal_id)
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = await uow.renewals.get(renewal_id, for_update=True)
         if renewal is None:
@@ -415,21 +444,43 @@ async def request_refund(services: Services, renewal_id: str, *, reason: str) ->
                 code="renewal_not_refundable",
                 params={"status": renewal.status.value},
             )
-        jobs: list[JobRecord] = await uow.jobs.for_renewal(renewal_id)
-        if any(job.kind == REFUND for job in jobs):
+        jobs: list[JobRecord] = await uow.jobs.for_subject(subject)
+        if any(job.kind is JobKind.REFUND for job in jobs):
             return "already_queued"
-        if any(job.kind == ACTIVATE and job.claims > 0 for job in jobs):
-            # A worker has sent it to the network (or is sending it): the network may apply it
-            # whatever we do now, so refunding could give the data and the money back.
-            raise ConflictError(
-                "This renewal has already been sent to the network; it will be applied, or "
-                "refunded automatically if the network refuses it.",
-                code="activation_already_sent",
-            )
         for job in jobs:
-            if job.kind == ACTIVATE:
-                await uow.jobs.finish(job, status="failed", at=now, error=f"refund: {reason}")
-        await uow.jobs.enqueue(kind=REFUND, renewal_id=renewal_id, at=now)
+            if job.kind is JobKind.ACTIVATE and not await uow.jobs.withdraw_unclaimed(
+                job.id, at=now, error=f"withdrawn for a staff refund: {reason}"
+            ):
+                raise _activation_already_sent()
+        await uow.jobs.enqueue(
+            kind=JobKind.REFUND,
+            subject=subject,
+            at=now,
+            reason=refund_reason(RefundCause.STAFF_REQUEST, reason),
+        )
         await uow.commit()
     services.on_event("refund_requested", {"renewal_id": renewal_id, "reason": reason})
     return "queued"
+
+
+def _checked_reason(services: Services, reason: str) -> str:
+    reason = reason.strip()
+    length_max = services.limits.refund_reason_length_max
+    if not reason or len(reason) > length_max:
+        raise InputError(
+            f"say why, in 1 to {length_max} characters",
+            code="refund_reason_invalid",
+            field="reason",
+            params={"length_max": str(length_max)},
+        )
+    return reason
+
+
+def _activation_already_sent() -> ConflictError:
+    # A worker has sent it to the network (or is sending it): the network may apply it whatever
+    # we do now, so refunding could give the data and the money back.
+    return ConflictError(
+        "This renewal has already been sent to the network; it will be applied, or refunded "
+        "automatically if the network refuses it.",
+        code="activation_already_sent",
+    )

@@ -39,6 +39,15 @@ async def audit(services: Services) -> AuditReport:
         report.checked["cards"] = len(cards)
         for card in cards:
             _check_card(card, report.violations)
+        for renewal_id, job_id in await queries.refunded_although_applied():
+            report.violations.append(
+                f"renewal {renewal_id} was refunded but the network applied it "
+                f"(activation job {job_id}): the subscriber has the data and the money"
+            )
+        for job_id, renewal_id in await queries.jobs_about_missing_renewals():
+            report.violations.append(
+                f"job {job_id} is about renewal {renewal_id}, which does not exist"
+            )
         for stalled in await queries.stalled_renewals():
             report.violations.append(
                 f"renewal {stalled['id']} is {stalled['status']} with nothing scheduled to move it on"

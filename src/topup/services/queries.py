@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from topup.domain.callers import Caller
@@ -76,13 +75,6 @@ async def list_cards(services: Services, *, limit: int, offset: int = 0) -> list
     async with services.unit_of_work() as uow:
         cards: list[Card] = await uow.cards.list_page(limit=limit, offset=max(offset, 0))
     return [card_summary(card, services) for card in cards]
-
-
-@dataclass(frozen=True)
-class PlanChoice:
-    plan: Plan
-    available: bool
-    reason: str | None
 
 
 async def list_plans(

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import hmac
-import importlib.resources
 import logging
 import re
-import string
-import tomllib
 from collections.abc import Coroutine
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,17 +21,16 @@ from zoneinfo import ZoneInfo
 from topup.domain.accounts import EMAIL_LENGTH_MAX, check_email
 from topup.domain.callers import Caller
 from topup.domain.card_number import CardNumber, CardNumberKind
-from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
+from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.domain.money import Money
 from topup.domain.receipts import ALPHABET, parse_receipt_number
 from topup.domain.records import RenewalRecord
+from topup.i18n import DEFAULT_LOCALE, N_, resolve_or_default, translations
 from topup.services.access import may_see_card
 from topup.services.context import Services
 
 logger = logging.getLogger("topup.receipts")
 
-LOCALES = ("en", "zh_Hans", "ms", "id")
-DEFAULT_LOCALE = "en"
 VERIFICATION_CODE_LENGTH = 10  # Crockford base 32 characters: 50 bits
 VERIFICATION_CODE_TYPED_LENGTH_MAX = 32  # what a caller may type, separators included
 _READ_AS = {"I": "1", "L": "1", "O": "0"}
@@ -47,39 +42,13 @@ _EMAIL = re.compile(
 
 # --- texts -----------------------------------------------------------------------------------
 
-
-@functools.cache
-def _texts() -> dict[str, dict[str, str]]:
-    shipped = importlib.resources.files("topup").joinpath("messages", "receipts.toml")
-    data = tomllib.loads(shipped.read_text(encoding="utf-8"))
-    for key, by_locale in data.items():
-        if not isinstance(by_locale, dict) or set(by_locale) != set(LOCALES):
-            raise InvariantError(f"receipts.toml: {key!r} must have exactly {', '.join(LOCALES)}")
-        placeholders = {locale: _placeholders(text) for locale, text in by_locale.items()}
-        if len(set(placeholders.values())) != 1:
-            raise InvariantError(f"receipts.toml: {key!r} has different placeholders per locale")
-    return data
-
-
-def _placeholders(text: str) -> frozenset[str]:
-    return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
-
-
-def text_locale(locale: str) -> str:
-    """One of LOCALES: ``locale`` itself, else its language's ("zh-CN" -> zh_Hans), else en."""
-    if locale in LOCALES:
-        return locale
-    language = locale.replace("-", "_").split("_")[0].lower()
-    return {"zh": "zh_Hans", "ms": "ms", "id": "id", "in": "id"}.get(language, DEFAULT_LOCALE)
-
-
-def receipt_text(key: str, locale: str, **params: str) -> str:
-    """The text ``key`` of receipts.toml in ``locale``, its placeholders filled."""
-    return _texts()[key][text_locale(locale)].format_map(params)
-
-
-def text_keys() -> list[str]:
-    return sorted(_texts())
+# What a receipt says of its card's kind and of its renewal's status (English: gettext's ids).
+CARD_KIND_TEXTS = {"prepaid": N_("prepaid"), "postpaid": N_("postpaid")}
+STATUS_TEXTS = {
+    "activating": N_("paid, being activated"),
+    "completed": N_("paid and activated"),
+    "refunded": N_("refunded"),
+}
 
 
 # --- e-mail addresses ------------------------------------------------------------------------
@@ -202,14 +171,16 @@ def _receipt(services: Services, row: dict[str, Any], locale: str) -> dict[str, 
         "card_number": CardNumber(CardNumberKind.MSISDN, row["msisdn"]).masked(),
         "card_kind": row["card_kind"],
         "plan_code": row["plan_code"],
-        "plan_name": names.get(text_locale(locale)) or names.get("en") or row["plan_code"],
+        "plan_name": names.get(resolve_or_default(locale)) or names.get("en") or row["plan_code"],
         "plan_names": names,
         "amount": amount.decimal_text(),
         "amount_minor": amount.minor,
         "currency": amount.currency,
         "payment": {
             "method": row["method"] or "",
-            "method_name": method.name(text_locale(locale)) if method else (row["method"] or ""),
+            "method_name": method.name(resolve_or_default(locale))
+            if method
+            else (row["method"] or ""),
             "brand": row["brand"] or "",
             "last4": row["last4"] or "",
         },
@@ -226,10 +197,24 @@ def _receipt(services: Services, row: dict[str, Any], locale: str) -> dict[str, 
     }
 
 
+def receipt_in(services: Services, receipt: dict[str, Any], locale: str) -> dict[str, Any]:
+    """The same receipt with the plan's and the method's names in ``locale`` (the PDF's English
+    lines, for a font that cannot draw the caller's language)."""
+    chosen = resolve_or_default(locale)
+    names: dict[str, str] = receipt["plan_names"]
+    payment = dict(receipt["payment"])
+    method = services.methods.get(payment["method"]) if payment["method"] else None
+    if method is not None:
+        payment["method_name"] = method.name(chosen)
+    plan_name = names.get(chosen) or names.get("en") or receipt["plan_code"]
+    return {**receipt, "plan_name": plan_name, "payment": payment}
+
+
 def receipt_lines(receipt: dict[str, Any], locale: str) -> list[tuple[str, str]]:
     """(label, value) pairs of a receipt in ``locale``, as the PDF and the e-mail print them."""
+    texts = translations(locale)
     names: dict[str, str] = receipt["plan_names"]
-    plan_name = names.get(text_locale(locale)) or names.get("en") or receipt["plan_code"]
+    plan_name = names.get(texts.locale) or names.get("en") or receipt["plan_code"]
     payment = receipt["payment"]
     paid = " ".join(
         part
@@ -240,32 +225,40 @@ def receipt_lines(receipt: dict[str, Any], locale: str) -> list[tuple[str, str]]
     kind = receipt["card_kind"]
     status = receipt["status"]
     lines = [
-        (receipt_text("receipt_number", locale), receipt["receipt_number"]),
-        (receipt_text("operator", locale), receipt["operator"]),
+        (texts.gettext("Receipt number"), receipt["receipt_number"]),
+        (texts.gettext("Operator"), receipt["operator"]),
+        (texts.gettext("Paid at"), f"{local:%Y-%m-%d %H:%M} ({receipt['time_zone']})"),
         (
-            receipt_text("paid_at", locale),
-            f"{local:%Y-%m-%d %H:%M} ({receipt['time_zone']})",
+            texts.gettext("Card"),
+            f"{receipt['card_number']} ({_known(CARD_KIND_TEXTS, kind, locale)})",
         ),
-        (
-            receipt_text("card_number", locale),
-            f"{receipt['card_number']} ({_known_text(f'card_kind_{kind}', kind, locale)})",
-        ),
-        (receipt_text("plan", locale), f"{plan_name} ({receipt['plan_code']})"),
-        (receipt_text("amount", locale), f"{receipt['currency']} {receipt['amount']}"),
-        (receipt_text("payment", locale), paid),
-        (receipt_text("renewal", locale), receipt["renewal_id"]),
-        (receipt_text("status", locale), _known_text(f"status_{status}", status, locale)),
+        (texts.gettext("Plan"), f"{plan_name} ({receipt['plan_code']})"),
+        (texts.gettext("Amount"), f"{receipt['currency']} {receipt['amount']}"),
+        (texts.gettext("Payment"), paid),
+        (texts.gettext("Renewal"), receipt["renewal_id"]),
+        (texts.gettext("Status"), _known(STATUS_TEXTS, status, locale)),
     ]
     refund = receipt["refund"]
     if refund is not None:
         refunded = dt.datetime.fromisoformat(refund["refunded_at"]).astimezone(local.tzinfo)
-        lines.append((receipt_text("refunded_at", locale), f"{refunded:%Y-%m-%d %H:%M}"))
-    lines.append((receipt_text("verification_code", locale), receipt["verification_code"]))
+        lines.append((texts.gettext("Refunded at"), f"{refunded:%Y-%m-%d %H:%M}"))
+    lines.append((texts.gettext("Verification code"), receipt["verification_code"]))
     return lines
 
 
-def _known_text(key: str, fallback: str, locale: str) -> str:
-    return receipt_text(key, locale) if key in _texts() else fallback
+def _known(texts: dict[str, str], value: str, locale: str) -> str:
+    """The text of a known value in ``locale``; an unknown value as it is."""
+    return translations(locale).gettext(texts[value]) if value in texts else value
+
+
+def receipt_title(locale: str) -> str:
+    return translations(locale).gettext("Receipt")
+
+
+def verification_hint(locale: str) -> str:
+    return translations(locale).gettext(
+        "Anyone holding this receipt can view it again with its number and verification code."
+    )
 
 
 # --- sending e-mail in the background ---------------------------------------------------------
@@ -328,17 +321,18 @@ async def send_receipt(services: Services, renewal_id: str, email: str, locale: 
     if services.mailer is None:
         logger.warning("no mailer configured: receipt %s not sent", receipt["receipt_number"])
         return False
-    subject = receipt_text(
-        "receipt_email_subject", locale, receipt_number=receipt["receipt_number"]
+    subject = translations(locale).gettext(
+        "Your receipt %(receipt_number)s", receipt_number=receipt["receipt_number"]
     )
     await services.mailer.send(address, subject, receipt_email_body(receipt, locale))
     return True
 
 
 def receipt_email_body(receipt: dict[str, Any], locale: str) -> str:
-    lines = [receipt_text("receipt_email_intro", locale), ""]
+    intro = translations(locale).gettext("Thank you for your payment. Here is your receipt.")
+    lines = [intro, ""]
     lines += [f"{label}: {value}" for label, value in receipt_lines(receipt, locale)]
-    lines += ["", receipt_text("verification_hint", locale)]
+    lines += ["", verification_hint(locale)]
     return "\n".join(lines) + "\n"
 
 

@@ -18,8 +18,9 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from topup.domain.errors import TopupError
+from topup.i18n import translations
 from topup.services.context import Services
-from topup.services.receipts import mailings, parse_email, receipt_text
+from topup.services.receipts import mailings, parse_email
 
 logger = logging.getLogger("topup.recovery")
 
@@ -64,10 +65,16 @@ async def send_card_numbers(services: Services, email: str, locale: str) -> bool
             logger.warning("no mailer configured: card-number recovery not sent")
             return False
         numbers = "\n".join("  " + full_number(msisdn) for msisdn, _ in found)
+        texts = translations(locale)
         await services.mailer.send(
             found[0][1],  # the address as registered, not as typed
-            receipt_text("recovery_email_subject", locale),
-            receipt_text("recovery_email_body", locale, numbers=numbers),
+            texts.gettext("The card numbers registered with this e-mail address"),
+            texts.gettext(
+                "Someone asked for the card numbers registered with this e-mail address. Here "
+                "they are:\n\n%(numbers)s\n\nIf you did not ask, you can ignore this e-mail; "
+                "nobody else receives these numbers.",
+                numbers=numbers,
+            ),
         )
     except TopupError as error:
         logger.warning("card-number recovery not sent: %s (%s)", error.code, error.message)

@@ -32,7 +32,7 @@ from topup.domain.payment_card import (
 )
 from topup.domain.plans import CHANNELS, Plan, PlanKind
 from topup.domain.receipts import receipt_number_from
-from topup.domain.records import PaymentRecord, RenewalMove, RenewalRecord
+from topup.domain.records import JobKind, JobSubject, PaymentRecord, RenewalMove, RenewalRecord
 from topup.domain.renewal import (
     RenewalStatus,
     Transition,
@@ -54,8 +54,6 @@ from topup.services.views import RenewalView
 from topup.settings import Limits
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
-ACTIVATE_JOB = "activate"
-RECEIPT_JOB = "receipt"  # e-mail the receipt of a paid renewal
 
 
 @dataclass(frozen=True)
@@ -629,8 +627,12 @@ class _Writes:
         await uow.ledger.record_many(self.entries, at=at)
         await uow.payments.update_many(self.payments)
         await uow.renewals.move_many(self.moves, at=at)
-        await uow.jobs.enqueue_many(kind=ACTIVATE_JOB, renewal_ids=self.activations, at=at)
-        await uow.jobs.enqueue_many(kind=RECEIPT_JOB, renewal_ids=self.receipts, at=at)
+        for kind, renewal_ids in (
+            (JobKind.ACTIVATE, self.activations),
+            (JobKind.RECEIPT, self.receipts),
+        ):
+            subjects = [JobSubject.renewal(renewal_id) for renewal_id in renewal_ids]
+            await uow.jobs.enqueue_many(kind=kind, subjects=subjects, at=at)
 
 
 async def _record_all(

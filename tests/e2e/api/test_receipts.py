@@ -14,6 +14,7 @@ from topup.adapters.notify.mail_outbox import MemoryMailer
 from topup.bootstrap import Application
 from topup.domain.callers import ANONYMOUS, ApiKeyRole, Caller, CallerKind
 from topup.domain.errors import InputError, NotFoundError, TopupError
+from topup.entrypoints.api import receipts as receipts_route
 from topup.entrypoints.worker import work_once
 from topup.ports import CardDetails
 from topup.services.receipts import (
@@ -204,6 +205,28 @@ async def test_the_receipt_is_a_pdf_when_the_caller_accepts_one(
         assert response.headers["content-language"] == language
         assert response.content.startswith(b"%PDF-")
         assert response.content.rstrip().endswith(b"%%EOF")
+
+
+async def test_the_pdfs_english_lines_name_the_plan_and_the_method_in_english(
+    demo_app: Application, api: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    number = number_of(await paid(demo_app))
+    drawn: dict[str, Any] = {}
+
+    def draw(local: list[tuple[str, str]], english: list[tuple[str, str]], **_: Any) -> bytes:
+        drawn.update(local=local, english=english)
+        return b"%PDF-1.4 %%EOF"
+
+    monkeypatch.setattr(receipts_route, "draw_receipt", draw)
+    response = await api.get(
+        f"/api/v1/receipts/{number}",
+        params={"verification_code": verification_code(demo_app.services, number)},
+        headers={"Accept": "application/pdf", "Accept-Language": "zh-Hans"},
+    )
+    assert response.status_code == 200, response.text
+    assert ("付款方式", "信用卡 VISA 4242") in drawn["local"]
+    assert ("Payment", "credit card VISA 4242") in drawn["english"]
+    assert ("Plan", "5 GB, 7 days (pack_5gb_7d)") in drawn["english"]
 
 
 async def test_a_pdf_is_asked_for_without_the_code_is_the_same_404(

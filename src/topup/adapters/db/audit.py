@@ -10,6 +10,8 @@ from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
+from topup.domain.records import JobKind, JobOutcome, JobStatus, SubjectKind
+from topup.domain.renewal import RenewalStatus
 
 
 class AuditQueries:
@@ -139,8 +141,10 @@ class AuditQueries:
         r = t.renewals
         p = t.payments
         jobs = t.jobs
-        queued = select(jobs.c.renewal_id).where(
-            jobs.c.status == "queued", jobs.c.kind.in_(("activate", "refund"))
+        queued = select(jobs.c.subject_id).where(
+            jobs.c.status == JobStatus.QUEUED.value,
+            jobs.c.subject_kind == SubjectKind.RENEWAL.value,
+            jobs.c.kind.in_((JobKind.ACTIVATE.value, JobKind.REFUND.value)),
         )
         rows = await self._connection.execute(
             select(r.c.id, r.c.status, p.c.status, p.c.next_check_at)
@@ -154,6 +158,44 @@ class AuditQueries:
             )
         )
         return [{"id": row[0], "status": row[1], "payment_status": row[2]} for row in rows]
+
+    async def refunded_although_applied(self) -> list[tuple[str, int]]:
+        """(renewal id, activation job id) of refunded renewals the network answered
+        ``applied`` to: the subscriber kept the data and got the money back."""
+        r = t.renewals
+        jobs = t.jobs
+        rows = await self._connection.execute(
+            select(r.c.id, jobs.c.id)
+            .select_from(
+                r.join(
+                    jobs,
+                    and_(
+                        jobs.c.subject_kind == SubjectKind.RENEWAL.value,
+                        jobs.c.subject_id == r.c.id,
+                    ),
+                )
+            )
+            .where(
+                r.c.status == RenewalStatus.REFUNDED.value,
+                jobs.c.kind == JobKind.ACTIVATE.value,
+                jobs.c.outcome == JobOutcome.APPLIED.value,
+            )
+            .order_by(r.c.id)
+        )
+        return [(row[0], int(row[1])) for row in rows]
+
+    async def jobs_about_missing_renewals(self) -> list[tuple[int, str]]:
+        """(job id, renewal id) of jobs about a renewal that does not exist (jobs name their
+        subject without a foreign key, since a subject may be a renewal, a card or a batch)."""
+        r = t.renewals
+        jobs = t.jobs
+        rows = await self._connection.execute(
+            select(jobs.c.id, jobs.c.subject_id)
+            .select_from(jobs.outerjoin(r, r.c.id == jobs.c.subject_id))
+            .where(jobs.c.subject_kind == SubjectKind.RENEWAL.value, r.c.id.is_(None))
+            .order_by(jobs.c.id)
+        )
+        return [(int(row[0]), row[1]) for row in rows]
 
     # --- settlement: our payments as a gateway's settlement file is matched with them ---------
 

@@ -23,10 +23,6 @@ _CARDS_BY_ID = select(t.cards).where(t.cards.c.id.in_(many())).order_by(t.cards.
 
 _CARDS_BY_ID_LOCKED = _CARDS_BY_ID.with_for_update(key_share=True)
 
-_CARDS_BY_NUMBER = select(t.cards).where(
-    or_(t.cards.c.msisdn.in_(many("msisdns")), t.cards.c.iccid.in_(many("iccids")))
-)
-
 
 def card_from_row(row: Row[Any]) -> Card:
     m = row._mapping

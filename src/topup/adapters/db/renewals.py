@@ -85,12 +85,6 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
     )
 
 
-def _unprefixed(row: Row[Any], prefix: str) -> dict[str, Any]:
-    return {
-        key[len(prefix) :]: value for key, value in row._mapping.items() if key.startswith(prefix)
-    }
-
-
 class RenewalRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection

@@ -257,6 +257,8 @@ account_balances = Table(
     Column("balance_minor", BigInteger, nullable=False),
 )
 
+# The worker's jobs (migration 0010): each about a subject, a renewal today (no foreign key: the
+# subject may be a renewal, a card or a batch; `topup audit` checks renewal subjects exist).
 jobs = Table(
     "jobs",
     metadata,
@@ -264,7 +266,8 @@ jobs = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("kind", String(16), nullable=False),
-    Column("renewal_id", ID, ForeignKey("renewals.id"), nullable=False),
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("claims", Integer, nullable=False),
@@ -273,7 +276,12 @@ jobs = Table(
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    UniqueConstraint("kind", "renewal_id", name="uq_jobs_kind_renewal_id"),
+    Column("reason", Text),  # why it was queued (a refund: the reason its timeline gives)
+    Column("outcome", String(16)),  # what the outside world answered, e.g. `applied`
+    # One job of a kind per subject; also finds a subject's jobs (its leading columns).
+    UniqueConstraint(
+        "subject_kind", "subject_id", "kind", name="uq_jobs_subject_kind_subject_id_kind"
+    ),
 )
 Index("ix_jobs_status_next_attempt_at", jobs.c.status, jobs.c.next_attempt_at)
 

@@ -61,7 +61,6 @@ from topup.ports import (
 )
 
 DEFAULT_JOURNAL_PATH = "var/sandbox-settlements.jsonl"
-JOURNAL_VARIABLE = "TOPUP_SANDBOX_JOURNAL"  # where `topup sandbox-settlement` looks by default
 SANDBOX_FEE_BASIS_POINTS = 150  # 1.5 % of each charge
 BASIS_POINTS_PER_UNIT = 10_000
 JOURNAL_LINES_MAX = 10_000_000  # a longer journal is refused rather than read into memory

@@ -24,9 +24,10 @@ from topup.entrypoints.api.dependencies import (
 )
 from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
+from topup.i18n import N_, language_tag, translations
 from topup.services import account_emails, accounts
 from topup.services.context import Services
-from topup.services.receipts import parse_email, receipt_text
+from topup.services.receipts import parse_email
 from topup.services.views import iso
 
 router = APIRouter(tags=["accounts"])
@@ -131,14 +132,22 @@ def _account_out(account: Account) -> dict[str, Any]:
     return {"id": account.id, "email": account.email, "language": account.language}
 
 
-def _accepted(text_key: str, language: str) -> Response:
+SIGN_UP_ACCEPTED = N_(
+    "We have sent a message to this e-mail address. Follow it to finish signing up."
+)
+PASSWORD_RESET_ACCEPTED = N_(
+    "If an account has this e-mail address, we are sending it a link to set a new password."
+)
+
+
+def _accepted(text: str, language: str) -> Response:
     """202 with the same body whether or not the address has an account."""
-    body = {"status": "accepted", "message": receipt_text(text_key, language)}
+    body = {"status": "accepted", "message": translations(language).gettext(text)}
     return Response(
         encode(body),
         status_code=202,
         media_type="application/json",
-        headers={"Content-Language": language.replace("_", "-"), "Cache-Control": "no-store"},
+        headers={"Content-Language": language_tag(language), "Cache-Control": "no-store"},
     )
 
 
@@ -187,7 +196,7 @@ async def sign_up(
         language=body.language or language,
         locale=language,
     )
-    return _accepted("sign_up_accepted", language)
+    return _accepted(SIGN_UP_ACCEPTED, language)
 
 
 @router.post("/api/v1/accounts/confirm", response_model=AccountOut, responses=problems(400, 401))
@@ -231,7 +240,7 @@ async def request_password_reset(
     await check_caller_rate(request, caller, "password_reset", limit=limit, window_s=window_s)
     await _check_email_rate(services, "password_reset", address)
     account_emails.request_password_reset(services, address, language)
-    return _accepted("password_reset_accepted", language)
+    return _accepted(PASSWORD_RESET_ACCEPTED, language)
 
 
 @router.post(

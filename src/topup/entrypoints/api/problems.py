@@ -4,11 +4,8 @@ caller's language (``Accept-Language``: en, zh-Hans, ms, id)."""
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import json
 import logging
-import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +16,7 @@ from starlette.responses import Response
 
 from topup.adapters import messages
 from topup.domain.errors import ConflictError, InputError, NotFoundError, PaymentError, TopupError
+from topup.i18n import DEFAULT_LOCALE, N_, language_tag, negotiate, translations
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "/api/v1/problems/"
@@ -77,38 +75,33 @@ def status_of(error: TopupError) -> int:
     return 400
 
 
-@functools.cache
-def _titles() -> dict[str, dict[str, str]]:
-    shipped = importlib.resources.files("topup").joinpath("messages", "http.toml")
-    return tomllib.loads(shipped.read_text(encoding="utf-8"))
+# Titles of problems (RFC 9457 ``title``) by status; the ``detail`` comes from errors.toml.
+_TITLES = {
+    400: N_("Bad request"),
+    401: N_("Sign-in required"),
+    402: N_("Payment not made"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Method not allowed"),
+    409: N_("Conflict"),
+    413: N_("Request too large"),
+    415: N_("Unsupported content type"),
+    422: N_("Invalid input"),
+    429: N_("Too many requests"),
+    500: N_("Internal error"),
+    503: N_("Service unavailable"),
+}
 
 
 def title_of(status: int, locale: str) -> str:
-    titles = _titles().get(str(status)) or _titles()["400" if status < 500 else "500"]
-    return titles[messages.resolve_locale(locale)]
+    title = _TITLES.get(status) or _TITLES[400 if status < 500 else 500]
+    return translations(locale).gettext(title)
 
 
-def language_of(accept_language: str | None, default: str = messages.DEFAULT_LOCALE) -> str:
+def language_of(accept_language: str | None, default: str = DEFAULT_LOCALE) -> str:
     """The first of the caller's languages we speak (``zh``, ``zh-Hans``, ``zh-CN`` -> zh_Hans),
     by preference (``q``); else ``default``."""
-    if not accept_language:
-        return messages.resolve_locale(default)
-    choices: list[tuple[float, int, str]] = []
-    for position, part in enumerate(accept_language.split(",")[:20]):
-        tag, _, parameters = part.strip().partition(";")
-        weight = 1.0
-        parameters = parameters.strip()
-        if parameters.startswith("q="):
-            try:
-                weight = float(parameters[2:])
-            except ValueError:
-                weight = 0.0
-        language = tag.strip().replace("-", "_").split("_")[0].lower()
-        if weight > 0 and language in {"en", "zh", "ms", "id", "in"}:
-            choices.append((-weight, position, "id" if language == "in" else language))
-    if not choices:
-        return messages.resolve_locale(default)
-    return messages.resolve_locale(min(choices)[2])
+    return negotiate(accept_language, default=default)
 
 
 def encode(data: Mapping[str, Any]) -> bytes:
@@ -156,7 +149,7 @@ def problem_response(
     extra: Mapping[str, Any] | None = None,
 ) -> Response:
     status, body = problem_body(error, locale, status=status, errors=errors, extra=extra)
-    headers = {"Content-Language": locale.replace("_", "-")}
+    headers = {"Content-Language": language_tag(locale)}
     retry_after = error.params.get("retry_after_s")
     if retry_after:
         headers["Retry-After"] = retry_after

@@ -2,7 +2,7 @@
 application/pdf``) as a PDF in the caller's language.
 
 The PDF is drawn with the first font found (``TOPUP_RECEIPT_FONT_PATHS``, else the usual places)
-that has every character of the caller's language; a text the font cannot draw is printed in
+that has every character of the caller's language; a line the font cannot draw is printed in
 English instead, and with no font at all the PDF uses a core font: Latin-1, English.
 """
 
@@ -29,8 +29,15 @@ from topup.entrypoints.api.dependencies import (
     application_of,
 )
 from topup.entrypoints.api.schemas import problems
+from topup.i18n import language_tag
 from topup.services import receipts
-from topup.services.receipts import VERIFICATION_CODE_TYPED_LENGTH_MAX, receipt_lines, receipt_text
+from topup.services.receipts import (
+    VERIFICATION_CODE_TYPED_LENGTH_MAX,
+    receipt_in,
+    receipt_lines,
+    receipt_title,
+    verification_hint,
+)
 
 logger = logging.getLogger("topup.api")
 router = APIRouter()
@@ -133,22 +140,29 @@ async def get_receipt(
     headers = {"Vary": "Accept, Accept-Language", "Cache-Control": "private, no-store"}
     if wants_pdf(request.headers.get("accept")):
         paths = font_paths(application_of(request).settings.receipt_font_paths)
-        document = receipt_pdf(receipt, language, paths)
+        english = receipt_in(services, receipt, "en")
+        document = receipt_pdf(receipt, language, paths, english=english)
         headers["Content-Disposition"] = f'inline; filename="{receipt["receipt_number"]}.pdf"'
-        headers["Content-Language"] = language.replace("_", "-")
+        headers["Content-Language"] = language_tag(language)
         return Response(document, media_type=PDF_MEDIA_TYPE, headers=headers)
     return JSONResponse(receipt, headers=headers)
 
 
-def receipt_pdf(receipt: dict[str, Any], locale: str, fonts: Sequence[Path]) -> bytes:
-    """The receipt as a one-page A4 PDF in ``locale`` (English where the font cannot draw it)."""
-    local = [(receipt_text("receipt_title", locale), receipt_text("verification_hint", locale))]
-    english = [(receipt_text("receipt_title", "en"), receipt_text("verification_hint", "en"))]
-    local += receipt_lines(receipt, locale)
-    english += receipt_lines(receipt, "en")
+def receipt_pdf(
+    receipt: dict[str, Any],
+    locale: str,
+    fonts: Sequence[Path],
+    *,
+    english: dict[str, Any] | None = None,
+) -> bytes:
+    """The receipt as a one-page A4 PDF in ``locale``, each line the font cannot draw in
+    English: from ``english``, the same receipt with its names in English (``receipt_in``)."""
+    in_english = english or receipt
+    local = [(receipt_title(locale), verification_hint(locale)), *receipt_lines(receipt, locale)]
+    lines_en = [(receipt_title("en"), verification_hint("en")), *receipt_lines(in_english, "en")]
     return draw_receipt(
         local,
-        english,
+        lines_en,
         receipt_number=receipt["receipt_number"],
         paid_at=dt.datetime.fromisoformat(receipt["paid_at"]),
         fonts=fonts,

@@ -19,8 +19,9 @@ from topup.entrypoints.api.dependencies import (
     check_rate,
 )
 from topup.entrypoints.api.schemas import problems
+from topup.i18n import language_tag, translations
 from topup.services import recovery
-from topup.services.receipts import parse_email, receipt_text
+from topup.services.receipts import parse_email
 
 router = APIRouter()
 
@@ -62,7 +63,13 @@ async def recover_card_numbers(
     )
     recovery.request_card_numbers(services, address, language)
     return JSONResponse(
-        {"status": "accepted", "message": receipt_text("recovery_accepted", language)},
+        {"status": "accepted", "message": _accepted(language)},
         status_code=202,
-        headers={"Content-Language": language.replace("_", "-"), "Cache-Control": "no-store"},
+        headers={"Content-Language": language_tag(language), "Cache-Control": "no-store"},
+    )
+
+
+def _accepted(language: str) -> str:
+    return translations(language).gettext(
+        "If this e-mail address is registered with us, we are sending it the numbers of its cards."
     )

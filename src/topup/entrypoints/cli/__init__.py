@@ -1,0 +1,43 @@
+"""`topup`: the command line. Thin: parse, call a service, render. Errors are one line, never a
+traceback. Each noun has its module; this one builds the Typer application from them."""
+
+from __future__ import annotations
+
+import typer
+
+from topup.entrypoints.cli import (
+    admin,
+    api_keys,
+    cards,
+    payments,
+    plans,
+    renewals,
+    settlement,
+    worker_serve,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Renew mobile-data cards.")
+app.command()(admin.init)
+app.command()(cards.cards)
+app.command()(plans.plans)
+app.command(name="renew")(renewals.renew_command)
+app.command()(payments.methods)
+app.command()(payments.confirm)
+app.command(name="payer-returned")(payments.payer_returned_command)
+app.command()(renewals.refund)
+app.command()(payments.reconcile)
+app.command()(renewals.status)
+app.command()(cards.balance)
+app.command()(cards.history)
+app.command()(worker_serve.serve)
+app.command()(worker_serve.worker)
+app.command()(admin.audit)
+app.add_typer(api_keys.api_keys_app, name="api-keys")
+app.command(name="errors")(admin.errors_command)
+app.command(name="sandbox-sms")(admin.sandbox_sms_command)
+app.command(name="sandbox-settlement")(settlement.sandbox_settlement_command)
+app.command(name="settle")(settlement.settle_command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,87 @@
+"""`topup api-keys`: create, list and revoke the API keys of stores, kiosks, partners and staff."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from topup.entrypoints.cli.output import JsonOption, RegionOption, console, print_json, run
+
+api_keys_app = typer.Typer(
+    no_args_is_help=True,
+    help="API keys of stores, kiosks, partners and staff (X-API-Key header).",
+)
+
+
+@api_keys_app.command(name="create")
+def api_keys_create(
+    name: Annotated[str, typer.Option(help="Who uses the key, e.g. 'Kiosk 3, KL Sentral'.")],
+    role: Annotated[str, typer.Option(help="staff, store, kiosk or partner.")],
+    outlet: Annotated[
+        str | None, typer.Option(help="The store or kiosk the key belongs to (store, kiosk).")
+    ] = None,
+    region: RegionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key. The full key is printed this once: store it now; only a hash is kept."""
+    from topup.services.api_keys import create_api_key
+
+    summary, key = run(
+        lambda application: create_api_key(
+            application.services, name=name, role=role, outlet=outlet, region=region
+        )
+    )
+    if as_json:
+        print_json({"api_key": summary, "key": key})
+        return
+    console.print(
+        f"API key {summary['id']} ({summary['role']}, channel {summary['channel']}, "
+        f"prefix {summary['prefix']}) created:"
+    )
+    print(key)
+    console.print("[yellow]Store it now: it is shown this once and cannot be recovered.[/yellow]")
+
+
+@api_keys_app.command(name="list")
+def api_keys_list(
+    limit: Annotated[int, typer.Option(help="How many keys to list.")] = 100,
+    offset: Annotated[int, typer.Option(help="Skip this many keys.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys, oldest first, revoked ones included (never their secrets)."""
+    from topup.services.api_keys import list_api_keys
+
+    rows = run(lambda application: list_api_keys(application.services, limit=limit, offset=offset))
+    if as_json:
+        print_json({"api_keys": rows})
+        return
+    table = Table("id", "prefix", "name", "role", "outlet", "region", "created", "status")
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["prefix"],
+            row["name"],
+            row["role"],
+            row["outlet"] or "-",
+            row["region"] or "-",
+            row["created_at"],
+            row["status"],
+        )
+    console.print(table)
+
+
+@api_keys_app.command(name="revoke")
+def api_keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `topup api-keys list`).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a key: every server refuses it from the next request on."""
+    from topup.services.api_keys import revoke_api_key
+
+    summary = run(lambda application: revoke_api_key(application.services, key_id))
+    if as_json:
+        print_json({"api_key": summary})
+        return
+    console.print(f"API key {summary['id']} ({summary['name']}) revoked at {summary['revoked_at']}")

@@ -1,0 +1,44 @@
+"""Commands about plans: what is on sale."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from topup.entrypoints.cli.output import JsonOption, console, print_json, run
+from topup.services import queries
+
+
+def plans(
+    card: Annotated[
+        str | None, typer.Option("--card", help="Only plans this card may buy.")
+    ] = None,
+    channel: Annotated[str | None, typer.Option(help="Only plans sold on this channel.")] = None,
+    locale: Annotated[
+        str, typer.Option(help="Language of plan names (en, ms, zh_Hans, id).")
+    ] = "en",
+    as_json: JsonOption = False,
+) -> None:
+    """List plans on sale."""
+    card_summary, rows = run(
+        lambda application: queries.list_plans(
+            application.services, card_number=card, channel=channel, locale=locale
+        )
+    )
+    if as_json:
+        print_json({"card": card_summary, "plans": rows})
+        return
+    table = Table("plan", "name", "kind", "price", "data MB", "days", "channels")
+    for row in rows:
+        table.add_row(
+            row["code"],
+            row["name"],
+            row["kind"],
+            f"{row['price']} {row['currency']}",
+            str(row["data_quota_mb"]),
+            str(row["validity_days"]),
+            ",".join(row["channels"]),
+        )
+    console.print(table)

@@ -227,9 +227,8 @@ async def confirm_email(services: Services, token: str) -> Account:
         confirmed = await uow.accounts.confirm(
             used.account_id, password_hash=used.password_hash, language=used.language, at=now
         )
-        if not confirmed:
+        if not confirmed:  # another link confirmed it: the others are dead from then on
             raise _confirmation_invalid()
-        await uow.accounts.drop_email_tokens(used.account_id, purpose=purpose)
         account: Account | None = await uow.accounts.get(used.account_id)
         await uow.commit()
     if account is None:
@@ -287,29 +286,31 @@ def _reset_invalid() -> InputError:
 
 async def reset_password(services: Services, *, token: str, password: str) -> None:
     """Set a new password with a reset link's token, once: the account is confirmed if it was
-    not, every sign-in token of it is revoked, its other links stop working, and the sign-in
-    attempts and locks of its e-mail from every address are forgotten.
+    not, every sign-in token of it is revoked, its other reset links stop working, and the
+    sign-in attempts and locks of its e-mail from every address are forgotten.
     ``reset_token_invalid`` for a token that is unknown, expired or used;
     ``password_too_short`` / ``_long`` (the token is not spent)."""
     if not token or len(token) > EMAIL_TOKEN_LENGTH_MAX:
         raise _reset_invalid()
     password_hash = await hash_password(check_password(password))
     purpose = EmailTokenPurpose.RESET_PASSWORD
+    token_hash = _token_hash(services, purpose, token)
     now = services.clock.now()
     async with services.unit_of_work() as uow:
-        used = await uow.accounts.use_email_token(
-            _token_hash(services, purpose, token), purpose=purpose, at=now
-        )
-        if used is None:
+        found = await uow.accounts.email_token(token_hash, purpose=purpose)
+        if found is None or found.used_at is not None or found.expires_at <= now:
             raise _reset_invalid()
-        account: Account | None = await uow.accounts.get(used.account_id)
+        account: Account | None = await uow.accounts.get(found.account_id)
         if account is None:
             raise InvariantError("a reset link names an account that does not exist")
-        # Sign-in attempts' rows first, in the order sign-ins take them (no deadlock).
+        # Rows in the order sign-ins take them (attempt counts, then the account), so that
+        # neither waits on the other's rows; the account's row then serialises resets.
         await uow.accounts.forget_login_attempts_of(
             email_key(services, account.email), [slowdown_fingerprint(services, account.email)]
         )
-        await uow.accounts.revoke_tokens_of(account.id, now=now)
         await uow.accounts.reset_password(account.id, password_hash, at=now)
-        await uow.accounts.drop_email_tokens(account.id)
+        if await uow.accounts.use_email_token(token_hash, purpose=purpose, at=now) is None:
+            raise _reset_invalid()  # used meanwhile: everything above is rolled back
+        await uow.accounts.revoke_tokens_of(account.id, now=now)
+        await uow.accounts.drop_email_tokens(account.id, purpose=purpose)
         await uow.commit()

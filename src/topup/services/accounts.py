@@ -239,9 +239,11 @@ async def _issue_token(
     expires_at = now + dt.timedelta(seconds=lifetime_s)
     async with services.unit_of_work() as uow:
         await uow.accounts.forget_login_attempts(attempt_keys)
+        if not await uow.accounts.hold_password(
+            account.id, account.password_hash, new_hash=new_hash
+        ):
+            raise _login_failed()  # a password reset replaced the password just checked
         await uow.accounts.forget_dead_tokens(account.id, now=now)
-        if new_hash is not None:
-            await uow.accounts.set_password_hash(account.id, new_hash)
         await uow.accounts.add_token(
             token_id=services.new_id(),
             account_id=account.id,

@@ -128,12 +128,20 @@ class AccountRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else _account(row)
 
-    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
-        await self._connection.execute(
-            update(t.accounts)
-            .where(t.accounts.c.id == account_id)
-            .values(password_hash=password_hash)
+    async def hold_password(
+        self, account_id: str, verified_hash: str, *, new_hash: str | None = None
+    ) -> bool:
+        """A sign-in about to issue a token: lock the account's row if its password hash is
+        still the one just verified (to ``new_hash`` if given: a rehash); False if a reset
+        changed it meanwhile. A reset takes the same row first, so a token is never issued
+        for a password that a committed reset replaced."""
+        accounts = t.accounts
+        result = await self._connection.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.password_hash == verified_hash)
+            .values(password_hash=new_hash or verified_hash)
         )
+        return bool(result.rowcount)
 
     async def confirm(
         self, account_id: str, *, password_hash: str, language: str, at: dt.datetime
@@ -177,6 +185,20 @@ class AccountRepository:
                 created_at=token.created_at,
             )
         )
+
+    async def email_token(
+        self, token_hash: str, *, purpose: EmailTokenPurpose
+    ) -> EmailToken | None:
+        """The token with this hash and purpose, used or not, expired or not (no lock)."""
+        tokens = t.account_email_tokens
+        row = (
+            await self._connection.execute(
+                select(tokens).where(
+                    tokens.c.token_hash == token_hash, tokens.c.purpose == purpose.value
+                )
+            )
+        ).first()
+        return None if row is None else _email_token(row)
 
     async def use_email_token(
         self, token_hash: str, *, purpose: EmailTokenPurpose, at: dt.datetime

@@ -152,22 +152,3 @@ def check_language(text: str) -> str:
         field="language",
         params={"language": text[:16], "supported": ", ".join(ACCOUNT_LANGUAGES)},
     )
-
-
-# The text message that carries a one-time code, in each language an account may choose.
-_LINK_CODE_TEXTS = {
-    "en": "Your topup code is {code}. It links this card to your account and expires in "
-    "{minutes} minutes. Never share it.",
-    "zh_Hans": "您的 topup 验证码是 {code}，用于将此上网卡绑定到您的账户，{minutes} 分钟内有效。"
-    "请勿告诉他人。",
-    "ms": "Kod topup anda ialah {code}. Kod ini memautkan kad ini ke akaun anda dan tamat "
-    "dalam {minutes} minit. Jangan kongsikan.",
-    "id": "Kode topup Anda adalah {code}. Kode ini menautkan kartu ini ke akun Anda dan "
-    "berlaku {minutes} menit. Jangan berikan kepada siapa pun.",
-}
-
-
-def link_code_text(code: str, *, minutes: int, language: str) -> str:
-    """The SMS that carries ``code``, in ``language`` (English if it is not one we speak)."""
-    template = _LINK_CODE_TEXTS.get(language, _LINK_CODE_TEXTS["en"])
-    return template.format(code=code, minutes=minutes)

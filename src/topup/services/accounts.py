@@ -44,13 +44,13 @@ from topup.domain.accounts import (
     Account,
     LinkCode,
     LoginAttempts,
-    link_code_text,
     normalise_email,
     normalise_password,
 )
 from topup.domain.callers import Caller, CallerKind
 from topup.domain.card_number import CardNumber, CardNumberKind
 from topup.domain.errors import ConflictError, InputError, InvariantError, TopupError
+from topup.i18n import translations
 from topup.services.context import Services
 from topup.services.queries import card_summary
 from topup.services.renewals import find_card
@@ -295,6 +295,16 @@ async def account_of(services: Services, account_id: str) -> Account:
 
 
 # --- linking cards -----------------------------------------------------------------------------
+
+
+def link_code_text(code: str, *, minutes: int, language: str) -> str:
+    """The SMS that carries ``code``, in ``language`` (English if it is not one we speak)."""
+    return translations(language).gettext(
+        "Your topup code is %(code)s. It links this card to your account and expires in "
+        "%(minutes)s minutes. Never share it.",
+        code=code,
+        minutes=str(minutes),
+    )
 
 
 def _code_hash(services: Services, code_id: str, code: str) -> str:

@@ -101,7 +101,7 @@ async def run(arguments: argparse.Namespace, url: str) -> None:
                         plan_code=PLAN_CODE,
                         payment=None,
                         method="ewallet:tng",
-                        wallet_account=f"601{number:04d}{serial % 1000:04d}1",
+                        wallet_account=f"+6012{number % 1000:03d}{serial % 1000:03d}1",
                         idempotency_key=f"bench-{number}-{serial}",
                     ),
                 )

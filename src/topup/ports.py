@@ -52,6 +52,10 @@ class PaymentInstrument:
     expiry_month: int
     expiry_year: int
     issuer_country: str  # ISO 3166 alpha-2, or "" when unknown
+    # The PSP's fingerprint of the payment card: the same for the same card number whatever its
+    # expiry or CVC, and whichever token stands for it (a keyed hash, never the number); "" when
+    # the PSP gives none. Locks and attempt counts follow it (services/fingerprints.py).
+    fingerprint: str = ""
 
 
 class GatewayOutcome(StrEnum):

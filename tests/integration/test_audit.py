@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 
+from tests.conftest import START
+from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails
+from topup.ports import (
+    CardDetails,
+    NetworkProvisioner,
+    ProvisionRequest,
+    ProvisionResult,
+    ProvisionStatus,
+)
+from topup.services.activation import request_refund
 from topup.services.audit import audit
-from topup.services.renewals import RenewalRequest, renew
+from topup.services.renewals import RenewalRequest, get_renewal, renew
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+NETWORK_WAIT_S = 5
+WORK_ROUNDS_MAX = 20
 
 
 async def _completed_reload(application: Application) -> str:
@@ -55,6 +67,21 @@ def _activating_with_nothing_scheduled(renewal_id: str) -> Any:
     return update(t.renewals).where(t.renewals.c.id == renewal_id).values(status="activating")
 
 
+def _job_about_a_missing_renewal(renewal_id: str) -> Any:
+    return insert(t.jobs).values(
+        kind="receipt",
+        subject_kind="renewal",
+        subject_id="no-such-renewal",
+        status="done",
+        attempts=0,
+        claims=1,
+        next_attempt_at=START,
+        first_requested_at=START,
+        created_at=START,
+        updated_at=START,
+    )
+
+
 @pytest.mark.parametrize(
     ("corrupt", "expected"),
     [
@@ -63,6 +90,7 @@ def _activating_with_nothing_scheduled(renewal_id: str) -> Any:
         (_unbalance_a_posting, "does not balance"),
         (_credit_without_ledger, "but its ledger account holds"),
         (_activating_with_nothing_scheduled, "with nothing scheduled to move it on"),
+        (_job_about_a_missing_renewal, "is about renewal no-such-renewal, which does not exist"),
     ],
 )
 async def test_each_kind_of_corruption_is_reported(
@@ -86,4 +114,73 @@ async def test_a_renewal_whose_entries_do_not_match_its_status_is_reported(
         )
     report = await audit(demo_app.services)
     expected = "is refunded with 1 capture(s), 1 activation(s), 0 refund(s)"
+    assert any(expected in violation for violation in report.violations), report.violations
+
+
+async def _drain(application: Application) -> None:
+    for _ in range(WORK_ROUNDS_MAX):
+        if await work_once(application.services) == 0:
+            return
+    raise AssertionError("the worker still had work")
+
+
+async def test_a_refunded_renewal_whose_activation_the_network_applied_is_reported(
+    demo_app: Application,
+) -> None:
+    services = demo_app.services
+    view = await renew(services, RenewalRequest("0123456789", "reload_10", GOOD_CARD))
+    assert await request_refund(services, view.id, reason="customer asked") == "queued"
+    await _drain(demo_app)
+    assert (await audit(services)).clean
+    async with demo_app.engine.begin() as connection:  # as if the network had applied it
+        await connection.execute(
+            update(t.jobs)
+            .where(t.jobs.c.subject_id == view.id, t.jobs.c.kind == "activate")
+            .values(outcome="applied")
+        )
+    report = await audit(services)
+    expected = f"renewal {view.id} was refunded but the network applied it"
+    assert any(expected in violation for violation in report.violations), report.violations
+
+
+class ContradictingNetwork:
+    """The first activation request waits until released and is then applied; every later one
+    is refused for good (a network that lost track of what it was doing)."""
+
+    def __init__(self, network: NetworkProvisioner) -> None:
+        self._network = network
+        self.calls = 0
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def apply(self, request: ProvisionRequest) -> ProvisionResult:
+        self.calls += 1
+        if self.calls > 1:
+            return ProvisionResult(ProvisionStatus.PERMANENT_FAILURE, message="no such order")
+        self.reached.set()
+        await self.release.wait()
+        return await self._network.apply(request)
+
+
+async def test_an_activation_applied_after_another_worker_had_it_refunded_is_reported(
+    demo_app: Application,
+) -> None:
+    """A worker stalls past its lease; another takes the job again, is refused and refunds. The
+    stalled worker then hears "applied": the card has the data and the payer the money."""
+    services = demo_app.services
+    clock = services.clock
+    assert isinstance(clock, FixedClock)
+    network = ContradictingNetwork(services.network)
+    services.network = network
+    view = await renew(services, RenewalRequest("0123456789", "reload_10", GOOD_CARD))
+    stalled = asyncio.create_task(work_once(services))
+    await asyncio.wait_for(network.reached.wait(), NETWORK_WAIT_S)
+    clock.advance(services.limits.job_lease_s + 1)
+    await _drain(demo_app)  # the second worker: refused, so refunded
+    assert (await get_renewal(services, view.id)).status == "refunded"
+    network.release.set()
+    await stalled
+    assert (await get_renewal(services, view.id)).status == "refunded"
+    report = await audit(services)
+    expected = f"renewal {view.id} was refunded but the network applied it"
     assert any(expected in violation for violation in report.violations), report.violations

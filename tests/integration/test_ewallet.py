@@ -258,3 +258,35 @@ async def test_a_signature_with_characters_outside_ascii_is_refused_cleanly(
     with pytest.raises(TopupError) as caught:
         await handle_webhook(services, "sandbox_wallet", body, headers)
     assert caught.value.code == "webhook_signature_invalid"
+
+
+async def test_three_spellings_of_one_wallet_account_share_one_daily_allowance(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    methods = tmp_path / "methods.toml"
+    text = MALAYSIAN_METHODS.read_text(encoding="utf-8")
+    methods.write_text(text.replace("daily_max_minor = 500000", "daily_max_minor = 2500"))
+    application, _ = await wallet_app(make_app, methods_file=str(methods))
+    services = application.services
+    await renew(services, order("spelling-1", account="0123456781"))  # 10.00
+    await renew(services, order("spelling-2", account="60123456781"))  # 20.00 today
+    with pytest.raises(TopupError) as caught:
+        await renew(services, order("spelling-3", account="0060123456781"))
+    assert caught.value.code == "ewallet_daily_limit_reached"
+    assert caught.value.params["left"] == "5.00 MYR"
+    async with services.unit_of_work() as uow:
+        connection = uow.connection  # type: ignore[attr-defined]
+        rows = (await connection.execute(select(t.payments.c.wallet_account_fingerprint))).all()
+    assert len({row[0] for row in rows}) == 1  # one account, stored once however it was typed
+
+
+@pytest.mark.parametrize("account", ["0312345678", "12345", "+6591234567", "8960123456789012345"])
+async def test_a_wallet_account_that_is_not_a_mobile_number_of_the_region_is_refused(
+    make_app: AppFactory, account: str
+) -> None:
+    application, _ = await wallet_app(make_app)
+    with pytest.raises(TopupError) as caught:
+        await renew(application.services, order(f"invalid-{account}", account=account))
+    assert caught.value.code == "wallet_account_invalid"
+    assert caught.value.field == "payment.wallet_account"
+    assert await count(application.services, t.renewals) == 0

@@ -82,7 +82,6 @@ async def test_the_methods_offered_depend_on_the_channel_and_the_kiosks_region(
 
     assert "ewallet:grabpay" in await codes("kiosk", "penang")
     assert "ewallet:grabpay" not in await codes("kiosk", "sabah")
-    assert "cash" in await codes("store", "sabah")
     assert "cash" not in await codes("web", None)
     assert "wechat_pay" not in await codes("web", None)
 
@@ -91,3 +90,41 @@ async def test_a_payment_card_number_typed_with_dashes_is_accepted(demo_app: App
     dashed = CardDetails(number="4242-4242-4242-4242", expiry_month=12, expiry_year=2030, cvc="123")
     view = await renew(demo_app.services, order("dashes", payment=dashed))
     assert view.status == "activating"
+
+
+async def test_a_store_is_not_offered_cash_while_topup_cannot_take_it(
+    demo_app: Application,
+) -> None:
+    offer = await offered_methods(
+        demo_app.services,
+        card_number=ACTIVE_CARD,
+        plan_code="pack_5gb_7d",
+        channel="store",
+        region="sabah",
+    )
+    codes = [method.code for method in offer.methods]
+    assert "cash" not in codes
+    assert codes[:2] == ["credit_card", "debit_card"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"method": "alipay"}, "method_disabled"),
+        ({"method": "wechat_pay"}, "method_disabled"),
+        ({"method": "paypal"}, "method_unknown"),
+        ({"method": "ewallet:tnG"}, "method_unknown"),
+        ({"method": "cash"}, "method_not_offered_here"),
+        ({"method": "cash", "channel": "store", "region": "penang"}, "method_not_supported"),
+        ({"method": "alipay", "payment_token": "tok_sbx_x.y"}, "method_disabled"),
+    ],
+)
+async def test_a_method_without_its_details_is_judged_before_the_details_are_asked_for(
+    demo_app: Application, changes: dict[str, Any], code: str
+) -> None:
+    services = demo_app.services
+    with pytest.raises(TopupError) as caught:
+        await renew(services, order(f"judged-{code}", payment=None, **changes))
+    assert caught.value.code == code
+    assert caught.value.params["available"].startswith("credit card, debit card")
+    assert await renewals_count(services) == 0

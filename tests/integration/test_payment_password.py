@@ -4,6 +4,7 @@ answers may be retried, and too many lock the card for a while; the answer is ne
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -132,3 +133,41 @@ async def test_ten_wrong_passwords_sent_at_once_reach_the_gateway_at_most_five_t
     codes = {outcome.code for outcome in outcomes if isinstance(outcome, TopupError)}
     assert len(calls) <= ATTEMPTS_MAX
     assert "payment_method_locked" in codes
+
+
+async def test_a_locked_card_stays_locked_when_tokenised_again_with_another_expiry(
+    make_app: AppFactory,
+) -> None:
+    application, clock = await demo_with_clock(make_app)
+    services = application.services
+    waiting = await renew(services, order("password-lock-follows-the-card"))
+    for _ in range(ATTEMPTS_MAX):
+        await refused_code(application, waiting.id, WRONG)
+    other_expiry = replace(NEEDS_PASSWORD, expiry_month=11, expiry_year=2031, cvc="456")
+    same_card = replace(order("password-other-expiry"), payment=other_expiry)
+    with pytest.raises(TopupError) as caught:
+        await renew(services, same_card)
+    assert caught.value.code == "payment_method_locked"
+    instrument = await services.gateway.tokenize(other_expiry)  # a token made by the payer's device
+    with pytest.raises(TopupError) as caught:
+        await renew(
+            services,
+            replace(order("password-other-token"), payment=None, payment_token=instrument.token),
+        )
+    assert caught.value.code == "payment_method_locked"
+    another_card = replace(NEEDS_PASSWORD, number="4242424242424242")
+    paid = await renew(services, replace(order("password-another-card"), payment=another_card))
+    assert paid.status == "activating"  # the lock is on that card, not on the payer
+    clock.advance(LOCK_S + 1)
+    assert (await renew(services, same_card)).status == "requires_action"
+
+
+async def test_wrong_answers_count_per_card_across_its_tokens(make_app: AppFactory) -> None:
+    application, _ = await demo_with_clock(make_app)
+    services = application.services
+    first = await renew(services, order("password-count-1"))
+    for _ in range(ATTEMPTS_MAX - 1):
+        await refused_code(application, first.id, WRONG)
+    other_expiry = replace(NEEDS_PASSWORD, expiry_month=1, expiry_year=2032)
+    second = await renew(services, replace(order("password-count-2"), payment=other_expiry))
+    assert await refused_code(application, second.id, WRONG) == "payment_method_locked"

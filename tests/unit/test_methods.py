@@ -7,7 +7,7 @@ import pytest
 from topup.adapters.methods import load_methods
 from topup.adapters.profiles import load_profile
 from topup.domain.errors import TopupError
-from topup.domain.methods import MethodKind, MethodRegistry, methods_from_toml
+from topup.domain.methods import MethodKind, MethodRegistry, methods_from_toml, wallet_account_of
 from topup.domain.money import Money
 
 MALAYSIA = load_methods(load_profile("my"))
@@ -138,3 +138,89 @@ def test_a_configuration_mistake_names_the_field_at_fault(
 def test_the_valid_example_configuration_loads() -> None:
     registry = methods_from_toml(VALID, currency="MYR")
     assert [method.code for method in registry.methods] == ["credit_card"]
+
+
+MALAYSIAN_PROFILE = load_profile("my")
+TNG = MALAYSIA.get("ewallet:tng")
+
+
+@pytest.mark.parametrize(
+    "typed", ["0123456781", "60123456781", "0060123456781", "+60 12-345 6781", "012 345 6781"]
+)
+def test_every_spelling_of_a_wallet_account_comes_to_one_e164_number(typed: str) -> None:
+    assert TNG is not None
+    assert wallet_account_of(TNG, typed, MALAYSIAN_PROFILE) == "+60123456781"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "0119007438",  # 011 numbers have eight digits after 011
+        "0312345678",  # a Kuala Lumpur landline
+        "+6591234567",  # a Singapore mobile number
+        "896012345678901234",  # an ICCID
+        "abc",
+        "12345",
+    ],
+)
+def test_a_wallet_account_that_is_not_a_mobile_number_of_the_region_has_its_own_code(
+    typed: str,
+) -> None:
+    assert TNG is not None
+    with pytest.raises(TopupError) as caught:
+        wallet_account_of(TNG, typed, MALAYSIAN_PROFILE)
+    assert caught.value.code == "wallet_account_invalid"
+    assert caught.value.field == "payment.wallet_account"
+    assert caught.value.params["example"]
+
+
+def test_a_wallet_method_without_an_account_asks_for_one() -> None:
+    assert TNG is not None
+    with pytest.raises(TopupError) as caught:
+        wallet_account_of(TNG, "  ", MALAYSIAN_PROFILE)
+    assert caught.value.code == "wallet_account_required"
+
+
+@pytest.mark.parametrize(
+    ("code", "where", "refusal_code"),
+    [
+        ("alipay", {}, "method_disabled"),
+        ("ewallet:tnG", {}, "method_unknown"),
+        ("paypal", {}, "method_unknown"),
+        ("cash", {}, "method_not_offered_here"),
+        ("cash", {"channel": "store", "region": "penang"}, "method_not_supported"),
+        ("ewallet:shopeepay", {"channel": "kiosk"}, "method_not_offered_here"),
+        ("ewallet:grabpay", {"channel": "kiosk", "region": "sabah"}, "method_not_offered_here"),
+    ],
+)
+def test_a_method_is_judged_without_its_details_or_the_amount(
+    code: str, where: dict[str, object], refusal_code: str
+) -> None:
+    arguments: dict[str, object] = {"channel": "web", "region": None}
+    arguments.update(where)
+    with pytest.raises(TopupError) as caught:
+        MALAYSIA.judge(code, **arguments)  # type: ignore[arg-type]
+    assert caught.value.code == refusal_code
+
+
+def test_a_method_topup_takes_here_passes_judgement() -> None:
+    assert (
+        MALAYSIA.judge("ewallet:tng", channel="store", region="penang").kind is MethodKind.EWALLET
+    )
+
+
+@pytest.mark.parametrize("region", [None, "atlantis"])
+def test_a_kiosk_without_a_known_region_is_judged_by_its_channel_and_refused_at_admission(
+    region: str | None,
+) -> None:
+    assert MALAYSIA.judge("ewallet:grabpay", channel="kiosk", region=region)
+    with pytest.raises(TopupError) as caught:
+        MALAYSIA.choose("ewallet:grabpay", channel="kiosk", region=region, amount=TEN_RINGGIT)
+    assert caught.value.code in {"region_required", "region_unknown"}
+
+
+def test_cash_is_not_offered_while_topup_cannot_take_it() -> None:
+    offered = {m.code for m in MALAYSIA.offered(channel="store", region="penang")}
+    assert "cash" not in offered and "credit_card" in offered
+    everything = MALAYSIA.offered(channel="store", region="penang", kinds=frozenset(MethodKind))
+    assert "cash" in {m.code for m in everything}

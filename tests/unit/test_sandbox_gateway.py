@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from topup.adapters import messages
 from topup.adapters.gateways.sandbox import (
     CARD_GATEWAY_UNREACHABLE,
     CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED,
@@ -72,6 +73,14 @@ CASES = [
     Case("4000000000000069", "visa", "credit", DECLINED, DECLINED, "expired_card"),
     Case("4000000000000127", "visa", "credit", DECLINED, DECLINED, "incorrect_cvc"),
     Case("4000000000000119", "visa", "credit", DECLINED, DECLINED, "processing_error"),
+    Case("4000000000009987", "visa", "credit", DECLINED, DECLINED, "lost_card"),
+    Case("4000000000009979", "visa", "credit", DECLINED, DECLINED, "stolen_card"),
+    Case("4000000000006975", "visa", "credit", DECLINED, DECLINED, "card_velocity_exceeded"),
+    Case("4000000000000341", "visa", "credit", DECLINED, DECLINED, "card_declined"),
+    Case("4000000000000101", "visa", "credit", DECLINED, DECLINED, "incorrect_cvc"),
+    Case("4100000000000019", "visa", "credit", DECLINED, DECLINED, "fraudulent"),
+    Case("4000000000004954", "visa", "credit", DECLINED, DECLINED, "fraudulent"),
+    Case("4000000000009235", "visa", "credit", SUCCEEDED, SUCCEEDED),
     Case("4000000000003220", "visa", "credit", PENDING, PENDING, None, "authenticate"),
     Case(
         CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED,
@@ -291,7 +300,16 @@ async def test_a_token_whose_claims_were_edited_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["", "garbage", "tok_sbx_", "tok_sbx_abc", "tok_sbx_abc.def", "tok_sbx_." + "x" * 2000],
+    [
+        "",
+        "garbage",
+        "tok_sbx_",
+        "tok_sbx_abc",
+        "tok_sbx_abc.def",
+        "tok_sbx_." + "x" * 2000,
+        "tok_sbx_\udc80.x",  # a lone surrogate, as a JSON string may carry
+        "tok_sbx_é.é",
+    ],
 )
 async def test_a_garbage_token_is_rejected_by_every_operation(token: str) -> None:
     gateway = make_gateway()
@@ -470,3 +488,68 @@ async def test_without_a_fault_rate_no_charge_is_faulted() -> None:
     answers = await outcomes(make_gateway(seed=3), token)
 
     assert {answer[0] for answer in answers} == {"succeeded"}
+
+
+# --- Stripe's decline cards and card fingerprints --------------------------------------------
+
+# Stripe's documented declines (docs.stripe.com/testing: declined payments and fraud prevention):
+# number -> (Stripe's decline code, topup's code).
+STRIPE_DECLINES = {
+    "4000000000000002": ("generic_decline", "card_declined"),
+    "4000000000009995": ("insufficient_funds", "insufficient_funds"),
+    "4000000000009987": ("lost_card", "lost_card"),
+    "4000000000009979": ("stolen_card", "stolen_card"),
+    "4000000000000069": ("expired_card", "expired_card"),
+    "4000000000000127": ("incorrect_cvc", "incorrect_cvc"),
+    "4000000000000119": ("processing_error", "processing_error"),
+    "4000000000006975": ("card_velocity_exceeded", "card_velocity_exceeded"),
+    "4100000000000019": ("fraudulent", "fraudulent"),
+}
+
+
+@pytest.mark.parametrize("number", sorted(STRIPE_DECLINES))
+async def test_each_of_stripes_decline_cards_is_declined_with_the_code_stripe_gives_it(
+    number: str,
+) -> None:
+    stripe_code, topup_code = STRIPE_DECLINES[number]
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card(number))
+    result = await gateway.charge(charge_request(instrument.token, payment_id=f"pay_{number}"))
+    assert result.outcome is DECLINED
+    assert result.decline_code == topup_code
+    assert result.message is not None and f"Stripe: {stripe_code}" in result.message
+
+
+def test_stripes_decline_codes_map_to_distinct_topup_codes_each_with_a_suggestion() -> None:
+    topup_codes = [topup_code for _, topup_code in STRIPE_DECLINES.values()]
+    assert len(set(topup_codes)) == len(topup_codes)
+    for code in topup_codes:
+        entry = messages.entry(code)
+        assert entry is not None, code
+        assert set(entry.text) == {"en", "zh_Hans", "ms", "id"}
+        assert entry.suggestion.strip(), code
+
+
+async def test_stripes_incorrect_number_card_is_refused_before_a_token_is_made() -> None:
+    with pytest.raises(InputError) as caught:
+        await make_gateway().tokenize(card("4242424242424241"))
+    assert caught.value.code == "payment_card_number_bad_check_digit"
+
+
+async def test_a_card_keeps_its_fingerprint_whatever_its_expiry_cvc_or_token() -> None:
+    gateway = make_gateway()
+    first = await gateway.tokenize(card("4000000000003220", month=12, year=2030, cvc="123"))
+    again = await gateway.tokenize(card("4000000000003220", month=1, year=2031, cvc="999"))
+    other = await gateway.tokenize(card("4242424242424242"))
+    assert first.token != again.token
+    assert first.fingerprint and first.fingerprint == again.fingerprint
+    assert other.fingerprint != first.fingerprint
+    assert (await gateway.instrument_of(again.token)).fingerprint == first.fingerprint
+    assert "3220" not in first.fingerprint and "4000000000003220" not in first.fingerprint
+
+
+async def test_a_cards_fingerprint_depends_on_the_gateways_key() -> None:
+    number = card("4242424242424242")
+    mine = await make_gateway().tokenize(number)
+    theirs = await make_gateway(secret=b"another-secret").tokenize(number)
+    assert mine.fingerprint != theirs.fingerprint

@@ -6,7 +6,9 @@ Two families, never mixed:
     ├── InputError                  the caller gave something we cannot use (bad card number, bad expiry)
     ├── NotFoundError               the thing named does not exist (unknown card, unknown plan, unknown renewal)
     ├── ConflictError               the request clashes with what exists (idempotency key reused, card expired)
-    └── PaymentError                the payment cannot go ahead (declined, insufficient funds)
+    ├── PaymentError                the payment cannot go ahead (declined, insufficient funds)
+    └── WebhookError                a gateway's webhook we refuse (unsigned, forged, stale, malformed):
+                                    a bad request (400), changing nothing
 
     InvariantError                  a bug: a rule that must always hold did not (unbalanced ledger entry,
                                     impossible state transition). It aborts the unit of work; it is never
@@ -65,6 +67,10 @@ class ConflictError(TopupError):
 
 class PaymentError(TopupError):
     code = "payment_failed"
+
+
+class WebhookError(TopupError):
+    code = "webhook_malformed"
 
 
 class InvariantError(Exception):

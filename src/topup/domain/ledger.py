@@ -129,11 +129,15 @@ def activation(*, renewal_id: str, card_id: str, destination: str, amount: Money
     )
 
 
-def refund(*, renewal_id: str, card_id: str, gateway: str, amount: Money) -> Entry:
+def refund(
+    *, renewal_id: str, card_id: str, gateway: str, amount: Money, reason: str | None = None
+) -> Entry:
+    """``reason``: why, as the renewal's timeline gives it (staff request, activation failed)."""
+    memo = f"payment refunded for renewal {renewal_id}"
     return Entry(
         EntryKind.REFUND,
         _pair(activation_pending_account(renewal_id), gateway_account(gateway, renewal_id), amount),
-        memo=f"payment refunded for renewal {renewal_id}",
+        memo=memo if reason is None else f"{memo}: {reason}",
         renewal_id=renewal_id,
         card_id=card_id,
     )

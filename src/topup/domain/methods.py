@@ -6,7 +6,8 @@ A method is named by its code: ``credit_card``, ``debit_card``, ``ewallet:<provi
 which regions (a kiosk or a store belongs to a region; the website and the app to none) it is
 offered, and the smallest and largest amount of one payment. Adding a method is configuration.
 
-Pure: parsing takes the TOML text; nothing here reads files or clocks.
+Pure: parsing takes the TOML text; nothing here reads files or clocks. A wallet account is a
+mobile number, brought to its canonical form here (``wallet_account_of``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from topup.domain.errors import ConflictError, InputError, NotFoundError
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+from topup.domain.card_number import CardNumberKind, parse_card_number
+from topup.domain.errors import ConflictError, InputError, NotFoundError, TopupError
 from topup.domain.money import Money
 from topup.domain.plans import CHANNELS
+from topup.domain.profile import OperatorProfile
 
 method_code_length_max = 64
 method_name_length_max = 100
@@ -58,6 +64,11 @@ class MethodKind(StrEnum):
     OTHER = "other"  # e.g. Alipay, WeChat Pay: a gateway of their own
 
 
+# The kinds of method topup takes itself, through a gateway. Cash is taken by store staff (the
+# store console will record it): until then it is neither offered nor accepted for a renewal.
+ONLINE_KINDS = frozenset({MethodKind.CARD, MethodKind.EWALLET})
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentMethod:
     code: str
@@ -92,16 +103,62 @@ class MethodRegistry:
         return next((method for method in self.methods if method.code == code), None)
 
     def offered(
-        self, *, channel: str, region: str | None, amount: Money | None = None
+        self,
+        *,
+        channel: str,
+        region: str | None,
+        amount: Money | None = None,
+        kinds: frozenset[MethodKind] = ONLINE_KINDS,
     ) -> list[PaymentMethod]:
         """The methods a payer may choose here, for this amount if one is given, in the
-        configured order."""
+        configured order: only those of these kinds (by default, those topup takes itself)."""
         return [
             method
             for method in self.methods
-            if method.offered(channel=channel, region=region)
+            if method.kind in kinds
+            and method.offered(channel=channel, region=region)
             and (amount is None or method.amount_min <= amount <= method.amount_max)
         ]
+
+    def judge(self, code: str, *, channel: str, region: str | None) -> PaymentMethod:
+        """The method asked for, judged before its details (card, token, wallet account) and
+        before the amount is known: unknown, off, not offered here, or not taken by topup itself
+        (cash) is refused with the methods available instead.
+
+        A kiosk or store whose region is missing or unknown is judged by its channel alone: the
+        region is refused at admission (``choose``), after the idempotency key, so that a key
+        reused with another channel is still told so."""
+        if region is not None and region not in self.regions:
+            region = None
+        method = self.get(code)
+        offered_here = method is not None and self._offered_as_far_as_known(
+            method, channel=channel, region=region
+        )
+        if method is not None and offered_here and method.kind in ONLINE_KINDS:
+            return method  # the usual case: nothing to explain
+        available = [
+            candidate
+            for candidate in self.methods
+            if candidate.kind in ONLINE_KINDS
+            and self._offered_as_far_as_known(candidate, channel=channel, region=region)
+        ]
+        if method is None or not offered_here:
+            raise _unavailable(code, method, channel=channel, region=region, available=available)
+        raise ConflictError(
+            f"{method.name()} is taken by store staff or another service, not here. "
+            f"{_choices(available)}",
+            code="method_not_supported",
+            field="payment.method",
+            params={"method": method.name(), "available": _names(available)},
+        )
+
+    @staticmethod
+    def _offered_as_far_as_known(
+        method: PaymentMethod, *, channel: str, region: str | None
+    ) -> bool:
+        if region is None and channel in PHYSICAL_CHANNELS:
+            return method.enabled and channel in method.channels
+        return method.offered(channel=channel, region=region)
 
     def check_region(self, *, channel: str, region: str | None) -> None:
         if region is None:
@@ -137,28 +194,8 @@ class MethodRegistry:
             return method  # the usual case: nothing to explain
         available = self.offered(channel=channel, region=region, amount=amount)
         choices = _choices(available)
-        if method is None:
-            raise NotFoundError(
-                f"There is no payment method {code!r}. {choices}",
-                code="method_unknown",
-                field="payment.method",
-                params={"method": code, "available": _names(available)},
-            )
-        if not method.enabled:
-            raise ConflictError(
-                f"{method.name()} is not available. {choices}",
-                code="method_disabled",
-                field="payment.method",
-                params={"method": method.name(), "available": _names(available)},
-            )
-        if not method.offered(channel=channel, region=region):
-            where = f"{channel} in {region}" if region else f"the {channel} channel"
-            raise ConflictError(
-                f"{method.name()} is not offered on {where}. {choices}",
-                code="method_not_offered_here",
-                field="payment.method",
-                params={"method": method.name(), "available": _names(available)},
-            )
+        if method is None or not method.offered(channel=channel, region=region):
+            raise _unavailable(code, method, channel=channel, region=region, available=available)
         if amount < method.amount_min:
             raise ConflictError(
                 f"{method.name()} takes payments of at least {method.amount_min}. {choices}",
@@ -172,6 +209,78 @@ class MethodRegistry:
             field="payment.method",
             params={"method": method.name(), "maximum": str(method.amount_max)},
         )
+
+
+def _unavailable(
+    code: str,
+    method: PaymentMethod | None,
+    *,
+    channel: str,
+    region: str | None,
+    available: Sequence[PaymentMethod],
+) -> TopupError:
+    """Why a method cannot be used here at all: unknown, off, or not offered here."""
+    choices = _choices(available)
+    if method is None:
+        return NotFoundError(
+            f"There is no payment method {code!r}. {choices}",
+            code="method_unknown",
+            field="payment.method",
+            params={"method": code, "available": _names(available)},
+        )
+    if not method.enabled:
+        return ConflictError(
+            f"{method.name()} is not available. {choices}",
+            code="method_disabled",
+            field="payment.method",
+            params={"method": method.name(), "available": _names(available)},
+        )
+    where = f"{channel} in {region}" if region else f"the {channel} channel"
+    return ConflictError(
+        f"{method.name()} is not offered on {where}. {choices}",
+        code="method_not_offered_here",
+        field="payment.method",
+        params={"method": method.name(), "available": _names(available)},
+    )
+
+
+# --- wallet accounts -----------------------------------------------------------------------------
+
+
+def wallet_account_of(method: PaymentMethod, text: str | None, profile: OperatorProfile) -> str:
+    """The wallet account a payer typed for an e-wallet, in its one canonical form: the E.164
+    mobile number of the operator's region ("0123456781", "60123456781", "0060123456781" and
+    "+60 12-345 6781" are all "+60123456781"). It is tokenised, limited and stored only in this
+    form, so that each wallet account has one daily allowance however it is written."""
+    account = (text or "").strip()
+    if not account:
+        raise InputError(
+            f"{method.name()} needs the phone number registered with the wallet.",
+            code="wallet_account_required",
+            field="payment.wallet_account",
+            params={"method": method.name()},
+        )
+    try:
+        number = parse_card_number(account, profile)  # a card's number is a mobile number too
+    except InputError:
+        number = None
+    if number is None or number.kind is not CardNumberKind.MSISDN:
+        example = _mobile_example(profile)
+        raise InputError(
+            "A wallet account is the mobile number registered with the wallet, "
+            f"for example {example}.",
+            code="wallet_account_invalid",
+            field="payment.wallet_account",
+            params={"method": method.name(), "example": example},
+        )
+    return number.value
+
+
+def _mobile_example(profile: OperatorProfile) -> str:
+    number = phonenumbers.example_number_for_type(profile.phone_region, PhoneNumberType.MOBILE)
+    if number is None:
+        return f"+{profile.calling_code} ..."
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
 
 
 def _names(methods: Sequence[PaymentMethod]) -> str:

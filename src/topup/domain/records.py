@@ -111,6 +111,9 @@ class JobOutcome(StrEnum):
     """What the outside world answered a job, kept after the job ends when it matters later."""
 
     APPLIED = "applied"  # the network applied the renewal (the audit checks none was refunded)
+    # The network applied it but the card could no longer take it (e.g. its bill was paid
+    # another way), so it was refunded knowingly.
+    CARD_REFUSED = "card_refused"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import dataclass, field
 
 from topup.domain import ledger
 from topup.domain.cards import Card, CardKind, apply_bill_payment, apply_prepaid_renewal
@@ -27,6 +28,7 @@ from topup.domain.records import (
     JobRetry,
     JobStatus,
     JobSubject,
+    PaymentRecord,
     RenewalMove,
     RenewalRecord,
 )
@@ -37,6 +39,7 @@ from topup.ports import (
     ProvisionStatus,
     RefundOutcome,
     RefundResult,
+    UnitOfWork,
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
@@ -203,98 +206,128 @@ def _crediting(services: Services) -> Batcher[JobRecord, None]:
     return services.batcher("activation_credits", _credit_all, key=lambda job: job.renewal_id)
 
 
+@dataclass
+class _Credits:
+    """What crediting a batch changes, gathered renewal by renewal and written set-based."""
+
+    completed: list[tuple[RenewalRecord, Card]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # renewal id -> why the card refused
+    entries: list[ledger.Entry] = field(default_factory=list)
+    moves: list[RenewalMove] = field(default_factory=list)
+
+
 async def _credit_all(services: Services, jobs: list[JobRecord]) -> list[None]:
     """Credit the cards the network has applied renewals to: card changes, ledger entries,
     renewals completed and jobs done, for the whole batch in one transaction. A renewal the card
     can no longer take (e.g. its bill was paid another way) fails its job and queues its refund
     in the same transaction."""
     now = services.clock.now()
-    completed: list[tuple[RenewalRecord, Card]] = []
-    refused: dict[str, str] = {}
     async with services.unit_of_work() as uow:
-        renewals = await uow.renewals.get_many([job.renewal_id for job in jobs], for_update=True)
-        open_jobs = [
-            job
-            for job in jobs
-            if (renewal := renewals.get(job.renewal_id)) is not None
-            and renewal.status is RenewalStatus.ACTIVATING
-        ]
-        open_ids = {job.id for job in open_jobs}
-        settled_ids = [job.id for job in jobs if job.id not in open_ids]
-        await uow.jobs.finish_many(
-            settled_ids, status=JobStatus.DONE, at=now, error="renewal already settled"
-        )
-        # A job another worker finished first (its lease ran out) is not ours to credit.
-        ours = await uow.jobs.finish_many(
-            list(open_ids), status=JobStatus.DONE, at=now, outcome=JobOutcome.APPLIED
-        )
-        # The network applied these all the same: kept, so that `topup audit` reports one that
-        # was refunded meanwhile (the subscriber would have the data and the money).
-        await uow.jobs.record_outcome(
-            settled_ids + [job_id for job_id in open_ids if job_id not in ours],
-            JobOutcome.APPLIED,
-            at=now,
-        )
-        mine = [renewals[job.renewal_id] for job in open_jobs if job.id in ours]
+        open_jobs, mine = await _finish_applied(uow, jobs, now)
         cards = await uow.cards.get_many([renewal.card_id for renewal in mine], for_update=True)
         versions = {card_id: card.version for card_id, card in cards.items()}
-        entries: list[ledger.Entry] = []
-        moves: list[RenewalMove] = []
-        for renewal in mine:  # one card may take several renewals: each sees the one before
-            card = cards.get(renewal.card_id)
-            if card is None:
-                raise InvariantError(f"renewal {renewal.id} names a missing card")
-            try:
-                updated, destination = _apply(services, card, renewal, now)
-            except ConflictError as error:
-                refused[renewal.id] = error.message
-                continue
-            cards[card.id] = updated
-            completed.append((renewal, card))
-            entries.append(
-                ledger.activation(
-                    renewal_id=renewal.id,
-                    card_id=card.id,
-                    destination=destination,
-                    amount=renewal.amount,
-                )
-            )
-            moves.append(
-                RenewalMove(
-                    renewal,
-                    RenewalStatus.COMPLETED,
-                    "applied by the network",
-                    {"completed_at": now},
-                )
-            )
+        credits = _credit(services, mine, cards, now)
         changed = [
             (card, versions[card_id])
             for card_id, card in cards.items()
             if card.version != versions[card_id]
         ]
         await uow.cards.save_many(changed, at=now)
-        await uow.ledger.record_many(entries, at=now)
-        await uow.renewals.move_many(moves, at=now)
-        refused_jobs = [job for job in open_jobs if job.renewal_id in refused]
-        await uow.jobs.mark_failed(
-            [(job.id, refused[job.renewal_id]) for job in refused_jobs], at=now
-        )
-        for renewal_id, why in refused.items():  # rare: one statement each
-            await uow.jobs.enqueue(
-                kind=JobKind.REFUND,
-                subject=JobSubject.renewal(renewal_id),
-                at=now,
-                reason=refund_reason(RefundCause.CARD_REFUSED, why),
-            )
+        await uow.ledger.record_many(credits.entries, at=now)
+        await uow.renewals.move_many(credits.moves, at=now)
+        await _refund_refused(uow, open_jobs, credits.refused, now)
         await uow.commit()
-    for renewal, card in completed:
+    for renewal, card in credits.completed:
         services.on_event(
             "activation_completed",
             {"renewal_id": renewal.id, "card": card.msisdn, "plan": renewal.plan_code},
         )
-    for renewal_id, reason in refused.items():
+    for renewal_id, reason in credits.refused.items():
         services.on_event("activation_failed", {"renewal_id": renewal_id, "reason": reason})
     return [None for _ in jobs]
+
+
+async def _finish_applied(
+    uow: UnitOfWork, jobs: list[JobRecord], now: dt.datetime
+) -> tuple[list[JobRecord], list[RenewalRecord]]:
+    """Close the jobs of renewals the network applied; returns the jobs whose renewal was
+    still activating, and the renewals this call is the one to credit (locked)."""
+    renewals = await uow.renewals.get_many([job.renewal_id for job in jobs], for_update=True)
+    open_jobs = [
+        job
+        for job in jobs
+        if (renewal := renewals.get(job.renewal_id)) is not None
+        and renewal.status is RenewalStatus.ACTIVATING
+    ]
+    open_ids = {job.id for job in open_jobs}
+    settled_ids = [job.id for job in jobs if job.id not in open_ids]
+    await uow.jobs.finish_many(
+        settled_ids, status=JobStatus.DONE, at=now, error="renewal already settled"
+    )
+    # A job another worker finished first (its lease ran out) is not ours to credit.
+    ours = await uow.jobs.finish_many(
+        list(open_ids), status=JobStatus.DONE, at=now, outcome=JobOutcome.APPLIED
+    )
+    # The network applied these all the same: kept, so that `topup audit` reports one that was
+    # refunded meanwhile (the subscriber would have the data and the money).
+    await uow.jobs.record_outcome(
+        settled_ids + [job_id for job_id in open_ids if job_id not in ours],
+        JobOutcome.APPLIED,
+        at=now,
+    )
+    return open_jobs, [renewals[job.renewal_id] for job in open_jobs if job.id in ours]
+
+
+def _credit(
+    services: Services, renewals: list[RenewalRecord], cards: dict[str, Card], now: dt.datetime
+) -> _Credits:
+    """Apply each renewal to its card (``cards`` is updated in place): one card may take
+    several renewals, each seeing the one before."""
+    credits = _Credits()
+    for renewal in renewals:
+        card = cards.get(renewal.card_id)
+        if card is None:
+            raise InvariantError(f"renewal {renewal.id} names a missing card")
+        try:
+            updated, destination = _apply(services, card, renewal, now)
+        except ConflictError as error:
+            credits.refused[renewal.id] = error.message
+            continue
+        cards[card.id] = updated
+        credits.completed.append((renewal, card))
+        credits.entries.append(
+            ledger.activation(
+                renewal_id=renewal.id,
+                card_id=card.id,
+                destination=destination,
+                amount=renewal.amount,
+            )
+        )
+        credits.moves.append(
+            RenewalMove(
+                renewal, RenewalStatus.COMPLETED, "applied by the network", {"completed_at": now}
+            )
+        )
+    return credits
+
+
+async def _refund_refused(
+    uow: UnitOfWork, open_jobs: list[JobRecord], refused: dict[str, str], now: dt.datetime
+) -> None:
+    """Renewals the card could not take: their jobs failed, their refunds queued (rare: one
+    statement each)."""
+    await uow.jobs.mark_failed(
+        [(job.id, refused[job.renewal_id]) for job in open_jobs if job.renewal_id in refused],
+        at=now,
+        outcome=JobOutcome.CARD_REFUSED,
+    )
+    for renewal_id, why in refused.items():
+        await uow.jobs.enqueue(
+            kind=JobKind.REFUND,
+            subject=JobSubject.renewal(renewal_id),
+            at=now,
+            reason=refund_reason(RefundCause.CARD_REFUSED, why),
+        )
 
 
 def _apply(
@@ -348,7 +381,6 @@ async def _refund(services: Services, job: JobRecord) -> None:
         payment = await uow.payments.for_renewal(job.renewal_id)
     if renewal is None or payment is None:
         raise InvariantError(f"refund job for missing renewal {job.renewal_id}")
-    now = services.clock.now()
     if renewal.status is not RenewalStatus.ACTIVATING:
         await _close_settled(services, job)
         return
@@ -359,46 +391,55 @@ async def _refund(services: Services, job: JobRecord) -> None:
             result = await gateway.refund(refund_id=f"refund-{renewal.id}", charge=charge)
     except (TimeoutError, OSError, TopupError) as error:
         result = RefundResult(RefundOutcome.UNKNOWN, message=type(error).__name__)
-    now = services.clock.now()
-    limits = services.limits
     if result.outcome is RefundOutcome.SUCCEEDED:
-        async with services.unit_of_work() as uow:
-            locked: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
-            if locked is None or locked.status is not RenewalStatus.ACTIVATING:
-                await uow.jobs.finish(
-                    job, status=JobStatus.DONE, at=now, error="renewal already settled"
-                )
-                await uow.commit()
-                return
-            if not await uow.jobs.finish(job, status=JobStatus.DONE, at=now):
-                return
-            await uow.ledger.record(
-                ledger.refund(
-                    renewal_id=locked.id,
-                    card_id=locked.card_id,
-                    gateway=payment.gateway,
-                    amount=locked.amount,
-                ),
-                at=now,
-            )
-            await uow.payments.update(
-                payment.id,
-                status="refunded",
-                refund_reference=result.gateway_reference,
-                updated_at=now,
-            )
-            await uow.renewals.move(
-                locked,
-                RenewalStatus.REFUNDED,
-                at=now,
-                reason=job.reason or UNRECORDED_REFUND_REASON,
+        await _record_refund(services, job, payment, result)
+    else:
+        await _refund_later(services, job, payment, result)
+
+
+async def _record_refund(
+    services: Services, job: JobRecord, payment: PaymentRecord, result: RefundResult
+) -> None:
+    """The gateway returned the money: ledger entry, payment, renewal and job in one
+    transaction, the renewal's timeline giving the refund's cause (``job.reason``)."""
+    now = services.clock.now()
+    reason = job.reason or UNRECORDED_REFUND_REASON
+    async with services.unit_of_work() as uow:
+        locked: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
+        if locked is None or locked.status is not RenewalStatus.ACTIVATING:
+            await uow.jobs.finish(
+                job, status=JobStatus.DONE, at=now, error="renewal already settled"
             )
             await uow.commit()
-        services.on_event(
-            "renewal_refunded",
-            {"renewal_id": job.renewal_id, "reason": job.reason or UNRECORDED_REFUND_REASON},
+            return
+        if not await uow.jobs.finish(job, status=JobStatus.DONE, at=now):
+            return
+        entry = ledger.refund(
+            renewal_id=locked.id,
+            card_id=locked.card_id,
+            gateway=payment.gateway,
+            amount=locked.amount,
+            reason=reason,
         )
-        return
+        await uow.ledger.record(entry, at=now)
+        await uow.payments.update(
+            payment.id,
+            status="refunded",
+            refund_reference=result.gateway_reference,
+            updated_at=now,
+        )
+        await uow.renewals.move(locked, RenewalStatus.REFUNDED, at=now, reason=reason)
+        await uow.commit()
+    services.on_event("renewal_refunded", {"renewal_id": job.renewal_id, "reason": reason})
+
+
+async def _refund_later(
+    services: Services, job: JobRecord, payment: PaymentRecord, result: RefundResult
+) -> None:
+    """The refund failed or its outcome is unknown: asked again (the refund id is the
+    gateway's idempotency key), with backoff, and flagged to staff after many attempts."""
+    now = services.clock.now()
+    limits = services.limits
     delay = backoff_s(
         attempt=min(job.attempts + 1, 30),
         base_s=limits.activation_backoff_base_s,

@@ -1,9 +1,11 @@
 """The payer's answer to a payment password / 3-D Secure step (R7b).
 
 The answer goes to the gateway, which checks it; it is never stored or logged. Wrong answers are
-counted per payment instrument (a keyed hash of its token): after ``payment_password_attempts_max``
-of them within ``payment_password_lock_s`` the instrument is locked for that long, its renewal is
-declined, and new payments with it are refused until the lock ends.
+counted per payment card, by the key ``services.fingerprints`` makes from the PSP's card
+fingerprint (the same whatever the expiry, the CVC or the token): after
+``payment_password_attempts_max`` of them within ``payment_password_lock_s`` the card is locked for
+that long, its renewal is declined, and new payments with it are refused until the lock ends, even
+when it is tokenised again with another expiry.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Which payment methods a payer may use for a renewal, asked before paying (R4, R7c, R10)."""
+"""Which payment methods a payer may use for a renewal, asked before paying (R4, R7c, R10).
+
+Only methods topup takes itself are offered (``ONLINE_KINDS``): cash is configured for stores but
+not offered until the store console records it, since a renewal would refuse it."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from topup.domain.errors import (
     NotFoundError,
     TopupError,
 )
-from topup.domain.methods import MethodKind
+from topup.domain.methods import MethodKind, wallet_account_of
 from topup.domain.money import Money
 from topup.domain.payment_card import (
     CardDetailsInvalid,
@@ -50,6 +50,7 @@ from topup.ports import (
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
+from topup.services.fingerprints import instrument_fingerprint
 from topup.services.views import RenewalView
 from topup.settings import Limits
 
@@ -202,7 +203,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     payment_id = services.new_id()
     gateway, instrument = await _instrument(services, request)
     number = parse_card_number(request.card_number, services.profile)
-    fingerprint = services.tokens.fingerprint(instrument.token)
+    fingerprint = instrument_fingerprint(services, gateway.name, instrument)
     order = _Order(
         request, key, number, instrument, fingerprint, renewal_id, payment_id, gateway.name
     )
@@ -227,17 +228,11 @@ async def _instrument(
     services: Services, request: RenewalRequest
 ) -> tuple[PaymentGateway, PaymentInstrument]:
     """The gateway that will take this payment and the token it gave for the payer's card or
-    wallet account. Nothing about the method's availability is decided here (see ``choose``)."""
-    method = services.methods.get(request.method)
+    wallet account. The method is judged first, before its details; its amount limits are
+    checked at admission (see ``choose``)."""
+    method = services.methods.judge(request.method, channel=request.channel, region=request.region)
     if method is not None and method.kind is MethodKind.EWALLET:
-        account = (request.wallet_account or "").strip()
-        if not account:
-            raise InputError(
-                f"{method.name()} needs the phone number registered with the wallet.",
-                code="wallet_account_required",
-                field="payment.wallet_account",
-                params={"method": method.name()},
-            )
+        account = wallet_account_of(method, request.wallet_account, services.profile)
         gateway = services.gateway_named(method.gateway)
         return gateway, gateway.tokenize_account(method.code.removeprefix("ewallet:"), account)
     if request.payment_token is not None and request.payment is None:
@@ -411,13 +406,6 @@ class _Intake:
         method = services.methods.choose(
             request.method, channel=request.channel, region=request.region, amount=amount
         )
-        if method.kind not in (MethodKind.CARD, MethodKind.EWALLET):
-            raise ConflictError(
-                f"{method.name()} is taken by store staff or another service, not here.",
-                code="method_not_supported",
-                field="payment.method",
-                params={"method": method.name()},
-            )
         if plan.kind is PlanKind.POSTPAID_BILL:
             in_progress = self._bills_in_batch.get(card.id)
             if in_progress is None:

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from tests.conftest import START, AppFactory
@@ -322,3 +323,28 @@ async def test_a_cursor_outside_any_time_we_keep_is_refused(api: httpx.AsyncClie
             assert error.code == "cursor_invalid"
         else:
             raise AssertionError(f"cursor {moment} was taken")
+
+
+@pytest.mark.parametrize(
+    ("number", "code"),
+    [
+        ("4000000000009987", "lost_card"),
+        ("4000000000009979", "stolen_card"),
+        ("4000000000006975", "card_velocity_exceeded"),
+        ("4100000000000019", "fraudulent"),
+    ],
+)
+async def test_each_of_stripes_decline_cards_is_a_402_problem_with_its_own_code(
+    api: httpx.AsyncClient, number: str, code: str
+) -> None:
+    token = await token_for(api, number)
+    response = await api.post(
+        "/api/v1/renewals",
+        json=order(token),
+        headers={"Idempotency-Key": f"declined-{number}", "Accept-Language": "zh-Hans"},
+    )
+    assert response.status_code == 402, response.text
+    body = response.json()
+    assert body["code"] == code
+    assert body["renewal"]["status"] == "declined"
+    assert "被盗" not in body["detail"] and "挂失" not in body["detail"]  # a plain decline

@@ -11,6 +11,7 @@ import uvicorn
 from tests.conftest import AppFactory
 from tests.e2e.api.conftest import client_for
 from tests.integration.test_ewallet import ACCOUNT, order, the_webhook, wallet_app
+from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.entrypoints.api.app import create_app
 from topup.services.demo import load_demo
 from topup.services.renewals import get_renewal, renew
@@ -59,7 +60,7 @@ async def test_a_forged_or_unsigned_webhook_is_refused_with_its_code(make_app: A
         forged = await api.post(
             WEBHOOK, content=body.replace(b"succeeded", b"failed"), headers=headers
         )
-        assert forged.status_code == 422
+        assert forged.status_code == 400
         assert forged.json()["code"] == "webhook_signature_invalid"
         unsigned = await api.post(WEBHOOK, content=body)
         assert unsigned.json()["code"] == "webhook_signature_missing"
@@ -98,3 +99,26 @@ async def test_the_sandbox_wallet_posts_its_webhook_over_http_to_the_server(
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_correctly_signed_webhook_with_an_odd_timestamp_is_a_400_with_the_webhook_code(
+    make_app: AppFactory,
+) -> None:
+    application, _ = await wallet_app(make_app)
+    wallet = application.services.gateways["sandbox_wallet"]
+    assert isinstance(wallet, SandboxWallet)
+    async with client_for(application) as api:
+        renewal = await wallet_renewal(api)
+        body, _ = await the_webhook(application.services, str(renewal["id"]))
+        for timestamp in ["²", "1" * 5000, "١٧٦٤٠٥٧٦٠٠"]:
+            headers = wallet.sign_with_timestamp(body, timestamp)
+            # httpx sends header values as ASCII or Latin-1 bytes: non-ASCII goes as UTF-8 bytes.
+            raw = {key: value.encode() for key, value in headers.items()}
+            answer = await api.post(WEBHOOK, content=body, headers=raw)
+            assert answer.status_code == 400, (timestamp[:12], answer.text)
+            assert answer.json()["code"] in {
+                "webhook_timestamp_invalid",
+                "webhook_signature_invalid",
+            }
+    view = await get_renewal(application.services, str(renewal["id"]))
+    assert view.status == "requires_action"

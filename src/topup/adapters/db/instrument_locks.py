@@ -1,4 +1,6 @@
-"""Payment-password attempt counts and locks per payment card. Never commits."""
+"""Payment-password attempt counts and locks per payment card, keyed on the card's fingerprint
+as ``services.fingerprints`` makes it (never a token, which changes with the expiry). Never
+commits."""
 
 from __future__ import annotations
 

@@ -187,15 +187,21 @@ class JobRepository:
             .values(outcome=outcome.value, updated_at=at)
         )
 
-    async def mark_failed(self, failures: Sequence[tuple[int, str]], *, at: dt.datetime) -> None:
+    async def mark_failed(
+        self,
+        failures: Sequence[tuple[int, str]],
+        *,
+        at: dt.datetime,
+        outcome: JobOutcome | None = None,
+    ) -> None:
         """Jobs this transaction finished that turned out to fail, each ``(job id, why)``."""
+        values: dict[str, Any] = {"status": JobStatus.FAILED.value, "updated_at": at}
+        if outcome is not None:
+            values["outcome"] = outcome.value
         await update_many(
             self._connection,
             t.jobs,
-            [
-                (job_id, {"status": JobStatus.FAILED.value, "last_error": why, "updated_at": at})
-                for job_id, why in failures
-            ],
+            [(job_id, {**values, "last_error": why}) for job_id, why in failures],
         )
 
     async def retry_later(

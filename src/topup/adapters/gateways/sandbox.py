@@ -8,22 +8,39 @@ and issuer country -- never the card number or the CVC.
 Test card numbers (any expiry not in the past; CVC 3 digits, 4 for American Express)
 ==================================================================================
 
-Stripe's published test numbers:
+Stripe's published test numbers (docs.stripe.com/testing: cards by brand, declined payments, fraud
+prevention). A decline carries topup's code for Stripe's decline code (one code each, translated
+at this boundary); Stripe asks that lost, stolen and fraudulent cards be shown to the payer as a
+plain decline, and their texts do so:
 
-================  ==========  =========  =========  ==============================================
-number            brand       charge     retrieve   decline code / action
-================  ==========  =========  =========  ==============================================
+================  ==========  =========  =========  =======================  ======================
+number            brand       charge     retrieve   Stripe's decline code    topup's code
+================  ==========  =========  =========  =======================  ======================
 4242424242424242  visa        succeeded  succeeded
 4000056655665556  visa debit  succeeded  succeeded
 5555555555554444  mastercard  succeeded  succeeded
 378282246310005   amex        succeeded  succeeded
-4000000000000002  visa        declined   declined   card_declined
-4000000000009995  visa        declined   declined   insufficient_funds
-4000000000000069  visa        declined   declined   expired_card
-4000000000000127  visa        declined   declined   incorrect_cvc
-4000000000000119  visa        declined   declined   processing_error (retrying may help)
+4000000000000002  visa        declined   declined   generic_decline          card_declined
+4000000000009995  visa        declined   declined   insufficient_funds       insufficient_funds
+4000000000009987  visa        declined   declined   lost_card                lost_card
+4000000000009979  visa        declined   declined   stolen_card              stolen_card
+4000000000000069  visa        declined   declined   expired_card             expired_card
+4000000000000127  visa        declined   declined   incorrect_cvc            incorrect_cvc
+4000000000000119  visa        declined   declined   processing_error         processing_error
+4000000000006975  visa        declined   declined   card_velocity_exceeded   card_velocity_exceeded
+4000000000000341  visa        declined   declined   card_declined            card_declined
+4000000000000101  visa        declined   declined   incorrect_cvc            incorrect_cvc
+4100000000000019  visa        declined   declined   fraudulent (blocked)     fraudulent
+4000000000004954  visa        declined   declined   fraudulent (blocked)     fraudulent
+4000000000009235  visa        succeeded  succeeded  (elevated risk: not blocked)
 4000000000003220  visa        pending    pending    requires_action="authenticate" (see below)
-================  ==========  =========  =========  ==============================================
+================  ==========  =========  =========  =======================  ======================
+
+0341 is Stripe's "decline after attaching" (there is no attaching here, so every charge is
+declined), 0101 its failed CVC check and 4954 its highest-risk card, both blocked as Stripe's
+default Radar rules do; 0019 is always blocked. Stripe's incorrect_number card, 4242 4242 4242
+4241, fails the Luhn check and is refused before any token is made
+(``payment_card_number_bad_check_digit``).
 
 Our own numbers (Visa; constants ``CARD_...`` below):
 
@@ -67,7 +84,7 @@ from enum import StrEnum
 from typing import Any
 
 from topup.domain.card_number import luhn_is_valid
-from topup.domain.errors import InputError
+from topup.domain.errors import InputError, WebhookError
 from topup.ports import (
     CardDetails,
     ChargeRequest,
@@ -94,6 +111,8 @@ CARD_NUMBER_DIGITS_MAX = 19
 EXPIRY_YEARS_AHEAD_MAX = 20
 TOKEN_PREFIX = "tok_sbx_"  # noqa: S105 -- a label, not a password
 TOKEN_LENGTH_MAX = 1_000
+FINGERPRINT_PREFIX = "fp_sbx_"
+FINGERPRINT_LENGTH = 22  # base64 characters of the keyed hash: 132 bits
 
 
 class Behaviour(StrEnum):
@@ -102,9 +121,13 @@ class Behaviour(StrEnum):
     SUCCEEDS = "succeeds"
     CARD_DECLINED = "card_declined"
     INSUFFICIENT_FUNDS = "insufficient_funds"
+    LOST_CARD = "lost_card"
+    STOLEN_CARD = "stolen_card"
     EXPIRED_CARD = "expired_card"
     INCORRECT_CVC = "incorrect_cvc"
     PROCESSING_ERROR = "processing_error"
+    CARD_VELOCITY_EXCEEDED = "card_velocity_exceeded"
+    FRAUDULENT = "fraudulent"
     REQUIRES_AUTHENTICATION = "requires_authentication"
     INTERNATIONAL_PAYMENTS_NOT_ALLOWED = "international_payments_not_allowed"
     TIMEOUT_CHARGE_TAKEN = "timeout_charge_taken"
@@ -113,14 +136,41 @@ class Behaviour(StrEnum):
     GATEWAY_UNREACHABLE = "gateway_unreachable"
 
 
-_DECLINES: dict[Behaviour, str] = {
-    Behaviour.CARD_DECLINED: "The card was declined.",
-    Behaviour.INSUFFICIENT_FUNDS: "The card has insufficient funds.",
-    Behaviour.EXPIRED_CARD: "The card has expired.",
-    Behaviour.INCORRECT_CVC: "The card's security code is incorrect.",
-    Behaviour.PROCESSING_ERROR: "An error occurred while processing the card; retrying may help.",
-    Behaviour.INTERNATIONAL_PAYMENTS_NOT_ALLOWED: (
-        "The card's issuer does not allow international payments."
+@dataclass(frozen=True, slots=True)
+class _Decline:
+    stripe_code: str  # the decline code Stripe gives this test card
+    code: str  # topup's code for it: what the renewal records and the payer is told
+    message: str
+
+
+_DECLINES: dict[Behaviour, _Decline] = {
+    Behaviour.CARD_DECLINED: _Decline("generic_decline", "card_declined", "The card was declined."),
+    Behaviour.INSUFFICIENT_FUNDS: _Decline(
+        "insufficient_funds", "insufficient_funds", "The card has insufficient funds."
+    ),
+    Behaviour.LOST_CARD: _Decline("lost_card", "lost_card", "The card is reported lost."),
+    Behaviour.STOLEN_CARD: _Decline("stolen_card", "stolen_card", "The card is reported stolen."),
+    Behaviour.EXPIRED_CARD: _Decline("expired_card", "expired_card", "The card has expired."),
+    Behaviour.INCORRECT_CVC: _Decline(
+        "incorrect_cvc", "incorrect_cvc", "The card's security code is incorrect."
+    ),
+    Behaviour.PROCESSING_ERROR: _Decline(
+        "processing_error",
+        "processing_error",
+        "An error occurred while processing the card; retrying may help.",
+    ),
+    Behaviour.CARD_VELOCITY_EXCEEDED: _Decline(
+        "card_velocity_exceeded",
+        "card_velocity_exceeded",
+        "The card has exceeded its balance, credit limit or number of payments allowed.",
+    ),
+    Behaviour.FRAUDULENT: _Decline(
+        "fraudulent", "fraudulent", "The payment was blocked as likely fraudulent."
+    ),
+    Behaviour.INTERNATIONAL_PAYMENTS_NOT_ALLOWED: _Decline(
+        "transaction_not_allowed",
+        "international_payments_not_allowed",
+        "The card's issuer does not allow international payments.",
     ),
 }
 
@@ -143,9 +193,17 @@ _SANDBOX_CARDS: dict[str, _SandboxCard] = {
     "378282246310005": _SandboxCard(Behaviour.SUCCEEDS),
     "4000000000000002": _SandboxCard(Behaviour.CARD_DECLINED),
     "4000000000009995": _SandboxCard(Behaviour.INSUFFICIENT_FUNDS),
+    "4000000000009987": _SandboxCard(Behaviour.LOST_CARD),
+    "4000000000009979": _SandboxCard(Behaviour.STOLEN_CARD),
     "4000000000000069": _SandboxCard(Behaviour.EXPIRED_CARD),
     "4000000000000127": _SandboxCard(Behaviour.INCORRECT_CVC),
     "4000000000000119": _SandboxCard(Behaviour.PROCESSING_ERROR),
+    "4000000000006975": _SandboxCard(Behaviour.CARD_VELOCITY_EXCEEDED),
+    "4000000000000341": _SandboxCard(Behaviour.CARD_DECLINED),
+    "4000000000000101": _SandboxCard(Behaviour.INCORRECT_CVC),
+    "4100000000000019": _SandboxCard(Behaviour.FRAUDULENT),
+    "4000000000004954": _SandboxCard(Behaviour.FRAUDULENT),
+    "4000000000009235": _SandboxCard(Behaviour.SUCCEEDS),
     "4000000000003220": _SandboxCard(Behaviour.REQUIRES_AUTHENTICATION),
     CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED: _SandboxCard(
         Behaviour.INTERNATIONAL_PAYMENTS_NOT_ALLOWED, issuer_country="US"
@@ -274,8 +332,15 @@ class SandboxGateway:
             expiry_month=card.expiry_month,
             expiry_year=expiry_year,
             issuer_country=sandbox_card.issuer_country,
+            fingerprint=self._fingerprint(digits),
         )
         return replace(instrument, token=self._sign(sandbox_card.behaviour, instrument))
+
+    def _fingerprint(self, digits: str) -> str:
+        """Like Stripe's card fingerprint: the same for the same number whatever the expiry or
+        CVC, a keyed hash that cannot be turned back into the number."""
+        mac = hmac.new(self._secret, b"card-fingerprint:" + digits.encode(), hashlib.sha256)
+        return FINGERPRINT_PREFIX + _b64encode(mac.digest())[:FINGERPRINT_LENGTH]
 
     def _check_expiry(self, month: int, year: int) -> int:
         """Validate the expiry and return its four-digit year (two-digit years are 20xx)."""
@@ -315,6 +380,7 @@ class SandboxGateway:
             "expiry_month": instrument.expiry_month,
             "expiry_year": instrument.expiry_year,
             "country": instrument.issuer_country,
+            "fingerprint": instrument.fingerprint,
         }
         payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"{TOKEN_PREFIX}{payload}.{self._signature(payload)}"
@@ -335,6 +401,7 @@ class SandboxGateway:
                 expiry_month=int(claims["expiry_month"]),
                 expiry_year=int(claims["expiry_year"]),
                 issuer_country=str(claims["country"]),
+                fingerprint=str(claims.get("fingerprint", "")),  # tokens made before it: ""
             )
         except (KeyError, TypeError, ValueError):
             raise self._token_invalid() from None
@@ -350,7 +417,11 @@ class SandboxGateway:
     def _claims(self, token: str) -> dict[str, Any]:
         """The claims of a token we signed; anything else is ``payment_token_invalid``."""
         invalid = self._token_invalid()
-        if len(token) > TOKEN_LENGTH_MAX or not token.startswith(TOKEN_PREFIX):
+        if (
+            len(token) > TOKEN_LENGTH_MAX
+            or not token.isascii()  # (a lone surrogate cannot even be encoded to be checked)
+            or not token.startswith(TOKEN_PREFIX)
+        ):
             raise invalid
         payload, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
         if not hmac.compare_digest(signature.encode(), self._signature(payload).encode()):
@@ -436,7 +507,7 @@ class SandboxGateway:
         self, body: bytes, headers: Mapping[str, str], now: dt.datetime
     ) -> GatewayEvent:
         """The card sandbox answers at once and sends no webhooks."""
-        raise InputError(
+        raise WebhookError(
             "The sandbox card gateway sends no webhooks.",
             code="webhook_unsupported",
             field="webhook",
@@ -499,12 +570,13 @@ class SandboxGateway:
                 message="The payer must authenticate the charge.",
                 requires_action="authenticate",
             )
-        if behaviour in _DECLINES:
+        decline = _DECLINES.get(behaviour)
+        if decline is not None:
             return ChargeResult(
                 outcome=GatewayOutcome.DECLINED,
                 gateway_reference=reference,
-                decline_code=behaviour.value,
-                message=_DECLINES[behaviour],
+                decline_code=decline.code,
+                message=f"{decline.message} (Stripe: {decline.stripe_code})",
             )
         return ChargeResult(outcome=GatewayOutcome.SUCCEEDED, gateway_reference=reference)
 

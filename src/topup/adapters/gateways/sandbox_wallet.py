@@ -29,7 +29,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 
 from topup.adapters.gateways.sandbox import _b64decode, _b64encode
-from topup.domain.errors import InputError
+from topup.domain.errors import InputError, WebhookError, require
 from topup.ports import (
     CardDetails,
     ChargeRequest,
@@ -46,8 +46,9 @@ APPROVE_IN_WALLET = "approve_in_wallet"
 SIGNATURE_HEADER = "sandbox-signature"
 WEBHOOK_TOLERANCE_S = 300
 WEBHOOK_BODY_BYTES_MAX = 16 * 1024
+WEBHOOK_TIMESTAMP_DIGITS_MAX = 12  # Unix seconds until the year 33658
 WALLET_ACCOUNT_DIGITS_MIN = 6
-WALLET_ACCOUNT_DIGITS_MAX = 20
+WALLET_ACCOUNT_DIGITS_MAX = 15  # E.164
 TOKEN_PREFIX = "wtok_sbx_"  # noqa: S105 - a prefix, not a secret
 DECLINES_SUFFIX = "0000"
 NEVER_ANSWERS_SUFFIX = "9999"
@@ -96,18 +97,16 @@ class SandboxWallet:
         )
 
     def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
-        """A token for a wallet account (its number never leaves this adapter in clear)."""
-        digits = account.replace(" ", "").replace("-", "").removeprefix("+")
-        if (
-            not digits.isascii()
-            or not digits.isdigit()
-            or not WALLET_ACCOUNT_DIGITS_MIN <= len(digits) <= WALLET_ACCOUNT_DIGITS_MAX
-        ):
-            raise InputError(
-                "A wallet account is the phone number registered with the wallet (6 to 20 digits).",
-                code="wallet_account_invalid",
-                field="payment.wallet_account",
-            )
+        """A token for a wallet account in E.164 form (``wallet_account_of`` makes it so); its
+        number never leaves this adapter in clear."""
+        digits = account.removeprefix("+")
+        require(
+            account.startswith("+")
+            and digits.isascii()
+            and digits.isdigit()
+            and WALLET_ACCOUNT_DIGITS_MIN <= len(digits) <= WALLET_ACCOUNT_DIGITS_MAX,
+            "a wallet account reaches the wallet in E.164 form",
+        )
         claims = json.dumps({"provider": provider, "account": digits}, sort_keys=True).encode()
         payload = _b64encode(claims)
         signature = _b64encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
@@ -208,9 +207,13 @@ class SandboxWallet:
         return body, self.sign(body, sent_at or self._clock())
 
     def sign(self, body: bytes, at: dt.datetime) -> dict[str, str]:
-        timestamp = str(int(at.timestamp()))
-        mac = hmac.new(self._webhook_secret, timestamp.encode() + b"." + body, hashlib.sha256)
-        return {SIGNATURE_HEADER: f"t={timestamp},v1={mac.hexdigest()}"}
+        return self.sign_with_timestamp(body, str(int(at.timestamp())))
+
+    def sign_with_timestamp(self, body: bytes, timestamp: str) -> dict[str, str]:
+        """The signature header for ``body`` with ``timestamp`` written as given (tests sign odd
+        timestamps with it, as someone holding the secret could)."""
+        mac = self._webhook_mac(timestamp.encode("utf-8", "surrogatepass"), body)
+        return {SIGNATURE_HEADER: f"t={timestamp},v1={mac}"}
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], now: dt.datetime
@@ -218,40 +221,22 @@ class SandboxWallet:
         """Check the signature over the raw body and the timestamp; return the event."""
         if len(body) > WEBHOOK_BODY_BYTES_MAX:
             raise _webhook_error("webhook_too_large", "The webhook body is too large.")
-        lowered = {key.lower(): value for key, value in headers.items()}
-        parts = dict(
-            part.split("=", 1)
-            for part in lowered.get(SIGNATURE_HEADER, "").split(",")
-            if "=" in part
-        )
-        timestamp, signature = parts.get("t", ""), parts.get("v1", "")
-        if not timestamp.isdigit() or not signature:
+        timestamp, signature = _signature_parts(headers)
+        if not timestamp or not signature:
             raise _webhook_error("webhook_signature_missing", "The webhook is not signed.")
-        mac = hmac.new(self._webhook_secret, timestamp.encode() + b"." + body, hashlib.sha256)
-        if not signature.isascii() or not hmac.compare_digest(mac.hexdigest(), signature):
+        if not signature.isascii() or not hmac.compare_digest(
+            self._webhook_mac(timestamp.encode("utf-8", "surrogatepass"), body), signature
+        ):
             raise _webhook_error("webhook_signature_invalid", "The webhook signature is wrong.")
-        age_s = now.timestamp() - int(timestamp)
-        if abs(age_s) > WEBHOOK_TOLERANCE_S:
+        signed_at_s = _unix_seconds(timestamp)
+        if abs(now.timestamp() - signed_at_s) > WEBHOOK_TOLERANCE_S:
             raise _webhook_error(
                 "webhook_too_old", "The webhook was signed too long ago; it may be a replay."
             )
-        try:
-            event = json.loads(body)
-            kind = str(event["type"])
-            result = None  # other events (e.g. created, pending) say nothing final: noted only
-            if kind == "payment.succeeded":
-                result = ChargeResult(GatewayOutcome.SUCCEEDED, event.get("reference"))
-            elif kind == "payment.failed":
-                result = ChargeResult(
-                    GatewayOutcome.DECLINED,
-                    event.get("reference"),
-                    str(event.get("decline_code") or "payer_declined"),
-                )
-            return GatewayEvent(
-                event_id=str(event["id"]), payment_id=str(event["payment_id"]), result=result
-            )
-        except (ValueError, KeyError, TypeError):
-            raise _webhook_error("webhook_malformed", "The webhook body is not an event.") from None
+        return _event(body)
+
+    def _webhook_mac(self, timestamp: bytes, body: bytes) -> str:
+        return hmac.new(self._webhook_secret, timestamp + b"." + body, hashlib.sha256).hexdigest()
 
     def _schedule_webhook(self, request: ChargeRequest) -> None:
         deliver = self.deliver
@@ -269,8 +254,52 @@ class SandboxWallet:
         task.add_done_callback(self._deliveries.discard)
 
 
-def _webhook_error(code: str, message: str) -> InputError:
-    return InputError(message, code=code, field="webhook")
+def _webhook_error(code: str, message: str) -> WebhookError:
+    return WebhookError(message, code=code, field="webhook")
+
+
+def _signature_parts(headers: Mapping[str, str]) -> tuple[str, str]:
+    """The ``t`` and ``v1`` of the signature header, as sent ("" when absent)."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    parts = dict(
+        part.split("=", 1) for part in lowered.get(SIGNATURE_HEADER, "").split(",") if "=" in part
+    )
+    return parts.get("t", ""), parts.get("v1", "")
+
+
+def _unix_seconds(timestamp: str) -> int:
+    """A signed timestamp as Unix seconds: 1 to 12 ASCII digits (``int`` alone takes "²", other
+    scripts' digits, and thousands of digits it then refuses or cannot compare)."""
+    if not (
+        timestamp.isascii()
+        and timestamp.isdigit()
+        and len(timestamp) <= WEBHOOK_TIMESTAMP_DIGITS_MAX
+    ):
+        raise _webhook_error(
+            "webhook_timestamp_invalid", "The webhook's signature timestamp is not a Unix time."
+        )
+    return int(timestamp)
+
+
+def _event(body: bytes) -> GatewayEvent:
+    """The event a signed body carries; ``webhook_malformed`` if it is not one."""
+    try:
+        event = json.loads(body)
+        kind = str(event["type"])
+        result = None  # other events (e.g. created, pending) say nothing final: noted only
+        if kind == "payment.succeeded":
+            result = ChargeResult(GatewayOutcome.SUCCEEDED, event.get("reference"))
+        elif kind == "payment.failed":
+            result = ChargeResult(
+                GatewayOutcome.DECLINED,
+                event.get("reference"),
+                str(event.get("decline_code") or "payer_declined"),
+            )
+        return GatewayEvent(
+            event_id=str(event["id"]), payment_id=str(event["payment_id"]), result=result
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise _webhook_error("webhook_malformed", "The webhook body is not an event.") from None
 
 
 def from_settings(

@@ -15,13 +15,18 @@ $(BIN)/topup: pyproject.toml requirements.txt
 
 install: $(BIN)/topup
 
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# The port is checked before anything starts; Ctrl-C stops the server, then the worker, and
+# exits 0 (`topup serve --with-worker`; see src/topup/entrypoints/cli/processes.py).
 run: install
+	@$(BIN)/topup serve --check-port --host $(HOST) --port $(PORT)
 	$(BIN)/topup init --demo
-	@echo "API: http://127.0.0.1:8000/api/docs   Demo cards: $(BIN)/topup cards"
+	@echo "API: http://$(HOST):$(PORT)/api/docs   Demo cards: $(BIN)/topup cards"
 	@echo "Activation worker and API server running; Ctrl-C stops both."
-	@trap 'kill 0' INT TERM EXIT; \
-	TOPUP_SANDBOX_WEBHOOK_URL=http://127.0.0.1:8000 $(BIN)/topup worker & \
-	TOPUP_SANDBOX_WEBHOOK_URL=http://127.0.0.1:8000 $(BIN)/topup serve --host 127.0.0.1 --port 8000
+	@TOPUP_SANDBOX_WEBHOOK_URL=http://$(HOST):$(PORT) exec $(BIN)/topup serve --with-worker \
+		--host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -39,6 +44,7 @@ unit: install
 bench: install
 	$(BIN)/python bench/renewals.py
 	$(BIN)/python bench/http_renewals.py
+	$(BIN)/python bench/cli_startup.py
 
 # The texts to translate: extracted from the code (babel.cfg), merged into every catalogue; new
 # texts arrive untranslated (a test fails until each has its four languages).

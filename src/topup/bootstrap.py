@@ -3,48 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import os
 import random
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from importlib.metadata import entry_points
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-import httpx
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from topup.adapters.clock import SystemClock
-from topup.adapters.db.engine import (
-    POSTGRES_POOL_SIZE,
-    create_engine,
-    database_unavailable,
-    is_sqlite,
-)
-from topup.adapters.db.unit_of_work import SqlUnitOfWork
-from topup.adapters.gateways.sandbox_settlement import JournalingGateway, SettlementJournal
-from topup.adapters.gateways.sandbox_wallet import SandboxWallet
-from topup.adapters.iin_table import shipped_iin_table
-from topup.adapters.methods import load_methods
-from topup.adapters.network.sandbox import SandboxNetwork
-from topup.adapters.notify.mail_outbox import MemoryMailer, OutboxMailer
-from topup.adapters.notify.sandbox_sms import SandboxSms
-from topup.adapters.notify.smtp import SmtpMailer, parse_smtp_url
-from topup.adapters.profiles import load_profile
-from topup.adapters.rate_limits import MemoryRateLimiter
-from topup.adapters.redis_rate_limits import RedisRateLimiter
-from topup.adapters.secrets import TokenVault
 from topup.domain.errors import InputError
-from topup.ports import Clock, Mailer, PaymentGateway, RateLimiter
-from topup.services.context import Services
-from topup.services.wallets import handle_webhook
 from topup.settings import Limits, Settings
+
+if TYPE_CHECKING:  # the adapters are imported where they are built: `topup --help` needs none
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from topup.domain.profile import OperatorProfile
+    from topup.ports import (
+        Clock,
+        Mailer,
+        NetworkProvisioner,
+        PaymentGateway,
+        RateLimiter,
+        SmsSender,
+    )
+    from topup.services.context import Services
 
 GATEWAY_ENTRY_POINTS = "topup.gateways"
 JSON = "application/json"
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+
+
+SQLITE_FILE_MODE = 0o600  # the database holds tokens and e-mail addresses: owner only
 
 
 @dataclass
@@ -52,15 +44,37 @@ class Application:
     services: Services
     engine: AsyncEngine
     settings: Settings
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
         await self.engine.dispose()
-        if isinstance(self.services.rate_limiter, RedisRateLimiter):
-            await self.services.rate_limiter.aclose()
+        for close in self.closers:
+            await close()
+
+
+def load_settings() -> Settings:
+    """The settings, from ``TOPUP_*`` variables or the TOML file TOPUP_CONFIG names: every entry
+    point asks here rather than reading them itself."""
+    return Settings()
+
+
+def operator_profile(settings: Settings | None = None) -> OperatorProfile:
+    """The operator profile the settings name (country, currency, time zone, languages...)."""
+    from topup.adapters.profiles import load_profile
+
+    return load_profile((settings or load_settings()).profile)
+
+
+def operator_today(profile: OperatorProfile, now: dt.datetime | None = None) -> dt.date:
+    """Today (or ``now``'s day) in the operator's time zone: the day settlements are dated by."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.astimezone(ZoneInfo(profile.time_zone)).date()
 
 
 def secret_key(settings: Settings) -> str:
     """TOPUP_SECRET_KEY, or for the demo a key generated once into var/secret.key (mode 0600)."""
+    from topup.adapters.secrets import TokenVault
+
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.secret_key_file)
@@ -72,11 +86,20 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def _prepare_sqlite_directory(url: str) -> None:
-    if is_sqlite(url) and ":memory:" not in url:
-        database = url.split(":///", 1)[-1]
-        if database:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+def _prepare_sqlite_file(url: str) -> None:
+    """SQLite: make the database's directory, and the file itself readable by its owner only
+    (SQLite gives its -wal, -shm and -journal files the database file's permissions)."""
+    from topup.adapters.db.engine import is_sqlite
+
+    if not is_sqlite(url) or ":memory:" in url:
+        return
+    database = url.split(":///", 1)[-1].split("?", 1)[0]
+    if not database:
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
 
 
 def build(
@@ -88,37 +111,43 @@ def build(
     on_event: Callable[[str, dict[str, str]], None] | None = None,
     pool_size: int | None = None,
 ) -> Application:
-    settings = settings or Settings()
+    from topup.adapters.clock import SystemClock
+    from topup.adapters.db.engine import (
+        POSTGRES_POOL_SIZE,
+        create_engine,
+        database_unavailable,
+        is_sqlite,
+    )
+    from topup.adapters.db.unit_of_work import SqlUnitOfWork
+    from topup.adapters.iin_table import shipped_iin_table
+    from topup.adapters.methods import load_methods
+    from topup.adapters.secrets import TokenVault
+    from topup.services.context import Services
+
+    settings = settings or load_settings()
     limits = limits or Limits()
     clock = clock or SystemClock()
-    _prepare_sqlite_directory(settings.database_url)
+    _prepare_sqlite_file(settings.database_url)
     engine = create_engine(settings.database_url, pool_size=pool_size or POSTGRES_POOL_SIZE)
     key = secret_key(settings)
-    profile = load_profile(settings.profile)
+    profile = operator_profile(settings)
     methods_file = Path(settings.methods_file) if settings.methods_file else None
     methods = load_methods(profile, methods_file)
     wanted = {settings.gateway} | {method.gateway for method in methods.methods if method.gateway}
     gateways = {name: _gateway(name, settings, key, clock) for name in sorted(wanted)}
-    network = SandboxNetwork(
-        activation_delay_s=settings.network_delay_s,
-        transient_failure_rate=settings.network_transient_failure_rate,
-        permanent_failure_rate=settings.network_permanent_failure_rate,
-        seed=settings.sandbox_seed,
-        latency_s=settings.network_latency_s,
-        clock=clock.now,
-    )
+    closers: list[Callable[[], Awaitable[None]]] = []
     writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
     randomness = random.Random(seed)
     services = Services(
         unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
         gateway=gateways[settings.gateway],
         gateways=gateways,
-        network=network,
+        network=_network(settings, clock),
         clock=clock,
         profile=profile,
         methods=methods,
         card_facts=shipped_iin_table().facts_for,
-        rate_limiter=_rate_limiter(settings, clock),
+        rate_limiter=_rate_limiter(settings, clock, closers),
         limits=limits,
         tokens=TokenVault(key),
         new_id=(lambda: str(uuid.UUID(int=randomness.getrandbits(128), version=4)))
@@ -128,37 +157,68 @@ def build(
         database_unavailable=database_unavailable,
         mailer=_mailer(settings, clock),
         public_url=settings.public_url.rstrip("/"),
-        sms=SandboxSms(
-            latency_s=settings.sms_latency_s,
-            failure_rate=settings.sms_failure_rate,
-            seed=settings.sandbox_seed,
-            outbox=settings.sandbox_sms_outbox or None,
-            clock=clock.now,
-        ),
+        sms=_sms(settings, clock),
     )
     if on_event is not None:
         services.on_event = on_event
     _deliver_sandbox_webhooks(services, settings.sandbox_webhook_url)
-    return Application(services=services, engine=engine, settings=settings)
+    return Application(services=services, engine=engine, settings=settings, closers=closers)
 
 
-def _rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
+def _network(settings: Settings, clock: Clock) -> NetworkProvisioner:
+    from topup.adapters.network.sandbox import SandboxNetwork
+
+    return SandboxNetwork(
+        activation_delay_s=settings.network_delay_s,
+        transient_failure_rate=settings.network_transient_failure_rate,
+        permanent_failure_rate=settings.network_permanent_failure_rate,
+        seed=settings.sandbox_seed,
+        latency_s=settings.network_latency_s,
+        clock=clock.now,
+    )
+
+
+def _sms(settings: Settings, clock: Clock) -> SmsSender:
+    from topup.adapters.notify.sandbox_sms import SandboxSms
+
+    return SandboxSms(
+        latency_s=settings.sms_latency_s,
+        failure_rate=settings.sms_failure_rate,
+        seed=settings.sandbox_seed,
+        outbox=settings.sandbox_sms_outbox or None,
+        clock=clock.now,
+    )
+
+
+def _rate_limiter(
+    settings: Settings, clock: Clock, closers: list[Callable[[], Awaitable[None]]]
+) -> RateLimiter:
     """Shared by every server process through Redis when TOPUP_REDIS_URL is set (falling back
     to this process's memory while Redis is down); else counted in this process's memory."""
     if settings.redis_url:
-        return RedisRateLimiter.from_url(settings.redis_url, clock)
+        from topup.adapters.redis_rate_limits import RedisRateLimiter
+
+        limiter = RedisRateLimiter.from_url(settings.redis_url, clock)
+        closers.append(limiter.aclose)
+        return limiter
+    from topup.adapters.rate_limits import MemoryRateLimiter
+
     return MemoryRateLimiter(clock)
 
 
 def _mailer(settings: Settings, clock: Clock) -> Mailer:
     """SMTP when TOPUP_SMTP_URL is set; else .eml files in TOPUP_MAIL_OUTBOX; else memory."""
     if settings.smtp_url:
+        from topup.adapters.notify.smtp import SmtpMailer, parse_smtp_url
+
         return SmtpMailer(
             parse_smtp_url(settings.smtp_url),
             sender=settings.mail_from,
             timeout_s=settings.smtp_timeout_s,
             clock=clock.now,
         )
+    from topup.adapters.notify.mail_outbox import MemoryMailer, OutboxMailer
+
     if settings.mail_outbox:
         return OutboxMailer(Path(settings.mail_outbox), sender=settings.mail_from, clock=clock.now)
     return MemoryMailer()
@@ -170,6 +230,9 @@ WEBHOOK_DELIVERY_TIMEOUT_S = 10.0
 def _deliver_sandbox_webhooks(services: Services, base_url: str) -> None:
     """The sandbox wallet posts its webhooks to ``base_url``'s webhook endpoint over HTTP, as a
     provider would; without one, straight to our handler in this process."""
+    from topup.adapters.gateways.sandbox_wallet import SandboxWallet
+    from topup.services.wallets import handle_webhook
+
     for name, gateway in services.gateways.items():
         if not isinstance(gateway, SandboxWallet):
             continue
@@ -177,6 +240,8 @@ def _deliver_sandbox_webhooks(services: Services, base_url: str) -> None:
             address = f"{base_url.rstrip('/')}/api/v1/webhooks/{name}"
 
             async def post(body: bytes, headers: Mapping[str, str], address: str = address) -> str:
+                import httpx
+
                 async with httpx.AsyncClient(timeout=WEBHOOK_DELIVERY_TIMEOUT_S) as client:
                     answer = await client.post(
                         address, content=body, headers={**headers, "content-type": JSON}
@@ -195,6 +260,8 @@ def _deliver_sandbox_webhooks(services: Services, base_url: str) -> None:
 
 def _gateway(name: str, settings: Settings, key: str, clock: Clock) -> PaymentGateway:
     """The gateway adapter registered under ``name`` (entry point group ``topup.gateways``)."""
+    from importlib.metadata import entry_points
+
     found = {entry.name: entry for entry in entry_points(group=GATEWAY_ENTRY_POINTS)}
     if name not in found:
         raise InputError(
@@ -205,6 +272,8 @@ def _gateway(name: str, settings: Settings, key: str, clock: Clock) -> PaymentGa
     factory = found[name].load()
     gateway: PaymentGateway = factory(settings, secret_key=key, clock=clock.now)
     if name == "sandbox" and settings.sandbox_journal:
+        from topup.adapters.gateways.sandbox_settlement import JournalingGateway, SettlementJournal
+
         journal = SettlementJournal(Path(settings.sandbox_journal))
         gateway = JournalingGateway(gateway, journal, clock=clock.now)
     return gateway
@@ -212,7 +281,10 @@ def _gateway(name: str, settings: Settings, key: str, clock: Clock) -> PaymentGa
 
 def migrate(database_url: str) -> None:
     """Bring the schema to the newest revision (Alembic; same revisions on SQLite and PostgreSQL)."""
-    _prepare_sqlite_directory(database_url)
+    from alembic import command
+    from alembic.config import Config
+
+    _prepare_sqlite_file(database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
     config.attributes["database_url"] = database_url

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # Fonts for PDF receipts, tried in order (separated by the OS path separator); empty: the
     # usual places of Noto CJK, WenQuanYi, Droid and DejaVu fonts. No font: Latin-1 and English.
     receipt_font_paths: str = ""
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, separated by
+    # commas): the client is the last address it names that is not one of them. Empty: none, the
+    # peer of the connection is the client.
+    trusted_proxies: str = ""
     # Redis (redis://host:port/db) shared by every server process for rate limits; empty: each
     # process counts in its own memory.
     redis_url: str = ""

@@ -34,9 +34,9 @@ NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 UNFILLED = re.compile(r"\{[^{}]*\}")
 
 # `code="..."` keywords, class attributes `code = "..."` / `code: str = "..."`, and the command
-# line's own `_fail("...", ...)`.
+# line's own `fail("...", ...)`.
 _CODE_IN_SOURCE = re.compile(
-    r"""\bcode(?:\s*:\s*str)?\s*=\s*"([a-z][a-z0-9_]*)"|\b_fail\(\s*"([a-z][a-z0-9_]*)\""""
+    r"""\bcode(?:\s*:\s*str)?\s*=\s*"([a-z][a-z0-9_]*)"|\bfail\(\s*"([a-z][a-z0-9_]*)\""""
 )
 # Decline codes a service writes itself, as a positional argument the scan above cannot see.
 DECLINE_CODES_SET_BY_SERVICES = frozenset({"gateway_unreachable"})
@@ -111,7 +111,8 @@ def test_the_source_scan_finds_keyword_class_and_command_line_codes() -> None:
     found = codes_in_source()
     assert {"card_number_empty", "plan_unknown"} <= found  # code="..."
     assert {"not_found", "payment_failed", "topup_error"} <= found  # class attributes
-    assert {"internal_error", "database_unavailable"} <= found  # _fail("...")
+    assert {"internal_error", "database_unavailable"} <= found  # fail("...") in the CLI
+    assert {"expiry_invalid", "settlement_file_unreadable"} <= found  # only there
     assert "my" not in found  # profile files are not scanned
 
 

@@ -53,10 +53,10 @@ class Translations:
     plural: Callable[[int], int]  # the form for a count, by the language's plural rule
 
     def gettext(self, message: str, **parameters: object) -> str:
-        return self._fill(self._find(None, message, 0), message, parameters)
+        return self._fill(self._find(None, message), message, parameters)
 
     def pgettext(self, context: str, message: str, **parameters: object) -> str:
-        return self._fill(self._find(context, message, 0), message, parameters)
+        return self._fill(self._find(context, message), message, parameters)
 
     def ngettext(self, singular: str, plural: str, count: int, **parameters: object) -> str:
         """The form for ``count``; ``count`` is also the parameter ``%(count)d``."""
@@ -65,9 +65,9 @@ class Translations:
         text = found[min(self.plural(count), len(found) - 1)] if found else english
         return self._fill(text or english, english, {"count": count, **parameters})
 
-    def _find(self, context: str | None, message: str, form: int) -> str:
+    def _find(self, context: str | None, message: str) -> str:
         found = self.texts.get((context, message))
-        return found[form] if found and found[form] else message
+        return found[0] if found and found[0] else message
 
     @staticmethod
     def _fill(text: str, english: str, parameters: Mapping[str, object]) -> str:
@@ -120,10 +120,13 @@ def catalogue(locale: str) -> Catalog:
         return read_po(handle, locale=locale, domain=DOMAIN)
 
 
-@functools.cache
 def translations(locale: str) -> Translations:
     """The texts of ``locale``, or of its language, or English (``zh-CN`` -> zh_Hans)."""
-    chosen = resolve_or_default(locale, DEFAULT_LOCALE)
+    return _translations(resolve_or_default(locale, DEFAULT_LOCALE))
+
+
+@functools.cache  # one per locale of LOCALES, whatever callers pass
+def _translations(chosen: str) -> Translations:
     found = catalogue(chosen)
     where = f"{chosen}/LC_MESSAGES/{DOMAIN}.po"
     rule = stdlib_gettext.c2py(found.plural_expr)

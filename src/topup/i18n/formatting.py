@@ -26,13 +26,17 @@ from topup.domain.money import Money, minor_unit_digits
 from topup.i18n.locales import resolve_or_default
 
 Width = Literal["short", "medium", "long", "full"]
-RelativeThreshold = 0.85  # Babel's: 50 minutes read "in 1 hour", 40 minutes "in 40 minutes"
+RELATIVE_THRESHOLD = 0.85  # Babel's: 50 minutes read "in 1 hour", 40 minutes "in 40 minutes"
 
 
-@functools.cache
 def babel_locale(locale: str) -> Locale:
     """The Babel locale of one of LOCALES, or of the one ``locale`` falls back to."""
-    return Locale.parse(resolve_or_default(locale))
+    return _parsed(resolve_or_default(locale))
+
+
+@functools.cache  # one per locale of LOCALES, whatever callers pass
+def _parsed(chosen: str) -> Locale:
+    return Locale.parse(chosen)
 
 
 def _zone(time_zone: str) -> ZoneInfo:
@@ -66,8 +70,13 @@ def format_datetime(
     )
 
 
-def format_date(day: dt.date | dt.datetime, locale: str, *, time_zone: str | None = None,
-                width: Width = "medium") -> str:  # fmt: skip
+def format_date(
+    day: dt.date | dt.datetime,
+    locale: str,
+    *,
+    time_zone: str | None = None,
+    width: Width = "medium",
+) -> str:
     """A day (``25 Nov 2026`` in ms); a moment is first brought to ``time_zone``."""
     if isinstance(day, dt.datetime):
         if time_zone is None:
@@ -86,7 +95,7 @@ def format_time(moment: dt.datetime, locale: str, *, time_zone: str, width: Widt
 def format_duration(duration: dt.timedelta, locale: str) -> str:
     """A length of time, rounded to its largest unit: ``5 minutes``, ``5分钟``."""
     return format_timedelta(
-        duration, threshold=RelativeThreshold, format="long", locale=babel_locale(locale)
+        duration, threshold=RELATIVE_THRESHOLD, format="long", locale=babel_locale(locale)
     )
 
 
@@ -94,7 +103,7 @@ def format_relative(moment: dt.datetime, locale: str, *, now: dt.datetime) -> st
     """``in 5 minutes`` / ``5 minutes ago`` (``5分钟后``, ``dalam 5 minit``) from ``now``."""
     return format_timedelta(
         _aware(moment) - _aware(now),
-        threshold=RelativeThreshold,
+        threshold=RELATIVE_THRESHOLD,
         add_direction=True,
         format="long",
         locale=babel_locale(locale),

@@ -167,6 +167,7 @@ def _parse_cursor(cursor: str) -> tuple[dt.datetime, str]:
     if (
         not isinstance(renewal_id, str)
         or len(renewal_id) > CURSOR_LENGTH_MAX
+        or not renewal_id.isprintable()  # a NUL would reach the database
         or not CURSOR_YEARS[0] <= moment.year <= CURSOR_YEARS[1]
     ):
         raise invalid

@@ -107,7 +107,9 @@ def _code_matches(services: Services, receipt_number: str, typed: str | None) ->
     if not typed:
         return False
     expected = verification_code(services, receipt_number).replace("-", "")
-    return hmac.compare_digest(_typed_code(typed[:VERIFICATION_CODE_TYPED_LENGTH_MAX]), expected)
+    typed_bare = _typed_code(typed[:VERIFICATION_CODE_TYPED_LENGTH_MAX])
+    # As bytes: compare_digest refuses a str that is not ASCII (a typed "０" or "é").
+    return hmac.compare_digest(typed_bare.encode(), expected.encode())
 
 
 # --- reading a receipt -----------------------------------------------------------------------

@@ -324,13 +324,15 @@ def parse_settlement_file(csv_text: str) -> list[SettlementLine]:
 async def settle(
     services: Services, csv_text: str, *, day: dt.date | None = None
 ) -> SettlementReport:
-    """Match a settlement file of ``services.gateway`` with our payments. ``day`` adds a day the
-    file covers even if it has no line for it (an empty file); otherwise the days are the
-    settlement dates of its lines. Changes nothing."""
+    """Match a settlement file of ``services.gateway`` with our payments. The days checked are
+    the settlement dates of its lines, and ``day`` if given; a file without lines is checked
+    for ``day``, by default the operator's today (the profile's time zone). Changes nothing."""
     lines = parse_settlement_file(csv_text)
+    zone = ZoneInfo(services.profile.time_zone)
+    if not lines and day is None:
+        day = services.clock.now().astimezone(zone).date()
     days = sorted({line.settlement_date for line in lines} | ({day} if day else set()))
     report = SettlementReport(gateway=services.gateway.name, days=days, lines=len(lines))
-    zone = ZoneInfo(services.profile.time_zone)
     async with services.unit_of_work() as uow:
         ours = await _payments_for_lines(uow.audit, lines)
         captured: list[OurPayment] = []

@@ -19,11 +19,12 @@ from topup.entrypoints.api.dependencies import (
     LanguageDependency,
     ServicesDependency,
     check_caller_rate,
+    check_card_lookup,
     check_rate,
     client_address,
 )
-from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
+from topup.entrypoints.http.problems import encode
 from topup.i18n import N_, language_tag, translations
 from topup.services import account_emails, accounts
 from topup.services.context import Services
@@ -340,6 +341,7 @@ async def start_card_link(
         limit=services.limits.sms_codes_per_hour_max,
         window_s=accounts.SMS_CODES_WINDOW_S,
     )
+    await check_card_lookup(request, caller, body.card_number)
     sent = await accounts.start_card_link(services, account_id, body.card_number)
     return _json(
         {"card_number": sent.card_number, "expires_at": iso(sent.expires_at)}, status_code=202
@@ -353,10 +355,11 @@ async def start_card_link(
     responses=problems(400, 401, 404, 409),
 )
 async def verify_card_link(
-    body: LinkCodeIn, services: ServicesDependency, caller: CallerDependency
+    body: LinkCodeIn, request: Request, services: ServicesDependency, caller: CallerDependency
 ) -> Response:
     """Link the card with the code sent to it; answers the card with its balance."""
     account_id = _signed_in(caller)
+    await check_card_lookup(request, caller, body.card_number)
     card = await accounts.verify_card_link(services, account_id, body.card_number, body.code)
     return _json(card, status_code=201)
 

@@ -17,80 +17,20 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from topup.adapters import messages
 from topup.bootstrap import Application, build
-from topup.domain.errors import TopupError
-from topup.entrypoints.api import problems
 from topup.entrypoints.api.routes import ROUTERS
+from topup.entrypoints.http import errors
+from topup.entrypoints.http.client import parse_trusted_proxies
+from topup.entrypoints.http.errors import UnexpectedErrors
+from topup.entrypoints.http.request_checks import RequestChecks
+from topup.entrypoints.http.security_headers import SecurityHeaders, page_policy
 from topup.services.receipts import mailings
 
 API_PREFIX = "/api/v1"
 DOCS_STATIC = "/api/docs/static"
-BODY_BYTES_MAX = 64 * 1024  # every request body this API takes is far smaller
-
-
-class BodyLimit:
-    """Refuses a body above ``limit`` bytes (413 ``body_too_large``), whether it says its
-    length or streams; nothing of it reaches a route."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLargeError
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLargeError:
-            await self._refuse(scope, send)
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        headers = dict(scope.get("headers") or [])
-        language = problems.language_of(headers.get(b"accept-language", b"").decode("latin-1"))
-        status, body = problems.problem_body(
-            TopupError(
-                f"the request body is larger than {self.limit} bytes",
-                code="body_too_large",
-                params={"bytes_max": str(self.limit)},
-            ),
-            language,
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", problems.PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLargeError(Exception):
-    pass
+WEBHOOKS_PREFIX = f"{API_PREFIX}/webhooks/"  # signed raw bodies: limited, not inspected
 
 
 DESCRIPTION = """One door for the mobile app, kiosks, stores and partners.
@@ -162,10 +102,16 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
         lifespan=lifespan,
     )
     app.state.application = application
-    problems.install(app)
+    app.state.trusted_proxies = (
+        parse_trusted_proxies(application.settings.trusted_proxies) if application else ()
+    )
+    errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(BodyLimit, limit=BODY_BYTES_MAX)
+    # The last added runs first: the headers, the guard of bugs, then the checks of requests.
+    app.add_middleware(RequestChecks, raw_body_prefixes=(WEBHOOKS_PREFIX,))
+    app.add_middleware(UnexpectedErrors)
+    app.add_middleware(SecurityHeaders, cacheable_prefixes=(DOCS_STATIC + "/",))
     _serve_docs(app)
 
     def openapi() -> dict[str, Any]:
@@ -181,15 +127,19 @@ def _serve_docs(app: FastAPI) -> None:
     static = Path(str(importlib.resources.files("swagger_ui").joinpath("static")))
     app.mount(DOCS_STATIC, StaticFiles(directory=static), name="docs-static")
 
+    page = get_swagger_ui_html(
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        title="topup API",
+        swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+    )
+    html = bytes(page.body).decode()
+    policy = page_policy(html)
+
     @app.get("/api/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=f"{API_PREFIX}/openapi.json",
-            title="topup API",
-            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
-        )
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy})
 
 
 def openapi_document() -> dict[str, Any]:

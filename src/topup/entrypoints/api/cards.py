@@ -12,9 +12,8 @@ from topup.entrypoints.api.dependencies import (
     CallerDependency,
     LanguageDependency,
     ServicesDependency,
-    check_caller_rate,
+    check_card_lookup,
 )
-from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import (
     CardOut,
     CardPlansOut,
@@ -23,14 +22,13 @@ from topup.entrypoints.api.schemas import (
     TransactionsOut,
     problems,
 )
+from topup.entrypoints.http.problems import encode
 from topup.services import queries
 from topup.services.payment_methods import offered_methods
 
 router = APIRouter(tags=["cards"])
 
 CardNumber = Annotated[str, Path(min_length=1, max_length=40, description="MSISDN or ICCID")]
-CARD_LOOKUP = "card_lookup"
-MINUTE_S = 60
 
 
 def _json(data: Any) -> Response:
@@ -50,13 +48,7 @@ async def card_plans(
 ) -> Response:
     """The card's kind, status and validity end, and the plans it may buy on this channel (the
     caller's own for an API key; web by default). No personal data."""
-    await check_caller_rate(
-        request,
-        caller,
-        CARD_LOOKUP,
-        limit=services.limits.card_lookup_per_minute_max,
-        window_s=MINUTE_S,
-    )
+    await check_card_lookup(request, caller, card_number)
     chosen = caller.channel_for(channel)
     return _json(
         await queries.public_plans(
@@ -77,13 +69,7 @@ async def payment_methods(
 ) -> Response:
     """The payment methods offered for this renewal here, with their limits; when there is
     none, ``reason`` says why (R4, R7c, R10)."""
-    await check_caller_rate(
-        request,
-        caller,
-        CARD_LOOKUP,
-        limit=services.limits.card_lookup_per_minute_max,
-        window_s=MINUTE_S,
-    )
+    await check_card_lookup(request, caller, card_number)
     offer = await offered_methods(
         services,
         card_number=card_number,
@@ -98,10 +84,14 @@ async def payment_methods(
     "/api/v1/cards/{card_number}/balance", response_model=CardOut, responses=problems(401, 404)
 )
 async def balance(
-    card_number: CardNumber, services: ServicesDependency, caller: CallerDependency
+    card_number: CardNumber,
+    request: Request,
+    services: ServicesDependency,
+    caller: CallerDependency,
 ) -> Response:
     """Credit, data left, validity end and status, read now (R5). The card's owner and staff
     only; anyone else gets 404, as for a card that does not exist."""
+    await check_card_lookup(request, caller, card_number)
     return _json(await queries.card_balance(services, caller, card_number))
 
 
@@ -112,12 +102,14 @@ async def balance(
 )
 async def transactions(
     card_number: CardNumber,
+    request: Request,
     services: ServicesDependency,
     caller: CallerDependency,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Response:
     """The card's renewals, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+    await check_card_lookup(request, caller, card_number)
     return _json(
         await queries.card_transactions(services, caller, card_number, limit=limit, cursor=cursor)
     )

@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from topup.bootstrap import Application
 from topup.domain.callers import ANONYMOUS, Caller
 from topup.domain.errors import TopupError
-from topup.entrypoints.api.problems import request_language
+from topup.entrypoints.http.client import client_address
+from topup.entrypoints.http.language import request_language
+from topup.entrypoints.http.rate_limits import check_caller_rate, check_card_lookup, check_rate
 from topup.services import accounts, api_keys
 from topup.services.context import Services
 
@@ -50,35 +52,19 @@ async def caller_of(request: Request) -> Caller:
     return ANONYMOUS
 
 
-def client_address(request: Request) -> str:
-    """The peer's address (a reverse proxy in front must pass the client's own; see README)."""
-    return request.client.host if request.client is not None else "unknown"
-
-
-async def check_rate(services: Services, name: str, key: str, *, limit: int, window_s: int) -> None:
-    """Count one request of ``key`` against rule ``name``; 429 with Retry-After when over."""
-    retry_after_s = await services.rate_limiter.hit(name, key, limit=limit, window_s=window_s)
-    if retry_after_s:
-        raise TopupError(
-            f"too many requests ({name}); try again in {retry_after_s} s",
-            code="rate_limited",
-            retryable=True,
-            params={"retry_after_s": str(retry_after_s)},
-        )
-
-
-async def check_caller_rate(
-    request: Request, caller: Caller, name: str, *, limit: int, window_s: int
-) -> None:
-    """The rule counted per client address and, for a known caller, per account or key."""
-    services = application_of(request).services
-    await check_rate(
-        services, name, f"ip:{client_address(request)}", limit=limit, window_s=window_s
-    )
-    if caller.scope != ANONYMOUS.scope:
-        await check_rate(services, name, caller.scope, limit=limit, window_s=window_s)
-
-
 ServicesDependency = Annotated[Services, Depends(services_of)]
 CallerDependency = Annotated[Caller, Depends(caller_of)]
 LanguageDependency = Annotated[str, Depends(language_of_request)]
+
+__all__ = [  # the shared HTTP layer's, re-exported for the API's routes
+    "CallerDependency",
+    "LanguageDependency",
+    "ServicesDependency",
+    "application_of",
+    "caller_of",
+    "check_caller_rate",
+    "check_card_lookup",
+    "check_rate",
+    "client_address",
+    "services_of",
+]

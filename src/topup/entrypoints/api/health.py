@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -12,9 +13,10 @@ from starlette.responses import JSONResponse
 from topup.adapters import messages
 from topup.domain.errors import NotFoundError, TopupError
 from topup.entrypoints.api.dependencies import ServicesDependency
-from topup.entrypoints.api.problems import PROBLEM_MEDIA_TYPE, problem_response
+from topup.entrypoints.http.problems import PROBLEM_MEDIA_TYPE, problem_response
 
 router = APIRouter()
+logger = logging.getLogger("topup.api")
 
 
 class Health(BaseModel):
@@ -33,9 +35,10 @@ async def health(services: ServicesDependency) -> Any:
     try:
         async with services.unit_of_work() as uow:
             await uow.connection.execute(text("SELECT 1"))  # type: ignore[attr-defined]
-    except Exception as error:  # the answer to this route is exactly whether this fails
+    except Exception:  # the answer to this route is exactly whether this fails
+        logger.warning("health: the database cannot be reached", exc_info=True)
         failure = TopupError(
-            f"database unreachable: {type(error).__name__}",
+            "database unreachable",
             code="database_unavailable",
             retryable=True,
         )

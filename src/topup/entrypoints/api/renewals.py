@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from topup.domain.callers import Caller
-from topup.domain.errors import InputError, NotFoundError, PaymentError, TopupError
+from topup.domain.errors import PaymentError
 from topup.entrypoints.api.dependencies import (
     CallerDependency,
     LanguageDependency,
     ServicesDependency,
     check_caller_rate,
+    check_card_lookup,
     check_rate,
 )
-from topup.entrypoints.api.problems import encode, problem_response
 from topup.entrypoints.api.schemas import ConfirmIn, RenewalIn, RenewalOut, problems
+from topup.entrypoints.http.idempotency import run_idempotently
+from topup.entrypoints.http.problems import encode, problem_response
 from topup.services import idempotency
 from topup.services.access import client_secret_of, visible_renewal
 from topup.services.confirmation import confirm_payment
@@ -82,53 +82,6 @@ def _fingerprint(caller: Caller, body: RenewalIn) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-async def run_idempotently(
-    services: Services,
-    *,
-    caller: Caller,
-    key: str | None,
-    fingerprint: str,
-    locale: str,
-    run: Callable[[str], Awaitable[Response]],
-) -> Response:
-    """Run ``run`` once per (caller, key); store its response, errors included, to replay. A
-    failure worth retrying stores nothing, and the retry runs under the same service key."""
-    claimed = await idempotency.begin(
-        services, scope=caller.scope, key=idempotency.check_key(key), fingerprint=fingerprint
-    )
-    if isinstance(claimed, idempotency.StoredResponse):
-        return Response(
-            claimed.body,
-            status_code=claimed.status_code,
-            media_type=claimed.content_type,
-            headers={"Idempotent-Replayed": "true"},
-        )
-    try:
-        response = await run(claimed.request_id)
-    except (InputError, NotFoundError) as error:
-        # Refused before anything was done (a mistyped card number, an unknown plan): like a
-        # request refused by validation, it stores nothing, and the corrected request may use
-        # the same key.
-        await idempotency.finish(services, claimed, None)
-        return problem_response(error, locale)
-    except TopupError as error:
-        if error.retryable:
-            await idempotency.finish(services, claimed, None)
-            raise
-        response = problem_response(error, locale)
-    except Exception:
-        await idempotency.finish(services, claimed, None)
-        raise
-    stored = idempotency.StoredResponse(
-        response.status_code, response.media_type or JSON, bytes(response.body)
-    )
-    # Stored once the response is on its way: the caller does not wait for this write. A retry
-    # arriving in between is told the key is in use; a crash in between leaves the key to be
-    # taken over after idempotency_lease_s, and the service's own key finds the renewal again.
-    response.background = BackgroundTask(idempotency.finish, services, claimed, stored)
-    return response
-
-
 @router.post(
     "/api/v1/renewals",
     status_code=201,
@@ -137,6 +90,7 @@ async def run_idempotently(
 )
 async def create_renewal(
     body: RenewalIn,
+    request: Request,
     services: ServicesDependency,
     caller: CallerDependency,
     language: LanguageDependency,
@@ -148,6 +102,8 @@ async def create_renewal(
     channel = caller.channel_for(body.channel)
 
     async def run(service_key: str) -> Response:
+        # Counted when it runs, not when a stored answer is replayed.
+        await check_card_lookup(request, caller, body.card_number)
         view = await renew(
             services,
             RenewalRequest(

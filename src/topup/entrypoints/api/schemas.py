@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from topup.entrypoints.api.health import Problem
-from topup.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
+from topup.entrypoints.http.problems import PROBLEM_MEDIA_TYPE
 
 Channel = Literal["web", "store", "kiosk", "app", "api"]
 

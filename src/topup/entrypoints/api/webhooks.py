@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from topup.domain.errors import NotFoundError
 from topup.entrypoints.api.dependencies import ServicesDependency
-from topup.entrypoints.api.problems import encode
 from topup.entrypoints.api.schemas import CardIn, TokenOut, WebhookOut, problems
+from topup.entrypoints.http.problems import encode
 from topup.ports import CardDetails
 from topup.services.wallets import handle_webhook
 

@@ -16,7 +16,14 @@ from topup.entrypoints.cli import (
     worker_serve,
 )
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Renew mobile-data cards.")
+# Help is Click's plain layout: Typer's rich layout shows a type after flags that take no value
+# ("--help <bool>", "--json <bool>"), and plain help needs no rich at start-up.
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Renew mobile-data cards.",
+)
 app.command()(admin.init)
 app.command()(cards.cards)
 app.command()(plans.plans)

@@ -1,15 +1,13 @@
-"""Operator's commands: create the schema, audit the ledger, list error codes, read the sandbox SMS."""
+"""Operator's commands: create the schema, audit the ledger, list error codes, read the sandbox
+SMS."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from topup.adapters import messages
-from topup.bootstrap import migrate
 from topup.entrypoints.cli.output import (
     EXIT_FAILED,
     EXIT_INPUT,
@@ -19,10 +17,11 @@ from topup.entrypoints.cli.output import (
     fail,
     print_json,
     run,
+    table,
 )
-from topup.services import audit as audit_service
-from topup.services.demo import load_demo
-from topup.settings import Settings
+
+if TYPE_CHECKING:
+    from topup.services.audit import AuditReport
 
 
 def init(
@@ -30,7 +29,10 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create or upgrade the database schema; with --demo, load demo data."""
-    settings = Settings()
+    from topup.bootstrap import load_settings, migrate
+    from topup.services.demo import load_demo
+
+    settings = load_settings()
     try:
         migrate(settings.database_url)
     except Exception as error:
@@ -45,26 +47,41 @@ def init(
     if as_json:
         print_json(result)
     else:
-        console.print(f"database ready ({result['database']})")
+        console().print(f"database ready ({result['database']})")
         if demo:
-            console.print(
+            console().print(
                 f"demo data: {result['demo']['plans']} plans, {result['demo']['cards_added']} new cards"
             )
 
 
 def audit(as_json: JsonOption = False) -> None:
     """Recompute balances from ledger entries and check every invariant. Exit 1 on any violation."""
-    report = run(lambda application: audit_service.audit(application.services))
+    from topup.services.audit import audit as audit_books
+
+    report = run(lambda application: audit_books(application.services))
     if as_json:
         print_json(
             {"clean": report.clean, "checked": report.checked, "violations": report.violations}
         )
     else:
-        for violation in report.violations:
-            console.print(f"[red]violation[/red]: {violation}")
-        console.print(f"audit {'clean' if report.clean else 'FAILED'}: {report.checked}")
+        _print_audit(report)
     if not report.clean:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_audit(report: AuditReport) -> None:
+    """The violations, one a line, then what was checked and the verdict, for a person."""
+    from rich.markup import escape
+
+    out = console()
+    for violation in report.violations:
+        out.print(f"[red]violation[/red]: {escape(violation)}")
+    out.print(f"audit {'clean' if report.clean else '[red]FAILED[/red]'}")
+    rows = [(f"{what} checked", count) for what, count in report.checked.items()]
+    rows.append(("violations", len(report.violations)))
+    width = max(len(label) for label, _ in rows)
+    for label, count in rows:
+        out.print(f"  {label:<{width}}  {count:>8}")
 
 
 def errors_command(
@@ -74,18 +91,20 @@ def errors_command(
     as_json: JsonOption = False,
 ) -> None:
     """Every error code: what it means, whether retrying can help, what to suggest."""
+    from topup.adapters import messages
+
     entries = messages.catalogue()
     if as_json:
         print_json({"errors": [entry.to_dict() for entry in entries]})
     elif markdown:
         sys.stdout.write(messages.markdown_table())
     else:
-        table = Table("code", "retry can help", "meaning", "suggestion")
+        shown = table("code", "retry can help", "meaning", "suggestion", whole=("code",))
         for entry in entries:
-            table.add_row(
+            shown.add_row(
                 entry.code, "yes" if entry.retryable else "no", entry.meaning, entry.suggestion
             )
-        console.print(table)
+        console().print(shown)
 
 
 def sandbox_sms_command(
@@ -97,15 +116,16 @@ def sandbox_sms_command(
     from pathlib import Path
 
     from topup.adapters.notify.sandbox_sms import read_outbox
+    from topup.bootstrap import load_settings
 
-    outbox = Settings().sandbox_sms_outbox
+    outbox = load_settings().sandbox_sms_outbox
     if not outbox:
         raise fail("sms_outbox_off", "TOPUP_SANDBOX_SMS_OUTBOX is empty", EXIT_INPUT, {})
     sent = read_outbox(Path(outbox), last=last)
     if as_json:
         print_json({"messages": [asdict(message) for message in sent]})
         return
-    table = Table("sent at", "to", "text")
+    shown = table("sent at", "to", "text", whole=("to",))
     for message in sent:
-        table.add_row(message.sent_at, message.msisdn, message.text)
-    console.print(table)
+        shown.add_row(message.sent_at, message.msisdn, message.text)
+    console().print(shown)

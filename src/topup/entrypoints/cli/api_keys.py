@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from topup.entrypoints.cli.output import JsonOption, RegionOption, console, print_json, run
+from topup.entrypoints.cli.output import (
+    JsonOption,
+    RegionOption,
+    console,
+    print_json,
+    run,
+    table,
+)
 
 api_keys_app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="API keys of stores, kiosks, partners and staff (X-API-Key header).",
 )
 
@@ -36,12 +43,12 @@ def api_keys_create(
     if as_json:
         print_json({"api_key": summary, "key": key})
         return
-    console.print(
+    console().print(
         f"API key {summary['id']} ({summary['role']}, channel {summary['channel']}, "
         f"prefix {summary['prefix']}) created:"
     )
     print(key)
-    console.print("[yellow]Store it now: it is shown this once and cannot be recovered.[/yellow]")
+    console().print("[yellow]Store it now: it is shown this once and cannot be recovered.[/yellow]")
 
 
 @api_keys_app.command(name="list")
@@ -57,9 +64,11 @@ def api_keys_list(
     if as_json:
         print_json({"api_keys": rows})
         return
-    table = Table("id", "prefix", "name", "role", "outlet", "region", "created", "status")
+    shown = table(
+        "id", "prefix", "name", "role", "outlet", "region", "created", "status", whole=("id",)
+    )
     for row in rows:
-        table.add_row(
+        shown.add_row(
             row["id"],
             row["prefix"],
             row["name"],
@@ -69,7 +78,7 @@ def api_keys_list(
             row["created_at"],
             row["status"],
         )
-    console.print(table)
+    console().print(shown)
 
 
 @api_keys_app.command(name="revoke")
@@ -84,4 +93,6 @@ def api_keys_revoke(
     if as_json:
         print_json({"api_key": summary})
         return
-    console.print(f"API key {summary['id']} ({summary['name']}) revoked at {summary['revoked_at']}")
+    console().print(
+        f"API key {summary['id']} ({summary['name']}) revoked at {summary['revoked_at']}"
+    )

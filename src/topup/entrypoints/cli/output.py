@@ -1,24 +1,31 @@
-"""What every command shares: the console, common options, exit codes, one-line errors, JSON."""
+"""What every command shares: the console, common options, exit codes, one-line errors, JSON.
+
+Start-up is kept short: this module and the command modules import only Typer and the domain's
+errors at import time; rich, the settings, bootstrap (SQLAlchemy, the gateways) and the services
+are imported inside the commands that use them, so `topup --help` loads none of them."""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 
-from topup.adapters import messages
-from topup.adapters.profiles import load_profile
-from topup.bootstrap import Application, build
 from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
-from topup.entrypoints import runtime
-from topup.settings import Settings
 
-console = Console()
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from topup.bootstrap import Application
+
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -29,16 +36,63 @@ RegionOption = Annotated[
 EXIT_INPUT = 2
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 LANGUAGE_VARIABLE = "TOPUP_LANGUAGE"  # en, zh_Hans, ms or id; default: the profile's first locale
+
+
+@functools.cache
+def console() -> Console:
+    """The console that prints what a command shows (rich markup; tables fit the terminal)."""
+    from rich.console import Console
+
+    return Console()
+
+
+def table(*headers: str, whole: tuple[str, ...] = ()) -> Table:
+    """A table with these column headers; the columns named in ``whole`` (card numbers, ids)
+    are never wrapped or cut, and the others wrap (folding long words) to make room."""
+    from rich import box
+    from rich.table import Table
+
+    shown = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in headers:
+        if header in whole:
+            shown.add_column(header, no_wrap=True, overflow="ignore")
+        else:
+            shown.add_column(header, overflow="fold")
+    return shown
+
+
+@functools.cache
+def operator_zone() -> ZoneInfo:
+    """The operator's time zone, in which tables show times."""
+    from topup import bootstrap
+
+    return ZoneInfo(bootstrap.operator_profile().time_zone)
+
+
+def moment(text: str | None) -> str:
+    """An ISO time from a service as ``YYYY-MM-DD HH:MM`` in the operator's time zone ("-" for
+    none); tables say which zone in their caption."""
+    if not text:
+        return "-"
+    return f"{dt.datetime.fromisoformat(text).astimezone(operator_zone()):%Y-%m-%d %H:%M}"
+
+
+def times_caption() -> str:
+    return f"times in {operator_zone().key}"
 
 
 def language() -> str:
     """The language of error messages: TOPUP_LANGUAGE, else the operator profile's default."""
+    from topup import bootstrap
+    from topup.adapters import messages
+
     chosen = os.environ.get(LANGUAGE_VARIABLE, "").strip()
     if chosen:
         return chosen
     try:
-        return load_profile(Settings().profile).default_locale
+        return bootstrap.operator_profile().default_locale
     except (TopupError, ValueError):  # a bad profile or setting: say so in English
         return messages.DEFAULT_LOCALE
 
@@ -52,6 +106,8 @@ def fail(
 
 
 def fail_with(error: TopupError, exit_code: int) -> typer.Exit:
+    from topup.adapters import messages
+
     try:
         text = messages.message_for(error, language())
     except (InvariantError, OSError):  # a broken catalogue must not hide the error itself
@@ -61,6 +117,11 @@ def fail_with(error: TopupError, exit_code: int) -> typer.Exit:
 
 
 def run(work: Callable[[Application], Awaitable[T]], **build_options: Any) -> T:
+    """Build the application, run ``work`` with it, close it; a TopupError or any other failure
+    becomes one error line and an exit code."""
+    from topup.bootstrap import build
+    from topup.entrypoints import runtime
+
     async def main() -> T:
         application = build(**build_options)
         try:
@@ -74,7 +135,7 @@ def run(work: Callable[[Application], Awaitable[T]], **build_options: Any) -> T:
         exit_code = EXIT_INPUT if isinstance(error, InputError | NotFoundError) else EXIT_FAILED
         raise fail_with(error, exit_code) from None
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as error:  # a bug or an unreachable database: one line, no traceback
         detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         raise fail("internal_error", detail, EXIT_INTERNAL, {"detail": detail}) from None

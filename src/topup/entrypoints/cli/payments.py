@@ -3,7 +3,7 @@ wallet, reconciling with the gateway."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,12 +15,13 @@ from topup.entrypoints.cli.output import (
     language,
     print_json,
     run,
+    table,
 )
 from topup.entrypoints.cli.renewals import fail_if_declined, render_renewal
-from topup.services.confirmation import confirm_payment
-from topup.services.payment_methods import offered_methods
-from topup.services.reconcile import reconcile_payments
-from topup.services.wallets import payer_returned
+
+if TYPE_CHECKING:
+    from topup.domain.money import Money
+    from topup.services.payment_methods import MethodsOffer
 
 
 def methods(
@@ -30,7 +31,10 @@ def methods(
     region: RegionOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The payment methods offered here for renewing this card with this plan, or why none."""
+    """The payment methods offered here for renewing this card with this plan, with their
+    limits per payment and per day, or why none."""
+    from topup.services.payment_methods import offered_methods
+
     offer = run(
         lambda application: offered_methods(
             application.services,
@@ -46,11 +50,29 @@ def methods(
         print_json(data)
         return
     where = f"{channel} in {region}" if region else channel
-    console.print(f"{data['amount']} {data['currency']} on {where}:")
-    for method in data["methods"]:
-        console.print(f"  {method['code']:<20} {method['name']}")
+    console().print(f"{data['amount']} {data['currency']} on {where}:")
+    _print_methods(offer, locale)
     if data["reason"]:
-        console.print(f"  {data['reason']}")
+        console().print(f"  {data['reason']}")
+
+
+def _money(amount: Money) -> str:
+    return f"{amount.decimal_text()} {amount.currency}"
+
+
+def _print_methods(offer: MethodsOffer, locale: str) -> None:
+    """One row a method: its code, its name, what it takes in one payment and in one day."""
+    if not offer.methods:
+        return
+    shown = table("method", "name", "per payment", "per day", whole=("method",))
+    for method in offer.methods:
+        shown.add_row(
+            method.code,
+            method.name(locale),
+            f"{_money(method.amount_min)} to {_money(method.amount_max)}",
+            _money(method.daily_max) if method.daily_max is not None else "no limit",
+        )
+    console().print(shown)
 
 
 def confirm(
@@ -66,6 +88,8 @@ def confirm(
     as_json: JsonOption = False,
 ) -> None:
     """Give the payment password / 3-D Secure code a renewal is waiting for."""
+    from topup.services.confirmation import confirm_payment
+
     view = run(lambda application: confirm_payment(application.services, renewal_id, answer))
     render_renewal(view, as_json)
     fail_if_declined(view)
@@ -76,6 +100,8 @@ def payer_returned_command(
     as_json: JsonOption = False,
 ) -> None:
     """The payer is back from the wallet app: ask the wallet how it went and record it."""
+    from topup.services.wallets import payer_returned
+
     view = run(lambda application: payer_returned(application.services, renewal_id))
     render_renewal(view, as_json)
     fail_if_declined(view)
@@ -84,8 +110,10 @@ def payer_returned_command(
 def reconcile(as_json: JsonOption = False) -> None:
     """Ask the gateway once about every payment whose outcome is due to be checked (the worker
     also does this on its own)."""
+    from topup.services.reconcile import reconcile_payments
+
     checked = run(lambda application: reconcile_payments(application.services))
     if as_json:
         print_json({"checked": checked})
     else:
-        console.print(f"{checked} payments checked with the gateway")
+        console().print(f"{checked} payments checked with the gateway")

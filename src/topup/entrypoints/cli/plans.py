@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from topup.entrypoints.cli.output import JsonOption, console, print_json, run
-from topup.services import queries
+from topup.entrypoints.cli.output import JsonOption, console, print_json, run, table
 
 
 def plans(
@@ -22,6 +20,8 @@ def plans(
     as_json: JsonOption = False,
 ) -> None:
     """List plans on sale."""
+    from topup.services import queries
+
     card_summary, rows = run(
         lambda application: queries.list_plans(
             application.services, card_number=card, channel=channel, locale=locale
@@ -30,9 +30,9 @@ def plans(
     if as_json:
         print_json({"card": card_summary, "plans": rows})
         return
-    table = Table("plan", "name", "kind", "price", "data MB", "days", "channels")
+    shown = table("plan", "name", "kind", "price", "data MB", "days", "channels", whole=("plan",))
     for row in rows:
-        table.add_row(
+        shown.add_row(
             row["code"],
             row["name"],
             row["kind"],
@@ -41,4 +41,4 @@ def plans(
             str(row["validity_days"]),
             ",".join(row["channels"]),
         )
-    console.print(table)
+    console().print(shown)

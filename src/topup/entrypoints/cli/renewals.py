@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from topup.entrypoints.cli import output
 from topup.entrypoints.cli.output import (
     EXIT_FAILED,
     EXIT_INPUT,
     ChannelOption,
     JsonOption,
     RegionOption,
-    console,
     fail,
     print_json,
     run,
 )
-from topup.ports import CardDetails
-from topup.services.activation import request_refund
-from topup.services.renewals import RenewalRequest, get_renewal, renew
-from topup.services.views import RenewalView
+
+if TYPE_CHECKING:
+    from topup.services.views import RenewalView
 
 
 def parse_expiry(text: str) -> tuple[int, int]:
@@ -36,6 +35,7 @@ def render_renewal(view: RenewalView, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
+    console = output.console()
     console.print(f"renewal [bold]{data['id']}[/bold]: {data['status']}")
     console.print(
         f"  card {data['card_number']}  plan {data['plan']}  amount {data['amount']} {data['currency']}"
@@ -84,6 +84,9 @@ def renew_command(
     as_json: JsonOption = False,
 ) -> None:
     """Renew a card: pay for a plan; activation follows asynchronously (see `topup worker`)."""
+    from topup.ports import CardDetails
+    from topup.services.renewals import RenewalRequest, renew
+
     payment = None
     if card_number is not None or expiry is not None or cvc is not None:
         month, year = parse_expiry(expiry or "")
@@ -115,6 +118,8 @@ def status(
     renewal_id: Annotated[str, typer.Argument(help="Renewal id.")], as_json: JsonOption = False
 ) -> None:
     """Where a renewal stands, with its timeline and expected activation time."""
+    from topup.services.renewals import get_renewal
+
     view = run(lambda application: get_renewal(application.services, renewal_id))
     render_renewal(view, as_json)
 
@@ -126,10 +131,12 @@ def refund(
 ) -> None:
     """Staff: stop a paid renewal's activation and refund its payment in full (the worker sends
     the refund). Asking again changes nothing."""
+    from topup.services.activation import request_refund
+
     outcome = run(
         lambda application: request_refund(application.services, renewal_id, reason=reason)
     )
     if as_json:
         print_json({"renewal_id": renewal_id, "refund": outcome})
     else:
-        console.print(f"refund of {renewal_id}: {outcome.replace('_', ' ')}")
+        output.console().print(f"refund of {renewal_id}: {outcome.replace('_', ' ')}")

@@ -1,13 +1,13 @@
-"""Commands about settlement: the sandbox gateway's settlement file and matching one with our books."""
+"""Commands about settlement: the sandbox gateway's settlement file and matching one with our
+books. Settlement days are the operator's days (the profile's time zone), not UTC days."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from topup.adapters.profiles import load_profile
 from topup.domain.errors import TopupError
 from topup.entrypoints.cli.output import (
     EXIT_FAILED,
@@ -19,10 +19,14 @@ from topup.entrypoints.cli.output import (
     print_json,
     run,
 )
-from topup.settings import Settings
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from topup.services.settlement import SettlementReport
 
 
-def settlement_day(text: str | None) -> Any:
+def settlement_day(text: str | None) -> dt.date | None:
     """A --date option as a date (None when not given), or one error line."""
     from topup.services.settlement import parse_settlement_day
 
@@ -36,8 +40,13 @@ def settlement_day(text: str | None) -> Any:
 
 def sandbox_settlement_command(
     date: Annotated[
-        str, typer.Option("--date", help="The day to settle, YYYY-MM-DD, in the operator's zone.")
-    ],
+        str | None,
+        typer.Option(
+            "--date",
+            help="The day to settle, YYYY-MM-DD, in the operator's time zone "
+            "[default: the operator's today].",
+        ),
+    ] = None,
     journal: Annotated[
         str | None,
         typer.Option(
@@ -49,12 +58,14 @@ def sandbox_settlement_command(
     as_json: JsonOption = False,
 ) -> None:
     """The sandbox gateway's settlement file for one day, as CSV on stdout (for `topup settle`)."""
+    from topup import bootstrap
     from topup.adapters.gateways.sandbox_settlement import DEFAULT_JOURNAL_PATH, settlement_csv
 
-    day = settlement_day(date)
     path = journal or DEFAULT_JOURNAL_PATH
     try:
-        text = settlement_csv(path, day, load_profile(Settings().profile).time_zone)
+        profile = bootstrap.operator_profile()
+        day = settlement_day(date) or bootstrap.operator_today(profile)
+        text = settlement_csv(path, day, profile.time_zone)
     except TopupError as error:
         raise fail_with(error, EXIT_INPUT) from None
     if as_json:
@@ -68,14 +79,16 @@ def settle_command(
     file: Annotated[str, typer.Argument(help="The gateway's settlement file (CSV).")],
     date: Annotated[
         str | None,
-        typer.Option("--date", help="Also check this day (YYYY-MM-DD) if the file has no line."),
+        typer.Option(
+            "--date",
+            help="Also check this day (YYYY-MM-DD, the operator's); the day a file without "
+            "lines is checked for [default: the operator's today].",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Match a gateway settlement file with our payments and activations. Exit 1 on any
-    discrepancy, 2 if the file cannot be read or is not valid."""
-    from rich.markup import escape
-
+    discrepancy, 2 if the file cannot be read, is not valid or has no lines."""
     from topup.services.settlement import SETTLEMENT_FILE_BYTES_MAX, settle, settlement_text
 
     day = settlement_day(date)
@@ -91,22 +104,45 @@ def settle_command(
             {"path": file, "reason": reason},
         ) from None
     report = run(lambda application: settle(application.services, settlement_text(data), day=day))
+    if report.lines == 0:
+        raise _empty_file(file, report)
     if as_json:
         print_json(report.to_dict())
     else:
-        for colour, findings in (("red", report.discrepancies), ("yellow", report.in_progress)):
-            for finding in findings:
-                where = f"line {finding.line}" if finding.line else f"payment {finding.payment_id}"
-                console.print(
-                    f"[{colour}]{finding.kind}[/{colour}] {escape(where)} "
-                    f"(renewal {escape(finding.renewal_id or '-')}): {escape(finding.detail)}"
-                )
-        days = ", ".join(each.isoformat() for each in report.days) or "no day"
-        counts = [f"{kind} {count}" for kind, count in report.counts().items() if count]
-        console.print(
-            f"settlement {'clean' if report.clean else 'FAILED'} ({days}): {report.lines} lines, "
-            f"{report.matched} matched, {len(report.in_progress)} in progress; "
-            + (", ".join(counts) or "no discrepancy")
-        )
+        _print_settlement(report)
     if not report.clean:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _empty_file(file: str, report: SettlementReport) -> typer.Exit:
+    """A file without lines settles nothing: one error line naming the day it was checked for
+    and how many of our payments and refunds that day it should have listed."""
+    days = ", ".join(each.isoformat() for each in report.days)
+    unlisted = len(report.discrepancies) + len(report.in_progress)
+    return fail(
+        "settlement_file_empty",
+        f"{file} has no settlement lines; on {days} (the operator's day) "
+        f"{unlisted} of our payments and refunds are not in it",
+        EXIT_INPUT,
+        {"path": file, "date": days, "unlisted": str(unlisted)},
+    )
+
+
+def _print_settlement(report: SettlementReport) -> None:
+    from rich.markup import escape
+
+    out = console()
+    for colour, findings in (("red", report.discrepancies), ("yellow", report.in_progress)):
+        for finding in findings:
+            where = f"line {finding.line}" if finding.line else f"payment {finding.payment_id}"
+            out.print(
+                f"[{colour}]{finding.kind}[/{colour}] {escape(where)} "
+                f"(renewal {escape(finding.renewal_id or '-')}): {escape(finding.detail)}"
+            )
+    days = ", ".join(each.isoformat() for each in report.days) or "no day"
+    counts = [f"{kind} {count}" for kind, count in report.counts().items() if count]
+    out.print(
+        f"settlement {'clean' if report.clean else 'FAILED'} ({days}): {report.lines} lines, "
+        f"{report.matched} matched, {len(report.in_progress)} in progress; "
+        + (", ".join(counts) or "no discrepancy")
+    )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from topup.bootstrap import Application
 from topup.entrypoints.cli.output import JsonOption, console, print_json, run
+
+if TYPE_CHECKING:
+    from topup.bootstrap import Application
 
 
 def serve(
@@ -20,21 +22,39 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
     ] = False,
+    check_port: Annotated[
+        bool,
+        typer.Option("--check-port", help="Only check that the port is free (exit 1 if not)."),
+    ] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker",
+            help="Also run `topup worker`; Ctrl-C stops the server, then the worker (`make run`).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API v1 (docs at /api/docs) until stopped."""
-    import uvicorn
+    from topup.entrypoints.cli import processes
 
-    uvicorn.run(
-        "topup.entrypoints.api.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=access_log,
-        log_level="info",
-    )
+    processes.check_port_free(host, port)
+    if check_port:
+        console().print(f"{host}:{port} is free")
+        return
+    if not with_worker:
+        with processes.stopped_by_signals():
+            _uvicorn(host=host, port=port, workers=workers, access_log=access_log)
+        return
+    with processes.terminal_to_ourselves(), processes.worker_process() as worker_process:
+        with processes.stopped_by_signals():
+            _uvicorn(host=host, port=port, workers=workers, access_log=access_log)
+        processes.stop(worker_process)
+
+
+def _uvicorn(*, host: str, port: int, workers: int, access_log: bool) -> None:
+    from topup.entrypoints.http.server import run_server
+
+    run_server(host=host, port=port, workers=workers, access_log=access_log)
 
 
 def worker(
@@ -53,7 +73,7 @@ def worker(
         if as_json:
             print_json({"event": kind, **data})  # a worker that runs on: one object per line
         else:
-            console.print(f"{kind}: " + " ".join(f"{key}={value}" for key, value in data.items()))
+            console().print(f"{kind}: " + " ".join(f"{key}={value}" for key, value in data.items()))
         sys.stdout.flush()
 
     async def work(application: Application) -> int:

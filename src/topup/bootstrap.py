@@ -205,6 +205,7 @@ def build_services(
         else (lambda: str(uuid.uuid4())),
         random=randomness,
         mailer=_mailer(settings, clock),
+        public_url=settings.public_url.rstrip("/"),
         sms=_sms(settings, clock),
     )
     if database_unavailable is not None:

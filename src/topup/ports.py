@@ -16,7 +16,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol, Unpack
 
-from topup.domain.accounts import Account, LinkCode, LoginAttempts
+from topup.domain.accounts import Account, EmailToken, EmailTokenPurpose, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
 from topup.domain.cards import Card
 from topup.domain.ledger import Entry
@@ -506,7 +506,47 @@ class AccountRepository(Protocol):
 
     async def by_email(self, email: str) -> Account | None: ...
 
-    async def set_password_hash(self, account_id: str, password_hash: str) -> None: ...
+    async def hold_password(
+        self, account_id: str, verified_hash: str, *, new_hash: str | None = None
+    ) -> bool:
+        """Lock the account's row for a sign-in if its password hash is still ``verified_hash``
+        (changing it to ``new_hash`` if given); False if a reset replaced it meanwhile."""
+        ...
+
+    async def confirm(
+        self, account_id: str, *, password_hash: str, language: str, at: dt.datetime
+    ) -> bool:
+        """Confirm an unconfirmed account with its sign-up's password and language; False if it
+        was confirmed already."""
+        ...
+
+    async def reset_password(
+        self, account_id: str, password_hash: str, *, at: dt.datetime
+    ) -> None: ...
+
+    async def add_email_token(self, token: EmailToken) -> None: ...
+
+    async def email_token(
+        self, token_hash: str, *, purpose: EmailTokenPurpose
+    ) -> EmailToken | None: ...
+
+    async def use_email_token(
+        self, token_hash: str, *, purpose: EmailTokenPurpose, at: dt.datetime
+    ) -> EmailToken | None:
+        """Mark the unexpired, unused token used (of concurrent uses one wins); None if none."""
+        ...
+
+    async def drop_email_tokens(
+        self, account_id: str, *, purpose: EmailTokenPurpose | None = None
+    ) -> None: ...
+
+    async def prune_email_tokens(self, *, expired_by: dt.datetime, limit: int) -> int: ...
+
+    async def revoke_tokens_of(self, account_id: str, *, now: dt.datetime) -> int: ...
+
+    async def forget_login_attempts_of(
+        self, email_key: str, fingerprints: Sequence[str]
+    ) -> None: ...
 
     async def add_token(
         self,
@@ -532,6 +572,7 @@ class AccountRepository(Protocol):
         window_start: dt.datetime,
         lock_at_attempt: int | None,
         lock_until: dt.datetime | None,
+        email_key: str | None = None,
     ) -> LoginAttempts: ...
 
     async def forget_login_attempts(self, fingerprints: Sequence[str]) -> None: ...

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(10.0, gt=0, le=300)
     mail_from: str = "topup <no-reply@topup.example>"
     mail_outbox: str = "var/outbox"
+    # Where subscribers reach the web site: links e-mailed to them (confirming a sign-up,
+    # resetting a password) start with it. No trailing slash needed.
+    public_url: str = "http://127.0.0.1:8000"
     # Fonts for PDF receipts, tried in order (separated by the OS path separator); empty: the
     # usual places of Noto CJK, WenQuanYi, Droid and DejaVu fonts. No font: Latin-1 and English.
     receipt_font_paths: str = ""

@@ -16,9 +16,11 @@ import pytest
 from argon2 import PasswordHasher
 
 from tests.conftest import AppFactory
+from tests.mailed_links import confirmed_account, mails_to, token_in
 from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.domain.errors import TopupError
-from topup.services import accounts
+from topup.services import account_emails, accounts
+from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.settings import LimitSettings
 
@@ -68,7 +70,7 @@ async def test_concurrent_failed_sign_ins_are_all_counted_and_lock_the_email_fro
 ) -> None:
     application = make_app(limits=LimitSettings(login_slowdown_s=0, login_failures_max=5))
     services = application.services
-    await accounts.sign_up(services, email="aisyah@example.com", password=PASSWORD, language="en")
+    await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
 
     async def attempt() -> str:
         try:
@@ -98,7 +100,7 @@ async def test_in_a_burst_no_more_passwords_are_checked_than_the_limit_not_even_
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=THREADS))
     application = make_app(limits=LimitSettings(login_slowdown_s=0, login_failures_max=5))
     services = application.services
-    await accounts.sign_up(services, email="aisyah@example.com", password=PASSWORD, language="en")
+    await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
     hasher = _HeldHasher()
     monkeypatch.setattr(accounts, "_HASHER", hasher)
 
@@ -132,9 +134,7 @@ async def test_concurrent_wrong_codes_never_get_more_than_five_attempts(
     application = make_app(limits=LimitSettings(login_slowdown_s=0))
     services = application.services
     await load_demo(services)
-    account = await accounts.sign_up(
-        services, email="aisyah@example.com", password=PASSWORD, language="en"
-    )
+    account = await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
     await accounts.start_card_link(services, account.id, CARD)
     code = _code(services.sms)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
@@ -151,3 +151,97 @@ async def test_concurrent_wrong_codes_never_get_more_than_five_attempts(
     assert codes.count("link_code_attempts_exceeded") == 8
     assert await attempt(code) == "link_code_attempts_exceeded"
     assert await accounts.my_cards(services, account.id) == []
+
+
+# --- password reset and confirmation under concurrent requests --------------------------------
+
+
+async def _reset_links(services: Services, count: int) -> list[str]:
+    for _ in range(count):
+        await account_emails.send_password_reset(services, "aisyah@example.com", "en")
+    sent = await mails_to(services, "aisyah@example.com")
+    return [token_in(mail) for mail in sent if "password-reset?token=" in mail.body]
+
+
+async def test_a_sign_in_whose_password_was_checked_before_a_reset_gets_no_token_after_it(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=THREADS))
+    application = make_app(limits=LimitSettings(login_slowdown_s=0))
+    services = application.services
+    await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
+    [link] = await _reset_links(services, 1)
+    hasher = _HeldHasher()
+    monkeypatch.setattr(accounts, "_HASHER", hasher)
+    signing_in = asyncio.create_task(
+        accounts.log_in(
+            services, email="aisyah@example.com", password=PASSWORD, client_address=ADDRESS
+        )
+    )
+    try:
+        await _until(lambda: hasher.verified == 1)  # the old password is being checked
+        await account_emails.reset_password(services, token=link, password="a brand new password")
+    finally:
+        hasher.release.set()
+    with pytest.raises(TopupError) as caught:
+        await signing_in
+    assert caught.value.code == "login_failed"
+
+
+async def test_of_concurrent_resets_with_different_links_exactly_one_sets_the_password(
+    make_app: AppFactory,
+) -> None:
+    application = make_app(limits=LimitSettings(login_slowdown_s=0))
+    services = application.services
+    await confirmed_account(services, email="aisyah@example.com", password=PASSWORD)
+    links = await _reset_links(services, 4)
+
+    async def reset(link: str, number: int) -> str:
+        try:
+            await account_emails.reset_password(
+                services, token=link, password=f"new password {number}"
+            )
+        except TopupError as error:
+            return error.code
+        return f"reset {number}"
+
+    async with asyncio.timeout(WAIT_S):
+        outcomes = await asyncio.gather(
+            *(reset(link, number) for number, link in enumerate(links * 2))
+        )
+    [winner] = [outcome for outcome in outcomes if outcome.startswith("reset ")]
+    assert outcomes.count("reset_token_invalid") == len(outcomes) - 1
+    issued = await accounts.log_in(
+        services,
+        email="aisyah@example.com",
+        password=f"new password {winner.removeprefix('reset ')}",
+        client_address=ADDRESS,
+    )
+    assert issued.access_token
+
+
+async def test_of_concurrent_confirmations_of_one_account_exactly_one_confirms_it(
+    make_app: AppFactory,
+) -> None:
+    application = make_app(limits=LimitSettings(login_slowdown_s=0))
+    services = application.services
+    for number in range(4):
+        await account_emails.sign_up(
+            services,
+            email="aisyah@example.com",
+            password=f"sign-up password {number}",
+            language="en",
+            locale="en",
+        )
+    links = [token_in(mail) for mail in await mails_to(services, "aisyah@example.com")]
+
+    async def confirm(link: str) -> str:
+        try:
+            await account_emails.confirm_email(services, link)
+        except TopupError as error:
+            return error.code
+        return "confirmed"
+
+    async with asyncio.timeout(WAIT_S):
+        outcomes = await asyncio.gather(*(confirm(link) for link in links))
+    assert sorted(outcomes) == ["confirmation_token_invalid"] * 3 + ["confirmed"]

@@ -15,10 +15,10 @@ from topup.domain.accounts import (
     check_email,
     check_language,
     check_password,
-    link_code_text,
     normalise_email,
 )
 from topup.domain.errors import InputError
+from topup.services.accounts import link_code_text
 
 
 @pytest.mark.parametrize(

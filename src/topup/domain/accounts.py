@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from dataclasses import dataclass
+from enum import StrEnum
 
 from topup.domain.errors import InputError
 
@@ -23,6 +24,37 @@ class Account:
     password_hash: str  # argon2id, with its parameters and salt
     language: str  # one of ACCOUNT_LANGUAGES
     created_at: dt.datetime
+    # When a link e-mailed to the address was followed (confirmation or password reset); an
+    # account signs in only once it is confirmed.
+    confirmed_at: dt.datetime | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+class EmailTokenPurpose(StrEnum):
+    """What a link e-mailed to an account's address does when followed."""
+
+    CONFIRM_EMAIL = "confirm_email"  # finishes a sign-up, with the password it was asked with
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - sets a new password; not a password
+
+
+@dataclass(frozen=True, slots=True)
+class EmailToken:
+    """A single-use token carried by a link e-mailed to an account's address; only its keyed
+    hash is kept. A confirmation carries the password hash and language of the sign-up that
+    asked for it, so that following it confirms that sign-up and no other."""
+
+    id: str
+    account_id: str
+    purpose: EmailTokenPurpose
+    token_hash: str
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    password_hash: str | None = None
+    language: str | None = None
+    used_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,22 +152,3 @@ def check_language(text: str) -> str:
         field="language",
         params={"language": text[:16], "supported": ", ".join(ACCOUNT_LANGUAGES)},
     )
-
-
-# The text message that carries a one-time code, in each language an account may choose.
-_LINK_CODE_TEXTS = {
-    "en": "Your topup code is {code}. It links this card to your account and expires in "
-    "{minutes} minutes. Never share it.",
-    "zh_Hans": "您的 topup 验证码是 {code}，用于将此上网卡绑定到您的账户，{minutes} 分钟内有效。"
-    "请勿告诉他人。",
-    "ms": "Kod topup anda ialah {code}. Kod ini memautkan kad ini ke akaun anda dan tamat "
-    "dalam {minutes} minit. Jangan kongsikan.",
-    "id": "Kode topup Anda adalah {code}. Kode ini menautkan kartu ini ke akun Anda dan "
-    "berlaku {minutes} menit. Jangan berikan kepada siapa pun.",
-}
-
-
-def link_code_text(code: str, *, minutes: int, language: str) -> str:
-    """The SMS that carries ``code``, in ``language`` (English if it is not one we speak)."""
-    template = _LINK_CODE_TEXTS.get(language, _LINK_CODE_TEXTS["en"])
-    return template.format(code=code, minutes=minutes)

@@ -1,5 +1,6 @@
-"""Accounts of subscribers: sign-up, sign-in with expiring and revocable bearer tokens, and the
-cards an account links by a one-time code sent by SMS to the card's number.
+"""Accounts of subscribers: sign-in with expiring and revocable bearer tokens, and the cards an
+account links by a one-time code sent by SMS to the card's number. Sign-up, e-mail confirmation
+and password reset, finished by links e-mailed to the address, are in ``account_emails``.
 
 What is kept: the e-mail (lower-case), an argon2id hash of the password, keyed hashes
 (``services.tokens.fingerprint``) of bearer tokens, one-time codes and, for sign-in attempts, of
@@ -19,7 +20,8 @@ a burst of concurrent attempts cannot outrun the count:
   answered after ``login_slowdown_s``. This never locks.
 
 The lock never grows: once it ends, counting starts afresh, and a successful sign-in forgets
-the attempts before it. ``prune`` (run by the worker) forgets counts that are over and link
+the attempts before it (a password reset forgets those from every address). An account whose
+e-mail is not confirmed yet is refused (``email_not_confirmed``) once its password is checked. ``prune`` (run by the worker) forgets counts that are over and link
 codes that have expired.
 """
 
@@ -41,16 +43,13 @@ from topup.domain.accounts import (
     Account,
     LinkCode,
     LoginAttempts,
-    check_email,
-    check_language,
-    check_password,
-    link_code_text,
     normalise_email,
     normalise_password,
 )
 from topup.domain.callers import Caller, CallerKind
 from topup.domain.card_number import CardNumber, CardNumberKind
 from topup.domain.errors import ConflictError, InputError, InvariantError, TopupError
+from topup.i18n import translations
 from topup.services.context import Services
 from topup.services.queries import card_summary
 from topup.services.renewals import find_card
@@ -89,7 +88,8 @@ class LinkCodeSent:
 # --- passwords ---------------------------------------------------------------------------------
 
 
-async def _hash_password(password: str) -> str:
+async def hash_password(password: str) -> str:
+    """The argon2id hash of ``password`` (already checked by ``check_password``)."""
     return await asyncio.to_thread(_HASHER.hash, password)
 
 
@@ -116,33 +116,7 @@ async def _password_matches(account: Account | None, password: str) -> bool:
     return await asyncio.to_thread(_verify, account.password_hash, password)
 
 
-# --- sign-up, sign-in, sign-out ----------------------------------------------------------------
-
-
-async def sign_up(services: Services, *, email: str, password: str, language: str) -> Account:
-    """A new account; ``email_invalid``, ``password_too_short`` / ``_long``,
-    ``language_unsupported`` or ``email_taken`` (409) otherwise."""
-    address = check_email(email)
-    chosen = check_language(language)
-    password_hash = await _hash_password(check_password(password))
-    account = Account(
-        id=services.new_id(),
-        email=address,
-        password_hash=password_hash,
-        language=chosen,
-        created_at=services.clock.now(),
-    )
-    async with services.unit_of_work() as uow:
-        added = await uow.accounts.add(account)
-        if not added:
-            raise ConflictError(
-                "an account with this e-mail exists",
-                code="email_taken",
-                field="email",
-                params={},
-            )
-        await uow.commit()
-    return account
+# --- sign-in, sign-out -------------------------------------------------------------------------
 
 
 def _login_failed() -> TopupError:
@@ -159,12 +133,25 @@ def _login_locked(until: dt.datetime, now: dt.datetime) -> TopupError:
     )
 
 
+def _email_not_confirmed() -> TopupError:
+    return TopupError(
+        "this account's e-mail address is not confirmed yet: follow the link e-mailed to it",
+        code="email_not_confirmed",
+        params={},
+    )
+
+
 def _lock_fingerprint(services: Services, email: str, client_address: str) -> str:
     """The key attempts on ``email`` from ``client_address`` are counted, and locked, under."""
     return services.tokens.fingerprint(json.dumps(["login-lock", email, client_address]))
 
 
-def _slowdown_fingerprint(services: Services, email: str) -> str:
+def email_key(services: Services, email: str) -> str:
+    """What finds the counts of ``email`` from every address (a password reset forgets them)."""
+    return services.tokens.fingerprint(json.dumps(["login-email", email]))
+
+
+def slowdown_fingerprint(services: Services, email: str) -> str:
     """The key attempts on ``email`` from any address are counted under, for the slow-down."""
     return services.tokens.fingerprint(json.dumps(["login-slowdown", email]))
 
@@ -182,7 +169,8 @@ class _Attempt:
 async def log_in(
     services: Services, *, email: str, password: str, client_address: str
 ) -> IssuedToken:
-    """A new bearer token for the account; ``login_failed`` (401) or ``login_locked`` (429).
+    """A new bearer token for the account; ``login_failed`` (401), ``login_locked`` (429), or
+    ``email_not_confirmed`` (403, only once the right password is given).
     ``client_address``: where the attempt comes from; the lock holds for that address only."""
     attempt = await _count_attempt(services, normalise_email(email), client_address)
     limits = services.limits
@@ -199,6 +187,8 @@ async def log_in(
         if locked_until is not None:  # this was the last attempt allowed
             raise _login_locked(locked_until, services.clock.now())
         raise _login_failed()
+    if not attempt.account.confirmed:
+        raise _email_not_confirmed()
     return await _issue_token(services, attempt.account, typed, attempt.keys)
 
 
@@ -209,7 +199,7 @@ async def _count_attempt(services: Services, email: str, client_address: str) ->
     now = services.clock.now()
     window_start = now - dt.timedelta(seconds=limits.accounts.login_lock_s)
     lock_key = _lock_fingerprint(services, email, client_address)
-    slowdown_key = _slowdown_fingerprint(services, email)
+    slowdown_key = slowdown_fingerprint(services, email)
     async with services.unit_of_work() as uow:
         from_address = await uow.accounts.count_login_attempt(
             lock_key,
@@ -217,6 +207,7 @@ async def _count_attempt(services: Services, email: str, client_address: str) ->
             window_start=window_start,
             lock_at_attempt=limits.accounts.login_failures_max,
             lock_until=now + dt.timedelta(seconds=limits.accounts.login_lock_s),
+            email_key=email_key(services, email),
         )
         on_email = await uow.accounts.count_login_attempt(
             slowdown_key, now=now, window_start=window_start, lock_at_attempt=None, lock_until=None
@@ -241,16 +232,18 @@ async def _issue_token(
 ) -> IssuedToken:
     new_hash = None
     if _HASHER.check_needs_rehash(account.password_hash):
-        new_hash = await _hash_password(password)
+        new_hash = await hash_password(password)
     token = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
     now = services.clock.now()
     lifetime_s = services.limits.accounts.access_token_lifetime_s
     expires_at = now + dt.timedelta(seconds=lifetime_s)
     async with services.unit_of_work() as uow:
         await uow.accounts.forget_login_attempts(attempt_keys)
+        if not await uow.accounts.hold_password(
+            account.id, account.password_hash, new_hash=new_hash
+        ):
+            raise _login_failed()  # a password reset replaced the password just checked
         await uow.accounts.forget_dead_tokens(account.id, now=now)
-        if new_hash is not None:
-            await uow.accounts.set_password_hash(account.id, new_hash)
         await uow.accounts.add_token(
             token_id=services.new_id(),
             account_id=account.id,
@@ -302,6 +295,16 @@ async def account_of(services: Services, account_id: str) -> Account:
 
 
 # --- linking cards -----------------------------------------------------------------------------
+
+
+def link_code_text(code: str, *, minutes: int, language: str) -> str:
+    """The SMS that carries ``code``, in ``language`` (English if it is not one we speak)."""
+    return translations(language).gettext(
+        "Your topup code is %(code)s. It links this card to your account and expires in "
+        "%(minutes)s minutes. Never share it.",
+        code=code,
+        minutes=str(minutes),
+    )
 
 
 def _code_hash(services: Services, code_id: str, code: str) -> str:
@@ -431,8 +434,9 @@ async def my_cards(services: Services, account_id: str) -> list[CardView]:
 
 
 async def prune(services: Services, *, limit: int) -> int:
-    """Forget sign-in attempt counts whose window and lock are over, and link codes that have
-    expired, at most ``limit`` of each; returns how many rows went (the worker calls this)."""
+    """Forget sign-in attempt counts whose window and lock are over, and link codes and e-mailed
+    links that have expired, at most ``limit`` of each; returns how many rows went (the worker
+    calls this)."""
     now = services.clock.now()
     window_start = now - dt.timedelta(seconds=services.limits.accounts.login_lock_s)
     async with services.unit_of_work() as uow:
@@ -440,5 +444,6 @@ async def prune(services: Services, *, limit: int) -> int:
             now=now, window_start=window_start, limit=limit
         )
         forgotten += await uow.accounts.prune_link_codes(expired_by=now, limit=limit)
+        forgotten += await uow.accounts.prune_email_tokens(expired_by=now, limit=limit)
         await uow.commit()
     return forgotten

@@ -45,7 +45,9 @@ class Services:
     card_facts: Callable[[str], CardFacts]
     rate_limiter: RateLimiter
     sms: SmsSender | None = None  # one-time codes to a card's number (accounts linking cards)
-    mailer: Mailer | None = None  # receipts and card-number recovery
+    mailer: Mailer | None = None  # receipts, card-number recovery, account links
+    # The web site's base address (TOPUP_PUBLIC_URL): links e-mailed to subscribers start with it.
+    public_url: str = "http://127.0.0.1:8000"
     random: random.Random = field(default_factory=random.Random)
     # Told of each finished activation/refund, e.g. the worker prints it.
     on_event: Callable[[str, dict[str, str]], None] = field(default=lambda kind, data: None)

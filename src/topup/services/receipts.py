@@ -23,7 +23,7 @@ from topup.domain.callers import Caller
 from topup.domain.card_number import CardNumber, CardNumberKind
 from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
 from topup.domain.receipts import ALPHABET, parse_receipt_number
-from topup.domain.records import ReceiptFacts
+from topup.domain.records import ReceiptFacts, RenewalRecord
 from topup.i18n import DEFAULT_LOCALE, N_, resolve_or_default, translations
 from topup.services.access import may_see_card
 from topup.services.context import Services
@@ -73,6 +73,15 @@ def parse_email(text: str) -> str:
 def verification_code(services: Services, receipt_number: str) -> str:
     """The receipt's code, ``XXXXX-XXXXX``: the first 50 bits of a keyed hash of its number."""
     return code_from_fingerprint(services.tokens.fingerprint("receipt:" + receipt_number))
+
+
+def paid_receipt_code(services: Services, renewal: RenewalRecord) -> str | None:
+    """The verification code of a renewal's receipt once it is paid; None before. For those
+    who may read the renewal (the holder of its client secret, the card's owner, staff), so
+    that a payer without an account can open the receipt."""
+    if renewal.paid_at is None or not renewal.receipt_number:
+        return None
+    return verification_code(services, renewal.receipt_number)
 
 
 def code_from_fingerprint(fingerprint: str) -> str:

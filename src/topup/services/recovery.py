@@ -1,6 +1,8 @@
 """Card-number recovery (R8): a subscriber who forgot a card's number asks for it by the e-mail
-address registered with the card, and receives the numbers of every card registered with that
-address, their middle digits hidden.
+address registered with the card, and receives the full numbers of every card registered with
+that address — on the card itself (given by the operator or with a paid renewal) or through a
+confirmed account that linked the card. The e-mail goes only to that address, which is the
+proof: whoever can read its mail may know the numbers.
 
 Whoever asks learns nothing about whether an address is registered: the request is answered at
 once, the same way every time, and the look-up and the sending happen in a background task. At
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import logging
 
-from topup.domain.card_number import CardNumber, CardNumberKind
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat
+
 from topup.domain.errors import TopupError
 from topup.i18n import translations
 from topup.services.context import Services
@@ -29,6 +33,15 @@ def rate_key(services: Services, email: str) -> str:
     return "email:" + services.tokens.fingerprint("recovery:" + email.lower())
 
 
+def full_number(msisdn: str) -> str:
+    """A card's number in full, written as its country writes it: ``+60 12-345 6789``."""
+    try:
+        number = phonenumbers.parse(msisdn)
+    except NumberParseException:  # a stored number from before a metadata change
+        return msisdn
+    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+
+
 def request_card_numbers(services: Services, email: str, locale: str) -> None:
     """Start mailing the card numbers registered with ``email`` (checked by ``parse_email``)
     to it, in ``locale``; returns at once whether or not any card has that address."""
@@ -41,7 +54,7 @@ def request_card_numbers(services: Services, email: str, locale: str) -> None:
 
 
 async def send_card_numbers(services: Services, email: str, locale: str) -> bool:
-    """Look up the cards registered with ``email`` and mail their masked numbers; True if an
+    """Look up the cards registered with ``email`` and mail their full numbers to it; True if an
     e-mail went out. Never raises: it runs in the background, where nobody would hear."""
     try:
         async with services.unit_of_work() as uow:
@@ -51,17 +64,15 @@ async def send_card_numbers(services: Services, email: str, locale: str) -> bool
         if services.mailer is None:
             logger.warning("no mailer configured: card-number recovery not sent")
             return False
-        numbers = "\n".join(
-            "  " + CardNumber(CardNumberKind.MSISDN, msisdn).masked() for msisdn, _ in found
-        )
+        numbers = "\n".join("  " + full_number(msisdn) for msisdn, _ in found)
         texts = translations(locale)
         await services.mailer.send(
             found[0][1],  # the address as registered, not as typed
             texts.gettext("The card numbers registered with this e-mail address"),
             texts.gettext(
                 "Someone asked for the card numbers registered with this e-mail address. Here "
-                "they are, with their middle digits hidden:\n\n%(numbers)s\n\nIf you did not "
-                "ask, you can ignore this e-mail.",
+                "they are:\n\n%(numbers)s\n\nIf you did not ask, you can ignore this e-mail; "
+                "nobody else receives these numbers.",
                 numbers=numbers,
             ),
         )

@@ -1,9 +1,11 @@
-"""Accounts over HTTP, on SQLite and PostgreSQL: sign-up, sign-in with expiring and revocable
-bearer tokens, the slow-down and the per-address lock after repeated failures, linking cards by a
-code sent by SMS, and the housekeeping that forgets what is over."""
+"""Accounts over HTTP, on SQLite and PostgreSQL: sign-up finished by a confirmation link (the
+answer alike for a new and a registered address), password reset by e-mailed link, sign-in with
+expiring and revocable bearer tokens, the slow-down and the per-address lock after repeated
+failures, linking cards by a code sent by SMS, and the housekeeping that forgets what is over."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import AppFactory
 from tests.e2e.api.conftest import client_for
+from tests.mailed_links import mails_to, token_in, token_mailed_to
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables
 from topup.adapters.db.tables import metadata
@@ -24,7 +27,7 @@ from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.bootstrap import Application
 from topup.entrypoints.api.app import create_app
 from topup.entrypoints.worker import work_once
-from topup.services import accounts
+from topup.services import account_emails, accounts
 from topup.services.demo import load_demo
 from topup.settings import LimitSettings
 
@@ -54,13 +57,38 @@ class Demo:
         assert isinstance(sms, SandboxSms)
         return sms
 
-    async def sign_up(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    async def ask_sign_up(
+        self, email: str, password: str = PASSWORD, **more: Any
+    ) -> httpx.Response:
         response = await self.api.post(
-            "/api/v1/accounts", json={"email": email, "password": password}
+            "/api/v1/accounts", json={"email": email, "password": password, **more}
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text
+        return response
+
+    async def confirm(self, token: str) -> httpx.Response:
+        return await self.api.post("/api/v1/accounts/confirm", json={"token": token})
+
+    async def token_mailed_to(self, email: str) -> str:
+        return await token_mailed_to(self.application.services, email)
+
+    async def sign_up(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        """Sign up and follow the confirmation link; the account as the answer shows it."""
+        await self.ask_sign_up(email, password)
+        response = await self.confirm(await self.token_mailed_to(email.strip().lower()))
+        assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    async def ask_reset(self, email: str, **headers: str) -> httpx.Response:
+        return await self.api.post(
+            "/api/v1/auth/password-reset", json={"email": email}, headers=headers
+        )
+
+    async def reset(self, token: str, password: str) -> httpx.Response:
+        return await self.api.post(
+            "/api/v1/auth/password-reset/confirm", json={"token": token, "password": password}
+        )
 
     async def log_in(self, email: str, password: str = PASSWORD) -> httpx.Response:
         return await self.api.post(
@@ -130,34 +158,259 @@ def _wrong_code(code: str) -> str:
 
 
 async def test_sign_up_opens_an_account_under_the_lower_case_email(demo: Demo) -> None:
-    response = await demo.api.post(
-        "/api/v1/accounts",
-        json={"email": "  Aisyah@Example.COM ", "password": PASSWORD, "language": "ms"},
-    )
-    assert response.status_code == 201
+    await demo.ask_sign_up("  Aisyah@Example.COM ", language="ms")
+    response = await demo.confirm(await demo.token_mailed_to("aisyah@example.com"))
+    assert response.status_code == 200
     body = response.json()
     assert body == {"id": body["id"], "email": "aisyah@example.com", "language": "ms"}
 
 
 async def test_sign_up_takes_the_language_of_the_request_when_none_is_given(demo: Demo) -> None:
-    response = await demo.api.post(
+    await demo.api.post(
         "/api/v1/accounts",
         json={"email": "mei@example.com", "password": PASSWORD},
         headers={"Accept-Language": "zh-CN"},
     )
+    [mail] = await mails_to(demo.application.services, "mei@example.com")
+    assert mail.subject == "请确认您的电子邮箱以完成注册"
+    response = await demo.confirm(token_in(mail))
     assert response.json()["language"] == "zh_Hans"
 
 
-async def test_a_second_sign_up_with_the_same_email_in_other_letters_is_refused(
+async def test_sign_up_answers_alike_for_a_new_and_a_registered_address(demo: Demo) -> None:
+    await demo.sign_up("aisyah@example.com")
+    registered = await demo.ask_sign_up("AISYAH@example.com", "another password")
+    new = await demo.ask_sign_up("mei@example.com", "another password")
+    assert registered.status_code == new.status_code == 202
+    assert registered.content == new.content
+    assert registered.headers == new.headers
+    assert registered.json()["status"] == "accepted"
+    services = demo.application.services
+    [_, notice] = await mails_to(services, "aisyah@example.com")
+    assert notice.subject == "You already have an account"
+    assert "http://127.0.0.1:8000/accounts/sign-in" in notice.body
+    assert "http://127.0.0.1:8000/accounts/password-reset" in notice.body
+    assert "token=" not in notice.body
+    [confirmation] = await mails_to(services, "mei@example.com")
+    assert confirmation.subject == "Confirm your e-mail address to finish signing up"
+    assert "http://127.0.0.1:8000/accounts/confirm?token=" in confirmation.body
+
+
+async def test_signing_up_again_with_a_registered_address_changes_nothing(demo: Demo) -> None:
+    await demo.sign_up("aisyah@example.com")
+    await demo.ask_sign_up("aisyah@example.com", "another password")
+    assert (await demo.log_in("aisyah@example.com", "another password")).status_code == 401
+    assert (await demo.log_in("aisyah@example.com")).status_code == 200
+
+
+async def test_a_registered_address_costs_sign_up_the_same_password_hashing_as_a_new_one(
+    demo: Demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await demo.sign_up("aisyah@example.com")
+    hashed: list[str] = []
+    hasher = accounts._HASHER
+
+    class Counting(type(hasher)):  # type: ignore[misc]
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            hashed.append("once")
+            return hasher.hash(password)
+
+    monkeypatch.setattr(accounts, "_HASHER", Counting())
+    await demo.ask_sign_up("aisyah@example.com", "another password")
+    await demo.ask_sign_up("mei@example.com", "another password")
+    assert hashed == ["once", "once"]
+
+
+async def test_an_account_signs_in_only_once_its_email_is_confirmed(demo: Demo) -> None:
+    await demo.ask_sign_up("aisyah@example.com")
+    unconfirmed = await demo.log_in("aisyah@example.com")
+    assert unconfirmed.status_code == 403
+    assert unconfirmed.json()["code"] == "email_not_confirmed"
+    wrong = await demo.log_in("aisyah@example.com", "a wrong password")
+    assert (wrong.status_code, wrong.json()["code"]) == (401, "login_failed")
+    assert (await demo.confirm(await demo.token_mailed_to("aisyah@example.com"))).is_success
+    assert (await demo.log_in("aisyah@example.com")).status_code == 200
+
+
+async def test_signing_up_again_before_confirming_sends_a_link_for_that_sign_up_only(
+    demo: Demo,
+) -> None:
+    # A stranger signs up first with the owner's address; the owner signs up too and follows
+    # their own link: the account has the owner's password, and the stranger's link is dead.
+    await demo.ask_sign_up("aisyah@example.com", "the strangers password")
+    await demo.ask_sign_up("aisyah@example.com", "the owners password")
+    stranger, owner = await mails_to(demo.application.services, "aisyah@example.com")
+    assert owner.subject == "Confirm your e-mail address to finish signing up"
+    assert (await demo.confirm(token_in(owner))).status_code == 200
+    assert (await demo.log_in("aisyah@example.com", "the owners password")).status_code == 200
+    assert (await demo.log_in("aisyah@example.com", "the strangers password")).status_code == 401
+    late = await demo.confirm(token_in(stranger))
+    assert (late.status_code, late.json()["code"]) == (422, "confirmation_token_invalid")
+
+
+async def test_a_confirmation_link_works_once(demo: Demo) -> None:
+    await demo.ask_sign_up("aisyah@example.com")
+    token = await demo.token_mailed_to("aisyah@example.com")
+    assert (await demo.confirm(token)).status_code == 200
+    again = await demo.confirm(token)
+    assert (again.status_code, again.json()["code"]) == (422, "confirmation_token_invalid")
+
+
+async def test_a_confirmation_link_expires_after_a_day(demo: Demo) -> None:
+    await demo.ask_sign_up("aisyah@example.com")
+    token = await demo.token_mailed_to("aisyah@example.com")
+    demo.clock.advance(account_emails.CONFIRMATION_LIFETIME_S)
+    late = await demo.confirm(token)
+    assert (late.status_code, late.json()["code"]) == (422, "confirmation_token_invalid")
+    assert (await demo.log_in("aisyah@example.com")).status_code == 403
+
+
+@pytest.mark.parametrize("token", ["", "x" * 129, "not-a-token-we-gave"])
+async def test_a_malformed_or_unknown_confirmation_token_is_refused(demo: Demo, token: str) -> None:
+    response = await demo.confirm(token)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "token"
+
+
+async def test_sign_ups_mailing_one_address_are_limited_from_any_client(
+    make_app: AppFactory,
+) -> None:
+    limits = LimitSettings(login_slowdown_s=0, login_per_minute_max=1000, recovery_per_hour_max=2)
+    async with _demo(make_app, limits) as demo:
+        await demo.ask_sign_up("aisyah@example.com")
+        async with _from_address(demo, ATTACKER_ADDRESS) as attacker:
+            await attacker.ask_sign_up("aisyah@example.com")
+            over = await attacker.api.post(
+                "/api/v1/accounts", json={"email": "Aisyah@example.com", "password": PASSWORD}
+            )
+        assert over.status_code == 429
+        assert over.json()["code"] == "rate_limited"
+        assert len(await mails_to(demo.application.services, "aisyah@example.com")) == 2
+
+
+# --- password reset -----------------------------------------------------------------------------
+
+
+async def test_a_password_reset_is_answered_alike_whether_or_not_an_account_has_the_address(
     demo: Demo,
 ) -> None:
     await demo.sign_up("aisyah@example.com")
-    response = await demo.api.post(
-        "/api/v1/accounts", json={"email": "AISYAH@example.com", "password": "another password"}
+    registered = await demo.ask_reset("Aisyah@example.com")
+    unregistered = await demo.ask_reset("nobody@example.com")
+    assert registered.status_code == unregistered.status_code == 202
+    assert registered.content == unregistered.content
+    assert registered.headers == unregistered.headers
+    services = demo.application.services
+    assert await mails_to(services, "nobody@example.com") == []
+    mail = (await mails_to(services, "aisyah@example.com"))[-1]
+    assert mail.subject == "Set a new password"
+    assert "http://127.0.0.1:8000/accounts/password-reset?token=" in mail.body
+
+
+async def test_a_reset_link_sets_a_new_password_once_and_signs_the_account_out_everywhere(
+    demo: Demo,
+) -> None:
+    headers = await demo.bearer("aisyah@example.com")
+    await demo.ask_reset("aisyah@example.com")
+    token = await demo.token_mailed_to("aisyah@example.com")
+    assert (await demo.reset(token, "a brand new password")).status_code == 204
+    signed_out = await demo.api.get("/api/v1/accounts/me", headers=headers)
+    assert (signed_out.status_code, signed_out.json()["code"]) == (401, "token_invalid")
+    assert (await demo.log_in("aisyah@example.com")).status_code == 401
+    assert (await demo.log_in("aisyah@example.com", "a brand new password")).status_code == 200
+    again = await demo.reset(token, "yet another password")
+    assert (again.status_code, again.json()["code"]) == (422, "reset_token_invalid")
+    assert (await demo.log_in("aisyah@example.com", "a brand new password")).status_code == 200
+
+
+async def test_a_reset_link_expires_after_thirty_minutes(demo: Demo) -> None:
+    await demo.sign_up("aisyah@example.com")
+    await demo.ask_reset("aisyah@example.com")
+    token = await demo.token_mailed_to("aisyah@example.com")
+    demo.clock.advance(30 * 60)
+    late = await demo.reset(token, "a brand new password")
+    assert (late.status_code, late.json()["code"]) == (422, "reset_token_invalid")
+    assert (await demo.log_in("aisyah@example.com")).status_code == 200
+
+
+async def test_a_too_short_new_password_leaves_the_reset_link_usable(demo: Demo) -> None:
+    await demo.sign_up("aisyah@example.com")
+    await demo.ask_reset("aisyah@example.com")
+    token = await demo.token_mailed_to("aisyah@example.com")
+    short = await demo.reset(token, "short")
+    assert short.json()["errors"][0]["code"] == "password_too_short"
+    assert (await demo.reset(token, "a brand new password")).status_code == 204
+
+
+async def test_a_reset_forgets_the_sign_in_locks_of_the_email_from_every_address(
+    demo: Demo,
+) -> None:
+    await demo.sign_up("aisyah@example.com")
+    async with _from_address(demo, ATTACKER_ADDRESS) as attacker:
+        for _ in range(5):
+            await attacker.log_in("aisyah@example.com", "wrong password")
+        for _ in range(5):
+            await demo.log_in("aisyah@example.com", "wrong password")
+        assert (await demo.log_in("aisyah@example.com")).status_code == 429
+        await demo.ask_reset("aisyah@example.com")
+        token = await demo.token_mailed_to("aisyah@example.com")
+        assert (await demo.reset(token, "a brand new password")).status_code == 204
+        for client in (demo, attacker):
+            signed_in = await client.log_in("aisyah@example.com", "a brand new password")
+            assert signed_in.status_code == 200
+
+
+async def test_a_reset_confirms_an_account_a_stranger_opened_with_the_owners_address(
+    demo: Demo,
+) -> None:
+    await demo.ask_sign_up("aisyah@example.com", "the strangers password")
+    await demo.ask_reset("aisyah@example.com")
+    token = await demo.token_mailed_to("aisyah@example.com")
+    assert (await demo.reset(token, "the owners password")).status_code == 204
+    assert (await demo.log_in("aisyah@example.com", "the owners password")).status_code == 200
+    assert (await demo.log_in("aisyah@example.com", "the strangers password")).status_code == 401
+    [stranger_link] = [
+        mail
+        for mail in await mails_to(demo.application.services, "aisyah@example.com")
+        if "confirm?token=" in mail.body
+    ]
+    assert (await demo.confirm(token_in(stranger_link))).status_code == 422
+
+
+async def test_password_resets_are_limited_per_client_address_and_per_email(
+    make_app: AppFactory,
+) -> None:
+    limits = LimitSettings(login_slowdown_s=0, login_per_minute_max=1000, recovery_per_hour_max=2)
+    async with _demo(make_app, limits) as demo:
+        await demo.ask_reset("a@example.com")
+        await demo.ask_reset("b@example.com")
+        from_here = await demo.ask_reset("c@example.com")
+        assert (from_here.status_code, from_here.json()["code"]) == (429, "rate_limited")
+        async with _from_address(demo, ATTACKER_ADDRESS) as other:
+            assert (await other.ask_reset("a@example.com")).status_code == 202
+            async with _from_address(demo, "192.0.2.1") as third:
+                over = await third.ask_reset("A@example.com")
+        assert (over.status_code, over.json()["code"]) == (429, "rate_limited")
+
+
+async def test_the_reset_email_is_in_the_language_of_the_request_and_links_to_the_public_site(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    application = make_app(
+        limits=LimitSettings(login_slowdown_s=0), public_url="https://topup.example/"
     )
-    assert response.status_code == 409
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "email_taken"
+    async with client_for(application) as client:
+        demo = Demo(application, client)
+        await demo.sign_up("aisyah@example.com")
+        response = await demo.ask_reset("aisyah@example.com", **{"Accept-Language": "ms"})
+        assert response.headers["content-language"] == "ms"
+        mail = (await mails_to(application.services, "aisyah@example.com"))[-1]
+        assert mail.subject == "Tetapkan kata laluan baharu"
+        assert "https://topup.example/accounts/password-reset?token=" in mail.body
+        token = token_in(mail)
+        assert (await demo.reset(token, "a brand new password")).status_code == 204
+    assert token not in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -414,10 +667,8 @@ async def test_a_card_is_linked_with_the_code_sent_to_it_and_listed_with_its_bal
 
 
 async def test_the_code_is_texted_in_the_accounts_language(demo: Demo) -> None:
-    await demo.api.post(
-        "/api/v1/accounts",
-        json={"email": "mei@example.com", "password": PASSWORD, "language": "zh_Hans"},
-    )
+    await demo.ask_sign_up("mei@example.com", language="zh_Hans")
+    assert (await demo.confirm(await demo.token_mailed_to("mei@example.com"))).is_success
     token = (await demo.log_in("mei@example.com")).json()["access_token"]
     await demo.ask_code({"Authorization": f"Bearer {token}"})
     message = demo.sms.last_to(CARD)
@@ -536,7 +787,13 @@ async def test_an_sms_provider_failure_is_a_retryable_problem(make_app: AppFacto
 
 
 async def test_the_database_holds_no_password_token_or_code_in_clear(demo: Demo) -> None:
-    headers = await demo.bearer("aisyah@example.com")
+    await demo.ask_sign_up("aisyah@example.com")
+    confirmation = await demo.token_mailed_to("aisyah@example.com")
+    assert (await demo.confirm(confirmation)).status_code == 200
+    response = await demo.log_in("aisyah@example.com")
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    await demo.ask_reset("aisyah@example.com")
+    reset = await demo.token_mailed_to("aisyah@example.com")
     token = headers["Authorization"].removeprefix("Bearer ")
     await demo.log_in("aisyah@example.com", "a wrong password!")
     await demo.ask_code(headers)
@@ -551,12 +808,13 @@ async def test_the_database_holds_no_password_token_or_code_in_clear(demo: Demo)
                 stored.extend(str(value) for value in row)
     everything = "\n".join(stored)
     assert "aisyah@example.com" in everything  # the scan sees the accounts table
-    for secret in (PASSWORD, "a wrong password!", token):
+    for secret in (PASSWORD, "a wrong password!", token, confirmation, reset):
         assert secret not in everything
     for digits in (code, other_code):  # as a whole word: not by chance inside a hash or ICCID
         assert not re.search(rf"(?<![0-9A-Za-z]){digits}(?![0-9A-Za-z])", everything)
     hashes = [value for value in stored if value.startswith("$argon2id$")]
-    assert len(hashes) == 1
+    assert len(hashes) == 2  # the account's, and the one its confirmation link confirmed
+    assert len(set(hashes)) == 1
 
 
 # --- housekeeping -------------------------------------------------------------------------------
@@ -599,6 +857,19 @@ async def test_a_lock_outlasting_its_window_is_kept_until_it_ends(demo: Demo) ->
     assert (still.status_code, still.headers["retry-after"]) == (429, str(LOCK_S - 1))
     demo.clock.advance(LOCK_S)  # the lock is over, and so is the e-mail's new window
     assert await accounts.prune(demo.application.services, limit=10) == 2
+
+
+async def test_the_worker_forgets_emailed_links_once_they_have_expired(demo: Demo) -> None:
+    await demo.sign_up("aisyah@example.com")  # a confirmation link, used: kept for a day
+    await demo.ask_reset("aisyah@example.com")  # a reset link, for 30 minutes
+    await demo.ask_sign_up("mei@example.com")  # an unused confirmation link, for a day
+    assert await _rows(demo, tables.account_email_tokens) == 3
+    demo.clock.advance(30 * 60)
+    await work_once(demo.application.services)
+    assert await _rows(demo, tables.account_email_tokens) == 2
+    demo.clock.advance(account_emails.CONFIRMATION_LIFETIME_S)
+    await work_once(demo.application.services)
+    assert await _rows(demo, tables.account_email_tokens) == 0
 
 
 async def test_pruning_forgets_at_most_the_limit_at_once(demo: Demo) -> None:

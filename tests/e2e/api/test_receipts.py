@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
+from tests.mailed_links import confirmed_account
 from topup.adapters.notify.mail_outbox import MemoryMailer
 from topup.bootstrap import Application
 from topup.domain.callers import ANONYMOUS, ApiKeyRole, Caller, CallerKind
@@ -16,7 +17,6 @@ from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.entrypoints.api import receipts as receipts_route
 from topup.entrypoints.worker import work_once
 from topup.ports import CardDetails
-from topup.services import accounts
 from topup.services.receipts import (
     mailings,
     receipt_of,
@@ -49,6 +49,52 @@ def number_of(view: RenewalView) -> str:
     number = view.renewal.receipt_number
     assert number is not None
     return number
+
+
+async def _created_over_http(api: AsyncClient, number: str, key: str) -> dict[str, Any]:
+    tokenised = await api.post(
+        "/sandbox/psp/v1/tokens",
+        json={"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+    )
+    body = {
+        "card_number": ACTIVE_CARD,
+        "plan": "pack_5gb_7d",
+        "payment": {"method": "credit_card", "token": tokenised.json()["token"]},
+    }
+    response = await api.post("/api/v1/renewals", json=body, headers={"Idempotency-Key": key})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_the_payer_holding_the_client_secret_is_given_the_receipt_once_paid(
+    api: AsyncClient,
+) -> None:
+    created = await _created_over_http(api, GOOD_CARD.number, "payer-1")
+    number, code = created["receipt_number"], created["verification_code"]
+    assert number.startswith("R-")
+    assert code is not None
+    read = await api.get(
+        f"/api/v1/renewals/{created['id']}", headers={"X-Client-Secret": created["client_secret"]}
+    )
+    assert (read.json()["receipt_number"], read.json()["verification_code"]) == (number, code)
+    receipt = await api.get(f"/api/v1/receipts/{number}", headers={"X-Verification-Code": code})
+    assert receipt.status_code == 200
+    hidden = await api.get(f"/api/v1/renewals/{created['id']}")
+    assert hidden.status_code == 404
+    assert code not in hidden.text
+
+
+async def test_a_renewal_not_yet_paid_shows_no_receipt_number_or_verification_code(
+    api: AsyncClient,
+) -> None:
+    created = await _created_over_http(api, "4000000000003220", "payer-2")  # waits for 3-D Secure
+    assert created["status"] == "requires_action"
+    assert (created["receipt_number"], created["verification_code"]) == (None, None)
+    read = await api.get(
+        f"/api/v1/renewals/{created['id']}", headers={"X-Client-Secret": created["client_secret"]}
+    )
+    assert (read.json()["receipt_number"], read.json()["verification_code"]) == (None, None)
 
 
 async def test_a_paid_renewals_receipt_is_shown_with_its_verification_code(
@@ -238,11 +284,11 @@ async def test_the_cards_owner_reads_its_receipts_and_another_account_gets_404(
     services = demo_app.services
     view = await paid(demo_app)
     number = number_of(view)
-    owner = await accounts.sign_up(
-        services, email="owner@example.com", password="correct horse battery", language="en"
+    owner = await confirmed_account(
+        services, email="owner@example.com", password="correct horse battery"
     )
-    other = await accounts.sign_up(
-        services, email="other@example.com", password="correct horse battery", language="en"
+    other = await confirmed_account(
+        services, email="other@example.com", password="correct horse battery"
     )
     async with services.unit_of_work() as uow:
         await uow.accounts.link_card(owner.id, view.renewal.card_id, at=services.clock.now())

@@ -1,5 +1,6 @@
 """POST /api/v1/card-number-recovery (R8), on SQLite and PostgreSQL: the same answer whether or not
-an e-mail address is registered, the masked numbers by e-mail, and the rate limits."""
+an e-mail address is registered, the full numbers by e-mail to that address (found on the card,
+through an account that linked it, or with a paid renewal), and the rate limits."""
 
 from __future__ import annotations
 
@@ -13,19 +14,24 @@ import pytest
 from tests.conftest import START, AppFactory
 from tests.e2e.api.conftest import client_for
 from tests.integration.test_smtp_mailer import running_smtp_server
+from tests.mailed_links import confirmed_account
 from topup.adapters.notify.mail_outbox import MemoryMailer
 from topup.bootstrap import Application
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.money import Money
 from topup.entrypoints.api.app import create_app
+from topup.ports import CardDetails
 from topup.services import recovery
 from topup.services.demo import load_demo
 from topup.services.receipts import mailings
+from topup.services.renewals import RenewalRequest, renew
 from topup.settings import LimitSettings
 
 PATH = "/api/v1/card-number-recovery"
 REGISTERED = "aisyah@example.com"  # the demo card +60 12-345 6789
 UNREGISTERED = "nobody@example.com"
+GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+DECLINED_CARD = CardDetails(number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123")
 
 
 def memory_mailer(application: Application) -> MemoryMailer:
@@ -82,7 +88,7 @@ async def test_a_registered_and_an_unregistered_address_get_the_same_answer(
     assert [mail.recipient for mail in mailer.sent] == [REGISTERED]
 
 
-async def test_the_owner_receives_every_card_registered_with_the_address_masked(
+async def test_the_owner_receives_every_card_registered_with_the_address_in_full(
     demo_app: Application, api: httpx.AsyncClient
 ) -> None:
     await add_card(demo_app, "198880001", "AISYAH@Example.com")
@@ -90,10 +96,62 @@ async def test_the_owner_receives_every_card_registered_with_the_address_masked(
     assert response.status_code == 202
     [mail] = (await mailed(demo_app)).sent
     assert mail.recipient == REGISTERED  # the address as registered with the first card
-    assert "+60 12-*** 6789" in mail.body
-    assert "+60 19-*** 0001" in mail.body
-    for full in ("123456789", "198880001"):
-        assert full not in mail.body
+    assert "+60 12-345 6789" in mail.body
+    assert "+60 19-888 0001" in mail.body
+    assert "*" not in mail.body
+
+
+async def test_a_card_whose_paid_renewal_gave_the_address_is_found_and_an_unpaid_one_is_not(
+    demo_app: Application, api: httpx.AsyncClient
+) -> None:
+    services = demo_app.services
+    await renew(
+        services,
+        RenewalRequest(
+            card_number="0123456789",
+            plan_code="pack_5gb_7d",
+            payment=GOOD_CARD,
+            receipt_email="Payer@Example.com",
+            receipt_language="en",
+        ),
+    )
+    declined = await renew(
+        services,
+        RenewalRequest(
+            card_number="0123450001",
+            plan_code="pack_5gb_7d",
+            payment=DECLINED_CARD,
+            receipt_email="declined@example.com",
+            receipt_language="en",
+        ),
+    )
+    assert declined.status == "declined"
+    await mailed(demo_app)
+    memory_mailer(demo_app).sent.clear()  # the receipt
+    found = await api.post(PATH, json={"email": "payer@example.com"})
+    not_found = await api.post(PATH, json={"email": "declined@example.com"})
+    assert found.content == not_found.content
+    [mail] = (await mailed(demo_app)).sent
+    assert mail.recipient == "Payer@Example.com"
+    assert "+60 12-345 6789" in mail.body
+    assert "+60 12-345 0001" not in mail.body
+
+
+async def test_a_card_linked_to_a_confirmed_account_with_the_address_is_found(
+    demo_app: Application, api: httpx.AsyncClient
+) -> None:
+    services = demo_app.services
+    account = await confirmed_account(services, email="mei@example.com", password="a password!")
+    async with services.unit_of_work() as uow:
+        found = await uow.cards.by_number(msisdn="+60198765432")
+        assert found is not None
+        await uow.accounts.link_card(account.id, found.id, at=services.clock.now())
+        await uow.commit()
+    memory_mailer(demo_app).sent.clear()  # the confirmation link
+    assert (await api.post(PATH, json={"email": "Mei@example.com"})).status_code == 202
+    [mail] = (await mailed(demo_app)).sent
+    assert mail.recipient == "mei@example.com"
+    assert "+60 19-876 5432" in mail.body
 
 
 async def test_the_email_is_in_the_language_of_the_request(
@@ -104,7 +162,7 @@ async def test_the_email_is_in_the_language_of_the_request(
     assert response.headers["content-language"] == "zh-Hans"
     [mail] = (await mailed(demo_app)).sent
     assert mail.subject == "以此电子邮箱登记的上网卡号码"
-    assert "+60 12-*** 6789" in mail.body
+    assert "+60 12-345 6789" in mail.body
 
 
 async def test_the_email_arrives_through_a_real_smtp_server(make_app: AppFactory) -> None:
@@ -118,8 +176,7 @@ async def test_the_email_arrives_through_a_real_smtp_server(make_app: AppFactory
     [(recipients, message)] = sink.messages
     assert recipients == [REGISTERED]
     body = message.get_content()
-    assert "+60 12-*** 6789" in body
-    assert "123456789" not in body
+    assert "+60 12-345 6789" in body
 
 
 async def test_a_mail_server_that_is_down_changes_nothing_in_the_answer(

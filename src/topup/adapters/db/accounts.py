@@ -1,4 +1,5 @@
-"""Accounts, their sign-in tokens, sign-in attempts, linked cards and one-time link codes.
+"""Accounts, their sign-in tokens, sign-in attempts, links e-mailed to them (confirmation,
+password reset), linked cards and one-time link codes.
 
 Only keyed hashes of tokens, codes and (for sign-in attempts) e-mail and client addresses reach
 these tables; passwords only as argon2id hashes. Nothing here commits."""
@@ -17,6 +18,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    func,
     literal,
     or_,
     select,
@@ -27,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
 from topup.adapters.db.cards import card_from_row
-from topup.domain.accounts import Account, LinkCode, LoginAttempts
+from topup.domain.accounts import (
+    Account,
+    EmailToken,
+    EmailTokenPurpose,
+    LinkCode,
+    LoginAttempts,
+)
 from topup.domain.cards import Card
 
 
@@ -45,6 +53,22 @@ def _account(row: Row[Any]) -> Account:
         password_hash=m["password_hash"],
         language=m["language"],
         created_at=m["created_at"],
+        confirmed_at=m["confirmed_at"],
+    )
+
+
+def _email_token(row: Row[Any]) -> EmailToken:
+    m = row._mapping
+    return EmailToken(
+        id=m["id"],
+        account_id=m["account_id"],
+        purpose=EmailTokenPurpose(m["purpose"]),
+        token_hash=m["token_hash"],
+        expires_at=m["expires_at"],
+        created_at=m["created_at"],
+        password_hash=m["password_hash"],
+        language=m["language"],
+        used_at=m["used_at"],
     )
 
 
@@ -87,6 +111,7 @@ class AccountRepository:
                 password_hash=account.password_hash,
                 language=account.language,
                 created_at=account.created_at,
+                confirmed_at=account.confirmed_at,
             )
             .on_conflict_do_nothing(index_elements=[t.accounts.c.email])
             .returning(t.accounts.c.id)
@@ -103,12 +128,119 @@ class AccountRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else _account(row)
 
-    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
-        await self._connection.execute(
-            update(t.accounts)
-            .where(t.accounts.c.id == account_id)
-            .values(password_hash=password_hash)
+    async def hold_password(
+        self, account_id: str, verified_hash: str, *, new_hash: str | None = None
+    ) -> bool:
+        """A sign-in about to issue a token: lock the account's row if its password hash is
+        still the one just verified (to ``new_hash`` if given: a rehash); False if a reset
+        changed it meanwhile. A reset takes the same row first, so a token is never issued
+        for a password that a committed reset replaced."""
+        accounts = t.accounts
+        result = await self._connection.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.password_hash == verified_hash)
+            .values(password_hash=new_hash or verified_hash)
         )
+        return bool(result.rowcount)
+
+    async def confirm(
+        self, account_id: str, *, password_hash: str, language: str, at: dt.datetime
+    ) -> bool:
+        """Confirm an unconfirmed account with the password and language of the sign-up whose
+        link was followed; False (nothing written) if it was confirmed already."""
+        accounts = t.accounts
+        result = await self._connection.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.confirmed_at.is_(None))
+            .values(password_hash=password_hash, language=language, confirmed_at=at)
+        )
+        return bool(result.rowcount)
+
+    async def reset_password(self, account_id: str, password_hash: str, *, at: dt.datetime) -> None:
+        """A new password from a reset link; the link proved the address, so an account not
+        yet confirmed is confirmed too."""
+        accounts = t.accounts
+        await self._connection.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(
+                password_hash=password_hash,
+                confirmed_at=func.coalesce(accounts.c.confirmed_at, at),
+            )
+        )
+
+    # --- links e-mailed to an account -------------------------------------------------------
+
+    async def add_email_token(self, token: EmailToken) -> None:
+        await self._connection.execute(
+            t.account_email_tokens.insert().values(
+                id=token.id,
+                account_id=token.account_id,
+                purpose=token.purpose.value,
+                token_hash=token.token_hash,
+                password_hash=token.password_hash,
+                language=token.language,
+                expires_at=token.expires_at,
+                used_at=token.used_at,
+                created_at=token.created_at,
+            )
+        )
+
+    async def email_token(
+        self, token_hash: str, *, purpose: EmailTokenPurpose
+    ) -> EmailToken | None:
+        """The token with this hash and purpose, used or not, expired or not (no lock)."""
+        tokens = t.account_email_tokens
+        row = (
+            await self._connection.execute(
+                select(tokens).where(
+                    tokens.c.token_hash == token_hash, tokens.c.purpose == purpose.value
+                )
+            )
+        ).first()
+        return None if row is None else _email_token(row)
+
+    async def use_email_token(
+        self, token_hash: str, *, purpose: EmailTokenPurpose, at: dt.datetime
+    ) -> EmailToken | None:
+        """Mark the unexpired, unused token with this hash and purpose used, in one statement
+        (of concurrent uses one wins), and return it; None if there is no such token."""
+        tokens = t.account_email_tokens
+        result = await self._connection.execute(
+            update(tokens)
+            .where(
+                tokens.c.token_hash == token_hash,
+                tokens.c.purpose == purpose.value,
+                tokens.c.used_at.is_(None),
+                tokens.c.expires_at > at,
+            )
+            .values(used_at=at)
+            .returning(*tokens.c)
+        )
+        row = result.first()
+        return None if row is None else _email_token(row)
+
+    async def drop_email_tokens(
+        self, account_id: str, *, purpose: EmailTokenPurpose | None = None
+    ) -> None:
+        """The account's unused links (of ``purpose``, or all) stop working."""
+        tokens = t.account_email_tokens
+        condition = and_(tokens.c.account_id == account_id, tokens.c.used_at.is_(None))
+        if purpose is not None:
+            condition = and_(condition, tokens.c.purpose == purpose.value)
+        await self._connection.execute(delete(tokens).where(condition))
+
+    async def prune_email_tokens(self, *, expired_by: dt.datetime, limit: int) -> int:
+        """Forget links, used or not, that expired by ``expired_by`` (at most ``limit``)."""
+        tokens = t.account_email_tokens
+        expired = (
+            select(tokens.c.id)
+            .where(tokens.c.expires_at <= expired_by)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self._connection.execute(delete(tokens).where(tokens.c.id.in_(expired)))
+        return int(result.rowcount or 0)
 
     # --- sign-in tokens ---------------------------------------------------------------------
 
@@ -153,6 +285,16 @@ class AccountRepository:
         )
         return bool(result.rowcount)
 
+    async def revoke_tokens_of(self, account_id: str, *, now: dt.datetime) -> int:
+        """Sign every token of the account out (a password reset); how many were signed in."""
+        tokens = t.access_tokens
+        result = await self._connection.execute(
+            update(tokens)
+            .where(tokens.c.account_id == account_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return int(result.rowcount or 0)
+
     async def forget_dead_tokens(self, account_id: str, *, now: dt.datetime) -> None:
         """Drop the account's tokens that can no longer sign in (expired or revoked)."""
         tokens = t.access_tokens
@@ -173,6 +315,7 @@ class AccountRepository:
         window_start: dt.datetime,
         lock_at_attempt: int | None,
         lock_until: dt.datetime | None,
+        email_key: str | None = None,
     ) -> LoginAttempts:
         """Count one sign-in attempt under ``fingerprint`` before its password is checked, in
         one statement: concurrent attempts are all counted and each learns its own number.
@@ -180,7 +323,8 @@ class AccountRepository:
         A count whose window began before ``window_start`` and whose lock (if any) is over
         starts again from this attempt. The attempt numbered ``lock_at_attempt`` sets the lock
         to ``lock_until`` unless one is set; the lock is never moved. ``lock_at_attempt`` None:
-        the count never locks."""
+        the count never locks. ``email_key``: what ``forget_login_attempts_of`` finds the row
+        by."""
         failures = t.login_failures
         over = _attempts_over(now=now, window_start=window_start)
         if lock_at_attempt is None:
@@ -207,6 +351,7 @@ class AccountRepository:
                 first_failed_at=now,
                 locked_until=first_lock,
                 updated_at=now,
+                email_key=email_key,
             )
             .on_conflict_do_update(
                 index_elements=[failures.c.fingerprint],
@@ -231,6 +376,14 @@ class AccountRepository:
             await self._connection.execute(
                 delete(failures).where(failures.c.fingerprint == fingerprint)
             )
+
+    async def forget_login_attempts_of(self, email_key: str, fingerprints: Sequence[str]) -> None:
+        """A password reset: the counts and locks of the e-mail from every address (its rows
+        with ``email_key``), then those of ``fingerprints``, no longer count. The rows go in the
+        order sign-in attempts count them: per address first, then the e-mail's own."""
+        failures = t.login_failures
+        await self._connection.execute(delete(failures).where(failures.c.email_key == email_key))
+        await self.forget_login_attempts(fingerprints)
 
     async def prune_login_attempts(
         self, *, now: dt.datetime, window_start: dt.datetime, limit: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select
+from sqlalchemy import Row, and_, func, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
@@ -16,6 +16,7 @@ from topup.domain.records import ReceiptFacts
 from topup.domain.renewal import RenewalStatus
 
 _REFUNDS = t.ledger_entries.alias("refunds")
+
 _RECEIPTS = (
     select(
         t.renewals.c.id.label("renewal_id"),
@@ -68,11 +69,37 @@ class ReceiptQueries:
 
     async def card_numbers_by_email(self, email: str, *, limit: int) -> list[tuple[str, str]]:
         """(mobile number in E.164, e-mail as registered) of the cards registered with
-        ``email``, compared without regard to case, in a stable order; at most ``limit``."""
+        ``email``, compared without regard to case: on the card itself, through a confirmed
+        account that linked the card, or given with a paid renewal of the card. One row per
+        card (one spelling of the address for it), in a stable order; at most ``limit``."""
+        lowered = email.lower()
+        cards, renewals, links, accounts = t.cards, t.renewals, t.card_links, t.accounts
+        on_card = select(cards.c.msisdn, cards.c.email.label("email")).where(
+            func.lower(cards.c.email) == lowered
+        )
+        by_account = (
+            select(cards.c.msisdn, accounts.c.email.label("email"))
+            .select_from(
+                cards.join(links, links.c.card_id == cards.c.id).join(
+                    accounts, accounts.c.id == links.c.account_id
+                )
+            )
+            .where(accounts.c.email == lowered, accounts.c.confirmed_at.is_not(None))
+        )
+        by_renewal = (
+            select(cards.c.msisdn, renewals.c.receipt_email.label("email"))
+            .select_from(renewals.join(cards, cards.c.id == renewals.c.card_id))
+            .where(
+                renewals.c.receipt_email.is_not(None),
+                func.lower(renewals.c.receipt_email) == lowered,
+                renewals.c.paid_at.is_not(None),
+            )
+        )
+        found = union(on_card, by_account, by_renewal).subquery()
         rows = await self._connection.execute(
-            select(t.cards.c.msisdn, t.cards.c.email)
-            .where(func.lower(t.cards.c.email) == email.lower())
-            .order_by(t.cards.c.msisdn)
+            select(found.c.msisdn, func.min(found.c.email))
+            .group_by(found.c.msisdn)
+            .order_by(found.c.msisdn)
             .limit(limit)
         )
         return [(row[0], row[1]) for row in rows]

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -85,6 +86,8 @@ cards = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 Index("ix_cards_status_validity_end", cards.c.status, cards.c.validity_end)
+# Card-number recovery looks cards up by e-mail without regard to case.
+Index("ix_cards_email_lower", func.lower(cards.c.email))
 
 plans = Table(
     "plans",
@@ -135,6 +138,13 @@ renewals = Table(
 )
 Index("ix_renewals_card_id_created_at", renewals.c.card_id, renewals.c.created_at)
 Index("ix_renewals_status", renewals.c.status)
+# Card-number recovery also finds the cards of paid renewals that gave an e-mail; most give none.
+Index(
+    "ix_renewals_receipt_email_lower",
+    func.lower(renewals.c.receipt_email),
+    postgresql_where=renewals.c.receipt_email.is_not(None),
+    sqlite_where=renewals.c.receipt_email.is_not(None),
+)
 
 renewal_events = Table(
     "renewal_events",
@@ -331,7 +341,27 @@ accounts = Table(
     Column("password_hash", String(255), nullable=False),
     Column("language", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # Set when a link e-mailed to the address is followed; only confirmed accounts sign in.
+    Column("confirmed_at", UtcDateTime),
 )
+
+# Single-use links e-mailed to an account (confirm the address, reset the password): only a
+# keyed hash of each token is kept. A confirmation keeps the password hash and language of the
+# sign-up that asked for it.
+account_email_tokens = Table(
+    "account_email_tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("purpose", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255)),
+    Column("language", String(16)),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_account_email_tokens_expires_at", account_email_tokens.c.expires_at)
 
 # Bearer tokens of signed-in accounts: only a keyed hash of each token is kept.
 access_tokens = Table(
@@ -357,8 +387,12 @@ login_failures = Table(
     Column("first_failed_at", UtcDateTime, nullable=False),  # when the window began
     Column("locked_until", UtcDateTime),
     Column("updated_at", UtcDateTime, nullable=False),
+    # A keyed hash of the e-mail alone, so that a password reset forgets the e-mail's counts
+    # and locks from every address.
+    Column("email_key", String(64)),
 )
 Index("ix_login_failures_first_failed_at", login_failures.c.first_failed_at)
+Index("ix_login_failures_email_key", login_failures.c.email_key)
 
 # The cards an account has proved it holds (by a code sent to the card's number).
 card_links = Table(

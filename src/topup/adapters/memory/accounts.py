@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from topup.adapters.memory.tables import AccessToken, LoginCount, Tables, unique_violation
-from topup.domain.accounts import Account, LinkCode, LoginAttempts
+from topup.domain.accounts import Account, EmailToken, EmailTokenPurpose, LinkCode, LoginAttempts
 from topup.domain.cards import Card
 
 
@@ -30,10 +30,102 @@ class MemoryAccountRepository:
     async def by_email(self, email: str) -> Account | None:
         return next((a for a in self._tables.accounts.values() if a.email == email), None)
 
-    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+    async def hold_password(
+        self, account_id: str, verified_hash: str, *, new_hash: str | None = None
+    ) -> bool:
+        account = self._tables.accounts.get(account_id)
+        if account is None or account.password_hash != verified_hash:
+            return False
+        self._tables.accounts[account_id] = replace(
+            account, password_hash=new_hash or verified_hash
+        )
+        return True
+
+    async def confirm(
+        self, account_id: str, *, password_hash: str, language: str, at: dt.datetime
+    ) -> bool:
+        account = self._tables.accounts.get(account_id)
+        if account is None or account.confirmed_at is not None:
+            return False
+        self._tables.accounts[account_id] = replace(
+            account, password_hash=password_hash, language=language, confirmed_at=at
+        )
+        return True
+
+    async def reset_password(self, account_id: str, password_hash: str, *, at: dt.datetime) -> None:
         account = self._tables.accounts.get(account_id)
         if account is not None:
-            self._tables.accounts[account_id] = replace(account, password_hash=password_hash)
+            self._tables.accounts[account_id] = replace(
+                account, password_hash=password_hash, confirmed_at=account.confirmed_at or at
+            )
+
+    async def add_email_token(self, token: EmailToken) -> None:
+        tokens = self._tables.email_tokens
+        if token.account_id not in self._tables.accounts:
+            raise unique_violation(
+                "account_email_tokens.account_id (foreign key)", token.account_id
+            )
+        if token.id in tokens or any(t.token_hash == token.token_hash for t in tokens.values()):
+            raise unique_violation("account_email_tokens", token.id)
+        tokens[token.id] = token
+
+    async def email_token(
+        self, token_hash: str, *, purpose: EmailTokenPurpose
+    ) -> EmailToken | None:
+        return next(
+            (
+                token
+                for token in self._tables.email_tokens.values()
+                if token.token_hash == token_hash and token.purpose is purpose
+            ),
+            None,
+        )
+
+    async def use_email_token(
+        self, token_hash: str, *, purpose: EmailTokenPurpose, at: dt.datetime
+    ) -> EmailToken | None:
+        found = await self.email_token(token_hash, purpose=purpose)
+        if found is None or found.used_at is not None or found.expires_at <= at:
+            return None
+        used = replace(found, used_at=at)
+        self._tables.email_tokens[found.id] = used
+        return used
+
+    async def drop_email_tokens(
+        self, account_id: str, *, purpose: EmailTokenPurpose | None = None
+    ) -> None:
+        tokens = self._tables.email_tokens
+        for token in list(tokens.values()):
+            if (
+                token.account_id == account_id
+                and token.used_at is None
+                and (purpose is None or token.purpose is purpose)
+            ):
+                del tokens[token.id]
+
+    async def prune_email_tokens(self, *, expired_by: dt.datetime, limit: int) -> int:
+        tokens = self._tables.email_tokens
+        expired = [key for key, token in tokens.items() if token.expires_at <= expired_by][:limit]
+        for key in expired:
+            del tokens[key]
+        return len(expired)
+
+    async def revoke_tokens_of(self, account_id: str, *, now: dt.datetime) -> int:
+        tokens = self._tables.access_tokens
+        signed_in = [
+            token
+            for token in tokens.values()
+            if token.account_id == account_id and token.revoked_at is None
+        ]
+        for token in signed_in:
+            tokens[token.id] = replace(token, revoked_at=now)
+        return len(signed_in)
+
+    async def forget_login_attempts_of(self, email_key: str, fingerprints: Sequence[str]) -> None:
+        counts = self._tables.login_counts
+        for key in [key for key, count in counts.items() if count.email_key == email_key]:
+            del counts[key]
+        await self.forget_login_attempts(fingerprints)
 
     async def add_token(
         self,
@@ -83,12 +175,13 @@ class MemoryAccountRepository:
         window_start: dt.datetime,
         lock_at_attempt: int | None,
         lock_until: dt.datetime | None,
+        email_key: str | None = None,
     ) -> LoginAttempts:
         """As ``adapters.db.accounts``: a count over (window and lock ended) starts again."""
         first_lock = lock_until if lock_at_attempt is not None and lock_at_attempt <= 1 else None
         found = self._tables.login_counts.get(fingerprint)
         if found is None or _over(found, now=now, window_start=window_start):
-            counted = LoginCount(LoginAttempts(1, first_lock), now)
+            counted = LoginCount(LoginAttempts(1, first_lock), now, email_key)
         else:
             attempts, locked_until = found.attempts.attempts, found.attempts.locked_until
             if (
@@ -97,7 +190,9 @@ class MemoryAccountRepository:
                 and attempts + 1 >= lock_at_attempt
             ):
                 locked_until = lock_until
-            counted = LoginCount(LoginAttempts(attempts + 1, locked_until), found.first_failed_at)
+            counted = LoginCount(
+                LoginAttempts(attempts + 1, locked_until), found.first_failed_at, found.email_key
+            )
         self._tables.login_counts[fingerprint] = counted
         return counted.attempts
 

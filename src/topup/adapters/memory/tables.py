@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from topup.domain.accounts import Account, LinkCode, LoginAttempts
+from topup.domain.accounts import Account, EmailToken, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
 from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
@@ -41,6 +41,7 @@ class AccessToken:
 class LoginCount:
     attempts: LoginAttempts
     first_failed_at: dt.datetime
+    email_key: str | None = None  # the e-mail a count about an address and an e-mail is of
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Tables:
     webhook_events: dict[tuple[str, str], str] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
     access_tokens: dict[str, AccessToken] = field(default_factory=dict)
+    email_tokens: dict[str, EmailToken] = field(default_factory=dict)
     login_counts: dict[str, LoginCount] = field(default_factory=dict)
     card_links: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     link_codes: dict[str, tuple[LinkCode, dt.datetime]] = field(default_factory=dict)  # created at

@@ -1,5 +1,6 @@
-"""Accounts: sign-up, sign-in (bearer tokens), sign-out, and the cards an account links by a
-one-time code sent by SMS to the card's number."""
+"""Accounts: sign-up and password reset finished by links e-mailed to the address (the answers
+never say whether an address has an account), sign-in (bearer tokens), sign-out, and the cards
+an account links by a one-time code sent by SMS to the card's number."""
 
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ from topup.entrypoints.api.dependencies import (
     ServicesDependency,
     check_caller_rate,
     check_card_lookup,
+    check_rate,
     client_address,
 )
 from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
 from topup.entrypoints.http.problems import encode
 from topup.entrypoints.views_json import card_json
-from topup.services import accounts
+from topup.i18n import N_, language_tag, translations
+from topup.services import account_emails, accounts
+from topup.services.context import Services
+from topup.services.receipts import parse_email
 from topup.services.views import iso
 
 router = APIRouter(tags=["accounts"])
@@ -34,6 +39,7 @@ EMAIL_LENGTH_MAX = 320
 LANGUAGE_LENGTH_MAX = 16
 CARD_NUMBER_LENGTH_MAX = 40
 LINK_CODE_LENGTH_MAX = 16
+EMAIL_TOKEN_LENGTH_MAX = account_emails.EMAIL_TOKEN_LENGTH_MAX
 
 
 class SignUpIn(Write):
@@ -47,6 +53,27 @@ class SignUpIn(Write):
         max_length=LANGUAGE_LENGTH_MAX,
         description="en, zh_Hans, ms or id; default: the request's Accept-Language",
     )
+
+
+class EmailIn(Write):
+    email: str = Field(min_length=1, max_length=EMAIL_LENGTH_MAX)
+
+
+class EmailTokenIn(Write):
+    token: str = Field(
+        min_length=1, max_length=EMAIL_TOKEN_LENGTH_MAX, description="From the e-mailed link"
+    )
+
+
+class PasswordResetIn(EmailTokenIn):
+    password: str = Field(
+        min_length=1, max_length=PASSWORD_LENGTH_MAX, description="10 to 256 characters"
+    )
+
+
+class AcceptedOut(Read):
+    status: Literal["accepted"]
+    message: str = Field(description="What happens next, in the request's language")
 
 
 class LogInIn(Write):
@@ -107,11 +134,41 @@ def _account_out(account: Account) -> dict[str, Any]:
     return {"id": account.id, "email": account.email, "language": account.language}
 
 
+SIGN_UP_ACCEPTED = N_(
+    "We have sent a message to this e-mail address. Follow it to finish signing up."
+)
+PASSWORD_RESET_ACCEPTED = N_(
+    "If an account has this e-mail address, we are sending it a link to set a new password."
+)
+
+
+def _accepted(text: str, language: str) -> Response:
+    """202 with the same body whether or not the address has an account."""
+    body = {"status": "accepted", "message": translations(language).gettext(text)}
+    return Response(
+        encode(body),
+        status_code=202,
+        media_type="application/json",
+        headers={"Content-Language": language_tag(language), "Cache-Control": "no-store"},
+    )
+
+
+async def _check_email_rate(services: Services, name: str, address: str) -> None:
+    """Requests that mail one address, from any client: nobody can flood a mailbox."""
+    await check_rate(
+        services,
+        name,
+        account_emails.rate_key(services, name, address),
+        limit=services.limits.rates.recovery_per_hour_max,
+        window_s=account_emails.EMAIL_WINDOW_S,
+    )
+
+
 @router.post(
     "/api/v1/accounts",
-    status_code=201,
-    response_model=AccountOut,
-    responses=problems(400, 401, 409),
+    status_code=202,
+    response_model=AcceptedOut,
+    responses=problems(400, 401),
 )
 async def sign_up(
     body: SignUpIn,
@@ -120,7 +177,12 @@ async def sign_up(
     caller: CallerDependency,
     language: LanguageDependency,
 ) -> Response:
-    """Open an account with an e-mail address and a password (10 to 256 characters)."""
+    """Sign up with an e-mail address and a password (10 to 256 characters). Always 202 with the
+    same body, new address or not: the rest happens by e-mail. A new address gets a link to
+    confirm it (valid 24 h; the account signs in once confirmed, with this password); an address
+    that has an account is told so, with links to sign in and to reset the password. Limited
+    per client address (per minute) and per e-mail address (``TOPUP_RECOVERY_PER_HOUR_MAX``)."""
+    address = parse_email(body.email)
     await check_caller_rate(
         request,
         caller,
@@ -128,20 +190,97 @@ async def sign_up(
         limit=services.limits.rates.login_per_minute_max,
         window_s=RATE_WINDOW_S,
     )
-    account = await accounts.sign_up(
-        services, email=body.email, password=body.password, language=body.language or language
+    await _check_email_rate(services, "sign_up", address)
+    await account_emails.sign_up(
+        services,
+        email=address,
+        password=body.password,
+        language=body.language or language,
+        locale=language,
     )
-    return _json(_account_out(account), status_code=201)
+    return _accepted(SIGN_UP_ACCEPTED, language)
 
 
-@router.post("/api/v1/auth/token", response_model=AccessTokenOut, responses=problems(400, 401))
+@router.post("/api/v1/accounts/confirm", response_model=AccountOut, responses=problems(400, 401))
+async def confirm_email(
+    body: EmailTokenIn, request: Request, services: ServicesDependency, caller: CallerDependency
+) -> Response:
+    """Confirm the e-mail address with the token of the link sent at sign-up; the account may
+    sign in from now on. 422 ``confirmation_token_invalid`` if the link expired, was used, or
+    the account is confirmed already."""
+    await check_caller_rate(
+        request,
+        caller,
+        "email_link",
+        limit=services.limits.rates.login_per_minute_max,
+        window_s=RATE_WINDOW_S,
+    )
+    account = await account_emails.confirm_email(services, body.token)
+    return _json(_account_out(account))
+
+
+@router.post(
+    "/api/v1/auth/password-reset",
+    status_code=202,
+    response_model=AcceptedOut,
+    responses=problems(400, 401),
+)
+async def request_password_reset(
+    body: EmailIn,
+    request: Request,
+    services: ServicesDependency,
+    caller: CallerDependency,
+    language: LanguageDependency,
+) -> Response:
+    """E-mail a link to set a new password (single use, valid 30 minutes) to the account with
+    this address. Always 202 with the same body: the answer does not say whether an account
+    has the address. Limited per client address and per e-mail address
+    (``TOPUP_RECOVERY_PER_HOUR_MAX``, 429 with Retry-After)."""
+    address = parse_email(body.email)
+    limit = services.limits.rates.recovery_per_hour_max
+    window_s = account_emails.EMAIL_WINDOW_S
+    await check_caller_rate(request, caller, "password_reset", limit=limit, window_s=window_s)
+    await _check_email_rate(services, "password_reset", address)
+    account_emails.request_password_reset(services, address, language)
+    return _accepted(PASSWORD_RESET_ACCEPTED, language)
+
+
+@router.post(
+    "/api/v1/auth/password-reset/confirm",
+    status_code=204,
+    response_class=Response,
+    responses=problems(400, 401),
+)
+async def reset_password(
+    body: PasswordResetIn,
+    request: Request,
+    services: ServicesDependency,
+    caller: CallerDependency,
+) -> Response:
+    """Set a new password with the token of the e-mailed link, once. Every sign-in token of the
+    account stops working, and failed sign-ins and locks on its e-mail are forgotten; an
+    account not confirmed yet is confirmed. 422 ``reset_token_invalid`` if the link expired or
+    was used (ask for a new one)."""
+    await check_caller_rate(
+        request,
+        caller,
+        "email_link",
+        limit=services.limits.rates.login_per_minute_max,
+        window_s=RATE_WINDOW_S,
+    )
+    await account_emails.reset_password(services, token=body.token, password=body.password)
+    return Response(status_code=204)
+
+
+@router.post("/api/v1/auth/token", response_model=AccessTokenOut, responses=problems(400, 401, 403))
 async def log_in(
     body: LogInIn, request: Request, services: ServicesDependency, caller: CallerDependency
 ) -> Response:
     """Sign in: a bearer token, shown once, valid until ``expires_at`` or sign-out. A wrong
     e-mail and a wrong password get the same answer; repeated failures slow answers down, then
     lock the e-mail from this client address for a while (429 ``login_locked`` with
-    Retry-After)."""
+    Retry-After). An account whose e-mail is not confirmed yet is 403 ``email_not_confirmed``
+    once the right password is given."""
     await check_caller_rate(
         request,
         caller,

@@ -50,7 +50,8 @@ async def recover_card_numbers(
     caller: CallerDependency,
     language: LanguageDependency,
 ) -> Any:
-    """Send the numbers (middle digits hidden) of the cards registered with ``email`` to it.
+    """Send the full numbers of the cards registered with ``email`` (on the card, through an
+    account that linked it, or with a paid renewal) to that address, which is the proof.
     Always 202 with the same body: the answer does not say whether the address is registered.
     Limited per client address and per e-mail address (429 with Retry-After)."""
     address = parse_email(body.email)

@@ -30,6 +30,7 @@ from topup.services import idempotency
 from topup.services.access import client_secret_of, visible_renewal
 from topup.services.confirmation import confirm_payment
 from topup.services.context import Services
+from topup.services.receipts import paid_receipt_code
 from topup.services.renewals import RenewalRequest, renew
 from topup.services.views import RenewalView
 
@@ -51,9 +52,14 @@ JSON = "application/json"
 MINUTE_S = 60
 
 
-def _renewal_json(view: RenewalView, *, client_secret: str | None = None) -> dict[str, Any]:
+def _renewal_json(
+    services: Services, view: RenewalView, *, client_secret: str | None = None
+) -> dict[str, Any]:
+    """The renewal as its readers see it: only those who may read it get here, and once it is
+    paid they get its receipt's verification code with the receipt number."""
     data = view.to_dict()
     data.pop("idempotency_key", None)  # the service's own key, not the caller's
+    data["verification_code"] = paid_receipt_code(services, view.renewal)
     if client_secret is not None:
         data["client_secret"] = client_secret
     return data
@@ -61,7 +67,7 @@ def _renewal_json(view: RenewalView, *, client_secret: str | None = None) -> dic
 
 def _created(services: Services, view: RenewalView, locale: str) -> Response:
     """201 with the renewal; a declined payment is 402 with the renewal inside the problem."""
-    data = _renewal_json(view, client_secret=client_secret_of(services, view.id))
+    data = _renewal_json(services, view, client_secret=client_secret_of(services, view.id))
     if view.status == "declined":
         code = view.renewal.decline_code or "payment_declined"
         declined = PaymentError(f"the payment was declined ({code})", code=code)
@@ -135,9 +141,10 @@ async def read_renewal(
     caller: CallerDependency,
     client_secret: ClientSecret = None,
 ) -> Response:
-    """Status, amount, expected activation time, timeline, and the receipt number once paid."""
+    """Status, amount, expected activation time, timeline, and once paid the receipt number
+    with its verification code (``GET /api/v1/receipts/{receipt_number}`` opens it)."""
     view = await visible_renewal(services, caller, renewal_id, client_secret)
-    return Response(encode(_renewal_json(view)), media_type=JSON)
+    return Response(encode(_renewal_json(services, view)), media_type=JSON)
 
 
 @router.post(
@@ -162,7 +169,7 @@ async def confirm_renewal(
     await visible_renewal(services, caller, renewal_id, client_secret)
     await check_rate(services, "confirm", f"renewal:{renewal_id}", limit=limit, window_s=MINUTE_S)
     view = await confirm_payment(services, renewal_id, body.answer)
-    data = _renewal_json(view)
+    data = _renewal_json(services, view)
     if view.status == "declined":
         code = view.renewal.decline_code or "payment_declined"
         declined = PaymentError(f"the payment was declined ({code})", code=code)

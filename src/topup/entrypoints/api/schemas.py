@@ -56,7 +56,8 @@ class RenewalIn(Write):
         None,
         max_length=320,
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-        description="Where to send the receipt once paid.",
+        description="Where to send the receipt once paid; card-number recovery also finds the "
+        "card by this address.",
     )
 
 
@@ -97,7 +98,12 @@ class RenewalOut(Read):
     created_at: str | None
     estimated_activation_by: str | None
     contact_support_after: str | None
-    receipt_number: str | None
+    receipt_number: str | None = Field(description="Once paid; None before")
+    verification_code: str | None = Field(
+        None,
+        description="Once paid: opens the receipt (GET /api/v1/receipts/{receipt_number}) "
+        "without an account. Shown only to those who may read the renewal.",
+    )
     timeline: list[TimelineStep]
     payment: PaymentOut | None = None
     next_action: NextAction | None = None

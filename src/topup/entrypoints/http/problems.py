@@ -31,6 +31,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "login_failed": 401,
     "forbidden": 403,
     "channel_not_allowed": 403,
+    "email_not_confirmed": 403,
     "method_not_allowed": 405,
     "body_too_large": 413,
     "unsupported_media_type": 415,

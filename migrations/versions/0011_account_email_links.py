@@ -4,8 +4,8 @@ recovery looks cards up by e-mail without regard to case
 Accounts opened before this revision never had to confirm their address: they are taken as
 confirmed when they were made, so that nobody is locked out by the upgrade.
 
-Revision ID: 0008
-Revises: 0010 (0010 landed on main first; 0007 before the merge)
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -130,6 +130,19 @@ async def _close_settled(services: Services, job: JobRecord) -> None:
         await uow.commit()
 
 
+async def _apply_on_network(services: Services, request: ProvisionRequest) -> ProvisionResult:
+    """Ask the network to apply a renewal; a timeout or a broken connection is transient."""
+    try:
+        async with asyncio.timeout(services.limits.activation.network_timeout_s):
+            return await services.network.apply(request)
+    except TimeoutError:
+        return ProvisionResult(ProvisionStatus.TRANSIENT_FAILURE, message="network timed out")
+    except OSError as error:
+        return ProvisionResult(
+            ProvisionStatus.TRANSIENT_FAILURE, message=f"network error: {type(error).__name__}"
+        )
+
+
 async def _activate(
     services: Services, job: JobRecord, renewal: RenewalRecord, msisdn: str, iccid: str
 ) -> None:
@@ -146,15 +159,7 @@ async def _activate(
         first_requested_at=job.first_requested_at,
         attempt=job.attempts + 1,
     )
-    try:
-        async with asyncio.timeout(services.limits.activation.network_timeout_s):
-            result = await services.network.apply(request)
-    except TimeoutError:
-        result = ProvisionResult(ProvisionStatus.TRANSIENT_FAILURE, message="network timed out")
-    except OSError as error:
-        result = ProvisionResult(
-            ProvisionStatus.TRANSIENT_FAILURE, message=f"network error: {type(error).__name__}"
-        )
+    result = await _apply_on_network(services, request)
     now = services.clock.now()
     limits = services.limits
     overdue = (

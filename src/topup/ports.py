@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Protocol, Unpack
+from typing import Protocol, Unpack
 
 from topup.domain.accounts import Account, EmailToken, EmailTokenPurpose, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
@@ -23,20 +23,29 @@ from topup.domain.ledger import Entry
 from topup.domain.money import Money
 from topup.domain.plans import Plan
 from topup.domain.records import (
+    BalanceMismatch,
     CardEvent,
+    CardLedgerBalances,
+    IdempotencyFinish,
+    IdempotencyRecord,
     JobKind,
     JobOutcome,
     JobRecord,
     JobRetry,
     JobStatus,
     JobSubject,
+    JobWithoutRenewal,
     PaymentChanges,
     PaymentRecord,
     PaymentStatus,
     ReceiptFacts,
+    RefundedButApplied,
     RenewalChanges,
+    RenewalEntryCounts,
     RenewalMove,
     RenewalRecord,
+    StalledRenewal,
+    UnbalancedEntry,
 )
 from topup.domain.renewal import RenewalStatus, Transition
 
@@ -624,6 +633,92 @@ class ReceiptQueries(Protocol):
         ...
 
 
+# A payment as settlement matches it, a row of ``adapters.db.audit._settlement_payment_query``:
+# id, renewal_id, gateway, status, amount_minor, currency, gateway_reference, refund_reference,
+# renewal_status, captured_at, activated_at, refunded_at. Still a row (``services.settlement``
+# turns it into its ``OurPayment``); it becomes a record when settlement is converted.
+SettlementRow = dict[str, object]
+
+
+class AuditQueries(Protocol):
+    """Read-only: what ``topup audit`` recomputes, and the payments settlement matches."""
+
+    async def unbalanced_entries(self) -> list[UnbalancedEntry]: ...
+
+    async def entries_with_too_few_postings(self) -> list[int]:
+        """Ids of ledger entries with fewer than two postings."""
+        ...
+
+    async def balance_mismatches(self) -> list[BalanceMismatch]:
+        """Wherever a stored balance and its postings' sum differ, in either direction (a
+        balance not stored counts as 0)."""
+        ...
+
+    async def renewal_entry_counts(self) -> list[RenewalEntryCounts]:
+        """Every renewal, with how many entries of each kind it has."""
+        ...
+
+    async def card_balances(self) -> list[CardLedgerBalances]:
+        """Every card, beside its ledger accounts."""
+        ...
+
+    async def stalled_renewals(self) -> list[StalledRenewal]: ...
+
+    async def refunded_although_applied(self) -> list[RefundedButApplied]:
+        """By renewal id."""
+        ...
+
+    async def jobs_about_missing_renewals(self) -> list[JobWithoutRenewal]:
+        """By job id."""
+        ...
+
+    async def settlement_payments(
+        self,
+        *,
+        payment_ids: Sequence[str] = (),
+        charge_references: Sequence[str] = (),
+        refund_references: Sequence[str] = (),
+    ) -> list[SettlementRow]:
+        """Payments with any of these ids, gateway references or refund references."""
+        ...
+
+    async def payments_captured_between(
+        self, start: dt.datetime, end: dt.datetime, *, gateway: str
+    ) -> list[SettlementRow]:
+        """Payments through ``gateway`` whose capture entry was written in [start, end)."""
+        ...
+
+    async def payments_refunded_between(
+        self, start: dt.datetime, end: dt.datetime, *, gateway: str
+    ) -> list[SettlementRow]:
+        """Payments through ``gateway`` whose refund entry was written in [start, end)."""
+        ...
+
+
+class IdempotencyRepository(Protocol):
+    async def add_many(self, records: Sequence[IdempotencyRecord]) -> set[str]:
+        """Insert records; one whose id or (scope, key) is taken is left out. Returns the ids
+        inserted."""
+        ...
+
+    async def by_keys(
+        self, keys: Sequence[tuple[str, str]], *, for_update: bool = False
+    ) -> dict[tuple[str, str], IdempotencyRecord]:
+        """Records by (scope, key); locked in that order when ``for_update``."""
+        ...
+
+    async def restart(self, old_id: str, record: IdempotencyRecord) -> None:
+        """Take over record ``old_id`` (expired, abandoned or left open) for a new run: its id,
+        fingerprint, state and times become those of ``record`` (its response is kept)."""
+        ...
+
+    async def finish_many(self, finishes: Sequence[IdempotencyFinish]) -> None: ...
+
+    async def prune(self, *, created_before: dt.datetime, limit: int) -> int:
+        """Forget records created before ``created_before`` (at most ``limit`` at once)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; rolls back on exit unless ``commit`` was called.
 
@@ -653,10 +748,10 @@ class UnitOfWork(Protocol):
     def api_keys(self) -> ApiKeyRepository: ...
     @property
     def receipts(self) -> ReceiptQueries: ...
-
-    # Not yet typed (their rows are still dicts): audit, idempotency.
-    audit: Any
-    idempotency: Any
+    @property
+    def audit(self) -> AuditQueries: ...
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -265,3 +265,108 @@ class ReceiptFacts:
     brand: str | None
     last4: str | None
     refunded_at: dt.datetime | None
+
+
+# --- HTTP idempotency records ------------------------------------------------------------------
+
+
+class IdempotencyState(StrEnum):
+    RUNNING = "running"  # a server runs the request now (or died running it: see its lease)
+    OPEN = "open"  # ended in a failure worth retrying: may run again under the same id
+    DONE = "done"  # its response is stored, to be replayed
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """One (caller, key) of an idempotent HTTP request, holding its first response once done.
+    ``body`` is sealed (it carries the renewal's client secret)."""
+
+    id: str  # the key the service itself is given
+    scope: str  # the caller the key belongs to
+    key: str
+    fingerprint: str  # of the request's method, path and body
+    state: IdempotencyState
+    created_at: dt.datetime
+    started_at: dt.datetime
+    status_code: int | None = None
+    content_type: str | None = None
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyFinish:
+    """How a request under record ``request_id`` ended: ``DONE`` with its response, or
+    ``OPEN`` with none (the request may run again)."""
+
+    request_id: str
+    state: IdempotencyState
+    status_code: int | None = None
+    content_type: str | None = None
+    body: bytes | None = None
+
+
+# --- what `topup audit` recomputes -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UnbalancedEntry:
+    entry_id: int
+    currency: str
+    total_minor: int  # what its postings sum to in ``currency`` (not zero)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceMismatch:
+    account: str
+    currency: str
+    stored_minor: int  # the stored balance (0 when none is stored)
+    recomputed_minor: int  # what the account's postings sum to
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalEntryCounts:
+    """How many capture, activation and refund entries a renewal has."""
+
+    renewal_id: str
+    status: str  # as stored: the audit reports one it does not know
+    captures: int
+    activations: int
+    refunds: int
+
+
+@dataclass(frozen=True, slots=True)
+class CardLedgerBalances:
+    """A card's credit and bill as the card shows them, beside its ledger accounts' balances."""
+
+    card_id: str
+    kind: str
+    currency: str
+    credit_minor: int
+    bill_due_minor: int
+    credit_account_minor: int  # card_credit:<id> (negative when the card has credit)
+    receivable_account_minor: int  # card_receivable:<id>
+
+
+@dataclass(frozen=True, slots=True)
+class StalledRenewal:
+    """A renewal not yet final with no queued job and no scheduled payment check."""
+
+    renewal_id: str
+    status: str
+    payment_status: str | None  # None: it has no payment
+
+
+@dataclass(frozen=True, slots=True)
+class RefundedButApplied:
+    """A refunded renewal the network answered ``applied`` to (its activation job)."""
+
+    renewal_id: str
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobWithoutRenewal:
+    """A job about a renewal that does not exist."""
+
+    job_id: int
+    renewal_id: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from topup.domain.records import CardLedgerBalances, RenewalEntryCounts
 from topup.services.context import Services
 
 
@@ -21,15 +22,17 @@ async def audit(services: Services) -> AuditReport:
     report = AuditReport()
     async with services.unit_of_work() as uow:
         queries = uow.audit
-        for entry_id, currency, total in await queries.unbalanced_entries():
+        for entry in await queries.unbalanced_entries():
             report.violations.append(
-                f"ledger entry {entry_id} does not balance in {currency}: {total}"
+                f"ledger entry {entry.entry_id} does not balance in {entry.currency}: "
+                f"{entry.total_minor}"
             )
         for entry_id in await queries.entries_with_too_few_postings():
             report.violations.append(f"ledger entry {entry_id} has fewer than two postings")
-        for account, currency, stored, recomputed in await queries.balance_mismatches():
+        for balance in await queries.balance_mismatches():
             report.violations.append(
-                f"balance of {account} ({currency}) is {stored} but its entries sum to {recomputed}"
+                f"balance of {balance.account} ({balance.currency}) is {balance.stored_minor} "
+                f"but its entries sum to {balance.recomputed_minor}"
             )
         renewals = await queries.renewal_entry_counts()
         report.checked["renewals"] = len(renewals)
@@ -39,18 +42,19 @@ async def audit(services: Services) -> AuditReport:
         report.checked["cards"] = len(cards)
         for card in cards:
             _check_card(card, report.violations)
-        for renewal_id, job_id in await queries.refunded_although_applied():
+        for refunded in await queries.refunded_although_applied():
             report.violations.append(
-                f"renewal {renewal_id} was refunded but the network applied it "
-                f"(activation job {job_id}): the subscriber has the data and the money"
+                f"renewal {refunded.renewal_id} was refunded but the network applied it "
+                f"(activation job {refunded.job_id}): the subscriber has the data and the money"
             )
-        for job_id, renewal_id in await queries.jobs_about_missing_renewals():
+        for job in await queries.jobs_about_missing_renewals():
             report.violations.append(
-                f"job {job_id} is about renewal {renewal_id}, which does not exist"
+                f"job {job.job_id} is about renewal {job.renewal_id}, which does not exist"
             )
         for stalled in await queries.stalled_renewals():
             report.violations.append(
-                f"renewal {stalled['id']} is {stalled['status']} with nothing scheduled to move it on"
+                f"renewal {stalled.renewal_id} is {stalled.status} "
+                "with nothing scheduled to move it on"
             )
     return report
 
@@ -67,29 +71,30 @@ _EXPECTED = {
 }
 
 
-def _check_renewal(row: dict[str, object], violations: list[str]) -> None:
-    expected = _EXPECTED.get(str(row["status"]))
-    actual = (row["capture"], row["activation"], row["refund"])
+def _check_renewal(row: RenewalEntryCounts, violations: list[str]) -> None:
+    expected = _EXPECTED.get(row.status)
+    actual = (row.captures, row.activations, row.refunds)
     if expected is None:
-        violations.append(f"renewal {row['id']} has unknown status {row['status']}")
+        violations.append(f"renewal {row.renewal_id} has unknown status {row.status}")
     elif actual != expected:
         violations.append(
-            f"renewal {row['id']} is {row['status']} with {actual[0]} capture(s), "
+            f"renewal {row.renewal_id} is {row.status} with {actual[0]} capture(s), "
             f"{actual[1]} activation(s), {actual[2]} refund(s); expected {expected}"
         )
 
 
-def _check_card(card: dict[str, object], violations: list[str]) -> None:
-    credit = int(str(card["credit_minor"]))
-    credit_account = int(str(card["credit_account"]))
+def _check_card(card: CardLedgerBalances, violations: list[str]) -> None:
+    credit = card.credit_minor
+    credit_account = card.credit_account_minor
     if credit < 0 or credit_account > 0:
-        violations.append(f"card {card['id']} has a negative credit balance")
+        violations.append(f"card {card.card_id} has a negative credit balance")
     if credit != -credit_account:
         violations.append(
-            f"card {card['id']} shows credit {credit} but its ledger account holds {-credit_account}"
+            f"card {card.card_id} shows credit {credit} but its ledger account holds "
+            f"{-credit_account}"
         )
-    bill_due = int(str(card["bill_due_minor"]))
-    if bill_due != int(str(card["receivable_account"])):
+    if card.bill_due_minor != card.receivable_account_minor:
         violations.append(
-            f"card {card['id']} shows bill due {bill_due} but its ledger receivable is {card['receivable_account']}"
+            f"card {card.card_id} shows bill due {card.bill_due_minor} but its ledger "
+            f"receivable is {card.receivable_account_minor}"
         )

@@ -12,17 +12,17 @@ Records are written in group-committed batches (``services.batching``)."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from topup.domain.errors import ConflictError, InputError
+from topup.domain.errors import ConflictError, InputError, InvariantError
+from topup.domain.records import IdempotencyFinish, IdempotencyRecord, IdempotencyState
 from topup.services.batching import Batcher
 from topup.services.context import Services
 
 KEY_LENGTH_MAX = 255
-RUNNING = "running"
-OPEN = "open"
-DONE = "done"
+RUNNING = IdempotencyState.RUNNING
+OPEN = IdempotencyState.OPEN
+DONE = IdempotencyState.DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +104,18 @@ async def _begin_all(
         inserted = await uow.idempotency.add_many(
             sorted(
                 (
-                    {
-                        "id": item.request_id,
-                        "scope": item.scope,
-                        "key": item.key,
-                        "fingerprint": item.fingerprint,
-                        "state": RUNNING,
-                        "created_at": now,
-                        "started_at": now,
-                    }
+                    IdempotencyRecord(
+                        id=item.request_id,
+                        scope=item.scope,
+                        key=item.key,
+                        fingerprint=item.fingerprint,
+                        state=RUNNING,
+                        created_at=now,
+                        started_at=now,
+                    )
                     for item in items
                 ),
-                key=lambda row: (row["scope"], row["key"]),
+                key=lambda record: (record.scope, record.key),
             )
         )
         taken = [(item.scope, item.key) for item in items if item.request_id not in inserted]
@@ -134,38 +134,42 @@ async def _begin_all(
                 body = services.tokens.open(outcome.body.decode()).encode()
                 outcome = StoredResponse(outcome.status_code, outcome.content_type, body)
             if isinstance(outcome, Claim):
-                restart: dict[str, Any] = {
-                    "state": RUNNING,
-                    "fingerprint": item.fingerprint,
-                    "started_at": now,
-                }
-                if found["created_at"] <= replay_from:  # a new request under an old key
-                    restart |= {"id": item.request_id, "created_at": now}
+                restart = replace(
+                    found, state=RUNNING, fingerprint=item.fingerprint, started_at=now
+                )
+                if found.created_at <= replay_from:  # a new request under an old key
+                    restart = replace(restart, id=item.request_id, created_at=now)
                     outcome = Claim(item.request_id)
-                await uow.idempotency.restart(found["id"], restart)
+                await uow.idempotency.restart(found.id, restart)
             outcomes.append(outcome)
         await uow.commit()
     return outcomes
 
 
 def _decide(
-    item: _Begin, found: dict[str, Any], *, replay_from: dt.datetime, lease_from: dt.datetime
+    item: _Begin,
+    found: IdempotencyRecord,
+    *,
+    replay_from: dt.datetime,
+    lease_from: dt.datetime,
 ) -> Claim | StoredResponse | Exception:
-    if found["id"] == item.request_id:  # this very request, its batch retried after a commit
-        return Claim(found["id"])
-    if found["created_at"] <= replay_from:
-        return Claim(found["id"])  # replaced by the caller with a new record
-    if found["fingerprint"] != item.fingerprint and found["state"] != OPEN:
+    if found.id == item.request_id:  # this very request, its batch retried after a commit
+        return Claim(found.id)
+    if found.created_at <= replay_from:
+        return Claim(found.id)  # replaced by the caller with a new record
+    if found.fingerprint != item.fingerprint and found.state is not OPEN:
         return ConflictError(
             "this idempotency key was already used with a different request",
             code="idempotency_key_reused",
             field="Idempotency-Key",
         )
-    if found["state"] == DONE:
-        return StoredResponse(found["status_code"], found["content_type"], bytes(found["body"]))
-    if found["state"] == RUNNING and found["started_at"] > lease_from:
+    if found.state is DONE:
+        if found.status_code is None or found.content_type is None or found.body is None:
+            raise InvariantError(f"idempotency record {found.id} is done without a response")
+        return StoredResponse(found.status_code, found.content_type, found.body)
+    if found.state is RUNNING and found.started_at > lease_from:
         return _in_use()
-    return Claim(found["id"])  # open, or its server died while running it
+    return Claim(found.id)  # open, or its server died while running it
 
 
 def _in_use() -> ConflictError:
@@ -178,20 +182,20 @@ def _in_use() -> ConflictError:
 
 
 async def _finish_all(services: Services, items: list[_Finish]) -> list[Exception | None]:
-    rows = [
-        {
-            "request_id": item.request_id,
-            "state": OPEN if item.response is None else DONE,
-            "status_code": None if item.response is None else item.response.status_code,
-            "content_type": None if item.response is None else item.response.content_type,
-            "body": None
-            if item.response is None
-            else services.tokens.seal(item.response.body.decode()).encode(),
-        }
+    finishes = [
+        IdempotencyFinish(item.request_id, OPEN)
+        if item.response is None
+        else IdempotencyFinish(
+            item.request_id,
+            DONE,
+            status_code=item.response.status_code,
+            content_type=item.response.content_type,
+            body=services.tokens.seal(item.response.body.decode()).encode(),
+        )
         for item in sorted(items, key=lambda item: item.request_id)
     ]
     async with services.unit_of_work() as uow:
-        await uow.idempotency.finish_many(rows)
+        await uow.idempotency.finish_many(finishes)
         await uow.commit()
     return [None] * len(items)
 
@@ -202,6 +206,6 @@ async def prune(services: Services, *, limit: int) -> int:
         seconds=services.limits.idempotency.idempotency_replay_s
     )
     async with services.unit_of_work() as uow:
-        forgotten: int = await uow.idempotency.prune(created_before=cutoff, limit=limit)
+        forgotten = await uow.idempotency.prune(created_before=cutoff, limit=limit)
         await uow.commit()
     return forgotten

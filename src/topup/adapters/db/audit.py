@@ -10,22 +10,35 @@ from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
-from topup.domain.records import JobKind, JobOutcome, JobStatus, SubjectKind
+from topup.domain.records import (
+    BalanceMismatch,
+    CardLedgerBalances,
+    JobKind,
+    JobOutcome,
+    JobStatus,
+    JobWithoutRenewal,
+    RefundedButApplied,
+    RenewalEntryCounts,
+    StalledRenewal,
+    SubjectKind,
+    UnbalancedEntry,
+)
 from topup.domain.renewal import RenewalStatus
+from topup.ports import SettlementRow
 
 
 class AuditQueries:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def unbalanced_entries(self) -> list[tuple[int, str, int]]:
+    async def unbalanced_entries(self) -> list[UnbalancedEntry]:
         p = t.ledger_postings
         rows = await self._connection.execute(
             select(p.c.entry_id, p.c.currency, func.sum(p.c.amount_minor))
             .group_by(p.c.entry_id, p.c.currency)
             .having(func.sum(p.c.amount_minor) != 0)
         )
-        return [(int(r[0]), r[1], int(r[2])) for r in rows]
+        return [UnbalancedEntry(int(r[0]), r[1], int(r[2])) for r in rows]
 
     async def entries_with_too_few_postings(self) -> list[int]:
         p = t.ledger_postings
@@ -39,7 +52,7 @@ class AuditQueries:
         rows = await self._connection.execute(select(counts.c.id).where(counts.c.n < 2))
         return [int(r[0]) for r in rows]
 
-    async def balance_mismatches(self) -> list[tuple[str, str, int, int]]:
+    async def balance_mismatches(self) -> list[BalanceMismatch]:
         """(account, currency, stored, recomputed) wherever they differ, in either direction."""
         p = t.ledger_postings
         b = t.account_balances
@@ -62,14 +75,14 @@ class AuditQueries:
             )
             .where(b.c.account.is_(None))
         )
-        out: list[tuple[str, str, int, int]] = []
+        out: list[BalanceMismatch] = []
         for query in (stored_vs_sum, missing):
             for r in await self._connection.execute(query):
                 if int(r[2]) != int(r[3]):
-                    out.append((r[0], r[1], int(r[2]), int(r[3])))
+                    out.append(BalanceMismatch(r[0], r[1], int(r[2]), int(r[3])))
         return out
 
-    async def renewal_entry_counts(self) -> list[dict[str, Any]]:
+    async def renewal_entry_counts(self) -> list[RenewalEntryCounts]:
         r = t.renewals
         e = t.ledger_entries
         j = r.outerjoin(e, e.c.renewal_id == r.c.id)
@@ -83,17 +96,17 @@ class AuditQueries:
             .group_by(r.c.id, r.c.status)
         )
         return [
-            {
-                "id": row[0],
-                "status": row[1],
-                "capture": int(row[2] or 0),
-                "activation": int(row[3] or 0),
-                "refund": int(row[4] or 0),
-            }
+            RenewalEntryCounts(
+                renewal_id=row[0],
+                status=row[1],
+                captures=int(row[2] or 0),
+                activations=int(row[3] or 0),
+                refunds=int(row[4] or 0),
+            )
             for row in rows
         ]
 
-    async def card_balances(self) -> list[dict[str, Any]]:
+    async def card_balances(self) -> list[CardLedgerBalances]:
         c = t.cards
         b = t.account_balances
         credit = b.alias("credit")
@@ -124,19 +137,19 @@ class AuditQueries:
             )
         )
         return [
-            {
-                "id": row[0],
-                "kind": row[1],
-                "currency": row[2],
-                "credit_minor": int(row[3]),
-                "bill_due_minor": int(row[4]),
-                "credit_account": int(row[5]),
-                "receivable_account": int(row[6]),
-            }
+            CardLedgerBalances(
+                card_id=row[0],
+                kind=row[1],
+                currency=row[2],
+                credit_minor=int(row[3]),
+                bill_due_minor=int(row[4]),
+                credit_account_minor=int(row[5]),
+                receivable_account_minor=int(row[6]),
+            )
             for row in rows
         ]
 
-    async def stalled_renewals(self) -> list[dict[str, Any]]:
+    async def stalled_renewals(self) -> list[StalledRenewal]:
         """Non-terminal renewals with no queued job and no scheduled payment check."""
         r = t.renewals
         p = t.payments
@@ -157,11 +170,11 @@ class AuditQueries:
                 p.c.next_check_at.is_(None),
             )
         )
-        return [{"id": row[0], "status": row[1], "payment_status": row[2]} for row in rows]
+        return [StalledRenewal(row[0], row[1], row[2]) for row in rows]
 
-    async def refunded_although_applied(self) -> list[tuple[str, int]]:
-        """(renewal id, activation job id) of refunded renewals the network answered
-        ``applied`` to: the subscriber kept the data and got the money back."""
+    async def refunded_although_applied(self) -> list[RefundedButApplied]:
+        """Refunded renewals the network answered ``applied`` to: the subscriber kept the
+        data and got the money back."""
         r = t.renewals
         jobs = t.jobs
         rows = await self._connection.execute(
@@ -180,12 +193,12 @@ class AuditQueries:
                 jobs.c.kind == JobKind.ACTIVATE.value,
                 jobs.c.outcome == JobOutcome.APPLIED.value,
             )
-            .order_by(r.c.id)
+            .order_by(r.c.id, jobs.c.id)
         )
-        return [(row[0], int(row[1])) for row in rows]
+        return [RefundedButApplied(row[0], int(row[1])) for row in rows]
 
-    async def jobs_about_missing_renewals(self) -> list[tuple[int, str]]:
-        """(job id, renewal id) of jobs about a renewal that does not exist (jobs name their
+    async def jobs_about_missing_renewals(self) -> list[JobWithoutRenewal]:
+        """Jobs about a renewal that does not exist (jobs name their
         subject without a foreign key, since a subject may be a renewal, a card or a batch)."""
         r = t.renewals
         jobs = t.jobs
@@ -195,7 +208,7 @@ class AuditQueries:
             .where(jobs.c.subject_kind == SubjectKind.RENEWAL.value, r.c.id.is_(None))
             .order_by(jobs.c.id)
         )
-        return [(int(row[0]), row[1]) for row in rows]
+        return [JobWithoutRenewal(int(row[0]), row[1]) for row in rows]
 
     # --- settlement: our payments as a gateway's settlement file is matched with them ---------
 
@@ -205,7 +218,7 @@ class AuditQueries:
         payment_ids: Sequence[str] = (),
         charge_references: Sequence[str] = (),
         refund_references: Sequence[str] = (),
-    ) -> list[dict[str, Any]]:
+    ) -> list[SettlementRow]:
         """Payments with any of these ids, gateway references or refund references, each with
         its renewal's status and the times of its capture, activation and refund entries. The
         caller bounds the lists; ids use the primary key, references scan the payments."""
@@ -225,7 +238,7 @@ class AuditQueries:
 
     async def payments_captured_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[dict[str, Any]]:
+    ) -> list[SettlementRow]:
         """Payments through ``gateway`` whose capture entry was written in [start, end)."""
         captured_at = _ENTRY_OF_KIND["capture"].c.created_at
         return await self._settlement_rows(
@@ -236,7 +249,7 @@ class AuditQueries:
 
     async def payments_refunded_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[dict[str, Any]]:
+    ) -> list[SettlementRow]:
         """Payments through ``gateway`` whose refund entry was written in [start, end)."""
         refunded_at = _ENTRY_OF_KIND["refund"].c.created_at
         return await self._settlement_rows(
@@ -245,7 +258,7 @@ class AuditQueries:
             )
         )
 
-    async def _settlement_rows(self, query: Select[Any]) -> list[dict[str, Any]]:
+    async def _settlement_rows(self, query: Select[Any]) -> list[SettlementRow]:
         rows = await self._connection.execute(query)
         return [dict(row._mapping) for row in rows]
 

@@ -1,74 +1,78 @@
-"""HTTP idempotency records, in memory: the rows ``adapters.db.idempotency`` keeps, by id."""
+"""HTTP idempotency records, in memory: the records ``adapters.db.idempotency`` keeps, by id."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
 from topup.adapters.memory.tables import Tables, unique_violation
+from topup.domain.records import IdempotencyFinish, IdempotencyRecord
 
 
 class MemoryIdempotencyRepository:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
 
-    async def add_many(self, rows: Sequence[dict[str, Any]]) -> set[str]:
-        """Like ``ON CONFLICT DO NOTHING``: a row whose id or (scope, key) is taken is left out."""
+    async def add_many(self, records: Sequence[IdempotencyRecord]) -> set[str]:
+        """Like ``ON CONFLICT DO NOTHING``: a record whose id or (scope, key) is taken is left
+        out."""
         stored = self._tables.idempotency
-        keys = {(row["scope"], row["key"]) for row in stored.values()}
+        keys = {(record.scope, record.key) for record in stored.values()}
         inserted = set()
-        for row in rows:
-            if row["id"] in stored or (row["scope"], row["key"]) in keys:
+        for record in records:
+            if record.id in stored or (record.scope, record.key) in keys:
                 continue
-            stored[row["id"]] = {
-                "status_code": None,
-                "content_type": None,
-                "body": None,
-                **row,
-            }
-            keys.add((row["scope"], row["key"]))
-            inserted.add(row["id"])
+            stored[record.id] = record
+            keys.add((record.scope, record.key))
+            inserted.add(record.id)
         return inserted
 
     async def by_keys(
         self, keys: Sequence[tuple[str, str]], *, for_update: bool = False
-    ) -> dict[tuple[str, str], dict[str, Any]]:
+    ) -> dict[tuple[str, str], IdempotencyRecord]:
         wanted = set(keys)
         return {
-            (row["scope"], row["key"]): dict(row)
-            for row in self._tables.idempotency.values()
-            if (row["scope"], row["key"]) in wanted
+            (record.scope, record.key): record
+            for record in self._tables.idempotency.values()
+            if (record.scope, record.key) in wanted
         }
 
-    async def restart(self, old_id: str, values: dict[str, Any]) -> None:
+    async def restart(self, old_id: str, record: IdempotencyRecord) -> None:
         stored = self._tables.idempotency
-        row = stored.get(old_id)
-        if row is None:
+        found = stored.get(old_id)
+        if found is None:
             return
-        changed = {**row, **values}
-        if changed["id"] != old_id:
-            if changed["id"] in stored:
-                raise unique_violation("idempotency_requests", changed["id"])
+        changed = replace(
+            found,
+            id=record.id,
+            fingerprint=record.fingerprint,
+            state=record.state,
+            created_at=record.created_at,
+            started_at=record.started_at,
+        )
+        if changed.id != old_id:
+            if changed.id in stored:
+                raise unique_violation("idempotency_requests", changed.id)
             del stored[old_id]
-        stored[changed["id"]] = changed
+        stored[changed.id] = changed
 
-    async def finish_many(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def finish_many(self, finishes: Sequence[IdempotencyFinish]) -> None:
         stored = self._tables.idempotency
-        for row in rows:
-            found = stored.get(row["request_id"])
+        for finish in finishes:
+            found = stored.get(finish.request_id)
             if found is not None:
-                stored[row["request_id"]] = {
-                    **found,
-                    "state": row["state"],
-                    "status_code": row["status_code"],
-                    "content_type": row["content_type"],
-                    "body": row["body"],
-                }
+                stored[finish.request_id] = replace(
+                    found,
+                    state=finish.state,
+                    status_code=finish.status_code,
+                    content_type=finish.content_type,
+                    body=finish.body,
+                )
 
     async def prune(self, *, created_before: dt.datetime, limit: int) -> int:
         stored = self._tables.idempotency
-        old = [key for key, row in stored.items() if row["created_at"] < created_before][:limit]
-        for key in old:
+        old = [key for key, record in stored.items() if record.created_at < created_before]
+        for key in old[:limit]:
             del stored[key]
-        return len(old)
+        return len(old[:limit])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 from topup.domain.accounts import Account, EmailToken, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
@@ -14,7 +13,13 @@ from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
 from topup.domain.ledger import Entry
 from topup.domain.plans import Plan
-from topup.domain.records import CardEvent, JobRecord, PaymentRecord, RenewalRecord
+from topup.domain.records import (
+    CardEvent,
+    IdempotencyRecord,
+    JobRecord,
+    PaymentRecord,
+    RenewalRecord,
+)
 from topup.domain.renewal import Transition
 
 
@@ -64,7 +69,7 @@ class Tables:
     card_links: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     link_codes: dict[str, tuple[LinkCode, dt.datetime]] = field(default_factory=dict)  # created at
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
-    idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows, by id
+    idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)  # by id
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Any
 
 from topup import ports
 from topup.adapters.memory.accounts import MemoryAccountRepository
 from topup.adapters.memory.api_keys import MemoryApiKeyRepository
+from topup.adapters.memory.audit import MemoryAuditQueries
 from topup.adapters.memory.cards import MemoryCardRepository
 from topup.adapters.memory.idempotency import MemoryIdempotencyRepository
 from topup.adapters.memory.instrument_locks import MemoryInstrumentLockRepository
@@ -26,16 +26,6 @@ from topup.domain.errors import InvariantError
 
 # A unit of work opened while another is open in the same task would wait for ever.
 TURN_TIMEOUT_S = 5.0
-
-
-class NotInMemory:
-    """A repository that has no in-memory fake yet: any use says so."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attribute: str) -> Any:
-        raise NotImplementedError(f"uow.{self._name}.{attribute} has no in-memory fake yet")
 
 
 class MemoryDatabase:
@@ -62,7 +52,7 @@ class FakeUnitOfWork:
     accounts: MemoryAccountRepository
     api_keys: MemoryApiKeyRepository
     receipts: MemoryReceiptQueries
-    audit: Any
+    audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
@@ -92,7 +82,7 @@ class FakeUnitOfWork:
         self.accounts = MemoryAccountRepository(tables)
         self.api_keys = MemoryApiKeyRepository(tables)
         self.receipts = MemoryReceiptQueries(tables)
-        self.audit = NotInMemory("audit")
+        self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
         return self
 

@@ -25,12 +25,19 @@ from topup.domain.errors import InvariantError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
 from topup.domain.records import (
+    CardLedgerBalances,
+    IdempotencyFinish,
+    IdempotencyRecord,
+    IdempotencyState,
     JobKind,
+    JobOutcome,
     JobStatus,
     JobSubject,
     PaymentRecord,
     PaymentStatus,
+    RenewalEntryCounts,
     RenewalRecord,
+    StalledRenewal,
 )
 from topup.domain.renewal import RenewalStatus
 from topup.ports import UnitOfWork
@@ -277,3 +284,185 @@ async def test_wrong_payment_passwords_are_counted_in_a_window_and_lock(
         assert await locks.count_wrong_answer("f", now=later, window_start=later) == 1
         await locks.forget("f")
         assert await locks.locked(["f"], now=START) == {}
+
+
+async def test_a_clean_database_has_nothing_for_the_audit_to_report(
+    unit_of_work: Callable[[], UnitOfWork],
+) -> None:
+    async with unit_of_work() as uow:
+        audit = uow.audit
+        assert await audit.unbalanced_entries() == []
+        assert await audit.entries_with_too_few_postings() == []
+        assert await audit.balance_mismatches() == []
+        assert await audit.stalled_renewals() == []
+        assert await audit.refunded_although_applied() == []
+        assert await audit.jobs_about_missing_renewals() == []
+        card = await a_card(uow)
+        balances = {row.card_id: row for row in await audit.card_balances()}
+        assert balances[card.id] == CardLedgerBalances(
+            card_id=card.id,
+            kind=card.kind.value,
+            currency=card.currency,
+            credit_minor=card.credit.minor,
+            bill_due_minor=card.bill_due.minor,
+            credit_account_minor=-card.credit.minor,
+            receivable_account_minor=card.bill_due.minor,
+        )
+
+
+async def test_the_audit_queries_find_what_was_planted(
+    unit_of_work: Callable[[], UnitOfWork],
+) -> None:
+    opening = Money(300, "MYR")
+    async with unit_of_work() as uow:
+        card = await a_card(uow)
+        statuses = {
+            "r-completed": RenewalStatus.COMPLETED,  # no capture, no activation
+            "r-waiting": RenewalStatus.PENDING_PAYMENT,  # no payment, no job
+            "r-unchecked": RenewalStatus.PENDING_PAYMENT,  # a payment never checked again
+            "r-checked": RenewalStatus.PENDING_PAYMENT,  # a payment checked later: not stalled
+            "r-refunded": RenewalStatus.REFUNDED,  # and applied by the network
+        }
+        await uow.renewals.add_many(
+            [
+                replace(renewal(card, renewal_id, f"k-{renewal_id}"), status=status)
+                for renewal_id, status in statuses.items()
+            ]
+        )
+        unchecked = replace(payment("r-unchecked", "p-unchecked"), next_check_at=None)
+        await uow.payments.add_many([unchecked, payment("r-checked", "p-checked")], at=START)
+        refunded = JobSubject.renewal("r-refunded")
+        await uow.jobs.enqueue(kind=JobKind.ACTIVATE, subject=refunded, at=START)
+        [activation] = await uow.jobs.for_subject(refunded)
+        await uow.jobs.finish(
+            activation, status=JobStatus.DONE, at=START, outcome=JobOutcome.APPLIED
+        )
+        missing = JobSubject.renewal("r-missing")
+        await uow.jobs.enqueue(kind=JobKind.ACTIVATE, subject=missing, at=START)
+        [orphan] = await uow.jobs.for_subject(missing)
+        await uow.ledger.record(ledger.opening_credit(card_id=card.id, amount=opening), at=START)
+        await uow.commit()
+    async with unit_of_work() as uow:
+        audit = uow.audit
+        counts = {row.renewal_id: row for row in await audit.renewal_entry_counts()}
+        assert {counts[renewal_id] for renewal_id in statuses} == {
+            RenewalEntryCounts(renewal_id, status.value, 0, 0, 0)
+            for renewal_id, status in statuses.items()
+        }
+        assert sorted(await audit.stalled_renewals(), key=lambda row: row.renewal_id) == [
+            StalledRenewal("r-unchecked", "pending_payment", "not_sent"),
+            StalledRenewal("r-waiting", "pending_payment", None),
+        ]
+        assert [
+            (row.renewal_id, row.job_id) for row in await audit.refunded_although_applied()
+        ] == [("r-refunded", activation.id)]
+        assert [
+            (row.job_id, row.renewal_id) for row in await audit.jobs_about_missing_renewals()
+        ] == [(orphan.id, "r-missing")]
+        balances = {row.card_id: row for row in await audit.card_balances()}
+        assert balances[card.id].credit_minor == card.credit.minor
+        assert balances[card.id].credit_account_minor == -card.credit.minor - opening.minor
+        assert await audit.unbalanced_entries() == []
+        assert await audit.balance_mismatches() == []
+
+
+async def test_payments_for_settlement_are_found_by_id_reference_and_entry_time(
+    unit_of_work: Callable[[], UnitOfWork],
+) -> None:
+    async with unit_of_work() as uow:
+        card = await a_card(uow)
+        await uow.renewals.add_many([renewal(card, "r-1", "k-1")])
+        await uow.payments.add_many(
+            [replace(payment("r-1", "p-1"), gateway_reference="ch-1")], at=START
+        )
+        await uow.ledger.record(
+            ledger.capture(
+                renewal_id="r-1", card_id=card.id, gateway="sandbox", amount=Money(1000, "MYR")
+            ),
+            at=START,
+        )
+        await uow.commit()
+    hour = dt.timedelta(hours=1)
+    async with unit_of_work() as uow:
+        audit = uow.audit
+        [by_id] = await audit.settlement_payments(payment_ids=["p-1", "p-none"])
+        assert await audit.settlement_payments(charge_references=["ch-1"]) == [by_id]
+        assert await audit.settlement_payments(refund_references=["rf-1"]) == []
+        assert await audit.settlement_payments() == []
+        assert {key: by_id[key] for key in ("id", "renewal_id", "status", "amount_minor")} == {
+            "id": "p-1",
+            "renewal_id": "r-1",
+            "status": "not_sent",
+            "amount_minor": 1000,
+        }
+        assert (by_id["renewal_status"], by_id["captured_at"], by_id["refunded_at"]) == (
+            "pending_payment",
+            START,
+            None,
+        )
+        captured = await audit.payments_captured_between(START, START + hour, gateway="sandbox")
+        assert captured == [by_id]
+        assert (
+            await audit.payments_captured_between(START + hour, START + 2 * hour, gateway="sandbox")
+            == []
+        )
+        assert await audit.payments_captured_between(START, START + hour, gateway="other") == []
+        assert await audit.payments_refunded_between(START, START + hour, gateway="sandbox") == []
+
+
+def request_record(request_id: str, key: str, *, at: dt.datetime = START) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        id=request_id,
+        scope="caller",
+        key=key,
+        fingerprint="f-1",
+        state=IdempotencyState.RUNNING,
+        created_at=at,
+        started_at=at,
+    )
+
+
+async def test_an_idempotency_key_is_recorded_once_finished_restarted_and_pruned(
+    unit_of_work: Callable[[], UnitOfWork],
+) -> None:
+    later = START + dt.timedelta(hours=1)
+    async with unit_of_work() as uow:
+        store = uow.idempotency
+        assert await store.add_many([request_record("q-1", "k-1")]) == {"q-1"}
+        taken = [request_record("q-2", "k-1"), request_record("q-3", "k-3")]
+        assert await store.add_many(taken) == {"q-3"}
+        assert await store.by_keys([("caller", "k-1"), ("caller", "k-none")]) == {
+            ("caller", "k-1"): request_record("q-1", "k-1")
+        }
+        done = IdempotencyFinish(
+            "q-1", IdempotencyState.DONE, status_code=201, content_type="j", body=b"sealed"
+        )
+        await store.finish_many([done, IdempotencyFinish("q-3", IdempotencyState.OPEN)])
+        found = await store.by_keys([("caller", "k-1"), ("caller", "k-3")], for_update=True)
+        assert found[("caller", "k-1")] == replace(
+            request_record("q-1", "k-1"),
+            state=IdempotencyState.DONE,
+            status_code=201,
+            content_type="j",
+            body=b"sealed",
+        )
+        assert found[("caller", "k-3")].state is IdempotencyState.OPEN
+        await store.restart(
+            "q-1", replace(request_record("q-4", "k-1", at=later), fingerprint="f-2")
+        )
+        [restarted] = (await store.by_keys([("caller", "k-1")])).values()
+        assert (restarted.id, restarted.fingerprint, restarted.state, restarted.created_at) == (
+            "q-4",
+            "f-2",
+            IdempotencyState.RUNNING,
+            later,
+        )
+        assert restarted.body == b"sealed"  # the response is kept until it is replaced
+        assert await store.prune(created_before=later, limit=10) == 1  # q-3
+        assert set(await store.by_keys([("caller", "k-1"), ("caller", "k-3")])) == {
+            ("caller", "k-1")
+        }
+        await uow.commit()
+    async with unit_of_work() as uow:
+        [kept] = (await uow.idempotency.by_keys([("caller", "k-1")])).values()
+        assert kept == restarted

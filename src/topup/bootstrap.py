@@ -73,13 +73,14 @@ def operator_today(profile: OperatorProfile, now: dt.datetime | None = None) -> 
 
 def secret_key(settings: Settings) -> str:
     """TOPUP_SECRET_KEY, or for the demo a key generated once into var/secret.key (mode 0600)."""
+    from topup.adapters.private_files import make_private_directory
     from topup.adapters.secrets import TokenVault
 
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.secret_key_file)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_directory(path.parent)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(TokenVault.new_key())
@@ -90,6 +91,7 @@ def _prepare_sqlite_file(url: str) -> None:
     """SQLite: make the database's directory, and the file itself readable by its owner only
     (SQLite gives its -wal, -shm and -journal files the database file's permissions)."""
     from topup.adapters.db.engine import is_sqlite
+    from topup.adapters.private_files import make_private_directory
 
     if not is_sqlite(url) or ":memory:" in url:
         return
@@ -97,7 +99,7 @@ def _prepare_sqlite_file(url: str) -> None:
     if not database:
         return
     path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(path.parent)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
 

@@ -14,6 +14,7 @@ from tests.e2e.commands import COMMAND_TIMEOUT_S, topup_executable
 from tests.e2e.test_cli import EXIT_FAILED, Cli, assert_one_error_line
 
 OWNER_ONLY = 0o600
+OWNER_ONLY_DIRECTORY = 0o700
 LOOSE_UMASK = 0o022  # what most shells have: files readable by everyone unless made otherwise
 
 
@@ -21,7 +22,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_the_sqlite_database_and_its_wal_files_are_readable_by_their_owner_only(
+def test_the_sqlite_database_its_wal_files_and_var_are_readable_by_their_owner_only(
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "var" / "topup.sqlite3"
@@ -43,6 +44,7 @@ def test_the_sqlite_database_and_its_wal_files_are_readable_by_their_owner_only(
     finally:
         os.umask(previous)
     assert mode(database) == OWNER_ONLY
+    assert mode(database.parent) == OWNER_ONLY_DIRECTORY
 
 
 def _serve(*arguments: str, directory: Path) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+
 from topup.domain.errors import InputError
 from topup.settings import Limits, Settings
 
@@ -54,8 +56,34 @@ class Application:
 
 def load_settings() -> Settings:
     """The settings, from ``TOPUP_*`` variables or the TOML file TOPUP_CONFIG names: every entry
-    point asks here rather than reading them itself."""
-    return Settings()
+    point asks here rather than reading them itself. A value that is not valid is
+    ``setting_invalid``, naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise setting_invalid(error) from None
+
+
+def load_limits() -> Limits:
+    """The limits (``TOPUP_*`` variables too); a value that is not valid is ``setting_invalid``."""
+    try:
+        return Limits()
+    except ValidationError as error:
+        raise setting_invalid(error) from None
+
+
+def setting_invalid(error: ValidationError) -> InputError:
+    """The first problem pydantic found, as one error naming the variable (TOPUP_...)."""
+    problem = error.errors()[0] if error.error_count() else {"loc": (), "msg": str(error)}
+    location = problem.get("loc") or ()
+    variable = "TOPUP_" + str(location[0]).upper() if location else "TOPUP_*"
+    detail = str(problem.get("msg", "")).removeprefix("Value error, ")
+    return InputError(
+        f"The setting {variable} is not valid: {detail}.",
+        code="setting_invalid",
+        field=variable,
+        params={"variable": variable, "detail": detail},
+    )
 
 
 def operator_profile(settings: Settings | None = None) -> OperatorProfile:
@@ -127,7 +155,7 @@ def build(
     from topup.services.context import Services
 
     settings = settings or load_settings()
-    limits = limits or Limits()
+    limits = limits or load_limits()
     clock = clock or SystemClock()
     _prepare_sqlite_file(settings.database_url)
     engine = create_engine(settings.database_url, pool_size=pool_size or POSTGRES_POOL_SIZE)

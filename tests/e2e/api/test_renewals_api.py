@@ -348,3 +348,15 @@ async def test_each_of_stripes_decline_cards_is_a_402_problem_with_its_own_code(
     assert body["code"] == code
     assert body["renewal"]["status"] == "declined"
     assert "被盗" not in body["detail"] and "挂失" not in body["detail"]  # a plain decline
+
+
+@pytest.mark.parametrize("length", [idempotency.KEY_LENGTH_MAX + 1, 1001, 3999, 4000, 9000])
+async def test_every_idempotency_key_that_is_too_long_is_idempotency_key_invalid(
+    api: httpx.AsyncClient, length: int
+) -> None:
+    token = await token_for(api)
+    response = await api.post(
+        "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "k" * length}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "idempotency_key_invalid"

@@ -70,7 +70,7 @@ from topup.entrypoints.worker import run_forever
 from topup.ports import CardDetails
 from topup.services.demo import demo_plans, iccid_for
 from topup.services.renewals import RenewalRequest, renew
-from topup.settings import Limits, Settings
+from topup.settings import LimitSettings, Settings
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PLAN_CODE = "pack_5gb_7d"
@@ -160,10 +160,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--slow-gateway-latency-ms", type=float, default=100.0)
     parser.add_argument("--slow-gateway-callers", type=int, default=256)
-    parser.add_argument("--worker-batch-size", type=int, default=Limits().worker_batch_size)
-    parser.add_argument("--worker-concurrency", type=int, default=Limits().worker_concurrency)
+    parser.add_argument("--worker-batch-size", type=int, default=LimitSettings().worker_batch_size)
     parser.add_argument(
-        "--worker-idle-sleep-ms", type=float, default=Limits().worker_idle_sleep_s * 1000
+        "--worker-concurrency", type=int, default=LimitSettings().worker_concurrency
+    )
+    parser.add_argument(
+        "--worker-idle-sleep-ms", type=float, default=LimitSettings().worker_idle_sleep_s * 1000
     )
     parser.add_argument(
         "--pool-size", type=int, default=None, help="SQLAlchemy pool size (default: the app's)"
@@ -820,7 +822,7 @@ async def run_scenario(
             network_latency_s=0,
             sandbox_journal="",
         ),
-        limits=Limits(
+        limits=LimitSettings(
             worker_batch_size=options.worker_batch_size,
             worker_concurrency=options.worker_concurrency,
             worker_idle_sleep_s=options.worker_idle_sleep_s,

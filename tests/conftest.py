@@ -24,7 +24,7 @@ from topup.adapters.clock import FixedClock
 from topup.adapters.db.tables import metadata
 from topup.bootstrap import Application, build, migrate
 from topup.services.demo import load_demo
-from topup.settings import Limits, Settings
+from topup.settings import LimitSettings, Settings
 
 START = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 
@@ -155,14 +155,14 @@ async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
     def factory(
         *,
         clock: Any = None,
-        limits: Limits | None = None,
+        limits: LimitSettings | None = None,
         seed: int | None = 1,
         pool_size: int | None = None,
         **settings: Any,
     ) -> Application:
         application = build(
             test_settings(database_url, **settings),
-            limits=limits or Limits(),
+            limits=limits or LimitSettings(),
             clock=clock if clock is not None else FixedClock(START),
             seed=seed,
             pool_size=pool_size,

@@ -17,12 +17,14 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from topup.domain.errors import InputError
-from topup.settings import Limits, Settings
+from topup.settings import LimitSettings, Settings
 
 if TYPE_CHECKING:  # the adapters are imported where they are built: `topup --help` needs none
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from topup.adapters.memory.unit_of_work import MemoryDatabase
     from topup.domain.profile import OperatorProfile
+    from topup.limits import Limits
     from topup.ports import (
         Clock,
         Mailer,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # the adapters are imported where they are built: `topup --he
         PaymentGateway,
         RateLimiter,
         SmsSender,
+        UnitOfWork,
     )
     from topup.services.context import Services
 
@@ -64,10 +67,10 @@ def load_settings() -> Settings:
         raise setting_invalid(error) from None
 
 
-def load_limits() -> Limits:
+def load_limits() -> LimitSettings:
     """The limits (``TOPUP_*`` variables too); a value that is not valid is ``setting_invalid``."""
     try:
-        return Limits()
+        return LimitSettings()
     except ValidationError as error:
         raise setting_invalid(error) from None
 
@@ -135,7 +138,7 @@ def _prepare_sqlite_file(url: str) -> None:
 def build(
     settings: Settings | None = None,
     *,
-    limits: Limits | None = None,
+    limits: LimitSettings | None = None,
     clock: Clock | None = None,
     seed: int | None = None,
     on_event: Callable[[str, dict[str, str]], None] | None = None,
@@ -149,27 +152,74 @@ def build(
         is_sqlite,
     )
     from topup.adapters.db.unit_of_work import SqlUnitOfWork
+
+    settings = settings or load_settings()
+    _prepare_sqlite_file(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=pool_size or POSTGRES_POOL_SIZE)
+    writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
+    closers: list[Callable[[], Awaitable[None]]] = []
+    services = build_services(
+        settings,
+        unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
+        limits=(limits or load_limits()).by_concern(),
+        clock=clock or SystemClock(),
+        seed=seed,
+        on_event=on_event,
+        closers=closers,
+        database_unavailable=database_unavailable,
+    )
+    return Application(services=services, engine=engine, settings=settings, closers=closers)
+
+
+def build_in_memory(
+    settings: Settings | None = None,
+    *,
+    limits: LimitSettings | None = None,
+    clock: Clock | None = None,
+    seed: int | None = None,
+) -> tuple[Services, MemoryDatabase]:
+    """Services on an in-memory database (``adapters.memory``): no database server or file,
+    for unit tests and demos. The sandbox adapters come from ``settings`` as in ``build``."""
+    from topup.adapters.clock import SystemClock
+    from topup.adapters.memory.unit_of_work import MemoryDatabase
+
+    database = MemoryDatabase()
+    services = build_services(
+        settings or load_settings(),
+        unit_of_work=database.unit_of_work,
+        limits=(limits or load_limits()).by_concern(),
+        clock=clock or SystemClock(),
+        seed=seed,
+    )
+    return services, database
+
+
+def build_services(
+    settings: Settings,
+    *,
+    unit_of_work: Callable[[], UnitOfWork],
+    limits: Limits,
+    clock: Clock,
+    seed: int | None = None,
+    on_event: Callable[[str, dict[str, str]], None] | None = None,
+    closers: list[Callable[[], Awaitable[None]]] | None = None,
+    database_unavailable: Callable[[BaseException], bool] | None = None,
+) -> Services:
+    """The services on this unit of work, with the adapters ``settings`` choose."""
     from topup.adapters.iin_table import shipped_iin_table
     from topup.adapters.methods import load_methods
     from topup.adapters.secrets import TokenVault
     from topup.services.context import Services
 
-    settings = settings or load_settings()
-    limits = limits or load_limits()
-    clock = clock or SystemClock()
-    _prepare_sqlite_file(settings.database_url)
-    engine = create_engine(settings.database_url, pool_size=pool_size or POSTGRES_POOL_SIZE)
     key = secret_key(settings)
     profile = operator_profile(settings)
     methods_file = Path(settings.methods_file) if settings.methods_file else None
     methods = load_methods(profile, methods_file)
     wanted = {settings.gateway} | {method.gateway for method in methods.methods if method.gateway}
     gateways = {name: _gateway(name, settings, key, clock) for name in sorted(wanted)}
-    closers: list[Callable[[], Awaitable[None]]] = []
-    writer_lock = asyncio.Lock() if is_sqlite(settings.database_url) else None
     randomness = random.Random(seed)
     services = Services(
-        unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
+        unit_of_work=unit_of_work,
         gateway=gateways[settings.gateway],
         gateways=gateways,
         network=_network(settings, clock),
@@ -177,21 +227,22 @@ def build(
         profile=profile,
         methods=methods,
         card_facts=shipped_iin_table().facts_for,
-        rate_limiter=_rate_limiter(settings, clock, closers),
+        rate_limiter=_rate_limiter(settings, clock, [] if closers is None else closers),
         limits=limits,
         tokens=TokenVault(key),
         new_id=(lambda: str(uuid.UUID(int=randomness.getrandbits(128), version=4)))
         if seed is not None
         else (lambda: str(uuid.uuid4())),
         random=randomness,
-        database_unavailable=database_unavailable,
         mailer=_mailer(settings, clock),
         sms=_sms(settings, clock),
     )
+    if database_unavailable is not None:
+        services.database_unavailable = database_unavailable
     if on_event is not None:
         services.on_event = on_event
     _deliver_sandbox_webhooks(services, settings.sandbox_webhook_url)
-    return Application(services=services, engine=engine, settings=settings, closers=closers)
+    return services
 
 
 def _network(settings: Settings, clock: Clock) -> NetworkProvisioner:

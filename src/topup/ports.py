@@ -3,19 +3,42 @@
 Each port has a fake or sandbox adapter usable in tests and demos:
 PaymentGateway -> adapters.gateways.sandbox.SandboxGateway,
 NetworkProvisioner -> adapters.network.sandbox.SandboxNetwork,
-Clock -> adapters.clock.FixedClock / SystemClock, UnitOfWork -> adapters.db.unit_of_work.
+Clock -> adapters.clock.FixedClock / SystemClock, UnitOfWork -> adapters.db.unit_of_work
+(a database) and adapters.memory.unit_of_work.FakeUnitOfWork (in memory, for unit tests).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
+from topup.domain.accounts import Account, LinkCode, LoginAttempts
+from topup.domain.api_keys import ApiKey
+from topup.domain.cards import Card
+from topup.domain.ledger import Entry
 from topup.domain.money import Money
+from topup.domain.plans import Plan
+from topup.domain.records import (
+    CardEvent,
+    JobKind,
+    JobOutcome,
+    JobRecord,
+    JobRetry,
+    JobStatus,
+    JobSubject,
+    PaymentChanges,
+    PaymentRecord,
+    PaymentStatus,
+    ReceiptFacts,
+    RenewalChanges,
+    RenewalMove,
+    RenewalRecord,
+)
+from topup.domain.renewal import RenewalStatus, Transition
 
 
 class Clock(Protocol):
@@ -191,26 +214,408 @@ class NetworkProvisioner(Protocol):
 # --- Persistence ------------------------------------------------------------------------------
 
 
+class CardRepository(Protocol):
+    async def add(self, card: Card, *, at: dt.datetime) -> None: ...
+
+    async def get(self, card_id: str, *, for_update: bool = False) -> Card | None: ...
+
+    async def get_many(
+        self, card_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, Card]:
+        """Cards by id; locked in id order when ``for_update``."""
+        ...
+
+    async def by_numbers(self, *, msisdns: Sequence[str], iccids: Sequence[str]) -> list[Card]: ...
+
+    async def by_number(
+        self, *, msisdn: str | None = None, iccid: str | None = None
+    ) -> Card | None: ...
+
+    async def save(self, card: Card, *, expected_version: int, at: dt.datetime) -> None:
+        """Write a changed card; InvariantError if its version is no longer ``expected_version``."""
+        ...
+
+    async def save_many(self, changes: Sequence[tuple[Card, int]], *, at: dt.datetime) -> None:
+        """Write changed cards, each ``(card, version it had when read)``; InvariantError if
+        one changed meanwhile."""
+        ...
+
+    async def list_page(self, *, limit: int, offset: int = 0) -> list[Card]: ...
+
+    async def due_for_lifecycle(
+        self, *, now: dt.datetime, limit: int, grace_period_days: int
+    ) -> list[str]: ...
+
+    async def add_event(
+        self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, str | int]
+    ) -> None: ...
+
+    async def events(self, card_id: str, *, limit: int) -> list[CardEvent]:
+        """A card's events, newest first."""
+        ...
+
+
+class PlanRepository(Protocol):
+    async def upsert(self, plan: Plan) -> None: ...
+
+    async def get(self, code: str) -> Plan | None: ...
+
+    async def get_many(self, codes: Sequence[str]) -> dict[str, Plan]: ...
+
+    async def list_all(self, *, limit: int) -> list[Plan]: ...
+
+
+class RenewalRepository(Protocol):
+    async def add_many(self, renewals: Sequence[RenewalRecord]) -> set[str]:
+        """Insert renewals; one whose id or idempotency key is taken is left out. Returns the
+        ids inserted."""
+        ...
+
+    async def get_many(
+        self, renewal_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, RenewalRecord]: ...
+
+    async def with_payments(
+        self, renewal_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, tuple[RenewalRecord, PaymentRecord, str]]:
+        """Renewals that have a payment, with it and the card's MSISDN."""
+        ...
+
+    async def by_idempotency_keys(self, keys: Sequence[str]) -> dict[str, RenewalRecord]: ...
+
+    async def with_card_numbers(
+        self, renewal_ids: Sequence[str]
+    ) -> dict[str, tuple[RenewalRecord, str, str]]:
+        """Renewals with their card's MSISDN and ICCID."""
+        ...
+
+    async def move_many(self, moves: Sequence[RenewalMove], *, at: dt.datetime) -> None:
+        """Apply moves (the state machine checks each) and add them to the timelines;
+        InvariantError if a renewal is moved twice or left its status meanwhile."""
+        ...
+
+    async def get(self, renewal_id: str, *, for_update: bool = False) -> RenewalRecord | None: ...
+
+    async def by_idempotency_key(self, key: str) -> RenewalRecord | None: ...
+
+    async def move(
+        self,
+        renewal: RenewalRecord,
+        to_status: RenewalStatus,
+        *,
+        at: dt.datetime,
+        reason: str,
+        **changes: Unpack[RenewalChanges],
+    ) -> None:
+        """One move; InvariantError if the renewal left its status meanwhile."""
+        ...
+
+    async def add_event(self, renewal_id: str, change: Transition) -> None: ...
+
+    async def add_events(self, changes: Sequence[tuple[str, Transition]]) -> None: ...
+
+    async def timelines(self, renewal_ids: Sequence[str]) -> dict[str, list[Transition]]: ...
+
+    async def for_card(
+        self, card_id: str, *, limit: int, before: tuple[dt.datetime, str] | None = None
+    ) -> list[RenewalRecord]:
+        """A card's renewals, newest first (by created_at, then id), after ``before``."""
+        ...
+
+    async def has_activating(self, card_id: str) -> bool: ...
+
+    async def open_for_card(self, card_id: str, *, kind: str) -> RenewalRecord | None: ...
+
+
+class PaymentRepository(Protocol):
+    async def add_many(self, payments: Sequence[PaymentRecord], *, at: dt.datetime) -> None:
+        """Insert payments (one per renewal; a taken id or renewal is an error)."""
+        ...
+
+    async def for_renewals(
+        self, renewal_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, PaymentRecord]: ...
+
+    async def by_ids(self, payment_ids: Sequence[str]) -> dict[str, PaymentRecord]: ...
+
+    async def lock_wallet_accounts(self, fingerprints: Sequence[str]) -> None:
+        """Hold these wallet accounts until commit (daily limits are checked one at a time)."""
+        ...
+
+    async def wallet_totals_since(
+        self, fingerprints: Sequence[str], *, since: dt.datetime
+    ) -> dict[tuple[str, str], int]:
+        """``{(wallet account fingerprint, method): amount_minor}`` paid or waiting since
+        ``since`` (declined and cancelled payments excluded)."""
+        ...
+
+    async def update_many(self, changes: Sequence[tuple[str, PaymentChanges]]) -> None:
+        """Several payments' changes, each ``(payment id, changes)``."""
+        ...
+
+    async def for_renewal(
+        self, renewal_id: str, *, for_update: bool = False
+    ) -> PaymentRecord | None: ...
+
+    async def update(self, payment_id: str, **changes: Unpack[PaymentChanges]) -> None: ...
+
+    async def claim_due_checks(
+        self,
+        *,
+        statuses: Sequence[PaymentStatus],
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> list[PaymentRecord]:
+        """Lease payments whose check is due (``next_check_at`` moves to ``lease_until`` and
+        ``check_attempts`` goes up by one)."""
+        ...
+
+
+class LedgerRepository(Protocol):
+    async def record(self, entry: Entry, *, at: dt.datetime) -> int: ...
+
+    async def record_many(self, entries: Sequence[Entry], *, at: dt.datetime) -> list[int]:
+        """Append balanced entries (InvariantError otherwise); balances move at commit."""
+        ...
+
+    async def balance(self, account: str, currency: str) -> int: ...
+
+    async def entries_for_card(
+        self, card_id: str, *, limit: int
+    ) -> list[tuple[int, Entry, dt.datetime]]:
+        """A card's entries, newest first: (id, entry, written at)."""
+        ...
+
+
+class JobRepository(Protocol):
+    async def enqueue(
+        self, *, kind: JobKind, subject: JobSubject, at: dt.datetime, reason: str | None = None
+    ) -> None: ...
+
+    async def enqueue_many(
+        self,
+        *,
+        kind: JobKind,
+        subjects: Sequence[JobSubject],
+        at: dt.datetime,
+        reason: str | None = None,
+    ) -> None:
+        """One job of ``kind`` per subject, due at once; a second job of a kind for a subject
+        breaks a unique key."""
+        ...
+
+    async def claim(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[JobRecord]:
+        """Lease due queued jobs (hidden until ``lease_until``; claims go up by one), by id."""
+        ...
+
+    async def withdraw_unclaimed(self, job_id: int, *, at: dt.datetime, error: str) -> bool:
+        """Fail a queued job no worker ever claimed; False if one has or it is not queued."""
+        ...
+
+    async def finish(
+        self,
+        job: JobRecord,
+        *,
+        status: JobStatus,
+        at: dt.datetime,
+        error: str | None = None,
+        outcome: JobOutcome | None = None,
+    ) -> bool:
+        """Mark a queued job done or failed; False if it was not queued any more."""
+        ...
+
+    async def finish_many(
+        self,
+        job_ids: Sequence[int],
+        *,
+        status: JobStatus,
+        at: dt.datetime,
+        error: str | None = None,
+        outcome: JobOutcome | None = None,
+    ) -> set[int]:
+        """Mark queued jobs done or failed; the ids this call finished."""
+        ...
+
+    async def record_outcome(
+        self, job_ids: Sequence[int], outcome: JobOutcome, *, at: dt.datetime
+    ) -> None: ...
+
+    async def mark_failed(
+        self,
+        failures: Sequence[tuple[int, str]],
+        *,
+        at: dt.datetime,
+        outcome: JobOutcome | None = None,
+    ) -> None:
+        """Jobs this transaction finished that turned out to fail, each ``(job id, why)``."""
+        ...
+
+    async def retry_later(
+        self,
+        job: JobRecord,
+        *,
+        at: dt.datetime,
+        next_attempt_at: dt.datetime,
+        failed: bool,
+        error: str | None,
+    ) -> None: ...
+
+    async def retry_many(self, retries: Sequence[JobRetry], *, at: dt.datetime) -> None: ...
+
+    async def for_subject(self, subject: JobSubject) -> list[JobRecord]:
+        """Every job about ``subject``, oldest first."""
+        ...
+
+
+class InstrumentLockRepository(Protocol):
+    async def locked(
+        self, fingerprints: Sequence[str], *, now: dt.datetime
+    ) -> dict[str, dt.datetime]:
+        """The instruments among these locked at ``now``, with when each lock ends."""
+        ...
+
+    async def count_wrong_answer(
+        self, fingerprint: str, *, now: dt.datetime, window_start: dt.datetime
+    ) -> int:
+        """Add one wrong answer; the wrong answers since ``window_start``, this one included."""
+        ...
+
+    async def lock(self, fingerprint: str, *, until: dt.datetime, now: dt.datetime) -> None: ...
+
+    async def forget(self, fingerprint: str) -> None: ...
+
+
+class WebhookRepository(Protocol):
+    async def first_times(
+        self, events: Sequence[tuple[str, str, str]], *, at: dt.datetime
+    ) -> set[tuple[str, str]]:
+        """Remember events ``(gateway, event id, payment id)``; the ``(gateway, event id)``
+        pairs seen for the first time."""
+        ...
+
+
+class AccountRepository(Protocol):
+    async def add(self, account: Account) -> bool:
+        """False if the e-mail is taken."""
+        ...
+
+    async def get(self, account_id: str) -> Account | None: ...
+
+    async def by_email(self, email: str) -> Account | None: ...
+
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None: ...
+
+    async def add_token(
+        self,
+        *,
+        token_id: str,
+        account_id: str,
+        token_hash: str,
+        created_at: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> None: ...
+
+    async def account_of_token(self, token_hash: str, *, now: dt.datetime) -> str | None: ...
+
+    async def revoke_token(self, token_hash: str, *, now: dt.datetime) -> bool: ...
+
+    async def forget_dead_tokens(self, account_id: str, *, now: dt.datetime) -> None: ...
+
+    async def count_login_attempt(
+        self,
+        fingerprint: str,
+        *,
+        now: dt.datetime,
+        window_start: dt.datetime,
+        lock_at_attempt: int | None,
+        lock_until: dt.datetime | None,
+    ) -> LoginAttempts: ...
+
+    async def forget_login_attempts(self, fingerprints: Sequence[str]) -> None: ...
+
+    async def prune_login_attempts(
+        self, *, now: dt.datetime, window_start: dt.datetime, limit: int
+    ) -> int: ...
+
+    async def owns_card(self, account_id: str, card_id: str) -> bool: ...
+
+    async def link_card(self, account_id: str, card_id: str, *, at: dt.datetime) -> None: ...
+
+    async def linked_cards(self, account_id: str, *, limit: int) -> list[Card]: ...
+
+    async def replace_link_code(self, code: LinkCode, *, created_at: dt.datetime) -> None: ...
+
+    async def pending_link_code(self, account_id: str, card_id: str) -> LinkCode | None: ...
+
+    async def spend_link_attempt(self, code_id: str, *, attempts_max: int) -> int | None: ...
+
+    async def use_link_code(self, code_id: str, *, at: dt.datetime) -> bool: ...
+
+    async def prune_link_codes(self, *, expired_by: dt.datetime, limit: int) -> int: ...
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> bool: ...
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def by_prefix(self, prefix: str) -> ApiKey | None: ...
+
+    async def list_page(self, *, limit: int, offset: int = 0) -> list[ApiKey]: ...
+
+    async def revoke(self, key_id: str, *, now: dt.datetime) -> bool: ...
+
+
+class ReceiptQueries(Protocol):
+    async def by_number(self, receipt_number: str) -> ReceiptFacts | None:
+        """The paid renewal with this receipt number, with what its receipt shows."""
+        ...
+
+    async def by_renewal(self, renewal_id: str) -> ReceiptFacts | None:
+        """The receipt of this renewal if it is paid."""
+        ...
+
+    async def card_numbers_by_email(self, email: str, *, limit: int) -> list[tuple[str, str]]:
+        """(MSISDN, e-mail as registered) of the cards registered with ``email`` (any case)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; rolls back on exit unless ``commit`` was called.
 
-    The repositories it carries are those of ``topup.adapters.db`` (one module per noun); the services only
-    use their methods, and tests run them on an in-memory SQLite database.
+    Its repositories are those of ``topup.adapters.db`` (one module per noun) on a database,
+    and those of ``topup.adapters.memory`` in unit tests.
     """
 
-    cards: Any
-    plans: Any
-    renewals: Any
-    payments: Any
-    ledger: Any
-    jobs: Any
-    instruments: Any
-    webhooks: Any
+    @property
+    def cards(self) -> CardRepository: ...
+    @property
+    def plans(self) -> PlanRepository: ...
+    @property
+    def renewals(self) -> RenewalRepository: ...
+    @property
+    def payments(self) -> PaymentRepository: ...
+    @property
+    def ledger(self) -> LedgerRepository: ...
+    @property
+    def jobs(self) -> JobRepository: ...
+    @property
+    def instruments(self) -> InstrumentLockRepository: ...
+    @property
+    def webhooks(self) -> WebhookRepository: ...
+    @property
+    def accounts(self) -> AccountRepository: ...
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
+    @property
+    def receipts(self) -> ReceiptQueries: ...
+
+    # Not yet typed (their rows are still dicts): audit, idempotency.
     audit: Any
     idempotency: Any
-    accounts: Any
-    receipts: Any
-    api_keys: Any
 
     async def __aenter__(self) -> UnitOfWork: ...
 

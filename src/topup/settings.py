@@ -1,4 +1,4 @@
-"""Configuration from the environment (``TOPUP_*``) or a TOML file named by TOPUP_CONFIG.
+"""Configuration from the environment (``TOPUP_*``).
 
 Every limit has a name with its unit last; nothing here is read at import time.
 """
@@ -6,13 +6,18 @@ Every limit has a name with its unit last; nothing here is read at import time.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import fields
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from topup.domain.errors import InvariantError
+from topup.limits import GROUPS, Limits
 
-class Limits(BaseSettings):
-    """Bounds on retries, batches and waits (STYLE.md rule 7)."""
+
+class LimitSettings(BaseSettings):
+    """Bounds on retries, batches and waits (STYLE.md rule 7), one ``TOPUP_*`` variable each;
+    the services get them grouped by concern (``by_concern``, ``topup.limits``)."""
 
     model_config = SettingsConfigDict(env_prefix="TOPUP_", extra="ignore")
 
@@ -74,6 +79,16 @@ class Limits(BaseSettings):
     # E-mails (card-number recovery, receipts sent later) under way in the background at once;
     # more are dropped with a log line.
     mailings_in_flight_max: int = Field(32, ge=1, le=10_000)
+
+    def by_concern(self) -> Limits:
+        values = self.model_dump()
+        groups = {
+            name: group(**{field.name: values.pop(field.name) for field in fields(group)})
+            for name, group in GROUPS.items()
+        }
+        if values:
+            raise InvariantError(f"limits in no group of topup.limits: {sorted(values)}")
+        return Limits(**groups)
 
 
 class Settings(BaseSettings):

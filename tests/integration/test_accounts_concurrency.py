@@ -20,7 +20,7 @@ from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.domain.errors import TopupError
 from topup.services import accounts
 from topup.services.demo import load_demo
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 CARD = "+60123456789"
 PASSWORD = "correct horse battery"
@@ -66,7 +66,7 @@ def _code(sms: object) -> str:
 async def test_concurrent_failed_sign_ins_are_all_counted_and_lock_the_email_from_the_address(
     make_app: AppFactory,
 ) -> None:
-    application = make_app(limits=Limits(login_slowdown_s=0, login_failures_max=5))
+    application = make_app(limits=LimitSettings(login_slowdown_s=0, login_failures_max=5))
     services = application.services
     await accounts.sign_up(services, email="aisyah@example.com", password=PASSWORD, language="en")
 
@@ -96,7 +96,7 @@ async def test_in_a_burst_no_more_passwords_are_checked_than_the_limit_not_even_
     make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=THREADS))
-    application = make_app(limits=Limits(login_slowdown_s=0, login_failures_max=5))
+    application = make_app(limits=LimitSettings(login_slowdown_s=0, login_failures_max=5))
     services = application.services
     await accounts.sign_up(services, email="aisyah@example.com", password=PASSWORD, language="en")
     hasher = _HeldHasher()
@@ -129,7 +129,7 @@ async def test_in_a_burst_no_more_passwords_are_checked_than_the_limit_not_even_
 async def test_concurrent_wrong_codes_never_get_more_than_five_attempts(
     make_app: AppFactory,
 ) -> None:
-    application = make_app(limits=Limits(login_slowdown_s=0))
+    application = make_app(limits=LimitSettings(login_slowdown_s=0))
     services = application.services
     await load_demo(services)
     account = await accounts.sign_up(

@@ -21,7 +21,7 @@ from topup.services.api_keys import (
     list_api_keys,
     revoke_api_key,
 )
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 KIOSK = {"name": "Kiosk 3, KL Sentral", "role": "kiosk", "outlet": "kls-3", "region": "penang"}
 
@@ -154,7 +154,7 @@ async def test_the_list_shows_revoked_keys_and_never_a_secret(application: Appli
     assert first_key not in str(listed) and second_key not in str(listed)
 
 
-@pytest.mark.parametrize("limit", [0, Limits().list_limit_max + 1])
+@pytest.mark.parametrize("limit", [0, LimitSettings().list_limit_max + 1])
 async def test_the_list_is_bounded(application: Application, limit: int) -> None:
     with pytest.raises(InputError) as refused:
         await list_api_keys(application.services, limit=limit)

@@ -175,7 +175,7 @@ async def test_an_activation_applied_after_another_worker_had_it_refunded_is_rep
     view = await renew(services, RenewalRequest("0123456789", "reload_10", GOOD_CARD))
     stalled = asyncio.create_task(work_once(services))
     await asyncio.wait_for(network.reached.wait(), NETWORK_WAIT_S)
-    clock.advance(services.limits.job_lease_s + 1)
+    clock.advance(services.limits.worker.job_lease_s + 1)
     await _drain(demo_app)  # the second worker: refused, so refunded
     assert (await get_renewal(services, view.id)).status == "refunded"
     network.release.set()

@@ -35,7 +35,8 @@ from topup.services.audit import audit
 from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, record_charge_result, renew
-from topup.settings import Limits
+from topup.services.views import CardView
+from topup.settings import LimitSettings
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
 ACTIVE_CARD = "+60123456789"  # prepaid, valid until START + 10 days, 5.00 credit, 2048 MB
@@ -105,12 +106,14 @@ async def assert_audit_clean(services: Services) -> None:
     assert report.clean, report.violations
 
 
-def validity_end(balance: dict[str, Any]) -> dt.datetime:
-    return dt.datetime.fromisoformat(balance["validity_end"])
+def validity_end(balance: CardView) -> dt.datetime:
+    if balance.validity_end is None:
+        raise AssertionError("a prepaid card has a validity end")
+    return balance.validity_end
 
 
-def workers_limits() -> Limits:
-    return Limits(worker_concurrency=WORKER_CONCURRENCY)
+def workers_limits() -> LimitSettings:
+    return LimitSettings(worker_concurrency=WORKER_CONCURRENCY)
 
 
 @pytest.mark.parametrize(
@@ -130,8 +133,8 @@ async def test_fifty_concurrent_renewals_of_one_card_each_add_exactly_one_plan(
     await drain(services)
     await assert_all_completed(services, [view.id for view in views])
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["data_quota_mb"] == before["data_quota_mb"] + 50 * quota_added_mb
-    assert after["credit_minor"] == before["credit_minor"] + 50 * credit_added_minor
+    assert after.data_quota_mb == before.data_quota_mb + 50 * quota_added_mb
+    assert after.credit.minor == before.credit.minor + 50 * credit_added_minor
     assert validity_end(after) == validity_end(before) + dt.timedelta(days=50 * PLAN_VALIDITY_DAYS)
     assert await count_entries(services, "capture") == 50
     assert await count_entries(services, "activation") == 50
@@ -216,10 +219,10 @@ async def _forty_activating_renewals(application: Application) -> list[str]:
     return [view.id for view in views]
 
 
-async def _assert_forty_packs_credited_once(services: Services, before: dict[str, Any]) -> None:
+async def _assert_forty_packs_credited_once(services: Services, before: CardView) -> None:
     assert await count_entries(services, "activation") == 40
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["data_quota_mb"] == before["data_quota_mb"] + 40 * PACK_QUOTA_MB
+    assert after.data_quota_mb == before.data_quota_mb + 40 * PACK_QUOTA_MB
     assert validity_end(after) == validity_end(before) + dt.timedelta(days=40 * PLAN_VALIDITY_DAYS)
     await assert_audit_clean(services)
 
@@ -265,7 +268,7 @@ async def test_a_worker_finishing_after_its_lease_ran_out_changes_nothing(
     services = demo.services
     before = await queries.balance(services, ACTIVE_CARD)
     renewal_ids = await _forty_activating_renewals(demo)
-    limits = Limits(worker_batch_size=32, worker_concurrency=WORKER_CONCURRENCY)
+    limits = LimitSettings(worker_batch_size=32, worker_concurrency=WORKER_CONCURRENCY)
     batch = limits.worker_batch_size
     slow = make_lean_app(seed=2, limits=limits).services
     held = HeldNetwork(slow.network)
@@ -273,7 +276,7 @@ async def test_a_worker_finishing_after_its_lease_ran_out_changes_nothing(
     late_clock = FixedClock(START + dt.timedelta(seconds=limits.job_lease_s + 1))
     fast = make_lean_app(seed=3, clock=late_clock, limits=limits).services
     slow_run = asyncio.create_task(run_due_jobs(slow))
-    in_flight = min(batch, slow.limits.worker_concurrency)
+    in_flight = min(batch, slow.limits.worker.worker_concurrency)
     for _ in range(1000):  # the slow worker claims its batch, then waits on the network
         if held.calls_in_flight == in_flight:
             break
@@ -319,12 +322,12 @@ async def test_many_activations_refused_at_once_are_refunded_without_starving_th
         seed=3,
         clock=FixedClock(START + dt.timedelta(days=27, hours=12)),
         pool_size=2,  # PostgreSQL: 2 + 20 overflow connections for 32 jobs; SQLite: 15
-        limits=Limits(worker_batch_size=REFUSED_AT_ONCE, worker_concurrency=REFUSED_AT_ONCE),
+        limits=LimitSettings(worker_batch_size=REFUSED_AT_ONCE, worker_concurrency=REFUSED_AT_ONCE),
     ).services
     await asyncio.wait_for(drain(worker), timeout=20)
     for view in views:
         assert (await get_renewal(worker, view.id)).status == "refunded"
-    assert (await queries.balance(worker, GRACE_CARD))["status"] == "expired"
+    assert (await queries.balance(worker, GRACE_CARD)).status == "expired"
     assert await count_entries(worker, "refund") == len(views)
     await assert_audit_clean(worker)
 

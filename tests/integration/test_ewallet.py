@@ -25,7 +25,6 @@ from topup.services.wallets import handle_webhook, payer_returned
 
 APPROVAL_DELAY_S = 60.0
 ACCOUNT = "60123456781"
-DECLINING_ACCOUNT = "60123450000"
 DUPLICATES = 20
 WORK_ROUNDS_MAX = 20
 MALAYSIAN_METHODS = Path(MIGRATIONS_DIRECTORY).parent / "src" / "topup" / "methods" / "my.toml"
@@ -183,20 +182,6 @@ async def test_a_stale_or_forged_webhook_is_refused_and_changes_nothing(
     assert await count(services, t.webhook_events) == 0
 
 
-async def test_a_payer_who_declines_in_the_wallet_gets_a_declined_renewal(
-    make_app: AppFactory,
-) -> None:
-    application, clock = await wallet_app(make_app)
-    services = application.services
-    waiting = await renew(services, order("declines", account=DECLINING_ACCOUNT))
-    clock.advance(APPROVAL_DELAY_S)
-    body, headers = await the_webhook(services, waiting.id)
-    await handle_webhook(services, "sandbox_wallet", body, headers)
-    declined = await get_renewal(services, waiting.id)
-    assert declined.status == "declined"
-    assert declined.renewal.decline_code == "payer_declined"
-
-
 async def test_a_wallet_accounts_daily_limit_says_how_much_is_left_today(
     make_app: AppFactory, tmp_path: Path
 ) -> None:
@@ -221,7 +206,7 @@ async def test_a_payer_who_approves_after_the_renewal_was_cancelled_is_flagged_f
     application, clock = await wallet_app(make_app)
     services = application.services
     waiting = await renew(services, order("too-late", account="60123459999"))  # never answers
-    clock.advance(services.limits.requires_action_timeout_s + 2)
+    clock.advance(services.limits.payments.requires_action_timeout_s + 2)
     await drain(services)  # the reconciler asks, then gives up: cancelled
     assert (await get_renewal(services, waiting.id)).status == "cancelled"
     body, headers = await the_webhook(services, waiting.id)

@@ -22,7 +22,7 @@ from topup.services.audit import audit
 from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
 OTHER_CARD = CardDetails(number="5555555555554444", expiry_month=12, expiry_year=2030, cvc="123")
@@ -34,7 +34,7 @@ RACES = 60
 
 
 async def demo_with(make_app: AppFactory, **limits: Any) -> Application:
-    application = make_app(limits=Limits(**limits))
+    application = make_app(limits=LimitSettings(**limits))
     await load_demo(application.services)
     return application
 
@@ -80,7 +80,7 @@ async def test_renewals_asked_for_together_each_get_their_own_answer(
     assert await count(services, t.payments) == 2
     await drain(services)
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["credit_minor"] == before["credit_minor"] + 2 * 1000
+    assert after.credit.minor == before.credit.minor + 2 * 1000
     assert (await audit(services)).clean
 
 
@@ -146,7 +146,7 @@ async def test_many_renewals_of_one_card_are_credited_in_one_batch_each_on_top_o
     views = await asyncio.gather(*(renew(services, order(f"many-{n}")) for n in range(12)))
     await drain(services)
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["credit_minor"] == before["credit_minor"] + 12 * 1000
+    assert after.credit.minor == before.credit.minor + 12 * 1000
     statuses = {(await get_renewal(services, view.id)).status for view in views}
     assert statuses == {"completed"}
     assert (await audit(services)).clean

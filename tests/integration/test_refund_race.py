@@ -19,7 +19,7 @@ from topup.services.audit import audit
 from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
 ACTIVE_CARD = "+60123456789"
@@ -89,7 +89,7 @@ async def test_refunds_fired_while_the_worker_runs_never_leave_a_renewal_applied
     application = make_app(
         network_latency_s=NETWORK_LATENCY_S,
         pool_size=POOL_SIZE,
-        limits=Limits(worker_batch_size=2, worker_concurrency=2),
+        limits=LimitSettings(worker_batch_size=2, worker_concurrency=2),
     )
     services = application.services
     await load_demo(services)

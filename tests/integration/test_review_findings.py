@@ -20,7 +20,7 @@ from topup.services.demo import load_demo
 from topup.services.reconcile import reconcile_payments
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 from topup.services.views import RenewalView
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
 TIMEOUT_CHARGE_TAKEN = CardDetails(
@@ -65,7 +65,7 @@ async def test_a_payment_flagged_for_staff_is_still_asked_about_and_settles_afte
     """The charge was taken, but the gateway could not be asked for longer than the bound: the
     payment is flagged for staff, and once the gateway answers again it must still be resolved
     (captured and activated), not left pending forever."""
-    limits = Limits(payment_check_attempts_max=2)
+    limits = LimitSettings(payment_check_attempts_max=2)
     application = make_app(limits=limits)
     await load_demo(application.services)
     services = application.services
@@ -162,7 +162,7 @@ async def test_a_gateway_error_about_one_payment_does_not_stop_the_others_being_
     troubled, healthy = views
     assert troubled.payment is not None
     services.gateway = RefusesToAnswerAbout(services.gateway, troubled.payment.id)
-    clock.advance(services.limits.payment_check_cap_s + 1)
+    clock.advance(services.limits.payments.payment_check_cap_s + 1)
     assert await reconcile_payments(services) == 2
     assert (await get_renewal(services, healthy.id)).status == "activating"
     still_open = await get_renewal(services, troubled.id)

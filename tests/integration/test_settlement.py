@@ -145,7 +145,7 @@ async def test_a_paid_renewal_whose_activation_is_under_way_is_in_progress_until
     world: World,
 ) -> None:
     services = world.services
-    late_after_s = services.limits.activation_late_after_s
+    late_after_s = services.limits.activation.activation_late_after_s
     world.renewals["again"] = await pay(services, ACTIVE_CARD, "reload_10", "again")
     report = await settled(world, world.csv())
     assert report.clean, report.discrepancies

@@ -79,7 +79,7 @@ async def test_concurrent_staff_refunds_of_one_renewal_give_one_refund_and_no_cr
     assert (await get_renewal(services, renewal_id)).status == "refunded"
     assert await refunds(services) == 1
     after = await queries.balance(services, ACTIVE_CARD)
-    assert after["credit_minor"] == before["credit_minor"]  # never credited
+    assert after.credit.minor == before.credit.minor  # never credited
     assert (await audit(services)).clean
     assert await request_refund(services, renewal_id, reason="again") == "already_queued"
 
@@ -160,7 +160,7 @@ async def test_a_refund_loses_to_a_claim_made_after_it_read_the_jobs(
     assert isinstance(clock, FixedClock)
     renewal_id = await paid_renewal(services, "claimed-meanwhile")
     read_jobs = JobRepository.for_subject
-    lease_until = clock.now() + dt.timedelta(seconds=services.limits.job_lease_s)
+    lease_until = clock.now() + dt.timedelta(seconds=services.limits.worker.job_lease_s)
 
     async def read_then_claim(self: JobRepository, subject: JobSubject) -> list[object]:
         jobs = await read_jobs(self, subject)
@@ -177,7 +177,9 @@ async def test_a_refund_loses_to_a_claim_made_after_it_read_the_jobs(
         await request_refund(services, renewal_id, reason="customer asked")
     assert caught.value.code == "activation_already_sent"
     monkeypatch.undo()
-    clock.advance(services.limits.job_lease_s + 1)  # the claiming worker died; its lease ends
+    clock.advance(
+        services.limits.worker.job_lease_s + 1
+    )  # the claiming worker died; its lease ends
     await drain(services)
     assert (await get_renewal(services, renewal_id)).status == "completed"
     assert await refunds(services) == 0
@@ -196,7 +198,7 @@ async def test_the_timeline_of_a_staff_refund_says_staff_refunded_it_and_why(
     assert step.reason == refund_reason(RefundCause.STAFF_REQUEST, STAFF_REASON)
     assert step.reason == f"refunded at staff request before activation: {STAFF_REASON}"
     history = await queries.history(services, ACTIVE_CARD, limit=10)
-    memos = [entry["memo"] for entry in history["ledger_entries"] if entry["kind"] == "refund"]
+    memos = [line.memo for line in history.ledger_entries if line.kind == "refund"]
     assert memos == [f"payment refunded for renewal {renewal_id}: {step.reason}"]
 
 

@@ -63,7 +63,7 @@ from topup.services.context import Services
 from topup.services.demo import demo_plans, iccid_for
 from topup.services.reconcile import CHECKED_STATUSES
 from topup.services.renewals import RenewalRequest, renew
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 SEED = int(os.environ.get("TOPUP_SIMULATION_SEED", "20261125"))
 START = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -96,10 +96,10 @@ def replay_hint() -> str:
     return f"seed {SEED} (replay: TOPUP_SIMULATION_SEED={SEED} pytest tests/simulation)"
 
 
-def simulation_limits(database_url: str) -> Limits:
+def simulation_limits(database_url: str) -> LimitSettings:
     """Small waits so that a day of simulated retries takes seconds; a batch size that lets one
     worker pass take everything due, so which jobs run never depends on the order of ties."""
-    return Limits(
+    return LimitSettings(
         payment_check_base_s=2.0,
         payment_check_cap_s=120.0,
         requires_action_timeout_s=600.0,

@@ -14,7 +14,7 @@ import pytest
 from topup.entrypoints import worker
 from topup.entrypoints.worker import EVERY_ROUND_S, PASSES, Pass, run_passes
 from topup.services.context import Services
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 LIFECYCLE_INTERVAL_S = 60.0
 ROUNDS = 5
@@ -37,23 +37,23 @@ class Counting:
 
 
 def fake_services() -> Services:
-    limits = Limits(lifecycle_interval_s=LIFECYCLE_INTERVAL_S)
+    limits = LimitSettings(lifecycle_interval_s=LIFECYCLE_INTERVAL_S).by_concern()
     return cast(Services, SimpleNamespace(limits=limits))
 
 
 def table(every_round: Counting, lifecycle: Counting) -> tuple[Pass, ...]:
     return (
         Pass("every round", every_round, lambda limits: EVERY_ROUND_S),
-        Pass("lifecycle", lifecycle, lambda limits: limits.lifecycle_interval_s),
+        Pass("lifecycle", lifecycle, lambda limits: limits.worker.lifecycle_interval_s),
     )
 
 
 def test_each_pass_of_the_worker_has_its_own_name_and_an_interval_from_the_limits() -> None:
-    limits = Limits()
+    limits = LimitSettings().by_concern()
     assert len({work.name for work in PASSES}) == len(PASSES)
     intervals = {work.name: work.interval_s(limits) for work in PASSES}
     assert intervals["jobs"] == intervals["payment checks"] == EVERY_ROUND_S
-    assert intervals["card lifecycles"] == limits.lifecycle_interval_s
+    assert intervals["card lifecycles"] == limits.worker.lifecycle_interval_s
 
 
 async def test_work_once_runs_every_pass_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,16 +1,32 @@
-"""What the services read and write about renewals, payments and jobs."""
+"""What the services read and write about renewals, payments and jobs: the records the
+repositories of ``topup.ports`` take and return."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TypedDict
 
+from topup.domain.cards import CardKind
 from topup.domain.errors import InvariantError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
 from topup.domain.renewal import RenewalStatus
+
+
+class PaymentStatus(StrEnum):
+    """Where a payment stands with its gateway (the values are those stored)."""
+
+    NOT_SENT = "not_sent"  # not yet sent, or provably never reached the gateway
+    PENDING = "pending"  # accepted; outcome later
+    UNKNOWN = "unknown"  # the outcome could not be learnt; asked again, never charged again
+    REQUIRES_ACTION = "requires_action"  # waiting on the payer (payment password, wallet app)
+    SUCCEEDED = "succeeded"  # money taken
+    DECLINED = "declined"  # refused; nothing taken
+    CANCELLED = "cancelled"  # the payer never acted in time; nothing taken
+    LATE_SUCCESS = "late_success"  # taken after the renewal was closed: staff refund it
+    REFUNDED = "refunded"  # taken, then returned in full
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +60,7 @@ class PaymentRecord:
     renewal_id: str
     gateway: str
     method: str
-    status: str
+    status: PaymentStatus
     amount: Money
     token_encrypted: str
     brand: str
@@ -150,7 +166,40 @@ class RenewalMove:
     renewal: RenewalRecord
     to_status: RenewalStatus
     reason: str
-    values: dict[str, Any] = field(default_factory=dict)
+    values: RenewalChanges = field(default_factory=lambda: RenewalChanges())
+
+
+class RenewalChanges(TypedDict, total=False):
+    """What may change on a renewal besides its status (the record's field names)."""
+
+    decline_code: str | None
+    paid_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    expected_by: dt.datetime | None
+    contact_after: dt.datetime | None
+
+
+class PaymentChanges(TypedDict, total=False):
+    """What may change on a payment (the record's field names), and when it changed."""
+
+    status: PaymentStatus
+    gateway_reference: str | None
+    decline_code: str | None
+    next_check_at: dt.datetime | None
+    check_attempts: int
+    flagged_for_staff: bool
+    refund_reference: str | None
+    action_url: str | None
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CardEvent:
+    """Something that happened to a card (a status change, a renewal applied...)."""
+
+    kind: str
+    at: dt.datetime
+    detail: dict[str, str | int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +211,57 @@ class JobRetry:
     next_attempt_at: dt.datetime
     failed: bool
     error: str | None
+
+
+def payment_changed(payment: PaymentRecord, changes: PaymentChanges) -> PaymentRecord:
+    """The payment as it is once ``changes`` are written."""
+    return replace(
+        payment,
+        status=changes.get("status", payment.status),
+        gateway_reference=changes.get("gateway_reference", payment.gateway_reference),
+        decline_code=changes.get("decline_code", payment.decline_code),
+        next_check_at=changes.get("next_check_at", payment.next_check_at),
+        check_attempts=changes.get("check_attempts", payment.check_attempts),
+        flagged_for_staff=changes.get("flagged_for_staff", payment.flagged_for_staff),
+        refund_reference=changes.get("refund_reference", payment.refund_reference),
+        action_url=changes.get("action_url", payment.action_url),
+    )
+
+
+def renewal_moved(
+    renewal: RenewalRecord, to_status: RenewalStatus, changes: RenewalChanges, *, at: dt.datetime
+) -> RenewalRecord:
+    """The renewal as it is once moved to ``to_status`` with ``changes`` at ``at``."""
+    return replace(
+        renewal,
+        status=to_status,
+        updated_at=at,
+        decline_code=changes.get("decline_code", renewal.decline_code),
+        paid_at=changes.get("paid_at", renewal.paid_at),
+        completed_at=changes.get("completed_at", renewal.completed_at),
+        expected_by=changes.get("expected_by", renewal.expected_by),
+        contact_after=changes.get("contact_after", renewal.contact_after),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFacts:
+    """What the receipt of a paid renewal shows, read at once: the renewal, its card, its plan's
+    names (the plan may have been withdrawn since: empty then), its payment and its refund."""
+
+    renewal_id: str
+    receipt_number: str | None
+    card_id: str
+    plan_code: str
+    plan_kind: PlanKind
+    status: RenewalStatus
+    amount: Money
+    paid_at: dt.datetime
+    channel: str
+    msisdn: str
+    card_kind: CardKind
+    plan_names: dict[str, str]
+    method: str | None
+    brand: str | None
+    last4: str | None
+    refunded_at: dt.datetime | None

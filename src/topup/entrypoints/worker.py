@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from topup.adapters.db.engine import TRANSIENT_DATABASE_ERRORS
+from topup.limits import Limits
 from topup.services import accounts, idempotency
 from topup.services.activation import run_due_jobs
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
-from topup.settings import Limits
 
 EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
 
@@ -43,12 +43,12 @@ async def move_card_lifecycles(services: Services) -> int:
 
 async def forget_idempotency_records(services: Services) -> int:
     """HTTP idempotency records past their 24 h, a batch at a time."""
-    return await idempotency.prune(services, limit=services.limits.lifecycle_batch_size)
+    return await idempotency.prune(services, limit=services.limits.worker.lifecycle_batch_size)
 
 
 async def forget_sign_in_attempts(services: Services) -> int:
     """Sign-in attempt counts that are over and link codes that expired, a batch at a time."""
-    return await accounts.prune(services, limit=services.limits.lifecycle_batch_size)
+    return await accounts.prune(services, limit=services.limits.worker.lifecycle_batch_size)
 
 
 def every_round(limits: Limits) -> float:
@@ -56,7 +56,7 @@ def every_round(limits: Limits) -> float:
 
 
 def lifecycle_interval(limits: Limits) -> float:
-    return limits.lifecycle_interval_s
+    return limits.worker.lifecycle_interval_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +119,8 @@ async def run_forever(services: Services, *, stop: asyncio.Event | None = None) 
             # later, so waiting and trying again loses nothing.
             failures_in_a_row += 1
             pause_s = min(
-                limits.worker_error_pause_cap_s,
-                limits.worker_idle_sleep_s * 2 ** min(failures_in_a_row, 10),
+                limits.worker.worker_error_pause_cap_s,
+                limits.worker.worker_idle_sleep_s * 2 ** min(failures_in_a_row, 10),
             )
             print(
                 f"worker: database unavailable ({type(error).__name__}); retrying in {pause_s:.1f} s",
@@ -130,7 +130,7 @@ async def run_forever(services: Services, *, stop: asyncio.Event | None = None) 
             await _pause(stop, pause_s)
             continue
         if done == 0:
-            await _pause(stop, limits.worker_idle_sleep_s)
+            await _pause(stop, limits.worker.worker_idle_sleep_s)
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -33,7 +33,6 @@ import json
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -55,6 +54,7 @@ from topup.domain.errors import ConflictError, InputError, InvariantError, Topup
 from topup.services.context import Services
 from topup.services.queries import card_summary
 from topup.services.renewals import find_card
+from topup.services.views import CardView
 
 ACCESS_TOKEN_BYTES = 32  # secrets.token_urlsafe: 43 characters
 ACCESS_TOKEN_LENGTH_MAX = 128  # longer presented tokens are refused without a look-up
@@ -187,7 +187,7 @@ async def log_in(
     attempt = await _count_attempt(services, normalise_email(email), client_address)
     limits = services.limits
     locked_until = attempt.from_address.locked_until
-    if attempt.from_address.attempts > limits.login_failures_max:
+    if attempt.from_address.attempts > limits.accounts.login_failures_max:
         if locked_until is None:  # the attempt numbered login_failures_max set it
             raise InvariantError("sign-in attempts passed the limit without a lock")
         await _slow_down(services, attempt)
@@ -207,7 +207,7 @@ async def _count_attempt(services: Services, email: str, client_address: str) ->
     limit, find the account."""
     limits = services.limits
     now = services.clock.now()
-    window_start = now - dt.timedelta(seconds=limits.login_lock_s)
+    window_start = now - dt.timedelta(seconds=limits.accounts.login_lock_s)
     lock_key = _lock_fingerprint(services, email, client_address)
     slowdown_key = _slowdown_fingerprint(services, email)
     async with services.unit_of_work() as uow:
@@ -215,14 +215,14 @@ async def _count_attempt(services: Services, email: str, client_address: str) ->
             lock_key,
             now=now,
             window_start=window_start,
-            lock_at_attempt=limits.login_failures_max,
-            lock_until=now + dt.timedelta(seconds=limits.login_lock_s),
+            lock_at_attempt=limits.accounts.login_failures_max,
+            lock_until=now + dt.timedelta(seconds=limits.accounts.login_lock_s),
         )
         on_email = await uow.accounts.count_login_attempt(
             slowdown_key, now=now, window_start=window_start, lock_at_attempt=None, lock_until=None
         )
         account: Account | None = None
-        if from_address.attempts <= limits.login_failures_max:
+        if from_address.attempts <= limits.accounts.login_failures_max:
             account = await uow.accounts.by_email(email)
         await uow.commit()
     return _Attempt(from_address, on_email, account, (lock_key, slowdown_key))
@@ -231,7 +231,7 @@ async def _count_attempt(services: Services, email: str, client_address: str) ->
 async def _slow_down(services: Services, attempt: _Attempt) -> None:
     """From the third attempt on the e-mail, from any address, a failure waits before it is
     answered (a bounded wait, never a lock)."""
-    slowdown_s = services.limits.login_slowdown_s
+    slowdown_s = services.limits.accounts.login_slowdown_s
     if attempt.on_email.attempts >= LOGIN_SLOWDOWN_AFTER_FAILURES and slowdown_s > 0:
         await asyncio.sleep(slowdown_s)
 
@@ -244,7 +244,7 @@ async def _issue_token(
         new_hash = await _hash_password(password)
     token = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
     now = services.clock.now()
-    lifetime_s = services.limits.access_token_lifetime_s
+    lifetime_s = services.limits.accounts.access_token_lifetime_s
     expires_at = now + dt.timedelta(seconds=lifetime_s)
     async with services.unit_of_work() as uow:
         await uow.accounts.forget_login_attempts(attempt_keys)
@@ -310,7 +310,7 @@ def _code_hash(services: Services, code_id: str, code: str) -> str:
 
 async def _check_card_rate(services: Services, card_id: str) -> None:
     """Codes sent to one card, whoever asks: nobody can flood a subscriber with texts."""
-    limit = services.limits.sms_codes_per_hour_max
+    limit = services.limits.rates.sms_codes_per_hour_max
     retry_after_s = await services.rate_limiter.hit(
         "sms_code", f"card:{card_id}", limit=limit, window_s=SMS_CODES_WINDOW_S
     )
@@ -385,7 +385,7 @@ def _link_attempts_exceeded() -> ConflictError:
 
 async def verify_card_link(
     services: Services, account_id: str, card_number: str, code: str
-) -> dict[str, Any]:
+) -> CardView:
     """Link the card if ``code`` is the one last sent to it for this account, unexpired, within
     LINK_CODE_ATTEMPTS_MAX attempts; returns the card's summary."""
     typed = "".join(code.split())
@@ -418,10 +418,12 @@ async def verify_card_link(
     return card_summary(card, services)
 
 
-async def my_cards(services: Services, account_id: str) -> list[dict[str, Any]]:
+async def my_cards(services: Services, account_id: str) -> list[CardView]:
     """The account's linked cards with their balances, in the order they were linked."""
     async with services.unit_of_work() as uow:
-        cards = await uow.accounts.linked_cards(account_id, limit=services.limits.list_limit_max)
+        cards = await uow.accounts.linked_cards(
+            account_id, limit=services.limits.pages.list_limit_max
+        )
     return [card_summary(card, services) for card in cards]
 
 
@@ -432,7 +434,7 @@ async def prune(services: Services, *, limit: int) -> int:
     """Forget sign-in attempt counts whose window and lock are over, and link codes that have
     expired, at most ``limit`` of each; returns how many rows went (the worker calls this)."""
     now = services.clock.now()
-    window_start = now - dt.timedelta(seconds=services.limits.login_lock_s)
+    window_start = now - dt.timedelta(seconds=services.limits.accounts.login_lock_s)
     async with services.unit_of_work() as uow:
         forgotten: int = await uow.accounts.prune_login_attempts(
             now=now, window_start=window_start, limit=limit

@@ -29,6 +29,7 @@ from topup.domain.records import (
     JobStatus,
     JobSubject,
     PaymentRecord,
+    PaymentStatus,
     RenewalMove,
     RenewalRecord,
 )
@@ -57,8 +58,8 @@ async def run_due_jobs(services: Services) -> int:
     async with services.unit_of_work() as uow:
         jobs: list[JobRecord] = await uow.jobs.claim(
             now=now,
-            lease_until=now + dt.timedelta(seconds=limits.job_lease_s),
-            limit=limits.worker_batch_size,
+            lease_until=now + dt.timedelta(seconds=limits.worker.job_lease_s),
+            limit=limits.worker.worker_batch_size,
         )
         facts: dict[str, tuple[RenewalRecord, str, str]] = await uow.renewals.with_card_numbers(
             [job.renewal_id for job in jobs if job.kind is JobKind.ACTIVATE]
@@ -66,7 +67,7 @@ async def run_due_jobs(services: Services) -> int:
         await uow.commit()
     if not jobs:
         return 0
-    gate = asyncio.Semaphore(limits.worker_concurrency)
+    gate = asyncio.Semaphore(limits.worker.worker_concurrency)
 
     async def run(job: JobRecord) -> None:
         async with gate:
@@ -100,7 +101,7 @@ async def _send_receipt(services: Services, job: JobRecord) -> None:
     try:
         await send_receipt(services, renewal.id, renewal.receipt_email, language)
     except TopupError as error:
-        attempts_max = services.limits.receipt_attempts_max
+        attempts_max = services.limits.activation.receipt_attempts_max
         if not error.retryable or job.attempts + 1 >= attempts_max:
             async with services.unit_of_work() as uow:
                 await uow.jobs.finish(job, status=JobStatus.FAILED, at=now, error=error.code)
@@ -108,8 +109,8 @@ async def _send_receipt(services: Services, job: JobRecord) -> None:
             return
         delay = backoff_s(
             attempt=job.attempts + 1,
-            base_s=services.limits.activation_backoff_base_s,
-            cap_s=services.limits.activation_backoff_cap_s,
+            base_s=services.limits.activation.activation_backoff_base_s,
+            cap_s=services.limits.activation.activation_backoff_cap_s,
             jitter_fraction=services.random.random(),
         )
         retry = JobRetry(job.id, now + dt.timedelta(seconds=delay), True, error.code)
@@ -146,7 +147,7 @@ async def _activate(
         attempt=job.attempts + 1,
     )
     try:
-        async with asyncio.timeout(services.limits.network_timeout_s):
+        async with asyncio.timeout(services.limits.activation.network_timeout_s):
             result = await services.network.apply(request)
     except TimeoutError:
         result = ProvisionResult(ProvisionStatus.TRANSIENT_FAILURE, message="network timed out")
@@ -156,7 +157,9 @@ async def _activate(
         )
     now = services.clock.now()
     limits = services.limits
-    overdue = (now - job.first_requested_at).total_seconds() > limits.activation_deadline_s
+    overdue = (
+        now - job.first_requested_at
+    ).total_seconds() > limits.activation.activation_deadline_s
     if result.status is ProvisionStatus.APPLIED:
         await _crediting(services).submit(job)
     elif (
@@ -164,7 +167,7 @@ async def _activate(
         or overdue
         or (
             result.status is ProvisionStatus.TRANSIENT_FAILURE
-            and job.attempts + 1 >= limits.activation_attempts_max
+            and job.attempts + 1 >= limits.activation.activation_attempts_max
         )
     ):
         reason = result.message or (
@@ -172,13 +175,15 @@ async def _activate(
         )
         await _give_up(services, job, now, reason)
     elif result.status is ProvisionStatus.IN_PROGRESS:
-        ready_at = result.ready_at or now + dt.timedelta(seconds=limits.activation_backoff_base_s)
+        ready_at = result.ready_at or now + dt.timedelta(
+            seconds=limits.activation.activation_backoff_base_s
+        )
         await _rescheduling(services).submit(JobRetry(job.id, max(ready_at, now), False, None))
     else:
         delay = backoff_s(
             attempt=job.attempts + 1,
-            base_s=limits.activation_backoff_base_s,
-            cap_s=limits.activation_backoff_cap_s,
+            base_s=limits.activation.activation_backoff_base_s,
+            cap_s=limits.activation.activation_backoff_cap_s,
             jitter_fraction=services.random.random(),
         )
         retry = JobRetry(
@@ -386,7 +391,7 @@ async def _refund(services: Services, job: JobRecord) -> None:
         return
     charge = charge_of(services, payment)
     try:
-        async with asyncio.timeout(services.limits.gateway_timeout_s):
+        async with asyncio.timeout(services.limits.payments.gateway_timeout_s):
             gateway = services.gateway_named(payment.gateway)
             result = await gateway.refund(refund_id=f"refund-{renewal.id}", charge=charge)
     except (TimeoutError, OSError, TopupError) as error:
@@ -424,7 +429,7 @@ async def _record_refund(
         await uow.ledger.record(entry, at=now)
         await uow.payments.update(
             payment.id,
-            status="refunded",
+            status=PaymentStatus.REFUNDED,
             refund_reference=result.gateway_reference,
             updated_at=now,
         )
@@ -442,15 +447,15 @@ async def _refund_later(
     limits = services.limits
     delay = backoff_s(
         attempt=min(job.attempts + 1, 30),
-        base_s=limits.activation_backoff_base_s,
-        cap_s=limits.activation_backoff_cap_s,
+        base_s=limits.activation.activation_backoff_base_s,
+        cap_s=limits.activation.activation_backoff_cap_s,
         jitter_fraction=services.random.random(),
     )
     async with services.unit_of_work() as uow:
-        if job.attempts + 1 >= limits.refund_attempts_max:
+        if job.attempts + 1 >= limits.activation.refund_attempts_max:
             # Keep trying, slowly, and make it visible: money we owe is never dropped.
             await uow.payments.update(payment.id, flagged_for_staff=True, updated_at=now)
-            delay = limits.payment_staff_recheck_s
+            delay = limits.payments.payment_staff_recheck_s
         await uow.jobs.retry_later(
             job,
             at=now,
@@ -506,7 +511,7 @@ async def request_refund(services: Services, renewal_id: str, *, reason: str) ->
 
 def _checked_reason(services: Services, reason: str) -> str:
     reason = reason.strip()
-    length_max = services.limits.refund_reason_length_max
+    length_max = services.limits.activation.refund_reason_length_max
     if not reason or len(reason) > length_max:
         raise InputError(
             f"say why, in 1 to {length_max} characters",

@@ -89,8 +89,8 @@ async def create_api_key(
 async def list_api_keys(
     services: Services, *, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
-    """Keys oldest first, revoked ones included, at most ``limits.list_limit_max`` at once."""
-    maximum = services.limits.list_limit_max
+    """Keys oldest first, revoked ones included, at most ``limits.pages.list_limit_max`` at once."""
+    maximum = services.limits.pages.list_limit_max
     if not 1 <= limit <= maximum:
         raise InputError(
             f"limit must be between 1 and {maximum}",

@@ -31,12 +31,12 @@ AUTHENTICATION_FAILED = "authentication_failed"
 async def confirm_payment(services: Services, renewal_id: str, answer: str) -> RenewalView:
     """Pass the payer's answer to the gateway and record what it says."""
     limits = services.limits
-    if not answer.strip() or len(answer) > limits.payment_password_length_max:
+    if not answer.strip() or len(answer) > limits.payments.payment_password_length_max:
         raise InputError(
-            f"A payment password is 1 to {limits.payment_password_length_max} characters.",
+            f"A payment password is 1 to {limits.payments.payment_password_length_max} characters.",
             code="payment_password_invalid",
             field="answer",
-            params={"length_max": str(limits.payment_password_length_max)},
+            params={"length_max": str(limits.payments.payment_password_length_max)},
         )
     now = services.clock.now()
     async with services.unit_of_work() as uow:
@@ -54,11 +54,13 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
     attempts = 0
     if fingerprint is not None:  # counted first, so parallel guesses cannot pass the limit
         attempts = await _count_attempt(services, fingerprint, now)
-        if attempts > limits.payment_password_attempts_max:
-            raise instrument_locked(now + dt.timedelta(seconds=limits.payment_password_lock_s), now)
+        if attempts > limits.payments.payment_password_attempts_max:
+            raise instrument_locked(
+                now + dt.timedelta(seconds=limits.payments.payment_password_lock_s), now
+            )
     charge = charge_of(services, payment)
     try:
-        async with asyncio.timeout(limits.gateway_timeout_s):
+        async with asyncio.timeout(limits.payments.gateway_timeout_s):
             result = await services.gateway_named(payment.gateway).confirm(charge, answer)
     except (TimeoutError, OSError):
         # Whether the gateway took the answer is unknown: the reconciler asks it later.
@@ -79,7 +81,7 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
 
 async def _count_attempt(services: Services, fingerprint: str, now: dt.datetime) -> int:
     """Count an answer about to be checked; returns the answers counted in the window."""
-    window = dt.timedelta(seconds=services.limits.payment_password_lock_s)
+    window = dt.timedelta(seconds=services.limits.payments.payment_password_lock_s)
     async with services.unit_of_work() as uow:
         attempts: int = await uow.instruments.count_wrong_answer(
             fingerprint, now=now, window_start=now - window
@@ -99,14 +101,14 @@ async def _after_wrong_answer(
     """Below the limit the payer may try again (the renewal keeps waiting); at the limit the
     instrument is locked and the renewal declined."""
     limits = services.limits
-    window = dt.timedelta(seconds=limits.payment_password_lock_s)
-    if attempts >= limits.payment_password_attempts_max:
+    window = dt.timedelta(seconds=limits.payments.payment_password_lock_s)
+    if attempts >= limits.payments.payment_password_attempts_max:
         async with services.unit_of_work() as uow:
             await uow.instruments.lock(fingerprint, until=now + window, now=now)
             await uow.commit()
         await record_charge_result(services, renewal_id, result)  # declined
         raise instrument_locked(now + window, now)
-    left = limits.payment_password_attempts_max - attempts
+    left = limits.payments.payment_password_attempts_max - attempts
     raise InputError(
         f"The payment password is wrong. You have {left} more tries before this card is "
         "locked for a while.",

@@ -11,6 +11,7 @@ from topup.domain.errors import InvariantError
 from topup.domain.methods import MethodRegistry
 from topup.domain.payment_card import CardFacts
 from topup.domain.profile import OperatorProfile
+from topup.limits import Limits
 from topup.ports import (
     Clock,
     Mailer,
@@ -22,7 +23,6 @@ from topup.ports import (
     UnitOfWork,
 )
 from topup.services.batching import Batcher
-from topup.settings import Limits
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -82,8 +82,8 @@ class Services:
             found = Batcher(
                 run_here,
                 key=key,
-                size_max=self.limits.write_batch_size_max,
-                in_flight_max=self.limits.write_batches_in_flight_max,
+                size_max=self.limits.writes.write_batch_size_max,
+                in_flight_max=self.limits.writes.write_batches_in_flight_max,
                 fail_together=self.database_unavailable,
             )
             self.batchers[name] = found

@@ -98,8 +98,8 @@ async def _begin_all(
 ) -> list[Claim | StoredResponse | Exception]:
     now = services.clock.now()
     limits = services.limits
-    replay_from = now - dt.timedelta(seconds=limits.idempotency_replay_s)
-    lease_from = now - dt.timedelta(seconds=limits.idempotency_lease_s)
+    replay_from = now - dt.timedelta(seconds=limits.idempotency.idempotency_replay_s)
+    lease_from = now - dt.timedelta(seconds=limits.idempotency.idempotency_lease_s)
     async with services.unit_of_work() as uow:
         inserted = await uow.idempotency.add_many(
             sorted(
@@ -198,7 +198,9 @@ async def _finish_all(services: Services, items: list[_Finish]) -> list[Exceptio
 
 async def prune(services: Services, *, limit: int) -> int:
     """Forget records past their replay time (the worker calls this)."""
-    cutoff = services.clock.now() - dt.timedelta(seconds=services.limits.idempotency_replay_s)
+    cutoff = services.clock.now() - dt.timedelta(
+        seconds=services.limits.idempotency.idempotency_replay_s
+    )
     async with services.unit_of_work() as uow:
         forgotten: int = await uow.idempotency.prune(created_before=cutoff, limit=limit)
         await uow.commit()

@@ -15,7 +15,7 @@ async def advance_cards(services: Services) -> int:
     grace_days = services.profile.grace_period_days
     async with services.unit_of_work() as uow:
         card_ids: list[str] = await uow.cards.due_for_lifecycle(
-            now=now, limit=services.limits.lifecycle_batch_size, grace_period_days=grace_days
+            now=now, limit=services.limits.worker.lifecycle_batch_size, grace_period_days=grace_days
         )
     moved = 0
     for card_id in card_ids:

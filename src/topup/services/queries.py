@@ -5,58 +5,31 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from typing import Any
 
 from topup.domain.callers import Caller
-from topup.domain.cards import Card, CardKind, status_at
+from topup.domain.cards import Card
 from topup.domain.errors import InputError, InvariantError
-from topup.domain.plans import Plan
+from topup.domain.plans import Plan, PlanKind
 from topup.domain.records import RenewalRecord
 from topup.services.access import visible_card
 from topup.services.context import Services
 from topup.services.renewals import find_card
-from topup.services.views import iso
+from topup.services.views import (
+    CardHistory,
+    CardPlans,
+    CardView,
+    LedgerLine,
+    PlanOffer,
+    TransactionsPage,
+    card_view,
+)
 
 
-def card_summary(card: Card, services: Services) -> dict[str, Any]:
-    now = services.clock.now()
-    status = status_at(card, now, services.profile.grace_period_days)
-    grace_end = (
-        card.validity_end + dt.timedelta(days=services.profile.grace_period_days)
-        if card.kind is CardKind.PREPAID and card.validity_end is not None
-        else None
+def card_summary(card: Card, services: Services) -> CardView:
+    """The card as of now (its status at this moment, when its grace ends)."""
+    return card_view(
+        card, now=services.clock.now(), grace_period_days=services.profile.grace_period_days
     )
-    return {
-        "id": card.id,
-        "msisdn": card.msisdn,
-        "iccid": card.iccid,
-        "kind": card.kind.value,
-        "status": status.value,
-        "currency": card.currency,
-        "credit": card.credit.decimal_text(),
-        "credit_minor": card.credit.minor,
-        "data_quota_mb": card.data_quota_mb,
-        "validity_end": iso(card.validity_end),
-        "grace_end": iso(grace_end),
-        "bill_due": card.bill_due.decimal_text(),
-        "bill_due_minor": card.bill_due.minor,
-        "bill_due_date": iso(card.bill_due_date),
-    }
-
-
-def plan_summary(plan: Plan, locale: str) -> dict[str, Any]:
-    return {
-        "code": plan.code,
-        "name": plan.name(locale),
-        "kind": plan.kind.value,
-        "price": plan.price.decimal_text(),
-        "price_minor": plan.price.minor,
-        "currency": plan.price.currency,
-        "data_quota_mb": plan.data_quota_mb,
-        "validity_days": plan.validity_days,
-        "card_kinds": sorted(kind.value for kind in plan.card_kinds),
-        "channels": sorted(plan.channels),
-    }
 
 
 def _check_limit(limit: int, maximum: int) -> int:
@@ -70,22 +43,22 @@ def _check_limit(limit: int, maximum: int) -> int:
     return limit
 
 
-async def list_cards(services: Services, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-    _check_limit(limit, services.limits.list_limit_max)
+async def list_cards(services: Services, *, limit: int, offset: int = 0) -> list[CardView]:
+    _check_limit(limit, services.limits.pages.list_limit_max)
     async with services.unit_of_work() as uow:
         cards: list[Card] = await uow.cards.list_page(limit=limit, offset=max(offset, 0))
     return [card_summary(card, services) for card in cards]
 
 
 async def list_plans(
-    services: Services, *, card_number: str | None, channel: str | None, locale: str
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    services: Services, *, card_number: str | None, channel: str | None
+) -> tuple[CardView | None, list[PlanOffer]]:
     """All plans, or those a given card may buy (on a channel when one is named)."""
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number) if card_number else None
-        plans: list[Plan] = await uow.plans.list_all(limit=services.limits.list_limit_max)
-    out = []
+        plans: list[Plan] = await uow.plans.list_all(limit=services.limits.pages.list_limit_max)
+    offers = []
     for plan in plans:
         if not plan.is_on_sale(now):
             continue
@@ -93,51 +66,35 @@ async def list_plans(
             continue
         if channel is not None and channel not in plan.channels:
             continue
-        summary = plan_summary(plan, locale)
-        if card is not None and plan.kind.value == "postpaid_bill":
-            summary["price"] = card.bill_due.decimal_text()
-            summary["price_minor"] = card.bill_due.minor
-        out.append(summary)
-    return (None if card is None else card_summary(card, services)), out
+        price = plan.price
+        if card is not None and plan.kind is PlanKind.POSTPAID_BILL:
+            price = card.bill_due
+        offers.append(PlanOffer(plan, price))
+    return (None if card is None else card_summary(card, services)), offers
 
 
-async def balance(services: Services, card_number: str) -> dict[str, Any]:
+async def balance(services: Services, card_number: str) -> CardView:
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number)
     return card_summary(card, services)
 
 
-async def history(services: Services, card_number: str, *, limit: int) -> dict[str, Any]:
+async def history(services: Services, card_number: str, *, limit: int) -> CardHistory:
     """Renewals, newest first, and what happened to the card itself (grace, expiry, forfeits)."""
-    _check_limit(limit, services.limits.history_limit_max)
+    _check_limit(limit, services.limits.pages.history_limit_max)
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number)
         renewals = await uow.renewals.for_card(card.id, limit=limit)
         events = await uow.cards.events(card.id, limit=limit)
         entries = await uow.ledger.entries_for_card(card.id, limit=limit)
-    return {
-        "card": card_summary(card, services),
-        "renewals": [
-            {
-                "id": r.id,
-                "status": r.status.value,
-                "plan": r.plan_code,
-                "channel": r.channel,
-                "amount": r.amount.decimal_text(),
-                "currency": r.amount.currency,
-                "created_at": iso(r.created_at),
-                "completed_at": iso(r.completed_at),
-            }
-            for r in renewals
+    return CardHistory(
+        card=card_summary(card, services),
+        renewals=renewals,
+        card_events=events,
+        ledger_entries=[
+            LedgerLine(entry_id, entry.kind, entry.memo, at) for entry_id, entry, at in entries
         ],
-        "card_events": [
-            {"kind": e["kind"], "at": iso(e["at"]), "detail": e["detail"]} for e in events
-        ],
-        "ledger_entries": [
-            {"id": entry_id, "kind": entry.kind.value, "memo": entry.memo, "at": iso(at)}
-            for entry_id, entry, at in entries
-        ],
-    }
+    )
 
 
 # --- what a caller may see (object-level authorisation in services.access) -------------------
@@ -174,7 +131,7 @@ def _parse_cursor(cursor: str) -> tuple[dt.datetime, str]:
     return moment, renewal_id
 
 
-async def card_balance(services: Services, caller: Caller, card_number: str) -> dict[str, Any]:
+async def card_balance(services: Services, caller: Caller, card_number: str) -> CardView:
     """A card's balance, read now (R5), for its owner or staff."""
     async with services.unit_of_work() as uow:
         card = await visible_card(uow, services, caller, card_number)
@@ -183,9 +140,9 @@ async def card_balance(services: Services, caller: Caller, card_number: str) -> 
 
 async def card_transactions(
     services: Services, caller: Caller, card_number: str, *, limit: int, cursor: str | None
-) -> dict[str, Any]:
+) -> TransactionsPage:
     """A card's renewals, newest first, a page at a time; ``next_cursor`` continues."""
-    _check_limit(limit, services.limits.history_limit_max)
+    _check_limit(limit, services.limits.pages.history_limit_max)
     before = None if cursor is None else _parse_cursor(cursor)
     async with services.unit_of_work() as uow:
         card = await visible_card(uow, services, caller, card_number)
@@ -193,47 +150,14 @@ async def card_transactions(
             card.id, limit=limit + 1, before=before
         )
     page, more = renewals[:limit], len(renewals) > limit
-    return {
-        "card_number": card.msisdn,
-        "transactions": [
-            {
-                "renewal_id": r.id,
-                "status": r.status.value,
-                "kind": r.kind.value,
-                "plan": r.plan_code,
-                "channel": r.channel,
-                "amount": r.amount.decimal_text(),
-                "amount_minor": r.amount.minor,
-                "currency": r.amount.currency,
-                "created_at": iso(r.created_at),
-                "paid_at": iso(r.paid_at),
-                "completed_at": iso(r.completed_at),
-                "receipt_number": r.receipt_number if r.paid_at is not None else None,
-            }
-            for r in page
-        ],
-        "next_cursor": _cursor_of(page[-1]) if more else None,
-    }
+    return TransactionsPage(card.msisdn, page, _cursor_of(page[-1]) if more else None)
 
 
-async def public_plans(
-    services: Services, *, card_number: str, channel: str, locale: str
-) -> dict[str, Any]:
-    """What anyone may learn of a card by its number: its kind, status and validity end, and the
-    plans it may buy on this channel. Nothing personal (no holder, credit or data left)."""
-    card, plans = await list_plans(
-        services, card_number=card_number, channel=channel, locale=locale
-    )
+async def public_plans(services: Services, *, card_number: str, channel: str) -> CardPlans:
+    """What anyone may learn of a card by its number, and the plans it may buy on this
+    channel. The view holds the whole card: entrypoints show only its kind, status, validity
+    and grace ends and currency (nothing personal: no holder, credit or data left)."""
+    card, plans = await list_plans(services, card_number=card_number, channel=channel)
     if card is None:
         raise InvariantError("a card number was given but no card came back")
-    return {
-        "card": {
-            "kind": card["kind"],
-            "status": card["status"],
-            "validity_end": card["validity_end"],
-            "grace_end": card["grace_end"],
-            "currency": card["currency"],
-        },
-        "channel": channel,
-        "plans": plans,
-    }
+    return CardPlans(card, channel, plans)

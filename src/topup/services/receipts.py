@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 from topup.domain.accounts import EMAIL_LENGTH_MAX, check_email
 from topup.domain.callers import Caller
 from topup.domain.card_number import CardNumber, CardNumberKind
-from topup.domain.errors import InputError, NotFoundError, TopupError
-from topup.domain.money import Money
+from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
 from topup.domain.receipts import ALPHABET, parse_receipt_number
+from topup.domain.records import ReceiptFacts
 from topup.i18n import DEFAULT_LOCALE, N_, resolve_or_default, translations
 from topup.services.access import may_see_card
 from topup.services.context import Services
@@ -134,7 +134,7 @@ async def receipt_of(
         allowed = (
             caller.is_staff
             or _code_matches(services, number, verification_code)
-            or await may_see_card(uow, caller, row["card_id"])
+            or await may_see_card(uow, caller, row.card_id)
         )
     if not allowed:
         raise receipt_unknown()
@@ -145,39 +145,39 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _receipt(services: Services, row: dict[str, Any], locale: str) -> dict[str, Any]:
+def _receipt(services: Services, row: ReceiptFacts, locale: str) -> dict[str, Any]:
     profile = services.profile
     zone = ZoneInfo(profile.time_zone)
-    paid_at: dt.datetime = row["paid_at"]
-    amount = Money(int(row["amount_minor"]), row["currency"])
-    names: dict[str, str] = dict(row["plan_names"] or {})
-    method = services.methods.get(row["method"]) if row["method"] else None
-    refunded_at: dt.datetime | None = row["refunded_at"]
+    paid_at, amount, names = row.paid_at, row.amount, row.plan_names
+    method = services.methods.get(row.method) if row.method else None
+    refunded_at, number = row.refunded_at, row.receipt_number
+    if number is None:
+        raise InvariantError(f"paid renewal {row.renewal_id} has no receipt number")
     return {
-        "receipt_number": row["receipt_number"],
-        "verification_code": verification_code(services, row["receipt_number"]),
+        "receipt_number": number,
+        "verification_code": verification_code(services, number),
         "operator": profile.name,
         "paid_at": _iso(paid_at),
         "paid_at_local": paid_at.astimezone(zone).isoformat(),
         "time_zone": profile.time_zone,
-        "card_number": CardNumber(CardNumberKind.MSISDN, row["msisdn"]).masked(),
-        "card_kind": row["card_kind"],
-        "plan_code": row["plan_code"],
-        "plan_name": names.get(resolve_or_default(locale)) or names.get("en") or row["plan_code"],
+        "card_number": CardNumber(CardNumberKind.MSISDN, row.msisdn).masked(),
+        "card_kind": row.card_kind.value,
+        "plan_code": row.plan_code,
+        "plan_name": names.get(resolve_or_default(locale)) or names.get("en") or row.plan_code,
         "plan_names": names,
         "amount": amount.decimal_text(),
         "amount_minor": amount.minor,
         "currency": amount.currency,
         "payment": {
-            "method": row["method"] or "",
+            "method": row.method or "",
             "method_name": method.name(resolve_or_default(locale))
             if method
-            else (row["method"] or ""),
-            "brand": row["brand"] or "",
-            "last4": row["last4"] or "",
+            else (row.method or ""),
+            "brand": row.brand or "",
+            "last4": row.last4 or "",
         },
-        "renewal_id": row["renewal_id"],
-        "status": row["status"],
+        "renewal_id": row.renewal_id,
+        "status": row.status.value,
         "refund": None
         if refunded_at is None
         else {
@@ -291,7 +291,7 @@ def mailings(services: Services) -> BackgroundMailings:
     first use and kept with the batchers (per-process state of the services)."""
     found = services.batchers.get(_MAILINGS)
     if not isinstance(found, BackgroundMailings):
-        found = BackgroundMailings(services.limits.mailings_in_flight_max)
+        found = BackgroundMailings(services.limits.mail.mailings_in_flight_max)
         services.batchers[_MAILINGS] = found
     return found
 

@@ -7,13 +7,18 @@ import asyncio
 import datetime as dt
 
 from topup.domain.errors import TopupError
-from topup.domain.records import PaymentRecord
+from topup.domain.records import PaymentRecord, PaymentStatus
+from topup.limits import Limits
 from topup.ports import ChargeRequest, ChargeResult, GatewayOutcome, PaymentGateway
 from topup.services.context import Services
 from topup.services.renewals import charge_of, record_charge_result, send_charge
-from topup.settings import Limits
 
-CHECKED_STATUSES = ("not_sent", "pending", "unknown", "requires_action")
+CHECKED_STATUSES = (
+    PaymentStatus.NOT_SENT,
+    PaymentStatus.PENDING,
+    PaymentStatus.UNKNOWN,
+    PaymentStatus.REQUIRES_ACTION,
+)
 UNRESOLVED = (GatewayOutcome.PENDING, GatewayOutcome.UNKNOWN)
 
 
@@ -25,11 +30,11 @@ async def reconcile_payments(services: Services) -> int:
         due: list[PaymentRecord] = await uow.payments.claim_due_checks(
             statuses=CHECKED_STATUSES,
             now=now,
-            lease_until=now + dt.timedelta(seconds=limits.job_lease_s),
-            limit=limits.worker_batch_size,
+            lease_until=now + dt.timedelta(seconds=limits.worker.job_lease_s),
+            limit=limits.worker.worker_batch_size,
         )
         await uow.commit()
-    gate = asyncio.Semaphore(limits.worker_concurrency)
+    gate = asyncio.Semaphore(limits.worker.worker_concurrency)
 
     async def check(payment: PaymentRecord) -> None:
         async with gate:
@@ -48,7 +53,8 @@ async def _check(services: Services, payment: PaymentRecord) -> None:
     else:
         result = await retrieve_charge(gateway, limits, charge)
     past_bound = (
-        payment.status != "not_sent" and payment.check_attempts > limits.payment_check_attempts_max
+        payment.status != "not_sent"
+        and payment.check_attempts > limits.payments.payment_check_attempts_max
     )
     if past_bound and result.outcome in UNRESOLVED and result.requires_action is None:
         # Still no answer: ask again slowly, and make it visible. A final answer, even a late
@@ -63,7 +69,7 @@ async def retrieve_charge(
 ) -> ChargeResult:
     """Ask the gateway what became of a charge; a failure in transit means 'unknown'."""
     try:
-        async with asyncio.timeout(limits.gateway_timeout_s):
+        async with asyncio.timeout(limits.payments.gateway_timeout_s):
             return await gateway.retrieve(charge)
     except (TimeoutError, OSError):
         return ChargeResult(GatewayOutcome.UNKNOWN, message="gateway did not answer")
@@ -82,7 +88,8 @@ async def _flag_for_staff(services: Services, payment: PaymentRecord) -> None:
         await uow.payments.update(
             payment.id,
             flagged_for_staff=True,
-            next_check_at=now + dt.timedelta(seconds=services.limits.payment_staff_recheck_s),
+            next_check_at=now
+            + dt.timedelta(seconds=services.limits.payments.payment_staff_recheck_s),
             updated_at=now,
         )
         await uow.commit()

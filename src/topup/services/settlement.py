@@ -7,7 +7,7 @@ the operator's time zone) must have its line. What does not match is a discrepan
 
     paid_not_activated    a settled charge whose renewal is neither completed nor refunded, or
                           lacks the ledger entry that state needs. A renewal still ``activating``
-                          and captured less than ``limits.activation_late_after_s`` ago is only
+                          and captured less than ``limits.activation.activation_late_after_s`` ago is only
                           in progress, listed apart.
     activated_not_paid    a completed renewal captured that day without a charge line.
     captured_not_settled  any other renewal captured that day without a charge line.
@@ -398,7 +398,7 @@ class _Matcher:
     ) -> None:
         self.report = report
         self.now = now
-        self.grace = dt.timedelta(seconds=services.limits.activation_late_after_s)
+        self.grace = dt.timedelta(seconds=services.limits.activation.activation_late_after_s)
         self.by_id = {payment.id: payment for payment in ours}
         self.by_reference: dict[tuple[str, str], OurPayment] = {}
         for payment in ours:

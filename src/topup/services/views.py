@@ -1,4 +1,5 @@
-"""What services hand back to entrypoints: plain data, ready for JSON or a table."""
+"""What services hand back to entrypoints: typed, frozen views keeping Money, datetimes and
+enums raw; each entrypoint formats them for its audience (``entrypoints.views_json`` for JSON)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from topup.domain.records import PaymentRecord, RenewalRecord
+from topup.domain.cards import Card, CardKind, CardStatus, status_at
+from topup.domain.ledger import EntryKind
+from topup.domain.money import Money
+from topup.domain.plans import Plan
+from topup.domain.records import CardEvent, PaymentRecord, RenewalRecord
 from topup.domain.renewal import Transition
 
 
@@ -83,3 +88,88 @@ class RenewalView:
                     else {"type": "payment_password"}
                 )
         return data
+
+
+@dataclass(frozen=True)
+class CardView:
+    """A card and its balance as of ``now``: its status is the one it has at that moment (the
+    stored one may be stale until the worker moves it), and when its grace ends."""
+
+    id: str
+    msisdn: str
+    iccid: str
+    kind: CardKind
+    status: CardStatus
+    currency: str
+    credit: Money
+    data_quota_mb: int
+    validity_end: dt.datetime | None
+    grace_end: dt.datetime | None
+    bill_due: Money
+    bill_due_date: dt.datetime | None
+
+
+def card_view(card: Card, *, now: dt.datetime, grace_period_days: int) -> CardView:
+    grace_end = (
+        card.validity_end + dt.timedelta(days=grace_period_days)
+        if card.kind is CardKind.PREPAID and card.validity_end is not None
+        else None
+    )
+    return CardView(
+        id=card.id,
+        msisdn=card.msisdn,
+        iccid=card.iccid,
+        kind=card.kind,
+        status=status_at(card, now, grace_period_days),
+        currency=card.currency,
+        credit=card.credit,
+        data_quota_mb=card.data_quota_mb,
+        validity_end=card.validity_end,
+        grace_end=grace_end,
+        bill_due=card.bill_due,
+        bill_due_date=card.bill_due_date,
+    )
+
+
+@dataclass(frozen=True)
+class PlanOffer:
+    """A plan on sale, at the price this card would pay (a postpaid bill: what is due)."""
+
+    plan: Plan
+    price: Money
+
+
+@dataclass(frozen=True)
+class CardPlans:
+    """What anyone may learn of a card by its number, and the plans it may buy on a channel."""
+
+    card: CardView
+    channel: str
+    plans: list[PlanOffer]
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    id: int
+    kind: EntryKind
+    memo: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class CardHistory:
+    """A card's renewals, events and ledger entries, each newest first."""
+
+    card: CardView
+    renewals: list[RenewalRecord]
+    card_events: list[CardEvent]
+    ledger_entries: list[LedgerLine]
+
+
+@dataclass(frozen=True)
+class TransactionsPage:
+    """A page of a card's renewals, newest first; ``next_cursor`` continues after it."""
+
+    card_number: str
+    renewals: list[RenewalRecord]
+    next_cursor: str | None

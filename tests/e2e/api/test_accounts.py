@@ -26,7 +26,7 @@ from topup.entrypoints.api.app import create_app
 from topup.entrypoints.worker import work_once
 from topup.services import accounts
 from topup.services.demo import load_demo
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 CARD = "+60123456789"  # demo: prepaid, 5.00 MYR credit, 2 GB
 OTHER_CARD = "+60198765432"  # demo: postpaid
@@ -106,7 +106,7 @@ async def _from_address(demo: Demo, address: str) -> AsyncIterator[Demo]:
 
 
 @asynccontextmanager
-async def _demo(make_app: AppFactory, limits: Limits) -> AsyncIterator[Demo]:
+async def _demo(make_app: AppFactory, limits: LimitSettings) -> AsyncIterator[Demo]:
     application = make_app(limits=limits)
     await load_demo(application.services)
     async with client_for(application) as client:
@@ -116,7 +116,9 @@ async def _demo(make_app: AppFactory, limits: Limits) -> AsyncIterator[Demo]:
 @pytest.fixture
 async def demo(make_app: AppFactory) -> AsyncIterator[Demo]:
     """No slow-down and no per-minute limit on sign-ins: these tests are about the lock."""
-    async with _demo(make_app, Limits(login_slowdown_s=0, login_per_minute_max=1000)) as found:
+    async with _demo(
+        make_app, LimitSettings(login_slowdown_s=0, login_per_minute_max=1000)
+    ) as found:
         yield found
 
 
@@ -298,7 +300,7 @@ async def test_a_successful_sign_in_clears_the_failures(demo: Demo) -> None:
 
 async def test_from_the_third_failure_on_answers_are_slowed_down(make_app: AppFactory) -> None:
     slowdown_s = 0.5
-    async with _demo(make_app, Limits(login_slowdown_s=slowdown_s)) as demo:
+    async with _demo(make_app, LimitSettings(login_slowdown_s=slowdown_s)) as demo:
         for _ in range(2):
             await demo.log_in("nobody@example.com", "wrong password")
         started = time.perf_counter()
@@ -311,7 +313,7 @@ async def test_the_slow_down_counts_failures_on_the_email_from_every_address(
     make_app: AppFactory,
 ) -> None:
     slowdown_s = 0.5
-    async with _demo(make_app, Limits(login_slowdown_s=slowdown_s)) as demo:
+    async with _demo(make_app, LimitSettings(login_slowdown_s=slowdown_s)) as demo:
         for address in ("198.51.100.1", "198.51.100.2"):
             async with _from_address(demo, address) as attacker:
                 first_two = await attacker.log_in("aisyah@example.com", "wrong password")
@@ -323,7 +325,7 @@ async def test_the_slow_down_counts_failures_on_the_email_from_every_address(
 
 
 async def test_sign_ins_from_one_address_are_limited_per_minute(make_app: AppFactory) -> None:
-    async with _demo(make_app, Limits(login_slowdown_s=0, login_per_minute_max=2)) as demo:
+    async with _demo(make_app, LimitSettings(login_slowdown_s=0, login_per_minute_max=2)) as demo:
         for _ in range(2):
             assert (await demo.log_in("nobody@example.com", "wrong")).status_code == 401
         third = await demo.log_in("somebody@example.com", "wrong")
@@ -500,7 +502,7 @@ async def test_account_b_sees_none_of_account_a_cards(demo: Demo) -> None:
 
 
 async def test_codes_sent_to_one_card_are_limited_whoever_asks(make_app: AppFactory) -> None:
-    limits = Limits(login_slowdown_s=0, login_per_minute_max=1000, sms_codes_per_hour_max=2)
+    limits = LimitSettings(login_slowdown_s=0, login_per_minute_max=1000, sms_codes_per_hour_max=2)
     async with _demo(make_app, limits) as demo:
         alice = await demo.bearer("alice@example.com")
         assert (await demo.ask_code(alice)).status_code == 202
@@ -519,7 +521,7 @@ async def test_codes_sent_to_one_card_are_limited_whoever_asks(make_app: AppFact
 
 
 async def test_an_sms_provider_failure_is_a_retryable_problem(make_app: AppFactory) -> None:
-    application = make_app(limits=Limits(login_slowdown_s=0), sms_failure_rate=1.0)
+    application = make_app(limits=LimitSettings(login_slowdown_s=0), sms_failure_rate=1.0)
     await load_demo(application.services)
     async with client_for(application) as client:
         demo = Demo(application, client)

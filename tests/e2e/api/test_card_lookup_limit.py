@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import AppFactory
 from tests.e2e.api.conftest import client_for
 from tests.e2e.api.test_accounts import Demo, _demo
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 TRIES = 80
 LOOKUPS_PER_MINUTE_MAX = 60  # the default
@@ -29,7 +29,9 @@ def unknown_number(index: int) -> str:
 
 @pytest.fixture
 async def site(make_app: AppFactory) -> AsyncIterator[Demo]:
-    limits = Limits(login_slowdown_s=0, login_per_minute_max=1000, sms_codes_per_hour_max=1000)
+    limits = LimitSettings(
+        login_slowdown_s=0, login_per_minute_max=1000, sms_codes_per_hour_max=1000
+    )
     async with _demo(make_app, limits) as found:
         yield found
 

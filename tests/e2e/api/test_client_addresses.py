@@ -27,7 +27,7 @@ from topup.bootstrap import Application
 from topup.entrypoints.http.client import counted_address, parse_trusted_proxies
 from topup.entrypoints.http.request_checks import BODY_BYTES_MAX
 from topup.services.demo import load_demo
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 LOOKUPS_PER_MINUTE_MAX = 3
 TRIES = 10
@@ -65,7 +65,7 @@ def rotating(count: int) -> list[str]:
 async def test_a_rotating_x_forwarded_for_from_localhost_does_not_escape_the_limits(
     make_app: AppFactory,
 ) -> None:
-    application = make_app(limits=Limits(card_lookup_per_minute_max=LOOKUPS_PER_MINUTE_MAX))
+    application = make_app(limits=LimitSettings(card_lookup_per_minute_max=LOOKUPS_PER_MINUTE_MAX))
     await load_demo(application.services)
     statuses = await look_ups(application, "127.0.0.1", rotating(TRIES))
     assert limited_after_the_allowance(statuses), statuses
@@ -75,7 +75,7 @@ async def test_a_trusted_proxy_passes_each_client_and_cannot_be_spoofed_through(
     make_app: AppFactory,
 ) -> None:
     application = make_app(
-        limits=Limits(card_lookup_per_minute_max=LOOKUPS_PER_MINUTE_MAX),
+        limits=LimitSettings(card_lookup_per_minute_max=LOOKUPS_PER_MINUTE_MAX),
         trusted_proxies="10.0.0.0/8, 127.0.0.1",
     )
     await load_demo(application.services)
@@ -91,7 +91,7 @@ async def test_a_trusted_proxy_passes_each_client_and_cannot_be_spoofed_through(
 
 
 async def test_ipv6_addresses_of_one_64_network_share_a_count(make_app: AppFactory) -> None:
-    application = make_app(limits=Limits(card_lookup_per_minute_max=LOOKUPS_PER_MINUTE_MAX))
+    application = make_app(limits=LimitSettings(card_lookup_per_minute_max=LOOKUPS_PER_MINUTE_MAX))
     await load_demo(application.services)
     statuses = []
     for index in range(TRIES):

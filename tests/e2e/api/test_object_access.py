@@ -14,14 +14,16 @@ from tests.e2e.api.conftest import client_for
 from tests.e2e.api.test_accounts import CARD, Demo, _demo
 from tests.e2e.api.test_renewals_api import token_for
 from topup.services.api_keys import create_api_key
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 UNKNOWN_CARD = "+60123459999"
 
 
 @pytest.fixture
 async def site(make_app: AppFactory) -> AsyncIterator[Demo]:
-    async with _demo(make_app, Limits(login_slowdown_s=0, login_per_minute_max=1000)) as found:
+    async with _demo(
+        make_app, LimitSettings(login_slowdown_s=0, login_per_minute_max=1000)
+    ) as found:
         yield found
 
 
@@ -107,7 +109,7 @@ async def test_transactions_come_newest_first_a_page_at_a_time(site: Demo) -> No
 async def test_card_lookups_are_rate_limited_with_a_retry_after(make_app: AppFactory) -> None:
     from topup.services.demo import load_demo
 
-    application = make_app(limits=Limits(card_lookup_per_minute_max=3))
+    application = make_app(limits=LimitSettings(card_lookup_per_minute_max=3))
     await load_demo(application.services)
     async with client_for(application) as api:
         answers = [await api.get(f"/api/v1/cards/{CARD}/plans") for _ in range(4)]
@@ -177,7 +179,7 @@ async def test_a_stranger_cannot_use_up_a_renewals_confirmation_attempts(site: D
     )
     body = created.json()
     url = f"/api/v1/renewals/{body['id']}/confirm"
-    limit = site.application.services.limits.confirm_per_minute_max
+    limit = site.application.services.limits.rates.confirm_per_minute_max
     async with client_for(site.application, "198.51.100.9") as elsewhere:
         answers = [
             (await elsewhere.post(url, json={"answer": "0000"})).status_code

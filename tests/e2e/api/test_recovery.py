@@ -21,7 +21,7 @@ from topup.entrypoints.api.app import create_app
 from topup.services import recovery
 from topup.services.demo import load_demo
 from topup.services.receipts import mailings
-from topup.settings import Limits
+from topup.settings import LimitSettings
 
 PATH = "/api/v1/card-number-recovery"
 REGISTERED = "aisyah@example.com"  # the demo card +60 12-345 6789
@@ -136,7 +136,7 @@ async def test_a_mail_server_that_is_down_changes_nothing_in_the_answer(
 async def test_requests_beyond_the_limit_per_client_address_are_429_alike_for_any_address(
     make_app: AppFactory,
 ) -> None:
-    application = make_app(limits=Limits(recovery_per_hour_max=2))
+    application = make_app(limits=LimitSettings(recovery_per_hour_max=2))
     await load_demo(application.services)
     async with client_for(application) as api:
         for address in (REGISTERED, UNREGISTERED):
@@ -153,7 +153,7 @@ async def test_requests_beyond_the_limit_per_client_address_are_429_alike_for_an
 async def test_requests_beyond_the_limit_per_email_address_are_429_from_any_client(
     make_app: AppFactory,
 ) -> None:
-    application = make_app(limits=Limits(recovery_per_hour_max=2))
+    application = make_app(limits=LimitSettings(recovery_per_hour_max=2))
     await load_demo(application.services)
     answers = []
     for address in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
@@ -189,7 +189,7 @@ async def test_a_malformed_request_is_a_422_that_reveals_nothing(
 async def test_at_most_the_configured_number_of_mailings_run_at_once_and_more_are_dropped(
     make_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    application = make_app(limits=Limits(mailings_in_flight_max=1))
+    application = make_app(limits=LimitSettings(mailings_in_flight_max=1))
     await load_demo(application.services)
     services = application.services
     release = asyncio.Event()

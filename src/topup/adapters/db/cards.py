@@ -15,6 +15,7 @@ from topup.adapters.db.bulk import many, update_rows
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import InvariantError
 from topup.domain.money import Money
+from topup.domain.records import CardEvent
 from topup.domain.renewal import RenewalStatus
 
 # Batch statements, built once: building a statement costs more than running it from the cache.
@@ -188,7 +189,7 @@ class CardRepository:
         return ids[:limit]
 
     async def add_event(
-        self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, Any]
+        self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, str | int]
     ) -> None:
         await self._connection.execute(
             t.card_events.insert().values(
@@ -196,11 +197,11 @@ class CardRepository:
             )
         )
 
-    async def events(self, card_id: str, *, limit: int) -> list[dict[str, Any]]:
+    async def events(self, card_id: str, *, limit: int) -> list[CardEvent]:
         rows = await self._connection.execute(
             select(t.card_events)
             .where(t.card_events.c.card_id == card_id)
             .order_by(t.card_events.c.at.desc(), t.card_events.c.id.desc())
             .limit(limit)
         )
-        return [{"kind": r.kind, "at": r.at, "detail": json.loads(r.detail)} for r in rows]
+        return [CardEvent(r.kind, r.at, json.loads(r.detail)) for r in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import Row, and_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from topup.adapters.db import tables as t
 from topup.adapters.db.bulk import lease_due, many, update_many
 from topup.domain.money import Money
-from topup.domain.records import PaymentRecord
+from topup.domain.records import PaymentChanges, PaymentRecord, PaymentStatus
 
 # A renewal's columns, then its payment's (by position: cheaper than by label), then the MSISDN.
 _RENEWAL_WIDTH = len(t.renewals.c)
@@ -45,7 +45,7 @@ def payment_from_row(row: Row[Any], *, labelled: bool = False) -> PaymentRecord:
         renewal_id=m["renewal_id"],
         gateway=m["gateway"],
         method=m["method"],
-        status=m["status"],
+        status=PaymentStatus(m["status"]),
         amount=Money(int(m["amount_minor"]), m["currency"]),
         token_encrypted=m["token_encrypted"],
         brand=m["brand"],
@@ -67,16 +67,54 @@ def payment_from_row(row: Row[Any], *, labelled: bool = False) -> PaymentRecord:
     )
 
 
+def payment_values(payment: PaymentRecord, *, at: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": payment.id,
+        "renewal_id": payment.renewal_id,
+        "gateway": payment.gateway,
+        "method": payment.method,
+        "status": payment.status.value,
+        "amount_minor": payment.amount.minor,
+        "currency": payment.amount.currency,
+        "token_encrypted": payment.token_encrypted,
+        "brand": payment.brand,
+        "funding": payment.funding,
+        "last4": payment.last4,
+        "expiry_month": payment.expiry_month,
+        "expiry_year": payment.expiry_year,
+        "issuer_country": payment.issuer_country,
+        "gateway_reference": payment.gateway_reference,
+        "decline_code": payment.decline_code,
+        "instrument_fingerprint": payment.instrument_fingerprint,
+        "wallet_account_fingerprint": payment.wallet_account_fingerprint,
+        "requested_at": payment.requested_at,
+        "check_attempts": payment.check_attempts,
+        "next_check_at": payment.next_check_at,
+        "flagged_for_staff": payment.flagged_for_staff,
+        "refund_reference": payment.refund_reference,
+        "action_url": payment.action_url,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+def _column_values(changes: PaymentChanges) -> dict[str, Any]:
+    """Changes as the columns take them (a status by its stored value)."""
+    values: dict[str, Any] = dict(changes)
+    if "status" in changes:
+        values["status"] = changes["status"].value
+    return values
+
+
 class PaymentRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def add(self, values: dict[str, Any]) -> None:
-        await self.add_many([values])
-
-    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            await self._connection.execute(t.payments.insert(), list(rows))
+    async def add_many(self, payments: Sequence[PaymentRecord], *, at: dt.datetime) -> None:
+        if payments:
+            await self._connection.execute(
+                t.payments.insert(), [payment_values(payment, at=at) for payment in payments]
+            )
 
     async def for_renewals(
         self, renewal_ids: Sequence[str], *, for_update: bool = False
@@ -123,9 +161,13 @@ class PaymentRepository:
         )
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
-    async def update_many(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Several payments' changes, each ``(payment id, values)``."""
-        await update_many(self._connection, t.payments, changes)
+    async def update_many(self, changes: Sequence[tuple[str, PaymentChanges]]) -> None:
+        """Several payments' changes, each ``(payment id, changes)``."""
+        await update_many(
+            self._connection,
+            t.payments,
+            [(payment_id, _column_values(values)) for payment_id, values in changes],
+        )
 
     async def for_renewal(
         self, renewal_id: str, *, for_update: bool = False
@@ -136,19 +178,29 @@ class PaymentRepository:
         row = (await self._connection.execute(query)).first()
         return None if row is None else payment_from_row(row)
 
-    async def update(self, payment_id: str, **values: Any) -> None:
+    async def update(self, payment_id: str, **changes: Unpack[PaymentChanges]) -> None:
         await self._connection.execute(
-            update(t.payments).where(t.payments.c.id == payment_id).values(**values)
+            update(t.payments)
+            .where(t.payments.c.id == payment_id)
+            .values(**_column_values(changes))
         )
 
     async def claim_due_checks(
-        self, *, statuses: Sequence[str], now: dt.datetime, lease_until: dt.datetime, limit: int
+        self,
+        *,
+        statuses: Sequence[PaymentStatus],
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
     ) -> list[PaymentRecord]:
         """Take payments whose outcome must be asked for; other workers skip them until the lease ends."""
         rows = await lease_due(
             self._connection,
             t.payments,
-            and_(t.payments.c.status.in_(list(statuses)), t.payments.c.next_check_at <= now),
+            and_(
+                t.payments.c.status.in_([status.value for status in statuses]),
+                t.payments.c.next_check_at <= now,
+            ),
             order_by=t.payments.c.next_check_at,
             limit=limit,
             values={

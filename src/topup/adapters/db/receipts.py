@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Row, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
+from topup.domain.cards import CardKind
 from topup.domain.ledger import EntryKind
+from topup.domain.money import Money
+from topup.domain.plans import PlanKind
+from topup.domain.records import ReceiptFacts
+from topup.domain.renewal import RenewalStatus
 
 _REFUNDS = t.ledger_entries.alias("refunds")
 _RECEIPTS = (
@@ -53,11 +58,11 @@ class ReceiptQueries:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def by_number(self, receipt_number: str) -> dict[str, Any] | None:
+    async def by_number(self, receipt_number: str) -> ReceiptFacts | None:
         """The paid renewal with this receipt number, with what its receipt shows; else None."""
         return await self._one(_RECEIPTS.where(t.renewals.c.receipt_number == receipt_number))
 
-    async def by_renewal(self, renewal_id: str) -> dict[str, Any] | None:
+    async def by_renewal(self, renewal_id: str) -> ReceiptFacts | None:
         """The receipt of this renewal if it is paid; else None."""
         return await self._one(_RECEIPTS.where(t.renewals.c.id == renewal_id))
 
@@ -72,6 +77,28 @@ class ReceiptQueries:
         )
         return [(row[0], row[1]) for row in rows]
 
-    async def _one(self, query: Any) -> dict[str, Any] | None:
+    async def _one(self, query: Any) -> ReceiptFacts | None:
         row = (await self._connection.execute(query)).first()
-        return None if row is None else dict(row._mapping)
+        return None if row is None else _facts(row)
+
+
+def _facts(row: Row[Any]) -> ReceiptFacts:
+    m = row._mapping
+    return ReceiptFacts(
+        renewal_id=m["renewal_id"],
+        receipt_number=m["receipt_number"],
+        card_id=m["card_id"],
+        plan_code=m["plan_code"],
+        plan_kind=PlanKind(m["plan_kind"]),
+        status=RenewalStatus(m["status"]),
+        amount=Money(int(m["amount_minor"]), m["currency"]),
+        paid_at=m["paid_at"],
+        channel=m["channel"],
+        msisdn=m["msisdn"],
+        card_kind=CardKind(m["card_kind"]),
+        plan_names=dict(m["plan_names"] or {}),
+        method=m["method"],
+        brand=m["brand"],
+        last4=m["last4"],
+        refunded_at=m["refunded_at"],
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,7 +15,7 @@ from topup.adapters.db.payments import payment_from_row
 from topup.domain.errors import InvariantError
 from topup.domain.money import Money
 from topup.domain.plans import PlanKind
-from topup.domain.records import PaymentRecord, RenewalMove, RenewalRecord
+from topup.domain.records import PaymentRecord, RenewalChanges, RenewalMove, RenewalRecord
 from topup.domain.renewal import TERMINAL_STATUSES, RenewalStatus, Transition, transition
 
 _RENEWALS_BY_ID = select(t.renewals).where(t.renewals.c.id.in_(many())).order_by(t.renewals.c.id)
@@ -85,15 +85,43 @@ def renewal_from_row(row: Row[Any]) -> RenewalRecord:
     )
 
 
+def renewal_values(renewal: RenewalRecord) -> dict[str, Any]:
+    return {
+        "id": renewal.id,
+        "card_id": renewal.card_id,
+        "plan_code": renewal.plan_code,
+        "kind": renewal.kind.value,
+        "channel": renewal.channel,
+        "amount_minor": renewal.amount.minor,
+        "currency": renewal.amount.currency,
+        "data_quota_mb": renewal.data_quota_mb,
+        "validity_days": renewal.validity_days,
+        "status": renewal.status.value,
+        "idempotency_key": renewal.idempotency_key,
+        "request_fingerprint": renewal.request_fingerprint,
+        "decline_code": renewal.decline_code,
+        "receipt_email": renewal.receipt_email,
+        "receipt_language": renewal.receipt_language,
+        "receipt_number": renewal.receipt_number,
+        "created_at": renewal.created_at,
+        "updated_at": renewal.updated_at,
+        "paid_at": renewal.paid_at,
+        "completed_at": renewal.completed_at,
+        "expected_by": renewal.expected_by,
+        "contact_after": renewal.contact_after,
+    }
+
+
 class RenewalRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def add_many(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+    async def add_many(self, renewals: Sequence[RenewalRecord]) -> set[str]:
         """Insert renewals; one whose idempotency key another transaction took first is left
         out. Returns the ids inserted."""
-        if not rows:
+        if not renewals:
             return set()
+        rows = [renewal_values(renewal) for renewal in renewals]
         statement = (
             dialect_insert(self._connection, t.renewals)
             # Any unique key: the idempotency key, or the id when a retried request brings the
@@ -197,7 +225,7 @@ class RenewalRepository:
         *,
         at: dt.datetime,
         reason: str,
-        **values: Any,
+        **values: Unpack[RenewalChanges],
     ) -> None:
         """Move a renewal to ``to_status`` (the state machine checks the transition) and record
         it in the timeline; the status guard makes racing writers harmless."""

@@ -7,6 +7,7 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from topup import ports
 from topup.adapters.db.accounts import AccountRepository
 from topup.adapters.db.api_keys import ApiKeyRepository
 from topup.adapters.db.audit import AuditQueries
@@ -112,3 +113,9 @@ class SqlUnitOfWork:
         if self._holds_lock and self._writer_lock is not None:
             self._holds_lock = False
             self._writer_lock.release()
+
+
+def _implements_the_port(engine: AsyncEngine) -> ports.UnitOfWork:
+    """Never called: mypy proves here that the SQL unit of work and each of its repositories
+    implement the Protocols of ``topup.ports``."""
+    return SqlUnitOfWork(engine)

@@ -23,6 +23,7 @@ from topup.entrypoints.api.dependencies import (
 )
 from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
 from topup.entrypoints.http.problems import encode
+from topup.entrypoints.views_json import card_json
 from topup.services import accounts
 from topup.services.views import iso
 
@@ -124,7 +125,7 @@ async def sign_up(
         request,
         caller,
         "sign_up",
-        limit=services.limits.login_per_minute_max,
+        limit=services.limits.rates.login_per_minute_max,
         window_s=RATE_WINDOW_S,
     )
     account = await accounts.sign_up(
@@ -142,7 +143,11 @@ async def log_in(
     lock the e-mail from this client address for a while (429 ``login_locked`` with
     Retry-After)."""
     await check_caller_rate(
-        request, caller, "login", limit=services.limits.login_per_minute_max, window_s=RATE_WINDOW_S
+        request,
+        caller,
+        "login",
+        limit=services.limits.rates.login_per_minute_max,
+        window_s=RATE_WINDOW_S,
     )
     issued = await accounts.log_in(
         services,
@@ -199,7 +204,7 @@ async def start_card_link(
         request,
         caller,
         "sms_code",
-        limit=services.limits.sms_codes_per_hour_max,
+        limit=services.limits.rates.sms_codes_per_hour_max,
         window_s=accounts.SMS_CODES_WINDOW_S,
     )
     await check_card_lookup(request, caller, body.card_number)
@@ -222,7 +227,7 @@ async def verify_card_link(
     account_id = _signed_in(caller)
     await check_card_lookup(request, caller, body.card_number)
     card = await accounts.verify_card_link(services, account_id, body.card_number, body.code)
-    return _json(card, status_code=201)
+    return _json(card_json(card), status_code=201)
 
 
 @router.get(
@@ -230,4 +235,5 @@ async def verify_card_link(
 )
 async def my_cards(services: ServicesDependency, caller: CallerDependency) -> Response:
     """The account's linked cards with their balances (credit, data, validity, bill due)."""
-    return _json({"cards": await accounts.my_cards(services, _signed_in(caller))})
+    cards = await accounts.my_cards(services, _signed_in(caller))
+    return _json({"cards": [card_json(card) for card in cards]})

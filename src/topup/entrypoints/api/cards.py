@@ -23,6 +23,7 @@ from topup.entrypoints.api.schemas import (
     problems,
 )
 from topup.entrypoints.http.problems import encode
+from topup.entrypoints.views_json import card_json, card_plans_json, transactions_json
 from topup.services import queries
 from topup.services.payment_methods import offered_methods
 
@@ -50,11 +51,8 @@ async def card_plans(
     caller's own for an API key; web by default). No personal data."""
     await check_card_lookup(request, caller, card_number)
     chosen = caller.channel_for(channel)
-    return _json(
-        await queries.public_plans(
-            services, card_number=card_number, channel=chosen, locale=language
-        )
-    )
+    found = await queries.public_plans(services, card_number=card_number, channel=chosen)
+    return _json(card_plans_json(found, language))
 
 
 @router.get("/api/v1/payment-methods", response_model=MethodsOut, responses=problems(404, 409))
@@ -92,7 +90,7 @@ async def balance(
     """Credit, data left, validity end and status, read now (R5). The card's owner and staff
     only; anyone else gets 404, as for a card that does not exist."""
     await check_card_lookup(request, caller, card_number)
-    return _json(await queries.card_balance(services, caller, card_number))
+    return _json(card_json(await queries.card_balance(services, caller, card_number)))
 
 
 @router.get(
@@ -110,6 +108,7 @@ async def transactions(
 ) -> Response:
     """The card's renewals, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
     await check_card_lookup(request, caller, card_number)
-    return _json(
-        await queries.card_transactions(services, caller, card_number, limit=limit, cursor=cursor)
+    page = await queries.card_transactions(
+        services, caller, card_number, limit=limit, cursor=cursor
     )
+    return _json(transactions_json(page))

@@ -54,7 +54,7 @@ async def recover_card_numbers(
     Always 202 with the same body: the answer does not say whether the address is registered.
     Limited per client address and per e-mail address (429 with Retry-After)."""
     address = parse_email(body.email)
-    limit = services.limits.recovery_per_hour_max
+    limit = services.limits.rates.recovery_per_hour_max
     window_s = recovery.RECOVERY_WINDOW_S
     await check_caller_rate(request, caller, "recovery", limit=limit, window_s=window_s)
     await check_rate(

@@ -159,7 +159,7 @@ async def confirm_renewal(
     client_secret: ClientSecret = None,
 ) -> Response:
     """Give the payment password or 3-D Secure answer a renewal waits for."""
-    limit = services.limits.confirm_per_minute_max
+    limit = services.limits.rates.confirm_per_minute_max
     await check_caller_rate(request, caller, "confirm", limit=limit, window_s=MINUTE_S)
     # Only those who may confirm count against the renewal's own allowance: a stranger who
     # knows its id cannot use it up.

@@ -26,11 +26,13 @@ def cards(
     as_json: JsonOption = False,
 ) -> None:
     """List cards with their status and balances."""
+    from topup.entrypoints.views_json import card_json
     from topup.services import queries
 
-    rows = run(
+    views = run(
         lambda application: queries.list_cards(application.services, limit=limit, offset=offset)
     )
+    rows = [card_json(view) for view in views]
     if as_json:
         print_json({"cards": rows})
         return
@@ -75,9 +77,10 @@ def _print_cards(rows: list[dict[str, Any]]) -> None:
 
 def balance(card: CardArgument, as_json: JsonOption = False) -> None:
     """Credit, data left, validity and status of a card, as of now."""
+    from topup.entrypoints.views_json import card_json
     from topup.services import queries
 
-    row = run(lambda application: queries.balance(application.services, card))
+    row = card_json(run(lambda application: queries.balance(application.services, card)))
     if as_json:
         print_json(row)
         return
@@ -100,9 +103,12 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Renewals, card events and ledger entries of a card, newest first."""
+    from topup.entrypoints.views_json import history_json
     from topup.services import queries
 
-    data = run(lambda application: queries.history(application.services, card, limit=limit))
+    data = history_json(
+        run(lambda application: queries.history(application.services, card, limit=limit))
+    )
     if as_json:
         print_json(data)
         return

@@ -20,13 +20,16 @@ def plans(
     as_json: JsonOption = False,
 ) -> None:
     """List plans on sale."""
+    from topup.entrypoints.views_json import card_json, plan_json
     from topup.services import queries
 
-    card_summary, rows = run(
+    card_view, offers = run(
         lambda application: queries.list_plans(
-            application.services, card_number=card, channel=channel, locale=locale
+            application.services, card_number=card, channel=channel
         )
     )
+    card_summary = None if card_view is None else card_json(card_view)
+    rows = [plan_json(offer, locale) for offer in offers]
     if as_json:
         print_json({"card": card_summary, "plans": rows})
         return

@@ -45,7 +45,7 @@ async def check_card_lookup(request: Request, caller: Caller, card_number: str) 
     ``+60123456789`` are one card), so that no route tells unlimited strangers which numbers are
     customers. The number is counted under a keyed hash, never in clear."""
     services: Services = request.app.state.application.services
-    limit = services.limits.card_lookup_per_minute_max
+    limit = services.limits.rates.card_lookup_per_minute_max
     await check_caller_rate(
         request, caller, CARD_LOOKUP, limit=limit, window_s=CARD_LOOKUP_WINDOW_S
     )

@@ -1,0 +1,132 @@
+"""The bounds the services work within (STYLE.md rule 7), grouped by concern.
+
+Values come from ``topup.settings.LimitSettings`` (one flat ``TOPUP_*`` variable each, checked
+there) through bootstrap; the services see only these frozen groups, never the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLimits:
+    """Talking to gateways, checking payments whose outcome is unknown, payment passwords."""
+
+    gateway_timeout_s: float
+    charge_send_attempts_max: int
+    payment_check_attempts_max: int
+    payment_check_base_s: float
+    payment_check_cap_s: float
+    payment_staff_recheck_s: float
+    requires_action_timeout_s: float
+    payment_password_attempts_max: int
+    payment_password_lock_s: float  # also how long wrong answers count
+    payment_password_length_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationLimits:
+    """Applying paid renewals on the network, refunding them, e-mailing receipts."""
+
+    network_timeout_s: float
+    activation_attempts_max: int
+    activation_backoff_base_s: float
+    activation_backoff_cap_s: float
+    activation_deadline_s: float
+    activation_typical_delay_s: int
+    activation_late_after_s: int
+    refund_attempts_max: int
+    receipt_attempts_max: int
+    refund_reason_length_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLimits:
+    """The worker's leases, batches, concurrency and pauses."""
+
+    job_lease_s: float
+    worker_batch_size: int
+    worker_concurrency: int
+    worker_idle_sleep_s: float
+    worker_error_pause_cap_s: float
+    lifecycle_batch_size: int
+    lifecycle_interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLimits:
+    """Group commit: renewals written in one transaction, and such transactions at once."""
+
+    write_batch_size_max: int
+    write_batches_in_flight_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageLimits:
+    """The most rows one listing returns."""
+
+    list_limit_max: int
+    history_limit_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Requests per client address, and per account or API key, per window."""
+
+    card_lookup_per_minute_max: int
+    recovery_per_hour_max: int
+    login_per_minute_max: int
+    confirm_per_minute_max: int
+    sms_codes_per_hour_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """Sign-in attempts before a lock, the lock, the slow-down and how long a sign-in lasts."""
+
+    login_failures_max: int
+    login_lock_s: int
+    access_token_lifetime_s: int
+    login_slowdown_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyLimits:
+    """How long a key's first answer is replayed, and how long an unfinished request holds it."""
+
+    idempotency_replay_s: int
+    idempotency_lease_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailLimits:
+    """E-mails under way in the background at once; more are dropped with a log line."""
+
+    mailings_in_flight_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    payments: PaymentLimits
+    activation: ActivationLimits
+    worker: WorkerLimits
+    writes: WriteLimits
+    pages: PageLimits
+    rates: RateLimits
+    accounts: AccountLimits
+    idempotency: IdempotencyLimits
+    mail: MailLimits
+
+
+GROUPS: dict[str, type] = {
+    "payments": PaymentLimits,
+    "activation": ActivationLimits,
+    "worker": WorkerLimits,
+    "writes": WriteLimits,
+    "pages": PageLimits,
+    "rates": RateLimits,
+    "accounts": AccountLimits,
+    "idempotency": IdempotencyLimits,
+    "mail": MailLimits,
+}

@@ -92,16 +92,6 @@ class Finding:
     renewal_id: str | None = None
     gateway_reference: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "detail": self.detail,
-            "line": self.line,
-            "payment_id": self.payment_id,
-            "renewal_id": self.renewal_id,
-            "gateway_reference": self.gateway_reference,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class OurPayment:
@@ -166,19 +156,6 @@ class SettlementReport:
         for finding in self.discrepancies:
             counted[finding.kind] += 1
         return counted
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "clean": self.clean,
-            "gateway": self.gateway,
-            "days": [day.isoformat() for day in self.days],
-            "lines": self.lines,
-            "matched": self.matched,
-            "totals": self.totals,
-            "counts": self.counts(),
-            "discrepancies": [finding.to_dict() for finding in self.discrepancies],
-            "in_progress": [finding.to_dict() for finding in self.in_progress],
-        }
 
 
 # --- reading the file ---------------------------------------------------------------------------

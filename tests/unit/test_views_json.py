@@ -244,6 +244,8 @@ def test_a_settlement_report_as_json_has_the_clis_shape() -> None:
         discrepancies=[finding],
     )
     assert not hasattr(report, "to_dict") and not hasattr(finding, "to_dict")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.matched = 2  # type: ignore[misc]
     counts: dict[str, Any] = {kind.value: 0 for kind in DiscrepancyKind}
     counts["unknown_line"] = 1
     assert settlement_json(report) == {

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+
 from topup.domain.errors import InputError
 from topup.settings import LimitSettings, Settings
 
@@ -56,9 +58,35 @@ class Application:
 
 
 def load_settings() -> Settings:
-    """The settings, from ``TOPUP_*`` variables or the TOML file TOPUP_CONFIG names: every entry
-    point asks here rather than reading them itself."""
-    return Settings()
+    """The settings, from ``TOPUP_*`` variables: every entry
+    point asks here rather than reading them itself. A value that is not valid is
+    ``setting_invalid``, naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise setting_invalid(error) from None
+
+
+def load_limits() -> LimitSettings:
+    """The limits (``TOPUP_*`` variables too); a value that is not valid is ``setting_invalid``."""
+    try:
+        return LimitSettings()
+    except ValidationError as error:
+        raise setting_invalid(error) from None
+
+
+def setting_invalid(error: ValidationError) -> InputError:
+    """The first problem pydantic found, as one error naming the variable (TOPUP_...)."""
+    problem = error.errors()[0] if error.error_count() else {"loc": (), "msg": str(error)}
+    location = problem.get("loc") or ()
+    variable = "TOPUP_" + str(location[0]).upper() if location else "TOPUP_*"
+    detail = str(problem.get("msg", "")).removeprefix("Value error, ")
+    return InputError(
+        f"The setting {variable} is not valid: {detail}.",
+        code="setting_invalid",
+        field=variable,
+        params={"variable": variable, "detail": detail},
+    )
 
 
 def operator_profile(settings: Settings | None = None) -> OperatorProfile:
@@ -76,13 +104,14 @@ def operator_today(profile: OperatorProfile, now: dt.datetime | None = None) -> 
 
 def secret_key(settings: Settings) -> str:
     """TOPUP_SECRET_KEY, or for the demo a key generated once into var/secret.key (mode 0600)."""
+    from topup.adapters.private_files import make_private_directory
     from topup.adapters.secrets import TokenVault
 
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.secret_key_file)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_directory(path.parent)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(TokenVault.new_key())
@@ -93,6 +122,7 @@ def _prepare_sqlite_file(url: str) -> None:
     """SQLite: make the database's directory, and the file itself readable by its owner only
     (SQLite gives its -wal, -shm and -journal files the database file's permissions)."""
     from topup.adapters.db.engine import is_sqlite
+    from topup.adapters.private_files import make_private_directory
 
     if not is_sqlite(url) or ":memory:" in url:
         return
@@ -100,7 +130,7 @@ def _prepare_sqlite_file(url: str) -> None:
     if not database:
         return
     path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(path.parent)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
 
@@ -131,7 +161,7 @@ def build(
     services = build_services(
         settings,
         unit_of_work=lambda: SqlUnitOfWork(engine, writer_lock=writer_lock),
-        limits=(limits or LimitSettings()).by_concern(),
+        limits=(limits or load_limits()).by_concern(),
         clock=clock or SystemClock(),
         seed=seed,
         on_event=on_event,
@@ -157,7 +187,7 @@ def build_in_memory(
     services = build_services(
         settings or load_settings(),
         unit_of_work=database.unit_of_work,
-        limits=(limits or LimitSettings()).by_concern(),
+        limits=(limits or load_limits()).by_concern(),
         clock=clock or SystemClock(),
         seed=seed,
     )

@@ -5,9 +5,10 @@ Every limit has a name with its unit last; nothing here is read at import time.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import fields
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topup.domain.errors import InvariantError
@@ -145,3 +146,14 @@ class Settings(BaseSettings):
     # Redis (redis://host:port/db) shared by every server process for rate limits; empty: each
     # process counts in its own memory.
     redis_url: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_networks(cls, value: str) -> str:
+        """Each entry (separated by commas or blanks) is an address or a network."""
+        for entry in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or network") from None
+        return value

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.e2e.test_cli import CARD, EXIT_FAILED, EXIT_INPUT, Cli, assert_one_error_line
+from tests.e2e.test_cli import CARD, EXIT_FAILED, EXIT_INPUT, Cli, assert_one_error_line, pay
 
 pytest_plugins = ["tests.e2e.test_cli"]
 DEMO_PREPAID_CARDS = ("+60123456789", "+60123450001", "+60123450002", "+60123400000")
@@ -133,3 +133,54 @@ def test_settling_a_file_without_lines_says_so_and_exits_non_zero(demo_cli: Cli)
     dated = demo_cli.run("settle", str(path), "--date", "2026-11-25", "--json")
     assert "2026-11-25" in dated.stderr
     assert dated.stdout == ""
+
+
+def shown_whole(cli: Cli, *arguments: str) -> str:
+    """What the command prints at 80 columns: no line wider, nothing elided."""
+    completed = cli.run(*arguments)
+    assert completed.returncode == 0, completed.stderr
+    assert "…" not in completed.stdout
+    assert max(len(line) for line in completed.stdout.splitlines()) <= int(TERMINAL_COLUMNS)
+    return completed.stdout
+
+
+def test_plans_shows_every_plan_code_whole_at_80_columns(narrow: Cli) -> None:
+    text = shown_whole(narrow, "plans")
+    codes = [plan["code"] for plan in narrow.json("plans")["plans"]]
+    assert "pack_100gb_30d" in codes
+    assert all(re.search(rf"^ {re.escape(code)}\s", text, re.M) for code in codes), text
+
+
+def test_errors_shows_every_code_whole_at_80_columns(narrow: Cli) -> None:
+    text = shown_whole(narrow, "errors")
+    codes = [entry["code"] for entry in narrow.json("errors")["errors"]]
+    assert "payment_card_number_invalid_characters" in codes
+    missing = [code for code in codes if not re.search(rf"^ {re.escape(code)}\s", text, re.M)]
+    assert missing == []
+
+
+def test_history_shows_every_renewal_id_whole_at_80_columns(narrow: Cli) -> None:
+    ids = [
+        narrow.json("renew", CARD, plan, *pay())["id"] for plan in ("pack_100gb_30d", "reload_10")
+    ]
+    text = shown_whole(narrow, "history", CARD)
+    assert all(renewal_id in text for renewal_id in ids), text
+    assert "pack_100gb_30d" in text
+
+
+def test_api_keys_list_shows_the_id_that_revoke_takes_whole_at_80_columns(narrow: Cli) -> None:
+    narrow.json("api-keys", "create", "--name", "Kiosk 3, KL Sentral", "--role", "partner")
+    narrow.json("api-keys", "create", "--name", "A partner with a long name", "--role", "partner")
+    text = shown_whole(narrow, "api-keys", "list")
+    ids = [key["id"] for key in narrow.json("api-keys", "list")["api_keys"]]
+    assert len(ids) == 2
+    assert all(re.search(rf"^ {re.escape(key_id)}\s", text, re.M) for key_id in ids), text
+    revoked = narrow.json("api-keys", "revoke", ids[0])
+    assert revoked
+
+
+def test_refund_help_says_the_reason_goes_into_the_renewals_timeline(cli: Cli) -> None:
+    completed = cli.run("refund", "--help")
+    assert completed.returncode == 0, completed.stderr
+    assert "timeline" in completed.stdout
+    assert "job" not in completed.stdout

@@ -34,6 +34,23 @@ def test_confirm_takes_the_payment_password_and_a_wrong_one_says_so(demo_cli: Cl
     assert paid["status"] == "activating"
 
 
+def test_a_card_declined_after_authentication_asks_for_the_password_then_is_declined(
+    demo_cli: Cli,
+) -> None:
+    waiting = demo_cli.json("renew", CARD, "pack_5gb_7d", *pay(number="4000008260003178"))
+    assert waiting["status"] == "requires_action"
+    declined = demo_cli.run("confirm", waiting["id"], "--answer", "123456")
+    assert_one_error_line(declined, "insufficient_funds")
+    assert demo_cli.json("status", waiting["id"])["status"] == "declined"
+
+
+def test_a_card_that_always_requires_authentication_asks_for_the_password(demo_cli: Cli) -> None:
+    waiting = demo_cli.json("renew", CARD, "pack_5gb_7d", *pay(number="4000002760003184"))
+    assert waiting["status"] == "requires_action"
+    paid = demo_cli.json("confirm", waiting["id"], "--answer", "123456")
+    assert paid["status"] == "activating"
+
+
 def test_refund_then_the_worker_returns_the_money(demo_cli: Cli) -> None:
     renewal = demo_cli.json("renew", CARD, "reload_10", *pay())
     assert demo_cli.json("refund", renewal["id"], "--reason", "line cut")["refund"] == "queued"

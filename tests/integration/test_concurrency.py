@@ -269,11 +269,11 @@ async def test_a_worker_finishing_after_its_lease_ran_out_changes_nothing(
     before = await queries.balance(services, ACTIVE_CARD)
     renewal_ids = await _forty_activating_renewals(demo)
     limits = LimitSettings(worker_batch_size=32, worker_concurrency=WORKER_CONCURRENCY)
-    batch = limits.worker.worker_batch_size
+    batch = limits.worker_batch_size
     slow = make_lean_app(seed=2, limits=limits).services
     held = HeldNetwork(slow.network)
     slow.network = held
-    late_clock = FixedClock(START + dt.timedelta(seconds=limits.worker.job_lease_s + 1))
+    late_clock = FixedClock(START + dt.timedelta(seconds=limits.job_lease_s + 1))
     fast = make_lean_app(seed=3, clock=late_clock, limits=limits).services
     slow_run = asyncio.create_task(run_due_jobs(slow))
     in_flight = min(batch, slow.limits.worker.worker_concurrency)

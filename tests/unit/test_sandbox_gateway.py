@@ -82,6 +82,11 @@ CASES = [
     Case("4000000000004954", "visa", "credit", DECLINED, DECLINED, "fraudulent"),
     Case("4000000000009235", "visa", "credit", SUCCEEDED, SUCCEEDED),
     Case("4000000000003220", "visa", "credit", PENDING, PENDING, None, "authenticate"),
+    Case("4000002760003184", "visa", "credit", PENDING, PENDING, None, "authenticate"),
+    Case("4000002500003155", "visa", "credit", PENDING, PENDING, None, "authenticate"),
+    Case("4000000000003063", "visa", "credit", PENDING, PENDING, None, "authenticate"),
+    Case("4000008400001629", "visa", "credit", PENDING, PENDING, None, "authenticate"),
+    Case("4000008260003178", "visa", "credit", PENDING, PENDING, None, "authenticate"),
     Case(
         CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED,
         "visa",
@@ -227,6 +232,36 @@ async def test_the_documented_authentication_code_confirms_the_charge() -> None:
 
     assert charged.requires_action == "authenticate"
     assert confirmed.outcome is SUCCEEDED
+    assert confirmed.gateway_reference == charged.gateway_reference
+
+
+@pytest.mark.parametrize(
+    ("number", "decline_code"),
+    [
+        ("4000002760003184", None),
+        ("4000002500003155", None),
+        ("4000000000003063", None),
+        ("4000008400001629", "card_declined"),
+        ("4000008260003178", "insufficient_funds"),
+    ],
+)
+async def test_stripes_authentication_cards_ask_first_then_give_their_outcome(
+    number: str, decline_code: str | None
+) -> None:
+    gateway = make_gateway()
+    instrument = await gateway.tokenize(card(number))
+    request = charge_request(instrument.token)
+
+    charged = await gateway.charge(request)
+    wrong = await gateway.confirm(request, "654321")
+    confirmed = await gateway.confirm(request, "123456")
+
+    assert charged.outcome is PENDING
+    assert charged.requires_action == "authenticate"
+    assert wrong.outcome is DECLINED
+    assert wrong.decline_code == "authentication_failed"
+    assert confirmed.outcome is (SUCCEEDED if decline_code is None else DECLINED)
+    assert confirmed.decline_code == decline_code
     assert confirmed.gateway_reference == charged.gateway_reference
 
 

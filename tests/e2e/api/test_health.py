@@ -11,6 +11,15 @@ async def test_health_says_the_server_runs_and_reaches_its_database(
     assert response.json() == {"status": "ok", "database": "ok"}
 
 
+async def test_head_on_health_answers_like_get_without_a_body(api: httpx.AsyncClient) -> None:
+    got = await api.get("/api/v1/health")
+    response = await api.head("/api/v1/health")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"] == got.headers["content-type"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
 async def test_an_unknown_path_is_a_problem_with_a_code_in_the_callers_language(
     api: httpx.AsyncClient,
 ) -> None:

@@ -236,6 +236,28 @@ async def test_a_payment_password_is_confirmed_through_the_api(api: httpx.AsyncC
     assert confirmed.json()["status"] in {"paid", "activating"}
 
 
+async def test_a_card_declined_after_authentication_is_declined_once_the_api_confirms_it(
+    api: httpx.AsyncClient,
+) -> None:
+    token = await token_for(api, "4000008400001629")
+    created = await api.post(
+        "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "3ds-declined"}
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["status"] == "requires_action"
+    assert body["next_action"] == {"type": "payment_password"}
+
+    declined = await api.post(
+        f"/api/v1/renewals/{body['id']}/confirm",
+        json={"answer": "123456"},
+        headers={"X-Client-Secret": body["client_secret"]},
+    )
+
+    assert declined.status_code == 402, declined.text
+    assert declined.json()["code"] == "card_declined"
+
+
 async def test_the_worker_forgets_idempotency_records_after_24_hours(make_app: AppFactory) -> None:
     clock = FixedClock(START)
     application = make_app(clock=clock)
@@ -348,3 +370,15 @@ async def test_each_of_stripes_decline_cards_is_a_402_problem_with_its_own_code(
     assert body["code"] == code
     assert body["renewal"]["status"] == "declined"
     assert "被盗" not in body["detail"] and "挂失" not in body["detail"]  # a plain decline
+
+
+@pytest.mark.parametrize("length", [idempotency.KEY_LENGTH_MAX + 1, 1001, 3999, 4000, 9000])
+async def test_every_idempotency_key_that_is_too_long_is_idempotency_key_invalid(
+    api: httpx.AsyncClient, length: int
+) -> None:
+    token = await token_for(api)
+    response = await api.post(
+        "/api/v1/renewals", json=order(token), headers={"Idempotency-Key": "k" * length}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "idempotency_key_invalid"

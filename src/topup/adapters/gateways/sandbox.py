@@ -34,7 +34,15 @@ number            brand       charge     retrieve   Stripe's decline code    top
 4000000000004954  visa        declined   declined   fraudulent (blocked)     fraudulent
 4000000000009235  visa        succeeded  succeeded  (elevated risk: not blocked)
 4000000000003220  visa        pending    pending    requires_action="authenticate" (see below)
+4000002760003184  visa        pending    pending    requires_action="authenticate" (always)
+4000002500003155  visa        pending    pending    requires_action="authenticate" (on session)
+4000000000003063  visa        pending    pending    requires_action="authenticate" (3DS required)
+4000008400001629  visa        pending    pending    card_declined (*)        card_declined (*)
+4000008260003178  visa        pending    pending    insufficient_funds (*)   insufficient_funds (*)
 ================  ==========  =========  =========  =======================  ======================
+
+(*) requires_action="authenticate" first, like 3220; the correct answer is then declined with this
+code (Stripe's "declined after authentication" cards).
 
 0341 is Stripe's "decline after attaching" (there is no attaching here, so every charge is
 declined), 0101 its failed CVC check and 4954 its highest-risk card, both blocked as Stripe's
@@ -58,7 +66,8 @@ number            charge     retrieve   meaning
 Any other Luhn-valid number succeeds. 5200828282828210 is a Mastercard debit card.
 
 Authentication: ``confirm(request, answer)`` with answer ``"123456"`` (the sandbox payment
-password / 3-D Secure code) succeeds; any other answer is declined with
+password / 3-D Secure code) succeeds -- or, for Stripe's two cards declined after authentication
+(1629, 3178), is declined with that card's code; any other answer is declined with
 ``authentication_failed``. Being stateless, the sandbox cannot remember a confirmation: ``retrieve``
 keeps answering pending for such a charge, so the caller keeps the result of ``confirm``.
 
@@ -129,6 +138,8 @@ class Behaviour(StrEnum):
     CARD_VELOCITY_EXCEEDED = "card_velocity_exceeded"
     FRAUDULENT = "fraudulent"
     REQUIRES_AUTHENTICATION = "requires_authentication"
+    AUTHENTICATION_THEN_CARD_DECLINED = "authentication_then_card_declined"
+    AUTHENTICATION_THEN_INSUFFICIENT_FUNDS = "authentication_then_insufficient_funds"
     INTERNATIONAL_PAYMENTS_NOT_ALLOWED = "international_payments_not_allowed"
     TIMEOUT_CHARGE_TAKEN = "timeout_charge_taken"
     TIMEOUT_NOTHING_TAKEN = "timeout_nothing_taken"
@@ -174,6 +185,13 @@ _DECLINES: dict[Behaviour, _Decline] = {
     ),
 }
 
+# Cards that ask for authentication first, and what a correct answer then leads to.
+_AUTHENTICATED_OUTCOMES: dict[Behaviour, Behaviour] = {
+    Behaviour.REQUIRES_AUTHENTICATION: Behaviour.SUCCEEDS,
+    Behaviour.AUTHENTICATION_THEN_CARD_DECLINED: Behaviour.CARD_DECLINED,
+    Behaviour.AUTHENTICATION_THEN_INSUFFICIENT_FUNDS: Behaviour.INSUFFICIENT_FUNDS,
+}
+
 CHARGE_NOT_FOUND = "charge_not_found"
 AUTHENTICATION_FAILED = "authentication_failed"
 
@@ -205,6 +223,11 @@ _SANDBOX_CARDS: dict[str, _SandboxCard] = {
     "4000000000004954": _SandboxCard(Behaviour.FRAUDULENT),
     "4000000000009235": _SandboxCard(Behaviour.SUCCEEDS),
     "4000000000003220": _SandboxCard(Behaviour.REQUIRES_AUTHENTICATION),
+    "4000002760003184": _SandboxCard(Behaviour.REQUIRES_AUTHENTICATION),
+    "4000002500003155": _SandboxCard(Behaviour.REQUIRES_AUTHENTICATION),
+    "4000000000003063": _SandboxCard(Behaviour.REQUIRES_AUTHENTICATION),
+    "4000008400001629": _SandboxCard(Behaviour.AUTHENTICATION_THEN_CARD_DECLINED),
+    "4000008260003178": _SandboxCard(Behaviour.AUTHENTICATION_THEN_INSUFFICIENT_FUNDS),
     CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED: _SandboxCard(
         Behaviour.INTERNATIONAL_PAYMENTS_NOT_ALLOWED, issuer_country="US"
     ),
@@ -479,16 +502,16 @@ class SandboxGateway:
         return self._retrieved(behaviour, request)
 
     async def confirm(self, request: ChargeRequest, answer: str) -> ChargeResult:
-        """Answer an ``authenticate`` action: ``"123456"`` succeeds, anything else is declined."""
+        """Answer an ``authenticate`` action: ``"123456"`` goes on to the card's outcome once
+        authenticated (succeeded, or Stripe's decline after authentication); anything else is
+        declined with ``authentication_failed``."""
         await self._simulate_latency()
         behaviour = self._verify(request.token)
-        if behaviour is not Behaviour.REQUIRES_AUTHENTICATION:
+        authenticated = _AUTHENTICATED_OUTCOMES.get(behaviour)
+        if authenticated is None:
             return self._retrieved(behaviour, request)
         if hmac.compare_digest(answer.encode(), AUTHENTICATION_ANSWER.encode()):
-            return ChargeResult(
-                outcome=GatewayOutcome.SUCCEEDED,
-                gateway_reference=self._charge_reference(request),
-            )
+            return self._processed(authenticated, request)
         return ChargeResult(
             outcome=GatewayOutcome.DECLINED,
             gateway_reference=self._charge_reference(request),
@@ -563,7 +586,7 @@ class SandboxGateway:
     def _processed(self, behaviour: Behaviour, request: ChargeRequest) -> ChargeResult:
         """The answer for a charge the gateway received and decided on at once."""
         reference = self._charge_reference(request)
-        if behaviour is Behaviour.REQUIRES_AUTHENTICATION:
+        if behaviour in _AUTHENTICATED_OUTCOMES:
             return ChargeResult(
                 outcome=GatewayOutcome.PENDING,
                 gateway_reference=reference,

@@ -47,6 +47,7 @@ from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from topup.adapters.private_files import make_private_directory
 from topup.domain.errors import InputError, InvariantError
 from topup.ports import (
     CardDetails,
@@ -142,7 +143,7 @@ class SettlementJournal:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_directory(self.path.parent)
         self._descriptor: int | None = os.open(
             self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
         )

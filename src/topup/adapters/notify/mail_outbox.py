@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from topup.adapters.notify.smtp import compose, mail_unavailable
+from topup.adapters.private_files import make_private_directory, write_private_file
 
 OUTBOX_FILES_MAX = 1_000  # the oldest messages are deleted beyond this many
 MEMORY_MESSAGES_MAX = 1_000  # the oldest are forgotten beyond this many
@@ -58,9 +59,9 @@ class OutboxMailer:
             raise mail_unavailable(type(error).__name__) from error
 
     def _write(self, name: str, content: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_directory(self.directory)
         partial = self.directory / f".{name}.partial"
-        partial.write_bytes(content)
+        write_private_file(partial, content)  # the messages carry codes and links: 0600
         os.replace(partial, self.directory / name)  # a reader never sees half a message
         written = sorted(self.directory.glob("*.eml"))
         for old in written[: max(0, len(written) - self._files_max)]:

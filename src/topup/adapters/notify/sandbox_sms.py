@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from topup.adapters.private_files import make_private_directory
 from topup.domain.errors import InvariantError, TopupError
 
 KEPT_MAX = 100  # messages remembered in memory
@@ -98,7 +99,7 @@ class SandboxSms:
         """One ``write`` of one whole line: concurrent senders never interleave inside a line."""
         if self._outbox is None:
             return
-        self._outbox.parent.mkdir(parents=True, exist_ok=True)
+        make_private_directory(self._outbox.parent)
         descriptor = os.open(self._outbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             line = (message.to_json() + "\n").encode()

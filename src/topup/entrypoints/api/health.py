@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from topup.adapters import messages
 from topup.domain.errors import NotFoundError, TopupError
@@ -44,6 +44,14 @@ async def health(services: ServicesDependency) -> Any:
         )
         return problem_response(failure, messages.DEFAULT_LOCALE)
     return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@router.head("/api/v1/health", include_in_schema=False)
+async def health_head(services: ServicesDependency) -> Response:
+    """``HEAD``, as monitors ask: the status and headers of ``GET``, without the body. (Not in
+    the OpenAPI document: one operation per path and method would repeat ``GET``'s.)"""
+    answer: Response = await health(services)
+    return Response(status_code=answer.status_code, headers=dict(answer.headers))
 
 
 class Problem(BaseModel):

@@ -40,10 +40,14 @@ router = APIRouter(tags=["renewals"])
 RenewalId = Annotated[str, Path(min_length=1, max_length=36)]
 IdempotencyKey = Annotated[
     str | None,
+    # No max_length here: a key of any length that is not valid is one answer, the service's 400
+    # idempotency_key_invalid, not a 422 field_too_long past some other bound.
     Header(
         alias="Idempotency-Key",
-        max_length=1000,
-        description="Unique per request (e.g. a UUID); the same one when retrying it.",
+        description=(
+            "Unique per request (e.g. a UUID); the same one when retrying it. "
+            f"1 to {idempotency.KEY_LENGTH_MAX} printable ASCII characters."
+        ),
     ),
 ]
 ClientSecret = Annotated[

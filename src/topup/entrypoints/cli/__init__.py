@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.entrypoints.cli import (
     admin,
     api_keys,
@@ -15,6 +16,7 @@ from topup.entrypoints.cli import (
     settlement,
     worker_serve,
 )
+from topup.entrypoints.cli.output import EXIT_FAILED, EXIT_INPUT, fail_with
 
 # Help is Click's plain layout: Typer's rich layout shows a type after flags that take no value
 # ("--help <bool>", "--json <bool>"), and plain help needs no rich at start-up.
@@ -47,4 +49,10 @@ app.command(name="settle")(settlement.settle_command)
 
 
 def main() -> None:
-    app()
+    """Run the command; a TopupError that escapes it (a bad setting read before the command's
+    own error handling) is one error line too."""
+    try:
+        app()
+    except TopupError as error:
+        exit_code = EXIT_INPUT if isinstance(error, InputError | NotFoundError) else EXIT_FAILED
+        raise SystemExit(fail_with(error, exit_code).exit_code) from None

@@ -10,10 +10,14 @@ from topup.entrypoints.cli.output import (
     JsonOption,
     RegionOption,
     console,
+    moment,
     print_json,
     run,
     table,
+    times_caption,
 )
+
+WHOLE = ("id / prefix", "role / status")  # never wrapped or cut
 
 api_keys_app = typer.Typer(
     no_args_is_help=True,
@@ -68,19 +72,16 @@ def api_keys_list(
     if as_json:
         print_json({"api_keys": rows})
         return
-    shown = table(
-        "id", "prefix", "name", "role", "outlet", "region", "created", "status", whole=("id",)
-    )
+    # Two facts a cell, so that the id (what `api-keys revoke` takes) is never cut at 80 columns.
+    shown = table("id / prefix", "role / status", "name / outlet", "region", "created", whole=WHOLE)
+    shown.caption = times_caption()
     for row in rows:
         shown.add_row(
-            row["id"],
-            row["prefix"],
-            row["name"],
-            row["role"],
-            row["outlet"] or "-",
+            f"{row['id']}\n{row['prefix']}",
+            f"{row['role']}\n{row['status']}",
+            f"{row['name']}\n{row['outlet'] or '-'}",
             row["region"] or "-",
-            row["created_at"],
-            row["status"],
+            moment(row["created_at"]),
         )
     console().print(shown)
 

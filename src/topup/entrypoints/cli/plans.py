@@ -33,7 +33,16 @@ def plans(
     if as_json:
         print_json({"card": card_summary, "plans": rows})
         return
-    shown = table("plan", "name", "kind", "price", "data MB", "days", "channels", whole=("plan",))
+    shown = table(
+        "plan",
+        "name",
+        "kind",
+        "price",
+        "data MB",
+        "days",
+        "channels",
+        whole=("plan", "kind", "price"),
+    )
     for row in rows:
         shown.add_row(
             row["code"],
@@ -42,6 +51,6 @@ def plans(
             f"{row['price']} {row['currency']}",
             str(row["data_quota_mb"]),
             str(row["validity_days"]),
-            ",".join(row["channels"]),
+            ", ".join(row["channels"]),
         )
     console().print(shown)

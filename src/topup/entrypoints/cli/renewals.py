@@ -128,7 +128,7 @@ def status(
 
 def refund(
     renewal_id: Annotated[str, typer.Argument(help="A paid renewal not yet applied.")],
-    reason: Annotated[str, typer.Option(help="Why (kept with the renewal's job).")],
+    reason: Annotated[str, typer.Option(help="Why (shown in the renewal's timeline).")],
     as_json: JsonOption = False,
 ) -> None:
     """Staff: stop a paid renewal's activation and refund its payment in full (the worker sends

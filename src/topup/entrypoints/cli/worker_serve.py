@@ -35,8 +35,10 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API v1 (docs at /api/docs) until stopped."""
+    from topup.bootstrap import load_settings
     from topup.entrypoints.cli import processes
 
+    load_settings()  # a bad setting is one error line before anything starts (setting_invalid)
     processes.check_port_free(host, port)
     if check_port:
         console().print(f"{host}:{port} is free")

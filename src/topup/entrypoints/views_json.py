@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from topup.domain.records import PaymentRecord, RenewalRecord
-from topup.i18n import resolve_or_default
 from topup.services.views import (
     ApiKeyView,
     CardHistory,
@@ -211,6 +210,8 @@ def methods_json(offer: MethodsOffer, locale: str = "en") -> dict[str, Any]:
 
 def receipt_json(receipt: ReceiptView, locale: str) -> dict[str, Any]:
     """The receipt, its plan's and method's names in ``locale``; paid at in UTC and local."""
+    from topup.i18n import resolve_or_default  # here: kept out of the CLI's start-up
+
     chosen = resolve_or_default(locale)
     amount = receipt.amount
     return {

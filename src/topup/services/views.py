@@ -6,15 +6,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from topup.domain.callers import ApiKeyRole
 from topup.domain.cards import Card, CardKind, CardStatus, status_at
 from topup.domain.ledger import EntryKind
-from topup.domain.methods import PaymentMethod
 from topup.domain.money import Money
 from topup.domain.plans import Plan
 from topup.domain.records import CardEvent, PaymentRecord, RenewalRecord
 from topup.domain.renewal import RenewalStatus, Transition
+
+if TYPE_CHECKING:  # for annotations only: kept out of the CLI's start-up
+    from topup.domain.callers import ApiKeyRole
+    from topup.domain.methods import PaymentMethod
 
 
 def iso(moment: dt.datetime | None) -> str | None:

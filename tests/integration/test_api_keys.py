@@ -21,6 +21,7 @@ from topup.services.api_keys import (
     list_api_keys,
     revoke_api_key,
 )
+from topup.services.views import ApiKeyView
 from topup.settings import LimitSettings
 
 KIOSK = {"name": "Kiosk 3, KL Sentral", "role": "kiosk", "outlet": "kls-3", "region": "penang"}
@@ -31,7 +32,7 @@ def application(make_app: AppFactory) -> Application:
     return make_app()
 
 
-async def create(application: Application, **overrides: Any) -> tuple[dict[str, Any], str]:
+async def create(application: Application, **overrides: Any) -> tuple[ApiKeyView, str]:
     values: dict[str, Any] = {**KIOSK, **overrides}
     return await create_api_key(application.services, **values)
 
@@ -42,11 +43,11 @@ async def test_a_kiosk_key_authenticates_as_its_kiosk_and_region(
     summary, key = await create(application)
     caller = await authenticate_api_key(application.services, key)
     assert caller.kind is CallerKind.API_KEY
-    assert caller.api_key_id == summary["id"]
+    assert caller.api_key_id == summary.id
     assert (caller.role, caller.outlet, caller.region) == (ApiKeyRole.KIOSK, "kls-3", "penang")
     assert caller.channel_for(None) == "kiosk"
-    assert summary["prefix"] in key
-    assert summary["status"] == "active"
+    assert summary.prefix in key
+    assert summary.status == "active"
 
 
 async def test_the_full_key_is_long_random_and_different_each_time(
@@ -54,11 +55,11 @@ async def test_the_full_key_is_long_random_and_different_each_time(
 ) -> None:
     (first_summary, first), (second_summary, second) = [await create(application) for _ in "ab"]
     marker, live, prefix, secret = first.split("_", 3)
-    assert (marker, live, prefix) == ("tk", "live", first_summary["prefix"])
+    assert (marker, live, prefix) == ("tk", "live", first_summary.prefix)
     assert len(prefix) == 8
     assert len(secret) >= 32
     assert first != second
-    assert first_summary["prefix"] != second_summary["prefix"]
+    assert first_summary.prefix != second_summary.prefix
 
 
 async def test_the_secret_is_nowhere_in_the_api_keys_table(application: Application) -> None:
@@ -75,8 +76,8 @@ async def test_the_secret_is_nowhere_in_the_api_keys_table(application: Applicat
 async def test_a_revoked_key_is_refused_from_the_next_request_on(application: Application) -> None:
     summary, key = await create(application)
     await authenticate_api_key(application.services, key)
-    revoked = await revoke_api_key(application.services, summary["id"])
-    assert revoked["status"] == "revoked"
+    revoked = await revoke_api_key(application.services, summary.id)
+    assert revoked.status == "revoked"
     with pytest.raises(TopupError) as refused:
         await authenticate_api_key(application.services, key)
     assert refused.value.code == "api_key_invalid"
@@ -117,7 +118,7 @@ async def test_a_partner_key_needs_no_outlet_nor_region(application: Application
     )
     caller = await authenticate_api_key(application.services, key)
     assert (caller.role, caller.outlet, caller.region) == (ApiKeyRole.PARTNER, None, None)
-    assert summary["channel"] == "api"
+    assert summary.channel == "api"
 
 
 @pytest.mark.parametrize(
@@ -144,13 +145,13 @@ async def test_a_key_with_a_missing_or_unknown_detail_is_not_created(
 async def test_the_list_shows_revoked_keys_and_never_a_secret(application: Application) -> None:
     first, first_key = await create(application)
     second, second_key = await create(application, name="Store 1", role="store", outlet="s1")
-    await revoke_api_key(application.services, first["id"])
+    await revoke_api_key(application.services, first.id)
     listed = await list_api_keys(application.services)
-    assert {row["id"]: row["status"] for row in listed} == {
-        first["id"]: "revoked",
-        second["id"]: "active",
+    assert {row.id: row.status for row in listed} == {
+        first.id: "revoked",
+        second.id: "active",
     }
-    assert not any("secret_hash" in row for row in listed)
+    assert not any(hasattr(row, "secret_hash") for row in listed)
     assert first_key not in str(listed) and second_key not in str(listed)
 
 
@@ -165,10 +166,10 @@ async def test_revoking_twice_keeps_the_first_revocation_time(make_app: AppFacto
     clock = FixedClock(START)
     application = make_app(clock=clock)
     summary, _ = await create(application)
-    first = await revoke_api_key(application.services, summary["id"])
+    first = await revoke_api_key(application.services, summary.id)
     clock.advance(3600)
-    again = await revoke_api_key(application.services, summary["id"])
-    assert again["revoked_at"] == first["revoked_at"]
+    again = await revoke_api_key(application.services, summary.id)
+    assert again.revoked_at == first.revoked_at
 
 
 async def test_revoking_an_unknown_key_says_so(application: Application) -> None:

@@ -16,6 +16,7 @@ from topup.adapters.db import tables as t
 from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.bootstrap import MIGRATIONS_DIRECTORY, Application
 from topup.domain.errors import TopupError
+from topup.entrypoints.views_json import renewal_json
 from topup.entrypoints.worker import work_once
 from topup.ports import ChargeRequest
 from topup.services.context import Services
@@ -93,8 +94,8 @@ async def test_the_payer_is_sent_to_the_wallet_and_the_webhook_completes_the_ren
     services = application.services
     waiting = await renew(services, order("wallet-1"))
     assert waiting.status == "requires_action"
-    assert waiting.to_dict()["next_action"]["type"] == "approve_in_wallet"
-    assert waiting.to_dict()["next_action"]["url"].startswith("https://")
+    assert renewal_json(waiting)["next_action"]["type"] == "approve_in_wallet"
+    assert renewal_json(waiting)["next_action"]["url"].startswith("https://")
     clock.advance(APPROVAL_DELAY_S)
     body, headers = await the_webhook(services, waiting.id)
     assert await handle_webhook(services, "sandbox_wallet", body, headers) == "recorded"

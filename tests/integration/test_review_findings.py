@@ -80,14 +80,14 @@ async def test_a_payment_flagged_for_staff_is_still_asked_about_and_settles_afte
     assert view.status == "payment_pending"
     outage = GatewayOutage(services.gateway)
     services.gateway = outage
-    for _ in range(services.limits.payments.payment_check_attempts_max + 2):
-        clock.advance(services.limits.payments.payment_check_cap_s + 1)
+    for _ in range(limits.payment_check_attempts_max + 2):
+        clock.advance(limits.payment_check_cap_s + 1)
         await reconcile_payments(services)
     flagged = await get_renewal(services, view.id)
     assert flagged.payment is not None and flagged.payment.flagged_for_staff
     assert flagged.status == "payment_pending"
     outage.down = False
-    clock.advance(services.limits.payments.payment_staff_recheck_s + 1)
+    clock.advance(limits.payment_staff_recheck_s + 1)
     assert await reconcile_payments(services) == 1
     settled = await get_renewal(services, view.id)
     assert settled.status == "activating"

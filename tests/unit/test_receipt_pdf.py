@@ -3,6 +3,8 @@ draw the caller's language, and in Latin-1 English with no font at all; never a 
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -10,37 +12,37 @@ import pytest
 
 from topup.adapters import receipt_pdf as drawing
 from topup.adapters.receipt_pdf import DEFAULT_FONT_PATHS, font_coverage, font_paths
+from topup.domain.cards import CardKind
+from topup.domain.money import Money
+from topup.domain.renewal import RenewalStatus
 from topup.entrypoints.api.receipts import receipt_pdf, wants_pdf
+from topup.services.views import ReceiptView
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 needs_dejavu = pytest.mark.skipif(not DEJAVU.is_file(), reason="DejaVuSans is not installed here")
 
 
-def receipt(**changes: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "receipt_number": "R-K5N7-6Z05-H5HJ",
-        "verification_code": "P2NSY-VK6A9",
-        "operator": "Demo operator (Malaysia)",
-        "paid_at": "2026-11-25T08:00:00Z",
-        "paid_at_local": "2026-11-25T16:00:00+08:00",
-        "time_zone": "Asia/Kuala_Lumpur",
-        "card_number": "+60 12-*** 6789",
-        "card_kind": "prepaid",
-        "plan_code": "pack_5gb_7d",
-        "plan_name": "5 GB，7天",
-        "plan_names": {"en": "5 GB, 7 days", "zh_Hans": "5 GB，7天", "ms": "5 GB, 7 hari"},
-        "amount": "10.00",
-        "amount_minor": 1000,
-        "currency": "MYR",
-        "payment": {"method": "credit_card", "method_name": "信用卡", "brand": "visa",
-                    "last4": "4242"},
-        "renewal_id": "2c06b4a0-ab3a-452c-b136-94dd8ab71eac",
-        "status": "refunded",
-        "refund": {"refunded_at": "2026-11-25T09:00:00Z", "amount": "10.00",
-                   "amount_minor": 1000, "currency": "MYR"},
-    }  # fmt: skip
-    values.update(changes)
-    return values
+def receipt(**changes: Any) -> ReceiptView:
+    view = ReceiptView(
+        receipt_number="R-K5N7-6Z05-H5HJ",
+        verification_code="P2NSY-VK6A9",
+        operator="Demo operator (Malaysia)",
+        paid_at=dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC),
+        time_zone="Asia/Kuala_Lumpur",
+        card_number="+60 12-*** 6789",
+        card_kind=CardKind.PREPAID,
+        plan_code="pack_5gb_7d",
+        plan_names={"en": "5 GB, 7 days", "zh_Hans": "5 GB，7天", "ms": "5 GB, 7 hari"},
+        amount=Money(1000, "MYR"),
+        method="credit_card",
+        method_names={"en": "credit card", "zh_Hans": "信用卡"},
+        brand="visa",
+        last4="4242",
+        renewal_id="2c06b4a0-ab3a-452c-b136-94dd8ab71eac",
+        status=RenewalStatus.REFUNDED,
+        refunded_at=dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC),
+    )
+    return dataclasses.replace(view, **changes)
 
 
 def is_pdf(document: bytes) -> bool:
@@ -66,7 +68,7 @@ def test_a_unicode_font_without_chinese_falls_back_to_english_for_what_it_cannot
 
 @needs_dejavu
 def test_a_plan_named_only_in_chinese_does_not_break_the_pdf() -> None:
-    chinese_only = receipt(plan_names={"en": "夜间无限流量"}, plan_name="夜间无限流量")
+    chinese_only = receipt(plan_names={"en": "夜间无限流量"})
     for fonts in ([DEJAVU], []):
         assert is_pdf(receipt_pdf(chinese_only, "zh_Hans", fonts))
 
@@ -93,9 +95,7 @@ def test_a_line_a_latin_font_cannot_draw_in_chinese_is_printed_whole_in_english_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     texts = drawn_texts(monkeypatch)
-    english = receipt(payment={"method": "credit_card", "method_name": "credit card",
-                               "brand": "visa", "last4": "4242"})  # fmt: skip
-    assert is_pdf(receipt_pdf(receipt(), "zh_Hans", [DEJAVU], english=english))
+    assert is_pdf(receipt_pdf(receipt(), "zh_Hans", [DEJAVU]))
     assert "?" not in "".join(texts)
     payment = texts.index("Payment")
     assert texts[payment + 1] == "credit card VISA 4242"
@@ -108,7 +108,7 @@ def test_without_the_english_names_an_undrawable_name_is_left_out_never_printed_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     texts = drawn_texts(monkeypatch)
-    chinese_only = receipt(plan_names={"en": "夜间无限流量"}, plan_name="夜间无限流量")
+    chinese_only = receipt(plan_names={"en": "夜间无限流量"}, method_names={"en": "信用卡"})
     assert is_pdf(receipt_pdf(chinese_only, "zh_Hans", [DEJAVU]))
     assert "?" not in "".join(texts)
     assert texts[texts.index("Payment") + 1] == "VISA 4242"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import secrets
-from typing import Any
 
 from topup.domain.api_keys import (
     OUTLET_ROLES,
@@ -26,6 +25,7 @@ from topup.domain.api_keys import (
 from topup.domain.callers import Caller
 from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
 from topup.services.context import Services
+from topup.services.views import ApiKeyView
 
 SECRET_BYTES = 32  # 256 bits: 43 url-safe characters
 PREFIX_ATTEMPTS_MAX = 5  # fresh prefixes tried if one is taken (one in 4 billion each)
@@ -38,25 +38,24 @@ def _invalid() -> TopupError:
     return TopupError("this API key is not valid", code="api_key_invalid")
 
 
-def api_key_summary(key: ApiKey) -> dict[str, Any]:
+def api_key_summary(key: ApiKey) -> ApiKeyView:
     """What lists and answers show of a key: never its secret nor the secret's hash."""
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "name": key.name,
-        "role": key.role.value,
-        "channel": channel_of(key.role),
-        "outlet": key.outlet,
-        "region": key.region,
-        "created_at": key.created_at.isoformat(),
-        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
-        "status": "revoked" if key.revoked_at else "active",
-    }
+    return ApiKeyView(
+        id=key.id,
+        prefix=key.prefix,
+        name=key.name,
+        role=key.role,
+        channel=channel_of(key.role),
+        outlet=key.outlet,
+        region=key.region,
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
+    )
 
 
 async def create_api_key(
     services: Services, *, name: str, role: str, outlet: str | None, region: str | None
-) -> tuple[dict[str, Any], str]:
+) -> tuple[ApiKeyView, str]:
     """A new key: its summary, and the full key, which is shown this once and never again.
     Store and kiosk keys name their outlet and a region the payment-method registry knows."""
     key_role = check_role(role)
@@ -88,7 +87,7 @@ async def create_api_key(
 
 async def list_api_keys(
     services: Services, *, limit: int = 100, offset: int = 0
-) -> list[dict[str, Any]]:
+) -> list[ApiKeyView]:
     """Keys oldest first, revoked ones included, at most ``limits.pages.list_limit_max`` at once."""
     maximum = services.limits.pages.list_limit_max
     if not 1 <= limit <= maximum:
@@ -103,7 +102,7 @@ async def list_api_keys(
     return [api_key_summary(key) for key in keys]
 
 
-async def revoke_api_key(services: Services, key_id: str) -> dict[str, Any]:
+async def revoke_api_key(services: Services, key_id: str) -> ApiKeyView:
     """Revoke the key from the next request on. Revoking a revoked key changes nothing."""
     async with services.unit_of_work() as uow:
         key: ApiKey | None = (

@@ -5,46 +5,13 @@ not offered until the store console records it, since a renewal would refuse it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from topup.domain.cards import check_renewable
 from topup.domain.errors import NotFoundError
-from topup.domain.methods import PaymentMethod
-from topup.domain.money import Money
 from topup.services.context import Services
 from topup.services.renewals import amount_due, check_channel, find_card
+from topup.services.views import MethodsOffer
 
-
-@dataclass(frozen=True)
-class MethodsOffer:
-    """The methods offered for one renewal here, and when there is none, why."""
-
-    channel: str
-    region: str | None
-    amount: Money
-    methods: list[PaymentMethod]
-    reason: str | None  # why nothing is offered, or None
-
-    def to_dict(self, locale: str = "en") -> dict[str, Any]:
-        return {
-            "channel": self.channel,
-            "region": self.region,
-            "amount": self.amount.decimal_text(),
-            "amount_minor": self.amount.minor,
-            "currency": self.amount.currency,
-            "methods": [
-                {
-                    "code": method.code,
-                    "kind": method.kind.value,
-                    "name": method.name(locale),
-                    "amount_min_minor": method.amount_min.minor,
-                    "amount_max_minor": method.amount_max.minor,
-                }
-                for method in self.methods
-            ],
-            "reason": self.reason,
-        }
+__all__ = ["MethodsOffer", "offered_methods"]
 
 
 async def offered_methods(

@@ -10,7 +10,6 @@ anyone asking for an unknown or unpaid number, gets the same ``receipt_unknown``
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 import logging
 import re
@@ -24,9 +23,10 @@ from topup.domain.card_number import CardNumber, CardNumberKind
 from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
 from topup.domain.receipts import ALPHABET, parse_receipt_number
 from topup.domain.records import ReceiptFacts, RenewalRecord
-from topup.i18n import DEFAULT_LOCALE, N_, resolve_or_default, translations
+from topup.i18n import N_, resolve_or_default, translations
 from topup.services.access import may_see_card
 from topup.services.context import Services
+from topup.services.views import ReceiptView
 
 logger = logging.getLogger("topup.receipts")
 
@@ -129,12 +129,11 @@ async def receipt_of(
     caller: Caller,
     receipt_number: str,
     verification_code: str | None = None,
-    *,
-    locale: str = DEFAULT_LOCALE,
-) -> dict[str, Any]:
+) -> ReceiptView:
     """The receipt with this number, if the caller may read it (staff, the card's owner, or with
-    the receipt's verification code); else ``receipt_unknown``. ``locale`` picks the plan's
-    name. A malformed number is ``receipt_number_invalid`` (it reveals nothing)."""
+    the receipt's verification code); else ``receipt_unknown``. It keeps the plan's and the
+    method's names in every language. A malformed number is ``receipt_number_invalid`` (it
+    reveals nothing)."""
     number = parse_receipt_number(receipt_number)
     async with services.unit_of_work() as uow:
         row = await uow.receipts.by_number(number)
@@ -147,103 +146,62 @@ async def receipt_of(
         )
     if not allowed:
         raise receipt_unknown()
-    return _receipt(services, row, locale)
+    return _receipt(services, row)
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _receipt(services: Services, row: ReceiptFacts, locale: str) -> dict[str, Any]:
-    profile = services.profile
-    zone = ZoneInfo(profile.time_zone)
-    paid_at, amount, names = row.paid_at, row.amount, row.plan_names
-    method = services.methods.get(row.method) if row.method else None
-    refunded_at, number = row.refunded_at, row.receipt_number
+def _receipt(services: Services, row: ReceiptFacts) -> ReceiptView:
+    number = row.receipt_number
     if number is None:
         raise InvariantError(f"paid renewal {row.renewal_id} has no receipt number")
-    return {
-        "receipt_number": number,
-        "verification_code": verification_code(services, number),
-        "operator": profile.name,
-        "paid_at": _iso(paid_at),
-        "paid_at_local": paid_at.astimezone(zone).isoformat(),
-        "time_zone": profile.time_zone,
-        "card_number": CardNumber(CardNumberKind.MSISDN, row.msisdn).masked(),
-        "card_kind": row.card_kind.value,
-        "plan_code": row.plan_code,
-        "plan_name": names.get(resolve_or_default(locale)) or names.get("en") or row.plan_code,
-        "plan_names": names,
-        "amount": amount.decimal_text(),
-        "amount_minor": amount.minor,
-        "currency": amount.currency,
-        "payment": {
-            "method": row.method or "",
-            "method_name": method.name(resolve_or_default(locale))
-            if method
-            else (row.method or ""),
-            "brand": row.brand or "",
-            "last4": row.last4 or "",
-        },
-        "renewal_id": row.renewal_id,
-        "status": row.status.value,
-        "refund": None
-        if refunded_at is None
-        else {
-            "refunded_at": _iso(refunded_at),
-            "amount": amount.decimal_text(),
-            "amount_minor": amount.minor,
-            "currency": amount.currency,
-        },
-    }
+    method = services.methods.get(row.method) if row.method else None
+    return ReceiptView(
+        receipt_number=number,
+        verification_code=verification_code(services, number),
+        operator=services.profile.name,
+        paid_at=row.paid_at,
+        time_zone=services.profile.time_zone,
+        card_number=CardNumber(CardNumberKind.MSISDN, row.msisdn).masked(),
+        card_kind=row.card_kind,
+        plan_code=row.plan_code,
+        plan_names=dict(row.plan_names),
+        amount=row.amount,
+        method=row.method or "",
+        method_names=dict(method.names) if method is not None else {},
+        brand=row.brand or "",
+        last4=row.last4 or "",
+        renewal_id=row.renewal_id,
+        status=row.status,
+        refunded_at=row.refunded_at,
+    )
 
 
-def receipt_in(services: Services, receipt: dict[str, Any], locale: str) -> dict[str, Any]:
-    """The same receipt with the plan's and the method's names in ``locale`` (the PDF's English
-    lines, for a font that cannot draw the caller's language)."""
-    chosen = resolve_or_default(locale)
-    names: dict[str, str] = receipt["plan_names"]
-    payment = dict(receipt["payment"])
-    method = services.methods.get(payment["method"]) if payment["method"] else None
-    if method is not None:
-        payment["method_name"] = method.name(chosen)
-    plan_name = names.get(chosen) or names.get("en") or receipt["plan_code"]
-    return {**receipt, "plan_name": plan_name, "payment": payment}
-
-
-def receipt_lines(receipt: dict[str, Any], locale: str) -> list[tuple[str, str]]:
+def receipt_lines(receipt: ReceiptView, locale: str) -> list[tuple[str, str]]:
     """(label, value) pairs of a receipt in ``locale``, as the PDF and the e-mail print them."""
     texts = translations(locale)
-    names: dict[str, str] = receipt["plan_names"]
-    plan_name = names.get(texts.locale) or names.get("en") or receipt["plan_code"]
-    payment = receipt["payment"]
-    paid = " ".join(
-        part
-        for part in (payment["method_name"], payment["brand"].upper(), payment["last4"])
-        if part
-    )
-    local = dt.datetime.fromisoformat(receipt["paid_at_local"])
-    kind = receipt["card_kind"]
-    status = receipt["status"]
+    method_name = receipt.method_name(resolve_or_default(locale))
+    paid = " ".join(part for part in (method_name, receipt.brand.upper(), receipt.last4) if part)
+    zone = ZoneInfo(receipt.time_zone)
+    local = receipt.paid_at.astimezone(zone)
+    kind = receipt.card_kind.value
+    amount = receipt.amount
     lines = [
-        (texts.gettext("Receipt number"), receipt["receipt_number"]),
-        (texts.gettext("Operator"), receipt["operator"]),
-        (texts.gettext("Paid at"), f"{local:%Y-%m-%d %H:%M} ({receipt['time_zone']})"),
+        (texts.gettext("Receipt number"), receipt.receipt_number),
+        (texts.gettext("Operator"), receipt.operator),
+        (texts.gettext("Paid at"), f"{local:%Y-%m-%d %H:%M} ({receipt.time_zone})"),
         (
             texts.gettext("Card"),
-            f"{receipt['card_number']} ({_known(CARD_KIND_TEXTS, kind, locale)})",
+            f"{receipt.card_number} ({_known(CARD_KIND_TEXTS, kind, locale)})",
         ),
-        (texts.gettext("Plan"), f"{plan_name} ({receipt['plan_code']})"),
-        (texts.gettext("Amount"), f"{receipt['currency']} {receipt['amount']}"),
+        (texts.gettext("Plan"), f"{receipt.plan_name(texts.locale)} ({receipt.plan_code})"),
+        (texts.gettext("Amount"), f"{amount.currency} {amount.decimal_text()}"),
         (texts.gettext("Payment"), paid),
-        (texts.gettext("Renewal"), receipt["renewal_id"]),
-        (texts.gettext("Status"), _known(STATUS_TEXTS, status, locale)),
+        (texts.gettext("Renewal"), receipt.renewal_id),
+        (texts.gettext("Status"), _known(STATUS_TEXTS, receipt.status.value, locale)),
     ]
-    refund = receipt["refund"]
-    if refund is not None:
-        refunded = dt.datetime.fromisoformat(refund["refunded_at"]).astimezone(local.tzinfo)
+    if receipt.refunded_at is not None:
+        refunded = receipt.refunded_at.astimezone(zone)
         lines.append((texts.gettext("Refunded at"), f"{refunded:%Y-%m-%d %H:%M}"))
-    lines.append((texts.gettext("Verification code"), receipt["verification_code"]))
+    lines.append((texts.gettext("Verification code"), receipt.verification_code))
     return lines
 
 
@@ -318,18 +276,18 @@ async def send_receipt(services: Services, renewal_id: str, email: str, locale: 
         row = await uow.receipts.by_renewal(renewal_id)
     if row is None:
         raise receipt_unknown()
-    receipt = _receipt(services, row, locale)
+    receipt = _receipt(services, row)
     if services.mailer is None:
-        logger.warning("no mailer configured: receipt %s not sent", receipt["receipt_number"])
+        logger.warning("no mailer configured: receipt %s not sent", receipt.receipt_number)
         return False
     subject = translations(locale).gettext(
-        "Your receipt %(receipt_number)s", receipt_number=receipt["receipt_number"]
+        "Your receipt %(receipt_number)s", receipt_number=receipt.receipt_number
     )
     await services.mailer.send(address, subject, receipt_email_body(receipt, locale))
     return True
 
 
-def receipt_email_body(receipt: dict[str, Any], locale: str) -> str:
+def receipt_email_body(receipt: ReceiptView, locale: str) -> str:
     intro = translations(locale).gettext("Thank you for your payment. Here is your receipt.")
     lines = [intro, ""]
     lines += [f"{label}: {value}" for label, value in receipt_lines(receipt, locale)]

@@ -28,7 +28,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Awaitable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -92,16 +92,6 @@ class Finding:
     renewal_id: str | None = None
     gateway_reference: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "detail": self.detail,
-            "line": self.line,
-            "payment_id": self.payment_id,
-            "renewal_id": self.renewal_id,
-            "gateway_reference": self.gateway_reference,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class OurPayment:
@@ -146,8 +136,10 @@ class OurPayment:
         return self.renewal_status == "refunded" and self.refunded_at is not None
 
 
-@dataclass
+@dataclass(frozen=True)
 class SettlementReport:
+    """What a settlement found: the entrypoints format it (``views_json.settlement_json``)."""
+
     gateway: str
     days: list[dt.date]
     lines: int = 0  # settlement lines, header excluded
@@ -166,19 +158,6 @@ class SettlementReport:
         for finding in self.discrepancies:
             counted[finding.kind] += 1
         return counted
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "clean": self.clean,
-            "gateway": self.gateway,
-            "days": [day.isoformat() for day in self.days],
-            "lines": self.lines,
-            "matched": self.matched,
-            "totals": self.totals,
-            "counts": self.counts(),
-            "discrepancies": [finding.to_dict() for finding in self.discrepancies],
-            "in_progress": [finding.to_dict() for finding in self.in_progress],
-        }
 
 
 # --- reading the file ---------------------------------------------------------------------------
@@ -349,7 +328,7 @@ async def settle(
     for line in lines:
         matcher.match(line)
     matcher.check_our_side(captured, refunded)
-    return report
+    return replace(report, matched=matcher.matched)
 
 
 def _day_bounds(day: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
@@ -397,6 +376,7 @@ class _Matcher:
         services: Services,
     ) -> None:
         self.report = report
+        self.matched = 0  # lines matched with a payment of ours, duplicates excluded
         self.now = now
         self.grace = dt.timedelta(seconds=services.limits.activation.activation_late_after_s)
         self.by_id = {payment.id: payment for payment in ours}
@@ -464,7 +444,7 @@ class _Matcher:
                 detail = f"payment {payment.id} was made through gateway {payment.gateway}"
             self._add(DiscrepancyKind.UNKNOWN_LINE, detail, line=line)
             return
-        self.report.matched += 1
+        self.matched += 1
         self._check_amount(line, payment)
         if line.type == "charge":
             self._check_charge(line, payment)

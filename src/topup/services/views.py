@@ -4,15 +4,20 @@ enums raw; each entrypoint formats them for its audience (``entrypoints.views_js
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from topup.domain.cards import Card, CardKind, CardStatus, status_at
 from topup.domain.ledger import EntryKind
 from topup.domain.money import Money
 from topup.domain.plans import Plan
 from topup.domain.records import CardEvent, PaymentRecord, RenewalRecord
-from topup.domain.renewal import Transition
+from topup.domain.renewal import RenewalStatus, Transition
+
+if TYPE_CHECKING:  # for annotations only: kept out of the CLI's start-up
+    from topup.domain.callers import ApiKeyRole
+    from topup.domain.methods import PaymentMethod
 
 
 def iso(moment: dt.datetime | None) -> str | None:
@@ -34,60 +39,6 @@ class RenewalView:
     @property
     def status(self) -> str:
         return self.renewal.status.value
-
-    def to_dict(self) -> dict[str, Any]:
-        renewal = self.renewal
-        data: dict[str, Any] = {
-            "id": renewal.id,
-            "status": renewal.status.value,
-            "card_number": self.card_number,
-            "plan": renewal.plan_code,
-            "kind": renewal.kind.value,
-            "channel": renewal.channel,
-            "amount": renewal.amount.decimal_text(),
-            "amount_minor": renewal.amount.minor,
-            "currency": renewal.amount.currency,
-            "decline_code": renewal.decline_code,
-            "created_at": iso(renewal.created_at),
-            "paid_at": iso(renewal.paid_at),
-            "completed_at": iso(renewal.completed_at),
-            "estimated_activation_by": iso(renewal.expected_by),
-            "contact_support_after": iso(renewal.contact_after),
-            "idempotency_key": renewal.idempotency_key,
-            "receipt_number": renewal.receipt_number if renewal.paid_at is not None else None,
-            "timeline": [
-                {
-                    "from": None if step.from_status is None else step.from_status.value,
-                    "to": step.to_status.value,
-                    "at": iso(step.at),
-                    "reason": step.reason,
-                }
-                for step in self.timeline
-            ],
-        }
-        if self.payment is not None:
-            payment = self.payment
-            data["payment"] = {
-                "status": payment.status,
-                "method": payment.method,
-                "brand": payment.brand,
-                "funding": payment.funding,
-                "last4": payment.last4,
-                "expiry": f"{payment.expiry_month:02d}/{payment.expiry_year % 100:02d}"
-                if payment.expiry_month
-                else None,
-                "gateway_reference": payment.gateway_reference,
-                "decline_code": payment.decline_code,
-                "next_check_at": iso(payment.next_check_at),
-                "flagged_for_staff": payment.flagged_for_staff,
-            }
-            if renewal.status.value == "requires_action":
-                data["next_action"] = (
-                    {"type": "approve_in_wallet", "url": payment.action_url}
-                    if payment.action_url
-                    else {"type": "payment_password"}
-                )
-        return data
 
 
 @dataclass(frozen=True)
@@ -173,3 +124,63 @@ class TransactionsPage:
     card_number: str
     renewals: list[RenewalRecord]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class MethodsOffer:
+    """The methods offered for one renewal here, and when there is none, why."""
+
+    channel: str
+    region: str | None
+    amount: Money
+    methods: list[PaymentMethod]
+    reason: str | None  # why nothing is offered, or None
+
+
+@dataclass(frozen=True)
+class ReceiptView:
+    """A paid renewal's receipt, for those who may read it. Names are kept in every language
+    (``plan_name``, ``method_name`` pick one); the card number is masked."""
+
+    receipt_number: str
+    verification_code: str
+    operator: str
+    paid_at: dt.datetime
+    time_zone: str
+    card_number: str  # masked
+    card_kind: CardKind
+    plan_code: str
+    plan_names: Mapping[str, str]  # by locale; empty if the plan was withdrawn
+    amount: Money
+    method: str  # the method's code, "" if unknown
+    method_names: Mapping[str, str]  # by locale; empty if the method is not configured
+    brand: str
+    last4: str
+    renewal_id: str
+    status: RenewalStatus
+    refunded_at: dt.datetime | None
+
+    def plan_name(self, locale: str) -> str:
+        return self.plan_names.get(locale) or self.plan_names.get("en") or self.plan_code
+
+    def method_name(self, locale: str) -> str:
+        return self.method_names.get(locale) or self.method_names.get("en") or self.method
+
+
+@dataclass(frozen=True)
+class ApiKeyView:
+    """What lists and answers show of an API key: never its secret nor the secret's hash."""
+
+    id: str
+    prefix: str
+    name: str
+    role: ApiKeyRole
+    channel: str
+    outlet: str | None
+    region: str | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @property
+    def status(self) -> str:
+        return "revoked" if self.revoked_at else "active"

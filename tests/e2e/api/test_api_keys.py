@@ -19,12 +19,13 @@ from tests.e2e.commands import COMMAND_TIMEOUT_S, topup_executable
 from topup.bootstrap import Application, build
 from topup.domain.errors import TopupError
 from topup.services.api_keys import authenticate_api_key, create_api_key, revoke_api_key
+from topup.services.views import ApiKeyView
 
 CARD = "0123456789"  # the demo's active prepaid card
 PROBLEM = "application/problem+json"
 
 
-async def kiosk_key(application: Application) -> tuple[dict[str, Any], str]:
+async def kiosk_key(application: Application) -> tuple[ApiKeyView, str]:
     return await create_api_key(
         application.services, name="Kiosk 3", role="kiosk", outlet="kls-3", region="penang"
     )
@@ -62,7 +63,7 @@ async def test_a_revoked_key_is_a_401_problem(
     demo_app: Application, api: httpx.AsyncClient
 ) -> None:
     summary, key = await kiosk_key(demo_app)
-    await revoke_api_key(demo_app.services, summary["id"])
+    await revoke_api_key(demo_app.services, summary.id)
     assert_refused(await api.get(f"/api/v1/cards/{CARD}/plans", headers={"X-API-Key": key}))
 
 
@@ -92,7 +93,7 @@ async def test_the_key_is_checked_again_on_every_request(
     path = f"/api/v1/cards/{CARD}/plans"
     async with client_for(demo_app) as client:
         assert (await client.get(path, headers={"X-API-Key": key})).status_code == 200
-        await revoke_api_key(other.services, summary["id"])
+        await revoke_api_key(other.services, summary.id)
         assert_refused(await client.get(path, headers={"X-API-Key": key}))
 
 

@@ -141,7 +141,7 @@ async def test_the_receipt_service_takes_a_non_ascii_code_as_a_wrong_one(
     number = number_of(await paid(demo_app))
     for typed in ("０", "é", "ÀÀÀÀÀ-ÀÀÀÀÀ"):
         with pytest.raises(NotFoundError) as refused:
-            await receipt_of(demo_app.services, ANONYMOUS, number, typed, locale="en")
+            await receipt_of(demo_app.services, ANONYMOUS, number, typed)
         assert refused.value.code == "receipt_unknown"
 
 

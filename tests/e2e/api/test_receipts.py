@@ -263,7 +263,7 @@ async def test_a_refunded_renewals_receipt_says_when_it_was_refunded(
 async def test_staff_read_any_receipt_without_its_code(demo_app: Application) -> None:
     number = number_of(await paid(demo_app))
     receipt = await receipt_of(demo_app.services, STAFF, number)
-    assert receipt["receipt_number"] == number
+    assert receipt.receipt_number == number
     with pytest.raises(NotFoundError) as caught:
         await receipt_of(demo_app.services, ANONYMOUS, number)
     assert caught.value.code == "receipt_unknown"
@@ -275,7 +275,7 @@ async def test_a_kiosk_key_is_not_staff_and_needs_the_code(demo_app: Application
     with pytest.raises(NotFoundError):
         await receipt_of(demo_app.services, kiosk, number)
     code = verification_code(demo_app.services, number)
-    assert (await receipt_of(demo_app.services, kiosk, number, code))["receipt_number"] == number
+    assert (await receipt_of(demo_app.services, kiosk, number, code)).receipt_number == number
 
 
 async def test_the_cards_owner_reads_its_receipts_and_another_account_gets_404(
@@ -295,7 +295,7 @@ async def test_the_cards_owner_reads_its_receipts_and_another_account_gets_404(
         await uow.commit()
     as_owner = Caller(kind=CallerKind.ACCOUNT, account_id=owner.id)
     as_other = Caller(kind=CallerKind.ACCOUNT, account_id=other.id)
-    assert (await receipt_of(services, as_owner, number))["receipt_number"] == number
+    assert (await receipt_of(services, as_owner, number)).receipt_number == number
     with pytest.raises(NotFoundError) as caught:
         await receipt_of(services, as_other, number)
     assert caught.value.code == "receipt_unknown"

@@ -23,7 +23,12 @@ from topup.entrypoints.api.schemas import (
     problems,
 )
 from topup.entrypoints.http.problems import encode
-from topup.entrypoints.views_json import card_json, card_plans_json, transactions_json
+from topup.entrypoints.views_json import (
+    card_json,
+    card_plans_json,
+    methods_json,
+    transactions_json,
+)
 from topup.services import queries
 from topup.services.payment_methods import offered_methods
 
@@ -75,7 +80,7 @@ async def payment_methods(
         channel=caller.channel_for(channel),
         region=caller.region,
     )
-    return _json(offer.to_dict(language))
+    return _json(methods_json(offer, language))
 
 
 @router.get(

@@ -29,15 +29,16 @@ from topup.entrypoints.api.dependencies import (
     application_of,
 )
 from topup.entrypoints.api.schemas import problems
+from topup.entrypoints.views_json import receipt_json
 from topup.i18n import language_tag
 from topup.services import receipts
 from topup.services.receipts import (
     VERIFICATION_CODE_TYPED_LENGTH_MAX,
-    receipt_in,
     receipt_lines,
     receipt_title,
     verification_hint,
 )
+from topup.services.views import ReceiptView
 
 logger = logging.getLogger("topup.api")
 router = APIRouter()
@@ -135,35 +136,26 @@ async def get_receipt(
         caller,
         receipt_number[:RECEIPT_NUMBER_TYPED_LENGTH_MAX],
         verification_code_header or verification_code,
-        locale=language,
     )
     headers = {"Vary": "Accept, Accept-Language", "Cache-Control": "private, no-store"}
     if wants_pdf(request.headers.get("accept")):
         paths = font_paths(application_of(request).settings.receipt_font_paths)
-        english = receipt_in(services, receipt, "en")
-        document = receipt_pdf(receipt, language, paths, english=english)
-        headers["Content-Disposition"] = f'inline; filename="{receipt["receipt_number"]}.pdf"'
+        document = receipt_pdf(receipt, language, paths)
+        headers["Content-Disposition"] = f'inline; filename="{receipt.receipt_number}.pdf"'
         headers["Content-Language"] = language_tag(language)
         return Response(document, media_type=PDF_MEDIA_TYPE, headers=headers)
-    return JSONResponse(receipt, headers=headers)
+    return JSONResponse(receipt_json(receipt, language), headers=headers)
 
 
-def receipt_pdf(
-    receipt: dict[str, Any],
-    locale: str,
-    fonts: Sequence[Path],
-    *,
-    english: dict[str, Any] | None = None,
-) -> bytes:
+def receipt_pdf(receipt: ReceiptView, locale: str, fonts: Sequence[Path]) -> bytes:
     """The receipt as a one-page A4 PDF in ``locale``, each line the font cannot draw in
-    English: from ``english``, the same receipt with its names in English (``receipt_in``)."""
-    in_english = english or receipt
+    English (the receipt's lines in English: its plan's and method's English names)."""
     local = [(receipt_title(locale), verification_hint(locale)), *receipt_lines(receipt, locale)]
-    lines_en = [(receipt_title("en"), verification_hint("en")), *receipt_lines(in_english, "en")]
+    lines_en = [(receipt_title("en"), verification_hint("en")), *receipt_lines(receipt, "en")]
     return draw_receipt(
         local,
         lines_en,
-        receipt_number=receipt["receipt_number"],
-        paid_at=dt.datetime.fromisoformat(receipt["paid_at"]),
+        receipt_number=receipt.receipt_number,
+        paid_at=receipt.paid_at.astimezone(dt.UTC),
         fonts=fonts,
     )

@@ -26,6 +26,7 @@ from topup.entrypoints.api.dependencies import (
 from topup.entrypoints.api.schemas import ConfirmIn, RenewalIn, RenewalOut, problems
 from topup.entrypoints.http.idempotency import run_idempotently
 from topup.entrypoints.http.problems import encode, problem_response
+from topup.entrypoints.views_json import renewal_json
 from topup.services import idempotency
 from topup.services.access import client_secret_of, visible_renewal
 from topup.services.confirmation import confirm_payment
@@ -61,7 +62,7 @@ def _renewal_json(
 ) -> dict[str, Any]:
     """The renewal as its readers see it: only those who may read it get here, and once it is
     paid they get its receipt's verification code with the receipt number."""
-    data = view.to_dict()
+    data = renewal_json(view)
     data.pop("idempotency_key", None)  # the service's own key, not the caller's
     data["verification_code"] = paid_receipt_code(services, view.renewal)
     if client_secret is not None:

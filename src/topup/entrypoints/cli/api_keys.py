@@ -37,13 +37,15 @@ def api_keys_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a key. The full key is printed this once: store it now; only a hash is kept."""
+    from topup.entrypoints.views_json import api_key_json
     from topup.services.api_keys import create_api_key
 
-    summary, key = run(
+    view, key = run(
         lambda application: create_api_key(
             application.services, name=name, role=role, outlet=outlet, region=region
         )
     )
+    summary = api_key_json(view)
     if as_json:
         print_json({"api_key": summary, "key": key})
         return
@@ -62,9 +64,11 @@ def api_keys_list(
     as_json: JsonOption = False,
 ) -> None:
     """List keys, oldest first, revoked ones included (never their secrets)."""
+    from topup.entrypoints.views_json import api_key_json
     from topup.services.api_keys import list_api_keys
 
-    rows = run(lambda application: list_api_keys(application.services, limit=limit, offset=offset))
+    views = run(lambda application: list_api_keys(application.services, limit=limit, offset=offset))
+    rows = [api_key_json(view) for view in views]
     if as_json:
         print_json({"api_keys": rows})
         return
@@ -88,9 +92,10 @@ def api_keys_revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a key: every server refuses it from the next request on."""
+    from topup.entrypoints.views_json import api_key_json
     from topup.services.api_keys import revoke_api_key
 
-    summary = run(lambda application: revoke_api_key(application.services, key_id))
+    summary = api_key_json(run(lambda application: revoke_api_key(application.services, key_id)))
     if as_json:
         print_json({"api_key": summary})
         return

@@ -45,7 +45,9 @@ def methods(
         )
     )
     locale = language()
-    data = offer.to_dict(locale)
+    from topup.entrypoints.views_json import methods_json
+
+    data = methods_json(offer, locale)
     if as_json:
         print_json(data)
         return

@@ -31,7 +31,9 @@ def parse_expiry(text: str) -> tuple[int, int]:
 
 
 def render_renewal(view: RenewalView, as_json: bool) -> None:
-    data = view.to_dict()
+    from topup.entrypoints.views_json import renewal_json
+
+    data = renewal_json(view)
     if as_json:
         print_json(data)
         return

@@ -107,7 +107,9 @@ def settle_command(
     if report.lines == 0:
         raise _empty_file(file, report)
     if as_json:
-        print_json(report.to_dict())
+        from topup.entrypoints.views_json import settlement_json
+
+        print_json(settlement_json(report))
     else:
         _print_settlement(report)
     if not report.clean:

@@ -67,7 +67,7 @@ from topup.domain.errors import TopupError
 from topup.domain.money import Money
 from topup.entrypoints import runtime
 from topup.entrypoints.worker import run_forever
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.demo import demo_plans, iccid_for
 from topup.services.renewals import RenewalRequest, renew
 from topup.settings import LimitSettings, Settings
@@ -480,7 +480,7 @@ async def caller(
     ROLE.set("caller")
     loop = asyncio.get_running_loop()
     today = dt.date.today()
-    payment = CardDetails(
+    payment = PaymentCardDetails(
         number=PAYMENT_CARD_NUMBER, expiry_month=12, expiry_year=today.year + 3, cvc="123"
     )
     for serial in itertools.count():

@@ -60,7 +60,7 @@ class Clock(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class CardDetails:
+class PaymentCardDetails:
     """What a payer typed. Lives only in memory on its way to the gateway's tokeniser."""
 
     number: str
@@ -70,11 +70,11 @@ class CardDetails:
 
     def __repr__(self) -> str:
         # Never let a PAN or CVC reach a log through repr().
-        return f"CardDetails(number='****{self.number[-4:]}', expiry='{self.expiry_month:02d}/{self.expiry_year}', cvc='***')"
+        return f"PaymentCardDetails(number='****{self.number[-4:]}', expiry='{self.expiry_month:02d}/{self.expiry_year}', cvc='***')"
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentInstrument:
+class PaymentToken:
     """A tokenised card: what topup may keep. No PAN, no CVC."""
 
     token: str
@@ -148,7 +148,7 @@ class RefundResult:
 class PaymentGateway(Protocol):
     name: str
 
-    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+    async def tokenize(self, card: PaymentCardDetails) -> PaymentToken:
         """Turn card details into a token; raises InputError/PaymentError with a code."""
         ...
 
@@ -173,12 +173,12 @@ class PaymentGateway(Protocol):
         """Check a webhook's signature (over the raw body) and age; raise InputError if bad."""
         ...
 
-    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+    def tokenize_account(self, provider: str, account: str) -> PaymentToken:
         """A token for a payer's account with a wallet provider; raises InputError if the
         account cannot be one (card gateways refuse)."""
         ...
 
-    async def instrument_of(self, token: str) -> PaymentInstrument:
+    async def payment_token_of(self, token: str) -> PaymentToken:
         """What a token the payer's device got from the gateway's tokenisation endpoint stands
         for (brand, funding, last four digits); InputError ``payment_token_invalid`` if the
         gateway did not issue it."""
@@ -479,11 +479,11 @@ class JobRepository(Protocol):
         ...
 
 
-class InstrumentLockRepository(Protocol):
+class PaymentCardLockRepository(Protocol):
     async def locked(
         self, fingerprints: Sequence[str], *, now: dt.datetime
     ) -> dict[str, dt.datetime]:
-        """The instruments among these locked at ``now``, with when each lock ends."""
+        """The payment cards among these locked at ``now``, with when each lock ends."""
         ...
 
     async def count_wrong_answer(
@@ -739,7 +739,7 @@ class UnitOfWork(Protocol):
     @property
     def jobs(self) -> JobRepository: ...
     @property
-    def instruments(self) -> InstrumentLockRepository: ...
+    def payment_card_locks(self) -> PaymentCardLockRepository: ...
     @property
     def webhooks(self) -> WebhookRepository: ...
     @property

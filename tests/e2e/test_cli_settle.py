@@ -24,11 +24,13 @@ from topup.adapters.gateways.sandbox_settlement import (
 )
 from topup.bootstrap import build
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.renewals import RenewalRequest, renew
 
 pytest_plugins = ["tests.e2e.test_cli"]
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 REFUSED_BY_NETWORK = "+60123400000"
 WORK_ROUNDS_MAX = 20
 

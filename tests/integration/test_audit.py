@@ -15,8 +15,8 @@ from topup.adapters.db import tables as t
 from topup.bootstrap import Application
 from topup.entrypoints.worker import work_once
 from topup.ports import (
-    CardDetails,
     NetworkProvisioner,
+    PaymentCardDetails,
     ProvisionRequest,
     ProvisionResult,
     ProvisionStatus,
@@ -25,7 +25,9 @@ from topup.services.activation import request_refund
 from topup.services.audit import audit
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 NETWORK_WAIT_S = 5
 WORK_ROUNDS_MAX = 20
 

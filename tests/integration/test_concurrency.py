@@ -22,10 +22,10 @@ from topup.domain.cards import CardStatus
 from topup.domain.errors import ConflictError
 from topup.entrypoints.worker import work_once
 from topup.ports import (
-    CardDetails,
     ChargeResult,
     GatewayOutcome,
     NetworkProvisioner,
+    PaymentCardDetails,
     ProvisionRequest,
     ProvisionResult,
 )
@@ -38,7 +38,9 @@ from topup.services.renewals import RenewalRequest, get_renewal, record_charge_r
 from topup.services.views import CardView
 from topup.settings import LimitSettings
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "+60123456789"  # prepaid, valid until START + 10 days, 5.00 credit, 2048 MB
 GRACE_CARD = "+60123450001"  # prepaid, validity ended START - 3 days; grace ends START + 27 days
 PACK_QUOTA_MB = 5 * 1024  # pack_5gb_7d
@@ -70,7 +72,7 @@ async def demo(make_lean_app: AppFactory) -> Application:
 
 
 def request(
-    key: str, plan: str = "pack_5gb_7d", payment: CardDetails = GOOD_CARD
+    key: str, plan: str = "pack_5gb_7d", payment: PaymentCardDetails = GOOD_CARD
 ) -> RenewalRequest:
     return RenewalRequest(
         card_number=ACTIVE_CARD, plan_code=plan, payment=payment, idempotency_key=key
@@ -337,7 +339,7 @@ async def test_racing_success_reports_for_one_renewal_capture_once_and_queue_one
 ) -> None:
     """The caller that timed out and the reconciler both learn that the charge went through."""
     services = demo.services
-    timeout_taken = CardDetails(
+    timeout_taken = PaymentCardDetails(
         number=CARD_TIMEOUT_CHARGE_TAKEN, expiry_month=12, expiry_year=2030, cvc="123"
     )
     view = await renew(services, request("timed-out", payment=timeout_taken))

@@ -16,7 +16,7 @@ from topup.bootstrap import Application
 from topup.domain.cards import CardStatus
 from topup.domain.errors import ConflictError, NotFoundError, TopupError
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services import queries
 from topup.services.audit import audit
 from topup.services.context import Services
@@ -24,8 +24,12 @@ from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 from topup.settings import LimitSettings
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
-OTHER_CARD = CardDetails(number="5555555555554444", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
+OTHER_CARD = PaymentCardDetails(
+    number="5555555555554444", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "+60123456789"
 EXPIRED_CARD = "+60123450002"
 UNKNOWN_CARD = "+60123999999"

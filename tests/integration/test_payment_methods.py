@@ -11,12 +11,14 @@ from sqlalchemy import func, select
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
 from topup.domain.errors import TopupError
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.context import Services
 from topup.services.payment_methods import offered_methods
 from topup.services.renewals import RenewalRequest, renew
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "+60123456789"
 
 
@@ -87,7 +89,9 @@ async def test_the_methods_offered_depend_on_the_channel_and_the_kiosks_region(
 
 
 async def test_a_payment_card_number_typed_with_dashes_is_accepted(demo_app: Application) -> None:
-    dashed = CardDetails(number="4242-4242-4242-4242", expiry_month=12, expiry_year=2030, cvc="123")
+    dashed = PaymentCardDetails(
+        number="4242-4242-4242-4242", expiry_month=12, expiry_year=2030, cvc="123"
+    )
     view = await renew(demo_app.services, order("dashes", payment=dashed))
     assert view.status == "activating"
 

@@ -15,12 +15,12 @@ from topup.adapters.db import tables as t
 from topup.adapters.gateways.sandbox import AUTHENTICATION_ANSWER
 from topup.bootstrap import Application
 from topup.domain.errors import TopupError
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.confirmation import confirm_payment
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 
-NEEDS_PASSWORD = CardDetails(
+NEEDS_PASSWORD = PaymentCardDetails(
     number="4000000000003220", expiry_month=12, expiry_year=2030, cvc="123"
 )
 WRONG = "999999"
@@ -148,11 +148,13 @@ async def test_a_locked_card_stays_locked_when_tokenised_again_with_another_expi
     with pytest.raises(TopupError) as caught:
         await renew(services, same_card)
     assert caught.value.code == "payment_method_locked"
-    instrument = await services.gateway.tokenize(other_expiry)  # a token made by the payer's device
+    payment_token = await services.gateway.tokenize(
+        other_expiry
+    )  # a token made by the payer's device
     with pytest.raises(TopupError) as caught:
         await renew(
             services,
-            replace(order("password-other-token"), payment=None, payment_token=instrument.token),
+            replace(order("password-other-token"), payment=None, payment_token=payment_token.token),
         )
     assert caught.value.code == "payment_method_locked"
     another_card = replace(NEEDS_PASSWORD, number="4242424242424242")

@@ -12,7 +12,7 @@ import random
 from tests.conftest import AppFactory
 from topup.domain.errors import ConflictError
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails, NetworkProvisioner, ProvisionRequest, ProvisionResult
+from topup.ports import NetworkProvisioner, PaymentCardDetails, ProvisionRequest, ProvisionResult
 from topup.ports import ProvisionStatus as Provision
 from topup.services.activation import request_refund
 from topup.services.audit import audit
@@ -21,7 +21,9 @@ from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 from topup.settings import LimitSettings
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "+60123456789"
 RACE_RENEWALS = 80
 RACE_SEED = 9

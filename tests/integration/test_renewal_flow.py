@@ -11,17 +11,22 @@ from topup.adapters.clock import FixedClock
 from topup.bootstrap import Application
 from topup.domain.errors import ConflictError, InputError, NotFoundError
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services import queries
 from topup.services.audit import audit
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "012-345 6789"
 
 
 def request(
-    card: str = ACTIVE_CARD, plan: str = "pack_5gb_7d", payment: CardDetails = GOOD_CARD, **kw: Any
+    card: str = ACTIVE_CARD,
+    plan: str = "pack_5gb_7d",
+    payment: PaymentCardDetails = GOOD_CARD,
+    **kw: Any,
 ) -> RenewalRequest:
     return RenewalRequest(card_number=card, plan_code=plan, payment=payment, **kw)
 
@@ -64,7 +69,7 @@ async def test_timeout_with_charge_taken_is_resolved_by_asking_not_charging(
     services = demo_app.services
     clock = services.clock
     assert isinstance(clock, FixedClock)
-    timeout_taken = CardDetails(
+    timeout_taken = PaymentCardDetails(
         number="4000009990000203", expiry_month=12, expiry_year=2030, cvc="123"
     )
     view = await renew(services, request(payment=timeout_taken))
@@ -173,7 +178,7 @@ async def test_authentication_never_completed_ends_cancelled_with_nothing_taken(
     services = demo_app.services
     clock = services.clock
     assert isinstance(clock, FixedClock)
-    needs_authentication = CardDetails(
+    needs_authentication = PaymentCardDetails(
         number="4000000000003220", expiry_month=12, expiry_year=2030, cvc="123"
     )
     view = await renew(services, request(payment=needs_authentication))

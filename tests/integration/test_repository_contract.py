@@ -275,7 +275,7 @@ async def test_wrong_payment_passwords_are_counted_in_a_window_and_lock(
 ) -> None:
     later = START + dt.timedelta(hours=1)
     async with unit_of_work() as uow:
-        locks = uow.instruments
+        locks = uow.payment_card_locks
         assert await locks.count_wrong_answer("f", now=START, window_start=START) == 1
         assert await locks.count_wrong_answer("f", now=START, window_start=START) == 2
         await locks.lock("f", until=later, now=START)

@@ -13,7 +13,7 @@ from topup.adapters.db import tables as t
 from topup.adapters.gateways.sandbox import CARD_TIMEOUT_CHARGE_TAKEN
 from topup.bootstrap import Application
 from topup.domain.errors import ConflictError, InputError
-from topup.ports import CardDetails, ChargeRequest, ChargeResult, PaymentGateway
+from topup.ports import ChargeRequest, ChargeResult, PaymentCardDetails, PaymentGateway
 from topup.services.audit import audit
 from topup.services.context import Services
 from topup.services.demo import load_demo
@@ -22,8 +22,10 @@ from topup.services.renewals import RenewalRequest, get_renewal, renew
 from topup.services.views import RenewalView
 from topup.settings import LimitSettings
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
-TIMEOUT_CHARGE_TAKEN = CardDetails(
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
+TIMEOUT_CHARGE_TAKEN = PaymentCardDetails(
     number=CARD_TIMEOUT_CHARGE_TAKEN, expiry_month=12, expiry_year=2030, cvc="123"
 )
 ACTIVE_CARD = "+60123456789"

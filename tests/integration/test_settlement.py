@@ -22,14 +22,16 @@ from topup.adapters.gateways.sandbox_settlement import (
 )
 from topup.domain.errors import InputError
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.audit import audit
 from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, renew
 from topup.services.settlement import SettlementReport, settle
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "+60123456789"
 GRACE_CARD = "+60123450001"
 POSTPAID_CARD = "+60198765432"

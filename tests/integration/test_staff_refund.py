@@ -19,7 +19,7 @@ from topup.domain.errors import TopupError
 from topup.domain.records import JobSubject
 from topup.domain.renewal import RefundCause, RenewalStatus, refund_reason
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails, NetworkProvisioner, ProvisionRequest, ProvisionResult
+from topup.ports import NetworkProvisioner, PaymentCardDetails, ProvisionRequest, ProvisionResult
 from topup.services import queries
 from topup.services.activation import request_refund
 from topup.services.audit import audit
@@ -27,7 +27,9 @@ from topup.services.context import Services
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "+60123456789"
 REFUSING_CARD = "+60123400000"  # the sandbox network refuses it for good
 CONCURRENT_REQUESTS = 10

@@ -47,11 +47,11 @@ from topup.domain.plans import CHANNELS, Plan, PlanKind
 from topup.domain.renewal import TERMINAL_STATUSES
 from topup.entrypoints.worker import work_once
 from topup.ports import (
-    CardDetails,
     ChargeRequest,
     ChargeResult,
+    PaymentCardDetails,
     PaymentGateway,
-    PaymentInstrument,
+    PaymentToken,
     ProvisionRequest,
     ProvisionResult,
     ProvisionStatus,
@@ -145,7 +145,7 @@ class KeyedGateway:
         self._clock = clock
         self.name = inner.name
 
-    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+    async def tokenize(self, card: PaymentCardDetails) -> PaymentToken:
         return await self._inner.tokenize(card)
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
@@ -292,9 +292,9 @@ class PaymentCard:
     method: str = "credit_card"
 
     @property
-    def details(self) -> CardDetails:
+    def details(self) -> PaymentCardDetails:
         cvc = "1234" if sandbox.card_brand(self.number) == "amex" else "123"
-        return CardDetails(number=self.number, expiry_month=12, expiry_year=2030, cvc=cvc)
+        return PaymentCardDetails(number=self.number, expiry_month=12, expiry_year=2030, cvc=cvc)
 
 
 def declines(code: str) -> frozenset[tuple[str, str | None]]:
@@ -895,7 +895,7 @@ async def test_the_query_finds_a_renewal_with_nothing_scheduled(make_app: Any) -
         request = RenewalRequest(
             card_number=sim.card.msisdn,
             plan_code="pack_5gb_7d",
-            payment=CardDetails(number=number, expiry_month=12, expiry_year=2030, cvc="123"),
+            payment=PaymentCardDetails(number=number, expiry_month=12, expiry_year=2030, cvc="123"),
             idempotency_key=f"stuck-{index}",
         )
         card = PaymentCard(number, 1, TAKES_MONEY)

@@ -19,12 +19,12 @@ from topup.bootstrap import build_in_memory
 from topup.domain.ledger import EntryKind
 from topup.entrypoints.worker import work_once
 from topup.ports import (
-    CardDetails,
     ChargeRequest,
     ChargeResult,
     GatewayEvent,
+    PaymentCardDetails,
     PaymentGateway,
-    PaymentInstrument,
+    PaymentToken,
     RefundResult,
 )
 from topup.services.context import Services
@@ -34,7 +34,9 @@ from topup.settings import LimitSettings, Settings
 START = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 TEST_KEY = base64.urlsafe_b64encode(b"topup-test-key-32-bytes-long!!!!").decode()
 WORK_ROUNDS_MAX = 20
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
 
 
 @dataclass
@@ -48,7 +50,7 @@ class CountingGateway:
     def name(self) -> str:
         return self.inner.name
 
-    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+    async def tokenize(self, card: PaymentCardDetails) -> PaymentToken:
         return await self.inner.tokenize(card)
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
@@ -69,11 +71,11 @@ class CountingGateway:
     ) -> GatewayEvent:
         return self.inner.parse_webhook(body, headers, now)
 
-    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+    def tokenize_account(self, provider: str, account: str) -> PaymentToken:
         return self.inner.tokenize_account(provider, account)
 
-    async def instrument_of(self, token: str) -> PaymentInstrument:
-        return await self.inner.instrument_of(token)
+    async def payment_token_of(self, token: str) -> PaymentToken:
+        return await self.inner.payment_token_of(token)
 
 
 @dataclass

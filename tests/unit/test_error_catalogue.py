@@ -21,10 +21,14 @@ from topup.domain.card_number import parse_card_number
 from topup.domain.cards import CardKind
 from topup.domain.errors import InputError, InvariantError, NotFoundError, TopupError
 from topup.domain.money import Money
-from topup.domain.payment_card import UNKNOWN_CARD_FACTS, CardDetailsInvalid, check_card_details
+from topup.domain.payment_card import (
+    UNKNOWN_CARD_FACTS,
+    PaymentCardDetailsInvalid,
+    check_card_details,
+)
 from topup.domain.plans import Plan, PlanKind
 from topup.domain.profile_loading import profile_from_toml
-from topup.ports import CardDetails, ChargeRequest
+from topup.ports import ChargeRequest, PaymentCardDetails
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "topup"
@@ -80,10 +84,10 @@ async def sandbox_decline_codes() -> set[str]:
     for number in _documented_sandbox_numbers():
         clock[0] = NOW
         cvc = "1234" if number[:2] in {"34", "37"} else "123"
-        instrument = await gateway.tokenize(CardDetails(number, 12, 2030, cvc))
+        payment_token = await gateway.tokenize(PaymentCardDetails(number, 12, 2030, cvc))
         request = ChargeRequest(
             payment_id=f"pay-{number}",
-            token=instrument.token,
+            token=payment_token.token,
             amount=Money(1000, "MYR"),
             description="catalogue test",
             requested_at=NOW,
@@ -342,7 +346,9 @@ def test_a_real_error_is_translated_with_every_placeholder_filled(case: str, loc
 async def test_a_payment_card_error_from_the_sandbox_is_translated_with_its_digits() -> None:
     gateway = SandboxGateway(secret=b"catalogue-test", clock=lambda: NOW)
     with pytest.raises(TopupError) as caught:
-        await gateway.tokenize(CardDetails("378282246310005", 12, 2030, "123"))  # amex: 4 digits
+        await gateway.tokenize(
+            PaymentCardDetails("378282246310005", 12, 2030, "123")
+        )  # amex: 4 digits
     error = caught.value
     assert error.code == "cvc_wrong_length"
     assert messages.message_for(error, "ms") == (
@@ -353,14 +359,14 @@ async def test_a_payment_card_error_from_the_sandbox_is_translated_with_its_digi
 def test_an_error_that_gathers_several_problems_is_followed_by_each_in_the_same_language() -> None:
     error = _raised(
         lambda: check_card_details(
-            CardDetails("4242 4242 4242 4241", 13, 2030, "123"),
+            PaymentCardDetails("4242 4242 4242 4241", 13, 2030, "123"),
             today=NOW.date(),
             holder_name_required=True,
             holder_name="",
             facts=UNKNOWN_CARD_FACTS,
         )
     )
-    assert isinstance(error, CardDetailsInvalid)
+    assert isinstance(error, PaymentCardDetailsInvalid)
     codes = [problem.code for problem in error.problems]
     assert codes == [
         "payment_card_number_bad_check_digit",

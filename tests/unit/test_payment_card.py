@@ -14,22 +14,24 @@ from topup.domain.card_number import luhn_check_digit
 from topup.domain.errors import InputError, InvariantError, PaymentError
 from topup.domain.payment_card import (
     CardBrand,
-    CardDetailsInvalid,
     CardFacts,
     CardFunding,
+    PaymentCardDetailsInvalid,
     brand_from_digits,
     check_card_details,
     check_international,
     check_method_matches,
     normalize_card_number,
 )
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 
 TODAY = dt.date(2026, 11, 25)
 VISA = CardFacts(brand=CardBrand.VISA)
 AMEX = CardFacts(brand=CardBrand.AMEX)
-GOOD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2028, cvc="123")
-GOOD_AMEX = CardDetails(number="378282246310005", expiry_month=12, expiry_year=2028, cvc="1234")
+GOOD = PaymentCardDetails(number="4242424242424242", expiry_month=12, expiry_year=2028, cvc="123")
+GOOD_AMEX = PaymentCardDetails(
+    number="378282246310005", expiry_month=12, expiry_year=2028, cvc="1234"
+)
 
 # Written out here, independently of the module, so a wrong table there fails a test.
 LENGTHS = {
@@ -44,7 +46,7 @@ LENGTHS = {
 
 
 def check(
-    details: CardDetails = GOOD,
+    details: PaymentCardDetails = GOOD,
     *,
     today: dt.date = TODAY,
     holder_name_required: bool = False,
@@ -64,7 +66,7 @@ def check(
 
 def problems_of(**kwargs: Any) -> dict[str, str]:
     """Field -> code of every problem found."""
-    with pytest.raises(CardDetailsInvalid) as caught:
+    with pytest.raises(PaymentCardDetailsInvalid) as caught:
         check(**kwargs)
     return {problem.field or "": problem.code for problem in caught.value.problems}
 
@@ -175,9 +177,11 @@ def test_a_card_is_valid_through_the_last_day_of_its_expiry_month() -> None:
 
 
 def test_several_bad_fields_give_one_problem_per_field() -> None:
-    details = CardDetails(number="4242424242424241", expiry_month=13, expiry_year=2020, cvc="1")
+    details = PaymentCardDetails(
+        number="4242424242424241", expiry_month=13, expiry_year=2020, cvc="1"
+    )
 
-    with pytest.raises(CardDetailsInvalid) as caught:
+    with pytest.raises(PaymentCardDetailsInvalid) as caught:
         check(details, holder_name_required=True, holder_name=None)
 
     error = caught.value
@@ -195,7 +199,7 @@ def test_several_bad_fields_give_one_problem_per_field() -> None:
 
 def test_the_tables_brand_decides_the_lengths_and_the_cvc() -> None:
     # A number the table calls Amex is checked as Amex even if the fallback would not say so.
-    details = CardDetails(
+    details = PaymentCardDetails(
         number=with_luhn("99" + "1" * 12), expiry_month=1, expiry_year=30, cvc="123"
     )
 
@@ -222,7 +226,7 @@ def test_the_tables_brand_decides_the_lengths_and_the_cvc() -> None:
 def test_problems_carry_their_dynamic_values_for_translations(
     changes: dict[str, Any], params: dict[str, str]
 ) -> None:
-    with pytest.raises(CardDetailsInvalid) as caught:
+    with pytest.raises(PaymentCardDetailsInvalid) as caught:
         check(dataclasses.replace(GOOD, **changes))
 
     (problem,) = caught.value.problems
@@ -235,7 +239,7 @@ def test_problems_carry_their_dynamic_values_for_translations(
 
 
 def test_a_long_holder_name_says_the_limit() -> None:
-    with pytest.raises(CardDetailsInvalid) as caught:
+    with pytest.raises(PaymentCardDetailsInvalid) as caught:
         check(holder_name="A" * 27)
 
     assert caught.value.problems[0].params == {"maximum": "26"}
@@ -245,7 +249,7 @@ def test_a_long_holder_name_says_the_limit() -> None:
 def test_problem_messages_never_repeat_the_card_number() -> None:
     details = dataclasses.replace(GOOD, number="4242424242424241", cvc="98")
 
-    with pytest.raises(CardDetailsInvalid) as caught:
+    with pytest.raises(PaymentCardDetailsInvalid) as caught:
         check(details)
 
     assert "4242424242424241" not in str(caught.value)

@@ -21,10 +21,10 @@ from topup.adapters.gateways.sandbox import (
 from topup.domain.errors import InputError
 from topup.domain.money import Money
 from topup.ports import (
-    CardDetails,
     ChargeRequest,
     GatewayOutcome,
-    PaymentInstrument,
+    PaymentCardDetails,
+    PaymentToken,
     RefundOutcome,
 )
 
@@ -109,8 +109,8 @@ def make_gateway(**overrides: object) -> SandboxGateway:
     return SandboxGateway(**options)  # type: ignore[arg-type]
 
 
-def card(number: str, *, month: int = 12, year: int = 2030, cvc: str = "123") -> CardDetails:
-    return CardDetails(number=number, expiry_month=month, expiry_year=year, cvc=cvc)
+def card(number: str, *, month: int = 12, year: int = 2030, cvc: str = "123") -> PaymentCardDetails:
+    return PaymentCardDetails(number=number, expiry_month=month, expiry_year=year, cvc=cvc)
 
 
 def charge_request(token: str, payment_id: str = "pay_1", minor: int = 3000) -> ChargeRequest:
@@ -129,7 +129,7 @@ def token_claims(token: str) -> dict[str, object]:
     return decoded
 
 
-async def tokenize(gateway: SandboxGateway, case: Case) -> PaymentInstrument:
+async def tokenize(gateway: SandboxGateway, case: Case) -> PaymentToken:
     return await gateway.tokenize(card(case.number, cvc=case.cvc))
 
 
@@ -139,8 +139,8 @@ async def tokenize(gateway: SandboxGateway, case: Case) -> PaymentInstrument:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.number)
 async def test_each_test_number_charges_and_retrieves_as_documented(case: Case) -> None:
     gateway = make_gateway()
-    instrument = await tokenize(gateway, case)
-    request = charge_request(instrument.token)
+    payment_token = await tokenize(gateway, case)
+    request = charge_request(payment_token.token)
 
     charged = await gateway.charge(request)
     retrieved = await gateway.retrieve(request)
@@ -155,18 +155,18 @@ async def test_each_test_number_charges_and_retrieves_as_documented(case: Case) 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.number)
 async def test_each_test_number_has_the_documented_brand_and_funding(case: Case) -> None:
-    instrument = await tokenize(make_gateway(), case)
+    payment_token = await tokenize(make_gateway(), case)
 
-    assert (instrument.brand, instrument.funding) == (case.brand, case.funding)
+    assert (payment_token.brand, payment_token.funding) == (case.brand, case.funding)
 
 
 async def test_a_charge_and_its_retrieval_share_one_reference_derived_from_the_payment_id() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card("4242424242424242"))
+    payment_token = await gateway.tokenize(card("4242424242424242"))
 
-    first = await gateway.charge(charge_request(instrument.token, "pay_a"))
-    again = await make_gateway().retrieve(charge_request(instrument.token, "pay_a"))
-    other = await gateway.charge(charge_request(instrument.token, "pay_b"))
+    first = await gateway.charge(charge_request(payment_token.token, "pay_a"))
+    again = await make_gateway().retrieve(charge_request(payment_token.token, "pay_a"))
+    other = await gateway.charge(charge_request(payment_token.token, "pay_b"))
 
     assert first.gateway_reference is not None
     assert first.gateway_reference.startswith("ch_sbx_")
@@ -176,24 +176,24 @@ async def test_a_charge_and_its_retrieval_share_one_reference_derived_from_the_p
 
 async def test_a_gateway_that_was_unreachable_gives_no_reference() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card(CARD_GATEWAY_UNREACHABLE))
+    payment_token = await gateway.tokenize(card(CARD_GATEWAY_UNREACHABLE))
 
-    result = await gateway.charge(charge_request(instrument.token))
+    result = await gateway.charge(charge_request(payment_token.token))
 
     assert result.gateway_reference is None
 
 
 async def test_the_issuer_that_refuses_international_payments_is_foreign() -> None:
-    instrument = await make_gateway().tokenize(card(CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED))
+    payment_token = await make_gateway().tokenize(card(CARD_INTERNATIONAL_PAYMENTS_NOT_ALLOWED))
 
-    assert instrument.issuer_country == "US"
+    assert payment_token.issuer_country == "US"
 
 
 async def test_an_unknown_outcome_says_when_to_ask_again() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card(CARD_TIMEOUT_CHARGE_TAKEN))
+    payment_token = await gateway.tokenize(card(CARD_TIMEOUT_CHARGE_TAKEN))
 
-    result = await gateway.charge(charge_request(instrument.token))
+    result = await gateway.charge(charge_request(payment_token.token))
 
     assert result.retry_after_s is not None
     assert result.retry_after_s > 0
@@ -205,8 +205,8 @@ async def test_an_unknown_outcome_says_when_to_ask_again() -> None:
 async def test_a_slow_settlement_stays_pending_until_the_settlement_delay_has_passed() -> None:
     clock = MovableClock(NOW)
     gateway = make_gateway(clock=clock, settlement_delay_s=SETTLEMENT_DELAY_S)
-    instrument = await gateway.tokenize(card(CARD_SLOW_SETTLEMENT))
-    request = charge_request(instrument.token)
+    payment_token = await gateway.tokenize(card(CARD_SLOW_SETTLEMENT))
+    request = charge_request(payment_token.token)
 
     charged = await gateway.charge(request)
     clock.now = NOW + dt.timedelta(seconds=SETTLEMENT_DELAY_S - 30)
@@ -224,8 +224,8 @@ async def test_a_slow_settlement_stays_pending_until_the_settlement_delay_has_pa
 
 async def test_the_documented_authentication_code_confirms_the_charge() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card("4000000000003220"))
-    request = charge_request(instrument.token)
+    payment_token = await gateway.tokenize(card("4000000000003220"))
+    request = charge_request(payment_token.token)
 
     charged = await gateway.charge(request)
     confirmed = await gateway.confirm(request, "123456")
@@ -249,8 +249,8 @@ async def test_stripes_authentication_cards_ask_first_then_give_their_outcome(
     number: str, decline_code: str | None
 ) -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card(number))
-    request = charge_request(instrument.token)
+    payment_token = await gateway.tokenize(card(number))
+    request = charge_request(payment_token.token)
 
     charged = await gateway.charge(request)
     wrong = await gateway.confirm(request, "654321")
@@ -267,9 +267,9 @@ async def test_stripes_authentication_cards_ask_first_then_give_their_outcome(
 
 async def test_a_wrong_authentication_code_declines_the_charge() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card("4000000000003220"))
+    payment_token = await gateway.tokenize(card("4000000000003220"))
 
-    result = await gateway.confirm(charge_request(instrument.token), "654321")
+    result = await gateway.confirm(charge_request(payment_token.token), "654321")
 
     assert result.outcome is DECLINED
     assert result.decline_code == "authentication_failed"
@@ -277,9 +277,9 @@ async def test_a_wrong_authentication_code_declines_the_charge() -> None:
 
 async def test_confirming_a_charge_that_needs_no_authentication_changes_nothing() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card("4000000000000002"))
+    payment_token = await gateway.tokenize(card("4000000000000002"))
 
-    result = await gateway.confirm(charge_request(instrument.token), "123456")
+    result = await gateway.confirm(charge_request(payment_token.token), "123456")
 
     assert result.outcome is DECLINED
     assert result.decline_code == "card_declined"
@@ -290,16 +290,16 @@ async def test_confirming_a_charge_that_needs_no_authentication_changes_nothing(
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.number)
 async def test_a_token_never_contains_the_card_number_or_the_cvc(case: Case) -> None:
-    instrument = await tokenize(make_gateway(), case)
-    claims = token_claims(instrument.token)
+    payment_token = await tokenize(make_gateway(), case)
+    claims = token_claims(payment_token.token)
     decoded = json.dumps(claims)
 
-    assert instrument.token.startswith("tok_sbx_")
-    assert case.number not in instrument.token
+    assert payment_token.token.startswith("tok_sbx_")
+    assert case.number not in payment_token.token
     assert case.number not in decoded
     assert case.number[:-4] not in decoded
     assert not {"number", "card_number", "pan", "cvc"} & claims.keys()
-    assert claims["last4"] == case.number[-4:] == instrument.last4
+    assert claims["last4"] == case.number[-4:] == payment_token.last4
 
 
 async def test_the_same_card_gives_the_same_token_in_every_process() -> None:
@@ -310,10 +310,10 @@ async def test_the_same_card_gives_the_same_token_in_every_process() -> None:
 
 
 async def test_a_token_signed_with_another_secret_is_rejected() -> None:
-    instrument = await make_gateway(secret=b"another-secret").tokenize(card("4242424242424242"))
+    payment_token = await make_gateway(secret=b"another-secret").tokenize(card("4242424242424242"))
 
     with pytest.raises(InputError) as raised:
-        await make_gateway().charge(charge_request(instrument.token))
+        await make_gateway().charge(charge_request(payment_token.token))
 
     assert raised.value.code == "payment_token_invalid"
 
@@ -391,7 +391,7 @@ async def test_a_garbage_token_is_rejected_by_every_operation(token: str) -> Non
     ],
 )
 async def test_invalid_card_details_are_refused_with_a_code_and_a_field(
-    details: CardDetails, code: str, field: str
+    details: PaymentCardDetails, code: str, field: str
 ) -> None:
     with pytest.raises(InputError) as raised:
         await make_gateway().tokenize(details)
@@ -408,15 +408,15 @@ async def test_an_error_message_never_repeats_the_card_number_or_cvc() -> None:
 
 
 async def test_a_card_expiring_this_month_is_still_valid() -> None:
-    instrument = await make_gateway().tokenize(card("4242424242424242", month=6, year=2025))
+    payment_token = await make_gateway().tokenize(card("4242424242424242", month=6, year=2025))
 
-    assert (instrument.expiry_month, instrument.expiry_year) == (6, 2025)
+    assert (payment_token.expiry_month, payment_token.expiry_year) == (6, 2025)
 
 
 async def test_a_two_digit_expiry_year_is_read_as_this_century() -> None:
-    instrument = await make_gateway().tokenize(card("4242424242424242", month=1, year=30))
+    payment_token = await make_gateway().tokenize(card("4242424242424242", month=1, year=30))
 
-    assert instrument.expiry_year == 2030
+    assert payment_token.expiry_year == 2030
 
 
 @pytest.mark.parametrize(
@@ -430,17 +430,17 @@ async def test_a_two_digit_expiry_year_is_read_as_this_century() -> None:
 async def test_the_brand_comes_from_the_issuer_identification_number(
     number: str, brand: str
 ) -> None:
-    instrument = await make_gateway().tokenize(card(number))
+    payment_token = await make_gateway().tokenize(card(number))
 
-    assert instrument.brand == brand
+    assert payment_token.brand == brand
 
 
 async def test_a_charge_for_nothing_is_refused() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card("4242424242424242"))
+    payment_token = await gateway.tokenize(card("4242424242424242"))
 
     with pytest.raises(InputError) as raised:
-        await gateway.charge(charge_request(instrument.token, minor=0))
+        await gateway.charge(charge_request(payment_token.token, minor=0))
 
     assert raised.value.code == "invalid_amount"
 
@@ -450,8 +450,8 @@ async def test_a_charge_for_nothing_is_refused() -> None:
 
 async def test_a_refund_succeeds_with_a_reference_derived_from_the_refund_id() -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card("4242424242424242"))
-    request = charge_request(instrument.token)
+    payment_token = await gateway.tokenize(card("4242424242424242"))
+    request = charge_request(payment_token.token)
 
     first = await gateway.refund(refund_id="ref_1", charge=request)
     again = await make_gateway().refund(refund_id="ref_1", charge=request)
@@ -467,9 +467,9 @@ async def test_a_refund_succeeds_with_a_reference_derived_from_the_refund_id() -
 @pytest.mark.parametrize("number", ["4000000000000002", CARD_TIMEOUT_NOTHING_TAKEN])
 async def test_a_charge_that_took_no_money_cannot_be_refunded(number: str) -> None:
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card(number))
+    payment_token = await gateway.tokenize(card(number))
 
-    result = await gateway.refund(refund_id="ref_1", charge=charge_request(instrument.token))
+    result = await gateway.refund(refund_id="ref_1", charge=charge_request(payment_token.token))
 
     assert result.outcome is RefundOutcome.FAILED
 
@@ -548,8 +548,8 @@ async def test_each_of_stripes_decline_cards_is_declined_with_the_code_stripe_gi
 ) -> None:
     stripe_code, topup_code = STRIPE_DECLINES[number]
     gateway = make_gateway()
-    instrument = await gateway.tokenize(card(number))
-    result = await gateway.charge(charge_request(instrument.token, payment_id=f"pay_{number}"))
+    payment_token = await gateway.tokenize(card(number))
+    result = await gateway.charge(charge_request(payment_token.token, payment_id=f"pay_{number}"))
     assert result.outcome is DECLINED
     assert result.decline_code == topup_code
     assert result.message is not None and f"Stripe: {stripe_code}" in result.message
@@ -579,7 +579,7 @@ async def test_a_card_keeps_its_fingerprint_whatever_its_expiry_cvc_or_token() -
     assert first.token != again.token
     assert first.fingerprint and first.fingerprint == again.fingerprint
     assert other.fingerprint != first.fingerprint
-    assert (await gateway.instrument_of(again.token)).fingerprint == first.fingerprint
+    assert (await gateway.payment_token_of(again.token)).fingerprint == first.fingerprint
     assert "3220" not in first.fingerprint and "4000000000003220" not in first.fingerprint
 
 

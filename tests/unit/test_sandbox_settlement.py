@@ -30,7 +30,7 @@ from topup.adapters.gateways.sandbox_settlement import (
 )
 from topup.domain.errors import InputError
 from topup.domain.money import Money
-from topup.ports import CardDetails, ChargeRequest, GatewayOutcome, RefundOutcome
+from topup.ports import ChargeRequest, GatewayOutcome, PaymentCardDetails, RefundOutcome
 from topup.services.settlement import (
     SETTLEMENT_FILE_COLUMNS,
     parse_settlement_day,
@@ -62,10 +62,10 @@ def sandbox(clock: Clock) -> SandboxGateway:
 async def charge_request(
     gateway: SandboxGateway, payment_id: str, number: str = GOOD, amount_minor: int = 1000
 ) -> ChargeRequest:
-    instrument = await gateway.tokenize(CardDetails(number, 12, 2030, "123"))
+    payment_token = await gateway.tokenize(PaymentCardDetails(number, 12, 2030, "123"))
     return ChargeRequest(
         payment_id=payment_id,
-        token=instrument.token,
+        token=payment_token.token,
         amount=Money(amount_minor, "MYR"),
         description="settlement test",
         requested_at=NOW,

@@ -12,18 +12,22 @@ from topup.domain.errors import ConflictError, NotFoundError
 from topup.domain.ledger import EntryKind
 from topup.domain.records import JobStatus, PaymentStatus
 from topup.domain.renewal import RenewalStatus
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.renewals import RenewalRequest, get_renewal, renew
 
 ACTIVE_CARD = "+60123456789"
-DECLINED = CardDetails(number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123")
-TIMEOUT_TAKEN = CardDetails(number="4000009990000203", expiry_month=12, expiry_year=2030, cvc="123")
-TIMEOUT_NOT_TAKEN = CardDetails(
+DECLINED = PaymentCardDetails(
+    number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123"
+)
+TIMEOUT_TAKEN = PaymentCardDetails(
+    number="4000009990000203", expiry_month=12, expiry_year=2030, cvc="123"
+)
+TIMEOUT_NOT_TAKEN = PaymentCardDetails(
     number="4000009990000302", expiry_month=12, expiry_year=2030, cvc="123"
 )
 
 
-def request(payment: CardDetails = GOOD_CARD, **fields: Any) -> RenewalRequest:
+def request(payment: PaymentCardDetails = GOOD_CARD, **fields: Any) -> RenewalRequest:
     values: dict[str, Any] = {"card_number": ACTIVE_CARD, "plan_code": "pack_5gb_7d"}
     values.update(fields)
     return RenewalRequest(payment=payment, **values)

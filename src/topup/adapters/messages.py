@@ -138,7 +138,7 @@ def message_for(error: TopupError, locale: str) -> str:
     """The error's message in ``locale``. An unknown code, or params that do not fill every
     placeholder, give the error's own English message.
 
-    An error that gathers several (its ``problems``, like ``CardDetailsInvalid``: one error per
+    An error that gathers several (its ``problems``, like ``PaymentCardDetailsInvalid``: one error per
     bad field) is followed by each problem's message, as its English message is."""
     found = _entries().get(error.code)
     if found is None:

@@ -2,7 +2,7 @@
 
 (A *payment card* pays; a *card* in topup's glossary is the subscription line being renewed.)
 
-``check_card_details`` checks every field and raises one ``CardDetailsInvalid`` (code
+``check_card_details`` checks every field and raises one ``PaymentCardDetailsInvalid`` (code
 ``card_details_invalid``) whose ``problems`` hold one ``InputError`` per bad field, so a form can
 mark every field at once. Each field reports its first problem, in this order:
 
@@ -122,7 +122,7 @@ UNKNOWN_CARD_FACTS = CardFacts()
 
 
 class EnteredCardDetails(Protocol):
-    """The fields of ``topup.ports.CardDetails`` this module reads."""
+    """The fields of ``topup.ports.PaymentCardDetails`` this module reads."""
 
     @property
     def number(self) -> str: ...
@@ -137,13 +137,13 @@ class EnteredCardDetails(Protocol):
     def cvc(self) -> str: ...
 
 
-class CardDetailsInvalid(InputError):  # noqa: N818 -- the name the issue and callers use
+class PaymentCardDetailsInvalid(InputError):  # noqa: N818 -- the name the issue and callers use
     """One or more card details are wrong; ``problems`` has one ``InputError`` per bad field."""
 
     code = "card_details_invalid"
 
     def __init__(self, problems: tuple[InputError, ...]) -> None:
-        require(bool(problems), "CardDetailsInvalid needs at least one problem")
+        require(bool(problems), "PaymentCardDetailsInvalid needs at least one problem")
         super().__init__(
             "Some card details need correcting. " + " ".join(p.message for p in problems),
             params={"fields": ", ".join(p.field or "" for p in problems)},
@@ -198,7 +198,7 @@ def check_card_details(
     holder_name: str | None,
     facts: CardFacts,
 ) -> None:
-    """Check every field; raise one ``CardDetailsInvalid`` listing each bad field's problem.
+    """Check every field; raise one ``PaymentCardDetailsInvalid`` listing each bad field's problem.
 
     ``facts`` are the IIN table's facts for this number: their brand decides the valid lengths
     and the CVC length (when the table does not know the brand, the leading digits do).
@@ -213,7 +213,7 @@ def check_card_details(
     )
     problems = tuple(problem for problem in found if problem is not None)
     if problems:
-        raise CardDetailsInvalid(problems)
+        raise PaymentCardDetailsInvalid(problems)
 
 
 def check_method_matches(method: str, facts: CardFacts) -> None:

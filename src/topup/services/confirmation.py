@@ -19,7 +19,7 @@ from topup.ports import ChargeResult, GatewayOutcome
 from topup.services.context import Services
 from topup.services.renewals import (
     charge_of,
-    instrument_locked,
+    payment_card_locked,
     record_charge_result,
     renewal_with_payment,
 )
@@ -42,7 +42,7 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
     async with services.unit_of_work() as uow:
         renewal, payment = await renewal_with_payment(uow, renewal_id)
         fingerprint = payment.instrument_fingerprint
-        locked = await uow.instruments.locked([fingerprint] if fingerprint else [], now=now)
+        locked = await uow.payment_card_locks.locked([fingerprint] if fingerprint else [], now=now)
     if renewal.status is not RenewalStatus.REQUIRES_ACTION:
         raise ConflictError(
             f"This renewal is not waiting for a payment password (it is {renewal.status.value}).",
@@ -50,12 +50,12 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
             params={"status": renewal.status.value},
         )
     if fingerprint in locked:
-        raise instrument_locked(locked[fingerprint], now)
+        raise payment_card_locked(locked[fingerprint], now)
     attempts = 0
     if fingerprint is not None:  # counted first, so parallel guesses cannot pass the limit
         attempts = await _count_attempt(services, fingerprint, now)
         if attempts > limits.payments.payment_password_attempts_max:
-            raise instrument_locked(
+            raise payment_card_locked(
                 now + dt.timedelta(seconds=limits.payments.payment_password_lock_s), now
             )
     charge = charge_of(services, payment)
@@ -74,7 +74,7 @@ async def confirm_payment(services: Services, renewal_id: str, answer: str) -> R
         await _after_wrong_answer(services, renewal_id, fingerprint, attempts, result, now)
     elif fingerprint is not None and result.outcome is GatewayOutcome.SUCCEEDED:
         async with services.unit_of_work() as uow:
-            await uow.instruments.forget(fingerprint)
+            await uow.payment_card_locks.forget(fingerprint)
             await uow.commit()
     return await record_charge_result(services, renewal_id, result)
 
@@ -83,7 +83,7 @@ async def _count_attempt(services: Services, fingerprint: str, now: dt.datetime)
     """Count an answer about to be checked; returns the answers counted in the window."""
     window = dt.timedelta(seconds=services.limits.payments.payment_password_lock_s)
     async with services.unit_of_work() as uow:
-        attempts: int = await uow.instruments.count_wrong_answer(
+        attempts: int = await uow.payment_card_locks.count_wrong_answer(
             fingerprint, now=now, window_start=now - window
         )
         await uow.commit()
@@ -99,15 +99,15 @@ async def _after_wrong_answer(
     now: dt.datetime,
 ) -> None:
     """Below the limit the payer may try again (the renewal keeps waiting); at the limit the
-    instrument is locked and the renewal declined."""
+    payment card is locked and the renewal declined."""
     limits = services.limits
     window = dt.timedelta(seconds=limits.payments.payment_password_lock_s)
     if attempts >= limits.payments.payment_password_attempts_max:
         async with services.unit_of_work() as uow:
-            await uow.instruments.lock(fingerprint, until=now + window, now=now)
+            await uow.payment_card_locks.lock(fingerprint, until=now + window, now=now)
             await uow.commit()
         await record_charge_result(services, renewal_id, result)  # declined
-        raise instrument_locked(now + window, now)
+        raise payment_card_locked(now + window, now)
     left = limits.payments.payment_password_attempts_max - attempts
     raise InputError(
         f"The payment password is wrong. You have {left} more tries before this card is "

@@ -16,7 +16,7 @@ from topup.domain.callers import ANONYMOUS, ApiKeyRole, Caller, CallerKind
 from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.entrypoints.api import receipts as receipts_route
 from topup.entrypoints.worker import work_once
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.receipts import (
     mailings,
     receipt_of,
@@ -27,8 +27,12 @@ from topup.services.receipts import (
 from topup.services.renewals import RenewalRequest, renew
 from topup.services.views import RenewalView
 
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
-DECLINED_CARD = CardDetails(number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
+DECLINED_CARD = PaymentCardDetails(
+    number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123"
+)
 ACTIVE_CARD = "012-345 6789"
 NETWORK_FAILURE_CARD = "+60123400000"  # the sandbox network refuses it for good: refunded
 STAFF = Caller(kind=CallerKind.API_KEY, role=ApiKeyRole.STAFF, api_key_id="k")
@@ -38,7 +42,7 @@ async def paid(
     application: Application,
     card: str = ACTIVE_CARD,
     plan: str = "pack_5gb_7d",
-    payment: CardDetails = GOOD_CARD,
+    payment: PaymentCardDetails = GOOD_CARD,
 ) -> RenewalView:
     return await renew(
         application.services, RenewalRequest(card_number=card, plan_code=plan, payment=payment)

@@ -20,7 +20,7 @@ from topup.bootstrap import Application
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.money import Money
 from topup.entrypoints.api.app import create_app
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services import recovery
 from topup.services.demo import load_demo
 from topup.services.receipts import mailings
@@ -30,8 +30,12 @@ from topup.settings import LimitSettings
 PATH = "/api/v1/card-number-recovery"
 REGISTERED = "aisyah@example.com"  # the demo card +60 12-345 6789
 UNREGISTERED = "nobody@example.com"
-GOOD_CARD = CardDetails(number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123")
-DECLINED_CARD = CardDetails(number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123")
+GOOD_CARD = PaymentCardDetails(
+    number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
+)
+DECLINED_CARD = PaymentCardDetails(
+    number="4000000000009995", expiry_month=12, expiry_year=2030, cvc="123"
+)
 
 
 def memory_mailer(application: Application) -> MemoryMailer:

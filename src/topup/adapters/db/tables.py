@@ -185,7 +185,7 @@ payments = Table(
     Column("refund_reference", String(128)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    # A keyed hash of the gateway token: finds the instrument's lock, reveals nothing.
+    # A keyed hash of the gateway token: finds the payment card's lock, reveals nothing.
     Column("instrument_fingerprint", String(64)),
     # E-wallets: a keyed hash of the payer's wallet account (daily limits), and where the payer
     # approves the payment.
@@ -209,7 +209,7 @@ webhook_events = Table(
     Column("received_at", UtcDateTime, nullable=False),
 )
 
-# Wrong payment passwords (3-D Secure codes) per instrument, and the lock they lead to.
+# Wrong payment passwords (3-D Secure codes) per payment card, and the lock they lead to.
 instrument_locks = Table(
     "instrument_locks",
     metadata,

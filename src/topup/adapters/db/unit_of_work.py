@@ -13,9 +13,9 @@ from topup.adapters.db.api_keys import ApiKeyRepository
 from topup.adapters.db.audit import AuditQueries
 from topup.adapters.db.cards import CardRepository
 from topup.adapters.db.idempotency import IdempotencyRepository
-from topup.adapters.db.instrument_locks import InstrumentLockRepository
 from topup.adapters.db.jobs import JobRepository
 from topup.adapters.db.ledger import LedgerRepository
+from topup.adapters.db.payment_card_locks import PaymentCardLockRepository
 from topup.adapters.db.payments import PaymentRepository
 from topup.adapters.db.plans import PlanRepository
 from topup.adapters.db.receipts import ReceiptQueries
@@ -33,7 +33,7 @@ class SqlUnitOfWork:
     payments: PaymentRepository
     ledger: LedgerRepository
     jobs: JobRepository
-    instruments: InstrumentLockRepository
+    payment_card_locks: PaymentCardLockRepository
     webhooks: WebhookRepository
     audit: AuditQueries
     receipts: ReceiptQueries
@@ -76,7 +76,7 @@ class SqlUnitOfWork:
         self.payments = PaymentRepository(connection)
         self.ledger = LedgerRepository(connection)
         self.jobs = JobRepository(connection)
-        self.instruments = InstrumentLockRepository(connection)
+        self.payment_card_locks = PaymentCardLockRepository(connection)
         self.webhooks = WebhookRepository(connection)
         self.audit = AuditQueries(connection)
         self.receipts = ReceiptQueries(connection)

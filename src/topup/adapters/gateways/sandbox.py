@@ -95,12 +95,12 @@ from typing import Any
 from topup.domain.card_number import luhn_is_valid
 from topup.domain.errors import InputError, WebhookError
 from topup.ports import (
-    CardDetails,
     ChargeRequest,
     ChargeResult,
     GatewayEvent,
     GatewayOutcome,
-    PaymentInstrument,
+    PaymentCardDetails,
+    PaymentToken,
     RefundOutcome,
     RefundResult,
 )
@@ -306,7 +306,7 @@ class SandboxGateway:
 
     # --- tokens ---------------------------------------------------------------------------
 
-    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+    async def tokenize(self, card: PaymentCardDetails) -> PaymentToken:
         await self._simulate_latency()
         digits = card.number.replace(" ", "")
         if not digits.isascii() or not digits.isdigit():
@@ -347,7 +347,7 @@ class SandboxGateway:
                 params={"digits": str(cvc_digits)},
             )
         sandbox_card = _SANDBOX_CARDS.get(digits, _OTHER_CARD)
-        instrument = PaymentInstrument(
+        payment_token = PaymentToken(
             token="",
             brand=brand,
             funding=sandbox_card.funding,
@@ -357,7 +357,7 @@ class SandboxGateway:
             issuer_country=sandbox_card.issuer_country,
             fingerprint=self._fingerprint(digits),
         )
-        return replace(instrument, token=self._sign(sandbox_card.behaviour, instrument))
+        return replace(payment_token, token=self._sign(sandbox_card.behaviour, payment_token))
 
     def _fingerprint(self, digits: str) -> str:
         """Like Stripe's card fingerprint: the same for the same number whatever the expiry or
@@ -394,16 +394,16 @@ class SandboxGateway:
             )
         return full_year
 
-    def _sign(self, behaviour: Behaviour, instrument: PaymentInstrument) -> str:
+    def _sign(self, behaviour: Behaviour, payment_token: PaymentToken) -> str:
         claims = {
             "behaviour": behaviour.value,
-            "brand": instrument.brand,
-            "funding": instrument.funding,
-            "last4": instrument.last4,
-            "expiry_month": instrument.expiry_month,
-            "expiry_year": instrument.expiry_year,
-            "country": instrument.issuer_country,
-            "fingerprint": instrument.fingerprint,
+            "brand": payment_token.brand,
+            "funding": payment_token.funding,
+            "last4": payment_token.last4,
+            "expiry_month": payment_token.expiry_month,
+            "expiry_year": payment_token.expiry_year,
+            "country": payment_token.issuer_country,
+            "fingerprint": payment_token.fingerprint,
         }
         payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"{TOKEN_PREFIX}{payload}.{self._signature(payload)}"
@@ -411,12 +411,12 @@ class SandboxGateway:
     def _signature(self, payload: str) -> str:
         return _b64encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
 
-    async def instrument_of(self, token: str) -> PaymentInstrument:
+    async def payment_token_of(self, token: str) -> PaymentToken:
         """The sandbox's tokens carry the card's facts signed with its key (like a JWT), so they
         are read here without a call; a PSP whose tokens are opaque costs a round trip."""
         claims = self._claims(token)
         try:
-            return PaymentInstrument(
+            return PaymentToken(
                 token=token,
                 brand=str(claims["brand"]),
                 funding=str(claims["funding"]),
@@ -519,7 +519,7 @@ class SandboxGateway:
             message="The payment password or verification code was wrong.",
         )
 
-    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+    def tokenize_account(self, provider: str, account: str) -> PaymentToken:
         raise InputError(
             "This payment method takes card details, not a wallet account.",
             code="payment_card_required",

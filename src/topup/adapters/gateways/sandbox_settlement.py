@@ -50,13 +50,13 @@ from zoneinfo import ZoneInfo
 from topup.adapters.private_files import make_private_directory
 from topup.domain.errors import InputError, InvariantError
 from topup.ports import (
-    CardDetails,
     ChargeRequest,
     ChargeResult,
     GatewayEvent,
     GatewayOutcome,
+    PaymentCardDetails,
     PaymentGateway,
-    PaymentInstrument,
+    PaymentToken,
     RefundOutcome,
     RefundResult,
 )
@@ -267,14 +267,14 @@ class JournalingGateway:
         self._remembered_max = remembered_max
         self._written: OrderedDict[tuple[str, str], None] = OrderedDict()
 
-    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+    async def tokenize(self, card: PaymentCardDetails) -> PaymentToken:
         return await self._inner.tokenize(card)
 
-    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+    def tokenize_account(self, provider: str, account: str) -> PaymentToken:
         return self._inner.tokenize_account(provider, account)
 
-    async def instrument_of(self, token: str) -> PaymentInstrument:
-        return await self._inner.instrument_of(token)
+    async def payment_token_of(self, token: str) -> PaymentToken:
+        return await self._inner.payment_token_of(token)
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], now: dt.datetime

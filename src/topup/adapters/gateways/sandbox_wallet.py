@@ -31,12 +31,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from topup.adapters.gateways.sandbox import _b64decode, _b64encode
 from topup.domain.errors import InputError, WebhookError, require
 from topup.ports import (
-    CardDetails,
     ChargeRequest,
     ChargeResult,
     GatewayEvent,
     GatewayOutcome,
-    PaymentInstrument,
+    PaymentCardDetails,
+    PaymentToken,
     RefundOutcome,
     RefundResult,
 )
@@ -81,7 +81,7 @@ class SandboxWallet:
 
     # --- accounts ---------------------------------------------------------------------------
 
-    async def tokenize(self, card: CardDetails) -> PaymentInstrument:
+    async def tokenize(self, card: PaymentCardDetails) -> PaymentToken:
         raise InputError(
             "This payment method takes a wallet account, not card details.",
             code="wallet_account_required",
@@ -89,7 +89,7 @@ class SandboxWallet:
             params={"method": "e-wallet"},
         )
 
-    async def instrument_of(self, token: str) -> PaymentInstrument:
+    async def payment_token_of(self, token: str) -> PaymentToken:
         """Wallet payments are approved in the wallet app; no token comes from the payer."""
         raise InputError(
             "An e-wallet payment takes the wallet's phone number, not a card token.",
@@ -97,7 +97,7 @@ class SandboxWallet:
             field="payment.token",
         )
 
-    def tokenize_account(self, provider: str, account: str) -> PaymentInstrument:
+    def tokenize_account(self, provider: str, account: str) -> PaymentToken:
         """A token for a wallet account in E.164 form (``wallet_account_of`` makes it so); its
         number never leaves this adapter in clear."""
         digits = account.removeprefix("+")
@@ -111,7 +111,7 @@ class SandboxWallet:
         claims = json.dumps({"provider": provider, "account": digits}, sort_keys=True).encode()
         payload = _b64encode(claims)
         signature = _b64encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
-        return PaymentInstrument(
+        return PaymentToken(
             token=f"{TOKEN_PREFIX}{payload}.{signature}",
             brand=provider,
             funding="ewallet",

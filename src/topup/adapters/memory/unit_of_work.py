@@ -13,9 +13,9 @@ from topup.adapters.memory.api_keys import MemoryApiKeyRepository
 from topup.adapters.memory.audit import MemoryAuditQueries
 from topup.adapters.memory.cards import MemoryCardRepository
 from topup.adapters.memory.idempotency import MemoryIdempotencyRepository
-from topup.adapters.memory.instrument_locks import MemoryInstrumentLockRepository
 from topup.adapters.memory.jobs import MemoryJobRepository
 from topup.adapters.memory.ledger import MemoryLedgerRepository
+from topup.adapters.memory.payment_card_locks import MemoryPaymentCardLockRepository
 from topup.adapters.memory.payments import MemoryPaymentRepository
 from topup.adapters.memory.plans import MemoryPlanRepository
 from topup.adapters.memory.receipts import MemoryReceiptQueries
@@ -47,7 +47,7 @@ class FakeUnitOfWork:
     payments: MemoryPaymentRepository
     ledger: MemoryLedgerRepository
     jobs: MemoryJobRepository
-    instruments: MemoryInstrumentLockRepository
+    payment_card_locks: MemoryPaymentCardLockRepository
     webhooks: MemoryWebhookRepository
     accounts: MemoryAccountRepository
     api_keys: MemoryApiKeyRepository
@@ -77,7 +77,7 @@ class FakeUnitOfWork:
         self.payments = MemoryPaymentRepository(tables)
         self.ledger = MemoryLedgerRepository(tables)
         self.jobs = MemoryJobRepository(tables)
-        self.instruments = MemoryInstrumentLockRepository(tables)
+        self.payment_card_locks = MemoryPaymentCardLockRepository(tables)
         self.webhooks = MemoryWebhookRepository(tables)
         self.accounts = MemoryAccountRepository(tables)
         self.api_keys = MemoryApiKeyRepository(tables)

@@ -12,7 +12,7 @@ from topup.domain.errors import NotFoundError
 from topup.entrypoints.api.dependencies import ServicesDependency
 from topup.entrypoints.api.schemas import CardIn, TokenOut, WebhookOut, problems
 from topup.entrypoints.http.problems import encode
-from topup.ports import CardDetails
+from topup.ports import PaymentCardDetails
 from topup.services.wallets import handle_webhook
 
 router = APIRouter()
@@ -52,17 +52,17 @@ async def sandbox_token(card: CardIn, services: ServicesDependency) -> Response:
     Only while the card gateway is the sandbox."""
     if not services.gateway.name.startswith("sandbox"):
         raise NotFoundError("no sandbox gateway here", code="not_found")
-    instrument = await services.gateway.tokenize(
-        CardDetails(
+    payment_token = await services.gateway.tokenize(
+        PaymentCardDetails(
             number=card.number, expiry_month=card.exp_month, expiry_year=card.exp_year, cvc=card.cvc
         )
     )
     data = {
-        "token": instrument.token,
-        "brand": instrument.brand,
-        "funding": instrument.funding,
-        "last4": instrument.last4,
-        "exp_month": instrument.expiry_month,
-        "exp_year": instrument.expiry_year,
+        "token": payment_token.token,
+        "brand": payment_token.brand,
+        "funding": payment_token.funding,
+        "last4": payment_token.last4,
+        "exp_month": payment_token.expiry_month,
+        "exp_year": payment_token.expiry_year,
     }
     return Response(encode(data), status_code=201, media_type="application/json")

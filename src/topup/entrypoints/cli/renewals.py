@@ -86,13 +86,13 @@ def renew_command(
     as_json: JsonOption = False,
 ) -> None:
     """Renew a card: pay for a plan; activation follows asynchronously (see `topup worker`)."""
-    from topup.ports import CardDetails
+    from topup.ports import PaymentCardDetails
     from topup.services.renewals import RenewalRequest, renew
 
     payment = None
     if card_number is not None or expiry is not None or cvc is not None:
         month, year = parse_expiry(expiry or "")
-        payment = CardDetails(
+        payment = PaymentCardDetails(
             number=card_number or "", expiry_month=month, expiry_year=year, cvc=cvc or ""
         )
     request = RenewalRequest(

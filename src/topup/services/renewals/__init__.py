@@ -7,7 +7,7 @@ from topup.services.renewals.charges import (
     record_charge_result,
     send_charge,
 )
-from topup.services.renewals.intake import amount_due, instrument_locked, renew
+from topup.services.renewals.intake import amount_due, payment_card_locked, renew
 from topup.services.renewals.reads import (
     find_card,
     get_renewal,
@@ -29,7 +29,7 @@ __all__ = [
     "check_channel",
     "find_card",
     "get_renewal",
-    "instrument_locked",
+    "payment_card_locked",
     "record_charge_result",
     "renew",
     "renewal_unknown",

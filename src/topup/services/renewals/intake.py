@@ -26,19 +26,19 @@ from topup.domain.renewal import (
 )
 from topup.ports import (
     ChargeRequest,
-    PaymentInstrument,
+    PaymentToken,
     UnitOfWork,
 )
 from topup.services.batching import Batcher
 from topup.services.context import Services
-from topup.services.fingerprints import instrument_fingerprint
+from topup.services.fingerprints import payment_card_fingerprint
 from topup.services.renewals.charges import record_charge_result, send_charge
 from topup.services.renewals.reads import card_unknown, replay, replay_after_race
-from topup.services.renewals.requests import RenewalRequest, check_request, payment_instrument
+from topup.services.renewals.requests import RenewalRequest, check_request, payment_token_for
 from topup.services.views import RenewalView
 
 
-def instrument_locked(until: dt.datetime, now: dt.datetime) -> ConflictError:
+def payment_card_locked(until: dt.datetime, now: dt.datetime) -> ConflictError:
     minutes = max(1, -(-int((until - now).total_seconds()) // 60))
     return ConflictError(
         f"This card is locked for {minutes} more minutes after too many wrong payment "
@@ -65,7 +65,7 @@ class _CheckedRequest:
     request: RenewalRequest
     key: str
     number: CardNumber
-    instrument: PaymentInstrument
+    payment_token: PaymentToken
     instrument_fingerprint: str
     renewal_id: str
     payment_id: str
@@ -98,11 +98,11 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
     key = check_request(request) or f"auto-{services.new_id()}"
     renewal_id = services.new_id()
     payment_id = services.new_id()
-    gateway, instrument = await payment_instrument(services, request)
+    gateway, payment_token = await payment_token_for(services, request)
     number = parse_card_number(request.card_number, services.profile)
-    fingerprint = instrument_fingerprint(services, gateway.name, instrument)
+    fingerprint = payment_card_fingerprint(services, gateway.name, payment_token)
     checked = _CheckedRequest(
-        request, key, number, instrument, fingerprint, renewal_id, payment_id, gateway.name
+        request, key, number, payment_token, fingerprint, renewal_id, payment_id, gateway.name
     )
     admission = await _intake(services).submit(checked)
     if isinstance(admission, _KeyUsed):
@@ -112,7 +112,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
             return await replay(uow, admission.renewal_id, admission.fingerprint)
     charge = ChargeRequest(
         payment_id=payment_id,
-        token=instrument.token,
+        token=payment_token.token,
         amount=admission.amount,
         description=f"renewal {renewal_id} plan {admission.plan_code}",
         requested_at=admission.requested_at,
@@ -186,7 +186,7 @@ class _Intake:
             str, str
         ] = {}  # by idempotency key, for requests whose card is known
         self._locked: dict[str, Card] = {}
-        self._locked_instruments: dict[str, dt.datetime] = {}
+        self._locked_payment_cards: dict[str, dt.datetime] = {}
         # What each wallet account has paid or has waiting today, per method (daily limits).
         self._wallet_totals: dict[tuple[str, str], int] = {}
         self._bills_in_batch: dict[str, str] = {}
@@ -204,7 +204,7 @@ class _Intake:
         self._plans = await uow.plans.get_many(
             [checked.request.plan_code for checked in checked_requests]
         )
-        self._locked_instruments = await uow.instruments.locked(
+        self._locked_payment_cards = await uow.payment_card_locks.locked(
             [checked.instrument_fingerprint for checked in checked_requests], now=self.now
         )
         zone = ZoneInfo(self.services.profile.time_zone)
@@ -234,9 +234,11 @@ class _Intake:
         card = self._cards.get((checked.number.kind, checked.number.value))
         if card is None:
             raise card_unknown()
-        instrument = checked.instrument
-        expiry = f"{instrument.expiry_month:02d}/{instrument.expiry_year}"
-        fingerprint = _fingerprint(request, card.id, instrument.brand, instrument.last4, expiry)
+        payment_token = checked.payment_token
+        expiry = f"{payment_token.expiry_month:02d}/{payment_token.expiry_year}"
+        fingerprint = _fingerprint(
+            request, card.id, payment_token.brand, payment_token.last4, expiry
+        )
         self.fingerprints[checked.key] = fingerprint
         plan = self._plans.get(request.plan_code)
         if plan is None:
@@ -247,9 +249,9 @@ class _Intake:
                 params={"plan": request.plan_code},
             )
         plan.check_can_buy(card_kind=card.kind, channel=request.channel, at=now)
-        locked_until = self._locked_instruments.get(checked.instrument_fingerprint)
+        locked_until = self._locked_payment_cards.get(checked.instrument_fingerprint)
         if locked_until is not None:
-            raise instrument_locked(locked_until, now)
+            raise payment_card_locked(locked_until, now)
         if plan.kind is PlanKind.POSTPAID_BILL:
             card = self._locked.get(card.id, card)
         check_renewable(card, now, services.profile.grace_period_days)
@@ -344,7 +346,7 @@ class _Intake:
         self._add_payment(checked, amount)
 
     def _add_payment(self, checked: _CheckedRequest, amount: Money) -> None:
-        now, services, instrument = self.now, self.services, checked.instrument
+        now, services, payment_token = self.now, self.services, checked.payment_token
         self.payments.append(
             PaymentRecord(
                 id=checked.payment_id,
@@ -353,13 +355,13 @@ class _Intake:
                 method=checked.request.method,
                 status=PaymentStatus.NOT_SENT,
                 amount=amount,
-                token_encrypted=services.tokens.seal(instrument.token),
-                brand=instrument.brand,
-                funding=instrument.funding,
-                last4=instrument.last4,
-                expiry_month=instrument.expiry_month,
-                expiry_year=instrument.expiry_year,
-                issuer_country=instrument.issuer_country,
+                token_encrypted=services.tokens.seal(payment_token.token),
+                brand=payment_token.brand,
+                funding=payment_token.funding,
+                last4=payment_token.last4,
+                expiry_month=payment_token.expiry_month,
+                expiry_year=payment_token.expiry_year,
+                issuer_country=payment_token.issuer_country,
                 gateway_reference=None,
                 decline_code=None,
                 requested_at=now,

@@ -11,9 +11,9 @@ from topup.domain.errors import (
 )
 from topup.domain.methods import MethodKind, wallet_account_of
 from topup.domain.payment_card import (
-    CardDetailsInvalid,
     CardFacts,
     CardFunding,
+    PaymentCardDetailsInvalid,
     check_card_details,
     check_international,
     check_method_matches,
@@ -21,9 +21,9 @@ from topup.domain.payment_card import (
 )
 from topup.domain.plans import CHANNELS
 from topup.ports import (
-    CardDetails,
+    PaymentCardDetails,
     PaymentGateway,
-    PaymentInstrument,
+    PaymentToken,
 )
 from topup.services.context import Services
 
@@ -34,7 +34,7 @@ IDEMPOTENCY_KEY_LENGTH_MAX = 255
 class RenewalRequest:
     card_number: str
     plan_code: str
-    payment: CardDetails | None  # card methods; None for e-wallets
+    payment: PaymentCardDetails | None  # card methods; None for e-wallets
     channel: str = "web"
     idempotency_key: str | None = None
     method: str = "credit_card"
@@ -72,9 +72,9 @@ def check_request(request: RenewalRequest) -> str:
     return key
 
 
-async def payment_instrument(
+async def payment_token_for(
     services: Services, request: RenewalRequest
-) -> tuple[PaymentGateway, PaymentInstrument]:
+) -> tuple[PaymentGateway, PaymentToken]:
     """The gateway that will take this payment and the token it gave for the payer's card or
     wallet account. The method is judged first, before its details; its amount limits are
     checked at admission (see ``choose``)."""
@@ -87,13 +87,13 @@ async def payment_instrument(
         gateway = services.gateway
         if method is not None and method.gateway:
             gateway = services.gateway_named(method.gateway)
-        instrument = await gateway.instrument_of(request.payment_token)
+        payment_token = await gateway.payment_token_of(request.payment_token)
         try:
-            funding = CardFunding(instrument.funding)
+            funding = CardFunding(payment_token.funding)
         except ValueError:
             funding = CardFunding.UNKNOWN
         check_method_matches(request.method, CardFacts(funding=funding))
-        return gateway, instrument
+        return gateway, payment_token
     if request.payment is None:
         raise InputError(
             "Enter the payment card's number, expiry and security code.",
@@ -109,7 +109,9 @@ async def payment_instrument(
     return gateway, await gateway.tokenize(clean)
 
 
-def _check_payment_card(services: Services, request: RenewalRequest, card: CardDetails) -> None:
+def _check_payment_card(
+    services: Services, request: RenewalRequest, card: PaymentCardDetails
+) -> None:
     """Before the gateway sees anything: every card field, the card's funding against the
     method chosen, and whether its issuer allows a payment from this country (R7b, R7c)."""
     facts = services.card_facts(normalize_card_number(card.number))
@@ -118,7 +120,7 @@ def _check_payment_card(services: Services, request: RenewalRequest, card: CardD
         check_card_details(
             card, today=today, holder_name_required=False, holder_name=None, facts=facts
         )
-    except CardDetailsInvalid as error:
+    except PaymentCardDetailsInvalid as error:
         if len(error.problems) == 1:  # one bad field: its own code says it best
             raise error.problems[0] from None
         raise

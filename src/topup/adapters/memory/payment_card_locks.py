@@ -9,7 +9,7 @@ from dataclasses import replace
 from topup.adapters.memory.tables import Tables, WrongAnswers
 
 
-class MemoryInstrumentLockRepository:
+class MemoryPaymentCardLockRepository:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
 

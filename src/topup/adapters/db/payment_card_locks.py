@@ -14,14 +14,14 @@ from topup.adapters.db import tables as t
 from topup.adapters.db.bulk import dialect_insert
 
 
-class InstrumentLockRepository:
+class PaymentCardLockRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     async def locked(
         self, fingerprints: Sequence[str], *, now: dt.datetime
     ) -> dict[str, dt.datetime]:
-        """The instruments among these that are locked at ``now``, with when each lock ends."""
+        """The payment cards among these that are locked at ``now``, with when each lock ends."""
         if not fingerprints:
             return {}
         locks = t.instrument_locks

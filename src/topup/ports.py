@@ -44,6 +44,7 @@ from topup.domain.records import (
     RenewalEntryCounts,
     RenewalMove,
     RenewalRecord,
+    SettlementPayment,
     StalledRenewal,
     UnbalancedEntry,
 )
@@ -637,7 +638,6 @@ class ReceiptQueries(Protocol):
 # id, renewal_id, gateway, status, amount_minor, currency, gateway_reference, refund_reference,
 # renewal_status, captured_at, activated_at, refunded_at. Still a row (``services.settlement``
 # turns it into its ``OurPayment``); it becomes a record when settlement is converted.
-SettlementRow = dict[str, object]
 
 
 class AuditQueries(Protocol):
@@ -678,19 +678,19 @@ class AuditQueries(Protocol):
         payment_ids: Sequence[str] = (),
         charge_references: Sequence[str] = (),
         refund_references: Sequence[str] = (),
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         """Payments with any of these ids, gateway references or refund references."""
         ...
 
     async def payments_captured_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         """Payments through ``gateway`` whose capture entry was written in [start, end)."""
         ...
 
     async def payments_refunded_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         """Payments through ``gateway`` whose refund entry was written in [start, end)."""
         ...
 

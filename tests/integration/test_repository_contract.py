@@ -389,13 +389,13 @@ async def test_payments_for_settlement_are_found_by_id_reference_and_entry_time(
         assert await audit.settlement_payments(charge_references=["ch-1"]) == [by_id]
         assert await audit.settlement_payments(refund_references=["rf-1"]) == []
         assert await audit.settlement_payments() == []
-        assert {key: by_id[key] for key in ("id", "renewal_id", "status", "amount_minor")} == {
-            "id": "p-1",
-            "renewal_id": "r-1",
-            "status": "not_sent",
-            "amount_minor": 1000,
-        }
-        assert (by_id["renewal_status"], by_id["captured_at"], by_id["refunded_at"]) == (
+        assert (by_id.id, by_id.renewal_id, by_id.status, by_id.amount_minor) == (
+            "p-1",
+            "r-1",
+            "not_sent",
+            1000,
+        )
+        assert (by_id.renewal_status, by_id.captured_at, by_id.refunded_at) == (
             "pending_payment",
             START,
             None,

@@ -370,3 +370,30 @@ class JobWithoutRenewal:
 
     job_id: int
     renewal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementPayment:
+    """A payment of ours as a settlement sees it: what was asked, and when the ledger recorded
+    its capture, activation and refund (None when it has none)."""
+
+    id: str
+    renewal_id: str
+    gateway: str
+    status: str
+    renewal_status: str
+    amount_minor: int
+    currency: str
+    gateway_reference: str | None
+    refund_reference: str | None
+    captured_at: dt.datetime | None
+    activated_at: dt.datetime | None
+    refunded_at: dt.datetime | None
+
+    @property
+    def activated(self) -> bool:
+        return self.renewal_status == "completed" and self.activated_at is not None
+
+    @property
+    def refunded(self) -> bool:
+        return self.renewal_status == "refunded" and self.refunded_at is not None

@@ -30,10 +30,11 @@ import re
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from topup.domain.errors import InputError
+from topup.domain.records import SettlementPayment as OurPayment
+from topup.ports import AuditQueries
 from topup.services.context import Services
 
 SETTLEMENT_FILE_COLUMNS = (
@@ -91,49 +92,6 @@ class Finding:
     payment_id: str | None = None
     renewal_id: str | None = None
     gateway_reference: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OurPayment:
-    """A payment of ours as the settlement sees it: what was asked, what the ledger says."""
-
-    id: str
-    renewal_id: str
-    gateway: str
-    status: str
-    renewal_status: str
-    amount_minor: int
-    currency: str
-    gateway_reference: str | None
-    refund_reference: str | None
-    captured_at: dt.datetime | None
-    activated_at: dt.datetime | None
-    refunded_at: dt.datetime | None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> OurPayment:
-        return cls(
-            id=row["id"],
-            renewal_id=row["renewal_id"],
-            gateway=row["gateway"],
-            status=row["status"],
-            renewal_status=row["renewal_status"],
-            amount_minor=int(row["amount_minor"]),
-            currency=row["currency"],
-            gateway_reference=row["gateway_reference"],
-            refund_reference=row["refund_reference"],
-            captured_at=row["captured_at"],
-            activated_at=row["activated_at"],
-            refunded_at=row["refunded_at"],
-        )
-
-    @property
-    def activated(self) -> bool:
-        return self.renewal_status == "completed" and self.activated_at is not None
-
-    @property
-    def refunded(self) -> bool:
-        return self.renewal_status == "refunded" and self.refunded_at is not None
 
 
 @dataclass(frozen=True)
@@ -338,8 +296,8 @@ def _day_bounds(day: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
-async def _payments(rows: Awaitable[list[dict[str, Any]]]) -> list[OurPayment]:
-    return [OurPayment.from_row(row) for row in await rows]
+async def _payments(rows: Awaitable[list[OurPayment]]) -> list[OurPayment]:
+    return list(await rows)
 
 
 def _batches(values: Sequence[str]) -> Iterator[list[str]]:
@@ -348,7 +306,9 @@ def _batches(values: Sequence[str]) -> Iterator[list[str]]:
         yield unique[start : start + SETTLEMENT_LOOKUP_BATCH_SIZE]
 
 
-async def _payments_for_lines(audit: Any, lines: Sequence[SettlementLine]) -> list[OurPayment]:
+async def _payments_for_lines(
+    audit: AuditQueries, lines: Sequence[SettlementLine]
+) -> list[OurPayment]:
     """Our payments named by the lines: by payment id (the primary key), then, for lines whose
     id is missing or not ours, by their charge or refund reference."""
     found: dict[str, OurPayment] = {}

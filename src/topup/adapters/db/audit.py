@@ -19,12 +19,12 @@ from topup.domain.records import (
     JobWithoutRenewal,
     RefundedButApplied,
     RenewalEntryCounts,
+    SettlementPayment,
     StalledRenewal,
     SubjectKind,
     UnbalancedEntry,
 )
 from topup.domain.renewal import RenewalStatus
-from topup.ports import SettlementRow
 
 
 class AuditQueries:
@@ -218,7 +218,7 @@ class AuditQueries:
         payment_ids: Sequence[str] = (),
         charge_references: Sequence[str] = (),
         refund_references: Sequence[str] = (),
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         """Payments with any of these ids, gateway references or refund references, each with
         its renewal's status and the times of its capture, activation and refund entries. The
         caller bounds the lists; ids use the primary key, references scan the payments."""
@@ -238,7 +238,7 @@ class AuditQueries:
 
     async def payments_captured_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         """Payments through ``gateway`` whose capture entry was written in [start, end)."""
         captured_at = _ENTRY_OF_KIND["capture"].c.created_at
         return await self._settlement_rows(
@@ -249,7 +249,7 @@ class AuditQueries:
 
     async def payments_refunded_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         """Payments through ``gateway`` whose refund entry was written in [start, end)."""
         refunded_at = _ENTRY_OF_KIND["refund"].c.created_at
         return await self._settlement_rows(
@@ -258,9 +258,12 @@ class AuditQueries:
             )
         )
 
-    async def _settlement_rows(self, query: Select[Any]) -> list[SettlementRow]:
+    async def _settlement_rows(self, query: Select[Any]) -> list[SettlementPayment]:
         rows = await self._connection.execute(query)
-        return [dict(row._mapping) for row in rows]
+        return [
+            SettlementPayment(**{**row._mapping, "amount_minor": int(row.amount_minor)})
+            for row in rows
+        ]
 
 
 # One alias of the ledger entries per kind a renewal has at most one of.

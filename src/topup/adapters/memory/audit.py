@@ -19,12 +19,12 @@ from topup.domain.records import (
     PaymentRecord,
     RefundedButApplied,
     RenewalEntryCounts,
+    SettlementPayment,
     StalledRenewal,
     SubjectKind,
     UnbalancedEntry,
 )
 from topup.domain.renewal import RenewalStatus
-from topup.ports import SettlementRow
 
 _NOT_FINAL = (
     RenewalStatus.PENDING_PAYMENT,
@@ -155,7 +155,7 @@ class MemoryAuditQueries:
         payment_ids: Sequence[str] = (),
         charge_references: Sequence[str] = (),
         refund_references: Sequence[str] = (),
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         ids, charges, refunds = set(payment_ids), set(charge_references), set(refund_references)
         return self._settlement_rows(
             payment
@@ -167,49 +167,50 @@ class MemoryAuditQueries:
 
     async def payments_captured_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         return self._written_between(EntryKind.CAPTURE, start, end, gateway=gateway)
 
     async def payments_refunded_between(
         self, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         return self._written_between(EntryKind.REFUND, start, end, gateway=gateway)
 
     def _written_between(
         self, kind: EntryKind, start: dt.datetime, end: dt.datetime, *, gateway: str
-    ) -> list[SettlementRow]:
+    ) -> list[SettlementPayment]:
         rows = self._settlement_rows(
             payment for payment in self._tables.payments.values() if payment.gateway == gateway
         )
-        column = {EntryKind.CAPTURE: "captured_at", EntryKind.REFUND: "refunded_at"}[kind]
-        return [row for row in rows if _written_in(row[column], start, end)]
+        if kind is EntryKind.CAPTURE:
+            return [row for row in rows if _written_in(row.captured_at, start, end)]
+        return [row for row in rows if _written_in(row.refunded_at, start, end)]
 
-    def _settlement_rows(self, payments: Iterable[PaymentRecord]) -> list[SettlementRow]:
+    def _settlement_rows(self, payments: Iterable[PaymentRecord]) -> list[SettlementPayment]:
         written: dict[tuple[str, EntryKind], dt.datetime] = {
             (entry.renewal_id, entry.kind): at
             for _, entry, at in self._tables.ledger_entries
             if entry.renewal_id is not None and entry.kind in _SETTLED_KINDS
         }
-        rows: list[SettlementRow] = []
+        rows: list[SettlementPayment] = []
         for payment in payments:
             renewal = self._tables.renewals.get(payment.renewal_id)
             if renewal is None:
                 continue
             rows.append(
-                {
-                    "id": payment.id,
-                    "renewal_id": payment.renewal_id,
-                    "gateway": payment.gateway,
-                    "status": payment.status.value,
-                    "amount_minor": payment.amount.minor,
-                    "currency": payment.amount.currency,
-                    "gateway_reference": payment.gateway_reference,
-                    "refund_reference": payment.refund_reference,
-                    "renewal_status": renewal.status.value,
-                    "captured_at": written.get((renewal.id, EntryKind.CAPTURE)),
-                    "activated_at": written.get((renewal.id, EntryKind.ACTIVATION)),
-                    "refunded_at": written.get((renewal.id, EntryKind.REFUND)),
-                }
+                SettlementPayment(
+                    id=payment.id,
+                    renewal_id=payment.renewal_id,
+                    gateway=payment.gateway,
+                    status=payment.status.value,
+                    amount_minor=payment.amount.minor,
+                    currency=payment.amount.currency,
+                    gateway_reference=payment.gateway_reference,
+                    refund_reference=payment.refund_reference,
+                    renewal_status=renewal.status.value,
+                    captured_at=written.get((renewal.id, EntryKind.CAPTURE)),
+                    activated_at=written.get((renewal.id, EntryKind.ACTIVATION)),
+                    refunded_at=written.get((renewal.id, EntryKind.REFUND)),
+                )
             )
         return rows
 

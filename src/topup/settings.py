@@ -15,6 +15,20 @@ from topup.domain.errors import InvariantError
 from topup.limits import GROUPS, Limits
 
 
+def parse_trusted_proxies(
+    text: str,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``TOPUP_TRUSTED_PROXIES``: addresses or networks separated by commas or blanks.
+    ValueError names an entry that is neither."""
+    networks = []
+    for entry in text.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an address or network") from None
+    return tuple(networks)
+
+
 class LimitSettings(BaseSettings):
     """Bounds on retries, batches and waits (STYLE.md rule 7), one ``TOPUP_*`` variable each;
     the services get them grouped by concern (``by_concern``, ``topup.limits``)."""
@@ -150,10 +164,5 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies_are_networks(cls, value: str) -> str:
-        """Each entry (separated by commas or blanks) is an address or a network."""
-        for entry in value.replace(",", " ").split():
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"{entry!r} is not an address or network") from None
+        parse_trusted_proxies(value)  # a ValueError names the entry that is not one
         return value

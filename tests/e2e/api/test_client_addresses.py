@@ -24,10 +24,10 @@ from tests.e2e.api.test_shared_rate_limits import (
     run_json,
 )
 from topup.bootstrap import Application
-from topup.entrypoints.http.client import counted_address, parse_trusted_proxies
+from topup.entrypoints.http.client import counted_address
 from topup.entrypoints.http.request_checks import BODY_BYTES_MAX
 from topup.services.demo import load_demo
-from topup.settings import LimitSettings
+from topup.settings import LimitSettings, parse_trusted_proxies
 
 LOOKUPS_PER_MINUTE_MAX = 3
 TRIES = 10

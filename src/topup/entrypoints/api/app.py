@@ -22,11 +22,11 @@ from topup.adapters import messages
 from topup.bootstrap import Application, build
 from topup.entrypoints.api.routes import ROUTERS
 from topup.entrypoints.http import errors
-from topup.entrypoints.http.client import parse_trusted_proxies
 from topup.entrypoints.http.errors import UnexpectedErrors
 from topup.entrypoints.http.request_checks import RequestChecks
 from topup.entrypoints.http.security_headers import SecurityHeaders, page_policy
 from topup.services.receipts import mailings
+from topup.settings import parse_trusted_proxies
 
 API_PREFIX = "/api/v1"
 DOCS_STATIC = "/api/docs/static"

@@ -20,20 +20,6 @@ FORWARDED_ENTRIES_MAX = 20  # entries of X-Forwarded-For looked at, from the rig
 ADDRESS_LENGTH_MAX = 64
 
 
-def parse_trusted_proxies(text: str) -> tuple[IpNetwork, ...]:
-    """``TOPUP_TRUSTED_PROXIES``: addresses or networks separated by commas or blanks.
-    ValueError names an entry that is neither."""
-    networks = []
-    for entry in text.replace(",", " ").split():
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError as error:
-            raise ValueError(
-                f"TOPUP_TRUSTED_PROXIES: {entry!r} is not an address or network"
-            ) from error
-    return tuple(networks)
-
-
 def _is_trusted(address: str, trusted: Sequence[IpNetwork]) -> bool:
     try:
         parsed = ipaddress.ip_address(address)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from topup.adapters import messages
 from topup.domain.errors import ConflictError, InputError, NotFoundError, PaymentError, TopupError
-from topup.i18n import DEFAULT_LOCALE, N_, language_tag, negotiate, translations
+from topup.i18n import N_, language_tag, translations
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "/api/v1/problems/"
@@ -94,12 +94,6 @@ _TITLES = {
 def title_of(status: int, locale: str) -> str:
     title = _TITLES.get(status) or _TITLES[400 if status < 500 else 500]
     return translations(locale).gettext(title)
-
-
-def language_of(accept_language: str | None, default: str = DEFAULT_LOCALE) -> str:
-    """The first of the caller's languages we speak (``zh``, ``zh-Hans``, ``zh-CN`` -> zh_Hans),
-    by preference (``q``); else ``default``."""
-    return negotiate(accept_language, default=default)
 
 
 def encode(data: Mapping[str, Any]) -> bytes:

@@ -4,7 +4,7 @@ proxies of ``TOPUP_TRUSTED_PROXIES`` (uvicorn itself would trust 127.0.0.1 by de
 from __future__ import annotations
 
 from topup.bootstrap import load_settings
-from topup.entrypoints.http.client import parse_trusted_proxies
+from topup.settings import parse_trusted_proxies
 
 APP_FACTORY = "topup.entrypoints.api.app:app_from_environment"
 

@@ -47,14 +47,29 @@ bench: install
 	$(BIN)/python bench/http_renewals.py
 	$(BIN)/python bench/cli_startup.py
 
-# The texts to translate: extracted from the code (babel.cfg), merged into every catalogue; new
-# texts arrive untranslated (a test fails until each has its four languages).
+# The texts to translate: each domain's texts extracted with its map (babel/<domain>.cfg) and merged
+# into its catalogue in every locale (created when new); new texts arrive untranslated (a test
+# fails until each has its four languages).
 CATALOGUES := src/topup/i18n/locales
+LOCALE_NAMES := en zh_Hans ms id
 messages: install
-	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --width 100 \
-		--project topup -o var/messages.pot .
-	$(BIN)/pybabel update -i var/messages.pot -d $(CATALOGUES) -D messages \
-		--width 100 --ignore-obsolete --no-fuzzy-matching
+	@mkdir -p var
+	@for map in babel/*.cfg; do \
+	  domain=$$(basename $$map .cfg); \
+	  $(BIN)/pybabel extract -F $$map --no-location --sort-output --width 100 --project topup \
+	    -o var/$$domain.pot . >/dev/null || exit 1; \
+	  for locale in $(LOCALE_NAMES); do \
+	    po=$(CATALOGUES)/$$locale/LC_MESSAGES/$$domain.po; \
+	    if [ -f $$po ]; then \
+	      $(BIN)/pybabel update -i var/$$domain.pot -o $$po -l $$locale -D $$domain --width 100 \
+	        --ignore-obsolete --no-fuzzy-matching --ignore-pot-creation-date >/dev/null || exit 1; \
+	    else \
+	      $(BIN)/pybabel init -i var/$$domain.pot -o $$po -l $$locale -D $$domain --width 100 \
+	        >/dev/null || exit 1; \
+	    fi; \
+	  done; \
+	  echo "$$domain: $$(grep -c '^msgid ' var/$$domain.pot) texts"; \
+	done
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .hypothesis

@@ -8,21 +8,24 @@ import re
 from pathlib import Path
 
 import pytest
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
 from topup import i18n
 from topup.domain.errors import InvariantError
-from topup.i18n.catalogues import _message_texts, catalogue, parameters_of
+from topup.i18n.catalogues import _message_texts, catalogue, domains, parameters_of
 
 ROOT = Path(__file__).resolve().parents[2]
 Key = tuple[str | None, str]
 
 
-def extracted_texts() -> dict[Key, tuple[str, ...]]:
-    """What ``pybabel extract -F babel.cfg`` finds in the sources: (context, id) -> ids."""
-    with (ROOT / "babel.cfg").open() as handle:
+DOMAINS = sorted(path.stem for path in (ROOT / "babel").glob("*.cfg"))
+
+
+def extracted_texts(domain: str = "messages") -> dict[Key, tuple[str, ...]]:
+    """What ``pybabel extract -F babel/<domain>.cfg`` finds in the sources: (context, id) -> ids."""
+    with (ROOT / "babel" / f"{domain}.cfg").open() as handle:
         method_map, options_map = parse_mapping_cfg(handle)
     found: dict[Key, tuple[str, ...]] = {}
     for _, _, message, _, context in extract_from_dir(ROOT, method_map, options_map):
@@ -31,14 +34,18 @@ def extracted_texts() -> dict[Key, tuple[str, ...]]:
     return found
 
 
-def catalogue_texts(locale: str) -> dict[Key, tuple[str, ...]]:
+def catalogue_texts(locale: str, domain: str) -> dict[Key, tuple[str, ...]]:
     return {
         (message.context, message.id if isinstance(message.id, str) else message.id[0]): (
             (message.string,) if isinstance(message.string, str) else tuple(message.string)
         )
-        for message in catalogue(locale)
+        for message in catalogue(locale, domain)
         if message.id
     }
+
+
+def messages_of(locale: str) -> list[Message]:
+    return [message for domain in DOMAINS for message in catalogue(locale, domain) if message.id]
 
 
 def test_the_sources_mark_the_receipt_e_mail_and_http_texts_for_translation() -> None:
@@ -47,9 +54,20 @@ def test_the_sources_mark_the_receipt_e_mail_and_http_texts_for_translation() ->
     assert len(ids) >= 30
 
 
+def test_every_map_has_a_catalogue_in_every_locale_and_every_catalogue_a_map() -> None:
+    assert "messages" in DOMAINS
+    assert set(domains()) == set(DOMAINS)
+    for locale in i18n.LOCALES:
+        folder = ROOT / "src/topup/i18n/locales" / locale / "LC_MESSAGES"
+        assert sorted(path.stem for path in folder.glob("*.po")) == DOMAINS, locale
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.parametrize("locale", i18n.LOCALES)
-def test_every_marked_text_is_in_every_catalogue_and_nothing_else_is(locale: str) -> None:
-    assert set(catalogue_texts(locale)) == set(extracted_texts())
+def test_every_marked_text_is_in_every_catalogue_and_nothing_else_is(
+    locale: str, domain: str
+) -> None:
+    assert set(catalogue_texts(locale, domain)) == set(extracted_texts(domain))
 
 
 TRANSLATED = [locale for locale in i18n.LOCALES if locale != "en"]
@@ -57,9 +75,7 @@ TRANSLATED = [locale for locale in i18n.LOCALES if locale != "en"]
 
 @pytest.mark.parametrize("locale", TRANSLATED)
 def test_every_text_is_translated_with_the_english_texts_parameters(locale: str) -> None:
-    for message in catalogue(locale):
-        if not message.id:
-            continue
+    for message in messages_of(locale):
         ids = (message.id,) if isinstance(message.id, str) else tuple(message.id)
         forms = (message.string,) if isinstance(message.string, str) else message.string
         assert not message.fuzzy, (locale, ids[0])
@@ -72,14 +88,14 @@ def test_every_text_is_translated_with_the_english_texts_parameters(locale: str)
 
 
 def test_every_chinese_text_is_written_in_chinese() -> None:
-    for message in catalogue("zh_Hans"):
+    for message in messages_of("zh_Hans"):
         if message.id:
             assert re.search(r"[\u4e00-\u9fff]", str(message.string)), message.id
 
 
 def test_the_english_catalogue_says_what_the_code_says() -> None:
     """English is the message id: a text is left empty (``make messages`` adds it so) or copied."""
-    for message in catalogue("en"):
+    for message in messages_of("en"):
         if message.id:
             assert message.string in {"", message.id}, message.id
             assert not message.fuzzy, message.id

@@ -1,10 +1,13 @@
 """The one loader of the platform's texts: gettext catalogues, and the keyed catalogues beside them.
 
-Texts for people (receipts, e-mails, HTTP titles, and the web pages to come) are gettext
-catalogues, ``topup/i18n/locales/<locale>/LC_MESSAGES/messages.po``, read with Babel when first
-used and kept. The English text is the message id; a text names its parameters
+Texts for people (receipts, e-mails, HTTP titles, the web pages) are gettext catalogues, one
+file per domain, ``topup/i18n/locales/<locale>/LC_MESSAGES/<domain>.po``, read with Babel when
+first used and kept. A domain is a part of the code with its own extraction map,
+``babel/<domain>.cfg`` (``messages``: everything but the web pages; ``web``: their shared layer;
+one per slice of a channel), so that slices are translated apart; a locale's domains are merged
+into one table, and a text two domains translate differently stops the catalogue from loading. The English text is the message id; a text names its parameters
 (``%(receipt_number)s``), the same in every language; ``pybabel extract`` finds the texts in the
-code (``gettext``, ``ngettext``, ``pgettext`` and ``N_`` for a text chosen later; see babel.cfg).
+code (``gettext``, ``ngettext``, ``pgettext`` and ``N_`` for a text chosen later; see babel/).
 A text a catalogue lacks is shown in English.
 
 The error catalogue, whose entries carry more than text (meaning, retryable, suggestion), stays a
@@ -106,18 +109,27 @@ def _message_texts(catalogue: Catalog, where: str) -> dict[_Key, tuple[str, ...]
     return texts
 
 
+def domains() -> tuple[str, ...]:
+    """The catalogue domains shipped, by the English files' names (``messages`` first)."""
+    folder = importlib.resources.files("topup.i18n").joinpath("locales", "en", "LC_MESSAGES")
+    names = sorted(
+        item.name.removesuffix(".po") for item in folder.iterdir() if item.name.endswith(".po")
+    )
+    return (DOMAIN, *(name for name in names if name != DOMAIN))
+
+
 @functools.cache
-def catalogue(locale: str) -> Catalog:
-    """The gettext catalogue of one of LOCALES, as Babel reads it."""
+def catalogue(locale: str, domain: str = DOMAIN) -> Catalog:
+    """The gettext catalogue of one domain of one of LOCALES, as Babel reads it."""
     from babel.messages.pofile import read_po  # on first use: the command line starts faster
 
     if locale not in LOCALES:
         raise InvariantError(f"no catalogue for locale {locale!r}")
     shipped = importlib.resources.files("topup.i18n").joinpath(
-        "locales", locale, "LC_MESSAGES", f"{DOMAIN}.po"
+        "locales", locale, "LC_MESSAGES", f"{domain}.po"
     )
     with shipped.open("rb") as handle:
-        return read_po(handle, locale=locale, domain=DOMAIN)
+        return read_po(handle, locale=locale, domain=domain)
 
 
 def translations(locale: str) -> Translations:
@@ -127,10 +139,15 @@ def translations(locale: str) -> Translations:
 
 @functools.cache  # one per locale of LOCALES, whatever callers pass
 def _translations(chosen: str) -> Translations:
-    found = catalogue(chosen)
-    where = f"{chosen}/LC_MESSAGES/{DOMAIN}.po"
-    rule = stdlib_gettext.c2py(found.plural_expr)
-    return Translations(locale=chosen, texts=_message_texts(found, where), plural=rule)
+    texts: dict[_Key, tuple[str, ...]] = {}
+    plural_expr = ""
+    for domain in domains():
+        found = catalogue(chosen, domain)
+        plural_expr = plural_expr or found.plural_expr
+        for key, forms in _message_texts(found, f"{chosen}/LC_MESSAGES/{domain}.po").items():
+            if texts.setdefault(key, forms) != forms:
+                raise InvariantError(f"{chosen}: {key[1]!r} is translated differently in {domain}")
+    return Translations(locale=chosen, texts=texts, plural=stdlib_gettext.c2py(plural_expr))
 
 
 def keyed_catalogue_text(name: str) -> str:

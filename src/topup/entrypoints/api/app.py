@@ -1,7 +1,7 @@
 """The HTTP API v1: one door for the app, kiosks, stores and partners (R2-R5).
 
-``create_app`` wires routes to an ``Application``; ``app_from_environment`` is what
-``topup serve`` hands to uvicorn (each server process builds its own from the settings)."""
+``create_app`` wires routes to an ``Application``; the site (``entrypoints/site.py``) mounts the
+web pages beside it for ``topup serve``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from topup.adapters import messages
-from topup.bootstrap import Application, build
+from topup.bootstrap import Application
 from topup.entrypoints.api.routes import ROUTERS
 from topup.entrypoints.http import errors
 from topup.entrypoints.http.errors import UnexpectedErrors
@@ -81,8 +81,14 @@ def _openapi_of(app: FastAPI) -> dict[str, Any]:
     return document
 
 
-def create_app(application: Application | None, *, close_on_shutdown: bool = False) -> FastAPI:
-    """``application`` None: routes only, to write the OpenAPI document."""
+def create_app(
+    application: Application | None,
+    *,
+    close_on_shutdown: bool = False,
+    cacheable_prefixes: tuple[str, ...] = (),
+) -> FastAPI:
+    """``application`` None: routes only, to write the OpenAPI document. ``cacheable_prefixes``:
+    more public paths whose answers may be cached (the pages' static files)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +117,7 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
     # The last added runs first: the headers, the guard of bugs, then the checks of requests.
     app.add_middleware(RequestChecks, raw_body_prefixes=(WEBHOOKS_PREFIX,))
     app.add_middleware(UnexpectedErrors)
-    app.add_middleware(SecurityHeaders, cacheable_prefixes=(DOCS_STATIC + "/",))
+    app.add_middleware(SecurityHeaders, cacheable_prefixes=(DOCS_STATIC + "/", *cacheable_prefixes))
     _serve_docs(app)
 
     def openapi() -> dict[str, Any]:
@@ -144,14 +150,6 @@ def _serve_docs(app: FastAPI) -> None:
 
 def openapi_document() -> dict[str, Any]:
     return create_app(None).openapi()
-
-
-def app_from_environment() -> FastAPI:
-    """For ``uvicorn --factory``: the settings come from ``TOPUP_*`` variables."""
-    application = build()
-    app = create_app(application, close_on_shutdown=True)
-    tune_garbage_collector(application.settings.server_gc_gen0_threshold)
-    return app
 
 
 def tune_garbage_collector(gen0_threshold: int) -> None:

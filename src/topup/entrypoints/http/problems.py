@@ -174,3 +174,13 @@ def validation_problems(error: RequestValidationError) -> list[TopupError]:
             )
         )
     return problems
+
+
+def error_text(error: TopupError, locale: str) -> str:
+    """The error's message for people in ``locale``, from the error catalogue (pages show it)."""
+    return messages.message_for(error, locale)
+
+
+def error_entries() -> list[messages.CatalogueEntry]:
+    """Every error code with its meaning, whether retrying helps, and what to do (a help page)."""
+    return messages.catalogue()

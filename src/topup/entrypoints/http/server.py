@@ -6,7 +6,7 @@ from __future__ import annotations
 from topup.bootstrap import load_settings
 from topup.settings import parse_trusted_proxies
 
-APP_FACTORY = "topup.entrypoints.api.app:app_from_environment"
+APP_FACTORY = "topup.entrypoints.site:site_from_environment"
 
 
 def run_server(*, host: str, port: int, workers: int, access_log: bool) -> None:

@@ -1,0 +1,79 @@
+"""The web application: the channels' pages (the portal at ``/``), their static files, the
+shared layer's middleware (CSRF secret, compression, page errors) and the language switch.
+
+``create_web_app`` is mounted at ``/`` by the site (``entrypoints/site.py``) after the API, so
+``/api/v1`` keeps its JSON answers and everything else is a page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.staticfiles import StaticFiles as StarletteStaticFiles
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import RedirectResponse, Response
+
+from topup.entrypoints.web.portal import routes as portal
+from topup.entrypoints.web.shared import errors
+from topup.entrypoints.web.shared.channels import Channel
+from topup.entrypoints.web.shared.csrf import CsrfCookie, check_csrf
+from topup.entrypoints.web.shared.language import (
+    LANGUAGE_COOKIE,
+    LANGUAGE_COOKIE_MAX_AGE_S,
+    local_path,
+)
+from topup.entrypoints.web.shared.rendering import SHARED_STATIC, Renderer, StaticFiles
+from topup.entrypoints.web.shared.sessions import SessionCookies
+from topup.i18n import resolve
+
+STATIC_PREFIX = "/static/"
+GZIP_MINIMUM_BYTES = 500
+
+
+def channels() -> Sequence[Channel]:
+    return (portal.CHANNEL,)
+
+
+def create_web_app(
+    application: object, *, secure_cookies: bool, trusted_proxies: object
+) -> FastAPI:
+    """``application``: the bootstrap's Application (the channels reach it from the request)."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.application = application
+    app.state.trusted_proxies = trusted_proxies
+    app.state.session_cookies = SessionCookies(secure=secure_cookies)
+    found = channels()
+    folders = {"/static/shared": SHARED_STATIC, **{f"/static/{c.name}": c.static for c in found}}
+    app.state.renderer = Renderer([channel.templates for channel in found], StaticFiles(folders))
+    errors.install(app)
+    _language_switch(app, secure_cookies)
+    for prefix, folder in folders.items():
+        app.mount(prefix, StarletteStaticFiles(directory=folder), name=prefix.strip("/"))
+    for channel in found:
+        app.include_router(channel.router, dependencies=[Depends(check_csrf)])
+    # The last added runs first: compression, the guard of bugs, then the visitor's CSRF secret.
+    app.add_middleware(CsrfCookie, secure=secure_cookies)
+    app.add_middleware(errors.UnexpectedPageErrors)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
+    return app
+
+
+def _language_switch(app: FastAPI, secure_cookies: bool) -> None:
+    @app.get("/language/{tag}", include_in_schema=False)
+    async def switch_language(request: Request, tag: str, next: str = "/") -> Response:
+        """Remember the language chosen and go back to the page it was chosen on."""
+        back = local_path(next)
+        response = RedirectResponse(back, status_code=303)
+        chosen = resolve(tag[:35])
+        if chosen is not None:
+            response.set_cookie(
+                LANGUAGE_COOKIE,
+                quote(chosen),
+                max_age=LANGUAGE_COOKIE_MAX_AGE_S,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=secure_cookies,
+            )
+        return response

@@ -15,6 +15,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import RedirectResponse, Response
 
 from topup.entrypoints.web.portal import routes as portal
+from topup.entrypoints.web.sandbox import routes as sandbox
 from topup.entrypoints.web.shared import errors
 from topup.entrypoints.web.shared.channels import Channel
 from topup.entrypoints.web.shared.csrf import CsrfCookie, check_csrf
@@ -32,7 +33,7 @@ GZIP_MINIMUM_BYTES = 500
 
 
 def channels() -> Sequence[Channel]:
-    return (portal.CHANNEL,)
+    return (portal.CHANNEL, sandbox.CHANNEL)
 
 
 def create_web_app(

@@ -93,9 +93,7 @@ def _card_expired(month: int, year: int) -> InputError:
 async def saved_payment_cards(services: Services, account_id: str) -> list[SavedPaymentCardView]:
     """The account's saved payment cards, oldest first."""
     async with services.unit_of_work() as uow:
-        cards = await uow.saved_payment_cards.of_account(
-            account_id, limit=SAVED_PAYMENT_CARDS_MAX
-        )
+        cards = await uow.saved_payment_cards.of_account(account_id, limit=SAVED_PAYMENT_CARDS_MAX)
     today = _today(services)
     return [_view(card, today) for card in cards]
 

@@ -163,3 +163,9 @@ async def test_a_bug_on_a_page_is_a_page_with_a_reference_and_no_detail(
     assert "secret detail" not in answer.text and "Traceback" not in answer.text
     assert "Rujukan:" in answer.text  # the reference, in the visitor's language
     assert any("internal error" in record.message for record in caplog.records)
+
+
+async def test_a_head_of_a_page_is_answered_as_its_get(web: httpx.AsyncClient) -> None:
+    answer = await web.head("/")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/html")

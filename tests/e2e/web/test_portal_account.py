@@ -197,7 +197,7 @@ async def test_signing_out_revokes_the_session_on_the_server(site: Site) -> None
     await site.signed_up_and_in()
     kept = site.client.cookies[SESSION_COOKIE]
 
-    answer = await site.post("/accounts/sign-out", {}, form_at="/accounts/cards")
+    answer = await site.post("/accounts/sign-out", {})
 
     assert answer.status_code == 303
     assert _location(answer) == "/accounts/sign-in?notice=signed_out"

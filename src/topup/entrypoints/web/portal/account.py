@@ -234,6 +234,11 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
+@router.get("/accounts/sign-out")
+async def sign_out_page(request: Request) -> Response:
+    return _render(request, "sign_out.html")
+
+
 @router.post("/accounts/sign-out")
 async def sign_out(request: Request) -> Response:
     response = _to_sign_in("signed_out")

@@ -1,6 +1,6 @@
 """Renewals for the browser tests of the status pages, made through the API as the checkout makes
 them; the browser is then given the renewal's client secret as the checkout leaves it (the
-``topup_renewals`` cookie on ``/renewals``)."""
+``topup_renewal`` cookie on ``/renewals/<id>``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 CARD = "0123456789"  # +60 12-345 6789, prepaid, active
 PLAN = "pack_5gb_7d"
-RENEWALS_COOKIE = "topup_renewals"
+RENEWAL_COOKIE = "topup_renewal"
 
 
 def renew(site: Any, **payment: Any) -> dict[str, Any]:
@@ -51,10 +51,10 @@ def hold_renewal(page: Any, site: Any, created: dict[str, Any]) -> None:
     page.context.add_cookies(
         [
             {
-                "name": RENEWALS_COOKIE,
+                "name": RENEWAL_COOKIE,
                 "value": created["client_secret"],
                 "domain": host,
-                "path": "/renewals",
+                "path": f"/renewals/{created['id']}",
                 "httpOnly": True,
                 "sameSite": "Lax",
             }

@@ -25,7 +25,7 @@ from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.adapters.notify.mail_outbox import MemoryMailer
 from topup.bootstrap import Application
 from topup.entrypoints.site import create_site
-from topup.entrypoints.web.portal.status_access import RENEWALS_COOKIE
+from topup.entrypoints.web.portal.status_access import RENEWAL_COOKIE
 from topup.entrypoints.web.portal.status_events import StreamSlots
 from topup.entrypoints.worker import work_once
 from topup.services.demo import load_demo
@@ -65,7 +65,9 @@ class Site:
         )
         assert answer.status_code == 201, answer.text
         created: dict[str, Any] = answer.json()
-        self.client.cookies.set(RENEWALS_COOKIE, created["client_secret"], path="/renewals")
+        self.client.cookies.set(
+            RENEWAL_COOKIE, created["client_secret"], path=f"/renewals/{created['id']}"
+        )
         return created
 
     async def renew_by_wallet(self, account: str = WALLET_ACCOUNT) -> dict[str, Any]:
@@ -130,6 +132,29 @@ async def test_the_browser_that_paid_sees_the_status_and_a_stranger_with_the_id_
         nobody = await other.get(f"/renewals/{uuid.uuid4()}")
     assert theirs.status_code == nobody.status_code == 404
     assert created["receipt_number"] not in theirs.text
+
+
+async def test_the_cards_signed_in_owner_sees_its_status_on_any_browser_and_others_do_not(
+    make_app: AppFactory,
+) -> None:
+    from tests.e2e.api.test_accounts import Demo
+    from topup.settings import LimitSettings
+
+    application = make_app(limits=LimitSettings(login_slowdown_s=0, login_per_minute_max=1000))
+    await load_demo(application.services)
+    async with site_client(application) as client:
+        demo = Demo(application, client)
+        owner = await demo.bearer("owner@example.com")
+        await demo.link(owner)
+        stranger_account = await demo.bearer("stranger@example.com")
+        created = await Site(application, FixedClock(START), client).renew()
+    path = f"/renewals/{created['id']}"
+    for headers, seen in ((owner, 200), (stranger_account, 404)):
+        async with site_client(application) as browser:  # no cookie of the renewal
+            token = headers["Authorization"].removeprefix("Bearer ")
+            browser.cookies.set("topup_session", token)
+            assert (await browser.get(path)).status_code == seen
+            assert (await browser.get(f"{path}/receipt")).status_code == seen
 
 
 async def test_the_status_page_reloads_itself_without_javascript_until_the_renewal_is_final(

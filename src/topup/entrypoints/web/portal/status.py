@@ -136,7 +136,9 @@ async def status_events(
 def qr_code_svg(address: str, title: str) -> Markup:
     """The address as a QR code, an SVG drawn here (no script, no other origin)."""
     code = segno.make(address, error="m")
-    svg = code.svg_inline(scale=QR_SCALE, border=4, title=title, dark="#0b0c0c", light="#ffffff")
+    svg = code.svg_inline(
+        scale=QR_SCALE, border=4, title=title, dark="#0b0c0c", light="#ffffff", omitsize=True
+    )
     return Markup(svg)  # noqa: S704 - segno's own SVG; the title is escaped by segno
 
 

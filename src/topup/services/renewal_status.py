@@ -17,6 +17,7 @@ from topup.domain.renewal import RenewalStatus, estimate_activation
 from topup.services.access import visible_renewal
 from topup.services.context import Services
 from topup.services.receipts import paid_receipt_code
+from topup.services.renewals.charges import activation_times_s
 from topup.services.views import RenewalView
 
 
@@ -111,13 +112,13 @@ async def renewal_status(
         plan = await uow.plans.get(renewal.plan_code)
     method = services.methods.get(view.payment.method) if view.payment is not None else None
     waiting, wallet_url = _waiting(view, method)
-    limits = services.limits.activation
+    typical_s, late_s = activation_times_s(
+        services, view.payment.method if view.payment is not None else ""
+    )
     expected_by, contact_after = renewal.expected_by, renewal.contact_after
     if renewal.paid_at is not None and (expected_by is None or contact_after is None):
         estimate = estimate_activation(
-            paid_at=renewal.paid_at,
-            typical_delay_s=limits.activation_typical_delay_s,
-            late_after_s=limits.activation_late_after_s,
+            paid_at=renewal.paid_at, typical_delay_s=typical_s, late_after_s=late_s
         )
         expected_by, contact_after = estimate.expected_by, estimate.contact_after
     return RenewalStatusView(
@@ -129,8 +130,8 @@ async def renewal_status(
         method=method,
         waiting=waiting,
         wallet_url=wallet_url,
-        typical_delay=dt.timedelta(seconds=limits.activation_typical_delay_s),
-        late_after=dt.timedelta(seconds=limits.activation_late_after_s),
+        typical_delay=dt.timedelta(seconds=typical_s),
+        late_after=dt.timedelta(seconds=late_s),
         expected_by=expected_by,
         contact_after=contact_after,
         verification_code=paid_receipt_code(services, renewal),

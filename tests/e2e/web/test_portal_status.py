@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
+import topup
 from tests.conftest import START, AppFactory
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
@@ -184,6 +186,32 @@ async def test_the_page_says_when_it_is_expected_and_when_late_to_contact_custom
     assert "This is taking longer than usual." in late.text
     assert "/help#support" in late.text
     assert created["receipt_number"] in late.text
+
+
+async def test_a_methods_own_activation_times_are_the_ones_shown_and_promised(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    shipped = (Path(topup.__file__).parent / "methods" / "my.toml").read_text("utf-8")
+    configured = tmp_path / "methods.toml"
+    configured.write_text(
+        shipped.replace(
+            "[methods.credit_card]\n",
+            "[methods.credit_card]\nactivation_typical_delay_s = 1800\n"
+            "activation_late_after_s = 14400\n",
+        ),
+        "utf-8",
+    )
+    application = make_app(methods_file=str(configured))
+    await load_demo(application.services)
+    async with site_client(application) as client:
+        created = await Site(application, FixedClock(START), client).renew()
+        page = await client.get(f"/renewals/{created['id']}")
+    paid_at = dt.datetime.fromisoformat(created["paid_at"])
+    expected_by = dt.datetime.fromisoformat(created["estimated_activation_by"])
+    contact_after = dt.datetime.fromisoformat(created["contact_support_after"])
+    assert expected_by - paid_at == dt.timedelta(minutes=30)
+    assert contact_after - paid_at == dt.timedelta(hours=4)
+    assert "within 30 minutes" in page.text
 
 
 async def test_the_status_page_is_in_the_visitors_language(site: Site) -> None:
@@ -460,6 +488,3 @@ async def test_receipt_emails_are_rate_limited(make_app: AppFactory) -> None:
         assert (await client.post(f"{path}/email", data=form)).status_code == 303
         again = await client.post(f"{path}/email", data=form)
     assert again.status_code == 429
-
-
-_ = dt  # the module's clock arithmetic is in seconds

@@ -17,7 +17,8 @@
     var holder = document.createElement("div");
     holder.innerHTML = html;
     var fresh = holder.querySelector("[data-live-region]");
-    if (fresh) region.replaceWith(fresh);
+    // The region stays (it is the live region screen readers listen to); its content changes.
+    if (fresh && fresh.innerHTML !== region.innerHTML) region.innerHTML = fresh.innerHTML;
   }
 
   function refresh() {

@@ -48,7 +48,10 @@ from topup.services.wallets import payer_returned
 router = APIRouter()
 
 RenewalId = Annotated[str, Path(min_length=1, max_length=RENEWAL_ID_LENGTH_MAX)]
-REFRESH_S = 5  # how often the page reloads itself without JavaScript, while not final
+# How often a page reloads itself without JavaScript: the wallet's waiting page and a payment
+# being confirmed change within seconds; an activation within minutes.
+REFRESH_S = 5
+REFRESH_ACTIVATING_S = 10
 RECEIPT_EMAILS_WINDOW_S = 3600
 EMAIL_TYPED_LENGTH_MAX = 320
 QR_SCALE = 5
@@ -96,7 +99,9 @@ def _context(request: Request, status: RenewalStatusView, **more: object) -> dic
         "steps": STEPS,
         "version": version_of(status),
         "decline_text": _decline_text(status, locale),
-        "refresh_s": REFRESH_S,
+        "refresh_s": REFRESH_ACTIVATING_S
+        if status.status is RenewalStatus.ACTIVATING
+        else REFRESH_S,
         **more,
     }
 

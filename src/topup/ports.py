@@ -16,7 +16,14 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Unpack, runtime_checkable
 
-from topup.domain.accounts import Account, EmailToken, EmailTokenPurpose, LinkCode, LoginAttempts
+from topup.domain.accounts import (
+    Account,
+    EmailToken,
+    EmailTokenPurpose,
+    LinkCode,
+    LoginAttempts,
+    SessionState,
+)
 from topup.domain.api_keys import ApiKey
 from topup.domain.cards import Card
 from topup.domain.ledger import Entry
@@ -49,6 +56,7 @@ from topup.domain.records import (
     UnbalancedEntry,
 )
 from topup.domain.renewal import RenewalStatus, Transition
+from topup.domain.saved_payment_cards import SavedPaymentCard
 
 
 class Clock(Protocol):
@@ -575,6 +583,17 @@ class AccountRepository(Protocol):
 
     async def revoke_token(self, token_hash: str, *, now: dt.datetime) -> bool: ...
 
+    async def session_of_token(self, token_hash: str, *, now: dt.datetime) -> SessionState | None:
+        """The token's session if it is neither expired nor revoked."""
+        ...
+
+    async def touch_token(
+        self, token_hash: str, *, at: dt.datetime, unseen_since: dt.datetime
+    ) -> None:
+        """Record that the token was used ``at``, unless it was already seen after
+        ``unseen_since`` (so that a session is written at most once in a while)."""
+        ...
+
     async def forget_dead_tokens(self, account_id: str, *, now: dt.datetime) -> None: ...
 
     async def count_login_attempt(
@@ -609,6 +628,43 @@ class AccountRepository(Protocol):
     async def use_link_code(self, code_id: str, *, at: dt.datetime) -> bool: ...
 
     async def prune_link_codes(self, *, expired_by: dt.datetime, limit: int) -> int: ...
+
+
+class SavedPaymentCardRepository(Protocol):
+    async def add(self, card: SavedPaymentCard) -> bool:
+        """False if the account has saved this payment card (same fingerprint) already."""
+        ...
+
+    async def of_account(self, account_id: str, *, limit: int) -> list[SavedPaymentCard]:
+        """The account's saved payment cards, oldest first."""
+        ...
+
+    async def get(self, account_id: str, saved_id: str) -> SavedPaymentCard | None:
+        """The account's saved payment card ``saved_id``; None if not the account's."""
+        ...
+
+    async def count(self, account_id: str) -> int: ...
+
+    async def remove(self, account_id: str, saved_id: str) -> bool: ...
+
+
+class AccountHistoryQueries(Protocol):
+    async def renewals_of_account(
+        self,
+        account_id: str,
+        *,
+        card_id: str | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        statuses: Sequence[RenewalStatus],
+        paid_only: bool,
+        limit: int,
+        offset: int,
+    ) -> list[RenewalRecord]:
+        """Renewals of the cards linked to the account (of ``card_id`` only if given), newest
+        first, made in [since, until), in one of ``statuses`` (all if empty), paid ones only
+        if ``paid_only``."""
+        ...
 
 
 class ApiKeyRepository(Protocol):
@@ -749,6 +805,10 @@ class UnitOfWork(Protocol):
     def accounts(self) -> AccountRepository: ...
     @property
     def api_keys(self) -> ApiKeyRepository: ...
+    @property
+    def saved_payment_cards(self) -> SavedPaymentCardRepository: ...
+    @property
+    def account_history(self) -> AccountHistoryQueries: ...
     @property
     def receipts(self) -> ReceiptQueries: ...
     @property

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TOPUP_DATABASE_URL ?= sqlite:///var/topup.sqlite3
 
-.PHONY: run test install lint typecheck unit integration simulation bench messages clean
+.PHONY: run test install browser lint typecheck unit integration simulation bench messages clean
 
 $(BIN)/topup: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ PORT ?= 8000
 run: install
 	@$(BIN)/topup serve --check-port --host $(HOST) --port $(PORT)
 	$(BIN)/topup init --demo
-	@echo "API: http://$(HOST):$(PORT)/api/docs   Demo cards: $(BIN)/topup cards"
-	@echo "Activation worker and API server running; Ctrl-C stops both."
+	@echo "Website: http://$(HOST):$(PORT)  (renew +60 12-345 6789)   API: http://$(HOST):$(PORT)/api/docs"
+	@echo "Demo cards: $(BIN)/topup cards.  Website, API and activation worker running; Ctrl-C stops them."
 	@TOPUP_SANDBOX_WEBHOOK_URL=http://$(HOST):$(PORT) exec $(BIN)/topup serve --with-worker \
 		--host $(HOST) --port $(PORT)
 
@@ -36,7 +36,18 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint typecheck
+# The browser tests drive Debian's Chromium (test tools cannot download browsers here), with the
+# Noto CJK fonts for the Chinese pages: installed with apt-get when missing.
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+browser:
+	@if ! dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1; then \
+	  echo "Installing $(BROWSER_PACKAGES) with apt-get for the browser tests"; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
+	    { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }; \
+	fi
+
+test: install browser lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: install

@@ -50,7 +50,7 @@ async def paid_receipt(application: Application, email: str | None = None) -> tu
     view = await renew(
         application.services,
         RenewalRequest(
-            card_number=ACTIVE_CARD, plan_code="pack_5gb_7d", payment=GOOD_CARD, email=email
+            card_number=ACTIVE_CARD, plan_code="pack_5gb_7d", payment=GOOD_CARD, receipt_email=email
         ),
     )
     number = view.renewal.receipt_number
@@ -67,11 +67,11 @@ def mailer_of(application: Application) -> MemoryMailer:
 async def test_the_recovery_page_offers_a_receipt_an_email_and_customer_service(
     site: httpx.AsyncClient,
 ) -> None:
-    page = await site.get("/recovery")
+    page = await site.get("/recover")
 
     assert page.status_code == 200
-    assert 'href="/recovery/receipt"' in page.text
-    assert 'href="/recovery/email"' in page.text
+    assert 'href="/recover/receipt"' in page.text
+    assert 'href="/recover/email"' in page.text
     assert 'href="tel:+60327000000"' in page.text
     assert "help@topup.example" in page.text
     assert "Every day, 8 am to 10 pm" in page.text
@@ -80,7 +80,7 @@ async def test_the_recovery_page_offers_a_receipt_an_email_and_customer_service(
 async def test_customer_service_is_shown_in_the_visitors_language(
     site: httpx.AsyncClient,
 ) -> None:
-    page = await site.get("/recovery", headers={"accept-language": "zh-CN"})
+    page = await site.get("/recover", headers={"accept-language": "zh-CN"})
 
     assert page.headers["content-language"] == "zh-Hans"
     assert "每天上午 8 点至晚上 10 点" in page.text
@@ -94,8 +94,8 @@ async def test_a_receipt_number_and_its_code_show_the_card_number_in_full(
 
     answer = await post_form(
         site,
-        "/recovery/receipt",
-        "/recovery/receipt",
+        "/recover/receipt",
+        "/recover/receipt",
         {"receipt_number": number.lower().replace("-", " "), "verification_code": code},
     )
 
@@ -112,8 +112,8 @@ async def test_a_wrong_code_is_answered_beside_the_field_like_an_unknown_receipt
     answers = [
         await post_form(
             site,
-            "/recovery/receipt",
-            "/recovery/receipt",
+            "/recover/receipt",
+            "/recover/receipt",
             {"receipt_number": typed, "verification_code": "00000-00000"},
         )
         for typed in (number, "R-2222-2222-2222")
@@ -134,15 +134,15 @@ async def test_a_malformed_receipt_number_is_explained_in_the_visitors_language(
 ) -> None:
     answer = await post_form(
         site,
-        "/recovery/receipt",
-        "/recovery/receipt",
+        "/recover/receipt",
+        "/recover/receipt",
         {"receipt_number": "12345", "verification_code": "x"},
     )
     site.cookies.set("topup_language", "ms")
     malay = await post_form(
         site,
-        "/recovery/receipt",
-        "/recovery/receipt",
+        "/recover/receipt",
+        "/recover/receipt",
         {"receipt_number": "12345", "verification_code": "x"},
     )
 
@@ -160,8 +160,8 @@ async def test_receipt_attempts_are_limited_per_hour_like_recovery(
         (
             await post_form(
                 site,
-                "/recovery/receipt",
-                "/recovery/receipt",
+                "/recover/receipt",
+                "/recover/receipt",
                 {"receipt_number": "R-2222-2222-2222", "verification_code": "00000-00000"},
             )
         ).status_code
@@ -179,20 +179,20 @@ async def test_the_numbers_go_by_email_to_a_registered_address_and_the_page_says
     before = len(mailer.sent)
 
     registered = await post_form(
-        site, "/recovery/email", "/recovery/email", {"email": " Aisyah@Example.com "}
+        site, "/recover/email", "/recover/email", {"email": " Aisyah@Example.com "}
     )
     unknown = await post_form(
-        site, "/recovery/email", "/recovery/email", {"email": "nobody@example.com"}
+        site, "/recover/email", "/recover/email", {"email": "nobody@example.com"}
     )
     await mailings(demo_app.services).drain()
 
     assert registered.status_code == unknown.status_code == 303
-    assert registered.headers["location"] == unknown.headers["location"] == "/recovery/email/sent"
+    assert registered.headers["location"] == unknown.headers["location"] == "/recover/email/sent"
     assert "example.com" not in registered.headers["location"]
     sent = list(mailer.sent)[before:]
     assert [mail.recipient for mail in sent] == ["aisyah@example.com"]
     assert "+60 12-345 6789" in sent[0].body
-    answer = await site.get("/recovery/email/sent")
+    answer = await site.get("/recover/email/sent")
     assert answer.status_code == 200
     assert "If this address is registered with us" in answer.text
 
@@ -205,7 +205,7 @@ async def test_the_recovery_email_is_written_in_the_visitors_language(
     before = len(mailer.sent)
     site.cookies.set("topup_language", "zh-Hans")
 
-    await post_form(site, "/recovery/email", "/recovery/email", {"email": "wei@example.com"})
+    await post_form(site, "/recover/email", "/recover/email", {"email": "wei@example.com"})
     await mailings(demo_app.services).drain()
 
     sent = list(mailer.sent)[before:]
@@ -217,7 +217,7 @@ async def test_the_recovery_email_is_written_in_the_visitors_language(
 async def test_an_address_that_is_not_one_is_answered_beside_the_field(
     site: httpx.AsyncClient,
 ) -> None:
-    answer = await post_form(site, "/recovery/email", "/recovery/email", {"email": "aisyah@"})
+    answer = await post_form(site, "/recover/email", "/recover/email", {"email": "aisyah@"})
 
     assert answer.status_code == 422
     assert 'href="#email"' in answer.text
@@ -240,7 +240,9 @@ async def test_email_recovery_shares_the_apis_limits_per_address(
             )
             assert accepted.status_code == 202
 
-    answer = await post_form(site, "/recovery/email", "/recovery/email", {"email": "siti@example.com"})
+    answer = await post_form(
+        site, "/recover/email", "/recover/email", {"email": "siti@example.com"}
+    )
     await mailings(demo_app.services).drain()
 
     assert answer.status_code == 429
@@ -249,9 +251,9 @@ async def test_email_recovery_shares_the_apis_limits_per_address(
 
 
 async def test_a_recovery_form_without_its_csrf_token_is_refused(site: httpx.AsyncClient) -> None:
-    await site.get("/recovery/email")
+    await site.get("/recover/email")
     answer = await site.post(
-        "/recovery/email",
+        "/recover/email",
         data={"email": "aisyah@example.com"},
         headers={"sec-fetch-site": "same-origin"},
     )

@@ -1,11 +1,11 @@
 """Finding a forgotten card number: by receipt, by registered e-mail, by support (R8).
 
-- ``/recovery``: the three ways, with the operator's customer-service contacts.
-- ``/recovery/receipt``: the receipt's number and verification code (in the POST body) show the
+- ``/recover``: the three ways, with the operator's customer-service contacts.
+- ``/recover/receipt``: the receipt's number and verification code (in the POST body) show the
   card's number in full; a wrong code, an unknown and an unpaid number get one answer.
-- ``/recovery/email``: the numbers of the cards registered with an address are e-mailed to it
+- ``/recover/email``: the numbers of the cards registered with an address are e-mailed to it
   (``services.recovery``); the page answers the same whether or not it is registered, and the
-  address never reaches a URL (the answer is a redirect to ``/recovery/email/sent``).
+  address never reaches a URL (the answer is a redirect to ``/recover/email/sent``).
 
 Both forms are limited as the API's recovery is: ``recovery_per_hour_max`` per client address
 (and account), the e-mail also per address (the API's rule ``recovery``, shared with it).
@@ -35,7 +35,7 @@ router = APIRouter()
 RECOVERY = "recovery"  # the API's rule (entrypoints/api/recovery.py): one count for both
 RECEIPT_RECOVERY = "receipt_recovery"  # attempts at a receipt's code, per client address
 RECEIPT_NUMBER_TYPED_LENGTH_MAX = 40  # R-XXXX-XXXX-XXXX with blanks, as someone may type it
-SENT_PATH = "/recovery/email/sent"
+SENT_PATH = "/recover/email/sent"
 NO_STORE = {"cache-control": "no-store"}
 _RECEIPT_FIELDS = {"receipt_number": "receipt_number", "verification_code": "verification_code"}
 
@@ -62,12 +62,12 @@ def _retry_after(error: TopupError) -> dict[str, str]:
     return {"retry-after": retry_after} if retry_after else {}
 
 
-@router.get("/recovery")
+@router.get("/recover")
 async def ways(request: Request) -> Response:
     return renderer_of(request).render(request, "portal/recovery/ways.html")
 
 
-@router.get("/recovery/receipt")
+@router.get("/recover/receipt")
 async def receipt_form(request: Request) -> Response:
     return _receipt_form(request, NO_ERRORS)
 
@@ -89,7 +89,7 @@ def _receipt_form(
     )
 
 
-@router.post("/recovery/receipt")
+@router.post("/recover/receipt")
 async def receipt_found(
     request: Request, receipt_number: FormText = "", verification_code: FormText = ""
 ) -> Response:
@@ -121,7 +121,7 @@ async def receipt_found(
     )
 
 
-@router.get("/recovery/email")
+@router.get("/recover/email")
 async def email_form(request: Request) -> Response:
     return _email_form(request, NO_ERRORS)
 
@@ -143,7 +143,7 @@ def _email_form(
     )
 
 
-@router.post("/recovery/email")
+@router.post("/recover/email")
 async def email_sent(request: Request, email: FormText = "") -> Response:
     """Mail the numbers registered with ``email`` to it; the same answer whether or not it is."""
     services = _services(request)

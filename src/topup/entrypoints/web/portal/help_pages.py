@@ -72,7 +72,7 @@ ERROR_GROUPS: tuple[tuple[str, str, frozenset[str], tuple[str, ...]], ...] = (
     ),
     (
         "payment-cards",
-        N_("Payment cards"),
+        N_("Paying by credit or debit card"),
         frozenset(
             {
                 "authentication_failed",
@@ -109,7 +109,7 @@ ERROR_GROUPS: tuple[tuple[str, str, frozenset[str], tuple[str, ...]], ...] = (
     ),
     (
         "receipts",
-        N_("Receipts"),
+        N_("Your receipts"),
         frozenset(),
         ("receipt_",),
     ),

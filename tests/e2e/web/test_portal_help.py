@@ -14,7 +14,12 @@ import pytest
 from topup.adapters import messages
 from topup.bootstrap import Application
 from topup.entrypoints.site import create_site
-from topup.entrypoints.web.portal.help_pages import error_groups, without_placeholders
+from topup.entrypoints.web.portal.help_pages import (
+    error_groups,
+    first_capital,
+    without_placeholders,
+)
+from topup.i18n import format_money
 from topup.settings import LimitSettings
 
 
@@ -51,11 +56,11 @@ async def test_the_errors_are_shown_in_the_visitors_language_with_their_code(
     assert "{method}" not in chinese.text and "{plan}" not in chinese.text
 
 
-def test_the_codes_only_staff_meet_come_last_and_folded() -> None:
+def test_the_codes_only_staff_meet_come_last() -> None:
     groups = error_groups("en")
 
-    assert groups[-1].anchor == "staff" and groups[-1].folded
-    assert not any(group.folded for group in groups[:-1])
+    assert groups[-1].anchor == "staff" and groups[-1].for_staff
+    assert not any(group.for_staff for group in groups[:-1])
     staff = {entry.code for entry in groups[-1].entries}
     assert {"port_in_use", "settlement_file_invalid", "api_key_not_found"} <= staff
     cards = next(group for group in groups if group.anchor == "cards")
@@ -76,14 +81,17 @@ async def test_activation_time_follows_the_limits_and_each_methods_configuration
 
     assert "usually active within 5 minutes" in page.text
     assert "still not active 2 hours after paying" in page.text
+    shown = html.unescape(page.text)
     offered = application.services.methods.offered(channel="web", region=None)
     for method in offered:
-        assert f">{method.name('en')}</h3>" in html.unescape(page.text)
+        assert f'<th scope="row">{first_capital(method.name("en"))}</th>' in shown
+    assert '<h3 id="kind-card">Credit card and debit card</h3>' in shown
+    assert "approve it in the wallet's app, within 30 minutes" in shown
     wallet = next(method for method in offered if method.daily_max is not None)
-    assert "approve it in the" in page.text
-    assert "a day per wallet account" in page.text
     assert wallet.daily_max is not None
-    assert "Not offered today: Alipay, WeChat Pay." in page.text
+    assert "Per day and wallet account" in shown
+    assert f"<td>{format_money(wallet.daily_max, 'en')}</td>" in shown
+    assert "Not offered today: Alipay and WeChat Pay." in page.text
 
 
 async def test_the_help_page_names_customer_service_and_the_ways_to_find_a_number(

@@ -5,8 +5,9 @@
   approved in the wallet, within ``requires_action_timeout_s``, for an e-wallet), then the
   activation's typical delay and when to contact customer service (the activation limits).
 - What each error means: every code of the error catalogue (``error_entries``), with its text in
-  the visitor's language, grouped by what it is about; the codes only staff and developers meet
-  come last, folded. Each entry has an anchor (``/help#error-<code>``) for an error page to link.
+  the visitor's language, grouped by what it is about (each group folded, its count shown); the
+  codes only staff and developers meet come last. Each entry has an anchor
+  (``/help#error-<code>``) for an error page to link: the browser unfolds its group.
 - How to contact customer service: the operator profile's ``[support]``.
 """
 
@@ -17,6 +18,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from babel.lists import format_list
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -27,6 +29,7 @@ from topup.entrypoints.web.shared.language import page_language
 from topup.entrypoints.web.shared.rendering import renderer_of
 from topup.entrypoints.web.shared.sales_channel import sales_channel
 from topup.i18n import N_, resolve_or_default
+from topup.i18n.formatting import babel_locale
 from topup.services.context import Services
 
 router = APIRouter()
@@ -153,23 +156,29 @@ class ErrorGroup:
     anchor: str
     title: str  # a message id: the template translates it
     entries: tuple[ErrorShown, ...]
-    folded: bool = False
+    for_staff: bool = False  # met only by the operator's staff and developers
 
 
 @dataclass(frozen=True, slots=True)
-class MethodTiming:
-    """How paying by a method goes, and how long until the card is active."""
-
+class MethodLimits:
     method: PaymentMethod
-    approval: dt.timedelta | None  # an e-wallet: how long the payer has to approve it
     amount_min: Money
     amount_max: Money
-    daily_max: Money | None
+    daily_max: Money | None  # per payer account and day (e-wallets)
+
+
+@dataclass(frozen=True, slots=True)
+class KindTiming:
+    """How paying by one kind of method goes (payment cards, e-wallets), and its methods."""
+
+    kind: MethodKind
+    approval: dt.timedelta | None  # e-wallets: how long the payer has to approve the payment
+    methods: tuple[MethodLimits, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class ActivationHelp:
-    methods: tuple[MethodTiming, ...]
+    kinds: tuple[KindTiming, ...]
     not_offered: tuple[PaymentMethod, ...]  # configured but disabled (R10): say so
     typical: dt.timedelta
     late_after: dt.timedelta
@@ -211,19 +220,16 @@ def error_groups(locale: str) -> list[ErrorGroup]:
 
 
 def activation_help(services: Services, channel: str) -> ActivationHelp:
-    """The methods offered on ``channel`` (the web site's or the app's: no region) and the
-    activation's typical delay and lateness, from the configuration and the limits."""
+    """The methods offered on ``channel`` (the web site's or the app's: no region), by kind in
+    the configured order, and the activation's typical delay and lateness (the limits)."""
     approval = dt.timedelta(seconds=services.limits.payments.requires_action_timeout_s)
-    offered = services.methods.offered(channel=channel, region=None)
-    timings = tuple(
-        MethodTiming(
-            method=method,
-            approval=approval if method.kind is MethodKind.EWALLET else None,
-            amount_min=method.amount_min,
-            amount_max=method.amount_max,
-            daily_max=method.daily_max,
-        )
-        for method in offered
+    by_kind: dict[MethodKind, list[MethodLimits]] = {}
+    for method in services.methods.offered(channel=channel, region=None):
+        limits = MethodLimits(method, method.amount_min, method.amount_max, method.daily_max)
+        by_kind.setdefault(method.kind, []).append(limits)
+    kinds = tuple(
+        KindTiming(kind, approval if kind is MethodKind.EWALLET else None, tuple(methods))
+        for kind, methods in by_kind.items()
     )
     not_offered = tuple(
         method
@@ -232,15 +238,22 @@ def activation_help(services: Services, channel: str) -> ActivationHelp:
     )
     activation = services.limits.activation
     return ActivationHelp(
-        methods=timings,
+        kinds=kinds,
         not_offered=not_offered,
         typical=dt.timedelta(seconds=activation.activation_typical_delay_s),
         late_after=dt.timedelta(seconds=activation.activation_late_after_s),
     )
 
 
-def _names(methods: Sequence[PaymentMethod], locale: str) -> str:
-    return ", ".join(method.name(locale) for method in methods)
+def names_of(methods: Sequence[PaymentMethod], locale: str) -> str:
+    """``Alipay and WeChat Pay``, ``支付宝和微信支付``: the methods' names as a list in ``locale``."""
+    chosen = resolve_or_default(locale)
+    return format_list([method.name(chosen) for method in methods], locale=babel_locale(chosen))
+
+
+def first_capital(text: str) -> str:
+    """``credit card`` -> ``Credit card`` for a heading (the rest is left as it is written)."""
+    return text[:1].upper() + text[1:]
 
 
 @router.get("/help")
@@ -253,7 +266,8 @@ async def help_page(request: Request) -> Response:
         "portal/help/help.html",
         {
             "activation": activation,
-            "not_offered_names": _names(activation.not_offered, resolve_or_default(locale)),
+            "names_of": lambda methods: names_of(methods, locale),
+            "first_capital": first_capital,
             "error_groups": error_groups(locale),
         },
     )

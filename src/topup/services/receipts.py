@@ -112,6 +112,11 @@ def _code_matches(services: Services, receipt_number: str, typed: str | None) ->
     return hmac.compare_digest(typed_bare.encode(), expected.encode())
 
 
+def code_matches(services: Services, receipt_number: str, typed: str | None) -> bool:
+    """Whether ``typed`` is the verification code of receipt ``receipt_number`` (printed form)."""
+    return _code_matches(services, receipt_number, typed)
+
+
 # --- reading a receipt -----------------------------------------------------------------------
 
 

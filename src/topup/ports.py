@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Protocol, Unpack
+from typing import Protocol, Unpack, runtime_checkable
 
 from topup.domain.accounts import (
     Account,
@@ -97,6 +97,9 @@ class PaymentToken:
     # expiry or CVC, and whichever token stands for it (a keyed hash, never the number); "" when
     # the PSP gives none. Locks and attempt counts follow it (services/fingerprints.py).
     fingerprint: str = ""
+    # What the PSP says of the issuer's rule on payments from abroad: False when the issuer keeps
+    # the card at home (refused before any charge when the operator is abroad), None: unknown.
+    international_payments: bool | None = None
 
 
 class GatewayOutcome(StrEnum):
@@ -858,3 +861,57 @@ class TokenSealer(Protocol):
     def fingerprint(self, token: str) -> str: ...
 
     def open(self, sealed: str) -> str: ...
+
+
+class ReceiptDrawer(Protocol):
+    """Draws a receipt as a document (a PDF): ``local`` is (title, hint) then (label, value)
+    rows in the reader's language, ``english`` the same in English for any line the drawer's
+    font cannot draw."""
+
+    def draw(
+        self,
+        local: Sequence[tuple[str, str]],
+        english: Sequence[tuple[str, str]],
+        *,
+        receipt_number: str,
+        paid_at: dt.datetime,
+    ) -> bytes: ...
+
+
+# --- A wallet's own approval page (the sandbox wallet's, served on this site) -----------------
+
+
+class WalletDecision(StrEnum):
+    WAITING = "waiting"  # the payer has not answered yet
+    APPROVED = "approved"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletApproval:
+    """A payment waiting for (or given) the payer's answer in the wallet, as its approval page
+    shows it: the payer sees the amount, who asks and which of their accounts pays."""
+
+    reference: str  # the approval's opaque reference, in the page's address
+    payment_id: str
+    provider: str
+    account_last4: str
+    amount: Money
+    requested_at: dt.datetime
+    decision: WalletDecision
+
+
+@runtime_checkable
+class WalletApprovals(Protocol):
+    """A wallet provider whose approval page this site serves (the sandbox wallet): it reads an
+    approval by its reference and takes the payer's answer, then tells us by its webhook."""
+
+    name: str
+
+    def approval(self, reference: str) -> WalletApproval | None:
+        """The approval with this reference, or None if this wallet did not issue it."""
+        ...
+
+    async def decide(self, reference: str, *, approve: bool) -> WalletApproval:
+        """The payer's answer (once: a second answer changes nothing); the webhook follows."""
+        ...

@@ -106,7 +106,10 @@ async def sign_up(request: Request) -> Response:
     try:
         address = parse_email(email)
         await _check_client_rate(
-            request, "sign_up", limit=services.limits.rates.login_per_minute_max, window_s=60
+            request,
+            "sign_up",
+            limit=services.limits.rates.login_per_minute_max,
+            window_s=RATE_WINDOW_S,
         )
         await _check_email_rate(request, "sign_up", address)
         await account_emails.sign_up(
@@ -166,7 +169,10 @@ async def confirm(request: Request) -> Response:
     services = _services(request)
     try:
         await _check_client_rate(
-            request, "email_link", limit=services.limits.rates.login_per_minute_max, window_s=60
+            request,
+            "email_link",
+            limit=services.limits.rates.login_per_minute_max,
+            window_s=RATE_WINDOW_S,
         )
         await account_emails.confirm_email(services, token)
     except TopupError as error:
@@ -300,7 +306,10 @@ async def new_password(request: Request) -> Response:
     services = _services(request)
     try:
         await _check_client_rate(
-            request, "email_link", limit=services.limits.rates.login_per_minute_max, window_s=60
+            request,
+            "email_link",
+            limit=services.limits.rates.login_per_minute_max,
+            window_s=RATE_WINDOW_S,
         )
         await account_emails.reset_password(services, token=token, password=password)
     except TopupError as error:

@@ -15,6 +15,7 @@ from topup.domain.errors import TopupError
 from topup.entrypoints.http.rate_limits import check_caller_rate, check_card_lookup
 from topup.entrypoints.web.portal.account_common import (
     AccountId,
+    SignedIn,
     locale_of,
     render,
     services_of,
@@ -23,7 +24,6 @@ from topup.entrypoints.web.portal.account_common import (
 )
 from topup.entrypoints.web.shared.forms import NO_ERRORS, form_errors
 from topup.entrypoints.web.shared.sales_channel import sales_channel
-from topup.entrypoints.web.shared.sessions import signed_in
 from topup.services import account_history, accounts, queries, saved_payment_cards
 from topup.services.renewals import IDEMPOTENCY_KEY_LENGTH_MAX
 from topup.services.renewals.reads import card_unknown
@@ -59,21 +59,20 @@ async def link_page(request: Request, account_id: AccountId) -> Response:
 
 
 @router.post(CARDS_PATH + "/link")
-async def start_link(request: Request, account_id: AccountId) -> Response:
+async def start_link(request: Request, account_id: AccountId, caller: SignedIn) -> Response:
+    """The API's limits: codes per client address and account, and card look-ups."""
     form = await request.form()
     card_number = text_field(form, "card_number", CARD_NUMBER_LENGTH_MAX)
     services = services_of(request)
-    caller = await signed_in(request)
     try:
-        if caller is not None:
-            await check_caller_rate(
-                request,
-                caller,
-                "sms_code",
-                limit=services.limits.rates.sms_codes_per_hour_max,
-                window_s=accounts.SMS_CODES_WINDOW_S,
-            )
-            await check_card_lookup(request, caller, card_number)
+        await check_caller_rate(
+            request,
+            caller,
+            "sms_code",
+            limit=services.limits.rates.sms_codes_per_hour_max,
+            window_s=accounts.SMS_CODES_WINDOW_S,
+        )
+        await check_card_lookup(request, caller, card_number)
         sent = await accounts.start_card_link(services, account_id, card_number)
     except TopupError as error:
         errors = form_errors(error, locale_of(request), fields=LINK_FIELDS)
@@ -84,15 +83,13 @@ async def start_link(request: Request, account_id: AccountId) -> Response:
 
 
 @router.post(CARDS_PATH + "/link/verify")
-async def verify_link(request: Request, account_id: AccountId) -> Response:
+async def verify_link(request: Request, account_id: AccountId, caller: SignedIn) -> Response:
     form = await request.form()
     card_number = text_field(form, "card_number", CARD_NUMBER_LENGTH_MAX)
     code = text_field(form, "code", LINK_CODE_LENGTH_MAX)
     services = services_of(request)
-    caller = await signed_in(request)
     try:
-        if caller is not None:
-            await check_card_lookup(request, caller, card_number)
+        await check_card_lookup(request, caller, card_number)
         await accounts.verify_card_link(services, account_id, card_number, code)
     except TopupError as error:
         errors = form_errors(error, locale_of(request), fields=LINK_FIELDS)

@@ -33,6 +33,7 @@ def account_id_of(caller: Annotated[Caller, Depends(require_account)]) -> str:
 
 
 AccountId = Annotated[str, Depends(account_id_of)]
+SignedIn = Annotated[Caller, Depends(require_account)]  # for rate limits counted per account
 
 
 def text_field(form: FormData, name: str, length_max: int) -> str:

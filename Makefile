@@ -23,8 +23,8 @@ PORT ?= 8000
 run: install
 	@$(BIN)/topup serve --check-port --host $(HOST) --port $(PORT)
 	$(BIN)/topup init --demo
-	@echo "API: http://$(HOST):$(PORT)/api/docs   Demo cards: $(BIN)/topup cards"
-	@echo "Activation worker and API server running; Ctrl-C stops both."
+	@echo "Website: http://$(HOST):$(PORT)  (renew +60 12-345 6789)   API: http://$(HOST):$(PORT)/api/docs"
+	@echo "Demo cards: $(BIN)/topup cards.  Website, API and activation worker running; Ctrl-C stops them."
 	@TOPUP_SANDBOX_WEBHOOK_URL=http://$(HOST):$(PORT) exec $(BIN)/topup serve --with-worker \
 		--host $(HOST) --port $(PORT)
 

@@ -184,7 +184,8 @@ async def test_the_page_says_when_it_is_expected_and_when_late_to_contact_custom
     site.clock.advance(late_after_s + 1)
     late = await site.client.get(f"/renewals/{created['id']}")
     assert "This is taking longer than usual." in late.text
-    assert "/help#support" in late.text
+    assert "tel:+60327000000" in late.text  # how: the profile's customer service
+    assert "help@topup.example" in late.text
     assert created["receipt_number"] in late.text
 
 

@@ -246,6 +246,22 @@ async def test_the_events_say_change_then_end_and_are_not_compressed(site: Site)
     assert events.text.rstrip().endswith("event: end\ndata:")
 
 
+async def test_a_stream_sends_heartbeats_and_ends_at_its_time_limit_for_the_browser_to_reconnect(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from topup.entrypoints.web.portal import status_events
+
+    monkeypatch.setattr(status_events, "EVENTS_STREAM_S", 0.5)
+    monkeypatch.setattr(status_events, "EVENTS_HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(status_events, "EVENTS_POLL_S", 0.05)
+    created = await site.renew()  # activating: not final, so only the time limit ends it
+    events = await site.client.get(f"/renewals/{created['id']}/events?page=status&since=old")
+    assert events.status_code == 200
+    assert ": heartbeat\n\n" in events.text
+    assert events.text.count("event: change") == 1  # once, then nothing changed
+    assert "event: end" not in events.text  # the browser reconnects after the retry delay
+
+
 async def test_a_stranger_gets_no_events_about_a_renewal(site: Site) -> None:
     created = await site.renew()
     async with stranger(site) as other:

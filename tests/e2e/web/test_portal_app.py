@@ -83,6 +83,8 @@ async def test_the_service_worker_is_served_from_the_root_and_never_cached_by_ht
     assert answer.headers["content-type"].startswith("text/javascript")
     assert answer.headers["service-worker-allowed"] == "/"
     assert answer.headers["cache-control"] == "no-cache"
+    # Its own policy lets it fetch the shell from this site (the API's default would not).
+    assert "connect-src 'self'" in answer.headers["content-security-policy"]
 
 
 async def test_the_service_worker_keeps_the_shell_and_the_offline_page_only(

@@ -184,3 +184,12 @@ async def demo_app(make_app: AppFactory) -> Application:
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
+
+
+BROWSER_TESTS = Path(__file__).parent / "browser"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run last: Playwright's synchronous API keeps an event loop running on
+    the main thread once started, where the asynchronous tests need to start their own."""
+    items.sort(key=lambda item: BROWSER_TESTS in item.path.parents)

@@ -98,6 +98,7 @@ async def test_the_help_page_names_customer_service_and_the_ways_to_find_a_numbe
     assert 'href="mailto:help@topup.example"' in page.text
     assert "Setiap hari, 8 pagi hingga 10 malam" in page.text
     assert 'href="/recover"' in page.text
+    assert '<section class="card support" id="support"' in page.text  # the status page links it
 
 
 async def test_a_method_with_its_own_activation_times_is_shown_apart() -> None:

@@ -126,3 +126,10 @@ async def test_a_method_with_its_own_activation_times_is_shown_apart() -> None:
     assert cards[0].approval is None
     wallets = [group for group in found.groups if group.kind is MethodKind.EWALLET]
     assert wallets and all(group.approval for group in wallets)
+
+
+def test_placeholders_read_as_an_ellipsis_and_literal_braces_stay() -> None:
+    assert without_placeholders("{method} takes at most {maximum}.") == "… takes at most …"
+    assert without_placeholders("Use {{braces}} for {field}, then go.") == (
+        "Use {braces} for …, then go."
+    )

@@ -186,13 +186,14 @@ class ActivationHelp:
 
 
 def without_placeholders(text: str) -> str:
-    """``{method} takes at most {maximum}`` -> ``… takes at most …`` (``{{`` stays ``{``)."""
+    """``{method} takes at most {maximum}`` -> ``… takes at most …`` (``{{`` stays ``{``; a
+    sentence ending on a placeholder ends on the ellipsis, not ``….``)."""
     parts = []
     for literal, name, _, _ in string.Formatter().parse(text):
         parts.append(literal)
         if name is not None:
             parts.append(PLACEHOLDER_SHOWN)
-    return "".join(parts)
+    return "".join(parts).replace(PLACEHOLDER_SHOWN + ".", PLACEHOLDER_SHOWN)
 
 
 def _group_of(code: str) -> str:

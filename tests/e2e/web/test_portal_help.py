@@ -85,7 +85,7 @@ async def test_activation_time_follows_the_limits_and_each_methods_configuration
     wallet = next(method for method in offered if method.daily_max is not None)
     assert wallet.daily_max is not None
     assert "Per day and wallet account" in shown
-    assert f"<td>{format_money(wallet.daily_max, 'en')}</td>" in shown
+    assert f">{format_money(wallet.daily_max, 'en')}</td>" in shown
     assert "Not offered today: Alipay and WeChat Pay." in page.text
 
 

@@ -97,6 +97,21 @@ def test_the_offline_page_is_shown_when_the_network_is_gone(
     assert page.locator("h1").inner_text() == "帮助"
 
 
+def test_the_offline_page_follows_the_language_chosen(new_page: Any, screenshots: Any) -> None:
+    page = controlled_page(new_page, locale="en-GB", phone=True)
+    page.get_by_role("link", name="Bahasa Melayu").click()
+    page.wait_for_load_state()
+    page.wait_for_timeout(500)  # the worker fetches the offline page anew
+    page.context.set_offline(True)
+    try:
+        page.goto("/help")
+        assert page.locator("html").get_attribute("lang") == "ms"
+        assert page.locator("h1").inner_text() == "Anda di luar talian"
+        screenshots(page, "offline-ms")
+    finally:
+        page.context.set_offline(False)
+
+
 def test_the_cache_keeps_the_shell_and_the_offline_page_and_no_other_page(
     new_page: Any,
 ) -> None:

@@ -23,6 +23,7 @@ PAGE_SIZE_DEFAULT = 20
 EXPORT_ROWS_MAX = 1000  # rows in one CSV export
 LINKED_CARDS_MAX = 100  # cards shown on one account's pages
 RECENT_RENEWALS = 10  # looked at to find the plan whose data a card's bar measures against
+CARD_METHODS = frozenset({"credit_card", "debit_card"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class HistoryLine:
     renewal: RenewalRecord
     card_number: str  # E.164 of a card linked to the account
     plan_names: Mapping[str, str]  # by locale; empty if the plan was withdrawn
+    paid_by_card: bool = False  # taken from a payment card (which the account may save)
 
     def plan_name(self, locale: str) -> str:
         names = self.plan_names
@@ -131,11 +133,15 @@ async def _lines(
         )
         cards = await uow.cards.get_many(sorted({r.card_id for r in renewals}))
         plans = await uow.plans.get_many(sorted({r.plan_code for r in renewals}))
+        payments = await uow.payments.for_renewals([r.id for r in renewals if r.paid_at])
     return [
         HistoryLine(
             renewal=renewal,
             card_number=cards[renewal.card_id].msisdn if renewal.card_id in cards else "",
             plan_names=plans[renewal.plan_code].names if renewal.plan_code in plans else {},
+            paid_by_card=renewal.id in payments
+            and payments[renewal.id].method in CARD_METHODS
+            and bool(payments[renewal.id].token_encrypted),
         )
         for renewal in renewals
     ]

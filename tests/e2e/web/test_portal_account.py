@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from tests.conftest import AppFactory
+from tests.e2e.web.conftest import site_client
 from tests.mailed_links import mails_to, token_in
 from topup.adapters.clock import FixedClock
 from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.bootstrap import Application
-from topup.entrypoints.site import create_site
 from topup.ports import PaymentCardDetails
 from topup.services.demo import load_demo
 from topup.services.renewals import RenewalRequest, renew
@@ -112,8 +112,7 @@ async def site(make_app: AppFactory) -> AsyncIterator[Site]:
     )
     application = make_app(limits=limits)
     await load_demo(application.services)
-    transport = httpx.ASGITransport(app=create_site(application), client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with site_client(application) as client:
         yield Site(application, client)
 
 
@@ -358,8 +357,10 @@ async def test_receipts_link_to_each_paid_renewals_receipt(site: Site) -> None:
     ids = await _renewals(site, 2)
 
     page = await site.client.get("/accounts/receipts")
+    opened = await site.client.get(f"/renewals/{ids[0]}/receipt")
 
     assert all(f'href="/renewals/{renewal_id}/receipt"' in page.text for renewal_id in ids)
+    assert opened.status_code == 200  # the card's owner reads its receipt
 
 
 # --- saved payment cards, one-tap renewal ---------------------------------------------------
@@ -435,3 +436,16 @@ async def test_a_payment_card_is_saved_from_a_token_of_the_psps_tokeniser(site: 
     assert forged.status_code == 422
     page = await site.client.get("/accounts/payment-cards")
     assert "Mastercard ending in 4444" in page.text
+
+
+async def test_the_sign_in_page_says_an_ended_session_ended_and_drops_its_cookie(
+    site: Site,
+) -> None:
+    await site.signed_up_and_in()
+    site.clock.advance(IDLE_S + 1)
+
+    page = await site.client.get("/accounts/sign-in")
+
+    assert "Your session ended" in page.text
+    assert 'href="/accounts/sign-in"' in page.text  # the header no longer offers "Sign out"
+    assert SESSION_COOKIE not in site.client.cookies

@@ -32,6 +32,7 @@ from topup.entrypoints.web.shared.forms import NO_ERRORS, FormErrors, form_error
 from topup.entrypoints.web.shared.language import local_path
 from topup.entrypoints.web.shared.sessions import (
     SessionCookies,
+    drop_session_cookie,
     end_session,
     require_account,
     session_token,
@@ -177,7 +178,9 @@ async def confirm(request: Request) -> Response:
 # --- sign in, sign out -----------------------------------------------------------------------
 
 
-NOTICES = frozenset({"confirmed", "password_set", "signed_out"})  # shown on the sign-in page
+NOTICES = frozenset(
+    {"confirmed", "password_set", "signed_out", "session_ended"}
+)  # shown on the sign-in page
 
 
 def _to_sign_in(notice: str) -> Response:
@@ -190,13 +193,20 @@ def _to_sign_in(notice: str) -> Response:
 
 @router.get(account_emails.SIGN_IN_PAGE)
 async def sign_in_page(request: Request, next: str = HOME, notice: str = "") -> Response:
+    """A browser whose session ended (idle, too old, signed out elsewhere) is told so, and its
+    cookie is dropped."""
+    ended = bool(session_token(request)) and await signed_in(request) is None
+    shown = "session_ended" if ended and not notice else notice
     context = {
         "errors": NO_ERRORS,
         "email": "",
         "next": local_path(next, HOME),
-        "notice": notice if notice in NOTICES else None,
+        "notice": shown if shown in NOTICES else None,
     }
-    return _render(request, "sign_in.html", context)
+    response = _render(request, "sign_in.html", context)
+    if ended:
+        drop_session_cookie(request, response)
+    return response
 
 
 @router.post(account_emails.SIGN_IN_PAGE)

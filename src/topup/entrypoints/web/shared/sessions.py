@@ -100,12 +100,17 @@ async def end_session(request: Request, response: Response) -> None:
 
 
 def forget_session(request: Request, response: Response) -> None:
-    """Drop the cookie (of a session that ended) on ``response``."""
+    """Drop the cookie (of a session that ended) on ``response``, with a new CSRF secret."""
+    drop_session_cookie(request, response)
+    renew_csrf_secret(request)
+
+
+def drop_session_cookie(request: Request, response: Response) -> None:
+    """Drop the cookie of a session found ended (the page's forms keep their CSRF token)."""
     cookies: SessionCookies = request.app.state.session_cookies
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookies.secure
     )
-    renew_csrf_secret(request)
 
 
 def session_token(request: Request) -> str | None:

@@ -63,6 +63,7 @@
   }
 
   document.querySelectorAll("form[data-tokenise]").forEach(function (form) {
+    form.hidden = false;
     form.addEventListener("submit", function (event) {
       var tokenField = form.querySelector("input[name=payment_token]");
       if (tokenField.value) return;  // tokenised: on its way to us

@@ -11,19 +11,24 @@ What it does, in order:
    comes from 127.0.0.1);
 3. walks journey 1 once as a new visitor to weigh each page: its HTML and the CSS and JavaScript
    it loads, as transferred (gzip), when none is cached (fonts and images aside);
-4. the API-only reference: ``--subscribers`` clients loop POST /api/v1/renewals (a sandbox card
-   token, a new Idempotency-Key each, a card drawn at random); a warm-up, then ``--seconds``
-   measured; then the renewal tables are emptied;
+4. the API-only reference: ``--subscribers`` clients loop POST /api/v1/renewals (the sandbox
+   card token, a new Idempotency-Key each, a card drawn at random);
 5. journey 1: ``--subscribers`` simulated subscribers, each with its own connection and
    cookies, loop the journey (home, card look-up, the card's page with its plans, the plan's
-   payment methods, pay with a sandbox card token, the status page), each journey as a new
-   visitor (a new connection, no cookies, nothing cached: the CSS and JS are loaded once per
-   journey; ``--returning`` keeps all three across a subscriber's journeys); forms are filled
-   from the HTML (CSRF token, hidden fields, the server's idempotency key); a warm-up, then
-   ``--seconds`` measured;
+   payment methods, the payment form, pay with the card token, the status page), each journey
+   as a new visitor (a new connection, no cookies, nothing cached: the CSS and JS are loaded
+   once per journey; ``--returning`` keeps all three across a subscriber's journeys); forms are
+   filled from the HTML (CSRF token, hidden fields, the attempt that makes the server's
+   idempotency key); the status page is read once (no live updates);
+   the two parts take turns ``--rounds`` times (``--seconds`` of each shared among the rounds;
+   the renewal tables emptied before each turn, a warm-up at each): whatever else the shared
+   machine does weighs on both alike;
 6. prints journeys/s, p50/p99 of each step, bytes of each page, server and PostgreSQL CPU per
    journey and per API renewal, their ratio, and this driver's own CPU (on 2 cores a driver
    using most of one is part of the figure: the output says so); then drops the database.
+
+The card token comes from the sandbox PSP's tokeniser once, before the run, for both parts: a
+browser gets it from the PSP, whose CPU is not topup's (the sandbox's runs in this server).
 
 Targets of the issue (2 cores): a journey costs at most 2x the server CPU of the API renewal;
 p99 of every page <= 250 ms at 64 subscribers; each page <= 60 KB transferred. A benchmark prints
@@ -77,6 +82,8 @@ PAGE_P99_TARGET_MS = 250.0
 CPU_RATIO_TARGET = 2.0
 DRIVER_BUSY_CORES_WARNING = 0.6  # "most of a core": the driver may be what limits the figure
 SUBSCRIBERS_TARGET = 64
+FAILURE_PAUSE_S = 0.05
+ROUND_WARMUP_S = 2.0  # the warm-up of every round after the first
 BROWSER_HEADERS = {
     "User-Agent": "Mozilla/5.0 (Linux; Android 12) topup-bench/1",
     "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
@@ -107,6 +114,12 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--subscribers", type=int, default=SUBSCRIBERS_TARGET)
     parser.add_argument("--seconds", type=float, default=15.0, help="measured, per part")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the parts take turns this many times (the seconds shared among them)",
+    )
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--cards", type=int, default=10_000)
@@ -446,9 +459,8 @@ def attributes(text: str) -> dict[str, str]:
 class Form:
     action: str
     method: str
-    fields: dict[str, str]  # hidden inputs and pre-filled values
-    names: frozenset[str]  # every control's name
-    buttons: tuple[dict[str, str], ...]
+    fields: dict[str, str]  # hidden inputs, pre-filled values, checked choices
+    choices: dict[str, list[str]]  # every control's name -> the values offered (radios)
 
 
 def forms(page: Page) -> list[Form]:
@@ -456,33 +468,49 @@ def forms(page: Page) -> list[Form]:
     for head, body in FORM.findall(page.text):
         form = attributes(head)
         fields: dict[str, str] = {}
-        names: set[str] = set()
-        buttons = []
+        choices: dict[str, list[str]] = defaultdict(list)
         for kind, text in CONTROL.findall(body):
             control = attributes(text)
             name = control.get("name")
             if not name:
                 continue
-            names.add(name)
+            choices[name].append(control.get("value", ""))
             input_type = control.get("type", "submit" if kind.lower() == "button" else "text")
-            if input_type == "submit":
-                buttons.append(control)
-            elif input_type in {"hidden", "text", "tel", "email"} and control.get("value"):
+            if input_type in {"hidden", "text", "tel", "email"} and control.get("value"):
                 fields[name] = control["value"]
             elif input_type in {"radio", "checkbox"} and "checked" in control:
                 fields[name] = control.get("value", "on")
         action = urljoin(page.url, form.get("action") or page.url)
-        method = form.get("method", "get").upper()
-        found.append(Form(action, method, fields, frozenset(names), tuple(buttons)))
+        found.append(Form(action, form.get("method", "get").upper(), fields, dict(choices)))
     return found
 
 
 def form_with(step: str, page: Page, name: str) -> Form:
     """The page's form with a control named ``name``."""
     for form in forms(page):
-        if name in form.names:
+        if name in form.choices:
             return form
     raise JourneyError(step, f"no form with a field {name!r} on {urlsplit(page.url).path}")
+
+
+def link_to(step: str, page: Page, ending: str) -> str:
+    """The first link of the page whose path ends with ``ending``."""
+    for href in HREF.findall(page.text):
+        url = html.unescape(href)
+        if urlsplit(url).path.endswith(ending):
+            return urljoin(page.url, url)
+    raise JourneyError(step, f"no link to …{ending} on {urlsplit(page.url).path}")
+
+
+async def submit(
+    visitor: Visitor, step: str, form: Form, values: dict[str, str], *, expect: tuple[int, ...]
+) -> Page:
+    """The form sent as a browser sends it: its fields, with ``values`` typed or chosen."""
+    data = {**form.fields, **values}
+    if form.method == "GET":
+        target = urlsplit(form.action)._replace(query=urlencode(data)).geturl()
+        return await visitor.page(step, "GET", target, expect=expect)
+    return await visitor.page(step, "POST", form.action, data=data, expect=expect)
 
 
 # --- the journeys -------------------------------------------------------------------------------
@@ -494,20 +522,38 @@ class Supplies:
     token: str  # the sandbox PSP's card token (the PSP's tokeniser, not topup's, makes it)
 
 
+JOURNEY_STEPS = (
+    "1 home",
+    "2 card look-up (POST)",
+    "3 card page (plans)",
+    "4 payment methods",
+    "5 payment form",
+    "6 pay (POST)",
+    "7 status page",
+)
+PAY_METHOD = "credit_card"
+
+
 async def journey(visitor: Visitor, supplies: Supplies, chooser: random.Random) -> None:
     """Journey 1: home -> card look-up -> the card's page with its plans -> the plan's payment
-    methods -> pay by card token -> the status page."""
-    card = chooser.choice(supplies.cards)
-    home = await visitor.page("1 home", "GET", "/")
-    look_up = form_with("2 card look-up", home, "card_number")
-    answer = await visitor.page(
-        "2 card look-up",
-        look_up.method,
-        look_up.action,
-        data={**look_up.fields, "card_number": card},
-        expect=(303,),
+    methods -> the payment form -> pay by card token -> the status page."""
+    home, look_up, card, methods, payment, pay, status = JOURNEY_STEPS
+    page = await visitor.page(home, "GET", "/")
+    form = form_with(look_up, page, "card_number")
+    answer = await submit(
+        visitor, look_up, form, {"card_number": chooser.choice(supplies.cards)}, expect=(303,)
     )
-    await visitor.follow("3 card page (plans)", answer)
+    page = await visitor.follow(card, answer)
+    page = await visitor.page(methods, "GET", link_to(card, page, f"/{PLAN_CODE}"))
+    form = form_with(methods, page, "method")
+    if PAY_METHOD not in form.choices["method"]:
+        raise JourneyError(methods, f"{PAY_METHOD} is not offered: {form.choices['method']}")
+    page = await submit(visitor, payment, form, {"method": PAY_METHOD}, expect=(200,))
+    form = form_with(payment, page, "payment_token")
+    answer = await submit(visitor, pay, form, {"payment_token": supplies.token}, expect=(303,))
+    if "/verify" in (answer.location or ""):
+        raise JourneyError(pay, f"the sandbox asked for a payment password: {answer.location}")
+    await visitor.follow(status, answer)
 
 
 async def api_renewal(visitor: Visitor, supplies: Supplies, chooser: random.Random) -> None:
@@ -568,55 +614,61 @@ async def subscriber(
     while not recorder.stopping:
         if not returning:
             await visitor.new_visit()
-        measuring = recorder.measuring
         try:
             await action(visitor, supplies, chooser)
         except JourneyError as failure:
             recorder.failed(failure)
-            await asyncio.sleep(0.05)  # a failing server is not hammered in a loop
+            await asyncio.sleep(FAILURE_PAUSE_S)  # a failing server is not hammered in a loop
             continue
-        if measuring and recorder.measuring:
+        if recorder.measuring:  # those that end in the window: the rate in a steady state
             recorder.completed += 1
 
 
-async def drive(
-    name: str,
-    action: Action,
-    base: str,
-    server_pids: list[int],
-    supplies: Supplies,
-    options: argparse.Namespace,
-    *,
-    returning: bool,
-) -> Phase:
-    """``--subscribers`` loops of ``action``: a warm-up, then ``--seconds`` measured;
-    ``returning``: each keeps its connection, cookies and cache from one loop to the next."""
+@dataclass(frozen=True)
+class Part:
+    """What the subscribers loop: the API renewal or the journey."""
+
+    name: str
+    action: Action
+    returning: bool  # each keeps its connection, cookies and cache from one loop to the next
+
+
+@dataclass(frozen=True)
+class Load:
+    base: str
+    server_pids: list[int]
+    supplies: Supplies
+    options: argparse.Namespace
+
+
+async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> Phase:
+    """``--subscribers`` loops of the part's action: a warm-up, then ``seconds`` measured."""
+    options = load.options
     recorder = Recorder()
-    visitors = [Visitor(base, recorder, options.language) for _ in range(options.subscribers)]
-    seeds = random.Random(f"{options.seed}-{name}")
+    visitors = [Visitor(load.base, recorder, options.language) for _ in range(options.subscribers)]
+    seeds = random.Random(f"{options.seed}-{part.name}-{time.time_ns()}")
     tasks = [
         asyncio.create_task(
             subscriber(
                 visitor,
-                action,
-                supplies,
+                part.action,
+                load.supplies,
                 random.Random(seeds.getrandbits(64)),
-                returning=returning,
+                returning=part.returning,
             )
         )
         for visitor in visitors
     ]
     try:
-        engine_bench.progress(f"{name}: warm-up {options.warmup_seconds:g} s")
-        await asyncio.sleep(options.warmup_seconds)
-        engine_bench.progress(f"{name}: measuring {options.seconds:g} s")
-        cpu_before, driver_before = http_renewals.Cpu.now(server_pids), driver_cpu_s()
+        engine_bench.progress(f"{part.name}: warm-up {warmup_s:g} s, measuring {seconds:g} s")
+        await asyncio.sleep(warmup_s)
+        cpu_before, driver_before = http_renewals.Cpu.now(load.server_pids), driver_cpu_s()
         started = time.perf_counter()
         recorder.measuring = True
-        await asyncio.sleep(options.seconds)
+        await asyncio.sleep(seconds)
         recorder.measuring = False
-        seconds = time.perf_counter() - started
-        cpu_after, driver_after = http_renewals.Cpu.now(server_pids), driver_cpu_s()
+        measured_s = time.perf_counter() - started
+        cpu_after, driver_after = http_renewals.Cpu.now(load.server_pids), driver_cpu_s()
     finally:
         recorder.stopping = True
         _, late = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S)
@@ -627,15 +679,42 @@ async def drive(
     machine = (
         None
         if cpu_before.machine_s is None or cpu_after.machine_s is None
-        else (cpu_after.machine_s - cpu_before.machine_s) / seconds
+        else (cpu_after.machine_s - cpu_before.machine_s) / measured_s
     )
     cores: dict[str, float | None] = {
-        "server": (cpu_after.server_s - cpu_before.server_s) / seconds,
-        "postgres": (cpu_after.postgres_s - cpu_before.postgres_s) / seconds,
-        "driver": (driver_after - driver_before) / seconds,
+        "server": (cpu_after.server_s - cpu_before.server_s) / measured_s,
+        "postgres": (cpu_after.postgres_s - cpu_before.postgres_s) / measured_s,
+        "driver": (driver_after - driver_before) / measured_s,
         "machine": machine,
     }
-    return Phase(name, options.subscribers, seconds, recorder, cores)
+    return Phase(part.name, options.subscribers, measured_s, recorder, cores)
+
+
+def merged(phases: list[Phase]) -> Phase:
+    """The rounds of one part as one: requests pooled, cores averaged over the time measured."""
+    seconds = sum(phase.seconds for phase in phases)
+    recorder = Recorder()
+    for phase in phases:
+        for step in phase.recorder.order:
+            recorder.request(step, 0.0, 0, started_measuring=False)
+            recorder.latencies_s[step] += phase.recorder.latencies_s[step]
+            recorder.wire_bytes[step] += phase.recorder.wire_bytes[step]
+        recorder.completed += phase.recorder.completed
+        recorder.failures.update(phase.recorder.failures)
+        for step, detail in phase.recorder.first_failures.items():
+            recorder.first_failures.setdefault(step, detail)
+    cores: dict[str, float | None] = {}
+    for part in phases[0].cores:
+        values = [phase.cores[part] for phase in phases]
+        cores[part] = (
+            None
+            if any(value is None for value in values)
+            else sum(
+                (value or 0.0) * phase.seconds for value, phase in zip(values, phases, strict=True)
+            )
+            / seconds
+        )
+    return Phase(phases[0].name, phases[0].subscribers, seconds, recorder, cores)
 
 
 @dataclass(frozen=True)
@@ -742,26 +821,28 @@ class Report:
     profile: str | None = None
 
 
+API_PART = Part("API renewals", api_renewal, returning=True)
+
+
 async def measure(
     server: Server, database_url: str, supplies: Supplies, options: argparse.Namespace
 ) -> Report:
+    """The pages weighed, then ``--rounds`` rounds of the API part and the journey, taking
+    turns so that what else the shared machine does weighs on both alike."""
     weights = await weigh_pages(server.base, supplies, options)
-    api = None
-    if not options.skip_api:
-        api = await drive(
-            "API renewals", api_renewal, server.base, server.pids, supplies, options, returning=True
-        )
-        http_renewals.empty_scenario_tables(database_url)
-    journeys = await drive(
-        "journey 1",
-        journey,
-        server.base,
-        server.pids,
-        supplies,
-        options,
-        returning=options.returning,
-    )
-    return Report(options, weights, journeys, api)
+    load = Load(server.base, server.pids, supplies, options)
+    journey_part = Part("journey 1", journey, returning=options.returning)
+    parts = [journey_part] if options.skip_api else [API_PART, journey_part]
+    seconds = options.seconds / options.rounds
+    phases: dict[str, list[Phase]] = defaultdict(list)
+    for round_number in range(options.rounds):
+        warmup_s = options.warmup_seconds if round_number == 0 else ROUND_WARMUP_S
+        for part in parts:
+            http_renewals.empty_scenario_tables(database_url)
+            phase = await drive(part, load, warmup_s=warmup_s, seconds=seconds)
+            phases[part.name].append(phase)
+    api = merged(phases[API_PART.name]) if phases[API_PART.name] else None
+    return Report(options, weights, merged(phases[journey_part.name]), api)
 
 
 def prepare(options: argparse.Namespace) -> tuple[str, str, list[str]]:
@@ -790,17 +871,9 @@ def profile_journey(
     """The journey against one server process under cProfile; the top of its profile."""
     http_renewals.empty_scenario_tables(database_url)
     with serving(database_url, key, 1, profile=profile) as server:
-        asyncio.run(
-            drive(
-                "profiled journey 1",
-                journey,
-                server.base,
-                server.pids,
-                supplies,
-                options,
-                returning=options.returning,
-            )
-        )
+        load = Load(server.base, server.pids, supplies, options)
+        part = Part("profiled journey 1", journey, returning=options.returning)
+        asyncio.run(drive(part, load, warmup_s=options.warmup_seconds, seconds=options.seconds))
     out = io.StringIO()
     stats = pstats.Stats(str(profile), stream=out)
     stats.sort_stats("tottime").print_stats(PROFILE_LINES)
@@ -898,8 +971,9 @@ def print_report(report: Report) -> None:
     )
     print(
         f"topup serve --workers {options.workers} on PostgreSQL, {options.subscribers} "
-        f"subscribers, {options.seconds:g} s measured after {options.warmup_seconds:g} s "
-        f"warm-up, {os.cpu_count()} cores"
+        f"subscribers, {options.seconds:g} s measured per part in {options.rounds} round(s) "
+        f"taking turns (warm-up {options.warmup_seconds:g} s, then {ROUND_WARMUP_S:g} s), "
+        f"{os.cpu_count()} cores"
     )
     print()
     print(

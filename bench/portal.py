@@ -94,13 +94,21 @@ LIFTED_LIMITS = {  # every simulated subscriber is 127.0.0.1
     "TOPUP_CARD_LOOKUP_PER_MINUTE_MAX": "1000000000",
     "TOPUP_CONFIRM_PER_MINUTE_MAX": "1000000000",
 }
-PROFILED_SERVER = (  # preceded by PROFILE = <path>; the server's arguments follow it
-    "import cProfile, sys\n"
-    "from topup.entrypoints.cli import main\n"
-    "sys.argv = ['topup', *sys.argv[1:]]\n"
-    "cProfile.run('main()', PROFILE)\n"
-)
+# One server process (``--workers 1``: uvicorn serves in the main thread) profiled while the
+# journey is measured: SIGUSR1 starts the profiler, SIGUSR2 stops it and writes PROFILE.
+PROFILED_SERVER = """
+import cProfile, signal, sys
+from topup.entrypoints.cli import main
+profiler = cProfile.Profile()
+def start(*_): profiler.enable()
+def stop(*_): profiler.disable(); profiler.dump_stats(PROFILE)
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGUSR2, stop)
+sys.argv = ["topup", *sys.argv[1:]]
+main()
+"""
 PROFILE_LINES = 30
+PROFILE_WRITE_S = 2.0  # the profiled server writing its profile
 
 
 # --- options ------------------------------------------------------------------------------------
@@ -639,6 +647,7 @@ class Load:
     server_pids: list[int]
     supplies: Supplies
     options: argparse.Namespace
+    on_window: Callable[[bool], None] | None = None  # told when the window opens and closes
 
 
 async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> Phase:
@@ -665,8 +674,12 @@ async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> P
         cpu_before, driver_before = http_renewals.Cpu.now(load.server_pids), driver_cpu_s()
         started = time.perf_counter()
         recorder.measuring = True
+        if load.on_window is not None:
+            load.on_window(True)
         await asyncio.sleep(seconds)
         recorder.measuring = False
+        if load.on_window is not None:
+            load.on_window(False)
         measured_s = time.perf_counter() - started
         cpu_after, driver_after = http_renewals.Cpu.now(load.server_pids), driver_cpu_s()
     finally:
@@ -868,16 +881,25 @@ def prepare(options: argparse.Namespace) -> tuple[str, str, list[str]]:
 def profile_journey(
     options: argparse.Namespace, database_url: str, key: str, supplies: Supplies, profile: Path
 ) -> str:
-    """The journey against one server process under cProfile; the top of its profile."""
+    """The journey against one server process profiled while it is measured; the top of the
+    profile: by own time, then by time under each of topup's functions."""
     http_renewals.empty_scenario_tables(database_url)
     with serving(database_url, key, 1, profile=profile) as server:
-        load = Load(server.base, server.pids, supplies, options)
+
+        def on_window(opens: bool) -> None:
+            os.kill(server.pids[0], signal.SIGUSR1 if opens else signal.SIGUSR2)
+
+        load = Load(server.base, server.pids, supplies, options, on_window)
         part = Part("profiled journey 1", journey, returning=options.returning)
-        asyncio.run(drive(part, load, warmup_s=options.warmup_seconds, seconds=options.seconds))
+        phase = asyncio.run(
+            drive(part, load, warmup_s=options.warmup_seconds, seconds=options.seconds)
+        )
+        time.sleep(PROFILE_WRITE_S)
     out = io.StringIO()
+    print(f"{phase.recorder.completed} journeys in {phase.seconds:.1f} s", file=out)
     stats = pstats.Stats(str(profile), stream=out)
     stats.sort_stats("tottime").print_stats(PROFILE_LINES)
-    stats.sort_stats("cumulative").print_stats(PROFILE_LINES)
+    stats.sort_stats("cumulative").print_stats("topup", PROFILE_LINES)
     return out.getvalue()
 
 

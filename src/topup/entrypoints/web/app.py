@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles as StarletteStaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from topup.entrypoints.web.portal import routes as portal
 from topup.entrypoints.web.sandbox import routes as sandbox
@@ -57,7 +58,21 @@ def create_web_app(
     app.add_middleware(CsrfCookie, secure=secure_cookies)
     app.add_middleware(errors.UnexpectedPageErrors)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
+    app.add_middleware(HeadAsGet)
     return app
+
+
+class HeadAsGet:
+    """A HEAD of a page is answered as its GET (the server sends the headers only), as link
+    checkers and monitors expect; the routes declare GET alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
 
 
 def _language_switch(app: FastAPI, secure_cookies: bool) -> None:

@@ -182,6 +182,7 @@ class Renderer:
         page = self.page(request)
         values = {
             "page": page,
+            "channel": template.partition("/")[0],  # its header links: <channel>/_header_links.html
             "_": page.gettext,
             "gettext": page.gettext,
             "ngettext": page.ngettext,

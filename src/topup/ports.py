@@ -89,6 +89,9 @@ class PaymentToken:
     # expiry or CVC, and whichever token stands for it (a keyed hash, never the number); "" when
     # the PSP gives none. Locks and attempt counts follow it (services/fingerprints.py).
     fingerprint: str = ""
+    # What the PSP says of the issuer's rule on payments from abroad: False when the issuer keeps
+    # the card at home (refused before any charge when the operator is abroad), None: unknown.
+    international_payments: bool | None = None
 
 
 class GatewayOutcome(StrEnum):

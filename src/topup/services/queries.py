@@ -14,6 +14,7 @@ from topup.domain.records import RenewalRecord
 from topup.services.access import visible_card
 from topup.services.context import Services
 from topup.services.renewals import find_card
+from topup.services.renewals.reads import card_unknown
 from topup.services.views import (
     CardHistory,
     CardPlans,
@@ -58,6 +59,13 @@ async def list_plans(
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number) if card_number else None
         plans: list[Plan] = await uow.plans.list_all(limit=services.limits.pages.list_limit_max)
+    offers = _offers(plans, card, channel, now)
+    return (None if card is None else card_summary(card, services)), offers
+
+
+def _offers(
+    plans: list[Plan], card: Card | None, channel: str | None, now: dt.datetime
+) -> list[PlanOffer]:
     offers = []
     for plan in plans:
         if not plan.is_on_sale(now):
@@ -70,7 +78,7 @@ async def list_plans(
         if card is not None and plan.kind is PlanKind.POSTPAID_BILL:
             price = card.bill_due
         offers.append(PlanOffer(plan, price))
-    return (None if card is None else card_summary(card, services)), offers
+    return offers
 
 
 async def balance(services: Services, card_number: str) -> CardView:
@@ -161,3 +169,15 @@ async def public_plans(services: Services, *, card_number: str, channel: str) ->
     if card is None:
         raise InvariantError("a card number was given but no card came back")
     return CardPlans(card, channel, plans)
+
+
+async def public_plans_by_id(services: Services, *, card_id: str, channel: str) -> CardPlans:
+    """``public_plans`` for a card named by its id: the reference a page carries after the
+    card was looked up by its number (rate limited there), so that no number is in a URL."""
+    async with services.unit_of_work() as uow:
+        card: Card | None = await uow.cards.get(card_id)
+        plans: list[Plan] = await uow.plans.list_all(limit=services.limits.pages.list_limit_max)
+    if card is None:
+        raise card_unknown()
+    now = services.clock.now()
+    return CardPlans(card_summary(card, services), channel, _offers(plans, card, channel, now))

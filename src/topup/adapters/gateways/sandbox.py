@@ -261,6 +261,10 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _international_claim(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
 def card_brand(digits: str) -> str:
     """The card brand from the issuer identification number, or ``"unknown"``."""
     if digits.startswith("4"):
@@ -356,6 +360,11 @@ class SandboxGateway:
             expiry_year=expiry_year,
             issuer_country=sandbox_card.issuer_country,
             fingerprint=self._fingerprint(digits),
+            international_payments=(
+                False
+                if sandbox_card.behaviour is Behaviour.INTERNATIONAL_PAYMENTS_NOT_ALLOWED
+                else None
+            ),
         )
         return replace(payment_token, token=self._sign(sandbox_card.behaviour, payment_token))
 
@@ -405,6 +414,8 @@ class SandboxGateway:
             "country": payment_token.issuer_country,
             "fingerprint": payment_token.fingerprint,
         }
+        if payment_token.international_payments is not None:  # (other tokens keep their form)
+            claims["international"] = payment_token.international_payments
         payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"{TOKEN_PREFIX}{payload}.{self._signature(payload)}"
 
@@ -425,6 +436,7 @@ class SandboxGateway:
                 expiry_year=int(claims["expiry_year"]),
                 issuer_country=str(claims["country"]),
                 fingerprint=str(claims.get("fingerprint", "")),  # tokens made before it: ""
+                international_payments=_international_claim(claims.get("international")),
             )
         except (KeyError, TypeError, ValueError):
             raise self._token_invalid() from None

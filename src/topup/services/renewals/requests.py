@@ -92,7 +92,15 @@ async def payment_token_for(
             funding = CardFunding(payment_token.funding)
         except ValueError:
             funding = CardFunding.UNKNOWN
-        check_method_matches(request.method, CardFacts(funding=funding))
+        facts = CardFacts(
+            funding=funding,
+            issuer_country=_country_code(payment_token.issuer_country),
+            international_payments=payment_token.international_payments,
+        )
+        # Before any charge, as for typed details: the funding against the method, and whether
+        # the issuer allows a payment from this country (R7b, R7c).
+        check_method_matches(request.method, facts)
+        check_international(facts, services.profile.country)
         return gateway, payment_token
     if request.payment is None:
         raise InputError(
@@ -126,3 +134,9 @@ def _check_payment_card(
         raise
     check_method_matches(request.method, facts)
     check_international(facts, services.profile.country)
+
+
+def _country_code(text: str) -> str:
+    """A PSP's issuer country as ``CardFacts`` takes it: upper-case alpha-2, or "" if unusable."""
+    country = text.strip().upper()
+    return country if len(country) == 2 and country.isascii() and country.isalpha() else ""

@@ -13,6 +13,7 @@ from topup.entrypoints.web.portal import (
     installable,
     recovery,
     renewal,
+    renewal_payment,
     status,
 )
 from topup.entrypoints.web.shared.channels import Channel
@@ -20,6 +21,7 @@ from topup.entrypoints.web.shared.channels import Channel
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
 router.include_router(renewal.router)
+router.include_router(renewal_payment.router)
 router.include_router(status.router)
 router.include_router(recovery.router)
 router.include_router(help_pages.router)

@@ -168,6 +168,7 @@ class Recorder:
     wire_bytes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     completed: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    missing: Counter[str] = field(default_factory=Counter)  # 404s of a page not built yet
     first_failures: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
 
@@ -441,14 +442,13 @@ class Visitor:
             waiting += imported_assets(asset, loaded.body.decode("utf-8", "replace"))
         self.page_assets.setdefault(step, loads)
 
-    async def follow(self, step: str, answer: Page) -> Page:
+    async def follow(self, step: str, answer: Page, *, expect: tuple[int, ...] = (200,)) -> Page:
         """The page a redirect leads to."""
         if answer.location is None:
             raise JourneyError(step, f"{answer.status} without a Location")
         target = urlsplit(urljoin(answer.url, answer.location))
-        return await self.page(
-            step, "GET", target.path + (f"?{target.query}" if target.query else "")
-        )
+        query = f"?{target.query}" if target.query else ""
+        return await self.page(step, "GET", target.path + query, expect=expect)
 
 
 # --- forms --------------------------------------------------------------------------------------
@@ -561,7 +561,9 @@ async def journey(visitor: Visitor, supplies: Supplies, chooser: random.Random) 
     answer = await submit(visitor, pay, form, {"payment_token": supplies.token}, expect=(303,))
     if "/verify" in (answer.location or ""):
         raise JourneyError(pay, f"the sandbox asked for a payment password: {answer.location}")
-    await visitor.follow(status, answer)
+    page = await visitor.follow(status, answer, expect=(200, 404))
+    if page.status == 404 and visitor.recorder.measuring:
+        visitor.recorder.missing[status] += 1  # a page not built yet: the journey ends without it
 
 
 async def api_renewal(visitor: Visitor, supplies: Supplies, chooser: random.Random) -> None:
@@ -714,6 +716,7 @@ def merged(phases: list[Phase]) -> Phase:
             recorder.wire_bytes[step] += phase.recorder.wire_bytes[step]
         recorder.completed += phase.recorder.completed
         recorder.failures.update(phase.recorder.failures)
+        recorder.missing.update(phase.recorder.missing)
         for step, detail in phase.recorder.first_failures.items():
             recorder.first_failures.setdefault(step, detail)
     cores: dict[str, float | None] = {}
@@ -981,6 +984,11 @@ def print_phase_cpu(phase: Phase, unit: str) -> None:
         )
     for step, detail in phase.recorder.first_failures.items():
         print(f"  first failure of {step}: {detail}")
+    for step, count in phase.recorder.missing.items():
+        print(
+            f"  NOTE: {step} answered 404 {count} times (not built yet?): its figures are "
+            "those of the 404 page"
+        )
 
 
 def print_report(report: Report) -> None:

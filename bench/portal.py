@@ -1089,7 +1089,7 @@ def print_targets(report: Report) -> None:
     phase, api = report.journey, report.api
     journey_ms = phase.per_unit_ms("server")
     api_ms = None if api is None else api.per_unit_ms("server")
-    ratio = None if journey_ms is None or not api_ms else journey_ms / api_ms
+    ratio = cpu_ratio(report)
     print("targets:")
     print(
         f"  server CPU journey / API renewal: {number(ratio)}x "
@@ -1138,13 +1138,24 @@ def phase_json(phase: Phase) -> dict[str, Any]:
             for step in recorder.order
         },
         "first_failures": recorder.first_failures,
+        "not_found": dict(recorder.missing),
     }
+
+
+def cpu_ratio(report: Report) -> float | None:
+    """Server CPU per journey over server CPU per API renewal."""
+    journey_ms = report.journey.per_unit_ms("server")
+    api_ms = None if report.api is None else report.api.per_unit_ms("server")
+    return None if journey_ms is None or not api_ms else journey_ms / api_ms
 
 
 def report_json(report: Report) -> dict[str, Any]:
     return {
         "workers": report.options.workers,
+        "subscribers": report.options.subscribers,
+        "rounds": report.options.rounds,
         "returning": report.options.returning,
+        "server_cpu_journey_over_api_renewal": cpu_ratio(report),
         "pages": [
             {
                 "step": w.step,

@@ -83,7 +83,9 @@ CPU_RATIO_TARGET = 2.0
 DRIVER_BUSY_CORES_WARNING = 0.6  # "most of a core": the driver may be what limits the figure
 SUBSCRIBERS_TARGET = 64
 FAILURE_PAUSE_S = 0.05
-ROUND_WARMUP_S = 2.0  # the warm-up of every round after the first
+ROUND_WARMUP_S = 2.0  # the warm-up of every round after the first (at least)
+WARMUP_S_MAX = 90.0
+START_SPREAD_S = 1.0  # subscribers start at random within the first second
 BROWSER_HEADERS = {
     "User-Agent": "Mozilla/5.0 (Linux; Android 12) topup-bench/1",
     "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
@@ -163,6 +165,9 @@ class Recorder:
     """What the subscribers saw; only requests started while ``measuring`` count."""
 
     measuring: bool = False
+    subscribers: int = 0
+    warm: int = 0  # subscribers that have been through one loop
+    all_warm: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False  # each subscriber ends its journey, then stops
     latencies_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     wire_bytes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -621,6 +626,8 @@ async def subscriber(
     returning: bool,
 ) -> None:
     recorder = visitor.recorder
+    await asyncio.sleep(chooser.uniform(0, START_SPREAD_S))  # not all at once
+    first = True
     while not recorder.stopping:
         if not returning:
             await visitor.new_visit()
@@ -630,8 +637,27 @@ async def subscriber(
             recorder.failed(failure)
             await asyncio.sleep(FAILURE_PAUSE_S)  # a failing server is not hammered in a loop
             continue
+        finally:
+            if first:
+                first = False
+                recorder.warm += 1
+                if recorder.warm >= recorder.subscribers:
+                    recorder.all_warm.set()
         if recorder.measuring:  # those that end in the window: the rate in a steady state
             recorder.completed += 1
+
+
+async def warm_up(recorder: Recorder, warmup_s: float) -> None:
+    """At least ``warmup_s``, and until every subscriber has been through one loop (a steady
+    state: they no longer walk the journey in step), at most WARMUP_S_MAX."""
+    await asyncio.sleep(warmup_s)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(recorder.all_warm.wait(), timeout=WARMUP_S_MAX - warmup_s)
+    if not recorder.all_warm.is_set():
+        engine_bench.progress(
+            f"only {recorder.warm} of {recorder.subscribers} subscribers through one loop "
+            f"after {WARMUP_S_MAX:g} s of warm-up"
+        )
 
 
 @dataclass(frozen=True)
@@ -655,7 +681,7 @@ class Load:
 async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> Phase:
     """``--subscribers`` loops of the part's action: a warm-up, then ``seconds`` measured."""
     options = load.options
-    recorder = Recorder()
+    recorder = Recorder(subscribers=options.subscribers)
     visitors = [Visitor(load.base, recorder, options.language) for _ in range(options.subscribers)]
     seeds = random.Random(f"{options.seed}-{part.name}-{time.time_ns()}")
     tasks = [
@@ -672,7 +698,7 @@ async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> P
     ]
     try:
         engine_bench.progress(f"{part.name}: warm-up {warmup_s:g} s, measuring {seconds:g} s")
-        await asyncio.sleep(warmup_s)
+        await warm_up(recorder, warmup_s)
         cpu_before, driver_before = http_renewals.Cpu.now(load.server_pids), driver_cpu_s()
         started = time.perf_counter()
         recorder.measuring = True

@@ -19,10 +19,11 @@ What it does, in order:
    as a new visitor (a new connection, no cookies, nothing cached: the CSS and JS are loaded
    once per journey; ``--returning`` keeps all three across a subscriber's journeys); forms are
    filled from the HTML (CSRF token, hidden fields, the attempt that makes the server's
-   idempotency key); the status page is read once (no live updates);
+   idempotency key); the status page is read once: its live updates (a Server-Sent Events
+   stream that reads the renewal every second while the page is open) are not in the figures;
    the two parts take turns ``--rounds`` times (``--seconds`` of each shared among the rounds;
-   the renewal tables emptied before each turn, a warm-up at each): whatever else the shared
-   machine does weighs on both alike;
+   the renewal tables emptied before each turn; a warm-up at each, until every subscriber has
+   been through one loop): whatever else the shared machine does weighs on both alike;
 6. prints journeys/s, p50/p99 of each step, bytes of each page, server and PostgreSQL CPU per
    journey and per API renewal, their ratio, and this driver's own CPU (on 2 cores a driver
    using most of one is part of the figure: the output says so); then drops the database.

@@ -86,7 +86,6 @@ SUBSCRIBERS_TARGET = 64
 FAILURE_PAUSE_S = 0.05
 ROUND_WARMUP_S = 2.0  # the warm-up of every round after the first (at least)
 WARMUP_S_MAX = 90.0
-START_SPREAD_S = 1.0  # subscribers start at random within the first second
 BROWSER_HEADERS = {
     "User-Agent": "Mozilla/5.0 (Linux; Android 12) topup-bench/1",
     "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
@@ -601,16 +600,27 @@ class Phase:
     seconds: float
     recorder: Recorder
     cores: dict[str, float | None]
+    steps: tuple[str, ...] = ()  # a journey's pages; none: one request is one unit
+
+    @property
+    def units(self) -> float:
+        """Journeys (or API renewals) in the window: each step's requests, averaged over the
+        steps. In a steady state, those completed; less biased when the window holds only a
+        few journeys of each subscriber."""
+        if not self.steps:
+            return float(self.recorder.completed)
+        counts = [len(self.recorder.latencies_s.get(step, [])) for step in self.steps]
+        return sum(counts) / len(counts)
 
     def per_unit_ms(self, part: str) -> float | None:
         cores = self.cores[part]
-        if cores is None or not self.recorder.completed:
+        if cores is None or not self.units:
             return None
-        return cores * self.seconds / self.recorder.completed * 1000
+        return cores * self.seconds / self.units * 1000
 
     @property
     def rate_per_s(self) -> float:
-        return self.recorder.completed / self.seconds
+        return self.units / self.seconds
 
 
 def driver_cpu_s() -> float:
@@ -625,9 +635,10 @@ async def subscriber(
     chooser: random.Random,
     *,
     returning: bool,
+    spread_s: float,
 ) -> None:
     recorder = visitor.recorder
-    await asyncio.sleep(chooser.uniform(0, START_SPREAD_S))  # not all at once
+    await asyncio.sleep(chooser.uniform(0, spread_s))  # not in step: a steady state sooner
     first = True
     while not recorder.stopping:
         if not returning:
@@ -668,6 +679,7 @@ class Part:
     name: str
     action: Action
     returning: bool  # each keeps its connection, cookies and cache from one loop to the next
+    steps: tuple[str, ...] = ()  # a journey's pages (see Phase.units)
 
 
 @dataclass(frozen=True)
@@ -693,6 +705,7 @@ async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> P
                 load.supplies,
                 random.Random(seeds.getrandbits(64)),
                 returning=part.returning,
+                spread_s=warmup_s,
             )
         )
         for visitor in visitors
@@ -729,7 +742,7 @@ async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> P
         "driver": (driver_after - driver_before) / measured_s,
         "machine": machine,
     }
-    return Phase(part.name, options.subscribers, measured_s, recorder, cores)
+    return Phase(part.name, options.subscribers, measured_s, recorder, cores, part.steps)
 
 
 def merged(phases: list[Phase]) -> Phase:
@@ -757,7 +770,8 @@ def merged(phases: list[Phase]) -> Phase:
             )
             / seconds
         )
-    return Phase(phases[0].name, phases[0].subscribers, seconds, recorder, cores)
+    first = phases[0]
+    return Phase(first.name, first.subscribers, seconds, recorder, cores, first.steps)
 
 
 @dataclass(frozen=True)
@@ -874,7 +888,7 @@ async def measure(
     turns so that what else the shared machine does weighs on both alike."""
     weights = await weigh_pages(server.base, supplies, options)
     load = Load(server.base, server.pids, supplies, options)
-    journey_part = Part("journey 1", journey, returning=options.returning)
+    journey_part = Part("journey 1", journey, options.returning, JOURNEY_STEPS)
     parts = [journey_part] if options.skip_api else [API_PART, journey_part]
     seconds = options.seconds / options.rounds
     phases: dict[str, list[Phase]] = defaultdict(list)
@@ -920,16 +934,14 @@ def profile_journey(
             os.kill(server.pids[0], signal.SIGUSR1 if opens else signal.SIGUSR2)
 
         load = Load(server.base, server.pids, supplies, options, on_window)
-        part = Part("profiled journey 1", journey, returning=options.returning)
+        part = Part("profiled journey 1", journey, options.returning, JOURNEY_STEPS)
         phase = asyncio.run(
             drive(part, load, warmup_s=options.warmup_seconds, seconds=options.seconds)
         )
         time.sleep(PROFILE_WRITE_S)
     out = io.StringIO()
     stats = pstats.Stats(str(profile), stream=out)
-    print(
-        f"{phase.recorder.completed} journeys in {phase.seconds:.1f} s; own time by area:", file=out
-    )
+    print(f"{phase.units:.0f} journeys in {phase.seconds:.1f} s; own time by area:", file=out)
     areas = profile_areas(stats)
     total_s = sum(areas.values()) or 1.0
     for area, seconds in sorted(areas.items(), key=lambda item: -item[1]):
@@ -1071,7 +1083,7 @@ def print_report(report: Report) -> None:
     print()
     print(
         f"journey 1, {visitor}: {phase.rate_per_s:.1f} journeys/s "
-        f"({phase.recorder.completed} completed)"
+        f"({phase.units:.0f} by each step's requests, {phase.recorder.completed} completed)"
     )
     print_rows(
         (
@@ -1151,6 +1163,7 @@ def phase_json(phase: Phase) -> dict[str, Any]:
         "subscribers": phase.subscribers,
         "seconds": phase.seconds,
         "completed": recorder.completed,
+        "units": phase.units,
         "per_s": phase.rate_per_s,
         "cores": phase.cores,
         "server_cpu_ms_per_unit": phase.per_unit_ms("server"),

@@ -65,6 +65,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httptools
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_renewals
@@ -86,6 +87,7 @@ SUBSCRIBERS_TARGET = 64
 FAILURE_PAUSE_S = 0.05
 ROUND_WARMUP_S = 2.0  # the warm-up of every round after the first (at least)
 WARMUP_S_MAX = 90.0
+SPREAD_S_MAX = 30.0
 BROWSER_HEADERS = {
     "User-Agent": "Mozilla/5.0 (Linux; Android 12) topup-bench/1",
     "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
@@ -601,6 +603,7 @@ class Phase:
     recorder: Recorder
     cores: dict[str, float | None]
     steps: tuple[str, ...] = ()  # a journey's pages; none: one request is one unit
+    transactions: int = 0  # committed and rolled back in the bench database (pg_stat_database)
 
     @property
     def units(self) -> float:
@@ -621,6 +624,10 @@ class Phase:
     @property
     def rate_per_s(self) -> float:
         return self.units / self.seconds
+
+    @property
+    def transactions_per_unit(self) -> float | None:
+        return self.transactions / self.units if self.units else None
 
 
 def driver_cpu_s() -> float:
@@ -688,11 +695,15 @@ class Load:
     server_pids: list[int]
     supplies: Supplies
     options: argparse.Namespace
+    database_url: str
     on_window: Callable[[bool], None] | None = None  # told when the window opens and closes
 
 
-async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> Phase:
-    """``--subscribers`` loops of the part's action: a warm-up, then ``seconds`` measured."""
+async def drive(
+    part: Part, load: Load, *, warmup_s: float, seconds: float, spread_s: float | None = None
+) -> Phase:
+    """``--subscribers`` loops of the part's action: a warm-up, then ``seconds`` measured.
+    ``spread_s`` (default ``warmup_s``): the subscribers start at random within it."""
     options = load.options
     recorder = Recorder(subscribers=options.subscribers)
     visitors = [Visitor(load.base, recorder, options.language) for _ in range(options.subscribers)]
@@ -705,14 +716,17 @@ async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> P
                 load.supplies,
                 random.Random(seeds.getrandbits(64)),
                 returning=part.returning,
-                spread_s=warmup_s,
+                spread_s=warmup_s if spread_s is None else spread_s,
             )
         )
         for visitor in visitors
     ]
+    database = str(psycopg.conninfo.conninfo_to_dict(load.database_url)["dbname"])
+    monitor = await psycopg.AsyncConnection.connect(load.database_url, autocommit=True)
     try:
         engine_bench.progress(f"{part.name}: warm-up {warmup_s:g} s, measuring {seconds:g} s")
         await warm_up(recorder, warmup_s)
+        transactions_before, _ = await engine_bench.database_statistics(monitor, database)
         cpu_before, driver_before = http_renewals.Cpu.now(load.server_pids), driver_cpu_s()
         started = time.perf_counter()
         recorder.measuring = True
@@ -724,7 +738,9 @@ async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> P
             load.on_window(False)
         measured_s = time.perf_counter() - started
         cpu_after, driver_after = http_renewals.Cpu.now(load.server_pids), driver_cpu_s()
+        transactions_after, _ = await engine_bench.database_statistics(monitor, database)
     finally:
+        await monitor.close()
         recorder.stopping = True
         _, late = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S)
         for task in late:
@@ -742,7 +758,10 @@ async def drive(part: Part, load: Load, *, warmup_s: float, seconds: float) -> P
         "driver": (driver_after - driver_before) / measured_s,
         "machine": machine,
     }
-    return Phase(part.name, options.subscribers, measured_s, recorder, cores, part.steps)
+    transactions = transactions_after - transactions_before - 1  # less the monitor's own
+    return Phase(
+        part.name, options.subscribers, measured_s, recorder, cores, part.steps, transactions
+    )
 
 
 def merged(phases: list[Phase]) -> Phase:
@@ -771,7 +790,8 @@ def merged(phases: list[Phase]) -> Phase:
             / seconds
         )
     first = phases[0]
-    return Phase(first.name, first.subscribers, seconds, recorder, cores, first.steps)
+    transactions = sum(phase.transactions for phase in phases)
+    return Phase(first.name, first.subscribers, seconds, recorder, cores, first.steps, transactions)
 
 
 @dataclass(frozen=True)
@@ -887,7 +907,7 @@ async def measure(
     """The pages weighed, then ``--rounds`` rounds of the API part and the journey, taking
     turns so that what else the shared machine does weighs on both alike."""
     weights = await weigh_pages(server.base, supplies, options)
-    load = Load(server.base, server.pids, supplies, options)
+    load = Load(server.base, server.pids, supplies, options, database_url)
     journey_part = Part("journey 1", journey, options.returning, JOURNEY_STEPS)
     parts = [journey_part] if options.skip_api else [API_PART, journey_part]
     seconds = options.seconds / options.rounds
@@ -896,8 +916,12 @@ async def measure(
         warmup_s = options.warmup_seconds if round_number == 0 else ROUND_WARMUP_S
         for part in parts:
             http_renewals.empty_scenario_tables(database_url)
-            phase = await drive(part, load, warmup_s=warmup_s, seconds=seconds)
-            phases[part.name].append(phase)
+            # Started over one loop's time (the last round's), they are out of step at once.
+            done = phases[part.name]
+            loop_s = done[-1].subscribers / done[-1].rate_per_s if done and done[-1].units else 0
+            spread_s = max(warmup_s, min(loop_s, SPREAD_S_MAX))
+            phase = await drive(part, load, warmup_s=warmup_s, seconds=seconds, spread_s=spread_s)
+            done.append(phase)
     api = merged(phases[API_PART.name]) if phases[API_PART.name] else None
     return Report(options, weights, merged(phases[journey_part.name]), api)
 
@@ -933,7 +957,7 @@ def profile_journey(
         def on_window(opens: bool) -> None:
             os.kill(server.pids[0], signal.SIGUSR1 if opens else signal.SIGUSR2)
 
-        load = Load(server.base, server.pids, supplies, options, on_window)
+        load = Load(server.base, server.pids, supplies, options, database_url, on_window)
         part = Part("profiled journey 1", journey, options.returning, JOURNEY_STEPS)
         phase = asyncio.run(
             drive(part, load, warmup_s=options.warmup_seconds, seconds=options.seconds)
@@ -1047,7 +1071,8 @@ def print_phase_cpu(phase: Phase, unit: str) -> None:
     machine = number(cores["machine"])
     print(
         f"  CPU per {unit}: server {number(phase.per_unit_ms('server'))} ms, "
-        f"postgres {number(phase.per_unit_ms('postgres'))} ms "
+        f"postgres {number(phase.per_unit_ms('postgres'))} ms; "
+        f"{number(phase.transactions_per_unit, 1)} database transactions "
         f"(cores busy: server {number(cores['server'])}, postgres {number(cores['postgres'])}, "
         f"driver {number(cores['driver'])}, machine {machine} of {os.cpu_count()})"
     )
@@ -1168,6 +1193,7 @@ def phase_json(phase: Phase) -> dict[str, Any]:
         "cores": phase.cores,
         "server_cpu_ms_per_unit": phase.per_unit_ms("server"),
         "postgres_cpu_ms_per_unit": phase.per_unit_ms("postgres"),
+        "transactions_per_unit": phase.transactions_per_unit,
         "steps": {
             step: {
                 "requests": len(recorder.latencies_s[step]),

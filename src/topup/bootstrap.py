@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the adapters are imported where they are built: `topup --he
         NetworkProvisioner,
         PaymentGateway,
         RateLimiter,
+        ReceiptDrawer,
         SmsSender,
         UnitOfWork,
     )
@@ -235,6 +236,7 @@ def build_services(
         else (lambda: str(uuid.uuid4())),
         random=randomness,
         mailer=_mailer(settings, clock),
+        receipt_drawer=_receipt_drawer(settings),
         public_url=settings.public_url.rstrip("/"),
         sms=_sms(settings, clock),
     )
@@ -303,6 +305,12 @@ def _mailer(settings: Settings, clock: Clock) -> Mailer:
     if settings.mail_outbox:
         return OutboxMailer(Path(settings.mail_outbox), sender=settings.mail_from, clock=clock.now)
     return MemoryMailer()
+
+
+def _receipt_drawer(settings: Settings) -> ReceiptDrawer:
+    from topup.adapters.receipt_pdf import FontedReceiptDrawer, font_paths
+
+    return FontedReceiptDrawer(font_paths(settings.receipt_font_paths))
 
 
 WEBHOOK_DELIVERY_TIMEOUT_S = 10.0

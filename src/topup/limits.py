@@ -83,12 +83,15 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class AccountLimits:
-    """Sign-in attempts before a lock, the lock, the slow-down and how long a sign-in lasts."""
+    """Sign-in attempts before a lock, the lock, the slow-down and how long a sign-in lasts (a
+    web session: its absolute and idle timeouts)."""
 
     login_failures_max: int
     login_lock_s: int
     access_token_lifetime_s: int
     login_slowdown_s: float
+    web_session_lifetime_s: int  # a signed-in web session ends this long after sign-in
+    web_session_idle_s: int  # ...or this long after its last request
 
 
 @dataclass(frozen=True, slots=True)

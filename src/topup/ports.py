@@ -14,9 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Protocol, Unpack
+from typing import Protocol, Unpack, runtime_checkable
 
-from topup.domain.accounts import Account, EmailToken, EmailTokenPurpose, LinkCode, LoginAttempts
+from topup.domain.accounts import (
+    Account,
+    EmailToken,
+    EmailTokenPurpose,
+    LinkCode,
+    LoginAttempts,
+    SessionState,
+)
 from topup.domain.api_keys import ApiKey
 from topup.domain.cards import Card
 from topup.domain.ledger import Entry
@@ -49,6 +56,7 @@ from topup.domain.records import (
     UnbalancedEntry,
 )
 from topup.domain.renewal import RenewalStatus, Transition
+from topup.domain.saved_payment_cards import SavedPaymentCard
 
 
 class Clock(Protocol):
@@ -575,6 +583,17 @@ class AccountRepository(Protocol):
 
     async def revoke_token(self, token_hash: str, *, now: dt.datetime) -> bool: ...
 
+    async def session_of_token(self, token_hash: str, *, now: dt.datetime) -> SessionState | None:
+        """The token's session if it is neither expired nor revoked."""
+        ...
+
+    async def touch_token(
+        self, token_hash: str, *, at: dt.datetime, unseen_since: dt.datetime
+    ) -> None:
+        """Record that the token was used ``at``, unless it was already seen after
+        ``unseen_since`` (so that a session is written at most once in a while)."""
+        ...
+
     async def forget_dead_tokens(self, account_id: str, *, now: dt.datetime) -> None: ...
 
     async def count_login_attempt(
@@ -609,6 +628,43 @@ class AccountRepository(Protocol):
     async def use_link_code(self, code_id: str, *, at: dt.datetime) -> bool: ...
 
     async def prune_link_codes(self, *, expired_by: dt.datetime, limit: int) -> int: ...
+
+
+class SavedPaymentCardRepository(Protocol):
+    async def add(self, card: SavedPaymentCard) -> bool:
+        """False if the account has saved this payment card (same fingerprint) already."""
+        ...
+
+    async def of_account(self, account_id: str, *, limit: int) -> list[SavedPaymentCard]:
+        """The account's saved payment cards, oldest first."""
+        ...
+
+    async def get(self, account_id: str, saved_id: str) -> SavedPaymentCard | None:
+        """The account's saved payment card ``saved_id``; None if not the account's."""
+        ...
+
+    async def count(self, account_id: str) -> int: ...
+
+    async def remove(self, account_id: str, saved_id: str) -> bool: ...
+
+
+class AccountHistoryQueries(Protocol):
+    async def renewals_of_account(
+        self,
+        account_id: str,
+        *,
+        card_id: str | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        statuses: Sequence[RenewalStatus],
+        paid_only: bool,
+        limit: int,
+        offset: int,
+    ) -> list[RenewalRecord]:
+        """Renewals of the cards linked to the account (of ``card_id`` only if given), newest
+        first, made in [since, until), in one of ``statuses`` (all if empty), paid ones only
+        if ``paid_only``."""
+        ...
 
 
 class ApiKeyRepository(Protocol):
@@ -750,6 +806,10 @@ class UnitOfWork(Protocol):
     @property
     def api_keys(self) -> ApiKeyRepository: ...
     @property
+    def saved_payment_cards(self) -> SavedPaymentCardRepository: ...
+    @property
+    def account_history(self) -> AccountHistoryQueries: ...
+    @property
     def receipts(self) -> ReceiptQueries: ...
     @property
     def audit(self) -> AuditQueries: ...
@@ -801,3 +861,57 @@ class TokenSealer(Protocol):
     def fingerprint(self, token: str) -> str: ...
 
     def open(self, sealed: str) -> str: ...
+
+
+class ReceiptDrawer(Protocol):
+    """Draws a receipt as a document (a PDF): ``local`` is (title, hint) then (label, value)
+    rows in the reader's language, ``english`` the same in English for any line the drawer's
+    font cannot draw."""
+
+    def draw(
+        self,
+        local: Sequence[tuple[str, str]],
+        english: Sequence[tuple[str, str]],
+        *,
+        receipt_number: str,
+        paid_at: dt.datetime,
+    ) -> bytes: ...
+
+
+# --- A wallet's own approval page (the sandbox wallet's, served on this site) -----------------
+
+
+class WalletDecision(StrEnum):
+    WAITING = "waiting"  # the payer has not answered yet
+    APPROVED = "approved"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletApproval:
+    """A payment waiting for (or given) the payer's answer in the wallet, as its approval page
+    shows it: the payer sees the amount, who asks and which of their accounts pays."""
+
+    reference: str  # the approval's opaque reference, in the page's address
+    payment_id: str
+    provider: str
+    account_last4: str
+    amount: Money
+    requested_at: dt.datetime
+    decision: WalletDecision
+
+
+@runtime_checkable
+class WalletApprovals(Protocol):
+    """A wallet provider whose approval page this site serves (the sandbox wallet): it reads an
+    approval by its reference and takes the payer's answer, then tells us by its webhook."""
+
+    name: str
+
+    def approval(self, reference: str) -> WalletApproval | None:
+        """The approval with this reference, or None if this wallet did not issue it."""
+        ...
+
+    async def decide(self, reference: str, *, approve: bool) -> WalletApproval:
+        """The payer's answer (once: a second answer changes nothing); the webhook follows."""
+        ...

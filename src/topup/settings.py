@@ -86,6 +86,10 @@ class LimitSettings(BaseSettings):
     access_token_lifetime_s: int = Field(43_200, ge=60)
     # A failed sign-in from the third attempt on its e-mail (any address) waits this long.
     login_slowdown_s: float = Field(1.0, ge=0, le=10)
+    # A web session (the site's sign-in cookie) ends this long after signing in, or after this
+    # long without a request, whichever comes first.
+    web_session_lifetime_s: int = Field(43_200, ge=60)
+    web_session_idle_s: int = Field(1800, ge=60)
     # HTTP idempotency: how long a key's first response is replayed, and how long a request
     # that never finished (its server died) holds its key.
     idempotency_replay_s: int = Field(86_400, ge=60)

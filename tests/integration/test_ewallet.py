@@ -95,7 +95,10 @@ async def test_the_payer_is_sent_to_the_wallet_and_the_webhook_completes_the_ren
     waiting = await renew(services, order("wallet-1"))
     assert waiting.status == "requires_action"
     assert renewal_json(waiting)["next_action"]["type"] == "approve_in_wallet"
-    assert renewal_json(waiting)["next_action"]["url"].startswith("https://")
+    # The sandbox wallet's approval page, on this site (TOPUP_PUBLIC_URL)
+    assert renewal_json(waiting)["next_action"]["url"].startswith(
+        application.settings.public_url + "/sandbox/wallet/"
+    )
     clock.advance(APPROVAL_DELAY_S)
     body, headers = await the_webhook(services, waiting.id)
     assert await handle_webhook(services, "sandbox_wallet", body, headers) == "recorded"

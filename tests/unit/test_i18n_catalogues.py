@@ -74,6 +74,16 @@ TRANSLATED = [locale for locale in i18n.LOCALES if locale != "en"]
 
 
 @pytest.mark.parametrize("locale", TRANSLATED)
+def test_a_text_is_translated_the_same_in_every_domain(locale: str) -> None:
+    """One word per concept: "Active" is one word on every page of a language."""
+    seen: dict[Key, tuple[str, tuple[str, ...]]] = {}
+    for domain in DOMAINS:
+        for key, forms in catalogue_texts(locale, domain).items():
+            first = seen.setdefault(key, (domain, forms))
+            assert first[1] == forms, (locale, key[1], first[0], domain)
+
+
+@pytest.mark.parametrize("locale", TRANSLATED)
 def test_every_text_is_translated_with_the_english_texts_parameters(locale: str) -> None:
     for message in messages_of(locale):
         ids = (message.id,) if isinstance(message.id, str) else tuple(message.id)

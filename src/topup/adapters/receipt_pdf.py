@@ -156,3 +156,22 @@ def draw_receipt(
         return bytes(pdf.output())
     finally:
         _close_fonts(pdf)
+
+
+class FontedReceiptDrawer:
+    """The ``ReceiptDrawer`` port: ``draw_receipt`` with the fonts of the settings."""
+
+    def __init__(self, fonts: Sequence[Path]) -> None:
+        self.fonts = tuple(fonts)
+
+    def draw(
+        self,
+        local: Sequence[tuple[str, str]],
+        english: Sequence[tuple[str, str]],
+        *,
+        receipt_number: str,
+        paid_at: dt.datetime,
+    ) -> bytes:
+        return draw_receipt(
+            local, english, receipt_number=receipt_number, paid_at=paid_at, fonts=self.fonts
+        )

@@ -71,6 +71,17 @@ class LinkCode:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionState:
+    """A sign-in token that is neither expired nor revoked: whose it is, when it was issued and
+    ends, and when it was last used (None: not recorded, as for tokens issued before it was)."""
+
+    account_id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    last_seen_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class LoginAttempts:
     """Sign-in attempts counted under one key (an e-mail, or an e-mail from one client address)
     within the current window, the one being made included, and the lock they led to."""

@@ -50,8 +50,11 @@ _FIELDS = frozenset(
         "amount_max_minor",
         "daily_max_minor",
         "gateway",
+        "activation_typical_delay_s",
+        "activation_late_after_s",
     }
 )
+activation_delay_s_max = 7 * 24 * 3600  # a method's activation times are at most a week
 # The gateway a kind of method uses unless its configuration names another.
 _DEFAULT_GATEWAYS = {"card": "sandbox", "ewallet": "sandbox_wallet", "cash": "", "other": ""}
 _GATEWAY_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -81,9 +84,20 @@ class PaymentMethod:
     amount_max: Money
     gateway: str = ""  # the payment gateway that takes it ("" for cash: staff take it)
     daily_max: Money | None = None  # per payer account and day (e-wallets), or no limit
+    # How long a renewal paid by this method usually takes to take effect, and after how long
+    # it is late (the subscriber should contact customer service); None: the platform's limits.
+    activation_typical_delay_s: int | None = None
+    activation_late_after_s: int | None = None
 
     def name(self, locale: str = "en") -> str:
         return self.names.get(locale) or self.names["en"]
+
+    def activation_times_s(self, *, typical_default_s: int, late_default_s: int) -> tuple[int, int]:
+        """(usual delay, late after) of a renewal paid by this method: its own where its
+        configuration gives them, else the platform's; late is never before usual."""
+        typical = self.activation_typical_delay_s or typical_default_s
+        late = self.activation_late_after_s or late_default_s
+        return typical, max(late, typical)
 
     def offered(self, *, channel: str, region: str | None) -> bool:
         """Offered on this channel, and for kiosks and stores in this region."""
@@ -393,7 +407,28 @@ def _method(code: str, entry: Any, *, currency: str, regions: frozenset[str]) ->
         amount_max=amount_max,
         gateway=gateway,
         daily_max=daily_max,
+        **_activation_times(entry, field),
     )
+
+
+def _activation_times(entry: Mapping[str, Any], field: str) -> dict[str, int]:
+    """A method's own activation times, when its configuration gives them (whole seconds,
+    1 s to a week, the late one not before the typical one)."""
+    found: dict[str, int] = {}
+    for name in ("activation_typical_delay_s", "activation_late_after_s"):
+        if name not in entry:
+            continue
+        value = entry[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(f"{field}.{name}", "must be a whole number of seconds")
+        if not 1 <= value <= activation_delay_s_max:
+            raise _invalid(f"{field}.{name}", f"must be between 1 and {activation_delay_s_max}")
+        found[name] = value
+    typical = found.get("activation_typical_delay_s")
+    late = found.get("activation_late_after_s")
+    if typical is not None and late is not None and late < typical:
+        raise _invalid(f"{field}.activation_late_after_s", "must not be below the typical delay")
+    return found
 
 
 def _amount(entry: Mapping[str, Any], name: str, field: str, currency: str, default: int) -> Money:

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SupportContact:
+    """How subscribers reach the operator's customer service (R8, R9): any of a phone number,
+    an e-mail address and opening hours (a text per locale)."""
+
+    phone: str = ""  # as subscribers dial it, e.g. "+60 3-2000 0000"
+    email: str = ""
+    hours: Mapping[str, str] = field(default_factory=dict)  # by locale
+
+    def hours_in(self, locale: str) -> str:
+        return self.hours.get(locale) or self.hours.get("en") or ""
+
+    @property
+    def phone_link(self) -> str:
+        """The phone number for a ``tel:`` link: digits and a leading +."""
+        digits = "".join(character for character in self.phone if character.isdigit())
+        return ("+" if self.phone.strip().startswith("+") else "") + digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +39,7 @@ class OperatorProfile:
     # Words the operator's subscribers know, per locale: {"validity": {"id": "masa aktif"}, ...}
     terms: dict[str, dict[str, str]] = field(default_factory=dict)
     postpaid_bill_due_days: int = 14
+    support: SupportContact | None = None  # customer service; None: the profile names none
 
     @property
     def default_locale(self) -> str:

@@ -16,13 +16,15 @@ import phonenumbers
 
 from topup.domain.errors import InputError
 from topup.domain.money import minor_unit_digits
-from topup.domain.profile import OperatorProfile
+from topup.domain.profile import OperatorProfile, SupportContact
 
 grace_period_days_max = 365
 postpaid_bill_due_days_max = 90
 profile_code_length_max = 32
 profile_name_length_max = 200
 term_text_length_max = 200
+support_phone_length_max = 40
+support_email_length_max = 254
 
 _REQUIRED_FIELDS = (
     "code",
@@ -35,12 +37,15 @@ _REQUIRED_FIELDS = (
     "grace_period_days",
     "locales",
 )
-_OPTIONAL_FIELDS = ("terms", "postpaid_bill_due_days")
+_OPTIONAL_FIELDS = ("terms", "postpaid_bill_due_days", "support")
+_SUPPORT_FIELDS = ("phone", "email", "hours")
 _PROFILE_CODE = re.compile(r"[a-z][a-z0-9_]*")
 _COUNTRY_CODE = re.compile(r"[A-Z]{2}")
 # Babel-style locale identifiers: language, optional script, optional territory ("zh_Hans", "en_MY").
 _LOCALE = re.compile(r"[a-z]{2,3}(?:_[A-Z][a-z]{3})?(?:_[A-Z]{2})?")
 _TERM_WORD = re.compile(r"[a-z][a-z0-9_]*")
+_SUPPORT_PHONE = re.compile(r"\+?[0-9][0-9 ()-]*[0-9]")
+_SUPPORT_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _invalid(field: str, problem: str) -> InputError:
@@ -85,6 +90,7 @@ def profile_from_toml(text: str) -> OperatorProfile:
         postpaid_bill_due_days=_integer(
             data, "postpaid_bill_due_days", 1, postpaid_bill_due_days_max, default=14
         ),
+        support=_support(data, locales),
     )
 
 
@@ -189,3 +195,48 @@ def _terms(data: Mapping[str, Any], locales: tuple[str, ...]) -> dict[str, dict[
                 )
             terms[word][locale] = text
     return terms
+
+
+def _support(data: Mapping[str, Any], locales: tuple[str, ...]) -> SupportContact | None:
+    """``[support]``: phone, email, and ``[support.hours]`` (locale = text); each optional."""
+    value = data.get("support")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid("support", "must be a table with phone, email and hours")
+    for name in value:
+        if name not in _SUPPORT_FIELDS:
+            known = ", ".join(_SUPPORT_FIELDS)
+            raise _invalid(f"support.{name}", f"is not a support field (known fields: {known})")
+    if not value:
+        raise _invalid("support", "must name at least one of phone, email and hours")
+    phone = _support_text(value, "phone", support_phone_length_max)
+    if phone and not _SUPPORT_PHONE.fullmatch(phone):
+        raise _invalid("support.phone", f"must be digits, blanks, '-', '(' or ')', got {phone!r}")
+    email = _support_text(value, "email", support_email_length_max)
+    if email and not _SUPPORT_EMAIL.fullmatch(email):
+        raise _invalid("support.email", f"is not an e-mail address: {email!r}")
+    hours = value.get("hours", {})
+    if not isinstance(hours, dict):
+        raise _invalid("support.hours", "must be a table of locale = text")
+    for locale, text in hours.items():
+        if locale not in locales:
+            raise _invalid(f"support.hours.{locale}", "is for a locale not listed in 'locales'")
+        if not isinstance(text, str) or not text.strip():
+            raise _invalid(f"support.hours.{locale}", "must be non-blank text")
+        if len(text) > term_text_length_max:
+            raise _invalid(
+                f"support.hours.{locale}", f"must be at most {term_text_length_max} characters long"
+            )
+    return SupportContact(phone=phone, email=email, hours=dict(hours))
+
+
+def _support_text(value: Mapping[str, Any], name: str, length_max: int) -> str:
+    text = value.get(name, "")
+    if not isinstance(text, str):
+        raise _invalid(f"support.{name}", f"must be a string, got {type(text).__name__}")
+    if name in value and not text.strip():
+        raise _invalid(f"support.{name}", "must not be blank")
+    if len(text) > length_max:
+        raise _invalid(f"support.{name}", f"must be at most {length_max} characters long")
+    return text.strip()

@@ -5,7 +5,8 @@ file per domain, ``topup/i18n/locales/<locale>/LC_MESSAGES/<domain>.po``, read w
 first used and kept. A domain is a part of the code with its own extraction map,
 ``babel/<domain>.cfg`` (``messages``: everything but the web pages; ``web``: their shared layer;
 one per slice of a channel), so that slices are translated apart; a locale's domains are merged
-into one table, and a text two domains translate differently stops the catalogue from loading. The English text is the message id; a text names its parameters
+into one table (a text in two domains is translated the same in both: a test checks it; the
+first domain's translation is shown). The English text is the message id; a text names its parameters
 (``%(receipt_number)s``), the same in every language; ``pybabel extract`` finds the texts in the
 code (``gettext``, ``ngettext``, ``pgettext`` and ``N_`` for a text chosen later; see babel/).
 A text a catalogue lacks is shown in English.
@@ -145,8 +146,7 @@ def _translations(chosen: str) -> Translations:
         found = catalogue(chosen, domain)
         plural_expr = plural_expr or found.plural_expr
         for key, forms in _message_texts(found, f"{chosen}/LC_MESSAGES/{domain}.po").items():
-            if texts.setdefault(key, forms) != forms:
-                raise InvariantError(f"{chosen}: {key[1]!r} is translated differently in {domain}")
+            texts.setdefault(key, forms)  # the first domain's (a test keeps them all the same)
     return Translations(locale=chosen, texts=texts, plural=stdlib_gettext.c2py(plural_expr))
 
 

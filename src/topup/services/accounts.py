@@ -167,11 +167,18 @@ class _Attempt:
 
 
 async def log_in(
-    services: Services, *, email: str, password: str, client_address: str
+    services: Services,
+    *,
+    email: str,
+    password: str,
+    client_address: str,
+    lifetime_s: int | None = None,
 ) -> IssuedToken:
     """A new bearer token for the account; ``login_failed`` (401), ``login_locked`` (429), or
     ``email_not_confirmed`` (403, only once the right password is given).
-    ``client_address``: where the attempt comes from; the lock holds for that address only."""
+    ``client_address``: where the attempt comes from; the lock holds for that address only.
+    ``lifetime_s``: how long the token lasts (a web session's own); by default
+    ``access_token_lifetime_s``."""
     attempt = await _count_attempt(services, normalise_email(email), client_address)
     limits = services.limits
     locked_until = attempt.from_address.locked_until
@@ -189,7 +196,7 @@ async def log_in(
         raise _login_failed()
     if not attempt.account.confirmed:
         raise _email_not_confirmed()
-    return await _issue_token(services, attempt.account, typed, attempt.keys)
+    return await _issue_token(services, attempt.account, typed, attempt.keys, lifetime_s)
 
 
 async def _count_attempt(services: Services, email: str, client_address: str) -> _Attempt:
@@ -228,14 +235,19 @@ async def _slow_down(services: Services, attempt: _Attempt) -> None:
 
 
 async def _issue_token(
-    services: Services, account: Account, password: str, attempt_keys: tuple[str, str]
+    services: Services,
+    account: Account,
+    password: str,
+    attempt_keys: tuple[str, str],
+    lifetime_s: int | None = None,
 ) -> IssuedToken:
     new_hash = None
     if _HASHER.check_needs_rehash(account.password_hash):
         new_hash = await hash_password(password)
     token = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
     now = services.clock.now()
-    lifetime_s = services.limits.accounts.access_token_lifetime_s
+    if lifetime_s is None:
+        lifetime_s = services.limits.accounts.access_token_lifetime_s
     expires_at = now + dt.timedelta(seconds=lifetime_s)
     async with services.unit_of_work() as uow:
         await uow.accounts.forget_login_attempts(attempt_keys)

@@ -10,6 +10,7 @@ anyone asking for an unknown or unpaid number, gets the same ``receipt_unknown``
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import logging
 import re
@@ -111,6 +112,11 @@ def _code_matches(services: Services, receipt_number: str, typed: str | None) ->
     return hmac.compare_digest(typed_bare.encode(), expected.encode())
 
 
+def code_matches(services: Services, receipt_number: str, typed: str | None) -> bool:
+    """Whether ``typed`` is the verification code of receipt ``receipt_number`` (printed form)."""
+    return _code_matches(services, receipt_number, typed)
+
+
 # --- reading a receipt -----------------------------------------------------------------------
 
 
@@ -208,6 +214,23 @@ def receipt_lines(receipt: ReceiptView, locale: str) -> list[tuple[str, str]]:
 def _known(texts: dict[str, str], value: str, locale: str) -> str:
     """The text of a known value in ``locale``; an unknown value as it is."""
     return translations(locale).gettext(texts[value]) if value in texts else value
+
+
+def receipt_document(services: Services, receipt: ReceiptView, locale: str) -> bytes:
+    """The receipt as a document (PDF) in ``locale``, each line the drawer's font cannot draw in
+    English; ``receipt_pdf_unavailable`` when no drawer is configured."""
+    if services.receipt_drawer is None:
+        raise NotFoundError(
+            "receipts cannot be printed as PDF here", code="receipt_pdf_unavailable", params={}
+        )
+    local = [(receipt_title(locale), verification_hint(locale)), *receipt_lines(receipt, locale)]
+    english = [(receipt_title("en"), verification_hint("en")), *receipt_lines(receipt, "en")]
+    return services.receipt_drawer.draw(
+        local,
+        english,
+        receipt_number=receipt.receipt_number,
+        paid_at=receipt.paid_at.astimezone(dt.UTC),
+    )
 
 
 def receipt_title(locale: str) -> str:

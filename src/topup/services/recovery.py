@@ -4,7 +4,10 @@ that address — on the card itself (given by the operator or with a paid renewa
 confirmed account that linked the card. The e-mail goes only to that address, which is the
 proof: whoever can read its mail may know the numbers.
 
-Whoever asks learns nothing about whether an address is registered: the request is answered at
+A receipt's holder (its number and verification code, both printed on it) may also read the full
+number of the card it is for: ``card_number_by_receipt``.
+
+Whoever asks by e-mail learns nothing about whether an address is registered: the request is answered at
 once, the same way every time, and the look-up and the sending happen in a background task. At
 most ``mailings_in_flight_max`` background mailings (receipts sent later included) run at once;
 beyond that, a request is dropped with a log line (and still answered the same way).
@@ -18,9 +21,11 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from topup.domain.errors import TopupError
+from topup.domain.receipts import parse_receipt_number
 from topup.i18n import translations
 from topup.services.context import Services
-from topup.services.receipts import mailings, parse_email
+from topup.services.receipts import code_matches, mailings, parse_email, receipt_unknown
+from topup.services.views import RecoveredCardView
 
 logger = logging.getLogger("topup.recovery")
 
@@ -40,6 +45,28 @@ def full_number(msisdn: str) -> str:
     except NumberParseException:  # a stored number from before a metadata change
         return msisdn
     return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+
+
+async def card_number_by_receipt(
+    services: Services, receipt_number: str, verification_code: str
+) -> RecoveredCardView:
+    """The card of the paid receipt with this number, in full, if the verification code is
+    the receipt's; else ``receipt_unknown`` (404), the same for an unknown or unpaid number and a
+    wrong code. A malformed number is ``receipt_number_invalid``. Callers limit the attempts."""
+    number = parse_receipt_number(receipt_number)
+    async with services.unit_of_work() as uow:
+        row = await uow.receipts.by_number(number)
+    matches = code_matches(services, number, verification_code)
+    if row is None or not matches:
+        raise receipt_unknown()
+    return RecoveredCardView(
+        receipt_number=number,
+        card_number=full_number(row.msisdn),
+        card_kind=row.card_kind,
+        paid_at=row.paid_at,
+        plan_code=row.plan_code,
+        plan_names=dict(row.plan_names),
+    )
 
 
 def request_card_numbers(services: Services, email: str, locale: str) -> None:

@@ -168,6 +168,21 @@ class ReceiptView:
 
 
 @dataclass(frozen=True)
+class RecoveredCardView:
+    """The card a paid receipt is for, to the holder of the receipt (R8): its number in full."""
+
+    receipt_number: str
+    card_number: str  # in full, as its country writes it: "+60 12-345 6789"
+    card_kind: CardKind
+    paid_at: dt.datetime
+    plan_code: str
+    plan_names: Mapping[str, str]  # by locale; empty if the plan was withdrawn
+
+    def plan_name(self, locale: str) -> str:
+        return self.plan_names.get(locale) or self.plan_names.get("en") or self.plan_code
+
+
+@dataclass(frozen=True)
 class ApiKeyView:
     """What lists and answers show of an API key: never its secret nor the secret's hash."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from topup.domain.errors import NotFoundError
 from topup.domain.renewal import RenewalStatus
-from topup.ports import GatewayEvent
+from topup.ports import GatewayEvent, WalletApproval, WalletApprovals
 from topup.services.context import Services
 from topup.services.reconcile import retrieve_charge
 from topup.services.renewals import (
@@ -95,3 +95,40 @@ async def payer_returned(services: Services, renewal_id: str) -> RenewalView:
     gateway = services.gateway_named(payment.gateway)
     result = await retrieve_charge(gateway, services.limits, charge)
     return await record_charge_result(services, renewal_id, result)
+
+
+# --- a wallet's approval page served on this site (the sandbox wallet's) ----------------------
+
+
+def _approval_wallets(services: Services) -> list[WalletApprovals]:
+    return [
+        gateway for gateway in services.gateways.values() if isinstance(gateway, WalletApprovals)
+    ]
+
+
+def approval_unknown() -> NotFoundError:
+    return NotFoundError(
+        "no wallet here asked for this approval",
+        code="wallet_approval_unknown",
+        field="reference",
+        params={},
+    )
+
+
+def wallet_approval(services: Services, reference: str) -> WalletApproval:
+    """The approval a wallet whose page this site serves issued under ``reference``; else
+    ``wallet_approval_unknown`` (404)."""
+    for wallet in _approval_wallets(services):
+        found = wallet.approval(reference)
+        if found is not None:
+            return found
+    raise approval_unknown()
+
+
+async def answer_in_wallet(services: Services, reference: str, *, approve: bool) -> WalletApproval:
+    """The payer's answer on the wallet's approval page; the wallet's webhook records it (once,
+    whatever else arrives: ``record_charge_result``)."""
+    for wallet in _approval_wallets(services):
+        if wallet.approval(reference) is not None:
+            return await wallet.decide(reference, approve=approve)
+    raise approval_unknown()

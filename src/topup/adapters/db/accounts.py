@@ -35,6 +35,7 @@ from topup.domain.accounts import (
     EmailTokenPurpose,
     LinkCode,
     LoginAttempts,
+    SessionState,
 )
 from topup.domain.cards import Card
 
@@ -261,6 +262,7 @@ class AccountRepository:
                 created_at=created_at,
                 expires_at=expires_at,
                 revoked_at=None,
+                last_seen_at=created_at,
             )
         )
 
@@ -284,6 +286,42 @@ class AccountRepository:
             .values(revoked_at=now)
         )
         return bool(result.rowcount)
+
+    async def session_of_token(self, token_hash: str, *, now: dt.datetime) -> SessionState | None:
+        """The token's session, if the token is neither expired nor revoked."""
+        tokens = t.access_tokens
+        query = select(
+            tokens.c.account_id, tokens.c.created_at, tokens.c.expires_at, tokens.c.last_seen_at
+        ).where(
+            tokens.c.token_hash == token_hash,
+            tokens.c.revoked_at.is_(None),
+            tokens.c.expires_at > now,
+        )
+        row = (await self._connection.execute(query)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return SessionState(
+            account_id=m["account_id"],
+            created_at=m["created_at"],
+            expires_at=m["expires_at"],
+            last_seen_at=m["last_seen_at"],
+        )
+
+    async def touch_token(
+        self, token_hash: str, *, at: dt.datetime, unseen_since: dt.datetime
+    ) -> None:
+        """One guarded UPDATE: concurrent requests of a session write it once."""
+        tokens = t.access_tokens
+        await self._connection.execute(
+            update(tokens)
+            .where(
+                tokens.c.token_hash == token_hash,
+                tokens.c.revoked_at.is_(None),
+                or_(tokens.c.last_seen_at.is_(None), tokens.c.last_seen_at < unseen_since),
+            )
+            .values(last_seen_at=at)
+        )
 
     async def revoke_tokens_of(self, account_id: str, *, now: dt.datetime) -> int:
         """Sign every token of the account out (a password reset); how many were signed in."""

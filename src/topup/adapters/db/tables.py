@@ -373,6 +373,9 @@ access_tokens = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    # When the token was last used (at most once a minute is written): a web session unused
+    # for longer than its idle timeout ends. Tokens issued before it was kept: NULL.
+    Column("last_seen_at", UtcDateTime),
 )
 
 # Sign-in attempts within a window, counted before the password is checked, under a keyed hash
@@ -419,4 +422,26 @@ card_link_codes = Table(
 )
 Index(
     "ix_card_link_codes_account_id_card_id", card_link_codes.c.account_id, card_link_codes.c.card_id
+)
+
+# Payment cards an account saved for one-tap renewals (and auto-renewal): the PSP's token, sealed,
+# our keyed hash of the PSP's fingerprint (one row per payment card and account), and what the
+# payer recognises it by. Never a card number.
+saved_payment_cards = Table(
+    "saved_payment_cards",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("gateway", String(32), nullable=False),
+    Column("token_sealed", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("brand", String(32), nullable=False),
+    Column("funding", String(16), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("expiry_month", Integer, nullable=False),
+    Column("expiry_year", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint(
+        "account_id", "fingerprint", name="uq_saved_payment_cards_account_id_fingerprint"
+    ),
 )

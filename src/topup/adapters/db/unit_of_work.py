@@ -8,6 +8,7 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from topup import ports
+from topup.adapters.db.account_history import AccountHistoryQueries
 from topup.adapters.db.accounts import AccountRepository
 from topup.adapters.db.api_keys import ApiKeyRepository
 from topup.adapters.db.audit import AuditQueries
@@ -20,6 +21,7 @@ from topup.adapters.db.payments import PaymentRepository
 from topup.adapters.db.plans import PlanRepository
 from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.renewals import RenewalRepository
+from topup.adapters.db.saved_payment_cards import SavedPaymentCardRepository
 from topup.adapters.db.webhooks import WebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -40,6 +42,8 @@ class SqlUnitOfWork:
     idempotency: IdempotencyRepository
     accounts: AccountRepository
     api_keys: ApiKeyRepository
+    saved_payment_cards: SavedPaymentCardRepository
+    account_history: AccountHistoryQueries
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -83,6 +87,8 @@ class SqlUnitOfWork:
         self.idempotency = IdempotencyRepository(connection)
         self.accounts = AccountRepository(connection)
         self.api_keys = ApiKeyRepository(connection)
+        self.saved_payment_cards = SavedPaymentCardRepository(connection)
+        self.account_history = AccountHistoryQueries(connection)
         return self
 
     async def commit(self) -> None:

@@ -12,6 +12,13 @@ Wallet accounts (sandbox):
     ends in 5555  the wallet has too little balance                  -> declined, insufficient_funds
     anything else the payer approves ``approval_delay_s`` after the request -> succeeded
 
+Its approval page (served on this site under ``/sandbox/wallet/``, as a real wallet's is on its
+own) shows the payment to the payer, who approves or refuses it there before the delay runs out
+(``decide``): the wallet then sends its webhook at once with that answer. The answers are kept in
+this process's memory (the latest ``DECISIONS_KEPT_MAX``); the webhook of an answer and the
+automatic one share their event id, so whichever comes second is a duplicate and changes nothing.
+An account ending in 9999 never answers by itself: only its approval page does.
+
 Webhooks are signed like Stripe's: header ``Sandbox-Signature: t=<unix seconds>,v1=<hex>`` where
 v1 is HMAC-SHA256 over ``"<t>." + raw body`` with the webhook secret. ``deliver``, when given, is
 called with each webhook (raw body, headers) once the payer has answered, as the provider's HTTP
@@ -27,9 +34,11 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 
 from topup.adapters.gateways.sandbox import _b64decode, _b64encode
 from topup.domain.errors import InputError, WebhookError, require
+from topup.domain.money import Money
 from topup.ports import (
     ChargeRequest,
     ChargeResult,
@@ -39,6 +48,8 @@ from topup.ports import (
     PaymentToken,
     RefundOutcome,
     RefundResult,
+    WalletApproval,
+    WalletDecision,
 )
 from topup.settings import Settings
 
@@ -54,6 +65,11 @@ TOKEN_PREFIX = "wtok_sbx_"  # noqa: S105 - a prefix, not a secret
 DECLINES_SUFFIX = "0000"
 NEVER_ANSWERS_SUFFIX = "9999"
 TOO_LITTLE_BALANCE_SUFFIX = "5555"
+APPROVAL_PREFIX = "wapp_"
+APPROVAL_REFERENCE_LENGTH_MAX = 400
+APPROVAL_SIGNATURE_BYTES = 18
+DECISIONS_KEPT_MAX = 10_000
+DEFAULT_APPROVAL_URL = "https://wallet.sandbox.invalid/approve/"
 
 Deliver = Callable[[bytes, Mapping[str, str]], Awaitable[object]]
 
@@ -70,8 +86,11 @@ class SandboxWallet:
         clock: Callable[[], dt.datetime],
         deliver: Deliver | None = None,
         latency_s: float = 0.0,
+        approval_url: str = DEFAULT_APPROVAL_URL,
     ) -> None:
         self._latency_s = latency_s
+        self._approval_url = approval_url
+        self._decisions: dict[str, bool] = {}  # payment id -> approved (True) or refused
         self._secret = secret
         self._webhook_secret = webhook_secret
         self._approval_delay_s = approval_delay_s
@@ -141,19 +160,22 @@ class SandboxWallet:
             gateway_reference=self._reference(request),
             message="The payer must approve the payment in the wallet app.",
             requires_action=APPROVE_IN_WALLET,
-            action_url=f"https://wallet.sandbox.invalid/approve/{self._reference(request)}",
+            action_url=self._approval_url + self._approval_reference(request),
         )
 
     async def retrieve(self, request: ChargeRequest) -> ChargeResult:
         await self._network_round_trip()
         account = self._account(request.token)
+        decided = self._decisions.get(request.payment_id)
+        if decided is not None:
+            return self._decided(decided, request)
         answered_at = request.requested_at + dt.timedelta(seconds=self._approval_delay_s)
         if account.endswith(NEVER_ANSWERS_SUFFIX) or self._clock() < answered_at:
             return ChargeResult(
                 outcome=GatewayOutcome.PENDING,
                 gateway_reference=self._reference(request),
                 requires_action=APPROVE_IN_WALLET,
-                action_url=f"https://wallet.sandbox.invalid/approve/{self._reference(request)}",
+                action_url=self._approval_url + self._approval_reference(request),
             )
         return self._answer(account, request)
 
@@ -181,6 +203,104 @@ class SandboxWallet:
             )
         return ChargeResult(GatewayOutcome.SUCCEEDED, reference)
 
+    def _decided(self, approved: bool, request: ChargeRequest) -> ChargeResult:
+        reference = self._reference(request)
+        if approved:
+            return ChargeResult(GatewayOutcome.SUCCEEDED, reference)
+        return ChargeResult(
+            GatewayOutcome.DECLINED, reference, "payer_declined", "The payer declined."
+        )
+
+    # --- the approval page ------------------------------------------------------------------
+
+    def _approval_mac(self, payload: str) -> str:
+        mac = hmac.new(self._secret, b"approval:" + payload.encode(), hashlib.sha256).digest()
+        return _b64encode(mac[:APPROVAL_SIGNATURE_BYTES])
+
+    def _approval_reference(self, request: ChargeRequest) -> str:
+        """What the approval page's address names: the payment, signed by this wallet."""
+        payload, _, _ = request.token.removeprefix(TOKEN_PREFIX).partition(".")
+        account = self._account(request.token)
+        claims = {
+            "p": request.payment_id,
+            "a": request.amount.minor,
+            "c": request.amount.currency,
+            "l": account[-4:],
+            "t": int(request.requested_at.timestamp()),
+            "b": str(json.loads(_b64decode(payload))["provider"]),
+        }
+        body = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+        return f"{APPROVAL_PREFIX}{body}.{self._approval_mac(body)}"
+
+    def approval(self, reference: str) -> WalletApproval | None:
+        """The approval this wallet issued under ``reference``, or None."""
+        if len(reference) > APPROVAL_REFERENCE_LENGTH_MAX or not reference.startswith(
+            APPROVAL_PREFIX
+        ):
+            return None
+        payload, _, signature = reference.removeprefix(APPROVAL_PREFIX).partition(".")
+        if not signature.isascii() or not hmac.compare_digest(
+            signature, self._approval_mac(payload)
+        ):
+            return None
+        try:
+            claims = json.loads(_b64decode(payload))
+            payment_id, provider = str(claims["p"]), str(claims["b"])
+            amount = Money(int(claims["a"]), str(claims["c"]))
+            requested_at = dt.datetime.fromtimestamp(int(claims["t"]), dt.UTC)
+            last4 = str(claims["l"])
+        except (ValueError, KeyError, TypeError, OverflowError):
+            return None
+        decided = self._decisions.get(payment_id)
+        decision = WalletDecision.WAITING
+        if decided is not None:
+            decision = WalletDecision.APPROVED if decided else WalletDecision.REFUSED
+        return WalletApproval(
+            reference=reference,
+            payment_id=payment_id,
+            provider=provider,
+            account_last4=last4,
+            amount=amount,
+            requested_at=requested_at,
+            decision=decision,
+        )
+
+    async def decide(self, reference: str, *, approve: bool) -> WalletApproval:
+        """The payer's answer on the approval page: kept (the first one only) and sent at once
+        as the webhook. InputError ``wallet_approval_unknown`` for a reference not ours."""
+        found = self.approval(reference)
+        if found is None:
+            raise InputError(
+                "This wallet did not ask for this approval.",
+                code="wallet_approval_unknown",
+                field="reference",
+            )
+        if found.decision is not WalletDecision.WAITING:
+            return found
+        if len(self._decisions) >= DECISIONS_KEPT_MAX:
+            self._decisions.pop(next(iter(self._decisions)))
+        self._decisions[found.payment_id] = approve
+        deliver = self.deliver
+        if deliver is not None:
+            body, headers = self._decision_webhook(found.payment_id, approve)
+            with contextlib.suppress(Exception):  # as when the provider's call fails: we ask later
+                await deliver(body, headers)
+        return replace(
+            found, decision=WalletDecision.APPROVED if approve else WalletDecision.REFUSED
+        )
+
+    def _decision_webhook(self, payment_id: str, approve: bool) -> tuple[bytes, dict[str, str]]:
+        digest = hashlib.sha256(payment_id.encode()).hexdigest()[:24]
+        event = {
+            "id": "evt_sbx_" + digest,
+            "type": "payment.succeeded" if approve else "payment.failed",
+            "payment_id": payment_id,
+            "reference": "wpay_sbx_" + digest,
+            "decline_code": None if approve else "payer_declined",
+        }
+        body = json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
+        return body, self.sign(body, self._clock())
+
     async def _network_round_trip(self) -> None:
         if self._latency_s > 0:
             await asyncio.sleep(self._latency_s)
@@ -195,7 +315,12 @@ class SandboxWallet:
         self, request: ChargeRequest, *, sent_at: dt.datetime | None = None
     ) -> tuple[bytes, dict[str, str]]:
         """The webhook this provider sends once the payer has answered (raw body, headers)."""
-        result = self._answer(self._account(request.token), request)
+        decided = self._decisions.get(request.payment_id)
+        result = (
+            self._answer(self._account(request.token), request)
+            if decided is None
+            else self._decided(decided, request)
+        )
         succeeded = result.outcome is GatewayOutcome.SUCCEEDED
         event = {
             "id": "evt_sbx_" + hashlib.sha256(request.payment_id.encode()).hexdigest()[:24],
@@ -246,6 +371,8 @@ class SandboxWallet:
 
         async def send() -> None:
             await asyncio.sleep(self._approval_delay_s)
+            if request.payment_id in self._decisions:
+                return  # answered on the approval page: its webhook went then
             body, headers = self.webhook(request)
             with contextlib.suppress(Exception):  # like a provider whose call fails: we ask later
                 await deliver(body, headers)
@@ -330,4 +457,5 @@ def from_settings(
         approval_delay_s=settings.wallet_approval_delay_s,
         clock=clock,
         latency_s=settings.gateway_latency_s,
+        approval_url=settings.public_url.rstrip("/") + "/sandbox/wallet/",
     )

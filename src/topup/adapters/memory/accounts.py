@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from topup.adapters.memory.tables import AccessToken, LoginCount, Tables, unique_violation
-from topup.domain.accounts import Account, EmailToken, EmailTokenPurpose, LinkCode, LoginAttempts
+from topup.domain.accounts import (
+    Account,
+    EmailToken,
+    EmailTokenPurpose,
+    LinkCode,
+    LoginAttempts,
+    SessionState,
+)
 from topup.domain.cards import Card
 
 
@@ -142,7 +149,7 @@ class MemoryAccountRepository:
         if token_id in tokens or any(t.token_hash == token_hash for t in tokens.values()):
             raise unique_violation("access_tokens", token_id)
         tokens[token_id] = AccessToken(
-            token_id, account_id, token_hash, created_at, expires_at, None
+            token_id, account_id, token_hash, created_at, expires_at, None, created_at
         )
 
     async def account_of_token(self, token_hash: str, *, now: dt.datetime) -> str | None:
@@ -150,6 +157,26 @@ class MemoryAccountRepository:
             if token.token_hash == token_hash and token.revoked_at is None:
                 return token.account_id if token.expires_at > now else None
         return None
+
+    async def session_of_token(self, token_hash: str, *, now: dt.datetime) -> SessionState | None:
+        for token in self._tables.access_tokens.values():
+            if token.token_hash == token_hash and token.revoked_at is None:
+                if token.expires_at <= now:
+                    return None
+                return SessionState(
+                    token.account_id, token.created_at, token.expires_at, token.last_seen_at
+                )
+        return None
+
+    async def touch_token(
+        self, token_hash: str, *, at: dt.datetime, unseen_since: dt.datetime
+    ) -> None:
+        tokens = self._tables.access_tokens
+        for token in tokens.values():
+            if token.token_hash == token_hash and token.revoked_at is None:
+                if token.last_seen_at is None or token.last_seen_at < unseen_since:
+                    tokens[token.id] = replace(token, last_seen_at=at)
+                return
 
     async def revoke_token(self, token_hash: str, *, now: dt.datetime) -> bool:
         tokens = self._tables.access_tokens

@@ -21,6 +21,7 @@ from topup.domain.records import (
     RenewalRecord,
 )
 from topup.domain.renewal import Transition
+from topup.domain.saved_payment_cards import SavedPaymentCard
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class AccessToken:
     created_at: dt.datetime
     expires_at: dt.datetime
     revoked_at: dt.datetime | None
+    last_seen_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class Tables:
     card_links: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     link_codes: dict[str, tuple[LinkCode, dt.datetime]] = field(default_factory=dict)  # created at
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
+    saved_payment_cards: dict[str, SavedPaymentCard] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)  # by id
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 

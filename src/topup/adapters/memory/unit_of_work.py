@@ -8,6 +8,7 @@ import asyncio
 from types import TracebackType
 
 from topup import ports
+from topup.adapters.memory.account_history import MemoryAccountHistoryQueries
 from topup.adapters.memory.accounts import MemoryAccountRepository
 from topup.adapters.memory.api_keys import MemoryApiKeyRepository
 from topup.adapters.memory.audit import MemoryAuditQueries
@@ -20,6 +21,7 @@ from topup.adapters.memory.payments import MemoryPaymentRepository
 from topup.adapters.memory.plans import MemoryPlanRepository
 from topup.adapters.memory.receipts import MemoryReceiptQueries
 from topup.adapters.memory.renewals import MemoryRenewalRepository
+from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
 from topup.adapters.memory.tables import Tables
 from topup.adapters.memory.webhooks import MemoryWebhookRepository
 from topup.domain.errors import InvariantError
@@ -51,6 +53,8 @@ class FakeUnitOfWork:
     webhooks: MemoryWebhookRepository
     accounts: MemoryAccountRepository
     api_keys: MemoryApiKeyRepository
+    saved_payment_cards: MemorySavedPaymentCardRepository
+    account_history: MemoryAccountHistoryQueries
     receipts: MemoryReceiptQueries
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
@@ -81,6 +85,8 @@ class FakeUnitOfWork:
         self.webhooks = MemoryWebhookRepository(tables)
         self.accounts = MemoryAccountRepository(tables)
         self.api_keys = MemoryApiKeyRepository(tables)
+        self.saved_payment_cards = MemorySavedPaymentCardRepository(tables)
+        self.account_history = MemoryAccountHistoryQueries(tables)
         self.receipts = MemoryReceiptQueries(tables)
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)

@@ -42,6 +42,17 @@ from topup.services.renewals.reads import renewal_unknown
 from topup.services.views import RenewalView
 
 
+def activation_times_s(services: Services, method_code: str) -> tuple[int, int]:
+    """(usual delay, late after) of a renewal paid by this method (R9): the method's own if
+    its configuration gives them, else the platform's limits."""
+    limits = services.limits.activation
+    typical_s, late_s = limits.activation_typical_delay_s, limits.activation_late_after_s
+    method = services.methods.get(method_code)
+    if method is None:
+        return typical_s, late_s
+    return method.activation_times_s(typical_default_s=typical_s, late_default_s=late_s)
+
+
 def charge_of(services: Services, payment: PaymentRecord) -> ChargeRequest:
     """The charge a stored payment stands for, to ask its gateway about it again (its token
     unsealed in memory only)."""
@@ -350,10 +361,9 @@ class _Outcome:
                 },
             )
         )
+        typical_s, late_s = activation_times_s(self.services, self.payment.method)
         estimate = estimate_activation(
-            paid_at=self.now,
-            typical_delay_s=self.services.limits.activation.activation_typical_delay_s,
-            late_after_s=self.services.limits.activation.activation_late_after_s,
+            paid_at=self.now, typical_delay_s=typical_s, late_after_s=late_s
         )
         self.writes.moves.append(
             RenewalMove(

@@ -1,0 +1,54 @@
+// The app's service worker, served at /service-worker.js, after the constants the server puts
+// before this code: VERSION, OFFLINE_URL and SHELL (the versioned URLs of the CSS, scripts and
+// icons).
+//
+// What it keeps: the shell and the offline page, nothing else. Pages are never kept (accounts,
+// renewals, status, receipts, checkout: every page is personal or may be): a navigation goes to
+// the network, and only when the network fails does the offline page answer. Requests other
+// than GET (forms, payments) are never touched: no payment is queued or sent again from here.
+"use strict";
+
+var CACHE = "topup-shell-" + VERSION;
+var KEPT = new Set(SHELL);
+
+self.addEventListener("install", function (event) {
+  event.waitUntil(
+    caches.open(CACHE).then(function (cache) {
+      return cache.addAll(SHELL.concat([OFFLINE_URL]));
+    }).then(function () { return self.skipWaiting(); })
+  );
+});
+
+self.addEventListener("activate", function (event) {
+  event.waitUntil(
+    caches.keys().then(function (names) {
+      return Promise.all(names.filter(function (name) {
+        return name.indexOf("topup-shell-") === 0 && name !== CACHE;
+      }).map(function (name) { return caches.delete(name); }));
+    }).then(function () { return self.clients.claim(); })
+  );
+});
+
+self.addEventListener("fetch", function (event) {
+  var request = event.request;
+  if (request.method !== "GET") return; // forms and payments: the network alone, never queued
+  var url = new URL(request.url);
+  if (url.origin !== self.location.origin) return;
+  if (request.mode === "navigate") {
+    event.respondWith(
+      fetch(request).catch(function () {
+        return caches.open(CACHE).then(function (cache) { return cache.match(OFFLINE_URL); })
+          .then(function (page) { return page || Response.error(); });
+      })
+    );
+    return;
+  }
+  if (KEPT.has(url.pathname + url.search)) {
+    event.respondWith(
+      caches.open(CACHE).then(function (cache) {
+        return cache.match(request).then(function (found) { return found || fetch(request); });
+      })
+    );
+  }
+  // Anything else (live status, partials, the API, receipts' PDFs): the network, not kept.
+});

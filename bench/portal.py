@@ -19,8 +19,10 @@ What it does, in order:
    as a new visitor (a new connection, no cookies, nothing cached: the CSS and JS are loaded
    once per journey; ``--returning`` keeps all three across a subscriber's journeys); forms are
    filled from the HTML (CSRF token, hidden fields, the attempt that makes the server's
-   idempotency key); the status page is read once: its live updates (a Server-Sent Events
-   stream that reads the renewal every second while the page is open) are not in the figures;
+   idempotency key); no time is spent reading a page (``--think-seconds`` adds it: then the
+   p99s are those of a lighter load, the CPU per journey the same); the status page is read
+   once: its live updates (a Server-Sent Events stream that reads the renewal every second
+   while the page is open) are not in the figures;
    the two parts take turns ``--rounds`` times (``--seconds`` of each shared among the rounds;
    the renewal tables emptied before each turn; a warm-up at each, until every subscriber has
    been through one loop): whatever else the shared machine does weighs on both alike;
@@ -136,6 +138,12 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--cards", type=int, default=10_000)
     parser.add_argument("--language", default="en", help="the subscribers' Accept-Language")
+    parser.add_argument(
+        "--think-seconds",
+        type=float,
+        default=0.0,
+        help="a subscriber reads each page this long on average before acting (default: none)",
+    )
     parser.add_argument(
         "--returning",
         action="store_true",
@@ -321,8 +329,9 @@ def imported_assets(url: str, text: str) -> list[str]:
 class Visitor:
     """One simulated subscriber: its connection, its cookies, what its browser has cached."""
 
-    def __init__(self, base: str, recorder: Recorder, language: str) -> None:
+    def __init__(self, base: str, recorder: Recorder, language: str, think_s: float = 0) -> None:
         self.base = base
+        self.think_s = think_s
         address = urlsplit(base)
         self.connection = Connection(address.hostname or "127.0.0.1", address.port or 80)
         self.recorder = recorder
@@ -338,6 +347,12 @@ class Visitor:
         self.cached: set[str] = set()
         self.asset_bytes: dict[str, int] = {}  # what each asset weighed, once seen
         self.page_assets: dict[str, list[str]] = {}  # step -> every asset its page loads
+
+    async def think(self, chooser: random.Random) -> None:
+        """The subscriber reading the page before acting on it: ``--think-seconds`` on average
+        (half to one and a half times it)."""
+        if self.think_s:
+            await asyncio.sleep(self.think_s * chooser.uniform(0.5, 1.5))
 
     async def new_visit(self) -> None:
         """A new visitor: a new connection, no cookies, nothing cached."""
@@ -555,16 +570,21 @@ async def journey(visitor: Visitor, supplies: Supplies, chooser: random.Random) 
     home, look_up, card, methods, payment, pay, status = JOURNEY_STEPS
     page = await visitor.page(home, "GET", "/")
     form = form_with(look_up, page, "card_number")
+    await visitor.think(chooser)
     answer = await submit(
         visitor, look_up, form, {"card_number": chooser.choice(supplies.cards)}, expect=(303,)
     )
     page = await visitor.follow(card, answer)
-    page = await visitor.page(methods, "GET", link_to(card, page, f"/{PLAN_CODE}"))
+    plan = link_to(card, page, f"/{PLAN_CODE}")
+    await visitor.think(chooser)
+    page = await visitor.page(methods, "GET", plan)
     form = form_with(methods, page, "method")
     if PAY_METHOD not in form.choices["method"]:
         raise JourneyError(methods, f"{PAY_METHOD} is not offered: {form.choices['method']}")
+    await visitor.think(chooser)
     page = await submit(visitor, payment, form, {"method": PAY_METHOD}, expect=(200,))
     form = form_with(payment, page, "payment_token")
+    await visitor.think(chooser)
     answer = await submit(visitor, pay, form, {"payment_token": supplies.token}, expect=(303,))
     if "/verify" in (answer.location or ""):
         raise JourneyError(pay, f"the sandbox asked for a payment password: {answer.location}")
@@ -706,7 +726,10 @@ async def drive(
     ``spread_s`` (default ``warmup_s``): the subscribers start at random within it."""
     options = load.options
     recorder = Recorder(subscribers=options.subscribers)
-    visitors = [Visitor(load.base, recorder, options.language) for _ in range(options.subscribers)]
+    visitors = [
+        Visitor(load.base, recorder, options.language, options.think_seconds)
+        for _ in range(options.subscribers)
+    ]
     seeds = random.Random(f"{options.seed}-{part.name}-{time.time_ns()}")
     tasks = [
         asyncio.create_task(
@@ -1105,6 +1128,8 @@ def print_report(report: Report) -> None:
         f"taking turns (warm-up {options.warmup_seconds:g} s, then {ROUND_WARMUP_S:g} s), "
         f"{os.cpu_count()} cores"
     )
+    if options.think_seconds:
+        print(f"subscribers read each page {options.think_seconds:g} s on average before acting")
     print()
     print(
         f"journey 1, {visitor}: {phase.rate_per_s:.1f} journeys/s "

@@ -291,7 +291,9 @@ class Connection:
                 raise OSError("the server closed the connection mid-answer")
             received += len(data)
             parser.feed_data(data)
-        if not parser.should_keep_alive():
+        # (httptools' should_keep_alive() is reset once the message is complete: ask HTTP/1.1.)
+        closes = any(n == "connection" and "close" in v.lower() for n, v in answer.headers)
+        if closes or parser.get_http_version() != "1.1":
             await self.close()
         content = b"".join(answer.body)
         if ("content-encoding", "gzip") in answer.headers:

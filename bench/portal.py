@@ -101,11 +101,13 @@ LIFTED_LIMITS = {  # every simulated subscriber is 127.0.0.1
     "TOPUP_CONFIRM_PER_MINUTE_MAX": "1000000000",
 }
 # One server process (``--workers 1``: uvicorn serves in the main thread) profiled while the
-# journey is measured: SIGUSR1 starts the profiler, SIGUSR2 stops it and writes PROFILE.
+# journey is measured: SIGUSR1 starts the profiler, SIGUSR2 stops it and writes PROFILE. The
+# profiler counts the main thread's CPU time, not the wall clock: on a shared machine a process
+# waiting for a core would otherwise charge the wait to whatever it was running.
 PROFILED_SERVER = """
-import cProfile, signal, sys
+import cProfile, signal, sys, time
 from topup.entrypoints.cli import main
-profiler = cProfile.Profile()
+profiler = cProfile.Profile(time.thread_time)
 def start(*_): profiler.enable()
 def stop(*_): profiler.disable(); profiler.dump_stats(PROFILE)
 signal.signal(signal.SIGUSR1, start)

@@ -192,7 +192,12 @@ class Renderer:
         found = self.environment.get_template(template)
         partial = request.headers.get(PARTIAL_HEADER, "")[:PARTIAL_NAME_LENGTH_MAX]
         if partial and partial in found.blocks:
-            html = "".join(found.blocks[partial](found.new_context(values)))
+            context = found.new_context(values)
+            # What the template sets up at its top level (``{% import ... as forms %}``) is
+            # seen by its blocks in a whole page: run it, then render the block alone.
+            for _ in found.root_render_func(context):
+                pass
+            html = "".join(found.blocks[partial](context))
         else:
             html = found.render(values)
         answer_headers = {

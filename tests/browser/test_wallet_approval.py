@@ -43,6 +43,35 @@ def test_on_a_phone_the_payer_approves_in_the_wallet_and_comes_back_to_the_paid_
     screenshots(page, "status-done-zh")
 
 
+def test_a_renewal_paid_by_e_wallet_from_the_home_page_on_a_phone_in_chinese(
+    live_site: Any, new_page: Any, screenshots: Any, axe_check: Any
+) -> None:
+    """The whole journey: the checkout sends the payer to the wallet's waiting page, the
+    wallet's page sends them back to the status page, paid once."""
+    page = new_page(locale="zh-CN", phone=True)
+    page.goto("/")
+    page.get_by_label("卡号").fill("012-345 6789")
+    page.get_by_role("button", name="继续").click()
+    page.get_by_role("link", name="选择此套餐").first.click()
+    page.get_by_label("Touch 'n Go 电子钱包").check()
+    page.get_by_role("button", name="继续").click()
+    page.get_by_label(re.compile("注册的手机号码")).fill("012-555 9999")
+    page.get_by_role("button", name=re.compile("^支付")).click()
+    page.wait_for_url(re.compile(r"/renewals/[0-9a-f-]{36}/wallet$"))
+    renewal_path = page.url.removesuffix("/wallet")
+    axe_check(page)
+    screenshots(page, "checkout-wallet-waiting-zh")
+    page.get_by_role("link", name="打开电子钱包确认付款").click()
+    page.get_by_role("button", name="确认付款").click()
+    page.wait_for_url(renewal_path)
+    expect(page.locator("h1")).to_contain_text("完成", timeout=LIVE_TIMEOUT_MS)
+    page.go_back()  # Back to the wallet's page, then to the waiting page: still paid once
+    page.goto(renewal_path + "/wallet")
+    assert page.url == renewal_path  # nothing to wait for: the status page
+    assert page.locator(".timeline__step--activating").count() == 1
+    screenshots(page, "checkout-status-done-zh")
+
+
 def test_on_a_desktop_the_qr_code_is_scanned_and_the_waiting_page_moves_on_by_itself(
     live_site: Any, new_page: Any, screenshots: Any, axe_check: Any
 ) -> None:

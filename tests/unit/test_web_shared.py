@@ -169,3 +169,29 @@ async def test_a_head_of_a_page_is_answered_as_its_get(web: httpx.AsyncClient) -
     answer = await web.head("/")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/html")
+
+
+async def test_a_static_file_of_its_version_is_kept_a_year_and_sent_compressed(
+    web: httpx.AsyncClient,
+) -> None:
+    page = await web.get("/")
+    url = next(part.split('"')[0] for part in page.text.split('href="')[1:] if "base.css" in part)
+    assert "?v=" in url
+    answer = await web.get(url, headers={"accept-encoding": "gzip"})
+    assert answer.status_code == 200
+    assert answer.headers["content-encoding"] == "gzip"
+    assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert answer.headers["content-type"].startswith("text/css")
+    assert ":root" in answer.text  # httpx decompressed it
+    again = await web.get(url, headers={"if-none-match": answer.headers["etag"]})
+    assert again.status_code == 304
+
+
+async def test_a_static_file_of_another_version_is_kept_a_day_and_a_missing_one_is_404(
+    web: httpx.AsyncClient,
+) -> None:
+    old = await web.get("/static/shared/base.css?v=0000000000")
+    missing = await web.get("/static/shared/nothing.css")
+    escape = await web.get("/static/shared/../../rendering.py")
+    assert old.headers["cache-control"] == "public, max-age=86400"
+    assert (missing.status_code, escape.status_code) == (404, 404)

@@ -52,8 +52,13 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 def format_money(amount: Money, locale: str) -> str:
     """``MYR10.00``, ``RM10.00`` (ms), ``Rp50.000,00`` (id): the currency's digits, the locale's
     separators and symbol."""
-    value = Decimal(amount.minor).scaleb(-minor_unit_digits(amount.currency))
-    return format_currency(value, amount.currency, locale=babel_locale(locale))
+    return _formatted_money(amount.minor, amount.currency, resolve_or_default(locale))
+
+
+@functools.lru_cache(maxsize=4096)  # a page shows the same few prices again and again
+def _formatted_money(minor: int, currency: str, chosen: str) -> str:
+    value = Decimal(minor).scaleb(-minor_unit_digits(currency))
+    return format_currency(value, currency, locale=babel_locale(chosen))
 
 
 def format_number(value: int | Decimal, locale: str) -> str:

@@ -6,22 +6,14 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from PIL import Image
 
+from tests.e2e.web.test_portal_renewal import pay_page
+from tests.e2e.web.test_portal_renewal_payment import form_of, token_for
 from topup.bootstrap import Application
-from topup.entrypoints.site import create_site
 from topup.entrypoints.web.shared.sales_channel import APP_COOKIE
-
-
-@pytest.fixture
-async def site(demo_app: Application) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_site(demo_app), client=("203.0.113.9", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def test_every_page_links_the_manifest_and_registers_the_service_worker(
@@ -83,6 +75,8 @@ async def test_the_service_worker_is_served_from_the_root_and_never_cached_by_ht
     assert answer.headers["content-type"].startswith("text/javascript")
     assert answer.headers["service-worker-allowed"] == "/"
     assert answer.headers["cache-control"] == "no-cache"
+    # Its own policy lets it fetch the shell from this site (the API's default would not).
+    assert "connect-src 'self'" in answer.headers["content-security-policy"]
 
 
 async def test_the_service_worker_keeps_the_shell_and_the_offline_page_only(
@@ -135,3 +129,33 @@ async def test_the_favicon_is_the_apps_icon(site: httpx.AsyncClient) -> None:
 
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(answer.content)).size == (32, 32)
+
+
+async def test_a_renewal_made_after_opening_the_app_is_sold_through_channel_app(
+    site: httpx.AsyncClient, demo_app: Application
+) -> None:
+    await site.get("/app")
+    path, page = await pay_page(site)
+    token = await token_for(site, "4242424242424242")
+
+    paid = await site.post(path, data=form_of(page, method="credit_card", payment_token=token))
+
+    assert paid.status_code == 303
+    renewal_id = paid.headers["location"].removeprefix("/renewals/").split("/")[0]
+    async with demo_app.services.unit_of_work() as uow:
+        renewal = await uow.renewals.get(renewal_id)
+    assert renewal is not None and renewal.channel == "app"
+
+
+async def test_a_renewal_made_on_the_site_is_sold_through_channel_web(
+    site: httpx.AsyncClient, demo_app: Application
+) -> None:
+    path, page = await pay_page(site)
+    token = await token_for(site, "4242424242424242")
+
+    paid = await site.post(path, data=form_of(page, method="credit_card", payment_token=token))
+
+    renewal_id = paid.headers["location"].removeprefix("/renewals/").split("/")[0]
+    async with demo_app.services.unit_of_work() as uow:
+        renewal = await uow.renewals.get(renewal_id)
+    assert renewal is not None and renewal.channel == "web"

@@ -4,30 +4,25 @@ customer service's contacts."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
-from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
-import pytest
 
+from tests.unit.fakes import on_fakes
 from topup.adapters import messages
-from topup.bootstrap import Application
+from topup.domain.methods import MethodKind
 from topup.entrypoints.site import create_site
 from topup.entrypoints.web.portal.help_pages import (
+    activation_help,
     error_groups,
     first_capital,
     without_placeholders,
 )
 from topup.i18n import format_money
 from topup.settings import LimitSettings
-
-
-@pytest.fixture
-async def site(demo_app: Application) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_site(demo_app), client=("203.0.113.9", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def test_the_help_page_lists_every_error_code_of_the_catalogue_once(
@@ -79,18 +74,18 @@ async def test_activation_time_follows_the_limits_and_each_methods_configuration
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         page = await client.get("/help")
 
-    assert "usually active within 5 minutes" in page.text
-    assert "still not active 2 hours after paying" in page.text
+    assert "Usually within 5 minutes of the payment" in page.text
+    assert "Not active 2 hours after paying? Contact customer service." in page.text
     shown = html.unescape(page.text)
     offered = application.services.methods.offered(channel="web", region=None)
     for method in offered:
         assert f'<th scope="row">{first_capital(method.name("en"))}</th>' in shown
-    assert '<h3 id="kind-card">Credit card and debit card</h3>' in shown
+    assert '<h3 id="methods-1">Credit card and debit card</h3>' in shown
     assert "approve it in the wallet's app, within 30 minutes" in shown
     wallet = next(method for method in offered if method.daily_max is not None)
     assert wallet.daily_max is not None
     assert "Per day and wallet account" in shown
-    assert f"<td>{format_money(wallet.daily_max, 'en')}</td>" in shown
+    assert f">{format_money(wallet.daily_max, 'en')}</td>" in shown
     assert "Not offered today: Alipay and WeChat Pay." in page.text
 
 
@@ -103,3 +98,38 @@ async def test_the_help_page_names_customer_service_and_the_ways_to_find_a_numbe
     assert 'href="mailto:help@topup.example"' in page.text
     assert "Setiap hari, 8 pagi hingga 10 malam" in page.text
     assert 'href="/recover"' in page.text
+    assert '<section class="card support" id="support"' in page.text  # the status page links it
+
+
+async def test_a_method_with_its_own_activation_times_is_shown_apart() -> None:
+    fakes = await on_fakes()
+    services = fakes.services
+    slow = replace(
+        services.methods.get("debit_card"),  # type: ignore[type-var]
+        activation_typical_delay_s=1800,
+        activation_late_after_s=86_400,
+    )
+    methods = tuple(slow if m.code == "debit_card" else m for m in services.methods.methods)
+    services.methods = replace(services.methods, methods=methods)
+
+    found = activation_help(services, "web")
+
+    cards = [group for group in found.groups if group.kind is MethodKind.CARD]
+    assert [[limits.method.code for limits in group.methods] for group in cards] == [
+        ["credit_card"],
+        ["debit_card"],
+    ]
+    assert cards[1].typical == dt.timedelta(minutes=30)
+    assert cards[1].late_after == dt.timedelta(days=1)
+    default = services.limits.activation.activation_typical_delay_s
+    assert cards[0].typical == dt.timedelta(seconds=default)
+    assert cards[0].approval is None
+    wallets = [group for group in found.groups if group.kind is MethodKind.EWALLET]
+    assert wallets and all(group.approval for group in wallets)
+
+
+def test_placeholders_read_as_an_ellipsis_and_literal_braces_stay() -> None:
+    assert without_placeholders("{method} takes at most {maximum}.") == "… takes at most …"
+    assert without_placeholders("Use {{braces}} for {field}, then go.") == (
+        "Use {braces} for …, then go."
+    )

@@ -5,11 +5,10 @@ to that address only), and how to reach customer service."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
+from tests.e2e.web.conftest import csrf_of
 from topup.adapters.notify.mail_outbox import MemoryMailer
 from topup.bootstrap import Application
 from topup.entrypoints.site import create_site
@@ -21,14 +20,6 @@ GOOD_CARD = PaymentCardDetails(
     number="4242424242424242", expiry_month=12, expiry_year=2030, cvc="123"
 )
 ACTIVE_CARD = "012-345 6789"
-_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture
-async def site(demo_app: Application) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_site(demo_app), client=("203.0.113.9", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def post_form(
@@ -37,13 +28,7 @@ async def post_form(
     """Open the form's page (for its CSRF token), then send the form as a browser does."""
     page = await site.get(form_page)
     assert page.status_code == 200
-    found = _TOKEN.search(page.text)
-    assert found is not None
-    return await site.post(
-        action,
-        data={"csrf_token": found.group(1), **fields},
-        headers={"origin": "http://testserver", "sec-fetch-site": "same-origin"},
-    )
+    return await site.post(action, data={"csrf_token": csrf_of(page.text), **fields})
 
 
 async def paid_receipt(application: Application, email: str | None = None) -> tuple[str, str]:

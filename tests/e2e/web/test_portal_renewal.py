@@ -143,3 +143,25 @@ async def test_without_javascript_a_card_is_paid_on_the_psps_hosted_page_and_lan
     view = await get_renewal(demo_app.services, status.rsplit("/", 1)[1])
     assert view.renewal.channel == "web" and view.renewal.plan_code == "pack_5gb_7d"
     assert view.payment is not None and view.payment.last4 == "4242"
+
+
+PAGE_BYTES_MAX = 60 * 1024  # a page with its CSS and scripts, compressed
+
+
+async def test_every_page_of_the_journey_is_small_with_its_css_and_scripts(
+    site: httpx.AsyncClient,
+) -> None:
+    import gzip
+
+    card_path, card = await card_page(site)
+    pages = {
+        "home": (await site.get("/")).text,
+        "card": card,
+        "methods": (await site.get(f"{card_path}/pack_5gb_7d")).text,
+        "pay": (await site.get(f"{card_path}/pack_5gb_7d/pay?method=credit_card")).text,
+    }
+    for name, page in pages.items():
+        total = len(gzip.compress(page.encode()))
+        for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', page):
+            total += len(gzip.compress((await site.get(html.unescape(asset))).content))
+        assert total <= PAGE_BYTES_MAX, (name, total)

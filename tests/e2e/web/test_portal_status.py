@@ -184,7 +184,8 @@ async def test_the_page_says_when_it_is_expected_and_when_late_to_contact_custom
     site.clock.advance(late_after_s + 1)
     late = await site.client.get(f"/renewals/{created['id']}")
     assert "This is taking longer than usual." in late.text
-    assert "/help#support" in late.text
+    assert "tel:+60327000000" in late.text  # how: the profile's customer service
+    assert "help@topup.example" in late.text
     assert created["receipt_number"] in late.text
 
 
@@ -245,6 +246,22 @@ async def test_the_events_say_change_then_end_and_are_not_compressed(site: Site)
     assert events.text.rstrip().endswith("event: end\ndata:")
 
 
+async def test_a_stream_sends_heartbeats_and_ends_at_its_time_limit_for_the_browser_to_reconnect(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from topup.entrypoints.web.portal import status_events
+
+    monkeypatch.setattr(status_events, "EVENTS_STREAM_S", 0.5)
+    monkeypatch.setattr(status_events, "EVENTS_HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(status_events, "EVENTS_POLL_S", 0.05)
+    created = await site.renew()  # activating: not final, so only the time limit ends it
+    events = await site.client.get(f"/renewals/{created['id']}/events?page=status&since=old")
+    assert events.status_code == 200
+    assert ": heartbeat\n\n" in events.text
+    assert events.text.count("event: change") == 1  # once, then nothing changed
+    assert "event: end" not in events.text  # the browser reconnects after the retry delay
+
+
 async def test_a_stranger_gets_no_events_about_a_renewal(site: Site) -> None:
     created = await site.renew()
     async with stranger(site) as other:
@@ -253,10 +270,7 @@ async def test_a_stranger_gets_no_events_about_a_renewal(site: Site) -> None:
 
 
 def _web_app(site: Site) -> Any:
-    for route in site.client._transport.app.routes:  # type: ignore[attr-defined]
-        if getattr(route, "name", "") == "web":
-            return route.app
-    raise AssertionError("no web app mounted")
+    return site.client._transport.app.web  # type: ignore[attr-defined]
 
 
 async def test_too_many_live_pages_are_refused_with_retry_after_and_the_page_polls_instead(

@@ -81,14 +81,8 @@ def _openapi_of(app: FastAPI) -> dict[str, Any]:
     return document
 
 
-def create_app(
-    application: Application | None,
-    *,
-    close_on_shutdown: bool = False,
-    cacheable_prefixes: tuple[str, ...] = (),
-) -> FastAPI:
-    """``application`` None: routes only, to write the OpenAPI document. ``cacheable_prefixes``:
-    more public paths whose answers may be cached (the pages' static files)."""
+def create_app(application: Application | None, *, close_on_shutdown: bool = False) -> FastAPI:
+    """``application`` None: routes only, to write the OpenAPI document."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +111,7 @@ def create_app(
     # The last added runs first: the headers, the guard of bugs, then the checks of requests.
     app.add_middleware(RequestChecks, raw_body_prefixes=(WEBHOOKS_PREFIX,))
     app.add_middleware(UnexpectedErrors)
-    app.add_middleware(SecurityHeaders, cacheable_prefixes=(DOCS_STATIC + "/", *cacheable_prefixes))
+    app.add_middleware(SecurityHeaders, cacheable_prefixes=(DOCS_STATIC + "/",))
     _serve_docs(app)
 
     def openapi() -> dict[str, Any]:

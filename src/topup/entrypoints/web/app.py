@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.staticfiles import StaticFiles as StarletteStaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,11 +24,11 @@ from topup.entrypoints.web.shared.language import (
     LANGUAGE_COOKIE_MAX_AGE_S,
     local_path,
 )
-from topup.entrypoints.web.shared.rendering import SHARED_STATIC, Renderer, StaticFiles
+from topup.entrypoints.web.shared.rendering import SHARED_STATIC, Renderer
 from topup.entrypoints.web.shared.sessions import SessionCookies
+from topup.entrypoints.web.shared.static_files import STATIC_PREFIX, StaticAssets
 from topup.i18n import resolve
 
-STATIC_PREFIX = "/static/"
 GZIP_MINIMUM_BYTES = 500
 
 
@@ -47,11 +46,12 @@ def create_web_app(
     app.state.session_cookies = SessionCookies(secure=secure_cookies)
     found = channels()
     folders = {"/static/shared": SHARED_STATIC, **{f"/static/{c.name}": c.static for c in found}}
-    app.state.renderer = Renderer([channel.templates for channel in found], StaticFiles(folders))
+    static = StaticAssets(folders)
+    app.state.static_assets = static  # the site serves /static/ with it, ahead of the pages
+    app.state.renderer = Renderer([channel.templates for channel in found], static)
     errors.install(app)
     _language_switch(app, secure_cookies)
-    for prefix, folder in folders.items():
-        app.mount(prefix, StarletteStaticFiles(directory=folder), name=prefix.strip("/"))
+    app.mount(STATIC_PREFIX.rstrip("/"), static, name="static")  # when mounted alone (tests)
     for channel in found:
         app.include_router(channel.router, dependencies=[Depends(check_csrf)])
     # The last added runs first: compression, the guard of bugs, then the visitor's CSRF secret.

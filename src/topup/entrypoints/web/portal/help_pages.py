@@ -1,9 +1,10 @@
 """Help: activation times per method, what each error means, how to reach support.
 
 - How long activation takes: for each method offered on this channel (its configuration: kind,
-  limits per payment and per day), when the payment is confirmed (at once for a payment card; once
-  approved in the wallet, within ``requires_action_timeout_s``, for an e-wallet), then the
-  activation's typical delay and when to contact customer service (the activation limits).
+  limits per payment and per day, its own activation times if it has them), when the payment is
+  confirmed (at once for a payment card; once approved in the wallet, within
+  ``requires_action_timeout_s``, for an e-wallet), then the activation's typical delay and when
+  to contact customer service (the method's, else the platform's activation limits).
 - What each error means: every code of the error catalogue (``error_entries``), with its text in
   the visitor's language, grouped by what it is about (each group folded, its count shown); the
   codes only staff and developers meet come last. Each entry has an anchor
@@ -168,30 +169,31 @@ class MethodLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class KindTiming:
-    """How paying by one kind of method goes (payment cards, e-wallets), and its methods."""
+class MethodGroup:
+    """Methods of one kind that take as long to activate: how paying goes, and how long."""
 
     kind: MethodKind
     approval: dt.timedelta | None  # e-wallets: how long the payer has to approve the payment
+    typical: dt.timedelta  # from payment to activation, usually
+    late_after: dt.timedelta  # after this, the subscriber should contact customer service
     methods: tuple[MethodLimits, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class ActivationHelp:
-    kinds: tuple[KindTiming, ...]
+    groups: tuple[MethodGroup, ...]
     not_offered: tuple[PaymentMethod, ...]  # configured but disabled (R10): say so
-    typical: dt.timedelta
-    late_after: dt.timedelta
 
 
 def without_placeholders(text: str) -> str:
-    """``{method} takes at most {maximum}`` -> ``… takes at most …`` (``{{`` stays ``{``)."""
+    """``{method} takes at most {maximum}`` -> ``… takes at most …`` (``{{`` stays ``{``; a
+    sentence ending on a placeholder ends on the ellipsis, not ``….``)."""
     parts = []
     for literal, name, _, _ in string.Formatter().parse(text):
         parts.append(literal)
         if name is not None:
             parts.append(PLACEHOLDER_SHOWN)
-    return "".join(parts)
+    return "".join(parts).replace(PLACEHOLDER_SHOWN + ".", PLACEHOLDER_SHOWN)
 
 
 def _group_of(code: str) -> str:
@@ -220,29 +222,35 @@ def error_groups(locale: str) -> list[ErrorGroup]:
 
 
 def activation_help(services: Services, channel: str) -> ActivationHelp:
-    """The methods offered on ``channel`` (the web site's or the app's: no region), by kind in
-    the configured order, and the activation's typical delay and lateness (the limits)."""
+    """The methods offered on ``channel`` (the web site's or the app's: no region), grouped by
+    kind and activation times (a method's own, from its configuration, else the platform's
+    limits), in the configured order."""
     approval = dt.timedelta(seconds=services.limits.payments.requires_action_timeout_s)
-    by_kind: dict[MethodKind, list[MethodLimits]] = {}
+    defaults = services.limits.activation
+    grouped: dict[tuple[MethodKind, int, int], list[MethodLimits]] = {}
     for method in services.methods.offered(channel=channel, region=None):
+        typical_s, late_s = method.activation_times_s(
+            typical_default_s=defaults.activation_typical_delay_s,
+            late_default_s=defaults.activation_late_after_s,
+        )
         limits = MethodLimits(method, method.amount_min, method.amount_max, method.daily_max)
-        by_kind.setdefault(method.kind, []).append(limits)
-    kinds = tuple(
-        KindTiming(kind, approval if kind is MethodKind.EWALLET else None, tuple(methods))
-        for kind, methods in by_kind.items()
+        grouped.setdefault((method.kind, typical_s, late_s), []).append(limits)
+    groups = tuple(
+        MethodGroup(
+            kind=kind,
+            approval=approval if kind is MethodKind.EWALLET else None,
+            typical=dt.timedelta(seconds=typical_s),
+            late_after=dt.timedelta(seconds=late_s),
+            methods=tuple(methods),
+        )
+        for (kind, typical_s, late_s), methods in grouped.items()
     )
     not_offered = tuple(
         method
         for method in services.methods.methods
         if not method.enabled and channel in method.channels
     )
-    activation = services.limits.activation
-    return ActivationHelp(
-        kinds=kinds,
-        not_offered=not_offered,
-        typical=dt.timedelta(seconds=activation.activation_typical_delay_s),
-        late_after=dt.timedelta(seconds=activation.activation_late_after_s),
-    )
+    return ActivationHelp(groups=groups, not_offered=not_offered)
 
 
 def names_of(methods: Sequence[PaymentMethod], locale: str) -> str:

@@ -53,6 +53,8 @@ ICONS = (  # (file under static/portal/app, size, purpose)
     ("icon-maskable-512.png", 512, "maskable"),
 )
 NO_CACHE = "no-cache"
+# The worker's own policy: it may fetch this site's files (to keep the shell), nothing else.
+SERVICE_WORKER_POLICY = "default-src 'none'; connect-src 'self'; script-src 'self'"
 
 
 @router.get(START_PATH)
@@ -148,7 +150,11 @@ async def service_worker_script(request: Request) -> Response:
     return Response(
         service_worker(request).body,
         media_type="text/javascript",
-        headers={"service-worker-allowed": "/", "cache-control": NO_CACHE},
+        headers={
+            "service-worker-allowed": "/",
+            "cache-control": NO_CACHE,
+            "content-security-policy": SERVICE_WORKER_POLICY,
+        },
     )
 
 

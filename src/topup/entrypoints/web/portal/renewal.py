@@ -166,6 +166,14 @@ def _reason(method: PaymentMethod, channel: str, amount: Money) -> str | None:
     return None
 
 
+_KIND_ORDER = {PlanKind.POSTPAID_BILL: 0, PlanKind.PREPAID_PACK: 1, PlanKind.RELOAD: 2}
+
+
+def _plan_order(offer: PlanOffer) -> tuple[int, int, str]:
+    """The bill first, then data packs, then reloads, each cheapest first."""
+    return _KIND_ORDER.get(offer.plan.kind, 3), offer.price.minor, offer.plan.code
+
+
 def _render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
@@ -187,7 +195,7 @@ async def card_page(request: Request, reference: Reference) -> Response:
             "checkout": checkout,
             "card": card,
             "renewable": renewable,
-            "plans": checkout.found.plans if renewable else [],
+            "plans": sorted(checkout.found.plans, key=_plan_order) if renewable else [],
             "methods_path": lambda code: methods_path(reference, code),
             "channel": sales_channel(request),
         },

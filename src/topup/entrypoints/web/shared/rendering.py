@@ -10,7 +10,6 @@ scripts use it for live updates); everything else gets the whole page.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,6 +24,7 @@ from starlette.responses import HTMLResponse
 from topup.domain.money import Money
 from topup.entrypoints.web.shared.csrf import CSRF_FIELD, csrf_token
 from topup.entrypoints.web.shared.language import language_choices, page_language
+from topup.entrypoints.web.shared.static_files import StaticAssets
 from topup.i18n import (
     Translations,
     format_date,
@@ -51,25 +51,6 @@ PAGE_POLICY = (
 )
 
 
-class StaticFiles:
-    """The URLs of the channels' static files, each with a hash of its content (``?v=``), so
-    that a browser may keep them a day and still gets a changed file at once."""
-
-    def __init__(self, folders: Mapping[str, Path]) -> None:
-        self._folders = dict(folders)  # URL prefix (``/static/shared``) -> folder
-        self._versions: dict[str, str] = {}
-
-    def url(self, name: str) -> str:
-        """``shared/base.css`` -> ``/static/shared/base.css?v=1a2b3c4d``."""
-        found = self._versions.get(name)
-        if found is None:
-            prefix, _, rest = name.partition("/")
-            folder = self._folders[f"/static/{prefix}"]
-            digest = hashlib.sha256((folder / rest).read_bytes()).hexdigest()[:10]
-            found = self._versions[name] = f"/static/{name}?v={digest}"
-        return found
-
-
 @dataclass(frozen=True)
 class Page:
     """What every template sees as ``page``: the visitor's language and the ways to show values."""
@@ -78,7 +59,7 @@ class Page:
     services: Services
     locale: str
     texts: Translations
-    static: StaticFiles
+    static: StaticAssets
 
     @property
     def lang(self) -> str:
@@ -151,7 +132,7 @@ class Renderer:
     """The one environment: every channel's templates folder (``<channel>/...`` names inside)
     and the shared one (``shared/base.html``, ``shared/forms.html``)."""
 
-    def __init__(self, template_folders: Sequence[Path], static: StaticFiles) -> None:
+    def __init__(self, template_folders: Sequence[Path], static: StaticAssets) -> None:
         self.static = static
         self.environment = Environment(
             loader=FileSystemLoader([SHARED_TEMPLATES, *template_folders]),
@@ -192,12 +173,12 @@ class Renderer:
         found = self.environment.get_template(template)
         partial = request.headers.get(PARTIAL_HEADER, "")[:PARTIAL_NAME_LENGTH_MAX]
         if partial and partial in found.blocks:
-            context = found.new_context(values)
+            block_context = found.new_context(values)
             # What the template sets up at its top level (``{% import ... as forms %}``) is
             # seen by its blocks in a whole page: run it, then render the block alone.
-            for _ in found.root_render_func(context):
+            for _ in found.root_render_func(block_context):
                 pass
-            html = "".join(found.blocks[partial](context))
+            html = "".join(found.blocks[partial](block_context))
         else:
             html = found.render(values)
         answer_headers = {

@@ -185,14 +185,22 @@
     return result;
   }
 
+  // As the number is typed: a character that is not a digit is said at once, and so is what
+  // is wrong with a number as long as a whole one of its brand; a field already marked wrong is
+  // judged again at each change. The rest waits for the field to be left, or for Pay.
+  function judgeAtOnce(result) {
+    var found = result.card_number;
+    if (found && found.code === "payment_card_number_invalid_characters") return true;
+    var length = result.digits.length;
+    var lengths = LENGTHS[result.brand];
+    var whole = lengths.indexOf(length) >= 0 && length >= (result.brand === "amex" ? 15 : 16);
+    return whole || length > lengths[lengths.length - 1];
+  }
+
   ["card_number", "expiry", "cvc"].forEach(function (name) {
     fields[name].addEventListener("input", function () {
-      var result = recheck(name, false);
-      // A complete number (its brand's longest length) is judged at once.
-      if (name === "card_number") {
-        var lengths = LENGTHS[result.brand];
-        if (result.digits.length >= lengths[lengths.length - 1]) recheck(name, true);
-      }
+      var result = current();
+      recheck(name, name === "card_number" && judgeAtOnce(result));
       if (name === "card_number" && shown.cvc) recheck("cvc", true);
     });
     fields[name].addEventListener("change", function () {

@@ -2,7 +2,7 @@
 // before this code: VERSION, OFFLINE_URL and SHELL (the versioned URLs of the CSS, scripts and
 // icons).
 //
-// What it keeps: the shell and the offline page, nothing else. Pages are never kept (accounts,
+// What it keeps: the shell and the offline page (in the language last chosen), nothing else. Pages are never kept (accounts,
 // renewals, status, receipts, checkout: every page is personal or may be): a navigation goes to
 // the network, and only when the network fails does the offline page answer. Requests other
 // than GET (forms, payments) are never touched: no payment is queued or sent again from here.
@@ -35,8 +35,15 @@ self.addEventListener("fetch", function (event) {
   var url = new URL(request.url);
   if (url.origin !== self.location.origin) return;
   if (request.mode === "navigate") {
+    var answer = fetch(request);
+    if (url.pathname.indexOf("/language/") === 0) {
+      // Another language was chosen: the offline page follows it (fetched anew, once).
+      event.waitUntil(answer.then(function () {
+        return caches.open(CACHE).then(function (cache) { return cache.add(OFFLINE_URL); });
+      }).catch(function () {}));
+    }
     event.respondWith(
-      fetch(request).catch(function () {
+      answer.catch(function () {
         return caches.open(CACHE).then(function (cache) { return cache.match(OFFLINE_URL); })
           .then(function (page) { return page || Response.error(); });
       })

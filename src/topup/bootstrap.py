@@ -8,7 +8,7 @@ import datetime as dt
 import os
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -308,9 +308,30 @@ def _mailer(settings: Settings, clock: Clock) -> Mailer:
 
 
 def _receipt_drawer(settings: Settings) -> ReceiptDrawer:
-    from topup.adapters.receipt_pdf import FontedReceiptDrawer, font_paths
+    return _DrawerOnFirstUse(settings.receipt_font_paths)
 
-    return FontedReceiptDrawer(font_paths(settings.receipt_font_paths))
+
+class _DrawerOnFirstUse:
+    """The receipt drawer, imported when a receipt is first drawn: fpdf2 takes about half a
+    second to import, which every command and server start would otherwise pay."""
+
+    def __init__(self, font_paths_setting: str) -> None:
+        self._setting = font_paths_setting
+        self._drawer: ReceiptDrawer | None = None
+
+    def draw(
+        self,
+        local: Sequence[tuple[str, str]],
+        english: Sequence[tuple[str, str]],
+        *,
+        receipt_number: str,
+        paid_at: dt.datetime,
+    ) -> bytes:
+        if self._drawer is None:
+            from topup.adapters.receipt_pdf import FontedReceiptDrawer, font_paths
+
+            self._drawer = FontedReceiptDrawer(font_paths(self._setting))
+        return self._drawer.draw(local, english, receipt_number=receipt_number, paid_at=paid_at)
 
 
 WEBHOOK_DELIVERY_TIMEOUT_S = 10.0

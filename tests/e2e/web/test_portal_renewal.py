@@ -165,3 +165,14 @@ async def test_every_page_of_the_journey_is_small_with_its_css_and_scripts(
         for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', page):
             total += len(gzip.compress((await site.get(html.unescape(asset))).content))
         assert total <= PAGE_BYTES_MAX, (name, total)
+
+
+async def test_every_page_of_the_checkout_keeps_the_portals_header_links(
+    site: httpx.AsyncClient,
+) -> None:
+    """The checkout's views name their sales channel "channel": the header is the portal's."""
+    location, card = await card_page(site)
+    methods = (await site.get(f"{location}/pack_5gb_7d")).text
+    _, pay = await pay_page(site)
+    for page in (card, methods, pay):
+        assert {"/recover", "/help"} <= set(links(page))

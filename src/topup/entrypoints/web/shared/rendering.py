@@ -163,12 +163,14 @@ class Renderer:
         page = self.page(request)
         values = {
             "page": page,
-            "channel": template.partition("/")[0],  # its header links: <channel>/_header_links.html
             "_": page.gettext,
             "gettext": page.gettext,
             "ngettext": page.ngettext,
             "pgettext": page.pgettext,
             **(context or {}),
+            # The base template's header links, <channel>/_header_links.html: set after the
+            # page's own values, so that a view's "channel" (a sales channel) cannot hide them.
+            "layout_channel": template.partition("/")[0],
         }
         found = self.environment.get_template(template)
         partial = request.headers.get(PARTIAL_HEADER, "")[:PARTIAL_NAME_LENGTH_MAX]

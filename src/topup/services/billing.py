@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from topup.domain import ledger
+from topup.domain.card_events import CardEventKind
 from topup.domain.cards import Card, issue_bill
 from topup.domain.errors import NotFoundError
 from topup.domain.money import Money
@@ -29,7 +30,7 @@ async def issue_postpaid_bill(
         )
         await uow.cards.add_event(
             card_id=card.id,
-            kind="bill_issued",
+            kind=CardEventKind.BILL_ISSUED.value,
             at=now,
             detail={"amount_minor": amount.minor, "due_date": due_date.isoformat()},
         )

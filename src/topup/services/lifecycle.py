@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from topup.domain import ledger
+from topup.domain.card_events import CardEventKind
 from topup.domain.cards import Card, CardStatus, advance
 from topup.services.context import Services
 
@@ -32,7 +33,7 @@ async def advance_cards(services: Services) -> int:
             await uow.cards.save(updated_versioned, expected_version=card.version, at=now)
             await uow.cards.add_event(
                 card_id=card.id,
-                kind=f"status_{updated.status.value}",
+                kind=CardEventKind(f"status_{updated.status.value}").value,
                 at=now,
                 detail={"from": card.status.value, "to": updated.status.value},
             )
@@ -45,7 +46,7 @@ async def advance_cards(services: Services) -> int:
                 )
                 await uow.cards.add_event(
                     card_id=card.id,
-                    kind="forfeit",
+                    kind=CardEventKind.FORFEIT.value,
                     at=now,
                     detail={
                         "credit_minor": forfeit.credit.minor,

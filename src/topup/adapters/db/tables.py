@@ -445,3 +445,28 @@ saved_payment_cards = Table(
         "account_id", "fingerprint", name="uq_saved_payment_cards_account_id_fingerprint"
     ),
 )
+
+
+# --- usage (migration 0013, _upgrade_usage) ----------------------------------------------------
+# Usage records from the network and what they debited.
+
+# (end of usage)
+
+
+# --- reminders (migration 0013, _upgrade_reminders) --------------------------------------------
+# Reminders (one per card, period and kind), their deliveries per channel, preferences, push
+# subscriptions.
+
+# (end of reminders)
+
+
+# --- auto-renewal (migration 0013, _upgrade_auto_renewal) --------------------------------------
+# Auto-renewal and auto top-up settings per card, and their attempts (one charge per period).
+
+# (end of auto-renewal)
+
+
+# --- fleets (migration 0013, _upgrade_fleets) --------------------------------------------------
+# Organisations, members, their cards, bulk renewal runs and lines, monthly invoices.
+
+# (end of fleets)

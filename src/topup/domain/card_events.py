@@ -1,0 +1,47 @@
+"""What happens to a card, as the events on its timeline (``card_events``): the names every part
+writes and reads, and the validity period an event belongs to.
+
+Usage, the lifecycle, auto-renewal and bulk renewal write these events in the transaction that
+does the thing; reminders are made from them (and from the card's dates), at most one per
+(card, period, kind). Each event's ``detail`` carries ``period`` where the kind is about a period.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from topup.domain.cards import Card, CardKind
+
+NO_PERIOD = "none"  # a card with no validity end (never renewed) or a postpaid card with no bill
+
+
+class CardEventKind(StrEnum):
+    # The lifecycle (services.lifecycle): the status a card moved to, and what expiry took.
+    STATUS_ACTIVE = "status_active"
+    STATUS_GRACE = "status_grace"
+    STATUS_EXPIRED = "status_expired"
+    STATUS_SUSPENDED = "status_suspended"
+    FORFEIT = "forfeit"
+    BILL_ISSUED = "bill_issued"
+    # A renewal applied to the card (any channel): a new validity period begins.
+    RENEWED = "renewed"
+    # Usage (services.usage): quota thresholds crossed; detail: period, data_quota_mb, percent.
+    DATA_LOW = "data_low"
+    DATA_EXHAUSTED = "data_exhausted"
+    CREDIT_LOW = "credit_low"
+    # Auto-renewal (services.auto_renewal); detail: period, and for problems and failures the
+    # problem's code (e.g. payment_card_expired) that names its fix.
+    AUTO_RENEWAL_PROBLEM = "auto_renewal_problem"
+    AUTO_RENEWAL_ATTEMPT = "auto_renewal_attempt"
+    AUTO_RENEWAL_SUCCEEDED = "auto_renewal_succeeded"
+    AUTO_RENEWAL_FAILED = "auto_renewal_failed"
+    AUTO_TOP_UP = "auto_top_up"
+
+
+def validity_period(card: Card) -> str:
+    """The period a card is in, as a stable text: a prepaid card's validity end, a postpaid
+    card's bill due date (UTC, ISO 8601). Renewing a card starts a new period."""
+    when = card.validity_end if card.kind is CardKind.PREPAID else card.bill_due_date
+    if when is None:
+        return NO_PERIOD
+    return when.isoformat(timespec="seconds")

@@ -110,6 +110,26 @@ class MailLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ReminderLimits:
+    """Reminders (issue 11): batches, leases, retries, and sending rates per provider (over the
+    rate a message waits; it is never dropped)."""
+
+    reminder_batch_size: int
+    reminder_batches_per_pass_max: int
+    reminder_interval_s: float
+    reminder_lease_s: float
+    reminder_send_attempts_max: int
+    reminder_retry_base_s: float
+    reminder_retry_cap_s: float
+    reminder_event_gap_wait_s: float
+    reminder_sms_per_minute_max: int
+    reminder_email_per_minute_max: int
+    reminder_push_per_minute_max: int
+    push_timeout_s: float
+    push_ttl_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     payments: PaymentLimits
     activation: ActivationLimits
@@ -120,6 +140,7 @@ class Limits:
     accounts: AccountLimits
     idempotency: IdempotencyLimits
     mail: MailLimits
+    reminders: ReminderLimits
 
 
 GROUPS: dict[str, type] = {
@@ -132,4 +153,5 @@ GROUPS: dict[str, type] = {
     "accounts": AccountLimits,
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
+    "reminders": ReminderLimits,
 }

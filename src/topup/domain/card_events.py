@@ -25,12 +25,20 @@ class CardEventKind(StrEnum):
     BILL_ISSUED = "bill_issued"
     # A renewal applied to the card (any channel): a new validity period begins.
     RENEWED = "renewed"
-    # Usage (services.usage): quota thresholds crossed; detail: period, data_quota_mb, percent.
+    # Usage (services.usage): quota thresholds crossed; detail: period, data_quota_mb (left),
+    # percent (left, a whole number); CREDIT_LOW: period, credit_minor, currency.
     DATA_LOW = "data_low"
     DATA_EXHAUSTED = "data_exhausted"
     CREDIT_LOW = "credit_low"
-    # Auto-renewal (services.auto_renewal); detail: period, and for problems and failures the
-    # problem's code (e.g. payment_card_expired) that names its fix.
+    # Auto-renewal (services.auto_renewal). Every AUTO_RENEWAL_* detail carries: period (the one
+    # being renewed), plan_code, amount_minor, currency, method (what the payer recognises, e.g.
+    # "card visa 4242" or "credit") and charge_at (ISO 8601, UTC). PROBLEM (a pre-check failed)
+    # and FAILED (the final failure) add problem: one of payment_card_expired,
+    # payment_token_revoked, amount_above_method_limit, plan_withdrawn, declined; each becomes
+    # a reminder naming the problem and its fix (services.reminders.texts). COMING is written
+    # when a pre-check passes (3 and 1 days before the charge): one reminder per period tells of
+    # the charge to come. ATTEMPT is each charge attempt (the timeline only, no reminder).
+    AUTO_RENEWAL_COMING = "auto_renewal_coming"
     AUTO_RENEWAL_PROBLEM = "auto_renewal_problem"
     AUTO_RENEWAL_ATTEMPT = "auto_renewal_attempt"
     AUTO_RENEWAL_SUCCEEDED = "auto_renewal_succeeded"

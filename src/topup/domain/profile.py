@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from topup.domain.reminders import ReminderPolicy
+
 
 @dataclass(frozen=True, slots=True)
 class SupportContact:
@@ -40,6 +42,8 @@ class OperatorProfile:
     terms: dict[str, dict[str, str]] = field(default_factory=dict)
     postpaid_bill_due_days: int = 14
     support: SupportContact | None = None  # customer service; None: the profile names none
+    # [reminders]: offsets before validity and grace end, quiet hours (domain.reminders).
+    reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
 
     @property
     def default_locale(self) -> str:

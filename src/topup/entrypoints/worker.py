@@ -22,6 +22,8 @@ from topup.services.activation import run_due_jobs
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
+from topup.services.reminders.scheduling import queue_due_reminders
+from topup.services.reminders.sending import send_due_deliveries
 
 EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
 
@@ -51,6 +53,20 @@ async def forget_sign_in_attempts(services: Services) -> int:
     return await accounts.prune(services, limit=services.limits.worker.lifecycle_batch_size)
 
 
+async def queue_reminders(services: Services) -> int:
+    """Reminders due from the cards' dates and events, each (card, period, kind) once."""
+    return await queue_due_reminders(services)
+
+
+async def send_reminders(services: Services) -> int:
+    """A batch of due reminder deliveries (SMS, e-mail, push), each once."""
+    return await send_due_deliveries(services)
+
+
+def reminder_interval(limits: Limits) -> float:
+    return limits.reminders.reminder_interval_s
+
+
 def every_round(limits: Limits) -> float:
     return EVERY_ROUND_S
 
@@ -75,6 +91,8 @@ PASSES: tuple[Pass, ...] = (
     Pass("card lifecycles", move_card_lifecycles, lifecycle_interval),
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
+    Pass("reminders queued", queue_reminders, reminder_interval),
+    Pass("reminders sent", send_reminders, every_round),
 )
 
 

@@ -20,6 +20,7 @@ from topup.domain.records import (
     PaymentRecord,
     RenewalRecord,
 )
+from topup.domain.reminders import Delivery, Reminder
 from topup.domain.renewal import Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
 
@@ -73,6 +74,11 @@ class Tables:
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
     saved_payment_cards: dict[str, SavedPaymentCard] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)  # by id
+    reminders: dict[str, Reminder] = field(default_factory=dict)
+    reminder_deliveries: dict[str, Delivery] = field(default_factory=dict)
+    reminder_cursors: dict[str, int] = field(default_factory=dict)
+    reminder_preferences: dict[tuple[str, str], bool] = field(default_factory=dict)
+    push_subscriptions: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # by account
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

@@ -20,6 +20,7 @@ from topup.adapters.memory.payment_card_locks import MemoryPaymentCardLockReposi
 from topup.adapters.memory.payments import MemoryPaymentRepository
 from topup.adapters.memory.plans import MemoryPlanRepository
 from topup.adapters.memory.receipts import MemoryReceiptQueries
+from topup.adapters.memory.reminders import MemoryReminderRepository
 from topup.adapters.memory.renewals import MemoryRenewalRepository
 from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
 from topup.adapters.memory.tables import Tables
@@ -58,6 +59,7 @@ class FakeUnitOfWork:
     receipts: MemoryReceiptQueries
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
+    reminders: MemoryReminderRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -90,6 +92,7 @@ class FakeUnitOfWork:
         self.receipts = MemoryReceiptQueries(tables)
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
+        self.reminders = MemoryReminderRepository(tables)
         return self
 
     async def commit(self) -> None:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from topup.domain.cards import Card
-from topup.domain.errors import InputError, NotFoundError
+from topup.domain.errors import InputError
 from topup.domain.reminders import CHANNELS, ReminderChannel
 from topup.ports import PushSubscription
+from topup.services.access import card_not_found
 from topup.services.context import Services
 
 UNSUBSCRIBE_PAGE = "/reminders/unsubscribe"  # the portal's page: GET shows a button, POST does it
@@ -123,7 +124,7 @@ async def save_card_channels(
         wanted = set(chosen)
         for card_id, channel in wanted:
             if card_id not in linked or channel not in {c.value for c in CHANNELS}:
-                raise NotFoundError("no such card on this account", code="card_not_found")
+                raise card_not_found()
         for card_id in sorted(linked):
             for channel in CHANNELS:
                 await uow.reminders.set_preference(

@@ -8,6 +8,7 @@ to the page that fixes it (save a payment card, choose another plan or method)."
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -96,9 +97,9 @@ def facts_of(
         ReminderKind.AUTO_RENEWAL_FAILED,
     ):
         ends = _moment(_detail_text(detail, "charge_at")) or ends
-    days = reminder.offset_days or 0
-    if ends is not None and not days:
-        days = max(0, (ends - now).days)
+    days = 0  # whole days left, counting a part of a day as one ("ends in 1 day" at 12 h left)
+    if ends is not None:
+        days = max(1, math.ceil((ends - now) / dt.timedelta(days=1)))
     amount = ""
     currency = _detail_text(detail, "currency") or card.currency
     if str(detail.get("amount_minor", "")).lstrip("-").isdigit():

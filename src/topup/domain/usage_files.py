@@ -75,9 +75,7 @@ class UsageReader:
         self._data_used_mb_max = data_used_mb_max
         self._cards: dict[str, CardNumber | TopupError] = {}
 
-    def read(
-        self, lines: Iterable[str], kind: UsageFormat
-    ) -> Iterator[UsageLine | LineProblem]:
+    def read(self, lines: Iterable[str], kind: UsageFormat) -> Iterator[UsageLine | LineProblem]:
         """Every line's record or problem, in file order (blank lines are skipped)."""
         if kind is UsageFormat.CSV:
             return self._read_csv(lines)
@@ -123,7 +121,9 @@ class UsageReader:
             if len(row) != width:
                 yield _malformed(rows.line_num, f"{len(row)} fields, the header has {width}")
                 continue
-            yield self._record(rows.line_num, dict(zip(FIELDS, (row[i] for i in positions))))
+            yield self._record(
+                rows.line_num, dict(zip(FIELDS, (row[i] for i in positions), strict=True))
+            )
 
     def _record(self, line: int, value: dict[str, object]) -> UsageLine | LineProblem:
         record_id = value.get("record_id")
@@ -169,9 +169,13 @@ class UsageReader:
 def _card_number(text: str, profile: OperatorProfile) -> CardNumber | TopupError:
     """E.164 as networks send it is taken as is; any other form as a subscriber types it."""
     digits = text[1:]
-    if text.startswith("+") and digits.isascii() and digits.isdigit():
-        if E164_DIGITS_MIN <= len(digits) <= E164_DIGITS_MAX:
-            return CardNumber(CardNumberKind.MSISDN, text)
+    if (
+        text.startswith("+")
+        and digits.isascii()
+        and digits.isdigit()
+        and E164_DIGITS_MIN <= len(digits) <= E164_DIGITS_MAX
+    ):
+        return CardNumber(CardNumberKind.MSISDN, text)
     try:
         return parse_card_number(text, profile)
     except TopupError as error:

@@ -41,9 +41,7 @@ def verify(
         raise _refused("usage_signature_missing", "The usage records are not signed.")
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= TIMESTAMP_DIGITS_MAX):
         raise _refused("usage_timestamp_invalid", "The signature's time is not valid.")
-    if not signature.isascii() or not hmac.compare_digest(
-        _mac(secret, timestamp, body), signature
-    ):
+    if not signature.isascii() or not hmac.compare_digest(_mac(secret, timestamp, body), signature):
         raise _refused("usage_signature_invalid", "The signature does not match the records.")
     if abs(now.timestamp() - int(timestamp)) > tolerance_s:
         raise _refused(

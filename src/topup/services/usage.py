@@ -239,7 +239,8 @@ async def tell_network(services: Services) -> int:
             )
         )
         await uow.usage.forget_deliveries(
-            received_before=now - dt.timedelta(seconds=2 * limits.usage.usage_signature_tolerance_s),
+            received_before=now
+            - dt.timedelta(seconds=2 * limits.usage.usage_signature_tolerance_s),
             limit=batch_size,
         )
         await uow.commit()

@@ -83,9 +83,7 @@ class UsageRepository:
         for start in range(0, len(ids), SQLITE_IDS_PER_QUERY_MAX):
             chunk = ids[start : start + SQLITE_IDS_PER_QUERY_MAX]
             found = await self._connection.execute(
-                select(t.usage_records.c.record_id).where(
-                    t.usage_records.c.record_id.in_(many())
-                ),
+                select(t.usage_records.c.record_id).where(t.usage_records.c.record_id.in_(many())),
                 {"ids": chunk},
             )
             known.update(row[0] for row in found)

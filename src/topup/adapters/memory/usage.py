@@ -60,7 +60,10 @@ class MemoryUsageRepository:
             card = self._tables.cards.get(card_id)
             if state.data_barred and card is not None and card.data_quota_mb > 0:
                 unbarred = replace(state, data_barred=False, network_pending=True)
-                self._tables.card_usage[card_id] = (unbarred, next_at or dt.datetime.min.replace(tzinfo=dt.UTC))
+                self._tables.card_usage[card_id] = (
+                    unbarred,
+                    next_at or dt.datetime.min.replace(tzinfo=dt.UTC),
+                )
                 lifted += 1
         return lifted
 

@@ -24,6 +24,7 @@ from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
 from topup.services.reminders.scheduling import queue_due_reminders
 from topup.services.reminders.sending import send_due_deliveries
+from topup.services.usage import tell_network
 
 EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
 
@@ -67,6 +68,12 @@ def reminder_interval(limits: Limits) -> float:
     return limits.reminders.reminder_interval_s
 
 
+async def bar_exhausted_cards(services: Services) -> int:
+    """Tell the network to bar the data of exhausted prepaid cards, and to restore it once a
+    renewal gave them data again."""
+    return await tell_network(services)
+
+
 def every_round(limits: Limits) -> float:
     return EVERY_ROUND_S
 
@@ -93,6 +100,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
     Pass("reminders queued", queue_reminders, reminder_interval),
     Pass("reminders sent", send_reminders, every_round),
+    Pass("data bars", bar_exhausted_cards, every_round),
 )
 
 

@@ -23,6 +23,7 @@ from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.reminders import ReminderRepository
 from topup.adapters.db.renewals import RenewalRepository
 from topup.adapters.db.saved_payment_cards import SavedPaymentCardRepository
+from topup.adapters.db.usage import UsageRepository
 from topup.adapters.db.webhooks import WebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -46,6 +47,7 @@ class SqlUnitOfWork:
     saved_payment_cards: SavedPaymentCardRepository
     account_history: AccountHistoryQueries
     reminders: ReminderRepository
+    usage: UsageRepository
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -92,6 +94,7 @@ class SqlUnitOfWork:
         self.saved_payment_cards = SavedPaymentCardRepository(connection)
         self.account_history = AccountHistoryQueries(connection)
         self.reminders = ReminderRepository(connection)
+        self.usage = UsageRepository(connection)
         return self
 
     async def commit(self) -> None:

@@ -23,6 +23,7 @@ from topup.domain.records import (
 from topup.domain.reminders import Delivery, Reminder
 from topup.domain.renewal import Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
+from topup.domain.usage import UsageRecord, UsageState
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,12 @@ class Tables:
     reminder_cursors: dict[str, int] = field(default_factory=dict)
     reminder_preferences: dict[tuple[str, str], bool] = field(default_factory=dict)
     push_subscriptions: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # by account
+    # usage (issue 11): records by id (with whether each counted), states by card (with when
+    # the network is next to be told), signed deliveries by signature.
+    usage_records: dict[str, tuple[UsageRecord, bool]] = field(default_factory=dict)
+    card_usage: dict[str, tuple[UsageState, dt.datetime | None]] = field(default_factory=dict)
+    usage_deliveries: dict[str, dt.datetime] = field(default_factory=dict)
+    usage_attempts: dict[str, int] = field(default_factory=dict)  # network attempts, by card
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

@@ -24,6 +24,7 @@ from topup.adapters.memory.reminders import MemoryReminderRepository
 from topup.adapters.memory.renewals import MemoryRenewalRepository
 from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
 from topup.adapters.memory.tables import Tables
+from topup.adapters.memory.usage import MemoryUsageRepository
 from topup.adapters.memory.webhooks import MemoryWebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -60,6 +61,7 @@ class FakeUnitOfWork:
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
     reminders: MemoryReminderRepository
+    usage: MemoryUsageRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -93,6 +95,7 @@ class FakeUnitOfWork:
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
         self.reminders = MemoryReminderRepository(tables)
+        self.usage = MemoryUsageRepository(tables)
         return self
 
     async def commit(self) -> None:

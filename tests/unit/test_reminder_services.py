@@ -429,3 +429,21 @@ def test_a_push_subscription_is_checked() -> None:
     for endpoint, key in (("http://push.example/x", "a"), ("ftp://x", "a"), ("https://x", "a b")):
         with pytest.raises(InputError):
             choices.check_subscription(endpoint, key, "b")
+
+
+def test_the_unsubscribe_headers_are_written_as_the_mail_program_reads_them() -> None:
+    from topup.adapters.notify.smtp import compose
+
+    link = "https://topup.example/api/v1/reminders/unsubscribe?token=" + "a" * 90
+    raw = compose(
+        sender="topup <no-reply@topup.example>",
+        recipient="aisyah@example.com",
+        subject="Reminder",
+        body="Hello\n",
+        at=AFTERNOON,
+        headers={"List-Unsubscribe": f"<{link}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    ).as_bytes()
+    assert f"List-Unsubscribe: <{link}>\r\n".encode() in raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
+    with pytest.raises(InputError):
+        compose(sender="a@b.c", recipient="d@e.f", subject="s", body="b", at=AFTERNOON, headers={"Bcc": "x@y.z"})

@@ -12,6 +12,7 @@ as a retryable ``TopupError`` ``mail_unavailable``; a test lists the errors that
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import email.utils
 import ssl
 from collections.abc import Callable, Mapping
@@ -93,7 +94,8 @@ def _url_invalid() -> InputError:
 EXTRA_HEADERS = frozenset(
     {"list-unsubscribe", "list-unsubscribe-post", "message-id", "auto-submitted", "x-entity-ref-id"}
 )
-HEADER_LENGTH_MAX = 2000
+HEADER_LENGTH_MAX = 900  # characters: within RFC 5322's 998 with the header's name
+HEADER_POLICY = email.policy.default.clone(max_line_length=998)
 
 
 def compose(
@@ -113,7 +115,9 @@ def compose(
             raise InputError(f"header {name!r} may not be set here", code="mail_header_invalid")
         if "\r" in value or "\n" in value:
             raise InputError(f"header {name!r} spans lines", code="mail_header_invalid")
-    message = EmailMessage()
+    # Lines up to RFC 5322's 998 characters: a List-Unsubscribe address has no blank to fold
+    # at, and folding it would encode it (RFC 2047), which mail programs do not read as a URL.
+    message = EmailMessage(policy=HEADER_POLICY)
     message["From"] = sender
     message["To"] = recipient
     message["Subject"] = " ".join(subject.split())[:SUBJECT_LENGTH_MAX]

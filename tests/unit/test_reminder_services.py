@@ -441,9 +441,21 @@ def test_the_unsubscribe_headers_are_written_as_the_mail_program_reads_them() ->
         subject="Reminder",
         body="Hello\n",
         at=AFTERNOON,
-        headers={"List-Unsubscribe": f"<{link}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        headers={
+            "List-Unsubscribe": f"<{link}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
     ).as_bytes()
-    assert f"List-Unsubscribe: <{link}>\r\n".encode() in raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert f"List-Unsubscribe: <{link}>\r\n".encode() in raw.replace(b"\r\n", b"\n").replace(
+        b"\n", b"\r\n"
+    )
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
     with pytest.raises(InputError):
-        compose(sender="a@b.c", recipient="d@e.f", subject="s", body="b", at=AFTERNOON, headers={"Bcc": "x@y.z"})
+        compose(
+            sender="a@b.c",
+            recipient="d@e.f",
+            subject="s",
+            body="b",
+            at=AFTERNOON,
+            headers={"Bcc": "x@y.z"},
+        )

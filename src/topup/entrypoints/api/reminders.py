@@ -39,7 +39,12 @@ async def unsubscribe_one_click(token: Token, services: ServicesDependency) -> R
     )
 
 
-@router.get(choices.ONE_CLICK_PATH, status_code=303, responses={303: {"description": "The page"}})
+@router.get(
+    choices.ONE_CLICK_PATH,
+    status_code=303,
+    response_class=RedirectResponse,
+    responses={303: {"description": "The page that asks first"}, **problems(422)},
+)
 async def unsubscribe_page(token: Token) -> Response:
     """A person opened the one-click address: the page that shows what it turns off."""
     return RedirectResponse(

@@ -287,10 +287,11 @@ async def test_the_receipt_is_emailed_in_the_callers_language_once_paid(
         )
     assert created.status_code == 201
     await work_once(application.services)
-    assert [message.recipient for message in mailer.sent] == ["aisyah@example.com"]
-    assert created.json()["receipt_number"] in mailer.sent[0].body
+    # (The worker also reminds the demo card in grace, weiming@: only aisyah's mail is looked at.)
+    [receipt] = mailer.to("aisyah@example.com")
+    assert created.json()["receipt_number"] in receipt.body
     await work_once(application.services)
-    assert len(mailer.sent) == 1  # sent once
+    assert len(mailer.to("aisyah@example.com")) == 1  # sent once
 
 
 async def test_a_request_refused_for_its_input_leaves_the_key_free(api: httpx.AsyncClient) -> None:

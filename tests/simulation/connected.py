@@ -37,10 +37,12 @@ from topup.domain.renewal import TERMINAL_STATUSES
 from topup.entrypoints.worker import run_passes
 from topup.ports import (
     ChargeRequest,
+    GatewayOutcome,
     NetworkProvisioner,
     PaymentCardDetails,
     ProvisionRequest,
     ProvisionResult,
+    ProvisionStatus,
 )
 from topup.services.billing import issue_postpaid_bill
 from topup.services.context import Services
@@ -56,18 +58,19 @@ TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 # The fleet.
 POSTPAID_SHARE = 0.1
-LAPSING_SHARE = 0.3  # prepaid subscribers who never renew: their cards expire and forfeit
+LAPSING_SHARE = 0.4  # prepaid subscribers who never renew: their cards expire and forfeit
 # A prepaid card's validity ends this many days from the start (before it: the card is in grace).
 FIRST_VALIDITY_DAYS = (-25, 30)
+NETWORK_REFUSES_EVERY = 50  # one card in this many has a number the network refuses
 # Subscribers.
 RENEW_AHEAD_S = (
     2 * 86_400
 )  # a subscriber starts thinking of renewing this long before validity ends
-RENEW_CHANCE_PER_STEP = 0.35  # ... and renews in a step with this chance, until it is renewed
+RENEW_CHANCE_PER_STEP = 0.4  # ... and renews in a step with this chance, until it is renewed
 BILL_EVERY_DAYS = 30
 FIRST_BILL_DAYS_MAX = 10  # a postpaid card's first bill is issued within this many days
 BILL_DUE_DAYS = 14
-BILL_PAID_CHANCE_PER_STEP = 0.08  # postpaid subscribers who pay, pay on one step in about twelve
+BILL_PAID_CHANCE_PER_STEP = 0.1  # postpaid subscribers who pay, pay on one step in ten
 UNPAID_BILL_SHARE = 0.2  # postpaid subscribers who let their bill go (their card is suspended)
 WEBHOOK_SHARE = 0.5  # wallet payments told by webhook; the others found by the reconciler
 # Workers.
@@ -98,8 +101,8 @@ class PaymentChoice:
 PAYMENTS = (
     PaymentChoice("card", 45, number="4242424242424242"),
     PaymentChoice("debit card", 10, method="debit_card", number="4000056655665556"),
-    PaymentChoice("declined card", 8, number="4000000000000002"),
-    PaymentChoice("card without funds", 5, number="4000000000009995"),
+    PaymentChoice("declined card", 5, number="4000000000000002"),
+    PaymentChoice("card without funds", 3, number="4000000000009995"),
     PaymentChoice("answer lost, charge taken", 5, number=sandbox.CARD_TIMEOUT_CHARGE_TAKEN),
     PaymentChoice("answer lost, nothing taken", 3, number=sandbox.CARD_TIMEOUT_NOTHING_TAKEN),
     PaymentChoice("slow settlement", 4, number=sandbox.CARD_SLOW_SETTLEMENT),
@@ -152,7 +155,11 @@ def new_card(rng: random.Random, index: int, *, prepaid: bool) -> Card:
     )
     return Card(
         id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        msisdn=f"+60124{index:06d}",
+        msisdn=(  # the sandbox network refuses numbers ending in 0000: refunded renewals
+            f"+6019{index // NETWORK_REFUSES_EVERY:03d}0000"
+            if index % NETWORK_REFUSES_EVERY == 0
+            else f"+60124{index:06d}"
+        ),
         iccid=iccid_for(index + 1, "60"),
         kind=CardKind.PREPAID if prepaid else CardKind.POSTPAID,
         status=CardStatus.ACTIVE,
@@ -208,7 +215,7 @@ class Trap:
 
     async def apply(self, request: ProvisionRequest) -> ProvisionResult:
         result = await self._inner.apply(request)
-        if self.armed:
+        if self.armed and result.status is ProvisionStatus.APPLIED:
             self.caught.append(request.activation_id)
             self.sprung.set()
             await asyncio.Event().wait()  # never answers: only cancelling ends this
@@ -293,6 +300,7 @@ class Run:
     kills: int = 0
     killed_activations: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time (the database's is not in it)
     subscribers_s: float = 0.0  # of which the subscribers' part of the steps
     workers_s: float = 0.0  # ... and the workers'
     keys: int = 0
@@ -315,34 +323,37 @@ class Subscribers:
     async def step(self) -> None:
         services = self.app.services
         now = services.clock.now()
-        cards = {row.id: row for row in await rows(self.app, select(t.cards))}
+        c = t.cards
+        ahead = now + dt.timedelta(seconds=RENEW_AHEAD_S)
+        wanting = await rows(
+            self.app,
+            select(c.c.id, c.c.kind, c.c.status, c.c.validity_end, c.c.bill_due_minor).where(
+                ((c.c.kind == "prepaid") & (c.c.status != "expired") & (c.c.validity_end <= ahead))
+                | ((c.c.kind == "postpaid") & (c.c.bill_due_minor > 0))
+            ),
+        )
+        cards = {row.id: row for row in wanting}
+        r = t.renewals
         busy = {
             row.card_id
-            for row in await rows(
-                self.app,
-                select(t.renewals.c.card_id).where(t.renewals.c.status.not_in(TERMINAL)),
-            )
+            for row in await rows(self.app, select(r.c.card_id).where(r.c.status.not_in(TERMINAL)))
         }
+        refunded = await rows(self.app, select(r.c.card_id).where(r.c.status == "refunded"))
+        for row in refunded:  # the network refused the card: its subscriber gives up
+            self.by_id[row.card_id].lapses = True
         requests: list[RenewalRequest] = []
         for sub in self.run.fleet:
-            row = cards[sub.card.id]
-            if sub.card.id in busy or sub.lapses:
+            if sub.card.id not in cards or sub.card.id in busy or sub.lapses:
                 continue
             if sub.prepaid:
-                due = row.validity_end - dt.timedelta(seconds=RENEW_AHEAD_S)
-                if (
-                    row.status != "expired"
-                    and now >= due
-                    and self.rng.random() < RENEW_CHANCE_PER_STEP
-                ):
+                if self.rng.random() < RENEW_CHANCE_PER_STEP:
                     requests.append(self.request(sub, self.prepaid_plan()))
-            elif row.bill_due_minor > 0 and self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
+            elif self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
                 requests.append(self.request(sub, self.run.plans["postpaid_bill"]))
         await asyncio.gather(*(self.submit(request) for request in requests))
         for sub in self.run.fleet:
             if sub.next_bill_at is not None and now >= sub.next_bill_at:
                 await self.issue_bill(sub)
-        await self.send_webhooks()
 
     def prepaid_plan(self) -> Plan:
         codes, weights = zip(*PREPAID_PLANS, strict=True)
@@ -410,7 +421,7 @@ class Subscribers:
                 requested_at=payment.requested_at,
             )
             result = await wallet.retrieve(charge)
-            if result.outcome.value == "requires_action":
+            if result.outcome is GatewayOutcome.PENDING:
                 continue  # the payer has not answered yet: nothing to tell
             body, headers = wallet.webhook(charge, sent_at=services.clock.now())
             self.run.webhooks[await handle_webhook(services, "sandbox_wallet", body, headers)] += 1
@@ -433,7 +444,7 @@ async def simulate(
     """``cards`` cards for ``days`` days in steps of ``step_s``: the subscribers act, then both
     workers run every pass; in step ``kill_at_step`` (or the first after it with an activation
     due) the second worker is killed mid-pass and restarted. Then the workers drain what is due."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     rng = random.Random(seed)
     fleet = await create_fleet(web.services, rng, cards)
     run = Run(seed, fleet, {plan.code: plan for plan in demo_plans(CURRENCY)})
@@ -444,8 +455,9 @@ async def simulate(
     while clock.now() < end:
         before = time.perf_counter()
         await subscribers.step()
-        middle = time.perf_counter()
         clock.advance(step_s)
+        await subscribers.send_webhooks()  # the wallet's news may come before a worker asks
+        middle = time.perf_counter()
         if run.kills == 0 and run.steps >= kill_at_step:
             if await workers.step_killing_one():
                 run.kills += 1
@@ -460,6 +472,7 @@ async def simulate(
         clock.advance(DRAIN_STEP_S)
     run.killed_activations = list(workers.killed)
     run.elapsed_s = time.perf_counter() - started
+    run.cpu_s = time.process_time() - cpu_started
     return run
 
 

@@ -35,11 +35,27 @@ async def audit_violations(app: Application) -> list[str]:
 
 
 async def unsettled_renewals(app: Application) -> list[str]:
-    r = t.renewals
+    """Every renewal reached a final status once the workers had drained what was due."""
+    r, j, p = t.renewals, t.jobs, t.payments
     found = await rows(
-        app, select(r.c.id, r.c.card_id, r.c.status).where(r.c.status.not_in(TERMINAL))
+        app,
+        select(r.c.id, r.c.card_id, r.c.status, p.c.status.label("payment"), p.c.next_check_at)
+        .select_from(r.outerjoin(p, p.c.renewal_id == r.c.id))
+        .where(r.c.status.not_in(TERMINAL)),
     )
-    return [f"renewal {row.id} of card {row.card_id} is still {row.status}" for row in found]
+    wrong: list[str] = []
+    for row in found:
+        jobs = await rows(
+            app,
+            select(
+                j.c.kind, j.c.status, j.c.attempts, j.c.claims, j.c.next_attempt_at, j.c.last_error
+            ).where(j.c.subject_id == row.id),
+        )
+        wrong.append(
+            f"renewal {row.id} of card {row.card_id} is still {row.status} (payment "
+            f"{row.payment}, next check {row.next_check_at}; jobs {[tuple(x) for x in jobs]})"
+        )
+    return wrong
 
 
 async def _completed_by_card(app: Application) -> dict[str, list[Any]]:

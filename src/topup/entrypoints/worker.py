@@ -22,6 +22,7 @@ from topup.services.activation import run_due_jobs
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
+from topup.services.usage import tell_network
 
 EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
 
@@ -51,6 +52,12 @@ async def forget_sign_in_attempts(services: Services) -> int:
     return await accounts.prune(services, limit=services.limits.worker.lifecycle_batch_size)
 
 
+async def bar_exhausted_cards(services: Services) -> int:
+    """Tell the network to bar the data of exhausted prepaid cards, and to restore it once a
+    renewal gave them data again."""
+    return await tell_network(services)
+
+
 def every_round(limits: Limits) -> float:
     return EVERY_ROUND_S
 
@@ -75,6 +82,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("card lifecycles", move_card_lifecycles, lifecycle_interval),
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
+    Pass("data bars", bar_exhausted_cards, every_round),
 )
 
 

@@ -23,6 +23,7 @@ from topup.adapters.memory.receipts import MemoryReceiptQueries
 from topup.adapters.memory.renewals import MemoryRenewalRepository
 from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
 from topup.adapters.memory.tables import Tables
+from topup.adapters.memory.usage import MemoryUsageRepository
 from topup.adapters.memory.webhooks import MemoryWebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -58,6 +59,7 @@ class FakeUnitOfWork:
     receipts: MemoryReceiptQueries
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
+    usage: MemoryUsageRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -90,6 +92,7 @@ class FakeUnitOfWork:
         self.receipts = MemoryReceiptQueries(tables)
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
+        self.usage = MemoryUsageRepository(tables)
         return self
 
     async def commit(self) -> None:

@@ -14,6 +14,7 @@ from topup.entrypoints.cli import (
     plans,
     renewals,
     settlement,
+    usage,
     worker_serve,
 )
 from topup.entrypoints.cli.output import EXIT_FAILED, EXIT_INPUT, fail_with
@@ -46,6 +47,7 @@ app.command(name="errors")(admin.errors_command)
 app.command(name="sandbox-sms")(admin.sandbox_sms_command)
 app.command(name="sandbox-settlement")(settlement.sandbox_settlement_command)
 app.command(name="settle")(settlement.settle_command)
+app.add_typer(usage.usage_app, name="usage")
 
 
 def main() -> None:

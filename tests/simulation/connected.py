@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 import time
 import uuid
@@ -34,6 +35,7 @@ from topup.domain.methods import PHYSICAL_CHANNELS
 from topup.domain.money import Money
 from topup.domain.plans import CHANNELS, Plan
 from topup.domain.renewal import TERMINAL_STATUSES
+from topup.domain.usage_files import UsageFormat
 from topup.entrypoints.worker import run_passes
 from topup.ports import (
     ChargeRequest,
@@ -48,6 +50,7 @@ from topup.services.billing import issue_postpaid_bill
 from topup.services.context import Services
 from topup.services.demo import demo_plans, iccid_for
 from topup.services.renewals import RenewalRequest, renew
+from topup.services.usage import import_usage
 from topup.services.wallets import handle_webhook
 from topup.settings import LimitSettings
 
@@ -72,6 +75,14 @@ FIRST_BILL_DAYS_MAX = 10  # a postpaid card's first bill is issued within this m
 BILL_DUE_DAYS = 14
 BILL_PAID_CHANCE_PER_STEP = 0.1  # postpaid subscribers who pay, pay on one step in ten
 UNPAID_BILL_SHARE = 0.2  # postpaid subscribers who let their bill go (their card is suspended)
+# Usage: once a simulated day the network sends a file of the day's usage records (JSON lines).
+USAGE_EVERY_S = 86_400
+USAGE_CARD_SHARE = 0.6  # of the cards with data, those that used some that day
+USAGE_MB = (50, 2_500)  # what one record used, at most
+USAGE_RESENT_SHARE = 0.05  # records of the previous file sent again (applied once all the same)
+USAGE_LATE_SHARE = 0.05  # records arriving days late (used before a renewal: not counted)
+USAGE_LATE_S = 3 * 86_400
+USAGE_MALFORMED_PER_FILE = 2  # lines that cannot be read, reported by their number
 WEBHOOK_SHARE = 0.5  # wallet payments told by webhook; the others found by the reconciler
 # Workers.
 WORKER_BATCH_SIZE = 16  # small, so that the two workers share the jobs of a step
@@ -304,6 +315,12 @@ class Run:
     subscribers_s: float = 0.0  # of which the subscribers' part of the steps
     workers_s: float = 0.0  # ... and the workers'
     keys: int = 0
+    usage_sent: set[str] = field(default_factory=set)  # record ids sent, readable lines
+    usage_resent: int = 0  # lines sending a record again
+    usage_malformed: int = 0
+    usage_reported: int = 0  # bad lines the imports reported, at the lines injected
+    usage_duplicates: int = 0  # what the imports counted as sent before
+    usage_applied: int = 0
 
     def hint(self) -> str:
         return (
@@ -319,6 +336,8 @@ class Subscribers:
         self.run = run
         self.rng = rng
         self.by_id = {sub.card.id: sub for sub in run.fleet}
+        self.last_usage: list[str] = []
+        self.usage_due = START
 
     async def step(self) -> None:
         services = self.app.services
@@ -351,6 +370,9 @@ class Subscribers:
             elif self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
                 requests.append(self.request(sub, self.run.plans["postpaid_bill"]))
         await asyncio.gather(*(self.submit(request) for request in requests))
+        if now >= self.usage_due:
+            await self.send_usage()
+            self.usage_due = now + dt.timedelta(seconds=USAGE_EVERY_S)
         for sub in self.run.fleet:
             if sub.next_bill_at is not None and now >= sub.next_bill_at:
                 await self.issue_bill(sub)
@@ -384,6 +406,47 @@ class Subscribers:
             await renew(self.app.services, request)
         except TopupError as error:
             self.run.refusals[error.code] += 1
+
+    async def send_usage(self) -> None:
+        """The network's file of a day's usage: a record for most cards that have data, a few
+        records of the last file again, a few days late, and a few lines that cannot be read."""
+        rng, run, now = self.rng, self.run, self.app.services.clock.now()
+        c = t.cards
+        with_data = await rows(
+            self.app,
+            select(c.c.msisdn, c.c.iccid)
+            .where(c.c.kind == "prepaid", c.c.status == "active", c.c.data_quota_mb > 0)
+            .order_by(c.c.msisdn),
+        )
+        lines: list[str] = []
+        for card in with_data:
+            if rng.random() >= USAGE_CARD_SHARE:
+                continue
+            late = rng.random() < USAGE_LATE_SHARE
+            used_at = now - dt.timedelta(seconds=rng.uniform(0, USAGE_LATE_S if late else 86_000))
+            record_id = f"usage-{run.seed}-{len(run.usage_sent)}"
+            run.usage_sent.add(record_id)
+            record = {
+                "record_id": record_id,
+                "card": card.iccid if rng.random() < 0.2 else card.msisdn,
+                "used_at": used_at.isoformat(),
+                "data_used_mb": rng.randint(*USAGE_MB),
+            }
+            lines.append(json.dumps(record))
+        resent = [line for line in self.last_usage if rng.random() < USAGE_RESENT_SHARE]
+        run.usage_resent += len(resent)
+        self.last_usage = lines
+        lines = lines + resent
+        rng.shuffle(lines)  # out of order
+        bad = ['{"record_id": "broken", "card": ', '{"record_id": "x", "data_used_mb": -5}']
+        for text in bad[:USAGE_MALFORMED_PER_FILE]:
+            lines.insert(rng.randint(0, len(lines)), text)
+            run.usage_malformed += 1
+        summary = await import_usage(self.app.services, lines, kind=UsageFormat.JSON_LINES)
+        bad_lines = {number for number, text in enumerate(lines, start=1) if text in bad}
+        run.usage_reported += len({p.line for p in summary.problems} & bad_lines)
+        run.usage_duplicates += summary.duplicates
+        run.usage_applied += summary.applied
 
     async def issue_bill(self, sub: Subscriber) -> None:
         services = self.app.services

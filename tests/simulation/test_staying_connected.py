@@ -82,3 +82,79 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
         f"{run.workers_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
         f"{happened}"
     )
+
+
+CHECKED_CARDS = 40  # the run whose database the next test spoils, one invariant at a time
+CHECKED_DAYS = 10
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_url: str) -> None:
+    """The checks can fail: after a small clean run, a forfeit recorded twice (of zero credit,
+    which `topup audit` cannot see), a usage record's debit lost, a card left in a status its
+    dates deny and a threshold event raised twice are each reported, naming the card."""
+    from sqlalchemy import insert, select, update
+
+    from topup.adapters.db import tables as t
+    from topup.domain import ledger
+    from topup.domain.money import Money
+
+    clock = FixedClock(START)
+    limits = simulation_limits(sqlite=True)
+
+    def application(seed: int) -> Any:
+        return make_app(clock=clock, limits=limits, seed=seed, sandbox_seed=SEED, **FAULTS)
+
+    web = application(SEED)
+    run = await simulate(
+        web=web,
+        workers=Workers(application, SEED),
+        clock=clock,
+        seed=SEED,
+        cards=CHECKED_CARDS,
+        days=CHECKED_DAYS,
+        step_s=STEP_S,
+        kill_at_step=3,
+    )
+    assert not await inv.forfeits_not_in_the_ledger(web, run), run.hint()
+    assert not await inv.cards_not_following_their_renewals(web, run), run.hint()
+    assert not await inv.states_not_matching_dates(web), run.hint()
+    assert not await inv.usage_not_applied_once(web, run), run.hint()
+    assert not await inv.audit_violations(web), run.hint()
+    c, u, ev = t.cards, t.usage_records, t.card_events
+    expired = (await inv.rows(web, select(c.c.id, c.c.msisdn).where(c.c.status == "expired")))[0]
+    async with web.services.unit_of_work() as uow:
+        forfeit = ledger.forfeit(card_id=expired.id, amount=Money.zero("MYR"), data_quota_mb=0)
+        await uow.ledger.record(forfeit, at=clock.now())
+        await uow.commit()
+    assert not await inv.audit_violations(web), "the audit sees a zero forfeit after all"
+    assert expired.msisdn in " ".join(await inv.forfeits_not_in_the_ledger(web, run))
+    used = (
+        await inv.rows(
+            web,
+            select(u.c.record_id, c.c.msisdn)
+            .join(c, c.c.id == u.c.card_id)
+            .where(u.c.counted.is_(True), c.c.status == "active", u.c.data_used_mb > 0),
+        )
+    )[0]
+    async with web.engine.begin() as connection:
+        await connection.execute(
+            update(u).where(u.c.record_id == used.record_id).values(data_used_mb=0)
+        )
+    assert used.msisdn in " ".join(await inv.cards_not_following_their_renewals(web, run))
+    async with web.engine.begin() as connection:
+        await connection.execute(update(c).where(c.c.id == expired.id).values(status="active"))
+        exhausted = (
+            await connection.execute(select(ev).where(ev.c.kind == "data_exhausted"))
+        ).first()
+        assert exhausted is not None, run.hint()
+        await connection.execute(
+            insert(ev).values(
+                card_id=exhausted.card_id,
+                kind=exhausted.kind,
+                at=exhausted.at,
+                detail=exhausted.detail,
+            )
+        )
+    assert expired.msisdn in " ".join(await inv.states_not_matching_dates(web))
+    assert exhausted.card_id in " ".join(await inv.usage_not_applied_once(web, run))

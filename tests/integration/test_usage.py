@@ -32,7 +32,8 @@ HEADER = "record_id,card,used_at,data_used_mb\n"
 
 def usage_csv(records: Sequence[tuple[str, str, dt.datetime, int]]) -> list[str]:
     return [HEADER] + [
-        f"{record_id},{card},{used_at.isoformat()},{mb}\n" for record_id, card, used_at, mb in records
+        f"{record_id},{card},{used_at.isoformat()},{mb}\n"
+        for record_id, card, used_at, mb in records
     ]
 
 
@@ -184,10 +185,7 @@ async def _due_cards(application: Application, count: int) -> None:
         await connection.execute(t.cards.insert(), rows)
     async with application.services.unit_of_work() as uow:  # their credit, on the books
         await uow.ledger.record_many(
-            [
-                ledger.opening_credit(card_id=row["id"], amount=Money(300, "MYR"))
-                for row in rows
-            ],
+            [ledger.opening_credit(card_id=row["id"], amount=Money(300, "MYR")) for row in rows],
             at=START,
         )
         await uow.commit()
@@ -209,9 +207,9 @@ async def test_two_workers_advancing_the_same_cards_move_each_once(
         )
         assert {count for _, count in per_card} == {1}
         forfeits = await connection.scalar(
-            select(func.count()).select_from(t.ledger_entries).where(
-                t.ledger_entries.c.kind == "forfeit"
-            )
+            select(func.count())
+            .select_from(t.ledger_entries)
+            .where(t.ledger_entries.c.kind == "forfeit")
         )
         statuses = await connection.execute(
             select(t.cards.c.status, func.count()).group_by(t.cards.c.status)

@@ -9,7 +9,7 @@ import pytest
 from topup.adapters.profiles import load_profile
 from topup.domain.card_events import CardEventKind, validity_period
 from topup.domain.cards import Card, CardKind, CardStatus
-from topup.domain.errors import InputError
+from topup.domain.errors import InputError, WebhookError
 from topup.domain.money import Money
 from topup.domain.usage import UsageState, counts_against_period, debit, wants_data_barred
 from topup.domain.usage_files import (
@@ -187,8 +187,8 @@ def test_a_signature_is_checked_over_the_body_and_its_age() -> None:
         "usage_timestamp_invalid": ({SIGNATURE_HEADER: "t=soon,v1=abc"}, NOW),
     }
     for code, (headers, now) in cases.items():
-        with pytest.raises(InputError) as refused:
+        with pytest.raises(WebhookError) as refused:
             verify(secret, body, headers, now=now, tolerance_s=300)
         assert refused.value.code == code
-    with pytest.raises(InputError):
+    with pytest.raises(WebhookError):
         verify(secret, body + b" ", header, now=NOW, tolerance_s=300)

@@ -48,13 +48,7 @@ def _upgrade_usage() -> None:
         sa.Column("data_used_mb", sa.BigInteger(), nullable=False),
         sa.Column("counted", sa.Boolean(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["card_id"], ["cards.id"], name="fk_usage_records_card_id_cards"
-        ),
         sa.PrimaryKeyConstraint("record_id", name="pk_usage_records"),
-    )
-    op.create_index(
-        "ix_usage_records_card_id_used_at", "usage_records", ["card_id", "used_at"]
     )
     op.create_table(
         "card_usage",
@@ -111,7 +105,6 @@ def _downgrade_usage() -> None:
     op.drop_index("ix_card_usage_barred_card_id", table_name="card_usage")
     op.drop_index("ix_card_usage_network_next_at", table_name="card_usage")
     op.drop_table("card_usage")
-    op.drop_index("ix_usage_records_card_id_used_at", table_name="usage_records")
     op.drop_table("usage_records")
 
 

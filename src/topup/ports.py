@@ -57,7 +57,7 @@ from topup.domain.records import (
 )
 from topup.domain.renewal import RenewalStatus, Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
-from topup.domain.usage import NetworkChange, UsageRecord, UsageState
+from topup.domain.usage import InsertedUsage, NetworkChange, UsageRecord, UsageState
 
 
 class Clock(Protocol):
@@ -799,11 +799,26 @@ class UsageRepository(Protocol):
     """Usage records (each once by its id), what usage remembers of each card, and the signed
     deliveries of the mediation system (each once)."""
 
+    async def card_ids(self, *, msisdns: Sequence[str], iccids: Sequence[str]) -> dict[str, str]:
+        """The ids of the cards with these MSISDNs or ICCIDs, by number."""
+        ...
+
+    async def lock_cards(self, card_ids: Sequence[str]) -> dict[str, Card]:
+        """The cards, locked in id order (FOR NO KEY UPDATE on PostgreSQL)."""
+        ...
+
     async def insert_records(
         self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
-    ) -> list[tuple[str, int, bool]]:
+    ) -> list[InsertedUsage]:
         """Insert the records whose id is new, each with whether it counts against its card's
-        period; ``(card id, data used, counted)`` of those inserted (a known id: left out)."""
+        period; what was inserted, summed per card (a known id: left out)."""
+        ...
+
+    async def debit_quotas(
+        self, debits: Sequence[tuple[str, int, int]], *, at: dt.datetime
+    ) -> None:
+        """Set cards' data quotas, each ``(card id, quota, version read)``; the version goes up
+        by one. InvariantError if a card changed meanwhile (the caller holds its lock)."""
         ...
 
     async def period_starts(self, card_ids: Sequence[str]) -> dict[str, dt.datetime]:

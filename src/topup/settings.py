@@ -102,7 +102,7 @@ class LimitSettings(BaseSettings):
     # and a signature's may be (and how old a signature), the share of a period's quota that is
     # "low", cards whose data bar the network is told of per batch and the wait after a refusal,
     # and lifecycle batches per worker pass (each lifecycle_batch_size cards).
-    usage_batch_size: int = Field(20_000, ge=1, le=200_000)
+    usage_batch_size: int = Field(100_000, ge=1, le=1_000_000)
     usage_records_per_request_max: int = Field(1000, ge=1, le=200_000)  # bodies: 64 KiB
     usage_problems_kept_max: int = Field(1000, ge=1, le=100_000)
     usage_data_used_mb_max: int = Field(1_048_576, ge=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 import time
 import uuid
@@ -34,18 +35,22 @@ from topup.domain.methods import PHYSICAL_CHANNELS
 from topup.domain.money import Money
 from topup.domain.plans import CHANNELS, Plan
 from topup.domain.renewal import TERMINAL_STATUSES
+from topup.domain.usage_files import UsageFormat
 from topup.entrypoints.worker import run_passes
 from topup.ports import (
     ChargeRequest,
+    GatewayOutcome,
     NetworkProvisioner,
     PaymentCardDetails,
     ProvisionRequest,
     ProvisionResult,
+    ProvisionStatus,
 )
 from topup.services.billing import issue_postpaid_bill
 from topup.services.context import Services
 from topup.services.demo import demo_plans, iccid_for
 from topup.services.renewals import RenewalRequest, renew
+from topup.services.usage import import_usage
 from topup.services.wallets import handle_webhook
 from topup.settings import LimitSettings
 
@@ -56,19 +61,28 @@ TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 # The fleet.
 POSTPAID_SHARE = 0.1
-LAPSING_SHARE = 0.3  # prepaid subscribers who never renew: their cards expire and forfeit
+LAPSING_SHARE = 0.4  # prepaid subscribers who never renew: their cards expire and forfeit
 # A prepaid card's validity ends this many days from the start (before it: the card is in grace).
 FIRST_VALIDITY_DAYS = (-25, 30)
+NETWORK_REFUSES_EVERY = 50  # one card in this many has a number the network refuses
 # Subscribers.
 RENEW_AHEAD_S = (
     2 * 86_400
 )  # a subscriber starts thinking of renewing this long before validity ends
-RENEW_CHANCE_PER_STEP = 0.35  # ... and renews in a step with this chance, until it is renewed
+RENEW_CHANCE_PER_STEP = 0.4  # ... and renews in a step with this chance, until it is renewed
 BILL_EVERY_DAYS = 30
 FIRST_BILL_DAYS_MAX = 10  # a postpaid card's first bill is issued within this many days
 BILL_DUE_DAYS = 14
-BILL_PAID_CHANCE_PER_STEP = 0.08  # postpaid subscribers who pay, pay on one step in about twelve
+BILL_PAID_CHANCE_PER_STEP = 0.1  # postpaid subscribers who pay, pay on one step in ten
 UNPAID_BILL_SHARE = 0.2  # postpaid subscribers who let their bill go (their card is suspended)
+# Usage: once a simulated day the network sends a file of the day's usage records (JSON lines).
+USAGE_EVERY_S = 86_400
+USAGE_CARD_SHARE = 0.6  # of the cards with data, those that used some that day
+USAGE_MB = (50, 2_500)  # what one record used, at most
+USAGE_RESENT_SHARE = 0.05  # records of the previous file sent again (applied once all the same)
+USAGE_LATE_SHARE = 0.05  # records arriving days late (used before a renewal: not counted)
+USAGE_LATE_S = 3 * 86_400
+USAGE_MALFORMED_PER_FILE = 2  # lines that cannot be read, reported by their number
 WEBHOOK_SHARE = 0.5  # wallet payments told by webhook; the others found by the reconciler
 # Workers.
 WORKER_BATCH_SIZE = 16  # small, so that the two workers share the jobs of a step
@@ -98,8 +112,8 @@ class PaymentChoice:
 PAYMENTS = (
     PaymentChoice("card", 45, number="4242424242424242"),
     PaymentChoice("debit card", 10, method="debit_card", number="4000056655665556"),
-    PaymentChoice("declined card", 8, number="4000000000000002"),
-    PaymentChoice("card without funds", 5, number="4000000000009995"),
+    PaymentChoice("declined card", 5, number="4000000000000002"),
+    PaymentChoice("card without funds", 3, number="4000000000009995"),
     PaymentChoice("answer lost, charge taken", 5, number=sandbox.CARD_TIMEOUT_CHARGE_TAKEN),
     PaymentChoice("answer lost, nothing taken", 3, number=sandbox.CARD_TIMEOUT_NOTHING_TAKEN),
     PaymentChoice("slow settlement", 4, number=sandbox.CARD_SLOW_SETTLEMENT),
@@ -152,7 +166,11 @@ def new_card(rng: random.Random, index: int, *, prepaid: bool) -> Card:
     )
     return Card(
         id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        msisdn=f"+60124{index:06d}",
+        msisdn=(  # the sandbox network refuses numbers ending in 0000: refunded renewals
+            f"+6019{index // NETWORK_REFUSES_EVERY:03d}0000"
+            if index % NETWORK_REFUSES_EVERY == 0
+            else f"+60124{index:06d}"
+        ),
         iccid=iccid_for(index + 1, "60"),
         kind=CardKind.PREPAID if prepaid else CardKind.POSTPAID,
         status=CardStatus.ACTIVE,
@@ -208,7 +226,7 @@ class Trap:
 
     async def apply(self, request: ProvisionRequest) -> ProvisionResult:
         result = await self._inner.apply(request)
-        if self.armed:
+        if self.armed and result.status is ProvisionStatus.APPLIED:
             self.caught.append(request.activation_id)
             self.sprung.set()
             await asyncio.Event().wait()  # never answers: only cancelling ends this
@@ -293,9 +311,16 @@ class Run:
     kills: int = 0
     killed_activations: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time (the database's is not in it)
     subscribers_s: float = 0.0  # of which the subscribers' part of the steps
     workers_s: float = 0.0  # ... and the workers'
     keys: int = 0
+    usage_sent: set[str] = field(default_factory=set)  # record ids sent, readable lines
+    usage_resent: int = 0  # lines sending a record again
+    usage_malformed: int = 0
+    usage_reported: int = 0  # bad lines the imports reported, at the lines injected
+    usage_duplicates: int = 0  # what the imports counted as sent before
+    usage_applied: int = 0
 
     def hint(self) -> str:
         return (
@@ -311,38 +336,46 @@ class Subscribers:
         self.run = run
         self.rng = rng
         self.by_id = {sub.card.id: sub for sub in run.fleet}
+        self.last_usage: list[str] = []
+        self.usage_due = START
 
     async def step(self) -> None:
         services = self.app.services
         now = services.clock.now()
-        cards = {row.id: row for row in await rows(self.app, select(t.cards))}
+        c = t.cards
+        ahead = now + dt.timedelta(seconds=RENEW_AHEAD_S)
+        wanting = await rows(
+            self.app,
+            select(c.c.id, c.c.kind, c.c.status, c.c.validity_end, c.c.bill_due_minor).where(
+                ((c.c.kind == "prepaid") & (c.c.status != "expired") & (c.c.validity_end <= ahead))
+                | ((c.c.kind == "postpaid") & (c.c.bill_due_minor > 0))
+            ),
+        )
+        cards = {row.id: row for row in wanting}
+        r = t.renewals
         busy = {
             row.card_id
-            for row in await rows(
-                self.app,
-                select(t.renewals.c.card_id).where(t.renewals.c.status.not_in(TERMINAL)),
-            )
+            for row in await rows(self.app, select(r.c.card_id).where(r.c.status.not_in(TERMINAL)))
         }
+        refunded = await rows(self.app, select(r.c.card_id).where(r.c.status == "refunded"))
+        for row in refunded:  # the network refused the card: its subscriber gives up
+            self.by_id[row.card_id].lapses = True
         requests: list[RenewalRequest] = []
         for sub in self.run.fleet:
-            row = cards[sub.card.id]
-            if sub.card.id in busy or sub.lapses:
+            if sub.card.id not in cards or sub.card.id in busy or sub.lapses:
                 continue
             if sub.prepaid:
-                due = row.validity_end - dt.timedelta(seconds=RENEW_AHEAD_S)
-                if (
-                    row.status != "expired"
-                    and now >= due
-                    and self.rng.random() < RENEW_CHANCE_PER_STEP
-                ):
+                if self.rng.random() < RENEW_CHANCE_PER_STEP:
                     requests.append(self.request(sub, self.prepaid_plan()))
-            elif row.bill_due_minor > 0 and self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
+            elif self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
                 requests.append(self.request(sub, self.run.plans["postpaid_bill"]))
         await asyncio.gather(*(self.submit(request) for request in requests))
+        if now >= self.usage_due:
+            await self.send_usage()
+            self.usage_due = now + dt.timedelta(seconds=USAGE_EVERY_S)
         for sub in self.run.fleet:
             if sub.next_bill_at is not None and now >= sub.next_bill_at:
                 await self.issue_bill(sub)
-        await self.send_webhooks()
 
     def prepaid_plan(self) -> Plan:
         codes, weights = zip(*PREPAID_PLANS, strict=True)
@@ -373,6 +406,47 @@ class Subscribers:
             await renew(self.app.services, request)
         except TopupError as error:
             self.run.refusals[error.code] += 1
+
+    async def send_usage(self) -> None:
+        """The network's file of a day's usage: a record for most cards that have data, a few
+        records of the last file again, a few days late, and a few lines that cannot be read."""
+        rng, run, now = self.rng, self.run, self.app.services.clock.now()
+        c = t.cards
+        with_data = await rows(
+            self.app,
+            select(c.c.msisdn, c.c.iccid)
+            .where(c.c.kind == "prepaid", c.c.status == "active", c.c.data_quota_mb > 0)
+            .order_by(c.c.msisdn),
+        )
+        lines: list[str] = []
+        for card in with_data:
+            if rng.random() >= USAGE_CARD_SHARE:
+                continue
+            late = rng.random() < USAGE_LATE_SHARE
+            used_at = now - dt.timedelta(seconds=rng.uniform(0, USAGE_LATE_S if late else 86_000))
+            record_id = f"usage-{run.seed}-{len(run.usage_sent)}"
+            run.usage_sent.add(record_id)
+            record = {
+                "record_id": record_id,
+                "card": card.iccid if rng.random() < 0.2 else card.msisdn,
+                "used_at": used_at.isoformat(),
+                "data_used_mb": rng.randint(*USAGE_MB),
+            }
+            lines.append(json.dumps(record))
+        resent = [line for line in self.last_usage if rng.random() < USAGE_RESENT_SHARE]
+        run.usage_resent += len(resent)
+        self.last_usage = lines
+        lines = lines + resent
+        rng.shuffle(lines)  # out of order
+        bad = ['{"record_id": "broken", "card": ', '{"record_id": "x", "data_used_mb": -5}']
+        for text in bad[:USAGE_MALFORMED_PER_FILE]:
+            lines.insert(rng.randint(0, len(lines)), text)
+            run.usage_malformed += 1
+        summary = await import_usage(self.app.services, lines, kind=UsageFormat.JSON_LINES)
+        bad_lines = {number for number, text in enumerate(lines, start=1) if text in bad}
+        run.usage_reported += len({p.line for p in summary.problems} & bad_lines)
+        run.usage_duplicates += summary.duplicates
+        run.usage_applied += summary.applied
 
     async def issue_bill(self, sub: Subscriber) -> None:
         services = self.app.services
@@ -410,7 +484,7 @@ class Subscribers:
                 requested_at=payment.requested_at,
             )
             result = await wallet.retrieve(charge)
-            if result.outcome.value == "requires_action":
+            if result.outcome is GatewayOutcome.PENDING:
                 continue  # the payer has not answered yet: nothing to tell
             body, headers = wallet.webhook(charge, sent_at=services.clock.now())
             self.run.webhooks[await handle_webhook(services, "sandbox_wallet", body, headers)] += 1
@@ -433,7 +507,7 @@ async def simulate(
     """``cards`` cards for ``days`` days in steps of ``step_s``: the subscribers act, then both
     workers run every pass; in step ``kill_at_step`` (or the first after it with an activation
     due) the second worker is killed mid-pass and restarted. Then the workers drain what is due."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     rng = random.Random(seed)
     fleet = await create_fleet(web.services, rng, cards)
     run = Run(seed, fleet, {plan.code: plan for plan in demo_plans(CURRENCY)})
@@ -444,8 +518,9 @@ async def simulate(
     while clock.now() < end:
         before = time.perf_counter()
         await subscribers.step()
-        middle = time.perf_counter()
         clock.advance(step_s)
+        await subscribers.send_webhooks()  # the wallet's news may come before a worker asks
+        middle = time.perf_counter()
         if run.kills == 0 and run.steps >= kill_at_step:
             if await workers.step_killing_one():
                 run.kills += 1
@@ -460,6 +535,7 @@ async def simulate(
         clock.advance(DRAIN_STEP_S)
     run.killed_activations = list(workers.killed)
     run.elapsed_s = time.perf_counter() - started
+    run.cpu_s = time.process_time() - cpu_started
     return run
 
 

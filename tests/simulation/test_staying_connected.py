@@ -23,11 +23,11 @@ from topup.adapters.db.engine import is_sqlite
 SEED = int(os.environ.get("TOPUP_SIMULATION_SEED", "20261125"))
 CARDS = 1_000
 DAYS = 90
-STEP_S = 6 * 3_600.0
-KILL_AT_STEP = 120  # day 30: the second worker is killed in the middle of its jobs pass
-SQLITE_CARDS = 150  # SQLite: a smaller run (one writer at a time)
-SQLITE_DAYS = 40
-SQLITE_KILL_AT_STEP = 40
+STEP_S = 8 * 3_600.0  # the clock moves this much between steps (three steps a day)
+KILL_AT_STEP = 90  # day 30: the second worker is killed in the middle of its jobs pass
+SQLITE_CARDS = 120  # SQLite: a smaller run (one writer at a time)
+SQLITE_DAYS = 30
+SQLITE_KILL_AT_STEP = 30
 
 FAULTS: dict[str, Any] = {
     "gateway_fault_rate": 0.05,
@@ -70,6 +70,7 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "forfeits not in the ledger", await inv.forfeits_not_in_the_ledger(web, run))
     inv.check(run, "renewals paid twice", await inv.renewals_paid_twice(web))
     inv.check(run, "cards", await inv.cards_not_following_their_renewals(web, run))
+    inv.check(run, "usage", await inv.usage_not_applied_once(web, run))
     inv.check(run, "states and dates", await inv.states_not_matching_dates(web))
     inv.check(run, "the kill", await inv.killed_work_not_finished_once(web, run))
     happened = await inv.what_happened(web, run)
@@ -77,7 +78,7 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "never exercised", missing)
     print(
         f"{run.hint()}: {cards} cards, {days} days in {run.steps} steps, "
-        f"{run.elapsed_s:.1f} s (subscribers {run.subscribers_s:.1f} s, workers "
+        f"{run.elapsed_s:.1f} s, CPU {run.cpu_s:.1f} s (subscribers {run.subscribers_s:.1f} s, workers "
         f"{run.workers_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
         f"{happened}"
     )

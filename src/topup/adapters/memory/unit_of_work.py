@@ -12,6 +12,7 @@ from topup.adapters.memory.account_history import MemoryAccountHistoryQueries
 from topup.adapters.memory.accounts import MemoryAccountRepository
 from topup.adapters.memory.api_keys import MemoryApiKeyRepository
 from topup.adapters.memory.audit import MemoryAuditQueries
+from topup.adapters.memory.auto_renewals import MemoryAutoRenewalRepository
 from topup.adapters.memory.cards import MemoryCardRepository
 from topup.adapters.memory.idempotency import MemoryIdempotencyRepository
 from topup.adapters.memory.jobs import MemoryJobRepository
@@ -58,6 +59,7 @@ class FakeUnitOfWork:
     receipts: MemoryReceiptQueries
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
+    auto_renewals: MemoryAutoRenewalRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -90,6 +92,7 @@ class FakeUnitOfWork:
         self.receipts = MemoryReceiptQueries(tables)
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
+        self.auto_renewals = MemoryAutoRenewalRepository(tables)
         return self
 
     async def commit(self) -> None:

@@ -834,6 +834,15 @@ class AutoRenewalRepository(Protocol):
 
     async def prechecks_done(self, card_id: str, period: str) -> frozenset[int]: ...
 
+    async def precheck_problems(self, card_id: str, period: str, offset_s: int) -> str:
+        """The problems that pre-check found (codes, comma-separated; "" if none or not done)."""
+        ...
+
+    async def top_ups_due(self, *, limit: int) -> list[tuple[AutoRenewal, Card]]:
+        """Enabled settings with a top-up rule that must fire (armed, data below the threshold)
+        or re-arm (not armed, data back at or above it), with their cards."""
+        ...
+
     async def add_top_up(self, top_up: AutoTopUp) -> bool:
         """False (nothing written) if that crossing of the card has a top-up already."""
         ...

@@ -41,7 +41,7 @@ class Problem(StrEnum):
     """Why an auto-renewal would fail or failed: a stable code, each with one fix."""
 
     PAYMENT_CARD_EXPIRED = "payment_card_expired"  # by its expiry month vs the charge date
-    PAYMENT_TOKEN_REVOKED = "payment_token_revoked"  # the PSP no longer honours the token
+    PAYMENT_TOKEN_REVOKED = "payment_token_revoked"  # noqa: S105 -- a code: the PSP refuses it
     PAYMENT_CARD_REMOVED = "payment_card_removed"  # the saved payment card was deleted
     AMOUNT_ABOVE_METHOD_LIMIT = "amount_above_method_limit"
     AMOUNT_BELOW_METHOD_LIMIT = "amount_below_method_limit"
@@ -192,8 +192,9 @@ def month_start(local: dt.datetime) -> dt.datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def top_up_allowed(rule: TopUpRule, *, count_this_month: int, spent_this_month: Money,
-                   price: Money) -> bool:
+def top_up_allowed(
+    rule: TopUpRule, *, count_this_month: int, spent_this_month: Money, price: Money
+) -> bool:
     """Whether one more top-up at ``price`` stays within the month's caps."""
     if rule.month_count_max is not None and count_this_month >= rule.month_count_max:
         return False

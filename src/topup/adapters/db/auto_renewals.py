@@ -81,7 +81,8 @@ def _setting_values(setting: AutoRenewal) -> dict[str, Any]:
         "top_up_below_mb": None if top_up is None else top_up.below_mb,
         "top_up_month_count_max": None if top_up is None else top_up.month_count_max,
         "top_up_month_amount_max_minor": (
-            None if top_up is None or top_up.month_amount_max is None
+            None
+            if top_up is None or top_up.month_amount_max is None
             else top_up.month_amount_max.minor
         ),
         "top_up_armed": setting.top_up_armed,
@@ -214,12 +215,7 @@ class AutoRenewalRepository:
                     and_(cards.c.validity_end == after[0], cards.c.id > after[1]),
                 )
             )
-        found = []
-        for row in await self._connection.execute(query):
-            card = card_from_row(row)
-            values = {column.name: row._mapping[f"ar_{column.name}"] for column in table.c}
-            found.append((_setting(_Mapped(values), card.currency), card))
-        return found
+        return [self._pair(row) for row in await self._connection.execute(query)]
 
     async def attempt(
         self, card_id: str, period: str, *, for_update: bool = False
@@ -273,6 +269,39 @@ class AutoRenewalRepository:
         query = select(table.c.offset_s).where(table.c.card_id == card_id, table.c.period == period)
         return frozenset(int(row[0]) for row in await self._connection.execute(query))
 
+    async def precheck_problems(self, card_id: str, period: str, offset_s: int) -> str:
+        table = t.auto_renewal_prechecks
+        query = select(table.c.problems).where(
+            table.c.card_id == card_id, table.c.period == period, table.c.offset_s == offset_s
+        )
+        found = (await self._connection.execute(query)).scalar_one_or_none()
+        return found or ""
+
+    async def top_ups_due(self, *, limit: int) -> list[tuple[AutoRenewal, Card]]:
+        cards, table = t.cards, t.auto_renewals
+        below = cards.c.data_quota_mb < table.c.top_up_below_mb
+        query = (
+            select(cards, *[column.label(f"ar_{column.name}") for column in table.c])
+            .join(table, table.c.card_id == cards.c.id)
+            .where(
+                table.c.enabled.is_(True),
+                table.c.top_up_plan_code.is_not(None),
+                or_(
+                    and_(table.c.top_up_armed.is_(True), below),
+                    and_(table.c.top_up_armed.is_(False), ~below),
+                ),
+            )
+            .order_by(cards.c.id)
+            .limit(limit)
+        )
+        return [self._pair(row) for row in await self._connection.execute(query)]
+
+    @staticmethod
+    def _pair(row: Row[Any]) -> tuple[AutoRenewal, Card]:
+        card = card_from_row(row)
+        values = {column.name: row._mapping[f"ar_{column.name}"] for column in t.auto_renewals.c}
+        return _setting(_Mapped(values), card.currency), card
+
     async def add_top_up(self, top_up: AutoTopUp) -> bool:
         table = t.auto_top_ups
         statement = (
@@ -319,4 +348,3 @@ class _Mapped:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._mapping = values
-

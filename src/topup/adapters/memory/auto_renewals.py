@@ -123,6 +123,21 @@ class MemoryAutoRenewalRepository:
             if (card, card_period) == (card_id, period)
         )
 
+    async def precheck_problems(self, card_id: str, period: str, offset_s: int) -> str:
+        return self._tables.auto_renewal_prechecks.get((card_id, period, offset_s), "")
+
+    async def top_ups_due(self, *, limit: int) -> list[tuple[AutoRenewal, Card]]:
+        found: list[tuple[AutoRenewal, Card]] = []
+        for card_id in sorted(self._tables.auto_renewals):
+            setting = self._tables.auto_renewals[card_id]
+            card = self._tables.cards.get(card_id)
+            if not setting.enabled or setting.top_up is None or card is None:
+                continue
+            below = card.data_quota_mb < setting.top_up.below_mb
+            if below == setting.top_up_armed:
+                found.append((setting, card))
+        return found[:limit]
+
     async def add_top_up(self, top_up: AutoTopUp) -> bool:
         key = (top_up.card_id, top_up.crossing)
         if key in self._tables.auto_top_ups:

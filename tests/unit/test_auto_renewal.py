@@ -101,7 +101,9 @@ def test_a_top_up_stays_within_the_months_count_and_amount() -> None:
     by_count = TopUpRule("pack_5gb_7d", 500, month_count_max=2, month_amount_max=None)
     assert top_up_allowed(by_count, count_this_month=1, spent_this_month=price, price=price)
     assert not top_up_allowed(by_count, count_this_month=2, spent_this_month=price, price=price)
-    by_amount = TopUpRule("pack_5gb_7d", 500, month_count_max=None, month_amount_max=Money(2500, "MYR"))
+    by_amount = TopUpRule(
+        "pack_5gb_7d", 500, month_count_max=None, month_amount_max=Money(2500, "MYR")
+    )
     assert top_up_allowed(by_amount, count_this_month=1, spent_this_month=price, price=price)
     assert not top_up_allowed(
         by_amount, count_this_month=2, spent_this_month=Money(2000, "MYR"), price=price
@@ -291,13 +293,17 @@ async def test_a_declined_card_is_tried_again_then_left_to_go_into_grace(fakes: 
     assert failures[-1]["decline_code"] == "card_declined"
     assert "grace_until" in failures[-1]
     assert fakes.committed.cards[card_id].status is CardStatus.GRACE
-    attempt = fakes.committed.auto_renewal_attempts[(card_id, validity_end.isoformat(timespec="seconds"))]
+    attempt = fakes.committed.auto_renewal_attempts[
+        (card_id, validity_end.isoformat(timespec="seconds"))
+    ]
     assert attempt.status is AttemptStatus.GAVE_UP
 
 
 async def test_the_cards_credit_pays_the_plan_with_a_balanced_entry(fakes: OnFakes) -> None:
     card_id = _card_id(fakes)
-    cheap = replace(fakes.committed.plans["pack_5gb_7d"], code="pack_cheap", price=Money(300, "MYR"))
+    cheap = replace(
+        fakes.committed.plans["pack_5gb_7d"], code="pack_cheap", price=Money(300, "MYR")
+    )
     fakes.committed.plans["pack_cheap"] = cheap
     await _turn_on(fakes, None, plan="pack_cheap")
     charge_at = _validity_end(fakes, card_id) - dt.timedelta(seconds=LEAD_S)

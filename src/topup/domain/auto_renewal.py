@@ -35,6 +35,7 @@ class SetterKind(StrEnum):
 
     ACCOUNT = "account"
     ORGANISATION = "organisation"
+    OPERATOR = "operator"  # from the command line (`topup auto-renew`)
 
 
 class Problem(StrEnum):

@@ -327,6 +327,7 @@ class UpcomingAutoRenewal:
     """An auto-renewal coming (for the "auto-renewal coming" reminder): when, how much, how."""
 
     card_id: str
+    msisdn: str
     period: str
     charge_at: dt.datetime
     plan_code: str
@@ -365,6 +366,7 @@ async def upcoming_auto_renewals(
             found.append(
                 UpcomingAutoRenewal(
                     card_id=card.id,
+                    msisdn=card.msisdn,
                     period=period,
                     charge_at=charge_time(card.validity_end, schedule),
                     plan_code=setting.plan_code,

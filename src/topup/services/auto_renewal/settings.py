@@ -240,6 +240,7 @@ async def set_for_account(
     plan_code: str,
     saved_payment_card_id: str | None,
     top_up: TopUpRule | None = None,
+    channel: str = DEFAULT_CHANNEL,
 ) -> AutoRenewalView:
     """The subscriber's own: a card linked to the account, paid by one of its saved payment
     cards (``saved_payment_card_id``) or, when None, by the card's credit."""
@@ -256,6 +257,7 @@ async def set_for_account(
         plan_code=plan_code,
         payment=payment,
         set_by=SetBy(SetterKind.ACCOUNT, account_id),
+        channel=channel,
         top_up=top_up,
     )
 

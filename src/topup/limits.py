@@ -110,6 +110,24 @@ class MailLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageLimits:
+    """Usage records (issue 11): records per transaction and per signed request, the largest
+    record, how far ahead of our clock and how old a signature may be, the low-data threshold,
+    the network's data bar, and how many lifecycle batches one pass of the worker runs."""
+
+    usage_batch_size: int
+    usage_records_per_request_max: int
+    usage_problems_kept_max: int
+    usage_data_used_mb_max: int
+    usage_future_skew_s: int
+    usage_signature_tolerance_s: int
+    data_low_percent: int
+    data_access_batch_size: int
+    data_access_retry_s: float
+    lifecycle_batches_per_pass_max: int
+
+
+@dataclass(frozen=True, slots=True)
 class AutoRenewalLimits:
     """Auto-renewal (issue 11): when a period is charged, pre-checked and tried again, and how
     many cards the worker takes at once."""
@@ -137,6 +155,7 @@ class Limits:
     accounts: AccountLimits
     idempotency: IdempotencyLimits
     mail: MailLimits
+    usage: UsageLimits
     auto_renewal: AutoRenewalLimits
 
 
@@ -150,5 +169,6 @@ GROUPS: dict[str, type] = {
     "accounts": AccountLimits,
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
+    "usage": UsageLimits,
     "auto_renewal": AutoRenewalLimits,
 }

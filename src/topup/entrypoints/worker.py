@@ -23,6 +23,7 @@ from topup.services.auto_renewal import run_auto_renewals, run_auto_top_ups
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
+from topup.services.usage import tell_network
 
 EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
 
@@ -50,6 +51,12 @@ async def forget_idempotency_records(services: Services) -> int:
 async def forget_sign_in_attempts(services: Services) -> int:
     """Sign-in attempt counts that are over and link codes that expired, a batch at a time."""
     return await accounts.prune(services, limit=services.limits.worker.lifecycle_batch_size)
+
+
+async def bar_exhausted_cards(services: Services) -> int:
+    """Tell the network to bar the data of exhausted prepaid cards, and to restore it once a
+    renewal gave them data again."""
+    return await tell_network(services)
 
 
 async def auto_renew_cards(services: Services) -> int:
@@ -86,6 +93,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("card lifecycles", move_card_lifecycles, lifecycle_interval),
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
+    Pass("data bars", bar_exhausted_cards, every_round),
     Pass("auto-renewals", auto_renew_cards, every_round),
     Pass("auto top-ups", auto_top_up_cards, lifecycle_interval),
 )

@@ -23,6 +23,7 @@ from topup.adapters.db.plans import PlanRepository
 from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.renewals import RenewalRepository
 from topup.adapters.db.saved_payment_cards import SavedPaymentCardRepository
+from topup.adapters.db.usage import UsageRepository
 from topup.adapters.db.webhooks import WebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -45,6 +46,7 @@ class SqlUnitOfWork:
     api_keys: ApiKeyRepository
     saved_payment_cards: SavedPaymentCardRepository
     account_history: AccountHistoryQueries
+    usage: UsageRepository
     auto_renewals: AutoRenewalRepository
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
@@ -91,6 +93,7 @@ class SqlUnitOfWork:
         self.api_keys = ApiKeyRepository(connection)
         self.saved_payment_cards = SavedPaymentCardRepository(connection)
         self.account_history = AccountHistoryQueries(connection)
+        self.usage = UsageRepository(connection)
         self.auto_renewals = AutoRenewalRepository(connection)
         return self
 

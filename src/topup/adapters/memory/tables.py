@@ -23,6 +23,7 @@ from topup.domain.records import (
 )
 from topup.domain.renewal import Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
+from topup.domain.usage import UsageRecord, UsageState
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,12 @@ class Tables:
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
     saved_payment_cards: dict[str, SavedPaymentCard] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)  # by id
+    # usage (issue 11): records by id (with whether each counted), states by card (with when
+    # the network is next to be told), signed deliveries by signature.
+    usage_records: dict[str, tuple[UsageRecord, bool]] = field(default_factory=dict)
+    card_usage: dict[str, tuple[UsageState, dt.datetime | None]] = field(default_factory=dict)
+    usage_deliveries: dict[str, dt.datetime] = field(default_factory=dict)
+    usage_attempts: dict[str, int] = field(default_factory=dict)  # network attempts, by card
     # Auto-renewal (issue 11): settings by card; attempts by (card, period); pre-checks done by
     # (card, period, offset) with their problems; top-ups by (card, crossing).
     auto_renewals: dict[str, AutoRenewal] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from topup.adapters.memory.receipts import MemoryReceiptQueries
 from topup.adapters.memory.renewals import MemoryRenewalRepository
 from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
 from topup.adapters.memory.tables import Tables
+from topup.adapters.memory.usage import MemoryUsageRepository
 from topup.adapters.memory.webhooks import MemoryWebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -59,6 +60,7 @@ class FakeUnitOfWork:
     receipts: MemoryReceiptQueries
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
+    usage: MemoryUsageRepository
     auto_renewals: MemoryAutoRenewalRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
@@ -92,6 +94,7 @@ class FakeUnitOfWork:
         self.receipts = MemoryReceiptQueries(tables)
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
+        self.usage = MemoryUsageRepository(tables)
         self.auto_renewals = MemoryAutoRenewalRepository(tables)
         return self
 

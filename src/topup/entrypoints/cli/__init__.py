@@ -15,6 +15,7 @@ from topup.entrypoints.cli import (
     plans,
     renewals,
     settlement,
+    usage,
     worker_serve,
 )
 from topup.entrypoints.cli.output import EXIT_FAILED, EXIT_INPUT, fail_with
@@ -47,6 +48,7 @@ app.command(name="errors")(admin.errors_command)
 app.command(name="sandbox-sms")(admin.sandbox_sms_command)
 app.command(name="sandbox-settlement")(settlement.sandbox_settlement_command)
 app.command(name="settle")(settlement.settle_command)
+app.add_typer(usage.usage_app, name="usage")
 app.command(name="auto-renew")(auto_renewal.auto_renew)
 app.command(name="auto-renewals")(auto_renewal.auto_renewals)
 app.command(name="sandbox-revoke-token")(auto_renewal.sandbox_revoke_token)

@@ -126,11 +126,109 @@ def _downgrade_reminders() -> None:
 
 
 def _upgrade_auto_renewal() -> None:
-    pass
+    # A plain ADD COLUMN (SQLite takes one with a default), not a batch copy of the table.
+    op.add_column(
+        "payments",
+        sa.Column("merchant_initiated", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.create_table(
+        "auto_renewals",
+        sa.Column("card_id", sa.String(length=36), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("plan_code", sa.String(length=64), nullable=False),
+        sa.Column("payment", sa.String(length=24), nullable=False),
+        sa.Column("saved_payment_card_id", sa.String(length=36), nullable=True),
+        sa.Column("payment_account_id", sa.String(length=36), nullable=True),
+        sa.Column("set_by", sa.String(length=16), nullable=False),
+        sa.Column("set_by_id", sa.String(length=36), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("top_up_plan_code", sa.String(length=64), nullable=True),
+        sa.Column("top_up_below_mb", sa.BigInteger(), nullable=True),
+        sa.Column("top_up_month_count_max", sa.Integer(), nullable=True),
+        sa.Column("top_up_month_amount_max_minor", sa.BigInteger(), nullable=True),
+        sa.Column("top_up_armed", sa.Boolean(), nullable=False),
+        sa.Column("top_ups", sa.Integer(), nullable=False),
+        sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["card_id"], ["cards.id"], name=op.f("fk_auto_renewals_card_id_cards")
+        ),
+        sa.PrimaryKeyConstraint("card_id", name=op.f("pk_auto_renewals")),
+    )
+    op.create_index(
+        "ix_auto_renewals_enabled_next_check_at",
+        "auto_renewals",
+        ["enabled", "next_check_at"],
+    )
+    op.create_table(
+        "auto_renewal_attempts",
+        sa.Column("card_id", sa.String(length=36), nullable=False),
+        sa.Column("period", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("tries", sa.Integer(), nullable=False),
+        sa.Column("try_key", sa.String(length=255), nullable=False),
+        sa.Column("renewal_id", sa.String(length=36), nullable=True),
+        sa.Column("next_try_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("problem", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["card_id"], ["cards.id"], name=op.f("fk_auto_renewal_attempts_card_id_cards")
+        ),
+        sa.ForeignKeyConstraint(
+            ["renewal_id"],
+            ["renewals.id"],
+            name=op.f("fk_auto_renewal_attempts_renewal_id_renewals"),
+        ),
+        sa.PrimaryKeyConstraint("card_id", "period", name=op.f("pk_auto_renewal_attempts")),
+        sa.UniqueConstraint("try_key", name=op.f("uq_auto_renewal_attempts_try_key")),
+    )
+    op.create_table(
+        "auto_renewal_prechecks",
+        sa.Column("card_id", sa.String(length=36), nullable=False),
+        sa.Column("period", sa.String(length=32), nullable=False),
+        sa.Column("offset_s", sa.Integer(), nullable=False),
+        sa.Column("problems", sa.String(length=255), nullable=False),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["card_id"], ["cards.id"], name=op.f("fk_auto_renewal_prechecks_card_id_cards")
+        ),
+        sa.PrimaryKeyConstraint(
+            "card_id", "period", "offset_s", name=op.f("pk_auto_renewal_prechecks")
+        ),
+    )
+    op.create_table(
+        "auto_top_ups",
+        sa.Column("card_id", sa.String(length=36), nullable=False),
+        sa.Column("crossing", sa.Integer(), nullable=False),
+        sa.Column("renewal_key", sa.String(length=255), nullable=False),
+        sa.Column("plan_code", sa.String(length=64), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("renewal_id", sa.String(length=36), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["card_id"], ["cards.id"], name=op.f("fk_auto_top_ups_card_id_cards")
+        ),
+        sa.ForeignKeyConstraint(
+            ["renewal_id"], ["renewals.id"], name=op.f("fk_auto_top_ups_renewal_id_renewals")
+        ),
+        sa.PrimaryKeyConstraint("card_id", "crossing", name=op.f("pk_auto_top_ups")),
+        sa.UniqueConstraint("renewal_key", name=op.f("uq_auto_top_ups_renewal_key")),
+    )
+    op.create_index("ix_auto_top_ups_card_id_at", "auto_top_ups", ["card_id", "at"])
 
 
 def _downgrade_auto_renewal() -> None:
-    pass
+    op.drop_index("ix_auto_top_ups_card_id_at", table_name="auto_top_ups")
+    op.drop_table("auto_top_ups")
+    op.drop_table("auto_renewal_prechecks")
+    op.drop_table("auto_renewal_attempts")
+    op.drop_index("ix_auto_renewals_enabled_next_check_at", table_name="auto_renewals")
+    op.drop_table("auto_renewals")
+    op.drop_column("payments", "merchant_initiated")
 
 
 # --- fleets -------------------------------------------------------------------------------------

@@ -128,6 +128,23 @@ class UsageLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoRenewalLimits:
+    """Auto-renewal (issue 11): when a period is charged, pre-checked and tried again, and how
+    many cards the worker takes at once."""
+
+    auto_renewal_lead_s: int  # charge this long before validity ends
+    auto_renewal_precheck_early_s: int  # first pre-check this long before the charge
+    auto_renewal_precheck_late_s: int  # second pre-check this long before the charge
+    auto_renewal_tries_max: int  # charges of one period (each after the last was declined)
+    auto_renewal_retry_base_s: int  # backoff after the first declined try, doubling
+    auto_renewal_retry_cap_s: int
+    auto_renewal_batch_size: int  # cards leased by one pass
+    auto_renewal_lease_s: int  # a leased card is hidden from other workers this long
+    auto_renewal_recheck_s: int  # look again this soon at a charge still under way
+    auto_top_ups_per_month_max: int  # whatever a card's own cap says
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     payments: PaymentLimits
     activation: ActivationLimits
@@ -139,6 +156,7 @@ class Limits:
     idempotency: IdempotencyLimits
     mail: MailLimits
     usage: UsageLimits
+    auto_renewal: AutoRenewalLimits
 
 
 GROUPS: dict[str, type] = {
@@ -152,4 +170,5 @@ GROUPS: dict[str, type] = {
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
     "usage": UsageLimits,
+    "auto_renewal": AutoRenewalLimits,
 }

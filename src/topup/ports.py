@@ -25,6 +25,7 @@ from topup.domain.accounts import (
     SessionState,
 )
 from topup.domain.api_keys import ApiKey
+from topup.domain.auto_renewal import AutoRenewal, AutoRenewalAttempt, AutoTopUp, TopUpStatus
 from topup.domain.cards import Card
 from topup.domain.ledger import Entry
 from topup.domain.money import Money
@@ -122,6 +123,9 @@ class ChargeRequest:
     amount: Money
     description: str
     requested_at: dt.datetime
+    # Started by the merchant with the payer absent (auto-renewal, on a token the payer saved):
+    # the gateway asks for no CVC and no 3-D Secure / payment password (issue 11).
+    merchant_initiated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -874,6 +878,80 @@ class NetworkDataAccess(Protocol):
     async def set_data_access(self, request: DataAccessRequest) -> ProvisionResult: ...
 
 
+# --- auto-renewal (issue 11) ------------------------------------------------------------------
+
+
+class AutoRenewalRepository(Protocol):
+    """Auto-renewal settings per card, the one attempt per (card, period), pre-checks done,
+    and auto top-ups (``topup.domain.auto_renewal``)."""
+
+    async def get(self, card_id: str, *, for_update: bool = False) -> AutoRenewal | None: ...
+
+    async def of_cards(self, card_ids: Sequence[str]) -> dict[str, AutoRenewal]: ...
+
+    async def put(self, setting: AutoRenewal) -> None:
+        """Insert or replace the card's settings."""
+        ...
+
+    async def lease_due(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[AutoRenewal]:
+        """Enabled settings whose ``next_check_at`` has come, oldest first, their next check
+        moved to ``lease_until`` (PostgreSQL: FOR UPDATE SKIP LOCKED; two workers never lease
+        one card at once)."""
+        ...
+
+    async def schedule(self, card_id: str, *, next_check_at: dt.datetime | None) -> None: ...
+
+    async def set_top_up_state(self, card_id: str, *, armed: bool, top_ups: int) -> None: ...
+
+    async def upcoming(
+        self, *, validity_before: dt.datetime, limit: int, after: tuple[dt.datetime, str] | None
+    ) -> list[tuple[AutoRenewal, Card]]:
+        """Enabled settings of prepaid cards whose validity ends before ``validity_before``, by
+        validity end then card id, after ``after``."""
+        ...
+
+    async def attempt(
+        self, card_id: str, period: str, *, for_update: bool = False
+    ) -> AutoRenewalAttempt | None: ...
+
+    async def add_attempt(self, attempt: AutoRenewalAttempt) -> bool:
+        """False (nothing written) if the (card, period) has an attempt already."""
+        ...
+
+    async def update_attempt(self, attempt: AutoRenewalAttempt) -> None: ...
+
+    async def add_precheck(
+        self, card_id: str, period: str, offset_s: int, *, problems: str, at: dt.datetime
+    ) -> bool:
+        """Record a pre-check once; False if it was done already."""
+        ...
+
+    async def prechecks_done(self, card_id: str, period: str) -> frozenset[int]: ...
+
+    async def precheck_problems(self, card_id: str, period: str, offset_s: int) -> str:
+        """The problems that pre-check found (codes, comma-separated; "" if none or not done)."""
+        ...
+
+    async def top_ups_due(self, *, limit: int) -> list[tuple[AutoRenewal, Card]]:
+        """Enabled settings with a top-up rule that must fire (armed, data below the threshold)
+        or re-arm (not armed, data back at or above it), with their cards."""
+        ...
+
+    async def add_top_up(self, top_up: AutoTopUp) -> bool:
+        """False (nothing written) if that crossing of the card has a top-up already."""
+        ...
+
+    async def update_top_up(
+        self, card_id: str, crossing: int, *, status: TopUpStatus, renewal_id: str | None
+    ) -> None: ...
+
+    async def top_ups_since(self, card_id: str, *, since: dt.datetime) -> tuple[int, int]:
+        """(count, amount_minor) of the card's top-ups that count against its caps since."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; rolls back on exit unless ``commit`` was called.
 
@@ -913,6 +991,8 @@ class UnitOfWork(Protocol):
     def idempotency(self) -> IdempotencyRepository: ...
     @property
     def usage(self) -> UsageRepository: ...
+    @property
+    def auto_renewals(self) -> AutoRenewalRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -19,6 +19,7 @@ from topup.adapters.db.engine import TRANSIENT_DATABASE_ERRORS
 from topup.limits import Limits
 from topup.services import accounts, idempotency
 from topup.services.activation import run_due_jobs
+from topup.services.auto_renewal import run_auto_renewals, run_auto_top_ups
 from topup.services.context import Services
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
@@ -58,6 +59,16 @@ async def bar_exhausted_cards(services: Services) -> int:
     return await tell_network(services)
 
 
+async def auto_renew_cards(services: Services) -> int:
+    """Auto-renewals: pre-checks before the charge, charges and their retries (issue 11)."""
+    return await run_auto_renewals(services)
+
+
+async def auto_top_up_cards(services: Services) -> int:
+    """Auto top-ups of cards whose data fell below their threshold (issue 11)."""
+    return await run_auto_top_ups(services)
+
+
 def every_round(limits: Limits) -> float:
     return EVERY_ROUND_S
 
@@ -83,6 +94,8 @@ PASSES: tuple[Pass, ...] = (
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
     Pass("data bars", bar_exhausted_cards, every_round),
+    Pass("auto-renewals", auto_renew_cards, every_round),
+    Pass("auto top-ups", auto_top_up_cards, lifecycle_interval),
 )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.types import TypeDecorator
@@ -191,6 +192,9 @@ payments = Table(
     # approves the payment.
     Column("wallet_account_fingerprint", String(64)),
     Column("action_url", Text),
+    # A charge the merchant started with nobody present (auto-renewal): no CVC, no 3-D Secure
+    # (migration 0013, auto-renewal).
+    Column("merchant_initiated", Boolean, nullable=False, server_default=false()),
 )
 Index("ix_payments_status_next_check_at", payments.c.status, payments.c.next_check_at)
 Index(
@@ -530,6 +534,80 @@ Index(
 
 # --- auto-renewal (migration 0013, _upgrade_auto_renewal) --------------------------------------
 # Auto-renewal and auto top-up settings per card, and their attempts (one charge per period).
+# Also ``payments.merchant_initiated`` (above, in ``payments``).
+
+auto_renewals = Table(
+    "auto_renewals",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("plan_code", String(64), nullable=False),
+    Column("payment", String(24), nullable=False),  # saved_payment_card | credit
+    # No foreign key: removing a saved payment card is allowed; the pre-check then says so.
+    Column("saved_payment_card_id", ID),
+    Column("payment_account_id", ID),
+    Column("set_by", String(16), nullable=False),  # account | organisation
+    Column("set_by_id", ID, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("top_up_plan_code", String(64)),
+    Column("top_up_below_mb", BigInteger),
+    Column("top_up_month_count_max", Integer),
+    Column("top_up_month_amount_max_minor", BigInteger),
+    Column("top_up_armed", Boolean, nullable=False),
+    Column("top_ups", Integer, nullable=False),
+    Column("next_check_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+# The worker finds the cards due by this index (enabled ones only).
+Index(
+    "ix_auto_renewals_enabled_next_check_at",
+    auto_renewals.c.enabled,
+    auto_renewals.c.next_check_at,
+)
+
+# One row per (card, period): the one charge of that period, whatever its tries.
+auto_renewal_attempts = Table(
+    "auto_renewal_attempts",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("period", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("tries", Integer, nullable=False),
+    Column("try_key", String(255), nullable=False, unique=True),
+    Column("renewal_id", ID, ForeignKey("renewals.id")),
+    Column("next_try_at", UtcDateTime),
+    Column("problem", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A pre-check done (once per card, period and offset): its problems went out as card events.
+auto_renewal_prechecks = Table(
+    "auto_renewal_prechecks",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("period", String(32), primary_key=True),
+    Column("offset_s", Integer, primary_key=True),
+    Column("problems", String(255), nullable=False),  # codes, comma-separated; "" if none
+    Column("checked_at", UtcDateTime, nullable=False),
+)
+
+# One row per crossing of a card's top-up threshold (its number is the card's ``top_ups``).
+auto_top_ups = Table(
+    "auto_top_ups",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("crossing", Integer, primary_key=True),
+    Column("renewal_key", String(255), nullable=False, unique=True),
+    Column("plan_code", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),  # started | succeeded | failed | capped
+    Column("renewal_id", ID, ForeignKey("renewals.id")),
+    Column("at", UtcDateTime, nullable=False),
+)
+Index("ix_auto_top_ups_card_id_at", auto_top_ups.c.card_id, auto_top_ups.c.at)
 
 # (end of auto-renewal)
 

@@ -12,6 +12,7 @@ from topup.adapters.db.account_history import AccountHistoryQueries
 from topup.adapters.db.accounts import AccountRepository
 from topup.adapters.db.api_keys import ApiKeyRepository
 from topup.adapters.db.audit import AuditQueries
+from topup.adapters.db.auto_renewals import AutoRenewalRepository
 from topup.adapters.db.cards import CardRepository
 from topup.adapters.db.idempotency import IdempotencyRepository
 from topup.adapters.db.jobs import JobRepository
@@ -46,6 +47,7 @@ class SqlUnitOfWork:
     saved_payment_cards: SavedPaymentCardRepository
     account_history: AccountHistoryQueries
     usage: UsageRepository
+    auto_renewals: AutoRenewalRepository
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -92,6 +94,7 @@ class SqlUnitOfWork:
         self.saved_payment_cards = SavedPaymentCardRepository(connection)
         self.account_history = AccountHistoryQueries(connection)
         self.usage = UsageRepository(connection)
+        self.auto_renewals = AutoRenewalRepository(connection)
         return self
 
     async def commit(self) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 
 from topup.domain.accounts import Account, EmailToken, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
+from topup.domain.auto_renewal import AutoRenewal, AutoRenewalAttempt, AutoTopUp
 from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
 from topup.domain.ledger import Entry
@@ -80,6 +81,12 @@ class Tables:
     card_usage: dict[str, tuple[UsageState, dt.datetime | None]] = field(default_factory=dict)
     usage_deliveries: dict[str, dt.datetime] = field(default_factory=dict)
     usage_attempts: dict[str, int] = field(default_factory=dict)  # network attempts, by card
+    # Auto-renewal (issue 11): settings by card; attempts by (card, period); pre-checks done by
+    # (card, period, offset) with their problems; top-ups by (card, crossing).
+    auto_renewals: dict[str, AutoRenewal] = field(default_factory=dict)
+    auto_renewal_attempts: dict[tuple[str, str], AutoRenewalAttempt] = field(default_factory=dict)
+    auto_renewal_prechecks: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    auto_top_ups: dict[tuple[str, int], AutoTopUp] = field(default_factory=dict)
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

@@ -12,6 +12,7 @@ from topup.adapters.memory.account_history import MemoryAccountHistoryQueries
 from topup.adapters.memory.accounts import MemoryAccountRepository
 from topup.adapters.memory.api_keys import MemoryApiKeyRepository
 from topup.adapters.memory.audit import MemoryAuditQueries
+from topup.adapters.memory.auto_renewals import MemoryAutoRenewalRepository
 from topup.adapters.memory.cards import MemoryCardRepository
 from topup.adapters.memory.idempotency import MemoryIdempotencyRepository
 from topup.adapters.memory.jobs import MemoryJobRepository
@@ -60,6 +61,7 @@ class FakeUnitOfWork:
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
     usage: MemoryUsageRepository
+    auto_renewals: MemoryAutoRenewalRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -93,6 +95,7 @@ class FakeUnitOfWork:
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
         self.usage = MemoryUsageRepository(tables)
+        self.auto_renewals = MemoryAutoRenewalRepository(tables)
         return self
 
     async def commit(self) -> None:

@@ -129,7 +129,9 @@ def parse_bulk_text(text: str, *, lines_max: int) -> list[ParsedLine]:
                 params={"lines_max": str(lines_max)},
             )
         if len(line) > BULK_LINE_LENGTH_MAX:
-            parsed.append(ParsedLine(index, line[:BULK_NUMBER_LENGTH_MAX], "", "bulk_line_malformed"))
+            parsed.append(
+                ParsedLine(index, line[:BULK_NUMBER_LENGTH_MAX], "", "bulk_line_malformed")
+            )
             continue
         delimiter = "\t" if "\t" in line else ";" if ";" in line and "," not in line else ","
         cells = [cell.strip() for cell in next(csv.reader(io.StringIO(line), delimiter=delimiter))]
@@ -138,7 +140,9 @@ def parse_bulk_text(text: str, *, lines_max: int) -> list[ParsedLine]:
             continue  # the header
         if len(cells) != 2 or not cells[0] or not cells[1]:
             number = cells[0] if cells else ""
-            parsed.append(ParsedLine(index, number[:BULK_NUMBER_LENGTH_MAX], "", "bulk_line_malformed"))
+            parsed.append(
+                ParsedLine(index, number[:BULK_NUMBER_LENGTH_MAX], "", "bulk_line_malformed")
+            )
             continue
         number, plan = cells[0][:BULK_NUMBER_LENGTH_MAX], cells[1][:BULK_PLAN_LENGTH_MAX]
         parsed.append(ParsedLine(index, number, plan))
@@ -210,3 +214,50 @@ def invoice_number(organisation_id: str, year: int, month: int, sequence: int) -
     month; the database keeps it unique."""
     short = "".join(character for character in organisation_id if character.isalnum())[:6]
     return f"INV-{short.upper()}-{year:04d}{month:02d}-{sequence:04d}"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkLineOutcome:
+    """What a worker learnt of a line: its new status and, once known, its renewal."""
+
+    line_id: int
+    status: BulkLineStatus
+    renewal_id: str | None
+    receipt_number: str | None
+    error_code: str | None
+    lease_until: dt.datetime | None  # a waiting line: when to look at it again
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFilter:
+    """Which of an organisation's cards a fleet page lists."""
+
+    statuses: tuple[str, ...] = ()  # card statuses; empty: all
+    validity_before: dt.datetime | None = None  # near expiry: validity ends before this
+    number_contains: str = ""  # digits of the MSISDN or ICCID
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: str
+    organisation_id: str
+    month: str  # YYYY-MM
+    sequence: int
+    number: str
+    renewals_count: int
+    gross: Money
+    net: Money
+    tax: Money
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InvoicedRenewal:
+    """A renewal an organisation paid for, as its invoice lists it."""
+
+    renewal_id: str
+    msisdn: str
+    plan_code: str
+    amount: Money
+    paid_at: dt.datetime
+    receipt_number: str | None

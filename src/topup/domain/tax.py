@@ -84,15 +84,15 @@ def apply_tax(amount: Money, rule: TaxRule) -> TaxedAmount:
         amount.minor * BASIS_POINTS_PER_WHOLE, BASIS_POINTS_PER_WHOLE + total_points
     )
     left = amount.minor - net
-    parts = []
+    shares: list[tuple[TaxRate, Money]] = []
     for index, rate in enumerate(rule.rates):
         if index == len(rule.rates) - 1:
             part = left
         else:
             part = divide_rounded(net * rate.basis_points, BASIS_POINTS_PER_WHOLE)
             left -= part
-        parts.append((rate, Money(part, currency)))
-    return TaxedAmount(net=Money(net, currency), taxes=tuple(parts), gross=amount)
+        shares.append((rate, Money(part, currency)))
+    return TaxedAmount(net=Money(net, currency), taxes=tuple(shares), gross=amount)
 
 
 def _invalid(field: str, problem: str) -> InputError:
@@ -112,7 +112,9 @@ def percent_to_basis_points(value: object, field: str) -> int:
     elif isinstance(value, str):
         text = value.strip()
     else:
-        raise _invalid(field, f"must be a whole number or a text like \"8.25\", got {type(value).__name__}")
+        raise _invalid(
+            field, f'must be a whole number or a text like "8.25", got {type(value).__name__}'
+        )
     try:
         number = Decimal(text)
     except InvalidOperation:
@@ -130,7 +132,9 @@ def tax_rule_from_table(value: object) -> TaxRule:
         raise _invalid("tax", "must be a table with prices_include_tax and rates")
     for name in value:
         if name not in ("prices_include_tax", "rates"):
-            raise _invalid(f"tax.{name}", "is not a tax field (known fields: prices_include_tax, rates)")
+            raise _invalid(
+                f"tax.{name}", "is not a tax field (known fields: prices_include_tax, rates)"
+            )
     include = value.get("prices_include_tax")
     if not isinstance(include, bool):
         raise _invalid("tax.prices_include_tax", "must be true or false")

@@ -520,7 +520,9 @@ bulk_runs = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
 )
-Index("ix_bulk_runs_organisation_id_created_at", bulk_runs.c.organisation_id, bulk_runs.c.created_at)
+Index(
+    "ix_bulk_runs_organisation_id_created_at", bulk_runs.c.organisation_id, bulk_runs.c.created_at
+)
 
 # One line of a run; each line is its own renewal, under its own idempotency key (not unique
 # here: the same file uploaded twice makes the same keys, and the renewals' key is unique).

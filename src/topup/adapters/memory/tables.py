@@ -11,6 +11,7 @@ from topup.domain.accounts import Account, EmailToken, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
 from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
+from topup.domain.fleets import BulkLine, BulkRun, Invoice, Member, Organisation
 from topup.domain.ledger import Entry
 from topup.domain.plans import Plan
 from topup.domain.records import (
@@ -73,6 +74,13 @@ class Tables:
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
     saved_payment_cards: dict[str, SavedPaymentCard] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)  # by id
+    # --- fleets (issue 11)
+    organisations: dict[str, Organisation] = field(default_factory=dict)
+    organisation_members: dict[tuple[str, str], Member] = field(default_factory=dict)
+    organisation_cards: dict[str, str] = field(default_factory=dict)  # card id -> organisation id
+    bulk_runs: dict[str, BulkRun] = field(default_factory=dict)
+    bulk_lines: dict[int, tuple[BulkLine, dt.datetime | None]] = field(default_factory=dict)
+    invoices: dict[str, Invoice] = field(default_factory=dict)  # by number
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

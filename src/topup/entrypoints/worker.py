@@ -20,6 +20,7 @@ from topup.limits import Limits
 from topup.services import accounts, idempotency
 from topup.services.activation import run_due_jobs
 from topup.services.context import Services
+from topup.services.fleets.bulk import process_bulk_lines
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
 
@@ -51,6 +52,11 @@ async def forget_sign_in_attempts(services: Services) -> int:
     return await accounts.prune(services, limit=services.limits.worker.lifecycle_batch_size)
 
 
+async def renew_bulk_lines(services: Services) -> int:
+    """Lines of organisations' bulk renewals, a bounded batch at a time."""
+    return await process_bulk_lines(services)
+
+
 def every_round(limits: Limits) -> float:
     return EVERY_ROUND_S
 
@@ -75,6 +81,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("card lifecycles", move_card_lifecycles, lifecycle_interval),
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
+    Pass("bulk renewals", renew_bulk_lines, every_round),
 )
 
 

@@ -10,6 +10,7 @@ from topup.entrypoints.cli import (
     admin,
     api_keys,
     cards,
+    organisations,
     payments,
     plans,
     renewals,
@@ -46,6 +47,8 @@ app.command(name="errors")(admin.errors_command)
 app.command(name="sandbox-sms")(admin.sandbox_sms_command)
 app.command(name="sandbox-settlement")(settlement.sandbox_settlement_command)
 app.command(name="settle")(settlement.settle_command)
+app.add_typer(organisations.organisations_app, name="organisations")
+app.command(name="bulk-renew")(organisations.bulk_renew)
 
 
 def main() -> None:

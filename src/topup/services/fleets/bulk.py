@@ -141,9 +141,9 @@ class _Checker:
                 problem = "bulk_line_duplicate"
             amount = None
             if problem is None and card is not None:
-                seen.add(card.id)
                 try:
                     amount = self._price(card, plans.get(line.plan_code), line.plan_code)
+                    seen.add(card.id)  # a refused line leaves its card for a later one
                 except TopupError as error:
                     problem = _problem(error)
             key = None
@@ -223,6 +223,12 @@ async def dry_run(services: Services, account_id: str, organisation_id: str, tex
     """Check every line and add up the price; nothing is written. A viewer may look too."""
     async with services.unit_of_work() as uow:
         await membership(uow, organisation_id, account_id)
+        return await _dry_run(services, uow, organisation_id, text, 0)
+
+
+async def dry_run_as_operator(services: Services, organisation_id: str, text: str) -> DryRun:
+    """The operator's command line checks an upload for an organisation."""
+    async with services.unit_of_work() as uow:
         return await _dry_run(services, uow, organisation_id, text, 0)
 
 

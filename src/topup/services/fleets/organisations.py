@@ -356,3 +356,29 @@ async def fleet_export(
             organisation_id, chosen, limit=services.limits.fleets.fleet_export_rows_max, offset=0
         )
     return [card_summary(card, services) for card in cards]
+
+
+async def set_payment_token_as_operator(
+    services: Services, organisation_id: str, token: str
+) -> Organisation:
+    """The operator saves a PSP token (from the PSP's tokeniser) as the organisation owner's
+    saved payment card and has bulk renewals charged to it."""
+    from topup.services.saved_payment_cards import save_payment_token
+
+    async with services.unit_of_work() as uow:
+        if await uow.organisations.get(organisation_id) is None:
+            raise organisation_unknown()
+        members = await uow.organisations.members(organisation_id, limit=MEMBERS_MAX)
+    owners = [member for member in members if member.role is MemberRole.OWNER]
+    if not owners:
+        raise organisation_unknown()
+    saved = await save_payment_token(services, owners[0].account_id, token)
+    async with services.unit_of_work() as uow:
+        await uow.organisations.set_payment_card(
+            organisation_id, saved_id=saved.id, account_id=owners[0].account_id
+        )
+        organisation = await uow.organisations.get(organisation_id)
+        await uow.commit()
+    if organisation is None:
+        raise organisation_unknown()
+    return organisation

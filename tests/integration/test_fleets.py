@@ -199,7 +199,7 @@ async def test_a_worker_killed_mid_run_resumes_where_it_stopped(
         deadline = time.monotonic() + 60
         while line_statuses(database_url, run.id).get("succeeded", 0) < 4:
             assert time.monotonic() < deadline, "the worker renewed nothing"
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
         os.killpg(worker.pid, signal.SIGKILL)  # mid-run, with a batch leased
         worker.wait(timeout=10)
         stopped = line_statuses(database_url, run.id)
@@ -207,7 +207,7 @@ async def test_a_worker_killed_mid_run_resumes_where_it_stopped(
         worker = start_worker()
         while line_statuses(database_url, run.id) != {"succeeded": 40}:
             assert time.monotonic() < deadline + 60, line_statuses(database_url, run.id)
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)

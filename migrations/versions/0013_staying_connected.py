@@ -40,11 +40,79 @@ def downgrade() -> None:
 
 
 def _upgrade_usage() -> None:
-    pass
+    op.create_table(
+        "usage_records",
+        sa.Column("record_id", sa.String(64), nullable=False),
+        sa.Column("card_id", sa.String(36), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("data_used_mb", sa.BigInteger(), nullable=False),
+        sa.Column("counted", sa.Boolean(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["card_id"], ["cards.id"], name="fk_usage_records_card_id_cards"
+        ),
+        sa.PrimaryKeyConstraint("record_id", name="pk_usage_records"),
+    )
+    op.create_index(
+        "ix_usage_records_card_id_used_at", "usage_records", ["card_id", "used_at"]
+    )
+    op.create_table(
+        "card_usage",
+        sa.Column("card_id", sa.String(36), nullable=False),
+        sa.Column("period", sa.String(40), nullable=False),
+        sa.Column("period_quota_mb", sa.BigInteger(), nullable=False),
+        sa.Column("used_mb", sa.BigInteger(), nullable=False),
+        sa.Column("data_low_period", sa.String(40), nullable=True),
+        sa.Column("data_exhausted_period", sa.String(40), nullable=True),
+        sa.Column("data_barred", sa.Boolean(), nullable=False),
+        sa.Column("network_pending", sa.Boolean(), nullable=False),
+        sa.Column("network_attempts", sa.Integer(), nullable=False),
+        sa.Column("network_next_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["card_id"], ["cards.id"], name="fk_card_usage_card_id_cards"),
+        sa.PrimaryKeyConstraint("card_id", name="pk_card_usage"),
+    )
+    op.create_index(
+        "ix_card_usage_network_next_at",
+        "card_usage",
+        ["network_next_at"],
+        postgresql_where=sa.text("network_pending"),
+        sqlite_where=sa.text("network_pending"),
+    )
+    op.create_index(
+        "ix_card_usage_barred_card_id",
+        "card_usage",
+        ["card_id"],
+        postgresql_where=sa.text("data_barred"),
+        sqlite_where=sa.text("data_barred"),
+    )
+    op.create_table(
+        "usage_deliveries",
+        sa.Column("signature", sa.String(64), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("signature", name="pk_usage_deliveries"),
+    )
+    op.create_index(
+        "ix_usage_deliveries_received_at", "usage_deliveries", ["received_at"]
+    )
+    op.create_index(
+        "ix_cards_status_bill_due_date",
+        "cards",
+        ["status", "bill_due_date"],
+        postgresql_where=sa.text("bill_due_minor > 0"),
+        sqlite_where=sa.text("bill_due_minor > 0"),
+    )
 
 
 def _downgrade_usage() -> None:
-    pass
+    op.drop_index("ix_cards_status_bill_due_date", table_name="cards")
+    op.drop_index("ix_usage_deliveries_received_at", table_name="usage_deliveries")
+    op.drop_table("usage_deliveries")
+    op.drop_index("ix_card_usage_barred_card_id", table_name="card_usage")
+    op.drop_index("ix_card_usage_network_next_at", table_name="card_usage")
+    op.drop_table("card_usage")
+    op.drop_index("ix_usage_records_card_id_used_at", table_name="usage_records")
+    op.drop_table("usage_records")
 
 
 # --- reminders ----------------------------------------------------------------------------------

@@ -23,12 +23,12 @@ if TYPE_CHECKING:  # the adapters are imported where they are built: `topup --he
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from topup.adapters.memory.unit_of_work import MemoryDatabase
+    from topup.adapters.network.sandbox import SandboxNetwork
     from topup.domain.profile import OperatorProfile
     from topup.limits import Limits
     from topup.ports import (
         Clock,
         Mailer,
-        NetworkProvisioner,
         PaymentGateway,
         RateLimiter,
         ReceiptDrawer,
@@ -116,6 +116,25 @@ def secret_key(settings: Settings) -> str:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(TokenVault.new_key())
+    return path.read_text().strip()
+
+
+def usage_secret(settings: Settings) -> str:
+    """TOPUP_USAGE_SECRET, or one generated once into TOPUP_USAGE_SECRET_FILE (mode 0600): the
+    secret the network's mediation system signs usage records with (give it to the network)."""
+    import secrets
+
+    from topup.adapters.private_files import make_private_directory
+
+    if settings.usage_secret:
+        return settings.usage_secret
+    path = Path(settings.usage_secret_file)
+    if not path.exists():
+        make_private_directory(path.parent)
+        with contextlib.suppress(FileExistsError):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -223,7 +242,8 @@ def build_services(
         unit_of_work=unit_of_work,
         gateway=gateways[settings.gateway],
         gateways=gateways,
-        network=_network(settings, clock),
+        network=(network := _network(settings, clock)),
+        network_data=network,  # the sandbox network also bars a card's data
         clock=clock,
         profile=profile,
         methods=methods,
@@ -240,6 +260,7 @@ def build_services(
         public_url=settings.public_url.rstrip("/"),
         sms=_sms(settings, clock),
     )
+    services.usage_secret = usage_secret(settings).encode()
     if database_unavailable is not None:
         services.database_unavailable = database_unavailable
     if on_event is not None:
@@ -248,7 +269,7 @@ def build_services(
     return services
 
 
-def _network(settings: Settings, clock: Clock) -> NetworkProvisioner:
+def _network(settings: Settings, clock: Clock) -> SandboxNetwork:
     from topup.adapters.network.sandbox import SandboxNetwork
 
     return SandboxNetwork(

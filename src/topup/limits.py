@@ -127,6 +127,24 @@ class FleetLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageLimits:
+    """Usage records (issue 11): records per transaction and per signed request, the largest
+    record, how far ahead of our clock and how old a signature may be, the low-data threshold,
+    the network's data bar, and how many lifecycle batches one pass of the worker runs."""
+
+    usage_batch_size: int
+    usage_records_per_request_max: int
+    usage_problems_kept_max: int
+    usage_data_used_mb_max: int
+    usage_future_skew_s: int
+    usage_signature_tolerance_s: int
+    data_low_percent: int
+    data_access_batch_size: int
+    data_access_retry_s: float
+    lifecycle_batches_per_pass_max: int
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     payments: PaymentLimits
     activation: ActivationLimits
@@ -138,6 +156,7 @@ class Limits:
     idempotency: IdempotencyLimits
     mail: MailLimits
     fleets: FleetLimits
+    usage: UsageLimits
 
 
 GROUPS: dict[str, type] = {
@@ -151,4 +170,5 @@ GROUPS: dict[str, type] = {
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
     "fleets": FleetLimits,
+    "usage": UsageLimits,
 }

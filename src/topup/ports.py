@@ -68,6 +68,7 @@ from topup.domain.records import (
 )
 from topup.domain.renewal import RenewalStatus, Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
+from topup.domain.usage import NetworkChange, UsageRecord, UsageState
 
 
 class Clock(Protocol):
@@ -281,6 +282,19 @@ class CardRepository(Protocol):
     async def add_event(
         self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, str | int]
     ) -> None: ...
+
+    async def add_events(
+        self, events: Sequence[tuple[str, str, dt.datetime, dict[str, str | int]]]
+    ) -> None:
+        """Several events at once, each ``(card id, kind, at, detail)``."""
+        ...
+
+    async def lock_due_for_lifecycle(
+        self, *, now: dt.datetime, limit: int, grace_period_days: int
+    ) -> list[Card]:
+        """``due_for_lifecycle``'s cards, locked for this transaction; cards another worker
+        holds are skipped (PostgreSQL ``FOR UPDATE SKIP LOCKED``)."""
+        ...
 
     async def events(self, card_id: str, *, limit: int) -> list[CardEvent]:
         """A card's events, newest first."""
@@ -900,6 +914,73 @@ class BulkRenewalRepository(Protocol):
         ...
 
 
+# --- usage (issue 11) ---
+
+
+class UsageRepository(Protocol):
+    """Usage records (each once by its id), what usage remembers of each card, and the signed
+    deliveries of the mediation system (each once)."""
+
+    async def insert_records(
+        self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
+    ) -> list[tuple[str, int, bool]]:
+        """Insert the records whose id is new, each with whether it counts against its card's
+        period; ``(card id, data used, counted)`` of those inserted (a known id: left out)."""
+        ...
+
+    async def period_starts(self, card_ids: Sequence[str]) -> dict[str, dt.datetime]:
+        """When each card's current period began: its last completed renewal that extended
+        its validity (cards never renewed are left out)."""
+        ...
+
+    async def states(self, card_ids: Sequence[str]) -> dict[str, UsageState]: ...
+
+    async def save_states(self, states: Sequence[UsageState], *, at: dt.datetime) -> None:
+        """Insert or replace these cards' states (the network fields are written too)."""
+        ...
+
+    async def lift_bars(self, *, limit: int) -> int:
+        """Barred cards that have data again (a renewal): no longer barred, the network to be
+        told. Returns how many."""
+        ...
+
+    async def claim_network_changes(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[NetworkChange]:
+        """Lease states whose bar the network has not confirmed (their attempt counted);
+        other workers skip them until ``lease_until``."""
+        ...
+
+    async def network_told(self, card_id: str, *, data_barred: bool) -> None:
+        """The network confirmed ``data_barred``: nothing pending unless it changed since."""
+        ...
+
+    async def network_failed(self, card_id: str, *, next_at: dt.datetime) -> None: ...
+
+    async def first_delivery(self, signature: str, *, at: dt.datetime) -> bool:
+        """Remember a signed delivery; False if this signature was seen before (a replay)."""
+        ...
+
+    async def forget_deliveries(self, *, received_before: dt.datetime, limit: int) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DataAccessRequest:
+    """Bar (or restore) a card's data on the network; ``request_id`` is the idempotency key."""
+
+    request_id: str
+    msisdn: str
+    iccid: str
+    data_barred: bool
+    attempt: int = 1
+
+
+class NetworkDataAccess(Protocol):
+    """The network's switch for a card's data: barred when its quota is used up (R6)."""
+
+    async def set_data_access(self, request: DataAccessRequest) -> ProvisionResult: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; rolls back on exit unless ``commit`` was called.
 
@@ -941,6 +1022,8 @@ class UnitOfWork(Protocol):
     def organisations(self) -> OrganisationRepository: ...
     @property
     def bulk_renewals(self) -> BulkRenewalRepository: ...
+    @property
+    def usage(self) -> UsageRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -112,6 +112,21 @@ class LimitSettings(BaseSettings):
     fleet_near_expiry_days: int = Field(7, ge=1, le=365)
     fleet_export_rows_max: int = Field(100_000, ge=1, le=1_000_000)
     invoice_renewals_max: int = Field(100_000, ge=1, le=1_000_000)
+    # Usage (issue 11): records written per transaction, records one signed request may carry,
+    # bad lines listed in a summary, the largest record, how far in the future a record's time
+    # and a signature's may be (and how old a signature), the share of a period's quota that is
+    # "low", cards whose data bar the network is told of per batch and the wait after a refusal,
+    # and lifecycle batches per worker pass (each lifecycle_batch_size cards).
+    usage_batch_size: int = Field(20_000, ge=1, le=200_000)
+    usage_records_per_request_max: int = Field(1000, ge=1, le=200_000)  # bodies: 64 KiB
+    usage_problems_kept_max: int = Field(1000, ge=1, le=100_000)
+    usage_data_used_mb_max: int = Field(1_048_576, ge=1)
+    usage_future_skew_s: int = Field(300, ge=0, le=86_400)
+    usage_signature_tolerance_s: int = Field(300, ge=1, le=3600)
+    data_low_percent: int = Field(20, ge=0, le=100)
+    data_access_batch_size: int = Field(200, ge=1, le=10_000)
+    data_access_retry_s: float = Field(60.0, gt=0)
+    lifecycle_batches_per_pass_max: int = Field(100, ge=1, le=100_000)
 
     def by_concern(self) -> Limits:
         values = self.model_dump()
@@ -134,6 +149,10 @@ class Settings(BaseSettings):
     )
     secret_key: str = ""  # Fernet key; generated into var/secret.key for the demo when empty
     secret_key_file: str = "var/secret.key"  # noqa: S105 - a path, not a secret
+    # The secret the network's mediation system signs usage records with (HMAC-SHA256); empty:
+    # generated once by `topup init` into usage_secret_file (mode 0600), to give the network.
+    usage_secret: str = ""
+    usage_secret_file: str = "var/usage-mediation.key"  # noqa: S105 - a path, not a secret
     gateway: str = "sandbox"
     gateway_latency_s: float = Field(0.05, ge=0)
     gateway_fault_rate: float = Field(0.0, ge=0, le=1)

@@ -36,6 +36,7 @@ def card_json(card: CardView) -> dict[str, Any]:
         "credit": card.credit.decimal_text(),
         "credit_minor": card.credit.minor,
         "data_quota_mb": card.data_quota_mb,
+        "data_exhausted": card.data_exhausted,
         "validity_end": iso(card.validity_end),
         "grace_end": iso(card.grace_end),
         "bill_due": card.bill_due.decimal_text(),

@@ -23,6 +23,7 @@ from topup.services.context import Services
 from topup.services.fleets.bulk import process_bulk_lines
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
+from topup.services.usage import tell_network
 
 EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
 
@@ -57,6 +58,12 @@ async def renew_bulk_lines(services: Services) -> int:
     return await process_bulk_lines(services)
 
 
+async def bar_exhausted_cards(services: Services) -> int:
+    """Tell the network to bar the data of exhausted prepaid cards, and to restore it once a
+    renewal gave them data again."""
+    return await tell_network(services)
+
+
 def every_round(limits: Limits) -> float:
     return EVERY_ROUND_S
 
@@ -82,6 +89,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
     Pass("bulk renewals", renew_bulk_lines, every_round),
+    Pass("data bars", bar_exhausted_cards, every_round),
 )
 
 

@@ -15,6 +15,7 @@ from topup.limits import Limits
 from topup.ports import (
     Clock,
     Mailer,
+    NetworkDataAccess,
     NetworkProvisioner,
     PaymentGateway,
     RateLimiter,
@@ -57,6 +58,10 @@ class Services:
     database_unavailable: Callable[[BaseException], bool] = field(default=lambda error: False)
     # Group-commit batchers (services.batching), made on first use by the service that owns each.
     batchers: dict[str, Any] = field(default_factory=dict)
+    # Usage (issue 11): the network's data bar (None: the network enforces quotas itself), and
+    # the secret the mediation system signs usage records with (empty: none accepted).
+    network_data: NetworkDataAccess | None = None
+    usage_secret: bytes = b""
 
     def gateway_named(self, name: str) -> PaymentGateway:
         """The gateway that took a payment (``payment.gateway``). The card gateway is

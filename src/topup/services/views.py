@@ -58,6 +58,8 @@ class CardView:
     grace_end: dt.datetime | None
     bill_due: Money
     bill_due_date: dt.datetime | None
+    # A prepaid card with no data left has no internet until it is renewed (R6, issue 11).
+    data_exhausted: bool = False
 
 
 def card_view(card: Card, *, now: dt.datetime, grace_period_days: int) -> CardView:
@@ -79,6 +81,7 @@ def card_view(card: Card, *, now: dt.datetime, grace_period_days: int) -> CardVi
         grace_end=grace_end,
         bill_due=card.bill_due,
         bill_due_date=card.bill_due_date,
+        data_exhausted=card.kind is CardKind.PREPAID and card.data_quota_mb == 0,
     )
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
@@ -161,32 +161,29 @@ class CardRepository:
         """Cards whose stored status is stale: prepaid active past validity or in grace past its
         end, postpaid past due date. A card in grace is not due until its grace ends: returning
         it earlier fills the batch with cards that do not move and starves those that do."""
-        grace_ended = now - dt.timedelta(days=grace_period_days)
-        prepaid = select(t.cards.c.id).where(
-            t.cards.c.kind == CardKind.PREPAID.value,
-            or_(
-                and_(t.cards.c.status == CardStatus.ACTIVE.value, t.cards.c.validity_end <= now),
-                and_(
-                    t.cards.c.status == CardStatus.GRACE.value,
-                    t.cards.c.validity_end <= grace_ended,
-                    # A paid renewal on its way restores the card: do not expire it meanwhile.
-                    t.cards.c.id.not_in(
-                        select(t.renewals.c.card_id).where(
-                            t.renewals.c.status == RenewalStatus.ACTIVATING.value
-                        )
-                    ),
-                ),
-            ),
-        )
-        postpaid = select(t.cards.c.id).where(
-            t.cards.c.kind == CardKind.POSTPAID.value,
-            t.cards.c.status == CardStatus.ACTIVE.value,
-            t.cards.c.bill_due_minor > 0,
-            t.cards.c.bill_due_date <= now,
-        )
-        ids = [row[0] for row in await self._connection.execute(prepaid.limit(limit))]
-        ids += [row[0] for row in await self._connection.execute(postpaid.limit(limit))]
-        return ids[:limit]
+        ids: list[str] = []
+        for query in _due_queries(now, grace_period_days, t.cards.c.id):
+            if len(ids) >= limit:
+                break
+            ids += [row[0] for row in await self._connection.execute(query.limit(limit - len(ids)))]
+        return ids
+
+    async def lock_due_for_lifecycle(
+        self, *, now: dt.datetime, limit: int, grace_period_days: int
+    ) -> list[Card]:
+        """The due cards, locked FOR NO KEY UPDATE SKIP LOCKED (PostgreSQL; SQLite has one
+        writer at a time): two workers take different cards. Each kind of due card is found by
+        an index range (ix_cards_status_validity_end, ix_cards_status_bill_due_date), oldest
+        first, so a batch never scans the cards that are not due."""
+        cards: list[Card] = []
+        for query in _due_queries(now, grace_period_days, t.cards):
+            if len(cards) >= limit:
+                break
+            locked = query.limit(limit - len(cards)).with_for_update(
+                skip_locked=True, key_share=True
+            )
+            cards += [card_from_row(row) for row in await self._connection.execute(locked)]
+        return cards
 
     async def add_event(
         self, *, card_id: str, kind: str, at: dt.datetime, detail: dict[str, str | int]
@@ -197,6 +194,24 @@ class CardRepository:
             )
         )
 
+    async def add_events(
+        self, events: Sequence[tuple[str, str, dt.datetime, dict[str, str | int]]]
+    ) -> None:
+        if not events:
+            return
+        await self._connection.execute(
+            t.card_events.insert(),
+            [
+                {
+                    "card_id": card_id,
+                    "kind": kind,
+                    "at": at,
+                    "detail": json.dumps(detail, sort_keys=True),
+                }
+                for card_id, kind, at, detail in events
+            ],
+        )
+
     async def events(self, card_id: str, *, limit: int) -> list[CardEvent]:
         rows = await self._connection.execute(
             select(t.card_events)
@@ -205,3 +220,37 @@ class CardRepository:
             .limit(limit)
         )
         return [CardEvent(r.kind, r.at, json.loads(r.detail)) for r in rows]
+
+
+def _due_queries(now: dt.datetime, grace_period_days: int, *columns: Any) -> list[Select[Any]]:
+    """The cards due a lifecycle move, one query per index range: prepaid past validity,
+    prepaid past grace (not while a paid renewal is on its way: it restores the card), postpaid
+    with an overdue bill."""
+    cards = t.cards.c
+    grace_ended = now - dt.timedelta(days=grace_period_days)
+    past_validity = select(*columns).where(
+        cards.status == CardStatus.ACTIVE.value,
+        cards.validity_end <= now,
+        cards.kind == CardKind.PREPAID.value,
+    )
+    past_grace = select(*columns).where(
+        cards.status == CardStatus.GRACE.value,
+        cards.validity_end <= grace_ended,
+        cards.kind == CardKind.PREPAID.value,
+        cards.id.not_in(
+            select(t.renewals.c.card_id).where(
+                t.renewals.c.status == RenewalStatus.ACTIVATING.value
+            )
+        ),
+    )
+    overdue = select(*columns).where(
+        cards.status == CardStatus.ACTIVE.value,
+        cards.bill_due_minor > 0,
+        cards.bill_due_date <= now,
+        cards.kind == CardKind.POSTPAID.value,
+    )
+    return [
+        past_validity.order_by(cards.validity_end),
+        past_grace.order_by(cards.validity_end),
+        overdue.order_by(cards.bill_due_date),
+    ]

@@ -450,6 +450,71 @@ saved_payment_cards = Table(
 # --- usage (migration 0013, _upgrade_usage) ----------------------------------------------------
 # Usage records from the network and what they debited.
 
+# Each record the network sent, once by its id (a re-sent one is left out by the primary key);
+# ``counted``: whether it debited the card's period (False: used before the period began).
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("record_id", String(64), primary_key=True),
+    Column("card_id", ID, ForeignKey("cards.id"), nullable=False),
+    Column("used_at", UtcDateTime, nullable=False),
+    Column("data_used_mb", BigInteger, nullable=False),
+    Column("counted", Boolean, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+Index("ix_usage_records_card_id_used_at", usage_records.c.card_id, usage_records.c.used_at)
+
+# What usage remembers of a card: its period's quota (the 100 % of thresholds), what it used,
+# the thresholds raised in which period, and whether the network is to bar its data.
+card_usage = Table(
+    "card_usage",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("period", String(40), nullable=False),
+    Column("period_quota_mb", BigInteger, nullable=False),
+    Column("used_mb", BigInteger, nullable=False),
+    Column("data_low_period", String(40)),
+    Column("data_exhausted_period", String(40)),
+    Column("data_barred", Boolean, nullable=False),
+    Column("network_pending", Boolean, nullable=False),
+    Column("network_attempts", Integer, nullable=False),
+    Column("network_next_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+# The few cards the network must still be told about, and the few barred (renewal lifts it).
+Index(
+    "ix_card_usage_network_next_at",
+    card_usage.c.network_next_at,
+    postgresql_where=card_usage.c.network_pending,
+    sqlite_where=card_usage.c.network_pending,
+)
+Index(
+    "ix_card_usage_barred_card_id",
+    card_usage.c.card_id,
+    postgresql_where=card_usage.c.data_barred,
+    sqlite_where=card_usage.c.data_barred,
+)
+
+# Signed deliveries from the mediation system, by signature: the same signed body twice is a
+# replay (refused); forgotten once older than the signature tolerance.
+usage_deliveries = Table(
+    "usage_deliveries",
+    metadata,
+    Column("signature", String(64), primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+Index("ix_usage_deliveries_received_at", usage_deliveries.c.received_at)
+
+# The lifecycle finds postpaid cards whose bill became overdue by index (suspension); prepaid
+# cards past validity or grace by ix_cards_status_validity_end.
+Index(
+    "ix_cards_status_bill_due_date",
+    cards.c.status,
+    cards.c.bill_due_date,
+    postgresql_where=cards.c.bill_due_minor > 0,
+    sqlite_where=cards.c.bill_due_minor > 0,
+)
+
 # (end of usage)
 
 

@@ -24,6 +24,7 @@ from topup.adapters.db.plans import PlanRepository
 from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.renewals import RenewalRepository
 from topup.adapters.db.saved_payment_cards import SavedPaymentCardRepository
+from topup.adapters.db.usage import UsageRepository
 from topup.adapters.db.webhooks import WebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -48,6 +49,7 @@ class SqlUnitOfWork:
     account_history: AccountHistoryQueries
     organisations: OrganisationRepository
     bulk_renewals: BulkRenewalRepository
+    usage: UsageRepository
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -95,6 +97,7 @@ class SqlUnitOfWork:
         self.account_history = AccountHistoryQueries(connection)
         self.organisations = OrganisationRepository(connection)
         self.bulk_renewals = BulkRenewalRepository(connection)
+        self.usage = UsageRepository(connection)
         return self
 
     async def commit(self) -> None:

@@ -107,6 +107,21 @@ class MemoryCardRepository:
         self._tables.require_card(card_id)
         self._tables.card_events.append((card_id, CardEvent(kind, at, dict(detail))))
 
+    async def add_events(
+        self, events: Sequence[tuple[str, str, dt.datetime, dict[str, str | int]]]
+    ) -> None:
+        for card_id, kind, at, detail in events:
+            await self.add_event(card_id=card_id, kind=kind, at=at, detail=detail)
+
+    async def lock_due_for_lifecycle(
+        self, *, now: dt.datetime, limit: int, grace_period_days: int
+    ) -> list[Card]:
+        """Units of work run one at a time here: every due card is ours."""
+        ids = await self.due_for_lifecycle(
+            now=now, limit=limit, grace_period_days=grace_period_days
+        )
+        return [self._tables.cards[card_id] for card_id in ids]
+
     async def events(self, card_id: str, *, limit: int) -> list[CardEvent]:
         numbered = [
             (event.at, index, event)

@@ -23,6 +23,7 @@ from topup.domain.records import (
 )
 from topup.domain.renewal import Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
+from topup.domain.usage import UsageRecord, UsageState
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,12 @@ class Tables:
     bulk_runs: dict[str, BulkRun] = field(default_factory=dict)
     bulk_lines: dict[int, tuple[BulkLine, dt.datetime | None]] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)  # by number
+    # usage (issue 11): records by id (with whether each counted), states by card (with when
+    # the network is next to be told), signed deliveries by signature.
+    usage_records: dict[str, tuple[UsageRecord, bool]] = field(default_factory=dict)
+    card_usage: dict[str, tuple[UsageState, dt.datetime | None]] = field(default_factory=dict)
+    usage_deliveries: dict[str, dt.datetime] = field(default_factory=dict)
+    usage_attempts: dict[str, int] = field(default_factory=dict)  # network attempts, by card
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

@@ -25,6 +25,7 @@ from topup.adapters.memory.receipts import MemoryReceiptQueries
 from topup.adapters.memory.renewals import MemoryRenewalRepository
 from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
 from topup.adapters.memory.tables import Tables
+from topup.adapters.memory.usage import MemoryUsageRepository
 from topup.adapters.memory.webhooks import MemoryWebhookRepository
 from topup.domain.errors import InvariantError
 
@@ -62,6 +63,7 @@ class FakeUnitOfWork:
     idempotency: MemoryIdempotencyRepository
     organisations: MemoryOrganisationRepository
     bulk_renewals: MemoryBulkRenewalRepository
+    usage: MemoryUsageRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -96,6 +98,7 @@ class FakeUnitOfWork:
         self.idempotency = MemoryIdempotencyRepository(tables)
         self.organisations = MemoryOrganisationRepository(tables)
         self.bulk_renewals = MemoryBulkRenewalRepository(tables)
+        self.usage = MemoryUsageRepository(tables)
         return self
 
     async def commit(self) -> None:

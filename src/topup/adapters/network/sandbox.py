@@ -24,7 +24,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 
-from topup.ports import ProvisionRequest, ProvisionResult, ProvisionStatus
+from topup.ports import DataAccessRequest, ProvisionRequest, ProvisionResult, ProvisionStatus
 
 PERMANENT_FAILURE_MSISDN_SUFFIX = "0000"
 ACTIVATION_JITTER_FRACTION_MAX = 0.1
@@ -70,6 +70,9 @@ class SandboxNetwork:
         self._seed = seed
         self._latency_s = latency_s
         self._clock = clock
+        # Usage (issue 11): the data bar of each card it was told of, by MSISDN (what a real
+        # network's policy server holds); memory only, for tests and demos to read.
+        self.data_barred: dict[str, bool] = {}
 
     async def apply(self, request: ProvisionRequest) -> ProvisionResult:
         if self._latency_s > 0:
@@ -93,6 +96,19 @@ class SandboxNetwork:
         if self._clock() < ready_at:
             return ProvisionResult(status=ProvisionStatus.IN_PROGRESS, ready_at=ready_at)
         return ProvisionResult(status=ProvisionStatus.APPLIED, ready_at=ready_at)
+
+    async def set_data_access(self, request: DataAccessRequest) -> ProvisionResult:
+        """Bar or restore a card's data at once (``request_id`` makes a repeat harmless); a
+        transient failure for a fraction ``transient_failure_rate`` of requests, as above."""
+        if self._latency_s > 0:
+            await asyncio.sleep(self._latency_s)
+        if self._fails_transiently(request.request_id, request.attempt):
+            return ProvisionResult(
+                status=ProvisionStatus.TRANSIENT_FAILURE,
+                message="The sandbox network is busy; try again later.",
+            )
+        self.data_barred[request.msisdn] = request.data_barred
+        return ProvisionResult(status=ProvisionStatus.APPLIED, ready_at=self._clock())
 
     def ready_at(self, request: ProvisionRequest) -> dt.datetime:
         """When the network completes this activation, if it does not fail."""

@@ -31,6 +31,7 @@ from topup.settings import parse_trusted_proxies
 API_PREFIX = "/api/v1"
 DOCS_STATIC = "/api/docs/static"
 WEBHOOKS_PREFIX = f"{API_PREFIX}/webhooks/"  # signed raw bodies: limited, not inspected
+USAGE_RECORDS_PREFIX = f"{API_PREFIX}/usage-records"  # signed raw bodies too (issue 11)
 
 
 DESCRIPTION = """One door for the mobile app, kiosks, stores and partners.
@@ -109,7 +110,7 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
     for router in ROUTERS:
         app.include_router(router)
     # The last added runs first: the headers, the guard of bugs, then the checks of requests.
-    app.add_middleware(RequestChecks, raw_body_prefixes=(WEBHOOKS_PREFIX,))
+    app.add_middleware(RequestChecks, raw_body_prefixes=(WEBHOOKS_PREFIX, USAGE_RECORDS_PREFIX))
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(SecurityHeaders, cacheable_prefixes=(DOCS_STATIC + "/",))
     _serve_docs(app)

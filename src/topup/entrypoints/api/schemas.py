@@ -167,6 +167,9 @@ class CardOut(Read):
     credit: str
     credit_minor: int
     data_quota_mb: int
+    data_exhausted: bool = Field(
+        description="A prepaid card with no data left: no internet until it is renewed."
+    )
     validity_end: str | None
     grace_end: str | None
     bill_due: str

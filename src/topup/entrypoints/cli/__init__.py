@@ -15,6 +15,7 @@ from topup.entrypoints.cli import (
     plans,
     renewals,
     settlement,
+    usage,
     worker_serve,
 )
 from topup.entrypoints.cli.output import EXIT_FAILED, EXIT_INPUT, fail_with
@@ -49,6 +50,7 @@ app.command(name="sandbox-settlement")(settlement.sandbox_settlement_command)
 app.command(name="settle")(settlement.settle_command)
 app.add_typer(organisations.organisations_app, name="organisations")
 app.command(name="bulk-renew")(organisations.bulk_renew)
+app.add_typer(usage.usage_app, name="usage")
 
 
 def main() -> None:

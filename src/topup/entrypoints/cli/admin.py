@@ -29,7 +29,7 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create or upgrade the database schema; with --demo, load demo data."""
-    from topup.bootstrap import load_settings, migrate
+    from topup.bootstrap import load_settings, migrate, usage_secret
     from topup.services.demo import load_demo
 
     settings = load_settings()
@@ -42,6 +42,7 @@ def init(
             EXIT_INTERNAL,
         ) from None
     result: dict[str, Any] = {"migrated": True, "database": settings.database_url.split("@")[-1]}
+    usage_secret(settings)  # the mediation system's signing secret, made once (issue 11)
     if demo:
         result["demo"] = run(lambda application: load_demo(application.services))
     if as_json:

@@ -88,6 +88,8 @@ def balance(card: CardArgument, as_json: JsonOption = False) -> None:
     out.print(f"card {row['msisdn']} ({row['kind']}): {row['status']}")
     if row["kind"] == "prepaid":
         out.print(f"  credit {row['credit']} {row['currency']}, data {row['data_quota_mb']} MB")
+        if row["data_exhausted"] and row["status"] != "expired":
+            out.print("  no data left: no internet until the card is renewed")
         out.print(
             f"  valid until {row['validity_end'] or '-'}; grace until {row['grace_end'] or '-'}"
         )

@@ -1,0 +1,265 @@
+"""Usage records, cards' usage states and signed deliveries. Never commits.
+
+Records go in set-based: on PostgreSQL one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT
+(record_id) DO NOTHING RETURNING`` per batch (the primary key decides which records are new,
+even against a concurrent import of the same file); on SQLite (one writer at a time) the ids
+already there are read, then the rest inserted with one executemany.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from topup.adapters.db import tables as t
+from topup.adapters.db.bulk import dialect_insert, many
+from topup.domain.renewal import RenewalStatus
+from topup.domain.usage import NetworkChange, UsageRecord, UsageState
+
+SQLITE_IDS_PER_QUERY_MAX = 10_000  # well under SQLite's 32,766 bound parameters
+
+_INSERT_NEW_RECORDS = text(
+    "INSERT INTO usage_records (record_id, card_id, used_at, data_used_mb, counted, received_at) "
+    "SELECT v.record_id, v.card_id, v.used_at, v.data_used_mb, v.counted, :received_at "
+    "FROM unnest(CAST(:record_ids AS varchar[]), CAST(:card_ids AS varchar[]), "
+    "CAST(:used_ats AS timestamptz[]), CAST(:data_used AS bigint[]), CAST(:counted AS boolean[])) "
+    "AS v(record_id, card_id, used_at, data_used_mb, counted) "
+    "ON CONFLICT (record_id) DO NOTHING RETURNING card_id, data_used_mb, counted"
+)
+
+_STATE_COLUMNS = (
+    "period",
+    "period_quota_mb",
+    "used_mb",
+    "data_low_period",
+    "data_exhausted_period",
+    "data_barred",
+    "network_pending",
+)
+
+
+def _state_of(row: Any) -> UsageState:
+    m = row._mapping
+    return UsageState(
+        card_id=m["card_id"],
+        period=m["period"],
+        period_quota_mb=int(m["period_quota_mb"]),
+        used_mb=int(m["used_mb"]),
+        data_low_period=m["data_low_period"],
+        data_exhausted_period=m["data_exhausted_period"],
+        data_barred=bool(m["data_barred"]),
+        network_pending=bool(m["network_pending"]),
+    )
+
+
+class UsageRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def insert_records(
+        self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
+    ) -> list[tuple[str, int, bool]]:
+        if not records:
+            return []
+        if self._connection.dialect.name == "postgresql":
+            rows = await self._connection.execute(
+                _INSERT_NEW_RECORDS,
+                {
+                    "record_ids": [record.record_id for record, _ in records],
+                    "card_ids": [record.card_id for record, _ in records],
+                    "used_ats": [record.used_at for record, _ in records],
+                    "data_used": [record.data_used_mb for record, _ in records],
+                    "counted": [counted for _, counted in records],
+                    "received_at": at,
+                },
+            )
+            return [(row[0], int(row[1]), bool(row[2])) for row in rows]
+        known: set[str] = set()
+        ids = [record.record_id for record, _ in records]
+        for start in range(0, len(ids), SQLITE_IDS_PER_QUERY_MAX):
+            chunk = ids[start : start + SQLITE_IDS_PER_QUERY_MAX]
+            found = await self._connection.execute(
+                select(t.usage_records.c.record_id).where(t.usage_records.c.record_id.in_(many())),
+                {"ids": chunk},
+            )
+            known.update(row[0] for row in found)
+        new = [(record, counted) for record, counted in records if record.record_id not in known]
+        if new:
+            await self._connection.execute(
+                t.usage_records.insert(),
+                [
+                    {
+                        "record_id": record.record_id,
+                        "card_id": record.card_id,
+                        "used_at": record.used_at,
+                        "data_used_mb": record.data_used_mb,
+                        "counted": counted,
+                        "received_at": at,
+                    }
+                    for record, counted in new
+                ],
+            )
+        return [(record.card_id, record.data_used_mb, counted) for record, counted in new]
+
+    async def period_starts(self, card_ids: Sequence[str]) -> dict[str, dt.datetime]:
+        if not card_ids:
+            return {}
+        renewals = t.renewals.c
+        rows = await self._connection.execute(
+            select(renewals.card_id, func.max(renewals.completed_at))
+            .where(
+                renewals.card_id.in_(many()),
+                renewals.status == RenewalStatus.COMPLETED.value,
+                renewals.validity_days > 0,
+            )
+            .group_by(renewals.card_id),
+            {"ids": sorted(set(card_ids))},
+        )
+        # max() keeps the column's type: aware UTC datetimes come back on both databases.
+        return {card_id: started for card_id, started in rows if started is not None}
+
+    async def states(self, card_ids: Sequence[str]) -> dict[str, UsageState]:
+        if not card_ids:
+            return {}
+        rows = await self._connection.execute(
+            select(t.card_usage).where(t.card_usage.c.card_id.in_(many())),
+            {"ids": sorted(set(card_ids))},
+        )
+        return {row.card_id: _state_of(row) for row in rows}
+
+    async def save_states(self, states: Sequence[UsageState], *, at: dt.datetime) -> None:
+        if not states:
+            return
+        insert = dialect_insert(self._connection, t.card_usage)
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.card_usage.c.card_id],
+            set_={
+                **{column: insert.excluded[column] for column in _STATE_COLUMNS},
+                "network_attempts": 0,
+                "network_next_at": insert.excluded.network_next_at,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
+        await self._connection.execute(
+            statement,
+            [
+                {
+                    "card_id": state.card_id,
+                    "period": state.period,
+                    "period_quota_mb": state.period_quota_mb,
+                    "used_mb": state.used_mb,
+                    "data_low_period": state.data_low_period,
+                    "data_exhausted_period": state.data_exhausted_period,
+                    "data_barred": state.data_barred,
+                    "network_pending": state.network_pending,
+                    "network_attempts": 0,
+                    "network_next_at": at if state.network_pending else None,
+                    "updated_at": at,
+                }
+                for state in states
+            ],
+        )
+
+    async def lift_bars(self, *, limit: int) -> int:
+        usage = t.card_usage.c
+        barred_with_data = (
+            select(usage.card_id)
+            .join(t.cards, t.cards.c.id == usage.card_id)
+            .where(usage.data_barred, t.cards.c.data_quota_mb > 0)
+            .limit(limit)
+        )
+        if self._connection.dialect.name == "postgresql":
+            barred_with_data = barred_with_data.with_for_update(of=t.card_usage, skip_locked=True)
+        ids = [row[0] for row in await self._connection.execute(barred_with_data)]
+        if not ids:
+            return 0
+        await self._connection.execute(
+            update(t.card_usage)
+            .where(usage.card_id.in_(many()))
+            .values(
+                data_barred=False,
+                network_pending=True,
+                network_attempts=0,
+                network_next_at=func.coalesce(usage.network_next_at, usage.updated_at),
+            ),
+            {"ids": ids},
+        )
+        return len(ids)
+
+    async def claim_network_changes(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[NetworkChange]:
+        usage = t.card_usage.c
+        picked = (
+            select(usage.card_id)
+            .where(usage.network_pending, usage.network_next_at <= now)
+            .order_by(usage.network_next_at)
+            .limit(limit)
+        )
+        if self._connection.dialect.name == "postgresql":
+            picked = picked.with_for_update(skip_locked=True)
+        ids = [row[0] for row in await self._connection.execute(picked)]
+        if not ids:
+            return []
+        await self._connection.execute(
+            update(t.card_usage)
+            .where(usage.card_id.in_(many()))
+            .values(network_next_at=lease_until, network_attempts=usage.network_attempts + 1),
+            {"ids": ids},
+        )
+        rows = await self._connection.execute(
+            select(t.card_usage, t.cards.c.msisdn, t.cards.c.iccid)
+            .join(t.cards, t.cards.c.id == usage.card_id)
+            .where(usage.card_id.in_(many()))
+            .order_by(usage.card_id),
+            {"ids": ids},
+        )
+        return [
+            NetworkChange(_state_of(row), row.msisdn, row.iccid, int(row.network_attempts))
+            for row in rows
+        ]
+
+    async def network_told(self, card_id: str, *, data_barred: bool) -> None:
+        usage = t.card_usage.c
+        await self._connection.execute(
+            update(t.card_usage)
+            .where(and_(usage.card_id == card_id, usage.data_barred == data_barred))
+            .values(network_pending=False, network_attempts=0, network_next_at=None)
+        )
+
+    async def network_failed(self, card_id: str, *, next_at: dt.datetime) -> None:
+        usage = t.card_usage.c
+        await self._connection.execute(
+            update(t.card_usage)
+            .where(and_(usage.card_id == card_id, usage.network_pending))
+            .values(network_next_at=next_at)
+        )
+
+    async def first_delivery(self, signature: str, *, at: dt.datetime) -> bool:
+        insert = dialect_insert(self._connection, t.usage_deliveries)
+        result = await self._connection.execute(
+            insert.values(signature=signature, received_at=at).on_conflict_do_nothing(
+                index_elements=[t.usage_deliveries.c.signature]
+            )
+        )
+        return bool(result.rowcount == 1)
+
+    async def forget_deliveries(self, *, received_before: dt.datetime, limit: int) -> int:
+        deliveries = t.usage_deliveries.c
+        old = (
+            select(deliveries.signature)
+            .where(deliveries.received_at < received_before)
+            .order_by(deliveries.received_at)
+            .limit(limit)
+        )
+        ids = [row[0] for row in await self._connection.execute(old)]
+        if not ids:
+            return 0
+        await self._connection.execute(
+            t.usage_deliveries.delete().where(deliveries.signature.in_(many())), {"ids": ids}
+        )
+        return len(ids)

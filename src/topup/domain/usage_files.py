@@ -1,0 +1,218 @@
+"""Reading usage records the network sends: CSV with a header, or JSON lines.
+
+Each record has ``record_id`` (the network's id, 1 to 64 printable characters), ``card`` (the
+card's MSISDN in any form, or its ICCID), ``used_at`` (ISO 8601 with a time zone, e.g.
+``2026-12-04T08:15:00Z``) and ``data_used_mb`` (a whole number of megabytes, 0 or more). A line
+that cannot be used is a ``LineProblem`` with its line number and a code; the others still count.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from topup.domain.card_number import CardNumber, CardNumberKind, parse_card_number
+from topup.domain.errors import InputError, TopupError
+from topup.domain.profile import OperatorProfile
+from topup.domain.usage import RECORD_ID_LENGTH_MAX
+
+FIELDS = ("record_id", "card", "used_at", "data_used_mb")
+E164_DIGITS_MAX = 15
+E164_DIGITS_MIN = 8
+
+
+class UsageFormat(StrEnum):
+    CSV = "csv"
+    JSON_LINES = "jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    """A line that reads as a record; its card is still to be found."""
+
+    line: int
+    record_id: str
+    card_number: CardNumber
+    used_at: dt.datetime
+    data_used_mb: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineProblem:
+    line: int
+    code: str
+    message: str
+
+
+def detect_format(name: str, first_line: str) -> UsageFormat:
+    """By the file's extension (.csv, .jsonl, .ndjson, .json), else by its first line."""
+    lowered = name.lower()
+    if lowered.endswith(".csv"):
+        return UsageFormat.CSV
+    if lowered.endswith((".jsonl", ".ndjson", ".json")):
+        return UsageFormat.JSON_LINES
+    return UsageFormat.JSON_LINES if first_line.lstrip().startswith("{") else UsageFormat.CSV
+
+
+class UsageReader:
+    """Turns lines into records and problems. Card numbers are read once each (a file names
+    the same cards again and again); times must be in the past or within ``future_skew_s``."""
+
+    def __init__(
+        self,
+        profile: OperatorProfile,
+        *,
+        now: dt.datetime,
+        future_skew_s: int,
+        data_used_mb_max: int,
+    ) -> None:
+        self._profile = profile
+        self._latest = now + dt.timedelta(seconds=future_skew_s)
+        self._data_used_mb_max = data_used_mb_max
+        self._cards: dict[str, CardNumber | TopupError] = {}
+
+    def read(self, lines: Iterable[str], kind: UsageFormat) -> Iterator[UsageLine | LineProblem]:
+        """Every line's record or problem, in file order (blank lines are skipped)."""
+        if kind is UsageFormat.CSV:
+            return self._read_csv(lines)
+        return self._read_json_lines(lines)
+
+    def _read_json_lines(self, lines: Iterable[str]) -> Iterator[UsageLine | LineProblem]:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except ValueError:
+                yield _malformed(number, "not a JSON object")
+                continue
+            if not isinstance(value, dict):
+                yield _malformed(number, "not a JSON object")
+                continue
+            yield self._record(number, value)
+
+    def _read_csv(self, lines: Iterable[str]) -> Iterator[UsageLine | LineProblem]:
+        rows = csv.reader(iter(lines))
+        try:
+            header = next(rows)
+        except StopIteration:
+            return
+        except csv.Error:
+            raise _header_invalid() from None
+        names = [name.strip().lower() for name in header]
+        if any(name not in names for name in FIELDS):
+            raise _header_invalid()
+        positions = [names.index(name) for name in FIELDS]
+        width = len(names)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error:
+                yield _malformed(rows.line_num, "not a CSV line")
+                continue
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != width:
+                yield _malformed(rows.line_num, f"{len(row)} fields, the header has {width}")
+                continue
+            yield self._record(
+                rows.line_num, dict(zip(FIELDS, (row[i] for i in positions), strict=True))
+            )
+
+    def _record(self, line: int, value: dict[str, object]) -> UsageLine | LineProblem:
+        record_id = value.get("record_id")
+        if (
+            not isinstance(record_id, str)
+            or not 0 < len(record_id.strip()) <= RECORD_ID_LENGTH_MAX
+            or not record_id.strip().isprintable()
+        ):
+            return LineProblem(
+                line,
+                "usage_record_id_invalid",
+                f"record_id must be 1 to {RECORD_ID_LENGTH_MAX} printable characters",
+            )
+        card = self._card(value.get("card"))
+        if isinstance(card, TopupError):
+            return LineProblem(line, "usage_card_invalid", card.message)
+        used_at = _time(value.get("used_at"))
+        if used_at is None:
+            return LineProblem(
+                line, "usage_time_invalid", "used_at must be ISO 8601 with a time zone"
+            )
+        if used_at > self._latest:
+            return LineProblem(line, "usage_time_in_future", "used_at is in the future")
+        data = _whole_number(value.get("data_used_mb"))
+        if data is None or data > self._data_used_mb_max:
+            return LineProblem(
+                line,
+                "usage_data_invalid",
+                f"data_used_mb must be a whole number from 0 to {self._data_used_mb_max}",
+            )
+        return UsageLine(line, record_id.strip(), card, used_at, data)
+
+    def _card(self, text: object) -> CardNumber | TopupError:
+        if not isinstance(text, str) or not text.strip():
+            return InputError("card is missing", code="usage_card_invalid")
+        found = self._cards.get(text)
+        if found is None:
+            found = _card_number(text.strip(), self._profile)
+            self._cards[text] = found
+        return found
+
+
+def _card_number(text: str, profile: OperatorProfile) -> CardNumber | TopupError:
+    """E.164 as networks send it is taken as is; any other form as a subscriber types it."""
+    digits = text[1:]
+    if (
+        text.startswith("+")
+        and digits.isascii()
+        and digits.isdigit()
+        and E164_DIGITS_MIN <= len(digits) <= E164_DIGITS_MAX
+    ):
+        return CardNumber(CardNumberKind.MSISDN, text)
+    try:
+        return parse_card_number(text, profile)
+    except TopupError as error:
+        return error
+
+
+def _time(value: object) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(dt.UTC)
+
+
+def _whole_number(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return int(text)
+    return None
+
+
+def _malformed(line: int, why: str) -> LineProblem:
+    return LineProblem(line, "usage_line_malformed", f"line cannot be read: {why}")
+
+
+def _header_invalid() -> InputError:
+    return InputError(
+        f"a usage CSV file starts with a header naming {', '.join(FIELDS)}",
+        code="usage_header_invalid",
+        params={"fields": ", ".join(FIELDS)},
+    )

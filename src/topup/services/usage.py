@@ -1,0 +1,275 @@
+"""Usage records from the network debit cards' data quotas (issue 11, part 1).
+
+``import_usage`` reads a file's lines (CSV or JSON lines), applies the good ones in batches of
+``usage_batch_size`` (one transaction each: cards locked in id order, new records inserted once
+by their id, one debit per card, threshold events, usage states) and reports the bad lines by
+number. ``receive_signed_usage`` does the same for a signed delivery of the mediation system.
+``tell_network`` bars the data of exhausted prepaid cards on the network and lifts the bar once a
+renewal gave them data again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from topup.domain.card_events import validity_period
+from topup.domain.card_number import CardNumber, CardNumberKind
+from topup.domain.cards import Card
+from topup.domain.errors import ConflictError, InputError
+from topup.domain.usage import (
+    NetworkChange,
+    UsageRecord,
+    UsageState,
+    counts_against_period,
+    debit,
+)
+from topup.domain.usage_files import LineProblem, UsageFormat, UsageLine, UsageReader
+from topup.domain.usage_signatures import verify
+from topup.ports import DataAccessRequest, ProvisionStatus, UnitOfWork
+from topup.services.context import Services
+
+
+@dataclass
+class UsageSummary:
+    """What an import did. ``problems`` keeps the first ``usage_problems_kept_max`` bad lines;
+    ``problem_count`` counts them all."""
+
+    records: int = 0  # lines that read as records (bad lines not included)
+    applied: int = 0  # records new to us (each applied once)
+    duplicates: int = 0  # records already applied (a re-sent file), or twice in this one
+    earlier_period: int = 0  # new records used before their card's current period began
+    debited_mb: int = 0  # what the quotas actually lost (never below zero)
+    cards: int = 0  # cards whose quota changed
+    events: int = 0  # threshold events raised
+    problem_count: int = 0
+    problems: list[LineProblem] = field(default_factory=list)
+
+    def add_problem(self, problem: LineProblem, kept_max: int) -> None:
+        self.problem_count += 1
+        if len(self.problems) < kept_max:
+            self.problems.append(problem)
+
+
+async def import_usage(
+    services: Services, lines: Iterable[str], *, kind: UsageFormat
+) -> UsageSummary:
+    """Apply every good line, a batch per transaction; InputError only for a CSV file without
+    its header (nothing applied)."""
+    limits = services.limits.usage
+    reader = UsageReader(
+        services.profile,
+        now=services.clock.now(),
+        future_skew_s=limits.usage_future_skew_s,
+        data_used_mb_max=limits.usage_data_used_mb_max,
+    )
+    summary = UsageSummary()
+    batch: list[UsageLine] = []
+    for item in reader.read(lines, kind):
+        if isinstance(item, LineProblem):
+            summary.add_problem(item, limits.usage_problems_kept_max)
+            continue
+        batch.append(item)
+        if len(batch) >= limits.usage_batch_size:
+            await _apply(services, batch, summary)
+            batch = []
+    if batch:
+        await _apply(services, batch, summary)
+    summary.problems.sort(key=lambda problem: problem.line)
+    return summary
+
+
+async def receive_signed_usage(
+    services: Services, body: bytes, headers: Mapping[str, str], *, content_type: str
+) -> UsageSummary:
+    """A delivery of the mediation system: its signature checked (missing, wrong, old, or seen
+    before: refused with a ``usage_signature_*`` code and nothing applied), then imported."""
+    limits = services.limits.usage
+    now = services.clock.now()
+    signature = verify(
+        services.usage_secret,
+        body,
+        headers,
+        now=now,
+        tolerance_s=limits.usage_signature_tolerance_s,
+    )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(
+            "usage records are UTF-8 text", code="usage_line_malformed", field="body"
+        ) from None
+    lines = text.splitlines()
+    if len(lines) > limits.usage_records_per_request_max + 1:  # a CSV header besides
+        raise InputError(
+            f"at most {limits.usage_records_per_request_max} records per request",
+            code="usage_request_too_large",
+            params={"maximum": str(limits.usage_records_per_request_max)},
+        )
+    async with services.unit_of_work() as uow:
+        first = await uow.usage.first_delivery(signature, at=now)
+        await uow.commit()
+    if not first:
+        raise ConflictError(
+            "these records were delivered with this signature already; sign a new delivery",
+            code="usage_signature_replayed",
+        )
+    kind = (
+        UsageFormat.CSV
+        if "csv" in content_type.lower()
+        else UsageFormat.JSON_LINES
+        if "json" in content_type.lower()
+        else None
+    )
+    if kind is None:
+        first_line = next((line for line in lines if line.strip()), "")
+        kind = UsageFormat.JSON_LINES if first_line.lstrip().startswith("{") else UsageFormat.CSV
+    return await import_usage(services, lines, kind=kind)
+
+
+async def _apply(services: Services, batch: list[UsageLine], summary: UsageSummary) -> None:
+    """One transaction: the batch's cards locked (in id order: concurrent imports cannot
+    deadlock, and the second of two imports of the same records finds them all known)."""
+    now = services.clock.now()
+    limits = services.limits.usage
+    msisdns = {line.card_number.value for line in batch if _is_msisdn(line.card_number)}
+    iccids = {line.card_number.value for line in batch if not _is_msisdn(line.card_number)}
+    async with services.unit_of_work() as uow:
+        found = await uow.cards.by_numbers(msisdns=sorted(msisdns), iccids=sorted(iccids))
+        by_number = {card.msisdn: card.id for card in found} | {
+            card.iccid: card.id for card in found
+        }
+        records: dict[str, UsageRecord] = {}
+        for line in batch:
+            card_id = by_number.get(line.card_number.value)
+            if card_id is None:
+                summary.add_problem(
+                    LineProblem(line.line, "usage_card_unknown", "no card has this number"),
+                    limits.usage_problems_kept_max,
+                )
+                continue
+            summary.records += 1
+            if line.record_id in records:
+                summary.duplicates += 1
+                continue
+            records[line.record_id] = UsageRecord(
+                line.record_id, card_id, line.used_at, line.data_used_mb
+            )
+        card_ids = sorted({record.card_id for record in records.values()})
+        cards = await uow.cards.get_many(card_ids, for_update=True)
+        starts = await uow.usage.period_starts(card_ids)
+        inserted = await uow.usage.insert_records(
+            [
+                (record, counts_against_period(record.used_at, starts.get(record.card_id)))
+                for record in records.values()
+            ],
+            at=now,
+        )
+        summary.duplicates += len(records) - len(inserted)
+        summary.applied += len(inserted)
+        used: dict[str, int] = {}
+        for card_id, data_used_mb, counted in inserted:
+            if counted:
+                used[card_id] = used.get(card_id, 0) + data_used_mb
+            else:
+                summary.earlier_period += 1
+        await _debit_cards(services, uow, cards, used, summary, now)
+        await uow.commit()
+
+
+async def _debit_cards(
+    services: Services,
+    work: UnitOfWork,
+    cards: dict[str, Card],
+    used: dict[str, int],
+    summary: UsageSummary,
+    now: dt.datetime,
+) -> None:
+    """One debit per card of what its new records of the current period used."""
+    states = await work.usage.states(sorted(used))
+    changes: list[tuple[Card, int]] = []
+    new_states: list[UsageState] = []
+    events: list[tuple[str, str, dt.datetime, dict[str, str | int]]] = []
+    low_percent = services.limits.usage.data_low_percent
+    for card_id in sorted(used):
+        card = cards[card_id]
+        result = debit(
+            card,
+            states.get(card_id),
+            period=validity_period(card),
+            used_mb=used[card_id],
+            low_percent=low_percent,
+        )
+        if result.card.data_quota_mb != card.data_quota_mb:
+            changes.append((replace(result.card, version=card.version + 1), card.version))
+            summary.debited_mb += card.data_quota_mb - result.card.data_quota_mb
+        new_states.append(result.state)
+        events += [(card_id, event.kind.value, now, event.detail) for event in result.events]
+    await work.cards.save_many(changes, at=now)
+    await work.usage.save_states(new_states, at=now)
+    await work.cards.add_events(events)
+    summary.cards += len(changes)
+    summary.events += len(events)
+
+
+def _is_msisdn(number: CardNumber) -> bool:
+    return number.kind is CardNumberKind.MSISDN
+
+
+async def tell_network(services: Services) -> int:
+    """Lift the bar of barred cards that have data again, then tell the network of every bar
+    not yet confirmed (a batch, calls bounded by the worker's concurrency); a refusal is tried
+    again after ``data_access_retry_s``. Also forgets signatures older than they may be. Returns
+    how many cards it dealt with."""
+    network = services.network_data
+    limits = services.limits
+    now = services.clock.now()
+    batch_size = limits.usage.data_access_batch_size
+    async with services.unit_of_work() as uow:
+        lifted = await uow.usage.lift_bars(limit=batch_size)
+        changes: list[NetworkChange] = (
+            []
+            if network is None
+            else await uow.usage.claim_network_changes(
+                now=now,
+                lease_until=now + dt.timedelta(seconds=limits.worker.job_lease_s),
+                limit=batch_size,
+            )
+        )
+        await uow.usage.forget_deliveries(
+            received_before=now
+            - dt.timedelta(seconds=2 * limits.usage.usage_signature_tolerance_s),
+            limit=batch_size,
+        )
+        await uow.commit()
+    if network is None or not changes:
+        return lifted
+    gate = asyncio.Semaphore(limits.worker.worker_concurrency)
+
+    async def tell(change: NetworkChange) -> tuple[NetworkChange, bool]:
+        async with gate:
+            result = await network.set_data_access(
+                DataAccessRequest(
+                    request_id=change.request_id,
+                    msisdn=change.msisdn,
+                    iccid=change.iccid,
+                    data_barred=change.state.data_barred,
+                    attempt=change.attempt,
+                )
+            )
+        return change, result.status is ProvisionStatus.APPLIED
+
+    outcomes = await asyncio.gather(*(tell(change) for change in changes))
+    retry_at = services.clock.now() + dt.timedelta(seconds=limits.usage.data_access_retry_s)
+    async with services.unit_of_work() as uow:
+        for change, applied in outcomes:
+            if applied:
+                await uow.usage.network_told(
+                    change.state.card_id, data_barred=change.state.data_barred
+                )
+            else:
+                await uow.usage.network_failed(change.state.card_id, next_at=retry_at)
+        await uow.commit()
+    return lifted + len(changes)

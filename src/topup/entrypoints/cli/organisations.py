@@ -40,7 +40,12 @@ def _read(path: Path) -> str:
     try:
         return path.read_text("utf-8-sig") if str(path) != "-" else sys.stdin.read()
     except (OSError, UnicodeDecodeError) as error:
-        raise fail("file_unreadable", f"cannot read {path}: {error}", EXIT_INPUT) from None
+        raise fail(
+            "fleet_file_unreadable",
+            f"cannot read {path}: {type(error).__name__}",
+            EXIT_INPUT,
+            {"file": str(path)},
+        ) from None
 
 
 @organisations_app.command(name="create")

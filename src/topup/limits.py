@@ -110,6 +110,23 @@ class MailLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetLimits:
+    """Enterprise fleets: bulk renewals (lines per run, lines leased at once, renewals in flight
+    against the gateway, leases), the fleet page and its exports, invoices."""
+
+    bulk_lines_max: int
+    bulk_batch_size: int
+    bulk_concurrency: int
+    bulk_line_lease_s: float
+    bulk_waiting_recheck_s: float
+    bulk_line_attempts_max: int
+    fleet_page_size: int
+    fleet_near_expiry_days: int
+    fleet_export_rows_max: int
+    invoice_renewals_max: int
+
+
+@dataclass(frozen=True, slots=True)
 class UsageLimits:
     """Usage records (issue 11): records per transaction and per signed request, the largest
     record, how far ahead of our clock and how old a signature may be, the low-data threshold,
@@ -155,6 +172,7 @@ class Limits:
     accounts: AccountLimits
     idempotency: IdempotencyLimits
     mail: MailLimits
+    fleets: FleetLimits
     usage: UsageLimits
     auto_renewal: AutoRenewalLimits
 
@@ -169,6 +187,7 @@ GROUPS: dict[str, type] = {
     "accounts": AccountLimits,
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
+    "fleets": FleetLimits,
     "usage": UsageLimits,
     "auto_renewal": AutoRenewalLimits,
 }

@@ -97,6 +97,21 @@ class LimitSettings(BaseSettings):
     # E-mails (card-number recovery, receipts sent later) under way in the background at once;
     # more are dropped with a log line.
     mailings_in_flight_max: int = Field(32, ge=1, le=10_000)
+    # Fleets: lines in one bulk renewal; lines a worker leases at once (each batch's renewals are
+    # group-committed) and renewals in flight at once against the gateway; how long a leased line
+    # is hidden from other workers (a killed worker's lines are taken again after it), and when a
+    # line whose payment's outcome is not known yet is looked at again. The fleet page's size,
+    # what "near expiry" means, the most rows one CSV export or invoice holds.
+    bulk_lines_max: int = Field(20_000, ge=1, le=1_000_000)
+    bulk_batch_size: int = Field(1000, ge=1, le=10_000)
+    bulk_concurrency: int = Field(128, ge=1, le=1000)
+    bulk_line_lease_s: float = Field(120.0, gt=0)
+    bulk_waiting_recheck_s: float = Field(30.0, gt=0)
+    bulk_line_attempts_max: int = Field(8, ge=1, le=100)  # a line refused for a passing reason
+    fleet_page_size: int = Field(50, ge=1, le=500)
+    fleet_near_expiry_days: int = Field(7, ge=1, le=365)
+    fleet_export_rows_max: int = Field(100_000, ge=1, le=1_000_000)
+    invoice_renewals_max: int = Field(100_000, ge=1, le=1_000_000)
     # Usage (issue 11): records written per transaction, records one signed request may carry,
     # bad lines listed in a summary, the largest record, how far in the future a record's time
     # and a signature's may be (and how old a signature), the share of a period's quota that is

@@ -615,4 +615,108 @@ Index("ix_auto_top_ups_card_id_at", auto_top_ups.c.card_id, auto_top_ups.c.at)
 # --- fleets (migration 0013, _upgrade_fleets) --------------------------------------------------
 # Organisations, members, their cards, bulk renewal runs and lines, monthly invoices.
 
+# An enterprise account. Bulk renewals are charged to one of its members' saved payment cards.
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("payment_card_id", ID, ForeignKey("saved_payment_cards.id", ondelete="SET NULL")),
+    Column("payment_card_account_id", ID),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+organisation_members = Table(
+    "organisation_members",
+    metadata,
+    Column("organisation_id", ID, ForeignKey("organisations.id"), primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+)
+Index("ix_organisation_members_account_id", organisation_members.c.account_id)
+
+# A card belongs to at most one organisation.
+organisation_cards = Table(
+    "organisation_cards",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+)
+Index(
+    "ix_organisation_cards_organisation_id_card_id",
+    organisation_cards.c.organisation_id,
+    organisation_cards.c.card_id,
+)
+
+bulk_runs = Table(
+    "bulk_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("created_by", String(36), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("lines_total", Integer, nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("retry_of", ID),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+)
+Index(
+    "ix_bulk_runs_organisation_id_created_at", bulk_runs.c.organisation_id, bulk_runs.c.created_at
+)
+
+# One line of a run; each line is its own renewal, under its own idempotency key (not unique
+# here: the same file uploaded twice makes the same keys, and the renewals' key is unique).
+bulk_lines = Table(
+    "bulk_lines",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", ID, ForeignKey("bulk_runs.id"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("number", String(40), nullable=False),
+    Column("card_id", ID),
+    Column("plan_code", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("renewal_id", ID),
+    Column("receipt_number", String(16)),
+    Column("error_code", String(64)),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_until", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("run_id", "line_no", name="uq_bulk_lines_run_id_line_no"),
+)
+# The worker finds open lines by this index (status first: finished lines are never looked at).
+Index("ix_bulk_lines_status_lease_until", bulk_lines.c.status, bulk_lines.c.lease_until)
+Index("ix_bulk_lines_renewal_id", bulk_lines.c.renewal_id)
+
+# Monthly consolidated invoices: numbered in sequence per organisation and month.
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("number", String(40), nullable=False, unique=True),
+    Column("renewals_count", Integer, nullable=False),
+    Column("gross_minor", BigInteger, nullable=False),
+    Column("net_minor", BigInteger, nullable=False),
+    Column("tax_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint(
+        "organisation_id", "month", "sequence", name="uq_invoices_organisation_id_month_sequence"
+    ),
+)
+
 # (end of fleets)

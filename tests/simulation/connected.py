@@ -23,12 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import Executable
 
+from tests.mailed_links import confirmed_account
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
 from topup.adapters.gateways import sandbox
 from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.bootstrap import Application
 from topup.domain import ledger
+from topup.domain.auto_renewal import SetterKind
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import TopupError
 from topup.domain.methods import PHYSICAL_CHANNELS
@@ -46,6 +48,9 @@ from topup.ports import (
     ProvisionResult,
     ProvisionStatus,
 )
+from topup.services import saved_payment_cards
+from topup.services.auto_renewal import PaymentChoice as AutoPayment
+from topup.services.auto_renewal import SetBy, set_auto_renewal
 from topup.services.billing import issue_postpaid_bill
 from topup.services.context import Services
 from topup.services.demo import demo_plans, iccid_for
@@ -84,6 +89,10 @@ USAGE_LATE_SHARE = 0.05  # records arriving days late (used before a renewal: no
 USAGE_LATE_S = 3 * 86_400
 USAGE_MALFORMED_PER_FILE = 2  # lines that cannot be read, reported by their number
 WEBHOOK_SHARE = 0.5  # wallet payments told by webhook; the others found by the reconciler
+# Auto-renewal: some subscribers who renew turn it on, paying by a saved payment card.
+AUTO_RENEWAL_SHARE = 0.2  # of the prepaid subscribers who renew
+AUTO_RENEWAL_PLAN = "pack_30gb_30d"
+AUTO_RENEWAL_ACCOUNT = "fleet-owner@example.com"
 # Workers.
 WORKER_BATCH_SIZE = 16  # small, so that the two workers share the jobs of a step
 WORKER_CONCURRENCY = 4
@@ -121,6 +130,24 @@ PAYMENTS = (
     PaymentChoice("wallet declined", 3, method="ewallet:tng", wallet_account="60123400000"),
     PaymentChoice("wallet never answered", 3, method="ewallet:tng", wallet_account="60123409999"),
 )
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    """A payment card saved for auto-renewal, and its share of the cards that auto-renew."""
+
+    name: str
+    weight: int
+    number: str
+    expiry: tuple[int, int] = (12, 2030)  # month, year
+
+
+SAVED_CARDS = (
+    SavedCard("works", 60, "4242424242424242"),
+    SavedCard("declines", 15, "4000000000000002"),
+    SavedCard("no funds", 10, "4000000000009995"),
+    SavedCard("expires in November", 15, "5555555555554444", (11, 2026)),
+)
 PREPAID_PLANS = (
     ("pack_30gb_30d", 50),
     ("pack_100gb_30d", 20),
@@ -153,6 +180,7 @@ class Subscriber:
     card: Card  # as created
     lapses: bool  # never renews (prepaid) / never pays (postpaid)
     bills: list[int] = field(default_factory=list)  # minor units issued, in order
+    auto_renewal: str | None = None  # the SavedCard's name, if auto-renewal is on
     next_bill_at: dt.datetime | None = None
 
     @property
@@ -307,6 +335,7 @@ class Run:
     refusals: Counter[str] = field(default_factory=Counter)  # by error code
     payments: Counter[str] = field(default_factory=Counter)  # by PaymentChoice name
     webhooks: Counter[str] = field(default_factory=Counter)  # by handle_webhook's answer
+    auto_renewals: Counter[str] = field(default_factory=Counter)  # cards by SavedCard name
     steps: int = 0
     kills: int = 0
     killed_activations: list[str] = field(default_factory=list)
@@ -339,6 +368,40 @@ class Subscribers:
         self.last_usage: list[str] = []
         self.usage_due = START
 
+    async def turn_on_auto_renewals(self) -> None:
+        """One account's saved payment cards (one of each kind) pay the auto-renewals of a
+        share of the subscribers who renew."""
+        services = self.app.services
+        account = await confirmed_account(
+            services, email=AUTO_RENEWAL_ACCOUNT, password="correct horse battery"
+        )
+        saved: dict[str, str] = {}
+        for kind in SAVED_CARDS:
+            month, year = kind.expiry
+            details = PaymentCardDetails(
+                number=kind.number, expiry_month=month, expiry_year=year, cvc="123"
+            )
+            token = await services.gateway.tokenize(details)
+            view = await saved_payment_cards.save_payment_token(services, account.id, token.token)
+            saved[kind.name] = view.id
+        for sub in self.run.fleet:
+            if not sub.prepaid or sub.lapses or self.rng.random() >= AUTO_RENEWAL_SHARE:
+                continue
+            kind = self.rng.choices(SAVED_CARDS, [k.weight for k in SAVED_CARDS])[0]
+            try:
+                await set_auto_renewal(
+                    services,
+                    card_id=sub.card.id,
+                    plan_code=AUTO_RENEWAL_PLAN,
+                    payment=AutoPayment.saved_card(account.id, saved[kind.name]),
+                    set_by=SetBy(SetterKind.ACCOUNT, account.id),
+                )
+            except TopupError as error:
+                self.run.refusals[f"auto_renewal:{error.code}"] += 1
+                continue
+            sub.auto_renewal = kind.name
+            self.run.auto_renewals[kind.name] += 1
+
     async def step(self) -> None:
         services = self.app.services
         now = services.clock.now()
@@ -365,6 +428,8 @@ class Subscribers:
             if sub.card.id not in cards or sub.card.id in busy or sub.lapses:
                 continue
             if sub.prepaid:
+                if sub.auto_renewal is not None and cards[sub.card.id].status != "grace":
+                    continue  # auto-renewal renews it; its subscriber steps in once it failed
                 if self.rng.random() < RENEW_CHANCE_PER_STEP:
                     requests.append(self.request(sub, self.prepaid_plan()))
             elif self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
@@ -512,6 +577,7 @@ async def simulate(
     fleet = await create_fleet(web.services, rng, cards)
     run = Run(seed, fleet, {plan.code: plan for plan in demo_plans(CURRENCY)})
     subscribers = Subscribers(web, run, rng)
+    await subscribers.turn_on_auto_renewals()
     workers.start("worker-1")
     workers.start("worker-2")
     end = START + dt.timedelta(days=days)

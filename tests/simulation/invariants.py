@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from tests.simulation.connected import TERMINAL, Run, rows
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
+from topup.domain.auto_renewal import TRY_KEY_PREFIX
 from topup.domain.ledger import card_credit_account
 from topup.domain.plans import PlanKind
 from topup.services.audit import audit
@@ -265,6 +266,41 @@ async def usage_not_applied_once(app: Application, run: Run) -> list[str]:
     return wrong
 
 
+async def auto_renewals_charged_twice(app: Application) -> list[str]:
+    """No card charged twice for a period: among the auto-renewal tries of a (card, period)
+    (renewals keyed ``auto:<card>:<period>:<try>``) at most one was paid; every try is on the
+    card's timeline as an attempt event of that period."""
+    r, a, ev = t.renewals, t.auto_renewal_attempts, t.card_events
+    tries = await rows(
+        app,
+        select(r.c.idempotency_key, r.c.status).where(
+            r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%")
+        ),
+    )
+    paid: Counter[tuple[str, str]] = Counter()
+    for row in tries:
+        card_id, period, _ = row.idempotency_key.removeprefix(TRY_KEY_PREFIX).rsplit(":", 2)
+        if row.status in ("completed", "refunded", "activating"):
+            paid[(card_id, period)] += 1
+    wrong = [
+        f"card {card} was charged {n} times for period {period}"
+        for (card, period), n in paid.items()
+        if n > 1
+    ]
+    attempts = await rows(app, select(a.c.card_id, a.c.period, a.c.tries))
+    events = await rows(
+        app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == "auto_renewal_attempt")
+    )
+    on_timeline = Counter((row.card_id, json.loads(row.detail)["period"]) for row in events)
+    for row in attempts:
+        if on_timeline[(row.card_id, row.period)] != row.tries:
+            wrong.append(
+                f"card {row.card_id} period {row.period}: {row.tries} tries, "
+                f"{on_timeline[(row.card_id, row.period)]} attempt events on its timeline"
+            )
+    return wrong
+
+
 async def states_not_matching_dates(app: Application) -> list[str]:
     """After the last lifecycle pass every card's status is the one its dates give now."""
     now = app.services.clock.now()
@@ -356,5 +392,12 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
         "usage records not counted (late)": await count(t.usage_records.c.counted.is_(False)),
         "data exhausted": await count(t.card_events.c.kind == "data_exhausted"),
         "workers killed mid-pass": run.kills,
+        "auto-renewals paid": await count(
+            r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%"), r.c.status == "completed"
+        ),
+        "auto-renewals failed": await count(t.card_events.c.kind == "auto_renewal_failed"),
+        "auto-renewal problems found ahead": await count(
+            t.card_events.c.kind == "auto_renewal_problem"
+        ),
     }
     return happened

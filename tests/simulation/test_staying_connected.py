@@ -71,6 +71,7 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "renewals paid twice", await inv.renewals_paid_twice(web))
     inv.check(run, "cards", await inv.cards_not_following_their_renewals(web, run))
     inv.check(run, "usage", await inv.usage_not_applied_once(web, run))
+    inv.check(run, "auto-renewal", await inv.auto_renewals_charged_twice(web))
     inv.check(run, "states and dates", await inv.states_not_matching_dates(web))
     inv.check(run, "the kill", await inv.killed_work_not_finished_once(web, run))
     happened = await inv.what_happened(web, run)

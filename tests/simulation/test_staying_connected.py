@@ -92,12 +92,14 @@ CHECKED_DAYS = 10
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_url: str) -> None:
     """The checks can fail: after a small clean run, a forfeit recorded twice (of zero credit,
-    which `topup audit` cannot see), a usage record's debit lost, a card left in a status its
-    dates deny and a threshold event raised twice are each reported, naming the card."""
+    which `topup audit` cannot see), a usage record's debit lost, two paid auto-renewal tries of
+    one period, a card left in a status its dates deny and a threshold event raised twice are
+    each reported, naming the card."""
     from sqlalchemy import insert, select, update
 
     from topup.adapters.db import tables as t
     from topup.domain import ledger
+    from topup.domain.auto_renewal import TRY_KEY_PREFIX
     from topup.domain.money import Money
 
     clock = FixedClock(START)
@@ -121,6 +123,7 @@ async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_u
     assert not await inv.cards_not_following_their_renewals(web, run), run.hint()
     assert not await inv.states_not_matching_dates(web), run.hint()
     assert not await inv.usage_not_applied_once(web, run), run.hint()
+    assert not await inv.auto_renewals_charged_twice(web), run.hint()
     assert not await inv.audit_violations(web), run.hint()
     c, u, ev = t.cards, t.usage_records, t.card_events
     expired = (await inv.rows(web, select(c.c.id, c.c.msisdn).where(c.c.status == "expired")))[0]
@@ -157,5 +160,17 @@ async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_u
                 detail=exhausted.detail,
             )
         )
+    r = t.renewals
+    paid = (await inv.rows(web, select(r).where(r.c.status == "completed")))[0]._asdict()
+    async with web.engine.begin() as connection:
+        for attempt in (1, 2):  # two paid tries of one card's period
+            key = f"{TRY_KEY_PREFIX}{paid['card_id']}:2027-01-01T00:00:00+00:00:{attempt}"
+            values = paid | {
+                "id": f"{paid['id'][:-1]}{attempt}",
+                "idempotency_key": key,
+                "receipt_number": None,
+            }
+            await connection.execute(insert(r).values(**values))
+    assert paid["card_id"] in " ".join(await inv.auto_renewals_charged_twice(web))
     assert expired.msisdn in " ".join(await inv.states_not_matching_dates(web))
     assert exhausted.card_id in " ".join(await inv.usage_not_applied_once(web, run))

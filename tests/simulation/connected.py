@@ -54,6 +54,12 @@ from topup.services.auto_renewal import SetBy, set_auto_renewal
 from topup.services.billing import issue_postpaid_bill
 from topup.services.context import Services
 from topup.services.demo import demo_plans, iccid_for
+from topup.services.fleets.bulk import start_run_as_operator
+from topup.services.fleets.organisations import (
+    choose_payment_card,
+    create_organisation,
+    import_cards,
+)
 from topup.services.renewals import RenewalRequest, renew
 from topup.services.usage import import_usage
 from topup.services.wallets import handle_webhook
@@ -93,6 +99,10 @@ WEBHOOK_SHARE = 0.5  # wallet payments told by webhook; the others found by the 
 AUTO_RENEWAL_SHARE = 0.2  # of the prepaid subscribers who renew
 AUTO_RENEWAL_PLAN = "pack_30gb_30d"
 AUTO_RENEWAL_ACCOUNT = "fleet-owner@example.com"
+# Fleets: an organisation renews its cards in bulk, uploading each file twice.
+FLEET_SHARE = 0.05  # of the prepaid subscribers who renew, not on auto-renewal
+BULK_CHANCE_PER_STEP = 0.5  # the fleet admin uploads the cards near their end in a step
+BULK_PLAN = "pack_30gb_30d"
 # Workers.
 WORKER_BATCH_SIZE = 16  # small, so that the two workers share the jobs of a step
 WORKER_CONCURRENCY = 4
@@ -181,6 +191,7 @@ class Subscriber:
     lapses: bool  # never renews (prepaid) / never pays (postpaid)
     bills: list[int] = field(default_factory=list)  # minor units issued, in order
     auto_renewal: str | None = None  # the SavedCard's name, if auto-renewal is on
+    in_fleet: bool = False  # the organisation renews it in bulk
     next_bill_at: dt.datetime | None = None
 
     @property
@@ -336,11 +347,15 @@ class Run:
     payments: Counter[str] = field(default_factory=Counter)  # by PaymentChoice name
     webhooks: Counter[str] = field(default_factory=Counter)  # by handle_webhook's answer
     auto_renewals: Counter[str] = field(default_factory=Counter)  # cards by SavedCard name
+    bulk_runs: int = 0
+    bulk_lines: int = 0  # lines uploaded (each file twice)
     steps: int = 0
     kills: int = 0
     killed_activations: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     cpu_s: float = 0.0  # this process's CPU time (the database's is not in it)
+    drain_steps: int = 0
+    drain_s: float = 0.0
     subscribers_s: float = 0.0  # of which the subscribers' part of the steps
     workers_s: float = 0.0  # ... and the workers'
     keys: int = 0
@@ -366,6 +381,7 @@ class Subscribers:
         self.rng = rng
         self.by_id = {sub.card.id: sub for sub in run.fleet}
         self.last_usage: list[str] = []
+        self.organisation_id = ""
         self.usage_due = START
 
     async def turn_on_auto_renewals(self) -> None:
@@ -401,6 +417,44 @@ class Subscribers:
                 continue
             sub.auto_renewal = kind.name
             self.run.auto_renewals[kind.name] += 1
+        await self.set_up_fleet(account.id, saved["works"])
+
+    async def set_up_fleet(self, account_id: str, saved_id: str) -> None:
+        services = self.app.services
+        organisation = await create_organisation(
+            services, name="Simulated Logistics", owner_email=AUTO_RENEWAL_ACCOUNT, language="en"
+        )
+        self.organisation_id = organisation.id
+        members = [
+            sub
+            for sub in self.run.fleet
+            if sub.prepaid and not sub.lapses and sub.auto_renewal is None
+        ]
+        chosen = [sub for sub in members if self.rng.random() < FLEET_SHARE]
+        added = await import_cards(services, organisation.id, [s.card.msisdn for s in chosen])
+        assert added.added == len(chosen), added
+        for sub in chosen:
+            sub.in_fleet = True
+        await choose_payment_card(services, account_id, organisation.id, saved_id)
+
+    async def renew_in_bulk(self, cards: dict[str, Any], busy: set[str]) -> None:
+        """The fleet admin uploads its cards near their end, and then the same file again."""
+        due = [
+            sub
+            for sub in self.run.fleet
+            if sub.in_fleet and sub.card.id in cards and sub.card.id not in busy
+        ]
+        if not due or self.rng.random() >= BULK_CHANCE_PER_STEP:
+            return
+        text = "number,plan\n" + "".join(f"{sub.card.msisdn},{BULK_PLAN}\n" for sub in due)
+        for _ in range(2):
+            try:
+                await start_run_as_operator(self.app.services, self.organisation_id, text)
+            except TopupError as error:
+                self.run.refusals[f"bulk:{error.code}"] += 1
+                continue
+            self.run.bulk_runs += 1
+            self.run.bulk_lines += len(due)
 
     async def step(self) -> None:
         services = self.app.services
@@ -428,13 +482,15 @@ class Subscribers:
             if sub.card.id not in cards or sub.card.id in busy or sub.lapses:
                 continue
             if sub.prepaid:
-                if sub.auto_renewal is not None and cards[sub.card.id].status != "grace":
-                    continue  # auto-renewal renews it; its subscriber steps in once it failed
+                managed = sub.auto_renewal is not None or sub.in_fleet
+                if managed and cards[sub.card.id].status != "grace":
+                    continue  # auto-renewal or the fleet renews it; in grace its user steps in
                 if self.rng.random() < RENEW_CHANCE_PER_STEP:
                     requests.append(self.request(sub, self.prepaid_plan()))
             elif self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
                 requests.append(self.request(sub, self.run.plans["postpaid_bill"]))
         await asyncio.gather(*(self.submit(request) for request in requests))
+        await self.renew_in_bulk(cards, busy)
         if now >= self.usage_due:
             await self.send_usage()
             self.usage_due = now + dt.timedelta(seconds=USAGE_EVERY_S)
@@ -595,10 +651,13 @@ async def simulate(
         run.steps += 1
         run.subscribers_s += middle - before
         run.workers_s += time.perf_counter() - middle
+    drain_started = time.perf_counter()
     for _ in range(DRAIN_STEPS_MAX):
+        run.drain_steps += 1
         if await workers.step() == 0 and not await unsettled(web):
             break
         clock.advance(DRAIN_STEP_S)
+    run.drain_s = time.perf_counter() - drain_started
     run.killed_activations = list(workers.killed)
     run.elapsed_s = time.perf_counter() - started
     run.cpu_s = time.process_time() - cpu_started

@@ -301,6 +301,27 @@ async def auto_renewals_charged_twice(app: Application) -> list[str]:
     return wrong
 
 
+async def bulk_lines_renewed_twice(app: Application) -> list[str]:
+    """Uploading the same file twice renews nothing twice: all the lines that share a key (the
+    same organisation, card, plan and period) name one renewal at most; every line is settled."""
+    b = t.bulk_lines
+    lines = await rows(app, select(b.c.idempotency_key, b.c.card_id, b.c.status, b.c.renewal_id))
+    renewals: dict[str, set[str]] = defaultdict(set)
+    wrong: list[str] = []
+    for line in lines:
+        if line.renewal_id is not None:
+            renewals[line.idempotency_key].add(line.renewal_id)
+        if line.status in ("pending", "leased", "waiting"):
+            wrong.append(f"bulk line of card {line.card_id} is still {line.status}")
+    card_of = {line.idempotency_key: line.card_id for line in lines}
+    wrong += [
+        f"card {card_of[key]}: one bulk line key, renewals {sorted(ids)}"
+        for key, ids in renewals.items()
+        if len(ids) > 1
+    ]
+    return wrong
+
+
 async def states_not_matching_dates(app: Application) -> list[str]:
     """After the last lifecycle pass every card's status is the one its dates give now."""
     now = app.services.clock.now()
@@ -392,6 +413,8 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
         "usage records not counted (late)": await count(t.usage_records.c.counted.is_(False)),
         "data exhausted": await count(t.card_events.c.kind == "data_exhausted"),
         "workers killed mid-pass": run.kills,
+        "bulk lines renewed": await count(t.bulk_lines.c.status == "succeeded"),
+        "bulk lines uploaded": run.bulk_lines,
         "auto-renewals paid": await count(
             r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%"), r.c.status == "completed"
         ),

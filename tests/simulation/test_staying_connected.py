@@ -72,6 +72,7 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "cards", await inv.cards_not_following_their_renewals(web, run))
     inv.check(run, "usage", await inv.usage_not_applied_once(web, run))
     inv.check(run, "auto-renewal", await inv.auto_renewals_charged_twice(web))
+    inv.check(run, "bulk renewal", await inv.bulk_lines_renewed_twice(web))
     inv.check(run, "states and dates", await inv.states_not_matching_dates(web))
     inv.check(run, "the kill", await inv.killed_work_not_finished_once(web, run))
     happened = await inv.what_happened(web, run)
@@ -80,7 +81,7 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     print(
         f"{run.hint()}: {cards} cards, {days} days in {run.steps} steps, "
         f"{run.elapsed_s:.1f} s, CPU {run.cpu_s:.1f} s (subscribers {run.subscribers_s:.1f} s, workers "
-        f"{run.workers_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
+        f"{run.workers_s:.1f} s, drain {run.drain_steps} steps {run.drain_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
         f"{happened}"
     )
 
@@ -166,7 +167,7 @@ async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_u
         for attempt in (1, 2):  # two paid tries of one card's period
             key = f"{TRY_KEY_PREFIX}{paid['card_id']}:2027-01-01T00:00:00+00:00:{attempt}"
             values = paid | {
-                "id": f"{paid['id'][:-1]}{attempt}",
+                "id": f"00000000-0000-4000-8000-00000000000{attempt}",
                 "idempotency_key": key,
                 "receipt_number": None,
             }

@@ -47,8 +47,13 @@ browser:
 	    { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }; \
 	fi
 
+# The suite runs on every core (pytest-xdist; each process has its own PostgreSQL database), then
+# the browser tests in one process with one Chromium (Playwright's sync API keeps an event loop
+# on its thread, so they never share a process with the asyncio tests).
+TEST_PROCESSES ?= auto
 test: install browser lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --ignore=tests/browser
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -31,6 +31,19 @@ class CardEventKind(StrEnum):
     CREDIT_LOW = "credit_low"
     # Auto-renewal (services.auto_renewal); detail: period, and for problems and failures the
     # problem's code (e.g. payment_card_expired) that names its fix.
+    # Every auto-renewal event's detail: period, plan_code, amount_minor, currency, method (e.g.
+    # "visa 4242", or "credit"), charge_at (ISO) and fix_path (the portal page of the fix).
+    # PROBLEM: a pre-check before the charge found ``problem`` (payment_card_expired,
+    #   payment_token_revoked, payment_card_removed, amount_above_method_limit,
+    #   amount_below_method_limit, plan_withdrawn, credit_too_low); before_charge_s says which
+    #   pre-check (one event per problem, per card, period and pre-check).
+    # ATTEMPT: a try of the period's charge starts (attempt = its number; merchant_initiated).
+    # SUCCEEDED: the period is paid (renewal_id). FAILED: a try failed (problem, decline_code);
+    #   final 0 with next_try_at, or final 1 with grace_until: the card goes into grace as usual.
+    # AUTO_TOP_UP: outcome bought | capped | failed | pending, crossing, data_quota_mb, below_mb.
+    # "Auto-renewal coming" is not an event: read
+    # ``services.auto_renewal.upcoming_auto_renewals(services, due_before=, limit=, after=)``
+    # (charge_at, amount, method, fix_path per card and period; paid periods left out).
     AUTO_RENEWAL_PROBLEM = "auto_renewal_problem"
     AUTO_RENEWAL_ATTEMPT = "auto_renewal_attempt"
     AUTO_RENEWAL_SUCCEEDED = "auto_renewal_succeeded"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from topup.domain.tax import NO_TAX, TaxRule
+
 
 @dataclass(frozen=True, slots=True)
 class SupportContact:
@@ -40,6 +42,8 @@ class OperatorProfile:
     terms: dict[str, dict[str, str]] = field(default_factory=dict)
     postpaid_bill_due_days: int = 14
     support: SupportContact | None = None  # customer service; None: the profile names none
+    # Tax on invoices (``[tax]``): its rates and whether prices include them; none by default.
+    tax: TaxRule = NO_TAX
 
     @property
     def default_locale(self) -> str:

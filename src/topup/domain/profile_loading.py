@@ -17,6 +17,7 @@ import phonenumbers
 from topup.domain.errors import InputError
 from topup.domain.money import minor_unit_digits
 from topup.domain.profile import OperatorProfile, SupportContact
+from topup.domain.tax import NO_TAX, tax_rule_from_table
 
 grace_period_days_max = 365
 postpaid_bill_due_days_max = 90
@@ -37,7 +38,7 @@ _REQUIRED_FIELDS = (
     "grace_period_days",
     "locales",
 )
-_OPTIONAL_FIELDS = ("terms", "postpaid_bill_due_days", "support")
+_OPTIONAL_FIELDS = ("terms", "postpaid_bill_due_days", "support", "tax")
 _SUPPORT_FIELDS = ("phone", "email", "hours")
 _PROFILE_CODE = re.compile(r"[a-z][a-z0-9_]*")
 _COUNTRY_CODE = re.compile(r"[A-Z]{2}")
@@ -91,6 +92,7 @@ def profile_from_toml(text: str) -> OperatorProfile:
             data, "postpaid_bill_due_days", 1, postpaid_bill_due_days_max, default=14
         ),
         support=_support(data, locales),
+        tax=tax_rule_from_table(data["tax"]) if "tax" in data else NO_TAX,
     )
 
 

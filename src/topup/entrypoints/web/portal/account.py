@@ -20,7 +20,12 @@ from topup.domain.callers import ANONYMOUS
 from topup.domain.errors import TopupError
 from topup.entrypoints.http.client import client_address
 from topup.entrypoints.http.rate_limits import check_caller_rate, check_rate
-from topup.entrypoints.web.portal import account_cards, account_history, account_payment_cards
+from topup.entrypoints.web.portal import (
+    account_cards,
+    account_history,
+    account_payment_cards,
+    auto_renewal_page,
+)
 from topup.entrypoints.web.portal.account_common import (
     locale_of,
     render,
@@ -48,6 +53,7 @@ signed_in_pages = APIRouter(dependencies=[Depends(require_account)])
 signed_in_pages.include_router(account_cards.router)
 signed_in_pages.include_router(account_history.router)
 signed_in_pages.include_router(account_payment_cards.router)
+signed_in_pages.include_router(auto_renewal_page.router)  # issue 11: auto-renewal
 
 HOME = "/accounts/cards"  # where a signed-in visitor lands
 RATE_WINDOW_S = 60  # the minute of Limits.login_per_minute_max

@@ -1,0 +1,199 @@
+"""Auto-renewal on SQLite and PostgreSQL: two workers charge a card's period once (the lease, and
+under it the attempt row and the try's unique key); a worker that dies after sending the charge is
+resolved by asking the gateway, never by charging again; a declined card is tried again, then
+left to go into grace."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import START, AppFactory
+from tests.mailed_links import confirmed_account
+from tests.unit.fakes import CountingGateway
+from topup.adapters.clock import FixedClock
+from topup.adapters.db import tables as t
+from topup.bootstrap import Application
+from topup.domain.auto_renewal import AttemptStatus, SetterKind
+from topup.domain.card_events import CardEventKind
+from topup.domain.cards import CardStatus
+from topup.entrypoints.worker import check_payments, move_card_lifecycles, run_jobs
+from topup.ports import ChargeRequest, ChargeResult, PaymentCardDetails
+from topup.services import saved_payment_cards
+from topup.services.audit import audit
+from topup.services.auto_renewal import PaymentChoice, SetBy, run_auto_renewals, set_auto_renewal
+from topup.services.auto_renewal.runs import _look_at
+from topup.services.demo import load_demo
+from topup.settings import LimitSettings
+
+CARD = "+60123456789"  # demo: prepaid, validity ends START + 10 days
+EMAIL = "mei@example.com"
+LEAD_S = 12 * 3600
+POOL_SIZE = 5
+
+
+def _limits(**overrides: Any) -> LimitSettings:
+    values: dict[str, Any] = {
+        "login_slowdown_s": 0,
+        "auto_renewal_lead_s": LEAD_S,
+        "auto_renewal_tries_max": 2,
+        "auto_renewal_retry_base_s": 3600,
+    }
+    values.update(overrides)
+    return LimitSettings(**values)
+
+
+@dataclass
+class Setup:
+    first: Application
+    second: Application
+    clock: FixedClock
+    card_id: str
+    validity_end: dt.datetime
+    gateways: list[CountingGateway] = field(default_factory=list)
+
+    @property
+    def charge_at(self) -> dt.datetime:
+        return self.validity_end - dt.timedelta(seconds=LEAD_S)
+
+    def payment_ids_charged(self) -> set[str]:
+        return {payment_id for gateway in self.gateways for payment_id in gateway.charges}
+
+
+async def _setup(make_app: AppFactory, number: str, **limits: Any) -> Setup:
+    clock = FixedClock(START)
+    first = make_app(clock=clock, seed=2, limits=_limits(**limits), pool_size=POOL_SIZE)
+    second = make_app(clock=clock, seed=3, limits=_limits(**limits), pool_size=POOL_SIZE)
+    gateways = []
+    for application in (first, second):
+        counting = CountingGateway(application.services.gateway)
+        application.services.gateway = counting
+        gateways.append(counting)
+    services = first.services
+    await load_demo(services)
+    await confirmed_account(services, email=EMAIL, password="correct horse battery")
+    async with services.unit_of_work() as uow:
+        account = await uow.accounts.by_email(EMAIL)
+        card = await uow.cards.by_number(msisdn=CARD)
+    assert account is not None and card is not None and card.validity_end is not None
+    details = PaymentCardDetails(number=number, expiry_month=12, expiry_year=2030, cvc="123")
+    token = await services.gateway.tokenize(details)
+    saved = await saved_payment_cards.save_payment_token(services, account.id, token.token)
+    await set_auto_renewal(
+        services,
+        card_id=card.id,
+        plan_code="pack_5gb_7d",
+        payment=PaymentChoice.saved_card(account.id, saved.id),
+        set_by=SetBy(SetterKind.ACCOUNT, account.id),
+    )
+    return Setup(first, second, clock, card.id, card.validity_end, gateways)
+
+
+async def _count(application: Application, table: Any) -> int:
+    async with application.engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def _events(application: Application, card_id: str, kind: CardEventKind) -> list[Any]:
+    async with application.services.unit_of_work() as uow:
+        events = await uow.cards.events(card_id, limit=100)
+    return [event for event in reversed(events) if event.kind == kind.value]
+
+
+async def test_two_workers_charge_a_cards_period_once(make_app: AppFactory) -> None:
+    setup = await _setup(make_app, "4242424242424242")
+    setup.clock.set(setup.charge_at)
+
+    await asyncio.gather(
+        run_auto_renewals(setup.first.services), run_auto_renewals(setup.second.services)
+    )
+    # Past the lease, both look at the same card at once: the attempt row decides.
+    async with setup.first.services.unit_of_work() as uow:
+        setting = await uow.auto_renewals.get(setup.card_id)
+    assert setting is not None
+    await asyncio.gather(
+        _look_at(setup.first.services, setting), _look_at(setup.second.services, setting)
+    )
+
+    assert len(setup.payment_ids_charged()) == 1
+    assert await _count(setup.first, t.renewals) == 1
+    assert await _count(setup.first, t.auto_renewal_attempts) == 1
+    assert len(await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED)) == 1
+
+
+@dataclass
+class DiesAfterSending:
+    """A gateway whose caller dies once the charge has gone out (before it hears the answer)."""
+
+    inner: Any
+    died: int = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        await self.inner.charge(request)
+        self.died += 1
+        raise asyncio.CancelledError  # the worker is killed with the charge sent
+
+
+async def test_a_worker_killed_after_sending_the_charge_never_charges_again(
+    make_app: AppFactory,
+) -> None:
+    setup = await _setup(make_app, "4242424242424242")
+    setup.clock.set(setup.charge_at)
+    counting = setup.gateways[0]
+    dying = DiesAfterSending(counting)
+    setup.first.services.gateway = dying  # type: ignore[assignment]
+
+    with pytest.raises(asyncio.CancelledError):
+        await run_auto_renewals(setup.first.services)
+    assert dying.died == 1
+
+    # Another worker: the lease keeps it off the card for a while; the payment checks ask the
+    # gateway about the charge (its payment id is the gateway's idempotency key).
+    services = setup.second.services
+    setup.clock.set(setup.charge_at + dt.timedelta(minutes=10))
+    for _ in range(3):
+        await check_payments(services)
+        await run_auto_renewals(services)
+        await run_jobs(services)
+
+    assert len(setup.payment_ids_charged()) == 1
+    assert await _count(setup.first, t.renewals) == 1
+    async with services.unit_of_work() as uow:
+        attempt = await uow.auto_renewals.attempt(
+            setup.card_id, setup.validity_end.isoformat(timespec="seconds")
+        )
+        card = await uow.cards.get(setup.card_id)
+    assert attempt is not None and attempt.status is AttemptStatus.SUCCEEDED
+    assert card is not None and card.validity_end == setup.validity_end + dt.timedelta(days=7)
+    assert (await audit(services)).clean
+
+
+async def test_a_declined_card_is_tried_again_then_left_to_grace(make_app: AppFactory) -> None:
+    setup = await _setup(make_app, "4000000000000002")
+    services = setup.first.services
+
+    for at in (
+        setup.charge_at,
+        setup.charge_at + dt.timedelta(hours=1),
+        setup.validity_end + dt.timedelta(minutes=1),
+    ):
+        setup.clock.set(at)
+        await run_auto_renewals(services)
+        await run_auto_renewals(setup.second.services)
+    await move_card_lifecycles(services)
+
+    assert len(setup.payment_ids_charged()) == 2  # tries_max
+    failed = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_FAILED)
+    assert [event.detail["final"] for event in failed] == [0, 1]
+    assert failed[-1].detail["problem"] == "charge_declined"
+    async with services.unit_of_work() as uow:
+        card = await uow.cards.get(setup.card_id)
+    assert card is not None and card.status is CardStatus.GRACE

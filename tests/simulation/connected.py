@@ -47,6 +47,7 @@ from topup.ports import (
     ProvisionRequest,
     ProvisionResult,
     ProvisionStatus,
+    SmsSender,
 )
 from topup.services import saved_payment_cards
 from topup.services.auto_renewal import PaymentChoice as AutoPayment
@@ -272,6 +273,19 @@ class Trap:
         return result
 
 
+class CountingSms:
+    """Wraps a worker's SMS provider: counts the texts that went out by idempotency key (a
+    reminder delivery's id), shared by both workers, so a text sent twice shows."""
+
+    def __init__(self, inner: SmsSender, sent: Counter[str]) -> None:
+        self._inner = inner
+        self.sent = sent
+
+    async def send(self, msisdn: str, text: str, *, idempotency_key: str | None = None) -> None:
+        await self._inner.send(msisdn, text, idempotency_key=idempotency_key)
+        self.sent[idempotency_key or "(none)"] += 1
+
+
 @dataclass
 class Worker:
     name: str
@@ -287,12 +301,15 @@ class Workers:
     seed: int
     workers: list[Worker] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)  # activation ids in flight at a kill
+    texts: Counter[str] = field(default_factory=Counter)  # SMS sent by the workers, by key
     restarts: int = 0
 
     def start(self, name: str) -> Worker:
         app = self.make(self.seed + 1 + len(self.workers) + self.restarts)
         trap = Trap(app.services.network)
         app.services.network = trap
+        if app.services.sms is not None:
+            app.services.sms = CountingSms(app.services.sms, self.texts)
         worker = Worker(name, app, trap)
         self.workers.append(worker)
         return worker
@@ -347,6 +364,7 @@ class Run:
     payments: Counter[str] = field(default_factory=Counter)  # by PaymentChoice name
     webhooks: Counter[str] = field(default_factory=Counter)  # by handle_webhook's answer
     auto_renewals: Counter[str] = field(default_factory=Counter)  # cards by SavedCard name
+    texts: Counter[str] = field(default_factory=Counter)  # SMS the workers sent, by key
     bulk_runs: int = 0
     bulk_lines: int = 0  # lines uploaded (each file twice)
     steps: int = 0
@@ -659,6 +677,7 @@ async def simulate(
         clock.advance(DRAIN_STEP_S)
     run.drain_s = time.perf_counter() - drain_started
     run.killed_activations = list(workers.killed)
+    run.texts = workers.texts
     run.elapsed_s = time.perf_counter() - started
     run.cpu_s = time.process_time() - cpu_started
     return run

@@ -322,6 +322,26 @@ async def bulk_lines_renewed_twice(app: Application) -> list[str]:
     return wrong
 
 
+async def auto_renewals_told_but_not_renewed(app: Application) -> list[str]:
+    """Every auto-renewal the subscriber was told succeeded renewed the card: the renewal its
+    event names completed (not refunded because the network refused it)."""
+    ev, r = t.card_events, t.renewals
+    status = {row.id: row.status for row in await rows(app, select(r.c.id, r.c.status))}
+    told = await rows(
+        app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == "auto_renewal_succeeded")
+    )
+    wrong: list[str] = []
+    for event in told:
+        detail = json.loads(event.detail)
+        renewal = detail.get("renewal_id")
+        if status.get(renewal) != "completed":
+            wrong.append(
+                f"card {event.card_id} period {detail.get('period')}: told its auto-renewal "
+                f"succeeded, but renewal {renewal} is {status.get(renewal)}"
+            )
+    return wrong
+
+
 async def states_not_matching_dates(app: Application) -> list[str]:
     """After the last lifecycle pass every card's status is the one its dates give now."""
     now = app.services.clock.now()
@@ -403,7 +423,7 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
         "declined": await count(r.c.status == "declined"),
         "cancelled (wallet never answered)": await count(r.c.status == "cancelled"),
         "refunded": await count(r.c.status == "refunded"),
-        "activations retried": await count(j.c.kind == "activate", j.c.attempts > 1),
+        "activations retried": await count(j.c.kind == "activate", j.c.attempts > 0),
         "forfeits": await count(e.c.kind == "forfeit"),
         "cards expired": await count(c.c.status == "expired"),
         "cards suspended": await count(t.card_events.c.kind == "status_suspended"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +26,16 @@ from topup.domain.auto_renewal import (
 from topup.domain.card_events import CardEventKind
 from topup.domain.cards import CardStatus
 from topup.domain.errors import TopupError
+from topup.domain.ledger import EntryKind
 from topup.domain.money import Money
-from topup.ports import PaymentCardDetails
+from topup.domain.renewal import RenewalStatus
+from topup.ports import (
+    NetworkProvisioner,
+    PaymentCardDetails,
+    ProvisionRequest,
+    ProvisionResult,
+    ProvisionStatus,
+)
 from topup.services import audit, saved_payment_cards
 from topup.services.auto_renewal import (
     PaymentChoice,
@@ -111,6 +120,19 @@ def test_a_top_up_stays_within_the_months_count_and_amount() -> None:
 
 
 # --- on fakes ---------------------------------------------------------------------------------
+
+
+class RefusingNetwork:
+    """The network refuses every activation for good."""
+
+    def __init__(self, network: NetworkProvisioner) -> None:
+        self._network = network
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._network, name)
+
+    async def apply(self, request: ProvisionRequest) -> ProvisionResult:
+        return ProvisionResult(ProvisionStatus.PERMANENT_FAILURE, message="no such subscriber")
 
 
 @pytest.fixture
@@ -314,6 +336,29 @@ async def test_the_cards_credit_pays_the_plan_with_a_balanced_entry(fakes: OnFak
     assert fakes.committed.cards[card_id].credit == Money(200, "MYR")  # RM 5 - RM 3
     assert fakes.gateway.charges == []
     assert len(_events(fakes, card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED)) == 1
+    assert (await audit.audit(fakes.services)).clean
+
+
+async def test_a_credit_paid_renewal_the_network_refuses_gives_the_credit_back(
+    fakes: OnFakes,
+) -> None:
+    card_id = _card_id(fakes)
+    cheap = replace(
+        fakes.committed.plans["pack_5gb_7d"], code="pack_cheap", price=Money(300, "MYR")
+    )
+    fakes.committed.plans["pack_cheap"] = cheap
+    await _turn_on(fakes, None, plan="pack_cheap")
+    charge_at = _validity_end(fakes, card_id) - dt.timedelta(seconds=LEAD_S)
+    fakes.services.network = RefusingNetwork(fakes.services.network)  # type: ignore[assignment]
+    await _run_until(fakes, charge_at)
+    await fakes.drain()
+
+    assert fakes.committed.cards[card_id].credit == Money(500, "MYR")  # given back
+    [renewal] = fakes.committed.renewals.values()
+    assert renewal.status is RenewalStatus.REFUNDED
+    assert fakes.entries(EntryKind.REFUND) == [renewal.id]
+    [entry] = [e for _, e, _ in fakes.committed.ledger_entries if e.kind is EntryKind.REFUND]
+    assert {p.account: p.amount.minor for p in entry.postings}[f"card_credit:{card_id}"] == -300
     assert (await audit.audit(fakes.services)).clean
 
 

@@ -191,9 +191,10 @@ async def test_a_declined_card_is_tried_again_then_left_to_grace(make_app: AppFa
     await move_card_lifecycles(services)
 
     assert len(setup.payment_ids_charged()) == 2  # tries_max
-    failed = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_FAILED)
-    assert [event.detail["final"] for event in failed] == [0, 1]
-    assert failed[-1].detail["problem"] == "charge_declined"
+    retrying = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_RETRYING)
+    assert [event.detail["final"] for event in retrying] == [0]
+    [failed] = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_FAILED)
+    assert failed.detail["final"] == 1 and failed.detail["problem"] == "charge_declined"
     async with services.unit_of_work() as uow:
         card = await uow.cards.get(setup.card_id)
     assert card is not None and card.status is CardStatus.GRACE

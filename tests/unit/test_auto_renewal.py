@@ -309,11 +309,14 @@ async def test_a_declined_card_is_tried_again_then_left_to_go_into_grace(fakes: 
     await fakes.drain()
 
     assert len(fakes.gateway.charges) == 3  # tries_max, each a new payment after a decline
-    failures = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_FAILED)
-    assert [f["final"] for f in failures] == [0, 0, 1]
-    assert {f["problem"] for f in failures} == {"charge_declined"}
-    assert failures[-1]["decline_code"] == "card_declined"
-    assert "grace_until" in failures[-1]
+    retrying = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_RETRYING)
+    assert [(f["attempt"], f["final"]) for f in retrying] == [(1, 0), (2, 0)]
+    assert all("next_try_at" in f for f in retrying)
+    [final] = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_FAILED)  # the reminder's one
+    assert (final["attempt"], final["final"]) == (3, 1)
+    assert {f["problem"] for f in [*retrying, final]} == {"charge_declined"}
+    assert final["decline_code"] == "card_declined"
+    assert "grace_until" in final
     assert fakes.committed.cards[card_id].status is CardStatus.GRACE
     attempt = fakes.committed.auto_renewal_attempts[
         (card_id, validity_end.isoformat(timespec="seconds"))

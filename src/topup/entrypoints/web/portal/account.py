@@ -25,6 +25,7 @@ from topup.entrypoints.web.portal import (
     account_history,
     account_payment_cards,
     auto_renewal_page,
+    card_timeline_page,
 )
 from topup.entrypoints.web.portal.account_common import (
     locale_of,
@@ -54,6 +55,7 @@ signed_in_pages.include_router(account_cards.router)
 signed_in_pages.include_router(account_history.router)
 signed_in_pages.include_router(account_payment_cards.router)
 signed_in_pages.include_router(auto_renewal_page.router)  # issue 11: auto-renewal
+signed_in_pages.include_router(card_timeline_page.router)  # issue 11: a card's timeline
 
 HOME = "/accounts/cards"  # where a signed-in visitor lands
 RATE_WINDOW_S = 60  # the minute of Limits.login_per_minute_max

@@ -321,6 +321,34 @@ async def auto_renewals_charged_twice(app: Application) -> list[str]:
     return wrong
 
 
+async def auto_renewal_attempts_left_open(app: Application) -> list[str]:
+    """Once drained, no period's attempt is still charging or paid while its try's renewal is
+    final: an applied one made the period succeeded, a refunded or declined one a retry or a
+    failure (the pass follows a paid try to its end)."""
+    r, a = t.renewals, t.auto_renewal_attempts
+    status = {
+        row.idempotency_key: row.status
+        for row in await rows(
+            app,
+            select(r.c.idempotency_key, r.c.status).where(
+                r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%")
+            ),
+        )
+    }
+    open_attempts = await rows(
+        app,
+        select(a.c.card_id, a.c.period, a.c.status, a.c.try_key).where(
+            a.c.status.in_(("charging", "paid"))
+        ),
+    )
+    return [
+        f"card {row.card_id} period {row.period}: attempt {row.status}, its try "
+        f"{status.get(row.try_key, 'never made')}"
+        for row in open_attempts
+        if status.get(row.try_key) in (*TERMINAL, None)
+    ]
+
+
 async def bulk_lines_renewed_twice(app: Application) -> list[str]:
     """Uploading the same file twice renews nothing twice: all the lines that share a key (the
     same organisation, card, plan and period) name one renewal at most; every line is settled."""
@@ -459,6 +487,10 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
             r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%"), r.c.status == "completed"
         ),
         "auto-renewals failed": await count(t.card_events.c.kind == "auto_renewal_failed"),
+        "auto-renewals paid, then refunded (a failed try)": await count(
+            t.card_events.c.kind.in_(("auto_renewal_failed", "auto_renewal_retrying")),
+            t.card_events.c.detail.like('%"refunded": 1%'),
+        ),
         "auto-renewal problems found ahead": await count(
             t.card_events.c.kind == "auto_renewal_problem"
         ),

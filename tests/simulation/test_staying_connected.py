@@ -66,6 +66,9 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
         kill_at_step=kill_at,
     )
     inv.check(run, "renewals not settled", await inv.unsettled_renewals(web))
+    inv.check(
+        run, "the drain", [] if run.drained else [f"work still found after {run.drain_steps} steps"]
+    )
     inv.check(run, "topup audit", await inv.audit_violations(web))
     inv.check(run, "forfeits not in the ledger", await inv.forfeits_not_in_the_ledger(web, run))
     inv.check(run, "renewals paid twice", await inv.renewals_paid_twice(web))
@@ -73,6 +76,7 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "usage", await inv.usage_not_applied_once(web, run))
     inv.check(run, "auto-renewal", await inv.auto_renewals_charged_twice(web))
     inv.check(run, "auto-renewal told", await inv.auto_renewals_told_but_not_renewed(web))
+    inv.check(run, "auto-renewal left open", await inv.auto_renewal_attempts_left_open(web))
     inv.check(run, "bulk renewal", await inv.bulk_lines_renewed_twice(web))
     inv.check(run, "states and dates", await inv.states_not_matching_dates(web))
     inv.check(run, "the kill", await inv.killed_work_not_finished_once(web, run))

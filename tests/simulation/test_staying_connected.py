@@ -10,6 +10,7 @@ tests/simulation/test_staying_connected.py
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -99,8 +100,9 @@ CHECKED_DAYS = 10
 async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_url: str) -> None:
     """The checks can fail: after a small clean run, a forfeit recorded twice (of zero credit,
     which `topup audit` cannot see), a usage record's debit lost, two paid auto-renewal tries of
-    one period, a card left in a status its dates deny and a threshold event raised twice are
-    each reported, naming the card."""
+    one period, a card left in a status its dates deny, a threshold event raised twice and an
+    auto-renewal told succeeded whose renewal was never paid are each reported, naming the
+    card."""
     from sqlalchemy import insert, select, update
 
     from topup.adapters.db import tables as t
@@ -178,5 +180,19 @@ async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_u
             }
             await connection.execute(insert(r).values(**values))
     assert paid["card_id"] in " ".join(await inv.auto_renewals_charged_twice(web))
+    assert not await inv.auto_renewals_told_but_not_renewed(web), run.hint()
+    refunded = "00000000-0000-4000-8000-000000000001"  # the first of the two tries above
+    async with web.engine.begin() as connection:  # told succeeded, then refunded instead
+        await connection.execute(update(r).where(r.c.id == refunded).values(status="refunded"))
+        await connection.execute(
+            insert(ev).values(
+                card_id=paid["card_id"],
+                kind="auto_renewal_succeeded",
+                at=clock.now(),
+                detail=json.dumps({"period": "p", "renewal_id": refunded}),
+            )
+        )
+    told = " ".join(await inv.auto_renewals_told_but_not_renewed(web))
+    assert paid["card_id"] in told and "refunded" in told
     assert expired.msisdn in " ".join(await inv.states_not_matching_dates(web))
     assert exhausted.card_id in " ".join(await inv.usage_not_applied_once(web, run))

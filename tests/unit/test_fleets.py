@@ -178,6 +178,9 @@ async def test_a_run_renews_each_line_once_and_the_same_file_again_renews_nothin
     second = await bulk.result_lines(services, None, fleet.organisation_id, again.id)
     assert [line.renewal_id for line in first] == [line.renewal_id for line in second]
     assert len(fakes.committed.renewals) == 4 and len(fakes.gateway.charges) == 4
+    # Charged to the organisation's saved card with nobody present: merchant-initiated.
+    payments = list(fakes.committed.payments.values())
+    assert len(payments) == 4 and all(payment.merchant_initiated for payment in payments)
     progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
     assert progress.finished and progress.percent == 100
 

@@ -505,6 +505,7 @@ async def _renew_line(
         idempotency_key=line.idempotency_key,
         method=payer.method,
         payment_token=payer.token,
+        merchant_initiated=True,  # the organisation's saved card, charged with nobody present
     )
     recheck = now + dt.timedelta(seconds=limits.bulk_waiting_recheck_s)
     try:

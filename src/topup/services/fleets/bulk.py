@@ -196,7 +196,7 @@ class _Checker:
         ]
 
 
-async def _payment_card(uow: UnitOfWork, organisation_id: str) -> SavedPaymentCard | None:
+async def organisation_payment_card(uow: UnitOfWork, organisation_id: str) -> SavedPaymentCard | None:
     organisation = await uow.organisations.get(organisation_id)
     if organisation is None:
         raise organisation_unknown()
@@ -220,7 +220,7 @@ async def _dry_run(
 ) -> DryRun:
     parsed = parse_bulk_text(text, lines_max=services.limits.fleets.bulk_lines_max)
     lines = await _Checker(services, uow, organisation_id).check(parsed, generation=generation)
-    payment_card = await _payment_card(uow, organisation_id)
+    payment_card = await organisation_payment_card(uow, organisation_id)
     return DryRun(organisation_id, lines, _total(services, lines), payment_card)
 
 
@@ -505,7 +505,7 @@ async def _payers_and_cards(
                 organisation_of[run_id] = run.organisation_id
         payers: dict[str, _Payer | None] = {}
         for organisation_id in sorted(set(organisation_of.values())):
-            saved = await _payment_card(uow, organisation_id)
+            saved = await organisation_payment_card(uow, organisation_id)
             payers[organisation_id] = (
                 None
                 if saved is None

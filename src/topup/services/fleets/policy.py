@@ -17,9 +17,14 @@ from topup.domain.auto_renewal import AutoRenewal, PaymentSource, SetterKind
 from topup.domain.cards import CardKind
 from topup.domain.errors import InputError, TopupError
 from topup.domain.fleets import FleetFilter
+from topup.domain.saved_payment_cards import SavedPaymentCard
 from topup.services.auto_renewal import PaymentChoice, SetBy, set_auto_renewal
 from topup.services.context import Services
-from topup.services.fleets.bulk import BULK_CHANNEL, payment_card_missing
+from topup.services.fleets.bulk import (
+    BULK_CHANNEL,
+    organisation_payment_card,
+    payment_card_missing,
+)
 from topup.services.fleets.organisations import manager, membership, organisation_unknown
 
 REFUSALS_LISTED_MAX = 50  # cards the answer names one by one; the rest are counted
@@ -167,3 +172,37 @@ async def auto_renewals_of(
         )
         for card_id, setting in found.items()
     }
+
+
+async def payment_card_of(
+    services: Services, account_id: str, organisation_id: str
+) -> SavedPaymentCard | None:
+    """The saved payment card bulk renewals and the policy are charged to (any member)."""
+    async with services.unit_of_work() as uow:
+        await membership(uow, organisation_id, account_id)
+        return await organisation_payment_card(uow, organisation_id)
+
+
+async def policy_counts(services: Services, account_id: str, organisation_id: str) -> int:
+    """How many of the organisation's cards have auto-renewal on by its policy (at most
+    ``fleet_policy_cards_max`` looked at)."""
+    limits = services.limits.fleets
+    counted = offset = 0
+    while offset < limits.fleet_policy_cards_max:
+        async with services.unit_of_work() as uow:
+            await membership(uow, organisation_id, account_id)
+            cards = await uow.organisations.fleet_cards(
+                organisation_id, FleetFilter(), limit=limits.fleet_policy_batch_size, offset=offset
+            )
+            settings = await uow.auto_renewals.of_cards([card.id for card in cards])
+        if not cards:
+            break
+        offset += len(cards)
+        counted += sum(
+            1
+            for setting in settings.values()
+            if setting.enabled
+            and setting.set_by is SetterKind.ORGANISATION
+            and setting.set_by_id == organisation_id
+        )
+    return counted

@@ -25,6 +25,9 @@ from topup.entrypoints.web.portal import (
     account_history,
     account_payment_cards,
     auto_renewal_page,
+    fleet,
+    fleet_bulk,
+    fleet_policy,
 )
 from topup.entrypoints.web.portal.account_common import (
     locale_of,
@@ -54,6 +57,9 @@ signed_in_pages.include_router(account_cards.router)
 signed_in_pages.include_router(account_history.router)
 signed_in_pages.include_router(account_payment_cards.router)
 signed_in_pages.include_router(auto_renewal_page.router)  # issue 11: auto-renewal
+signed_in_pages.include_router(fleet.router)  # issue 11: enterprise fleets
+signed_in_pages.include_router(fleet_bulk.router)
+signed_in_pages.include_router(fleet_policy.router)
 
 HOME = "/accounts/cards"  # where a signed-in visitor lands
 RATE_WINDOW_S = 60  # the minute of Limits.login_per_minute_max

@@ -196,7 +196,9 @@ class _Checker:
         ]
 
 
-async def organisation_payment_card(uow: UnitOfWork, organisation_id: str) -> SavedPaymentCard | None:
+async def organisation_payment_card(
+    uow: UnitOfWork, organisation_id: str
+) -> SavedPaymentCard | None:
     organisation = await uow.organisations.get(organisation_id)
     if organisation is None:
         raise organisation_unknown()

@@ -154,10 +154,12 @@ async def check(request: Request, account_id: AccountId, organisation_id: str) -
         text = await _uploaded_text(services, form)
         checked = await bulk.dry_run(services, account_id, organisation_id, text)
     except TopupError as error:
+        await form.close()
         if error.code == "organisation_unknown":
             raise
         pasted = text_field(form, "lines", upload_bytes_max(services))
         return await _runs_page(request, account_id, organisation_id, error=error, lines=pasted)
+    await form.close()  # the upload's spooled file
     return await _dry_run_page(request, account_id, organisation_id, checked, text)
 
 
@@ -197,6 +199,7 @@ async def start(request: Request, account_id: AccountId, organisation_id: str) -
     form = await request.form()
     text = text_field(form, "lines", upload_bytes_max(services) + 1)
     start_key = text_field(form, "start_key", START_KEY_LENGTH_MAX)
+    await form.close()
     try:
         if len(text.encode()) > upload_bytes_max(services):
             raise _too_large(services)
@@ -210,9 +213,7 @@ async def start(request: Request, account_id: AccountId, organisation_id: str) -
             checked = await bulk.dry_run(services, account_id, organisation_id, text)
         except TopupError:
             return await _runs_page(request, account_id, organisation_id, error=error)
-        return await _dry_run_page(
-            request, account_id, organisation_id, checked, text, error=error
-        )
+        return await _dry_run_page(request, account_id, organisation_id, checked, text, error=error)
     return RedirectResponse(fleet_path(organisation_id, f"/bulk-renewals/{run.id}"), 303)
 
 

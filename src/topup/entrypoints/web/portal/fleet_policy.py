@@ -80,7 +80,9 @@ async def _page(
 
 
 @router.get(POLICY_PATH)
-async def page(request: Request, account_id: AccountId, organisation_id: str, notice: str = "") -> Response:
+async def page(
+    request: Request, account_id: AccountId, organisation_id: str, notice: str = ""
+) -> Response:
     return await _page(request, account_id, organisation_id[:ID_LENGTH_MAX], notice=notice)
 
 

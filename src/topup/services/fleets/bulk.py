@@ -242,7 +242,7 @@ async def dry_run_as_operator(services: Services, organisation_id: str, text: st
 def payment_card_missing() -> ConflictError:
     return ConflictError(
         "the organisation has no payment card for bulk renewals; an admin chooses one",
-        code="organisationpayment_card_missing",
+        code="organisation_payment_card_missing",
         field="payment_card",
         params={},
     )
@@ -539,7 +539,7 @@ async def _renew_line(
     if card is None:
         return _outcome(line, BulkLineStatus.FAILED, error="card_unknown")
     if payer is None:
-        return _outcome(line, BulkLineStatus.FAILED, error="organisationpayment_card_missing")
+        return _outcome(line, BulkLineStatus.FAILED, error="organisation_payment_card_missing")
     today = now.date()
     if payer.saved.expired(today.year, today.month):
         return _outcome(line, BulkLineStatus.FAILED, error="payment_card_expired")

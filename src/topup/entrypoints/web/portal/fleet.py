@@ -30,6 +30,7 @@ from topup.entrypoints.web.portal.fleet_common import (
     render,
 )
 from topup.entrypoints.web.shared.rendering import renderer_of
+from topup.i18n import N_
 from topup.services.fleets import invoices, organisations, policy
 from topup.services.fleets.organisations import CARD_STATUSES
 
@@ -38,11 +39,21 @@ router = APIRouter()
 SEARCH_LENGTH_MAX = 40
 INVOICE_MONTHS_SHOWN = 12  # the months offered on the invoices page, this one first
 STATUS_NAMES = {
-    "active": "Active",
-    "grace": "In grace period",
-    "expired": "Expired",
-    "suspended": "Suspended",
+    "active": N_("Active"),
+    "grace": N_("In grace period"),
+    "expired": N_("Expired"),
+    "suspended": N_("Suspended"),
 }
+PREPAID, POSTPAID = N_("Prepaid"), N_("Postpaid")
+EXPORT_COLUMNS = (
+    N_("Number"),
+    "ICCID",
+    N_("Kind"),
+    N_("Status"),
+    N_("Data left (MB)"),
+    N_("Valid until"),
+    N_("Credit"),
+)
 
 
 @router.get(ORGANISATIONS_PATH)
@@ -120,23 +131,13 @@ async def fleet_csv(request: Request, account_id: AccountId, organisation_id: st
         services, account_id, organisation_id, _filter(request, _asked(request))
     )
     page = renderer_of(request).page(request)
-    rows = [
-        [
-            page._("Number"),
-            "ICCID",
-            page._("Kind"),
-            page._("Status"),
-            page._("Data left (MB)"),
-            page._("Valid until"),
-            page._("Credit"),
-        ]
-    ]
+    rows = [[page._(column) for column in EXPORT_COLUMNS]]
     for card in cards:
         rows.append(
             [
                 card_number_shown(card.msisdn),
                 card.iccid,
-                page._("Prepaid") if card.kind.value == "prepaid" else page._("Postpaid"),
+                page._(PREPAID if card.kind.value == "prepaid" else POSTPAID),
                 page._(STATUS_NAMES.get(card.status.value, card.status.value)),
                 str(card.data_quota_mb),
                 page.datetime(card.validity_end, "short") if card.validity_end else "",

@@ -27,7 +27,9 @@ from topup.settings import LimitSettings
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 START_KEY = re.compile(r'name="start_key" value="([^"]+)"')
-HIDDEN_LINES = re.compile(r'<textarea name="lines" hidden[^>]*>(.*?)</textarea>', re.S)
+HIDDEN_LINES = re.compile(
+    r'<textarea name="lines" class="fleet-hidden" hidden[^>]*>(.*?)</textarea>', re.S
+)
 RUN_PATH = re.compile(r"^/organisations/[^/]+/bulk-renewals/([0-9a-f-]{36})$")
 
 

@@ -219,9 +219,11 @@ def _upgrade_auto_renewal() -> None:
         sa.UniqueConstraint("renewal_key", name=op.f("uq_auto_top_ups_renewal_key")),
     )
     op.create_index("ix_auto_top_ups_card_id_at", "auto_top_ups", ["card_id", "at"])
+    op.create_index("ix_auto_top_ups_status_at", "auto_top_ups", ["status", "at"])
 
 
 def _downgrade_auto_renewal() -> None:
+    op.drop_index("ix_auto_top_ups_status_at", table_name="auto_top_ups")
     op.drop_index("ix_auto_top_ups_card_id_at", table_name="auto_top_ups")
     op.drop_table("auto_top_ups")
     op.drop_table("auto_renewal_prechecks")

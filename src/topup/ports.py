@@ -1068,8 +1068,26 @@ class AutoRenewalRepository(Protocol):
         ...
 
     async def update_top_up(
-        self, card_id: str, crossing: int, *, status: TopUpStatus, renewal_id: str | None
-    ) -> None: ...
+        self,
+        card_id: str,
+        crossing: int,
+        *,
+        status: TopUpStatus,
+        renewal_id: str | None,
+        only_if: TopUpStatus | None = None,
+    ) -> bool:
+        """Set the top-up's status; with ``only_if``, only while it has that status (False, and
+        nothing written, otherwise: another worker recorded it)."""
+        ...
+
+    async def unsettled_top_ups(
+        self, *, started_before: dt.datetime, refunded_since: dt.datetime, limit: int
+    ) -> list[AutoTopUp]:
+        """Top-ups whose outcome is still to be recorded, oldest first, at most ``limit``: those
+        still ``started`` (their renewal pending at the PSP, or never sent) since before
+        ``started_before``, and those ``succeeded`` since ``refunded_since`` whose renewal was
+        refunded afterwards."""
+        ...
 
     async def top_ups_since(self, card_id: str, *, since: dt.datetime) -> tuple[int, int]:
         """(count, amount_minor) of the card's top-ups that count against its caps since."""

@@ -79,3 +79,11 @@ def test_a_subscriber_turns_on_auto_renewal_with_a_saved_card_and_sees_the_next_
     page.wait_for_url("**/auto-renewal?notice=off")
     assert page.locator("form[action$='/auto-renewal/off']").count() == 0
     screenshots(page, "auto-renewal-turned-off")
+
+    # The card's timeline (empty of auto-renewal events so far: nothing was charged).
+    page.goto("/accounts/cards")
+    page.locator("a[href$='/timeline']").first.click()
+    page.wait_for_url("**/timeline")
+    assert page.locator("h1").inner_text()
+    axe_check(page)
+    screenshots(page, "card-timeline")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -19,14 +19,20 @@ from tests.unit.fakes import CountingGateway
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
-from topup.domain.auto_renewal import AttemptStatus, SetterKind
+from topup.domain.auto_renewal import AttemptStatus, SetterKind, TopUpRule
 from topup.domain.card_events import CardEventKind
 from topup.domain.cards import CardStatus
 from topup.entrypoints.worker import check_payments, move_card_lifecycles, run_jobs
 from topup.ports import ChargeRequest, ChargeResult, PaymentCardDetails
 from topup.services import saved_payment_cards
 from topup.services.audit import audit
-from topup.services.auto_renewal import PaymentChoice, SetBy, run_auto_renewals, set_auto_renewal
+from topup.services.auto_renewal import (
+    PaymentChoice,
+    SetBy,
+    run_auto_renewals,
+    run_auto_top_ups,
+    set_auto_renewal,
+)
 from topup.services.auto_renewal.runs import _look_at
 from topup.services.demo import load_demo
 from topup.settings import LimitSettings
@@ -191,9 +197,59 @@ async def test_a_declined_card_is_tried_again_then_left_to_grace(make_app: AppFa
     await move_card_lifecycles(services)
 
     assert len(setup.payment_ids_charged()) == 2  # tries_max
-    failed = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_FAILED)
-    assert [event.detail["final"] for event in failed] == [0, 1]
-    assert failed[-1].detail["problem"] == "charge_declined"
+    retrying = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_RETRYING)
+    assert [event.detail["final"] for event in retrying] == [0]
+    [failed] = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_FAILED)
+    assert failed.detail["final"] == 1 and failed.detail["problem"] == "charge_declined"
     async with services.unit_of_work() as uow:
         card = await uow.cards.get(setup.card_id)
     assert card is not None and card.status is CardStatus.GRACE
+
+
+async def test_a_top_up_pending_at_the_psp_is_settled_once_and_frees_the_cap(
+    make_app: AppFactory,
+) -> None:
+    # The gateway times out and has taken nothing: the top-up is pending until it is asked.
+    setup = await _setup(make_app, "4000009990000302")
+    services = setup.first.services
+    async with services.unit_of_work() as uow:
+        setting = await uow.auto_renewals.get(setup.card_id)
+        card = await uow.cards.get(setup.card_id, for_update=True)
+        assert setting is not None and card is not None
+        await uow.cards.save(
+            replace(card, data_quota_mb=100, version=card.version + 1),
+            expected_version=card.version,
+            at=START,
+        )
+        await uow.commit()
+    rule = TopUpRule("pack_5gb_7d", below_mb=500, month_count_max=2, month_amount_max=None)
+    await set_auto_renewal(
+        services,
+        card_id=setup.card_id,
+        plan_code="pack_5gb_7d",
+        payment=PaymentChoice.saved_card(
+            setting.payment_account_id or "", setting.saved_payment_card_id or ""
+        ),
+        set_by=SetBy(SetterKind.ACCOUNT, setting.payment_account_id or ""),
+        top_up=rule,
+    )
+    await run_auto_top_ups(services)
+    since = START - dt.timedelta(days=40)
+    async with services.unit_of_work() as uow:
+        assert (await uow.auto_renewals.top_ups_since(setup.card_id, since=since))[0] == 1
+
+    setup.clock.set(START + dt.timedelta(minutes=10))
+    await check_payments(services)  # declined: nothing was taken
+    await asyncio.gather(run_auto_top_ups(services), run_auto_top_ups(setup.second.services))
+
+    events = await _events(setup.first, setup.card_id, CardEventKind.AUTO_TOP_UP)
+    assert [event.detail["outcome"] for event in events] == ["pending", "failed"]
+    async with services.unit_of_work() as uow:
+        assert (await uow.auto_renewals.top_ups_since(setup.card_id, since=since))[0] == 0
+        assert (
+            await uow.auto_renewals.unsettled_top_ups(
+                started_before=setup.clock.now(), refunded_since=since, limit=10
+            )
+            == []
+        )
+    assert (await audit(services)).clean

@@ -23,12 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import Executable
 
+from tests.mailed_links import confirmed_account
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
 from topup.adapters.gateways import sandbox
 from topup.adapters.gateways.sandbox_wallet import SandboxWallet
 from topup.bootstrap import Application
 from topup.domain import ledger
+from topup.domain.auto_renewal import SetterKind
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import TopupError
 from topup.domain.methods import PHYSICAL_CHANNELS
@@ -45,10 +47,20 @@ from topup.ports import (
     ProvisionRequest,
     ProvisionResult,
     ProvisionStatus,
+    SmsSender,
 )
+from topup.services import saved_payment_cards
+from topup.services.auto_renewal import PaymentChoice as AutoPayment
+from topup.services.auto_renewal import SetBy, set_auto_renewal
 from topup.services.billing import issue_postpaid_bill
 from topup.services.context import Services
 from topup.services.demo import demo_plans, iccid_for
+from topup.services.fleets.bulk import start_run_as_operator
+from topup.services.fleets.organisations import (
+    choose_payment_card,
+    create_organisation,
+    import_cards,
+)
 from topup.services.renewals import RenewalRequest, renew
 from topup.services.usage import import_usage
 from topup.services.wallets import handle_webhook
@@ -84,12 +96,24 @@ USAGE_LATE_SHARE = 0.05  # records arriving days late (used before a renewal: no
 USAGE_LATE_S = 3 * 86_400
 USAGE_MALFORMED_PER_FILE = 2  # lines that cannot be read, reported by their number
 WEBHOOK_SHARE = 0.5  # wallet payments told by webhook; the others found by the reconciler
+# Auto-renewal: some subscribers who renew turn it on, paying by a saved payment card.
+AUTO_RENEWAL_SHARE = 0.2  # of the prepaid subscribers who renew
+AUTO_RENEWAL_PLAN = "pack_30gb_30d"
+AUTO_RENEWAL_ACCOUNT = "fleet-owner@example.com"
+# Fleets: an organisation renews its cards in bulk, uploading each file twice.
+FLEET_SHARE = 0.05  # of the prepaid subscribers who renew, not on auto-renewal
+BULK_CHANCE_PER_STEP = 0.5  # the fleet admin uploads the cards near their end in a step
+BULK_PLAN = "pack_30gb_30d"
 # Workers.
 WORKER_BATCH_SIZE = 16  # small, so that the two workers share the jobs of a step
 WORKER_CONCURRENCY = 4
 JOB_LEASE_S = 120.0  # a killed worker's jobs are taken again after this (one step later)
 DRAIN_STEP_S = 600.0  # after the last day: the clock moves this much until nothing is due
 DRAIN_STEPS_MAX = 400
+# Steps the drain goes on once everything is settled while a pass still reports work: the
+# auto-renewal pass looks again, every auto_renewal_recheck_s, at a card whose paid auto-renewal
+# the network refused (refunded), for ever (reported to part 3).
+DRAIN_SETTLED_STEPS_MAX = 6
 TRAP_WAIT_S = 10.0  # how long a step waits for the doomed worker to reach the trap
 
 
@@ -120,6 +144,24 @@ PAYMENTS = (
     PaymentChoice("wallet", 14, method="ewallet:tng", wallet_account="60123400001"),
     PaymentChoice("wallet declined", 3, method="ewallet:tng", wallet_account="60123400000"),
     PaymentChoice("wallet never answered", 3, method="ewallet:tng", wallet_account="60123409999"),
+)
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    """A payment card saved for auto-renewal, and its share of the cards that auto-renew."""
+
+    name: str
+    weight: int
+    number: str
+    expiry: tuple[int, int] = (12, 2030)  # month, year
+
+
+SAVED_CARDS = (
+    SavedCard("works", 60, "4242424242424242"),
+    SavedCard("declines", 15, "4000000000000002"),
+    SavedCard("no funds", 10, "4000000000009995"),
+    SavedCard("expires in November", 15, "5555555555554444", (11, 2026)),
 )
 PREPAID_PLANS = (
     ("pack_30gb_30d", 50),
@@ -153,6 +195,8 @@ class Subscriber:
     card: Card  # as created
     lapses: bool  # never renews (prepaid) / never pays (postpaid)
     bills: list[int] = field(default_factory=list)  # minor units issued, in order
+    auto_renewal: str | None = None  # the SavedCard's name, if auto-renewal is on
+    in_fleet: bool = False  # the organisation renews it in bulk
     next_bill_at: dt.datetime | None = None
 
     @property
@@ -233,6 +277,19 @@ class Trap:
         return result
 
 
+class CountingSms:
+    """Wraps a worker's SMS provider: counts the texts that went out by idempotency key (a
+    reminder delivery's id), shared by both workers, so a text sent twice shows."""
+
+    def __init__(self, inner: SmsSender, sent: Counter[str]) -> None:
+        self._inner = inner
+        self.sent = sent
+
+    async def send(self, msisdn: str, text: str, *, idempotency_key: str | None = None) -> None:
+        await self._inner.send(msisdn, text, idempotency_key=idempotency_key)
+        self.sent[idempotency_key or "(none)"] += 1
+
+
 @dataclass
 class Worker:
     name: str
@@ -248,12 +305,15 @@ class Workers:
     seed: int
     workers: list[Worker] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)  # activation ids in flight at a kill
+    texts: Counter[str] = field(default_factory=Counter)  # SMS sent by the workers, by key
     restarts: int = 0
 
     def start(self, name: str) -> Worker:
         app = self.make(self.seed + 1 + len(self.workers) + self.restarts)
         trap = Trap(app.services.network)
         app.services.network = trap
+        if app.services.sms is not None:
+            app.services.sms = CountingSms(app.services.sms, self.texts)
         worker = Worker(name, app, trap)
         self.workers.append(worker)
         return worker
@@ -307,11 +367,17 @@ class Run:
     refusals: Counter[str] = field(default_factory=Counter)  # by error code
     payments: Counter[str] = field(default_factory=Counter)  # by PaymentChoice name
     webhooks: Counter[str] = field(default_factory=Counter)  # by handle_webhook's answer
+    auto_renewals: Counter[str] = field(default_factory=Counter)  # cards by SavedCard name
+    texts: Counter[str] = field(default_factory=Counter)  # SMS the workers sent, by key
+    bulk_runs: int = 0
+    bulk_lines: int = 0  # lines uploaded (each file twice)
     steps: int = 0
     kills: int = 0
     killed_activations: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     cpu_s: float = 0.0  # this process's CPU time (the database's is not in it)
+    drain_steps: int = 0
+    drain_s: float = 0.0
     subscribers_s: float = 0.0  # of which the subscribers' part of the steps
     workers_s: float = 0.0  # ... and the workers'
     keys: int = 0
@@ -337,7 +403,80 @@ class Subscribers:
         self.rng = rng
         self.by_id = {sub.card.id: sub for sub in run.fleet}
         self.last_usage: list[str] = []
+        self.organisation_id = ""
         self.usage_due = START
+
+    async def turn_on_auto_renewals(self) -> None:
+        """One account's saved payment cards (one of each kind) pay the auto-renewals of a
+        share of the subscribers who renew."""
+        services = self.app.services
+        account = await confirmed_account(
+            services, email=AUTO_RENEWAL_ACCOUNT, password="correct horse battery"
+        )
+        saved: dict[str, str] = {}
+        for kind in SAVED_CARDS:
+            month, year = kind.expiry
+            details = PaymentCardDetails(
+                number=kind.number, expiry_month=month, expiry_year=year, cvc="123"
+            )
+            token = await services.gateway.tokenize(details)
+            view = await saved_payment_cards.save_payment_token(services, account.id, token.token)
+            saved[kind.name] = view.id
+        for sub in self.run.fleet:
+            if not sub.prepaid or sub.lapses or self.rng.random() >= AUTO_RENEWAL_SHARE:
+                continue
+            kind = self.rng.choices(SAVED_CARDS, [k.weight for k in SAVED_CARDS])[0]
+            try:
+                await set_auto_renewal(
+                    services,
+                    card_id=sub.card.id,
+                    plan_code=AUTO_RENEWAL_PLAN,
+                    payment=AutoPayment.saved_card(account.id, saved[kind.name]),
+                    set_by=SetBy(SetterKind.ACCOUNT, account.id),
+                )
+            except TopupError as error:
+                self.run.refusals[f"auto_renewal:{error.code}"] += 1
+                continue
+            sub.auto_renewal = kind.name
+            self.run.auto_renewals[kind.name] += 1
+        await self.set_up_fleet(account.id, saved["works"])
+
+    async def set_up_fleet(self, account_id: str, saved_id: str) -> None:
+        services = self.app.services
+        organisation = await create_organisation(
+            services, name="Simulated Logistics", owner_email=AUTO_RENEWAL_ACCOUNT, language="en"
+        )
+        self.organisation_id = organisation.id
+        members = [
+            sub
+            for sub in self.run.fleet
+            if sub.prepaid and not sub.lapses and sub.auto_renewal is None
+        ]
+        chosen = [sub for sub in members if self.rng.random() < FLEET_SHARE]
+        added = await import_cards(services, organisation.id, [s.card.msisdn for s in chosen])
+        assert added.added == len(chosen), added
+        for sub in chosen:
+            sub.in_fleet = True
+        await choose_payment_card(services, account_id, organisation.id, saved_id)
+
+    async def renew_in_bulk(self, cards: dict[str, Any], busy: set[str]) -> None:
+        """The fleet admin uploads its cards near their end, and then the same file again."""
+        due = [
+            sub
+            for sub in self.run.fleet
+            if sub.in_fleet and sub.card.id in cards and sub.card.id not in busy
+        ]
+        if not due or self.rng.random() >= BULK_CHANCE_PER_STEP:
+            return
+        text = "number,plan\n" + "".join(f"{sub.card.msisdn},{BULK_PLAN}\n" for sub in due)
+        for _ in range(2):
+            try:
+                await start_run_as_operator(self.app.services, self.organisation_id, text)
+            except TopupError as error:
+                self.run.refusals[f"bulk:{error.code}"] += 1
+                continue
+            self.run.bulk_runs += 1
+            self.run.bulk_lines += len(due)
 
     async def step(self) -> None:
         services = self.app.services
@@ -365,11 +504,15 @@ class Subscribers:
             if sub.card.id not in cards or sub.card.id in busy or sub.lapses:
                 continue
             if sub.prepaid:
+                managed = sub.auto_renewal is not None or sub.in_fleet
+                if managed and cards[sub.card.id].status != "grace":
+                    continue  # auto-renewal or the fleet renews it; in grace its user steps in
                 if self.rng.random() < RENEW_CHANCE_PER_STEP:
                     requests.append(self.request(sub, self.prepaid_plan()))
             elif self.rng.random() < BILL_PAID_CHANCE_PER_STEP:
                 requests.append(self.request(sub, self.run.plans["postpaid_bill"]))
         await asyncio.gather(*(self.submit(request) for request in requests))
+        await self.renew_in_bulk(cards, busy)
         if now >= self.usage_due:
             await self.send_usage()
             self.usage_due = now + dt.timedelta(seconds=USAGE_EVERY_S)
@@ -512,6 +655,7 @@ async def simulate(
     fleet = await create_fleet(web.services, rng, cards)
     run = Run(seed, fleet, {plan.code: plan for plan in demo_plans(CURRENCY)})
     subscribers = Subscribers(web, run, rng)
+    await subscribers.turn_on_auto_renewals()
     workers.start("worker-1")
     workers.start("worker-2")
     end = START + dt.timedelta(days=days)
@@ -529,16 +673,30 @@ async def simulate(
         run.steps += 1
         run.subscribers_s += middle - before
         run.workers_s += time.perf_counter() - middle
+    drain_started = time.perf_counter()
+    settled_steps = 0
     for _ in range(DRAIN_STEPS_MAX):
-        if await workers.step() == 0 and not await unsettled(web):
-            break
+        run.drain_steps += 1
+        done = await workers.step()
+        if not await unsettled(web):
+            settled_steps += 1
+            # A pass may find something to look at every few minutes for ever (see
+            # DRAIN_SETTLED_STEPS_MAX); once every renewal and bulk line is settled, that waits.
+            if done == 0 or settled_steps >= DRAIN_SETTLED_STEPS_MAX:
+                break
         clock.advance(DRAIN_STEP_S)
+    run.drain_s = time.perf_counter() - drain_started
     run.killed_activations = list(workers.killed)
+    run.texts = workers.texts
     run.elapsed_s = time.perf_counter() - started
     run.cpu_s = time.process_time() - cpu_started
     return run
 
 
 async def unsettled(app: Application) -> list[Row[Any]]:
-    r = t.renewals
-    return await rows(app, select(r.c.id, r.c.status).where(r.c.status.not_in(TERMINAL)))
+    """Renewals not final yet, and bulk lines not tried or not answered yet."""
+    r, b = t.renewals, t.bulk_lines
+    open_lines = ("pending", "leased", "waiting")
+    return await rows(
+        app, select(r.c.id, r.c.status).where(r.c.status.not_in(TERMINAL))
+    ) + await rows(app, select(b.c.idempotency_key, b.c.status).where(b.c.status.in_(open_lines)))

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from tests.simulation.connected import TERMINAL, Run, rows
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
+from topup.domain.auto_renewal import TRY_KEY_PREFIX
 from topup.domain.ledger import card_credit_account
 from topup.domain.plans import PlanKind
 from topup.services.audit import audit
@@ -265,6 +266,82 @@ async def usage_not_applied_once(app: Application, run: Run) -> list[str]:
     return wrong
 
 
+async def auto_renewals_charged_twice(app: Application) -> list[str]:
+    """No card charged twice for a period: among the auto-renewal tries of a (card, period)
+    (renewals keyed ``auto:<card>:<period>:<try>``) at most one was paid; every try is on the
+    card's timeline as an attempt event of that period."""
+    r, a, ev = t.renewals, t.auto_renewal_attempts, t.card_events
+    tries = await rows(
+        app,
+        select(r.c.idempotency_key, r.c.status).where(
+            r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%")
+        ),
+    )
+    paid: Counter[tuple[str, str]] = Counter()
+    for row in tries:
+        card_id, period, _ = row.idempotency_key.removeprefix(TRY_KEY_PREFIX).rsplit(":", 2)
+        if row.status in ("completed", "refunded", "activating"):
+            paid[(card_id, period)] += 1
+    wrong = [
+        f"card {card} was charged {n} times for period {period}"
+        for (card, period), n in paid.items()
+        if n > 1
+    ]
+    attempts = await rows(app, select(a.c.card_id, a.c.period, a.c.tries))
+    events = await rows(
+        app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == "auto_renewal_attempt")
+    )
+    on_timeline = Counter((row.card_id, json.loads(row.detail)["period"]) for row in events)
+    for row in attempts:
+        if on_timeline[(row.card_id, row.period)] != row.tries:
+            wrong.append(
+                f"card {row.card_id} period {row.period}: {row.tries} tries, "
+                f"{on_timeline[(row.card_id, row.period)]} attempt events on its timeline"
+            )
+    return wrong
+
+
+async def bulk_lines_renewed_twice(app: Application) -> list[str]:
+    """Uploading the same file twice renews nothing twice: all the lines that share a key (the
+    same organisation, card, plan and period) name one renewal at most; every line is settled."""
+    b = t.bulk_lines
+    lines = await rows(app, select(b.c.idempotency_key, b.c.card_id, b.c.status, b.c.renewal_id))
+    renewals: dict[str, set[str]] = defaultdict(set)
+    wrong: list[str] = []
+    for line in lines:
+        if line.renewal_id is not None:
+            renewals[line.idempotency_key].add(line.renewal_id)
+        if line.status in ("pending", "leased", "waiting"):
+            wrong.append(f"bulk line of card {line.card_id} is still {line.status}")
+    card_of = {line.idempotency_key: line.card_id for line in lines}
+    wrong += [
+        f"card {card_of[key]}: one bulk line key, renewals {sorted(ids)}"
+        for key, ids in renewals.items()
+        if len(ids) > 1
+    ]
+    return wrong
+
+
+async def auto_renewals_told_but_not_renewed(app: Application) -> list[str]:
+    """Every auto-renewal the subscriber was told succeeded renewed the card: the renewal its
+    event names completed (not refunded because the network refused it)."""
+    ev, r = t.card_events, t.renewals
+    status = {row.id: row.status for row in await rows(app, select(r.c.id, r.c.status))}
+    told = await rows(
+        app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == "auto_renewal_succeeded")
+    )
+    wrong: list[str] = []
+    for event in told:
+        detail = json.loads(event.detail)
+        renewal = detail.get("renewal_id")
+        if status.get(renewal) != "completed":
+            wrong.append(
+                f"card {event.card_id} period {detail.get('period')}: told its auto-renewal "
+                f"succeeded, but renewal {renewal} is {status.get(renewal)}"
+            )
+    return wrong
+
+
 async def states_not_matching_dates(app: Application) -> list[str]:
     """After the last lifecycle pass every card's status is the one its dates give now."""
     now = app.services.clock.now()
@@ -346,7 +423,7 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
         "declined": await count(r.c.status == "declined"),
         "cancelled (wallet never answered)": await count(r.c.status == "cancelled"),
         "refunded": await count(r.c.status == "refunded"),
-        "activations retried": await count(j.c.kind == "activate", j.c.attempts > 1),
+        "activations retried": await count(j.c.kind == "activate", j.c.attempts > 0),
         "forfeits": await count(e.c.kind == "forfeit"),
         "cards expired": await count(c.c.status == "expired"),
         "cards suspended": await count(t.card_events.c.kind == "status_suspended"),
@@ -356,5 +433,14 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
         "usage records not counted (late)": await count(t.usage_records.c.counted.is_(False)),
         "data exhausted": await count(t.card_events.c.kind == "data_exhausted"),
         "workers killed mid-pass": run.kills,
+        "bulk lines renewed": await count(t.bulk_lines.c.status == "succeeded"),
+        "bulk lines uploaded": run.bulk_lines,
+        "auto-renewals paid": await count(
+            r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%"), r.c.status == "completed"
+        ),
+        "auto-renewals failed": await count(t.card_events.c.kind == "auto_renewal_failed"),
+        "auto-renewal problems found ahead": await count(
+            t.card_events.c.kind == "auto_renewal_problem"
+        ),
     }
     return happened

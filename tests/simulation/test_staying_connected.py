@@ -71,14 +71,110 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "renewals paid twice", await inv.renewals_paid_twice(web))
     inv.check(run, "cards", await inv.cards_not_following_their_renewals(web, run))
     inv.check(run, "usage", await inv.usage_not_applied_once(web, run))
+    inv.check(run, "auto-renewal", await inv.auto_renewals_charged_twice(web))
+    inv.check(run, "bulk renewal", await inv.bulk_lines_renewed_twice(web))
     inv.check(run, "states and dates", await inv.states_not_matching_dates(web))
     inv.check(run, "the kill", await inv.killed_work_not_finished_once(web, run))
     happened = await inv.what_happened(web, run)
     missing = [name for name, count in happened.items() if count == 0]
     inv.check(run, "never exercised", missing)
+    told_wrongly = await inv.auto_renewals_told_but_not_renewed(web)
     print(
         f"{run.hint()}: {cards} cards, {days} days in {run.steps} steps, "
         f"{run.elapsed_s:.1f} s, CPU {run.cpu_s:.1f} s (subscribers {run.subscribers_s:.1f} s, workers "
-        f"{run.workers_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
+        f"{run.workers_s:.1f} s, drain {run.drain_steps} steps {run.drain_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
         f"{happened}"
     )
+    if told_wrongly:  # known bug of auto-renewal (part 3): every other invariant held above
+        pytest.xfail(f"{run.hint()}: {len(told_wrongly)} told success, e.g. {told_wrongly[0]}")
+
+
+CHECKED_CARDS = 40  # the run whose database the next test spoils, one invariant at a time
+CHECKED_DAYS = 10
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_url: str) -> None:
+    """The checks can fail: after a small clean run, a forfeit recorded twice (of zero credit,
+    which `topup audit` cannot see), a usage record's debit lost, two paid auto-renewal tries of
+    one period, a card left in a status its dates deny and a threshold event raised twice are
+    each reported, naming the card."""
+    from sqlalchemy import insert, select, update
+
+    from topup.adapters.db import tables as t
+    from topup.domain import ledger
+    from topup.domain.auto_renewal import TRY_KEY_PREFIX
+    from topup.domain.money import Money
+
+    clock = FixedClock(START)
+    limits = simulation_limits(sqlite=True)
+
+    def application(seed: int) -> Any:
+        return make_app(clock=clock, limits=limits, seed=seed, sandbox_seed=SEED, **FAULTS)
+
+    web = application(SEED)
+    run = await simulate(
+        web=web,
+        workers=Workers(application, SEED),
+        clock=clock,
+        seed=SEED,
+        cards=CHECKED_CARDS,
+        days=CHECKED_DAYS,
+        step_s=STEP_S,
+        kill_at_step=3,
+    )
+    assert not await inv.forfeits_not_in_the_ledger(web, run), run.hint()
+    assert not await inv.cards_not_following_their_renewals(web, run), run.hint()
+    assert not await inv.states_not_matching_dates(web), run.hint()
+    assert not await inv.usage_not_applied_once(web, run), run.hint()
+    assert not await inv.auto_renewals_charged_twice(web), run.hint()
+    assert not await inv.audit_violations(web), run.hint()
+    c, u, ev = t.cards, t.usage_records, t.card_events
+    expired = (await inv.rows(web, select(c.c.id, c.c.msisdn).where(c.c.status == "expired")))[0]
+    async with web.services.unit_of_work() as uow:
+        forfeit = ledger.forfeit(card_id=expired.id, amount=Money.zero("MYR"), data_quota_mb=0)
+        await uow.ledger.record(forfeit, at=clock.now())
+        await uow.commit()
+    assert not await inv.audit_violations(web), "the audit sees a zero forfeit after all"
+    assert expired.msisdn in " ".join(await inv.forfeits_not_in_the_ledger(web, run))
+    used = (
+        await inv.rows(
+            web,
+            select(u.c.record_id, c.c.msisdn)
+            .join(c, c.c.id == u.c.card_id)
+            .where(u.c.counted.is_(True), c.c.status == "active", u.c.data_used_mb > 0),
+        )
+    )[0]
+    async with web.engine.begin() as connection:
+        await connection.execute(
+            update(u).where(u.c.record_id == used.record_id).values(data_used_mb=0)
+        )
+    assert used.msisdn in " ".join(await inv.cards_not_following_their_renewals(web, run))
+    async with web.engine.begin() as connection:
+        await connection.execute(update(c).where(c.c.id == expired.id).values(status="active"))
+        exhausted = (
+            await connection.execute(select(ev).where(ev.c.kind == "data_exhausted"))
+        ).first()
+        assert exhausted is not None, run.hint()
+        await connection.execute(
+            insert(ev).values(
+                card_id=exhausted.card_id,
+                kind=exhausted.kind,
+                at=exhausted.at,
+                detail=exhausted.detail,
+            )
+        )
+    r = t.renewals
+    paid = (await inv.rows(web, select(r).where(r.c.status == "completed")))[0]._asdict()
+    async with web.engine.begin() as connection:
+        for attempt in (1, 2):  # two paid tries of one card's period
+            key = f"{TRY_KEY_PREFIX}{paid['card_id']}:2027-01-01T00:00:00+00:00:{attempt}"
+            values = paid | {
+                "id": f"00000000-0000-4000-8000-00000000000{attempt}",
+                "idempotency_key": key,
+                "receipt_number": None,
+            }
+            await connection.execute(insert(r).values(**values))
+    assert paid["card_id"] in " ".join(await inv.auto_renewals_charged_twice(web))
+    assert expired.msisdn in " ".join(await inv.states_not_matching_dates(web))
+    assert exhausted.card_id in " ".join(await inv.usage_not_applied_once(web, run))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.unit.fakes import OnFakes, on_fakes
 from topup.adapters.gateways.sandbox import revoke_token
 from topup.domain.auto_renewal import (
     AttemptStatus,
+    AutoRenewal,
     Schedule,
     TopUpRule,
     due_precheck,
@@ -23,10 +25,18 @@ from topup.domain.auto_renewal import (
     top_up_allowed,
 )
 from topup.domain.card_events import CardEventKind
-from topup.domain.cards import CardStatus
+from topup.domain.cards import Card, CardStatus
 from topup.domain.errors import TopupError
+from topup.domain.ledger import EntryKind
 from topup.domain.money import Money
-from topup.ports import PaymentCardDetails
+from topup.domain.renewal import RenewalStatus
+from topup.ports import (
+    NetworkProvisioner,
+    PaymentCardDetails,
+    ProvisionRequest,
+    ProvisionResult,
+    ProvisionStatus,
+)
 from topup.services import audit, saved_payment_cards
 from topup.services.auto_renewal import (
     PaymentChoice,
@@ -39,6 +49,7 @@ from topup.services.auto_renewal import (
     upcoming_auto_renewals,
 )
 from topup.services.auto_renewal.settings import SetterKind
+from topup.services.auto_renewal.top_ups import top_up_if_due
 from topup.settings import LimitSettings
 
 EMAIL = "mei@example.com"
@@ -111,6 +122,19 @@ def test_a_top_up_stays_within_the_months_count_and_amount() -> None:
 
 
 # --- on fakes ---------------------------------------------------------------------------------
+
+
+class RefusingNetwork:
+    """The network refuses every activation for good."""
+
+    def __init__(self, network: NetworkProvisioner) -> None:
+        self._network = network
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._network, name)
+
+    async def apply(self, request: ProvisionRequest) -> ProvisionResult:
+        return ProvisionResult(ProvisionStatus.PERMANENT_FAILURE, message="no such subscriber")
 
 
 @pytest.fixture
@@ -287,11 +311,14 @@ async def test_a_declined_card_is_tried_again_then_left_to_go_into_grace(fakes: 
     await fakes.drain()
 
     assert len(fakes.gateway.charges) == 3  # tries_max, each a new payment after a decline
-    failures = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_FAILED)
-    assert [f["final"] for f in failures] == [0, 0, 1]
-    assert {f["problem"] for f in failures} == {"charge_declined"}
-    assert failures[-1]["decline_code"] == "card_declined"
-    assert "grace_until" in failures[-1]
+    retrying = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_RETRYING)
+    assert [(f["attempt"], f["final"]) for f in retrying] == [(1, 0), (2, 0)]
+    assert all("next_try_at" in f for f in retrying)
+    [final] = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_FAILED)  # the reminder's one
+    assert (final["attempt"], final["final"]) == (3, 1)
+    assert {f["problem"] for f in [*retrying, final]} == {"charge_declined"}
+    assert final["decline_code"] == "card_declined"
+    assert "grace_until" in final
     assert fakes.committed.cards[card_id].status is CardStatus.GRACE
     attempt = fakes.committed.auto_renewal_attempts[
         (card_id, validity_end.isoformat(timespec="seconds"))
@@ -314,6 +341,29 @@ async def test_the_cards_credit_pays_the_plan_with_a_balanced_entry(fakes: OnFak
     assert fakes.committed.cards[card_id].credit == Money(200, "MYR")  # RM 5 - RM 3
     assert fakes.gateway.charges == []
     assert len(_events(fakes, card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED)) == 1
+    assert (await audit.audit(fakes.services)).clean
+
+
+async def test_a_credit_paid_renewal_the_network_refuses_gives_the_credit_back(
+    fakes: OnFakes,
+) -> None:
+    card_id = _card_id(fakes)
+    cheap = replace(
+        fakes.committed.plans["pack_5gb_7d"], code="pack_cheap", price=Money(300, "MYR")
+    )
+    fakes.committed.plans["pack_cheap"] = cheap
+    await _turn_on(fakes, None, plan="pack_cheap")
+    charge_at = _validity_end(fakes, card_id) - dt.timedelta(seconds=LEAD_S)
+    fakes.services.network = RefusingNetwork(fakes.services.network)  # type: ignore[assignment]
+    await _run_until(fakes, charge_at)
+    await fakes.drain()
+
+    assert fakes.committed.cards[card_id].credit == Money(500, "MYR")  # given back
+    [renewal] = fakes.committed.renewals.values()
+    assert renewal.status is RenewalStatus.REFUNDED
+    assert fakes.entries(EntryKind.REFUND) == [renewal.id]
+    [entry] = [e for _, e, _ in fakes.committed.ledger_entries if e.kind is EntryKind.REFUND]
+    assert {p.account: p.amount.minor for p in entry.postings}[f"card_credit:{card_id}"] == -300
     assert (await audit.audit(fakes.services)).clean
 
 
@@ -384,3 +434,82 @@ async def test_auto_top_up_buys_once_per_crossing_within_the_monthly_cap(fakes: 
     assert len(fakes.gateway.charges) == 1
     outcomes = [e["outcome"] for e in _events(fakes, card_id, CardEventKind.AUTO_TOP_UP)]
     assert outcomes == ["bought", "capped"]
+
+
+async def _top_ups_counted(fakes: OnFakes, card_id: str) -> int:
+    async with fakes.services.unit_of_work() as uow:
+        count, _ = await uow.auto_renewals.top_ups_since(card_id, since=AT - dt.timedelta(days=60))
+    return count
+
+
+async def test_a_top_up_pending_at_the_psp_that_is_declined_is_recorded_and_frees_the_cap(
+    fakes: OnFakes,
+) -> None:
+    rule = TopUpRule("pack_5gb_7d", below_mb=500, month_count_max=1, month_amount_max=None)
+    # The gateway times out and has taken nothing: pending until the payment checks ask.
+    card_id = await _turn_on(fakes, _card("4000009990000302"), top_up=rule)
+    await _lower_quota(fakes, card_id, 100)
+
+    assert (
+        await top_up_if_due(fakes.services, _setting(fakes, card_id), _card_of(fakes, card_id))
+        == "pending"
+    )
+    assert await _top_ups_counted(fakes, card_id) == 1  # counted while under way
+    await run_auto_top_ups(fakes.services)  # too young to settle: nothing recorded
+    assert _outcomes(fakes, card_id) == ["pending"]
+
+    fakes.clock.set(fakes.clock.now() + dt.timedelta(seconds=LIMITS.auto_renewal_lease_s + 1))
+    await fakes.drain()  # the payment checks resolve it as declined; the pass records it
+    await run_auto_top_ups(fakes.services)
+
+    assert _outcomes(fakes, card_id) == ["pending", "failed"]
+    [failed] = _events(fakes, card_id, CardEventKind.AUTO_TOP_UP)[1:]
+    assert failed["crossing"] == 1 and failed["renewal_id"]
+    assert await _top_ups_counted(fakes, card_id) == 0  # the cap is free again
+    assert (await audit.audit(fakes.services)).clean
+
+
+async def test_a_top_up_pending_at_the_psp_that_settles_is_recorded_as_bought(
+    fakes: OnFakes,
+) -> None:
+    rule = TopUpRule("pack_5gb_7d", below_mb=500, month_count_max=1, month_amount_max=None)
+    card_id = await _turn_on(fakes, _card("4000009990000203"), top_up=rule)  # timeout, taken
+    await _lower_quota(fakes, card_id, 100)
+    await run_auto_top_ups(fakes.services)
+
+    fakes.clock.set(fakes.clock.now() + dt.timedelta(seconds=LIMITS.auto_renewal_lease_s + 1))
+    await fakes.drain()
+    await run_auto_top_ups(fakes.services)
+    await run_auto_top_ups(fakes.services)  # recorded once
+
+    assert _outcomes(fakes, card_id) == ["pending", "bought"]
+    assert await _top_ups_counted(fakes, card_id) == 1
+    assert fakes.committed.cards[card_id].data_quota_mb == 100 + 5 * 1024
+    assert len(fakes.gateway.charges) == 1
+
+
+async def test_a_top_up_paid_then_refunded_is_recorded_and_frees_the_cap(fakes: OnFakes) -> None:
+    rule = TopUpRule("pack_5gb_7d", below_mb=500, month_count_max=1, month_amount_max=None)
+    card_id = await _turn_on(fakes, _card("4242424242424242"), top_up=rule)
+    fakes.services.network = RefusingNetwork(fakes.services.network)  # type: ignore[assignment]
+    await _lower_quota(fakes, card_id, 100)
+    await run_auto_top_ups(fakes.services)
+    await fakes.drain()  # activation refused for good: refunded to the payment card
+
+    await run_auto_top_ups(fakes.services)
+
+    assert _outcomes(fakes, card_id) == ["bought", "refunded"]
+    assert await _top_ups_counted(fakes, card_id) == 0
+    assert (await audit.audit(fakes.services)).clean
+
+
+def _outcomes(fakes: OnFakes, card_id: str) -> list[str | int]:
+    return [e["outcome"] for e in _events(fakes, card_id, CardEventKind.AUTO_TOP_UP)]
+
+
+def _setting(fakes: OnFakes, card_id: str) -> AutoRenewal:
+    return fakes.committed.auto_renewals[card_id]
+
+
+def _card_of(fakes: OnFakes, card_id: str) -> Card:
+    return fakes.committed.cards[card_id]

@@ -38,8 +38,14 @@ class CardEventKind(StrEnum):
     #   amount_below_method_limit, plan_withdrawn, credit_too_low); before_charge_s says which
     #   pre-check (one event per problem, per card, period and pre-check).
     # ATTEMPT: a try of the period's charge starts (attempt = its number; merchant_initiated).
-    # SUCCEEDED: the period is paid (renewal_id). FAILED: a try failed (problem, decline_code);
-    #   final 0 with next_try_at, or final 1 with grace_until: the card goes into grace as usual.
+    # SUCCEEDED: the period is paid (renewal_id).
+    # RETRYING: a try failed and another will be made (problem, decline_code, attempt, final 0,
+    #   next_try_at). FAILED: the final failure of the period, written once (problem,
+    #   decline_code, attempt, final 1, grace_until): no more tries, the card goes into grace as
+    #   usual. Reminders: send "auto-renewal failed, here is the fix" for FAILED only (its
+    #   detail's final is always 1; a reader may check final == 1). RETRYING is on the timeline;
+    #   a "the charge failed, we will try again at next_try_at" reminder, if wanted, is made from
+    #   the period's first RETRYING (attempt 1) only: once per (card, period, kind) holds.
     # AUTO_TOP_UP: outcome bought | capped | failed | pending, crossing, data_quota_mb, below_mb.
     # "Auto-renewal coming" is not an event: read
     # ``services.auto_renewal.upcoming_auto_renewals(services, due_before=, limit=, after=)``
@@ -47,6 +53,7 @@ class CardEventKind(StrEnum):
     AUTO_RENEWAL_PROBLEM = "auto_renewal_problem"
     AUTO_RENEWAL_ATTEMPT = "auto_renewal_attempt"
     AUTO_RENEWAL_SUCCEEDED = "auto_renewal_succeeded"
+    AUTO_RENEWAL_RETRYING = "auto_renewal_retrying"
     AUTO_RENEWAL_FAILED = "auto_renewal_failed"
     AUTO_TOP_UP = "auto_top_up"
 

@@ -42,6 +42,7 @@ from topup.ports import (
     RefundResult,
     UnitOfWork,
 )
+from topup.services.auto_renewal.credit import refund_to_credit
 from topup.services.batching import Batcher
 from topup.services.context import Services
 from topup.services.receipts import send_receipt
@@ -393,6 +394,12 @@ async def _refund(services: Services, job: JobRecord) -> None:
         raise InvariantError(f"refund job for missing renewal {job.renewal_id}")
     if renewal.status is not RenewalStatus.ACTIVATING:
         await _close_settled(services, job)
+        return
+    if payment.gateway == ledger.CARD_CREDIT_GATEWAY:
+        # Paid from the card's own credit: no gateway holds the money; it goes back to the card.
+        reason = job.reason or UNRECORDED_REFUND_REASON
+        if await refund_to_credit(services, job, reason):
+            services.on_event("renewal_refunded", {"renewal_id": job.renewal_id, "reason": reason})
         return
     charge = charge_of(services, payment)
     try:

@@ -67,17 +67,33 @@ async def import_usage(
     )
     summary = UsageSummary()
     known_cards: dict[str, str | None] = {}
-    batch: list[UsageLine] = []
-    for item in reader.read(lines, kind):
-        if isinstance(item, LineProblem):
-            summary.add_problem(item, limits.usage_problems_kept_max)
-            continue
-        batch.append(item)
-        if len(batch) >= limits.usage_batch_size:
+    items = reader.read(lines, kind)
+
+    def next_batch() -> tuple[list[UsageLine], list[LineProblem]]:
+        batch: list[UsageLine] = []
+        problems: list[LineProblem] = []
+        for item in items:
+            if isinstance(item, LineProblem):
+                problems.append(item)
+                continue
+            batch.append(item)
+            if len(batch) >= limits.usage_batch_size:
+                break
+        return batch, problems
+
+    # The next batch is read in a thread while this one is written: PostgreSQL works on one
+    # while Python reads the other (reading never runs twice at once: one batch ahead at most).
+    batch, problems = await asyncio.to_thread(next_batch)
+    while True:
+        for problem in problems:
+            summary.add_problem(problem, limits.usage_problems_kept_max)
+        if not batch:
+            break
+        reading = asyncio.ensure_future(asyncio.to_thread(next_batch))
+        try:
             await _apply(services, batch, summary, known_cards)
-            batch = []
-    if batch:
-        await _apply(services, batch, summary, known_cards)
+        finally:
+            batch, problems = await reading
     summary.problems.sort(key=lambda problem: problem.line)
     return summary
 

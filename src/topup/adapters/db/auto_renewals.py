@@ -26,6 +26,7 @@ from topup.domain.auto_renewal import (
 )
 from topup.domain.cards import Card, CardKind
 from topup.domain.money import Money
+from topup.domain.renewal import RenewalStatus
 
 
 def _insert(connection: AsyncConnection, table: Table) -> Any:
@@ -323,14 +324,50 @@ class AutoRenewalRepository:
         return (await self._connection.execute(statement)).first() is not None
 
     async def update_top_up(
-        self, card_id: str, crossing: int, *, status: TopUpStatus, renewal_id: str | None
-    ) -> None:
+        self,
+        card_id: str,
+        crossing: int,
+        *,
+        status: TopUpStatus,
+        renewal_id: str | None,
+        only_if: TopUpStatus | None = None,
+    ) -> bool:
         table = t.auto_top_ups
-        await self._connection.execute(
-            update(table)
-            .where(table.c.card_id == card_id, table.c.crossing == crossing)
-            .values(status=status.value, renewal_id=renewal_id)
+        statement = update(table).where(table.c.card_id == card_id, table.c.crossing == crossing)
+        if only_if is not None:
+            statement = statement.where(table.c.status == only_if.value)
+        result = await self._connection.execute(
+            statement.values(status=status.value, renewal_id=renewal_id)
         )
+        return bool(result.rowcount)
+
+    async def unsettled_top_ups(
+        self, *, started_before: dt.datetime, refunded_since: dt.datetime, limit: int
+    ) -> list[AutoTopUp]:
+        table, renewals = t.auto_top_ups, t.renewals
+        started = (
+            select(table)
+            .where(table.c.status == TopUpStatus.STARTED.value, table.c.at < started_before)
+            .order_by(table.c.at)
+            .limit(limit)
+        )
+        refunded = (
+            select(table)
+            .join(renewals, renewals.c.id == table.c.renewal_id)
+            .where(
+                table.c.status == TopUpStatus.SUCCEEDED.value,
+                table.c.at >= refunded_since,
+                renewals.c.status == RenewalStatus.REFUNDED.value,
+            )
+            .order_by(table.c.at)
+            .limit(limit)
+        )
+        rows = [
+            *(await self._connection.execute(started)).all(),
+            *(await self._connection.execute(refunded)).all(),
+        ]
+        found = [_top_up(row._mapping) for row in rows]
+        return sorted(found, key=lambda top_up: top_up.at)[:limit]
 
     async def top_ups_since(self, card_id: str, *, since: dt.datetime) -> tuple[int, int]:
         table = t.auto_top_ups
@@ -341,6 +378,19 @@ class AutoRenewalRepository:
         )
         count, amount = (await self._connection.execute(query)).one()
         return int(count), int(amount)
+
+
+def _top_up(m: Any) -> AutoTopUp:
+    return AutoTopUp(
+        card_id=m["card_id"],
+        crossing=int(m["crossing"]),
+        renewal_key=m["renewal_key"],
+        plan_code=m["plan_code"],
+        amount=Money(int(m["amount_minor"]), m["currency"]),
+        status=TopUpStatus(m["status"]),
+        renewal_id=m["renewal_id"],
+        at=m["at"],
+    )
 
 
 class _Mapped:

@@ -608,6 +608,8 @@ auto_top_ups = Table(
     Column("at", UtcDateTime, nullable=False),
 )
 Index("ix_auto_top_ups_card_id_at", auto_top_ups.c.card_id, auto_top_ups.c.at)
+# Top-ups whose renewal's outcome is not recorded yet (pending at the PSP), oldest first.
+Index("ix_auto_top_ups_status_at", auto_top_ups.c.status, auto_top_ups.c.at)
 
 # (end of auto-renewal)
 

@@ -15,6 +15,7 @@ from topup.domain.auto_renewal import (
     TopUpStatus,
 )
 from topup.domain.cards import Card, CardKind
+from topup.domain.renewal import RenewalStatus
 
 
 class MemoryAutoRenewalRepository:
@@ -146,13 +147,40 @@ class MemoryAutoRenewalRepository:
         return True
 
     async def update_top_up(
-        self, card_id: str, crossing: int, *, status: TopUpStatus, renewal_id: str | None
-    ) -> None:
+        self,
+        card_id: str,
+        crossing: int,
+        *,
+        status: TopUpStatus,
+        renewal_id: str | None,
+        only_if: TopUpStatus | None = None,
+    ) -> bool:
         kept = self._tables.auto_top_ups.get((card_id, crossing))
-        if kept is not None:
-            self._tables.auto_top_ups[(card_id, crossing)] = replace(
-                kept, status=status, renewal_id=renewal_id
+        if kept is None or (only_if is not None and kept.status is not only_if):
+            return False
+        self._tables.auto_top_ups[(card_id, crossing)] = replace(
+            kept, status=status, renewal_id=renewal_id
+        )
+        return True
+
+    async def unsettled_top_ups(
+        self, *, started_before: dt.datetime, refunded_since: dt.datetime, limit: int
+    ) -> list[AutoTopUp]:
+        def refunded(top_up: AutoTopUp) -> bool:
+            renewal = self._tables.renewals.get(top_up.renewal_id or "")
+            return renewal is not None and renewal.status is RenewalStatus.REFUNDED
+
+        found = [
+            top_up
+            for top_up in self._tables.auto_top_ups.values()
+            if (top_up.status is TopUpStatus.STARTED and top_up.at < started_before)
+            or (
+                top_up.status is TopUpStatus.SUCCEEDED
+                and top_up.at >= refunded_since
+                and refunded(top_up)
             )
+        ]
+        return sorted(found, key=lambda top_up: top_up.at)[:limit]
 
     async def top_ups_since(self, card_id: str, *, since: dt.datetime) -> tuple[int, int]:
         counted = [

@@ -5,6 +5,11 @@ card's credit lowered, the capture entry (card_credit +X, activation_pending -X:
 the subscriber becomes the renewal's pending money) and the activation job, which then applies
 the plan as for any paid renewal. The idempotency key makes a second call return the first
 renewal: the credit is taken once.
+
+Its refund (activation failed for good, the card refused it, or staff asked before activation)
+asks no gateway either: ``refund_to_credit`` gives the credit back to the card under its row lock,
+with the reverse entry (activation_pending +X, card_credit -X), in the transaction that marks the
+payment and the renewal refunded and finishes the refund job, so two workers give it back once.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from dataclasses import replace
 
 from topup.domain import ledger
 from topup.domain.cards import check_renewable
-from topup.domain.errors import ConflictError, NotFoundError
+from topup.domain.errors import ConflictError, InvariantError, NotFoundError
 from topup.domain.plans import PlanKind
 from topup.domain.receipts import receipt_number_from
 from topup.domain.records import (
     JobKind,
+    JobRecord,
+    JobStatus,
     JobSubject,
     PaymentRecord,
     PaymentStatus,
@@ -28,7 +35,7 @@ from topup.domain.renewal import RenewalStatus, Transition, estimate_activation
 from topup.services.context import Services
 from topup.services.renewals.reads import card_unknown
 
-CREDIT_GATEWAY = "card_credit"
+CREDIT_GATEWAY = ledger.CARD_CREDIT_GATEWAY
 CREDIT_METHOD = "credit"
 
 
@@ -170,3 +177,56 @@ async def pay_with_credit(
         )
         await uow.commit()
     return replace(renewal, status=RenewalStatus.ACTIVATING, paid_at=now)
+
+
+def credit_given_back_reason(reason: str, amount_text: str) -> str:
+    """The renewal timeline's reason for ``activating -> refunded`` of a credit-paid renewal."""
+    return f"{reason}; {amount_text} given back to the card's credit"
+
+
+async def refund_to_credit(services: Services, job: JobRecord, reason: str) -> bool:
+    """Give a credit-paid renewal's money back to its card (the refund ``job``'s work), once:
+    the renewal locked and still activating, the job finished by this transaction, then the card
+    locked and its credit raised with the reverse entry. False if there was nothing to give back
+    (settled another way, or another worker did it)."""
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        renewal = await uow.renewals.get(job.renewal_id, for_update=True)
+        if renewal is None or renewal.status is not RenewalStatus.ACTIVATING:
+            if await uow.jobs.finish(
+                job, status=JobStatus.DONE, at=now, error="renewal already settled"
+            ):
+                await uow.commit()
+            return False
+        if not await uow.jobs.finish(job, status=JobStatus.DONE, at=now):
+            return False  # another worker's lease: it gives the credit back
+        payment = await uow.payments.for_renewal(renewal.id)
+        if payment is None or payment.gateway != CREDIT_GATEWAY:
+            raise InvariantError(f"renewal {renewal.id} was not paid from the card's credit")
+        card = await uow.cards.get(renewal.card_id, for_update=True)
+        if card is None:
+            raise InvariantError(f"renewal {renewal.id} names a missing card")
+        if card.currency != renewal.amount.currency:
+            raise InvariantError(f"renewal {renewal.id} is not in its card's currency")
+        given_back = credit_given_back_reason(reason, str(renewal.amount))
+        await uow.ledger.record(
+            ledger.credit_refund(
+                renewal_id=renewal.id,
+                card_id=card.id,
+                amount=renewal.amount,
+                reason=given_back,
+            ),
+            at=now,
+        )
+        restored = replace(card, credit=card.credit + renewal.amount, version=card.version + 1)
+        restored.check_invariants()
+        await uow.cards.save(restored, expected_version=card.version, at=now)
+        await uow.payments.update(
+            payment.id,
+            status=PaymentStatus.REFUNDED,
+            refund_reference=f"credit-{renewal.id}",
+            updated_at=now,
+        )
+        await uow.renewals.move(renewal, RenewalStatus.REFUNDED, at=now, reason=given_back)
+        await uow.commit()
+    return True

@@ -529,7 +529,11 @@ async def _try_failed(
             more["grace_until"] = grace_end.isoformat(timespec="seconds")
         await uow.cards.add_event(
             card_id=card.id,
-            kind=CardEventKind.AUTO_RENEWAL_FAILED.value,
+            kind=(
+                CardEventKind.AUTO_RENEWAL_RETRYING
+                if retry_at is not None
+                else CardEventKind.AUTO_RENEWAL_FAILED
+            ).value,
             at=now,
             detail=_detail(
                 period,

@@ -25,6 +25,7 @@ from topup.entrypoints.web.portal import (
     account_history,
     account_payment_cards,
     auto_renewal_page,
+    card_timeline_page,
     fleet,
     fleet_bulk,
     fleet_policy,
@@ -60,6 +61,7 @@ signed_in_pages.include_router(auto_renewal_page.router)  # issue 11: auto-renew
 signed_in_pages.include_router(fleet.router)  # issue 11: enterprise fleets
 signed_in_pages.include_router(fleet_bulk.router)
 signed_in_pages.include_router(fleet_policy.router)
+signed_in_pages.include_router(card_timeline_page.router)  # issue 11: a card's timeline
 
 HOME = "/accounts/cards"  # where a signed-in visitor lands
 RATE_WINDOW_S = 60  # the minute of Limits.login_per_minute_max

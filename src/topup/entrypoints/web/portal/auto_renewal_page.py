@@ -19,10 +19,13 @@ from topup.entrypoints.web.portal.account_common import (
     status_for,
     text_field,
 )
+from topup.entrypoints.web.portal.moments import date_and_time
 from topup.entrypoints.web.shared.forms import NO_ERRORS, form_errors
 from topup.entrypoints.web.shared.rendering import renderer_of
 from topup.entrypoints.web.shared.sales_channel import sales_channel
+from topup.i18n import format_number
 from topup.services import account_history, auto_renewal, queries, saved_payment_cards
+from topup.services.auto_renewal.settings import TOP_UP_THRESHOLD_MB_MAX
 from topup.services.renewals.reads import card_unknown
 from topup.services.views import CardView
 
@@ -34,6 +37,7 @@ PLAN_CODE_LENGTH_MAX = 64
 NUMBER_LENGTH_MAX = 9
 CREDIT = "credit"  # the "pay with" choice of the card's own credit
 NOTICES = frozenset({"on", "off"})
+NUMBER_PARAMS = ("maximum",)  # error parameters that are whole numbers
 FIELDS = {
     "plan": "plan_code",
     "plan_code": "plan_code",
@@ -72,6 +76,8 @@ async def _page(
     )
     saved = [each for each in await saved_payment_cards.saved_payment_cards(services, account_id)]
     view = await auto_renewal.auto_renewal_of(services, card.id)
+    if error is not None:
+        _numbers_for_people(error, locale_of(request))
     errors = NO_ERRORS if error is None else form_errors(error, locale_of(request), fields=FIELDS)
     values = dict(chosen or {})
     if view is not None and not values:
@@ -96,7 +102,7 @@ async def _page(
     return renderer_of(request).render(
         request,
         "portal/auto_renewal/auto_renewal.html",
-        {"card_number": card_number_shown, **context},
+        {"card_number": card_number_shown, "date_and_time": date_and_time, **context},
         status_code=200 if error is None else status_for(error),
         headers=NO_STORE,
     )
@@ -107,13 +113,25 @@ async def page(request: Request, account_id: AccountId, card_id: str, notice: st
     return await _page(request, account_id, card_id[:ID_LENGTH_MAX], notice=notice)
 
 
-def _whole_number(text: str, *, code: str, field: str) -> int | None:
+def _numbers_for_people(error: TopupError, locale: str) -> None:
+    """An error's whole-number parameters (``maximum``: 10000000) as the locale writes numbers
+    (10,000,000 in English, 10.000.000 in Indonesian), before its message is made."""
+    for name in NUMBER_PARAMS:
+        value = error.params.get(name, "")
+        if value.isascii() and value.isdigit():
+            error.params[name] = format_number(int(value), locale)
+
+
+def _whole_number(text: str, *, code: str, field: str, maximum: int) -> int | None:
     text = text.strip()
     if not text:
         return None
     if not text.isascii() or not text.isdigit():
         raise InputError(
-            "Enter a whole number.", code=code, field=field, params={"maximum": "10000000"}
+            "Enter a whole number.",
+            code=code,
+            field=field,
+            params={"maximum": str(maximum)},
         )
     return int(text)
 
@@ -137,18 +155,20 @@ async def turn_on(request: Request, account_id: AccountId, card_id: str) -> Resp
                 chosen["top_up_below_mb"],
                 code="auto_top_up_threshold_invalid",
                 field="top_up_below_mb",
+                maximum=TOP_UP_THRESHOLD_MB_MAX,
             )
             count = _whole_number(
                 chosen["top_up_month_count_max"],
                 code="auto_top_up_cap_invalid",
                 field="top_up_cap",
+                maximum=services.limits.auto_renewal.auto_top_ups_per_month_max,
             )
             if below is None:
                 raise InputError(
                     "Enter the data level.",
                     code="auto_top_up_threshold_invalid",
                     field="top_up_below_mb",
-                    params={"maximum": "10000000"},
+                    params={"maximum": str(TOP_UP_THRESHOLD_MB_MAX)},
                 )
             cap_max = services.limits.auto_renewal.auto_top_ups_per_month_max
             rule = TopUpRule(chosen["plan_code"], below, count or cap_max, None)

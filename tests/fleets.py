@@ -33,12 +33,12 @@ class Fleet:
     other_msisdns: list[str]  # cards of the other organisation
 
 
-async def add_account(services: Services, email: str) -> str:
+async def add_account(services: Services, email: str, password_hash: str = "not-a-hash") -> str:
     account_id = services.new_id()
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         await uow.accounts.add(
-            Account(account_id, email, "not-a-hash", "en", now, confirmed_at=now)
+            Account(account_id, email, password_hash, "en", now, confirmed_at=now)
         )
         await uow.commit()
     return account_id
@@ -75,11 +75,12 @@ async def make_fleet(
     cards: int = 5,
     payment_card: PaymentCardDetails | None = PAYMENT_CARD,
     language: str = "en",
+    password_hash: str = "not-a-hash",  # a real hash (accounts.hash_password) to sign in with
 ) -> Fleet:
-    owner = await add_account(services, "owner@fleet.example")
-    admin = await add_account(services, "admin@fleet.example")
-    viewer = await add_account(services, "viewer@fleet.example")
-    outsider = await add_account(services, "owner@other.example")
+    owner = await add_account(services, "owner@fleet.example", password_hash)
+    admin = await add_account(services, "admin@fleet.example", password_hash)
+    viewer = await add_account(services, "viewer@fleet.example", password_hash)
+    outsider = await add_account(services, "owner@other.example", password_hash)
     made = await organisations.create_organisation(
         services, name="Fleet Sdn Bhd", owner_email="owner@fleet.example", language=language
     )

@@ -124,6 +124,9 @@ class FleetLimits:
     fleet_near_expiry_days: int
     fleet_export_rows_max: int
     invoice_renewals_max: int
+    bulk_upload_bytes_max: int  # a CSV uploaded (or lines pasted) on the bulk renewal page
+    fleet_policy_batch_size: int  # cards read at once while a fleet-wide policy is applied
+    fleet_policy_cards_max: int  # cards one "apply the policy" request reaches
 
 
 @dataclass(frozen=True, slots=True)

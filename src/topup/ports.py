@@ -881,7 +881,9 @@ class OrganisationRepository(Protocol):
 class BulkRenewalRepository(Protocol):
     """Bulk renewal runs and their lines: a durable queue the worker leases lines from."""
 
-    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> None: ...
+    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> bool:
+        """Write the run and its lines; False (nothing written) if a run of this id exists."""
+        ...
 
     async def get_run(self, run_id: str) -> BulkRun | None: ...
 

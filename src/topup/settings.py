@@ -112,6 +112,14 @@ class LimitSettings(BaseSettings):
     fleet_near_expiry_days: int = Field(7, ge=1, le=365)
     fleet_export_rows_max: int = Field(100_000, ge=1, le=1_000_000)
     invoice_renewals_max: int = Field(100_000, ge=1, le=1_000_000)
+    # The fleet pages: the largest CSV upload (or pasted lines) of a bulk renewal (1 MiB holds
+    # about 30,000 lines; the bulk_lines_max above still applies); a fleet-wide auto-renewal
+    # policy reads the organisation's cards in batches and reaches at most this many per request
+    # (applying it again goes on with the cards not yet set). At most 1 MiB: the pasted lines
+    # and the dry run's Start carry the text in one form field, and a form field is at most that.
+    bulk_upload_bytes_max: int = Field(1_048_576, ge=1024, le=1_048_576)
+    fleet_policy_batch_size: int = Field(200, ge=1, le=10_000)
+    fleet_policy_cards_max: int = Field(5000, ge=1, le=1_000_000)
     # Usage (issue 11): records written per transaction, records one signed request may carry,
     # bad lines listed in a summary, the largest record, how far in the future a record's time
     # and a signature's may be (and how old a signature), the share of a period's quota that is

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.fleets import PLAN, lines_of, make_fleet
 from tests.unit.fakes import OnFakes, on_fakes
 from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.domain.fleets import BulkLineStatus, bulk_line_key, parse_bulk_text
-from topup.services.fleets import bulk, invoices, organisations
+from topup.services.fleets import bulk, invoices, organisations, policy
 
 
 async def drain(fakes: OnFakes) -> None:
@@ -178,6 +180,9 @@ async def test_a_run_renews_each_line_once_and_the_same_file_again_renews_nothin
     second = await bulk.result_lines(services, None, fleet.organisation_id, again.id)
     assert [line.renewal_id for line in first] == [line.renewal_id for line in second]
     assert len(fakes.committed.renewals) == 4 and len(fakes.gateway.charges) == 4
+    # Charged to the organisation's saved card with nobody present: merchant-initiated.
+    payments = list(fakes.committed.payments.values())
+    assert len(payments) == 4 and all(payment.merchant_initiated for payment in payments)
     progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
     assert progress.finished and progress.percent == 100
 
@@ -209,3 +214,76 @@ async def test_only_the_failed_lines_are_retried_with_new_keys() -> None:
     with pytest.raises(TopupError) as refused:  # the retry's check refuses it again
         await bulk.retry_failed(services, fleet.admin_id, fleet.organisation_id, run.id)
     assert refused.value.code == "bulk_nothing_to_renew"
+
+
+async def test_starting_twice_with_one_start_key_makes_one_run() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    text = lines_of(fleet.msisdns)
+    first = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k1"
+    )
+    again = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k1"
+    )
+    other = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k2"
+    )
+    assert first.id == again.id != other.id
+    assert len(fakes.committed.bulk_runs) == 2
+
+
+async def test_a_run_is_retried_once_and_the_dry_run_names_the_problems_params() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    checked = await bulk.dry_run(
+        services, fleet.viewer_id, fleet.organisation_id, f"{fleet.msisdns[0]},no_such_plan\n"
+    )
+    assert checked.lines[0].problem == "plan_unknown"
+    assert checked.lines[0].problem_params == {"plan": "no_such_plan"}
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, lines_of(fleet.msisdns)
+    )
+    ids = {(line.id, line.run_id) for line, _ in fakes.committed.bulk_lines.values()}
+    for line_id, _ in ids:  # every line failed (as a declined charge would leave it)
+        kept, lease = fakes.committed.bulk_lines[line_id]
+        fakes.committed.bulk_lines[line_id] = (
+            dataclasses.replace(kept, status=BulkLineStatus.FAILED),
+            lease,
+        )
+    first = await bulk.retry_failed(services, fleet.admin_id, fleet.organisation_id, run.id)
+    second = await bulk.retry_failed(services, fleet.admin_id, fleet.organisation_id, run.id)
+    assert first.id == second.id and first.retry_of == run.id
+    assert len(fakes.committed.bulk_runs) == 2
+
+
+async def test_the_fleet_policy_turns_auto_renewal_on_for_each_card_once() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    services = fakes.services
+    choice = policy.PolicyChoice.one_plan(PLAN)
+    with pytest.raises(TopupError) as refused:
+        await policy.apply_fleet_policy(services, fleet.viewer_id, fleet.organisation_id, choice)
+    assert refused.value.code == "fleet_role_forbidden"
+    with pytest.raises(NotFoundError):
+        await policy.apply_fleet_policy(services, fleet.outsider_id, fleet.organisation_id, choice)
+    done = await policy.apply_fleet_policy(services, fleet.admin_id, fleet.organisation_id, choice)
+    assert (done.applied, done.already, done.refused, done.not_reached) == (3, 0, 0, 0)
+    again = await policy.apply_fleet_policy(services, fleet.admin_id, fleet.organisation_id, choice)
+    assert (again.applied, again.already) == (0, 3)
+    settings = list(fakes.committed.auto_renewals.values())
+    assert len(settings) == 3 and all(s.enabled and s.plan_code == PLAN for s in settings)
+    async with services.unit_of_work() as uow:
+        card_ids = [
+            card.id for card in await uow.cards.by_numbers(msisdns=fleet.msisdns, iccids=[])
+        ]
+    shown = await policy.auto_renewals_of(
+        services, fleet.viewer_id, fleet.organisation_id, card_ids
+    )
+    assert {each.by_organisation for each in shown.values()} == {True} and len(shown) == 3
+    wrong = await policy.apply_fleet_policy(
+        services, fleet.admin_id, fleet.organisation_id, policy.PolicyChoice.one_plan("nope")
+    )
+    assert wrong.refused == 3 and wrong.refusals[0][1] == "plan_unknown"

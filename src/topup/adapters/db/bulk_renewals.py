@@ -11,7 +11,7 @@ from sqlalchemy import Row, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
-from topup.adapters.db.bulk import lease_due, update_rows
+from topup.adapters.db.bulk import dialect_insert, lease_due, update_rows
 from topup.domain.errors import InvariantError
 from topup.domain.fleets import (
     BulkLine,
@@ -72,9 +72,10 @@ class BulkRenewalRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> None:
-        await self._connection.execute(
-            t.bulk_runs.insert().values(
+    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> bool:
+        inserted = await self._connection.execute(
+            dialect_insert(self._connection, t.bulk_runs)
+            .values(
                 id=run.id,
                 organisation_id=run.organisation_id,
                 created_by=run.created_by,
@@ -87,7 +88,13 @@ class BulkRenewalRepository:
                 created_at=run.created_at,
                 finished_at=run.finished_at,
             )
+            # A second request with the same run id waits for the first's commit, then adds
+            # nothing (a double click on "Start").
+            .on_conflict_do_nothing(index_elements=[t.bulk_runs.c.id])
+            .returning(t.bulk_runs.c.id)
         )
+        if inserted.first() is None:
+            return False
         if lines:
             await self._connection.execute(
                 t.bulk_lines.insert(),
@@ -112,6 +119,7 @@ class BulkRenewalRepository:
                     for line in lines
                 ],
             )
+        return True
 
     async def get_run(self, run_id: str) -> BulkRun | None:
         row = (

@@ -22,9 +22,9 @@ class MemoryBulkRenewalRepository:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
 
-    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> None:
+    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> bool:
         if run.id in self._tables.bulk_runs:
-            raise unique_violation("bulk_runs", run.id)
+            return False
         if run.organisation_id not in self._tables.organisations:
             raise unique_violation("bulk_runs.organisation_id (foreign key)", run.organisation_id)
         if len({line.line_no for line in lines}) != len(lines):
@@ -36,6 +36,7 @@ class MemoryBulkRenewalRepository:
                 dataclasses.replace(line, id=line_id, run_id=run.id),
                 None,
             )
+        return True
 
     async def get_run(self, run_id: str) -> BulkRun | None:
         return self._tables.bulk_runs.get(run_id)

@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from topup.domain.card_events import validity_period
 from topup.domain.card_number import CardNumberKind, parse_card_number
 from topup.domain.cards import Card, check_renewable
-from topup.domain.errors import ConflictError, NotFoundError, TopupError
+from topup.domain.errors import ConflictError, InvariantError, NotFoundError, TopupError
 from topup.domain.fleets import (
     BulkLine,
     BulkLineOutcome,
@@ -70,6 +72,8 @@ class CheckedLine:
     key: str | None
     problem: str | None  # an error code; None: to be renewed
     already_renewed: bool = False  # its key names a renewal already: nothing new is charged
+    # What fills the problem's message (``{plan}``, ``{example}`` ...), as the error gave it.
+    problem_params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
@@ -96,8 +100,8 @@ class DryRun:
         return sum(1 for line in self.lines if line.accepted and line.already_renewed)
 
 
-def _problem(error: TopupError) -> str:
-    return error.code
+def _problem(error: TopupError) -> tuple[str, dict[str, str]]:
+    return error.code, {key: str(value) for key, value in error.params.items()}
 
 
 class _Checker:
@@ -112,10 +116,10 @@ class _Checker:
     async def check(self, parsed: Sequence[ParsedLine], *, generation: int) -> list[CheckedLine]:
         services = self.services
         numbers: dict[int, tuple[CardNumberKind, str]] = {}
-        problems: dict[int, str] = {}
+        problems: dict[int, tuple[str, dict[str, str]]] = {}
         for line in parsed:
             if line.problem is not None:
-                problems[line.line_no] = line.problem
+                problems[line.line_no] = (line.problem, {})
                 continue
             try:
                 number = parse_card_number(line.number, services.profile)
@@ -134,7 +138,7 @@ class _Checker:
         checked: list[CheckedLine] = []
         for line in parsed:
             card = by_number.get(numbers[line.line_no][1]) if line.line_no in numbers else None
-            problem = problems.get(line.line_no)
+            problem, params = problems.get(line.line_no, (None, {}))
             if problem is None and (card is None or owners.get(card.id) != self.organisation_id):
                 problem = "card_not_in_organisation"  # a card of another one is not named
             if problem is None and card is not None and card.id in seen:
@@ -145,7 +149,7 @@ class _Checker:
                     amount = self._price(card, plans.get(line.plan_code), line.plan_code)
                     seen.add(card.id)  # a refused line leaves its card for a later one
                 except TopupError as error:
-                    problem = _problem(error)
+                    problem, params = _problem(error)
             key = None
             if problem is None and card is not None:
                 key = bulk_line_key(
@@ -164,6 +168,7 @@ class _Checker:
                     amount=amount,
                     key=key,
                     problem=problem,
+                    problem_params=params,
                 )
             )
         return await self._mark_renewed(checked)
@@ -191,7 +196,9 @@ class _Checker:
         ]
 
 
-async def _payment_card(uow: UnitOfWork, organisation_id: str) -> SavedPaymentCard | None:
+async def organisation_payment_card(
+    uow: UnitOfWork, organisation_id: str
+) -> SavedPaymentCard | None:
     organisation = await uow.organisations.get(organisation_id)
     if organisation is None:
         raise organisation_unknown()
@@ -215,7 +222,7 @@ async def _dry_run(
 ) -> DryRun:
     parsed = parse_bulk_text(text, lines_max=services.limits.fleets.bulk_lines_max)
     lines = await _Checker(services, uow, organisation_id).check(parsed, generation=generation)
-    payment_card = await _payment_card(uow, organisation_id)
+    payment_card = await organisation_payment_card(uow, organisation_id)
     return DryRun(organisation_id, lines, _total(services, lines), payment_card)
 
 
@@ -232,7 +239,7 @@ async def dry_run_as_operator(services: Services, organisation_id: str, text: st
         return await _dry_run(services, uow, organisation_id, text, 0)
 
 
-def _payment_card_missing() -> ConflictError:
+def payment_card_missing() -> ConflictError:
     return ConflictError(
         "the organisation has no payment card for bulk renewals; an admin chooses one",
         code="organisation_payment_card_missing",
@@ -250,10 +257,17 @@ async def _start(
     created_by: str,
     generation: int = 0,
     retry_of: str | None = None,
+    run_id: str | None = None,
 ) -> BulkRun:
+    """Write the run and its lines. With ``run_id`` (a start key's, or a retry's), a run of
+    that id written already (a double click, a second tab) is given back and nothing is added."""
+    if run_id is not None:
+        made = await uow.bulk_renewals.get_run(run_id)
+        if made is not None:
+            return made
     checked = await _dry_run(services, uow, organisation_id, text, generation)
     if checked.payment_card is None:
-        raise _payment_card_missing()
+        raise payment_card_missing()
     if checked.accepted == 0:
         raise ConflictError(
             "no line of this bulk renewal can be renewed; correct the lines and check again",
@@ -264,7 +278,7 @@ async def _start(
     now = services.clock.now()
     currency = services.profile.currency
     run = BulkRun(
-        id=services.new_id(),
+        id=run_id or services.new_id(),
         organisation_id=organisation_id,
         created_by=created_by,
         status=BulkRunStatus.RUNNING,
@@ -289,17 +303,43 @@ async def _start(
         )
         for line in checked.lines
     ]
-    await uow.bulk_renewals.add_run(run, lines)
+    if not await uow.bulk_renewals.add_run(run, lines):
+        # Another request with the same id wrote it first (it waited for that one's commit).
+        made = await uow.bulk_renewals.get_run(run.id)
+        if made is None:
+            raise InvariantError(f"bulk run {run.id} was neither written nor found")
+        return made
     return run
 
 
+START_KEY_LENGTH_MAX = 64
+
+
+def run_id_of(*parts: str) -> str:
+    """A run's id made from what names it once (an organisation, an account and the start key
+    the dry run's page gave; or the run a retry is of): the same parts, the same run."""
+    digest = hashlib.sha256("\x1f".join(("bulk-run", *parts)).encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
+
+
 async def start_run(
-    services: Services, account_id: str, organisation_id: str, text: str
+    services: Services,
+    account_id: str,
+    organisation_id: str,
+    text: str,
+    *,
+    start_key: str | None = None,
 ) -> BulkRun:
-    """Check the lines again and start the run in the background (owners and admins)."""
+    """Check the lines again and start the run in the background (owners and admins). With a
+    ``start_key`` (issued with the dry run's form), starting again gives back the same run."""
+    run_id = None
+    if start_key:
+        run_id = run_id_of(organisation_id, account_id, start_key[:START_KEY_LENGTH_MAX])
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
-        run = await _start(services, uow, organisation_id, text, created_by=account_id)
+        run = await _start(
+            services, uow, organisation_id, text, created_by=account_id, run_id=run_id
+        )
         await uow.commit()
     return run
 
@@ -331,11 +371,16 @@ async def _run_of(uow: UnitOfWork, organisation_id: str, run_id: str) -> BulkRun
 async def retry_failed(
     services: Services, account_id: str | None, organisation_id: str, run_id: str
 ) -> BulkRun:
-    """A new run of the run's failed lines only (``account_id`` None: the operator)."""
+    """A new run of the run's failed lines only (``account_id`` None: the operator). A run
+    is retried once: asking again gives back the same retry (retry the retry for more)."""
     async with services.unit_of_work() as uow:
         if account_id is not None:
             await manager(uow, organisation_id, account_id)
         run = await _run_of(uow, organisation_id, run_id)
+        retry_id = run_id_of(organisation_id, "retry", run.id)
+        made = await uow.bulk_renewals.get_run(retry_id)
+        if made is not None:
+            return made
         failed = await uow.bulk_renewals.lines(
             run.id,
             limit=services.limits.fleets.bulk_lines_max,
@@ -356,6 +401,7 @@ async def retry_failed(
             created_by=account_id or OPERATOR,
             generation=run.generation + 1,
             retry_of=run.id,
+            run_id=retry_id,
         )
         await uow.commit()
     return retry
@@ -461,7 +507,7 @@ async def _payers_and_cards(
                 organisation_of[run_id] = run.organisation_id
         payers: dict[str, _Payer | None] = {}
         for organisation_id in sorted(set(organisation_of.values())):
-            saved = await _payment_card(uow, organisation_id)
+            saved = await organisation_payment_card(uow, organisation_id)
             payers[organisation_id] = (
                 None
                 if saved is None
@@ -505,6 +551,7 @@ async def _renew_line(
         idempotency_key=line.idempotency_key,
         method=payer.method,
         payment_token=payer.token,
+        merchant_initiated=True,  # the organisation's saved card, charged with nobody present
     )
     recheck = now + dt.timedelta(seconds=limits.bulk_waiting_recheck_s)
     try:

@@ -190,6 +190,18 @@ async def my_organisations(
         return await uow.organisations.memberships(account_id, limit=MEMBERSHIPS_MAX)
 
 
+async def my_membership(
+    services: Services, account_id: str, organisation_id: str
+) -> tuple[Organisation, Member]:
+    """The organisation and the account's membership (organisation_unknown if it has none)."""
+    async with services.unit_of_work() as uow:
+        member = await membership(uow, organisation_id, account_id)
+        organisation = await uow.organisations.get(organisation_id)
+    if organisation is None:
+        raise organisation_unknown()
+    return organisation, member
+
+
 async def start_card_add(
     services: Services, account_id: str, organisation_id: str, card_number: str
 ) -> LinkCodeSent:

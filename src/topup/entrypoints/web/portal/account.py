@@ -26,6 +26,9 @@ from topup.entrypoints.web.portal import (
     account_payment_cards,
     auto_renewal_page,
     card_timeline_page,
+    fleet,
+    fleet_bulk,
+    fleet_policy,
 )
 from topup.entrypoints.web.portal.account_common import (
     locale_of,
@@ -55,6 +58,9 @@ signed_in_pages.include_router(account_cards.router)
 signed_in_pages.include_router(account_history.router)
 signed_in_pages.include_router(account_payment_cards.router)
 signed_in_pages.include_router(auto_renewal_page.router)  # issue 11: auto-renewal
+signed_in_pages.include_router(fleet.router)  # issue 11: enterprise fleets
+signed_in_pages.include_router(fleet_bulk.router)
+signed_in_pages.include_router(fleet_policy.router)
 signed_in_pages.include_router(card_timeline_page.router)  # issue 11: a card's timeline
 
 HOME = "/accounts/cards"  # where a signed-in visitor lands

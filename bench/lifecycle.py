@@ -86,10 +86,18 @@ def run_pgbench(url: str, seconds: int) -> tuple[float, float]:
     )
     common = ["-c", str(PGBENCH_CLIENTS), "-j", str(PGBENCH_CLIENTS), "-T", str(seconds), url]
     update = subprocess.run(
-        [pgbench, "-N", *common], check=True, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        [pgbench, "-N", *common],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
     )
     select = subprocess.run(
-        [pgbench, "-S", *common], check=True, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        [pgbench, "-S", *common],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
     )
     return _tps(update.stdout), _tps(select.stdout)
 
@@ -317,21 +325,32 @@ async def main() -> None:
     try:
         for name in names.values():
             await _admin(base, f'CREATE DATABASE "{name}"')
-        print(f"pgbench (scale {PGBENCH_SCALE}, {PGBENCH_CLIENTS} clients, {arguments.pgbench_s} s each)")
+        print(
+            f"pgbench (scale {PGBENCH_SCALE}, {PGBENCH_CLIENTS} clients, {arguments.pgbench_s} s each)"
+        )
         update_tps, select_tps = await asyncio.to_thread(
             run_pgbench, _url_for(base, names["pgbench"]), arguments.pgbench_s
         )
-        print(f"  simple update (-N): {update_tps:,.0f} tps; select only (-S): {select_tps:,.0f} tps")
-        print(f"usage import ({arguments.usage_records:,} records over {arguments.usage_cards:,} cards)")
+        print(
+            f"  simple update (-N): {update_tps:,.0f} tps; select only (-S): {select_tps:,.0f} tps"
+        )
+        print(
+            f"usage import ({arguments.usage_records:,} records over {arguments.usage_cards:,} cards)"
+        )
         first, again = await bench_usage(
-            _url_for(base, names["usage"]), directory, arguments.usage_records, arguments.usage_cards
+            _url_for(base, names["usage"]),
+            directory,
+            arguments.usage_records,
+            arguments.usage_cards,
         )
         print(
             f"  ratio: {first / update_tps:.1f} records per pgbench simple-update transaction "
             f"(re-sent file: {again / update_tps:.1f})"
         )
         print(f"daily pass ({arguments.lifecycle_cards:,} cards)")
-        await bench_lifecycle(_url_for(base, names["lifecycle"]), directory, arguments.lifecycle_cards)
+        await bench_lifecycle(
+            _url_for(base, names["lifecycle"]), directory, arguments.lifecycle_cards
+        )
     finally:
         for name in names.values():
             await _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -122,9 +122,10 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def usage_secret(settings: Settings) -> str:
-    """TOPUP_USAGE_SECRET, or one generated once into TOPUP_USAGE_SECRET_FILE (mode 0600): the
-    secret the network's mediation system signs usage records with (give it to the network)."""
+def usage_secret(settings: Settings, *, create: bool = False) -> str:
+    """TOPUP_USAGE_SECRET, or the one in TOPUP_USAGE_SECRET_FILE, generated there (mode 0600)
+    by ``topup init`` (``create``): the secret the network's mediation system signs usage
+    records with (give it to the network). "" when there is none: signed usage is refused."""
     import secrets
 
     from topup.adapters.private_files import make_private_directory
@@ -133,6 +134,8 @@ def usage_secret(settings: Settings) -> str:
         return settings.usage_secret
     path = Path(settings.usage_secret_file)
     if not path.exists():
+        if not create:
+            return ""
         make_private_directory(path.parent)
         with contextlib.suppress(FileExistsError):
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -130,6 +130,26 @@ class ReminderLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetLimits:
+    """Enterprise fleets: bulk renewals (lines per run, lines leased at once, renewals in flight
+    against the gateway, leases), the fleet page and its exports, invoices."""
+
+    bulk_lines_max: int
+    bulk_batch_size: int
+    bulk_concurrency: int
+    bulk_line_lease_s: float
+    bulk_waiting_recheck_s: float
+    bulk_line_attempts_max: int
+    fleet_page_size: int
+    fleet_near_expiry_days: int
+    fleet_export_rows_max: int
+    invoice_renewals_max: int
+    bulk_upload_bytes_max: int  # a CSV uploaded (or lines pasted) on the bulk renewal page
+    fleet_policy_batch_size: int  # cards read at once while a fleet-wide policy is applied
+    fleet_policy_cards_max: int  # cards one "apply the policy" request reaches
+
+
+@dataclass(frozen=True, slots=True)
 class UsageLimits:
     """Usage records (issue 11): records per transaction and per signed request, the largest
     record, how far ahead of our clock and how old a signature may be, the low-data threshold,
@@ -148,6 +168,23 @@ class UsageLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoRenewalLimits:
+    """Auto-renewal (issue 11): when a period is charged, pre-checked and tried again, and how
+    many cards the worker takes at once."""
+
+    auto_renewal_lead_s: int  # charge this long before validity ends
+    auto_renewal_precheck_early_s: int  # first pre-check this long before the charge
+    auto_renewal_precheck_late_s: int  # second pre-check this long before the charge
+    auto_renewal_tries_max: int  # charges of one period (each after the last was declined)
+    auto_renewal_retry_base_s: int  # backoff after the first declined try, doubling
+    auto_renewal_retry_cap_s: int
+    auto_renewal_batch_size: int  # cards leased by one pass
+    auto_renewal_lease_s: int  # a leased card is hidden from other workers this long
+    auto_renewal_recheck_s: int  # look again this soon at a charge still under way
+    auto_top_ups_per_month_max: int  # whatever a card's own cap says
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     payments: PaymentLimits
     activation: ActivationLimits
@@ -159,7 +196,9 @@ class Limits:
     idempotency: IdempotencyLimits
     mail: MailLimits
     reminders: ReminderLimits
+    fleets: FleetLimits
     usage: UsageLimits
+    auto_renewal: AutoRenewalLimits
 
 
 GROUPS: dict[str, type] = {
@@ -173,5 +212,7 @@ GROUPS: dict[str, type] = {
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
     "reminders": ReminderLimits,
+    "fleets": FleetLimits,
     "usage": UsageLimits,
+    "auto_renewal": AutoRenewalLimits,
 }

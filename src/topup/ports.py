@@ -25,7 +25,19 @@ from topup.domain.accounts import (
     SessionState,
 )
 from topup.domain.api_keys import ApiKey
+from topup.domain.auto_renewal import AutoRenewal, AutoRenewalAttempt, AutoTopUp, TopUpStatus
 from topup.domain.cards import Card
+from topup.domain.fleets import (
+    BulkLine,
+    BulkLineOutcome,
+    BulkLineStatus,
+    BulkRun,
+    FleetFilter,
+    Invoice,
+    InvoicedRenewal,
+    Member,
+    Organisation,
+)
 from topup.domain.ledger import Entry
 from topup.domain.money import Money
 from topup.domain.plans import Plan
@@ -58,7 +70,7 @@ from topup.domain.records import (
 from topup.domain.reminders import Delivery, DeliveryStatus, Reminder
 from topup.domain.renewal import RenewalStatus, Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
-from topup.domain.usage import NetworkChange, UsageRecord, UsageState
+from topup.domain.usage import InsertedUsage, NetworkChange, UsageRecord, UsageState
 
 
 class Clock(Protocol):
@@ -123,6 +135,9 @@ class ChargeRequest:
     amount: Money
     description: str
     requested_at: dt.datetime
+    # Started by the merchant with the payer absent (auto-renewal, on a token the payer saved):
+    # the gateway asks for no CVC and no 3-D Secure / payment password (issue 11).
+    merchant_initiated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -945,6 +960,119 @@ class PushSender(Protocol):
     ) -> PushOutcome: ...
 
 
+# --- fleets (issue 11) ---------------------------------------------------------------------------
+
+
+class OrganisationRepository(Protocol):
+    """Organisations, their members and cards, what the fleet page lists, their invoices."""
+
+    async def add(self, organisation: Organisation) -> None: ...
+
+    async def get(self, organisation_id: str) -> Organisation | None: ...
+
+    async def set_payment_card(
+        self, organisation_id: str, *, saved_id: str | None, account_id: str | None
+    ) -> None: ...
+
+    async def put_member(self, member: Member) -> None:
+        """Add the member, or change the role of one already there."""
+        ...
+
+    async def member(self, organisation_id: str, account_id: str) -> Member | None: ...
+
+    async def members(self, organisation_id: str, *, limit: int) -> list[Member]: ...
+
+    async def memberships(
+        self, account_id: str, *, limit: int
+    ) -> list[tuple[Organisation, Member]]:
+        """The organisations the account is a member of, oldest first."""
+        ...
+
+    async def owners_of_cards(self, card_ids: Sequence[str]) -> dict[str, str]:
+        """``{card id: organisation id}`` for those of these cards that belong to one."""
+        ...
+
+    async def add_cards(
+        self, organisation_id: str, card_ids: Sequence[str], *, at: dt.datetime
+    ) -> int:
+        """Add cards that belong to no organisation yet; returns how many were added."""
+        ...
+
+    async def fleet_cards(
+        self, organisation_id: str, fleet_filter: FleetFilter, *, limit: int, offset: int
+    ) -> list[Card]:
+        """The organisation's cards that pass the filter, by validity end (soonest first, none
+        last) then MSISDN."""
+        ...
+
+    async def count_cards(self, organisation_id: str, fleet_filter: FleetFilter) -> int: ...
+
+    async def card_counts_by_status(self, organisation_id: str) -> dict[str, int]: ...
+
+    async def paid_renewals(
+        self, organisation_id: str, *, since: dt.datetime, until: dt.datetime, limit: int
+    ) -> list[InvoicedRenewal]:
+        """Renewals the organisation's bulk renewals paid for in [since, until) and not refunded,
+        by time paid."""
+        ...
+
+    async def spend(self, organisation_id: str, *, since: dt.datetime, until: dt.datetime) -> int:
+        """What ``paid_renewals`` adds up to, in minor units."""
+        ...
+
+    async def latest_invoice(self, organisation_id: str, month: str) -> Invoice | None: ...
+
+    async def add_invoice(self, invoice: Invoice) -> bool:
+        """False if its number or (organisation, month, sequence) is taken (another issued it)."""
+        ...
+
+    async def invoices(self, organisation_id: str, *, limit: int) -> list[Invoice]:
+        """Newest first."""
+        ...
+
+
+class BulkRenewalRepository(Protocol):
+    """Bulk renewal runs and their lines: a durable queue the worker leases lines from."""
+
+    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> bool:
+        """Write the run and its lines; False (nothing written) if a run of this id exists."""
+        ...
+
+    async def get_run(self, run_id: str) -> BulkRun | None: ...
+
+    async def runs_of(self, organisation_id: str, *, limit: int) -> list[BulkRun]:
+        """Newest first."""
+        ...
+
+    async def lines(
+        self,
+        run_id: str,
+        *,
+        limit: int,
+        after_line_no: int = 0,
+        statuses: Sequence[BulkLineStatus] = (),
+    ) -> list[BulkLine]:
+        """The run's lines after ``after_line_no``, by line number."""
+        ...
+
+    async def counts(self, run_id: str) -> dict[BulkLineStatus, int]: ...
+
+    async def lease_lines(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[BulkLine]:
+        """Lease open lines that are due (pending, or leased or waiting whose lease is over) to
+        this worker until ``lease_until``, counting an attempt each; other workers skip them."""
+        ...
+
+    async def record_outcomes(
+        self, outcomes: Sequence[BulkLineOutcome], *, at: dt.datetime
+    ) -> None: ...
+
+    async def finish_runs(self, run_ids: Sequence[str], *, at: dt.datetime) -> list[str]:
+        """Mark finished those of these runs that have no open line left; returns them."""
+        ...
+
+
 # --- usage (issue 11) ---
 
 
@@ -952,11 +1080,26 @@ class UsageRepository(Protocol):
     """Usage records (each once by its id), what usage remembers of each card, and the signed
     deliveries of the mediation system (each once)."""
 
+    async def card_ids(self, *, msisdns: Sequence[str], iccids: Sequence[str]) -> dict[str, str]:
+        """The ids of the cards with these MSISDNs or ICCIDs, by number."""
+        ...
+
+    async def lock_cards(self, card_ids: Sequence[str]) -> dict[str, Card]:
+        """The cards, locked in id order (FOR NO KEY UPDATE on PostgreSQL)."""
+        ...
+
     async def insert_records(
         self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
-    ) -> list[tuple[str, int, bool]]:
+    ) -> list[InsertedUsage]:
         """Insert the records whose id is new, each with whether it counts against its card's
-        period; ``(card id, data used, counted)`` of those inserted (a known id: left out)."""
+        period; what was inserted, summed per card (a known id: left out)."""
+        ...
+
+    async def debit_quotas(
+        self, debits: Sequence[tuple[str, int, int]], *, at: dt.datetime
+    ) -> None:
+        """Set cards' data quotas, each ``(card id, quota, version read)``; the version goes up
+        by one. InvariantError if a card changed meanwhile (the caller holds its lock)."""
         ...
 
     async def period_starts(self, card_ids: Sequence[str]) -> dict[str, dt.datetime]:
@@ -1012,6 +1155,107 @@ class NetworkDataAccess(Protocol):
     async def set_data_access(self, request: DataAccessRequest) -> ProvisionResult: ...
 
 
+# --- auto-renewal (issue 11) ------------------------------------------------------------------
+
+
+class AutoRenewalRepository(Protocol):
+    """Auto-renewal settings per card, the one attempt per (card, period), pre-checks done,
+    and auto top-ups (``topup.domain.auto_renewal``)."""
+
+    async def get(self, card_id: str, *, for_update: bool = False) -> AutoRenewal | None: ...
+
+    async def of_cards(self, card_ids: Sequence[str]) -> dict[str, AutoRenewal]: ...
+
+    async def put(self, setting: AutoRenewal) -> None:
+        """Insert or replace the card's settings."""
+        ...
+
+    async def lease_due(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[AutoRenewal]:
+        """Enabled settings whose ``next_check_at`` has come, oldest first, their next check
+        moved to ``lease_until`` (PostgreSQL: FOR UPDATE SKIP LOCKED; two workers never lease
+        one card at once)."""
+        ...
+
+    async def schedule(self, card_id: str, *, next_check_at: dt.datetime | None) -> None: ...
+
+    async def wake(self, card_ids: Sequence[str], *, at: dt.datetime) -> None:
+        """A renewal was applied to these cards (a new period): the enabled ones among them are
+        looked at from ``at`` on (those due sooner keep their time)."""
+        ...
+
+    async def set_top_up_state(self, card_id: str, *, armed: bool, top_ups: int) -> None: ...
+
+    async def upcoming(
+        self, *, validity_before: dt.datetime, limit: int, after: tuple[dt.datetime, str] | None
+    ) -> list[tuple[AutoRenewal, Card]]:
+        """Enabled settings of prepaid cards whose validity ends before ``validity_before``, by
+        validity end then card id, after ``after``."""
+        ...
+
+    async def attempt(
+        self, card_id: str, period: str, *, for_update: bool = False
+    ) -> AutoRenewalAttempt | None: ...
+
+    async def open_attempts(self, card_id: str) -> list[AutoRenewalAttempt]:
+        """The card's attempts still charging or paid (activating), of any period, by period."""
+        ...
+
+    async def add_attempt(self, attempt: AutoRenewalAttempt) -> bool:
+        """False (nothing written) if the (card, period) has an attempt already."""
+        ...
+
+    async def update_attempt(self, attempt: AutoRenewalAttempt) -> None: ...
+
+    async def add_precheck(
+        self, card_id: str, period: str, offset_s: int, *, problems: str, at: dt.datetime
+    ) -> bool:
+        """Record a pre-check once; False if it was done already."""
+        ...
+
+    async def prechecks_done(self, card_id: str, period: str) -> frozenset[int]: ...
+
+    async def precheck_problems(self, card_id: str, period: str, offset_s: int) -> str:
+        """The problems that pre-check found (codes, comma-separated; "" if none or not done)."""
+        ...
+
+    async def top_ups_due(self, *, limit: int) -> list[tuple[AutoRenewal, Card]]:
+        """Enabled settings with a top-up rule that must fire (armed, data below the threshold)
+        or re-arm (not armed, data back at or above it), with their cards."""
+        ...
+
+    async def add_top_up(self, top_up: AutoTopUp) -> bool:
+        """False (nothing written) if that crossing of the card has a top-up already."""
+        ...
+
+    async def update_top_up(
+        self,
+        card_id: str,
+        crossing: int,
+        *,
+        status: TopUpStatus,
+        renewal_id: str | None,
+        only_if: TopUpStatus | None = None,
+    ) -> bool:
+        """Set the top-up's status; with ``only_if``, only while it has that status (False, and
+        nothing written, otherwise: another worker recorded it)."""
+        ...
+
+    async def unsettled_top_ups(
+        self, *, started_before: dt.datetime, refunded_since: dt.datetime, limit: int
+    ) -> list[AutoTopUp]:
+        """Top-ups whose outcome is still to be recorded, oldest first, at most ``limit``: those
+        still ``started`` (their renewal pending at the PSP, or never sent) since before
+        ``started_before``, and those ``succeeded`` since ``refunded_since`` whose renewal was
+        refunded afterwards."""
+        ...
+
+    async def top_ups_since(self, card_id: str, *, since: dt.datetime) -> tuple[int, int]:
+        """(count, amount_minor) of the card's top-ups that count against its caps since."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; rolls back on exit unless ``commit`` was called.
 
@@ -1052,7 +1296,13 @@ class UnitOfWork(Protocol):
     @property
     def reminders(self) -> ReminderRepository: ...
     @property
+    def organisations(self) -> OrganisationRepository: ...
+    @property
+    def bulk_renewals(self) -> BulkRenewalRepository: ...
+    @property
     def usage(self) -> UsageRepository: ...
+    @property
+    def auto_renewals(self) -> AutoRenewalRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

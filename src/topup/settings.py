@@ -114,12 +114,35 @@ class LimitSettings(BaseSettings):
     reminder_push_per_minute_max: int = Field(1200, ge=1)
     push_timeout_s: float = Field(10.0, gt=0, le=120)
     push_ttl_s: int = Field(86_400, ge=0, le=2_419_200)
+    # Fleets: lines in one bulk renewal; lines a worker leases at once (each batch's renewals are
+    # group-committed) and renewals in flight at once against the gateway; how long a leased line
+    # is hidden from other workers (a killed worker's lines are taken again after it), and when a
+    # line whose payment's outcome is not known yet is looked at again. The fleet page's size,
+    # what "near expiry" means, the most rows one CSV export or invoice holds.
+    bulk_lines_max: int = Field(20_000, ge=1, le=1_000_000)
+    bulk_batch_size: int = Field(1000, ge=1, le=10_000)
+    bulk_concurrency: int = Field(128, ge=1, le=1000)
+    bulk_line_lease_s: float = Field(120.0, gt=0)
+    bulk_waiting_recheck_s: float = Field(30.0, gt=0)
+    bulk_line_attempts_max: int = Field(8, ge=1, le=100)  # a line refused for a passing reason
+    fleet_page_size: int = Field(50, ge=1, le=500)
+    fleet_near_expiry_days: int = Field(7, ge=1, le=365)
+    fleet_export_rows_max: int = Field(100_000, ge=1, le=1_000_000)
+    invoice_renewals_max: int = Field(100_000, ge=1, le=1_000_000)
+    # The fleet pages: the largest CSV upload (or pasted lines) of a bulk renewal (1 MiB holds
+    # about 30,000 lines; the bulk_lines_max above still applies); a fleet-wide auto-renewal
+    # policy reads the organisation's cards in batches and reaches at most this many per request
+    # (applying it again goes on with the cards not yet set). At most 1 MiB: the pasted lines
+    # and the dry run's Start carry the text in one form field, and a form field is at most that.
+    bulk_upload_bytes_max: int = Field(1_048_576, ge=1024, le=1_048_576)
+    fleet_policy_batch_size: int = Field(200, ge=1, le=10_000)
+    fleet_policy_cards_max: int = Field(5000, ge=1, le=1_000_000)
     # Usage (issue 11): records written per transaction, records one signed request may carry,
     # bad lines listed in a summary, the largest record, how far in the future a record's time
     # and a signature's may be (and how old a signature), the share of a period's quota that is
     # "low", cards whose data bar the network is told of per batch and the wait after a refusal,
     # and lifecycle batches per worker pass (each lifecycle_batch_size cards).
-    usage_batch_size: int = Field(20_000, ge=1, le=200_000)
+    usage_batch_size: int = Field(100_000, ge=1, le=1_000_000)
     usage_records_per_request_max: int = Field(1000, ge=1, le=200_000)  # bodies: 64 KiB
     usage_problems_kept_max: int = Field(1000, ge=1, le=100_000)
     usage_data_used_mb_max: int = Field(1_048_576, ge=1)
@@ -129,6 +152,20 @@ class LimitSettings(BaseSettings):
     data_access_batch_size: int = Field(200, ge=1, le=10_000)
     data_access_retry_s: float = Field(60.0, gt=0)
     lifecycle_batches_per_pass_max: int = Field(100, ge=1, le=100_000)
+    # Auto-renewal (issue 11): a period is charged auto_renewal_lead_s before validity ends,
+    # pre-checked auto_renewal_precheck_early_s and ..._late_s before that charge; a declined
+    # charge is tried again after base, 2 x base, ... (at most cap) while validity lasts, at most
+    # auto_renewal_tries_max times in all.
+    auto_renewal_lead_s: int = Field(43_200, ge=0, le=30 * 86_400)
+    auto_renewal_precheck_early_s: int = Field(259_200, ge=1, le=60 * 86_400)
+    auto_renewal_precheck_late_s: int = Field(86_400, ge=1, le=60 * 86_400)
+    auto_renewal_tries_max: int = Field(4, ge=1, le=20)
+    auto_renewal_retry_base_s: int = Field(1800, ge=1)
+    auto_renewal_retry_cap_s: int = Field(14_400, ge=1)
+    auto_renewal_batch_size: int = Field(100, ge=1, le=10_000)
+    auto_renewal_lease_s: int = Field(300, ge=1)
+    auto_renewal_recheck_s: int = Field(600, ge=1)
+    auto_top_ups_per_month_max: int = Field(31, ge=1, le=1000)
 
     def by_concern(self) -> Limits:
         values = self.model_dump()
@@ -163,6 +200,9 @@ class Settings(BaseSettings):
     # Where the sandbox card gateway journals what it settles (`topup sandbox-settlement`);
     # empty: no journal.
     sandbox_journal: str = "var/sandbox-settlements.jsonl"
+    # Auto-renewal (issue 11): the sandbox card gateway's revoked tokens (digests, one a line;
+    # `topup sandbox-revoke-token`); empty: none can be revoked.
+    sandbox_revoked_tokens: str = "var/sandbox-revoked-tokens.txt"
     # Where the sandbox e-wallet posts its webhooks, like a real provider: the base address of a
     # `topup serve` (e.g. http://127.0.0.1:8000). Empty: straight to the handler, in-process.
     sandbox_webhook_url: str = ""

@@ -9,11 +9,12 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from tests.simulation.connected import TERMINAL, Run, rows
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
+from topup.domain.auto_renewal import TRY_KEY_PREFIX
 from topup.domain.ledger import card_credit_account
 from topup.domain.plans import PlanKind
 from topup.services.audit import audit
@@ -35,11 +36,27 @@ async def audit_violations(app: Application) -> list[str]:
 
 
 async def unsettled_renewals(app: Application) -> list[str]:
-    r = t.renewals
+    """Every renewal reached a final status once the workers had drained what was due."""
+    r, j, p = t.renewals, t.jobs, t.payments
     found = await rows(
-        app, select(r.c.id, r.c.card_id, r.c.status).where(r.c.status.not_in(TERMINAL))
+        app,
+        select(r.c.id, r.c.card_id, r.c.status, p.c.status.label("payment"), p.c.next_check_at)
+        .select_from(r.outerjoin(p, p.c.renewal_id == r.c.id))
+        .where(r.c.status.not_in(TERMINAL)),
     )
-    return [f"renewal {row.id} of card {row.card_id} is still {row.status}" for row in found]
+    wrong: list[str] = []
+    for row in found:
+        jobs = await rows(
+            app,
+            select(
+                j.c.kind, j.c.status, j.c.attempts, j.c.claims, j.c.next_attempt_at, j.c.last_error
+            ).where(j.c.subject_id == row.id),
+        )
+        wrong.append(
+            f"renewal {row.id} of card {row.card_id} is still {row.status} (payment "
+            f"{row.payment}, next check {row.next_check_at}; jobs {[tuple(x) for x in jobs]})"
+        )
+    return wrong
 
 
 async def _completed_by_card(app: Application) -> dict[str, list[Any]]:
@@ -144,26 +161,62 @@ async def renewals_paid_twice(app: Application) -> list[str]:
     return wrong
 
 
+async def _usage_by_card(app: Application) -> dict[str, list[Any]]:
+    u = t.usage_records
+    found = await rows(
+        app,
+        select(
+            u.c.record_id, u.c.card_id, u.c.used_at, u.c.received_at, u.c.data_used_mb, u.c.counted
+        ),
+    )
+    by_card: dict[str, list[Any]] = defaultdict(list)
+    for row in found:
+        by_card[row.card_id].append(row)
+    return by_card
+
+
+def _timeline(renewals: list[Any], usage: list[Any]) -> list[tuple[dt.datetime, int, Any]]:
+    """A card's renewals and usage imports in the order they happened (a renewal completed at
+    the time of an import came first: the workers' pass ran before the import)."""
+    timeline = [(r.completed_at, 0, r) for r in renewals]
+    timeline += [(u.received_at, 1, u) for u in usage]
+    return sorted(timeline, key=lambda item: (item[0], item[1]))
+
+
 async def cards_not_following_their_renewals(app: Application, run: Run) -> list[str]:
-    """Each card's validity, quota, credit and bill recomputed from how it started and its
-    completed renewals (applied once each, in order): a renewal applied twice or lost shows."""
+    """Each card's validity, quota, credit and bill recomputed from how it started, its
+    completed renewals (applied once each, in order) and the usage records it was sent (each
+    applied once, counted only if used in the period it arrived in, never below zero): a
+    renewal or a record applied twice, or lost, shows here."""
     completed = await _completed_by_card(app)
+    usage = await _usage_by_card(app)
     stored = {row.id: row for row in await rows(app, select(t.cards))}
     wrong: list[str] = []
     for sub in run.fleet:
         card, row = sub.card, stored[sub.card.id]
         validity, quota, credit = card.validity_end, card.data_quota_mb, card.credit.minor
         bill = sum(sub.bills)
-        for renewal in completed.get(card.id, []):
-            if renewal.kind == PlanKind.POSTPAID_BILL.value:
-                bill -= int(renewal.amount_minor)
+        period_start: dt.datetime | None = None
+        for at, _, item in _timeline(completed.get(card.id, []), usage.get(card.id, [])):
+            if hasattr(item, "record_id"):  # a usage record
+                counts = period_start is None or item.used_at >= period_start
+                if bool(item.counted) != counts:
+                    wrong.append(
+                        f"card {card.msisdn}: record {item.record_id} used {item.used_at}, "
+                        f"period began {period_start}: counted {item.counted}, should be {counts}"
+                    )
+                if counts:
+                    quota = max(0, quota - int(item.data_used_mb))
+                continue
+            if item.kind == PlanKind.POSTPAID_BILL.value:
+                bill -= int(item.amount_minor)
                 continue
             assert validity is not None
-            days = dt.timedelta(days=int(renewal.validity_days))
-            validity = max(renewal.completed_at, validity) + days
-            quota += int(renewal.data_quota_mb)
-            if renewal.kind == PlanKind.RELOAD.value:
-                credit += int(renewal.amount_minor)
+            validity = max(at, validity) + dt.timedelta(days=int(item.validity_days))
+            quota += int(item.data_quota_mb)
+            period_start = at
+            if item.kind == PlanKind.RELOAD.value:
+                credit += int(item.amount_minor)
         if row.status == "expired":
             credit, quota = 0, 0
         expected = {
@@ -176,6 +229,164 @@ async def cards_not_following_their_renewals(app: Application, run: Run) -> list
         if actual != expected:
             differs = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}
             wrong.append(f"card {card.msisdn} (stored, recomputed): {differs}")
+    return wrong
+
+
+async def usage_not_applied_once(app: Application, run: Run) -> list[str]:
+    """Every record sent is stored once; a re-sent record was a duplicate; every malformed
+    line was reported at its line number; no threshold event twice in a card's period."""
+    wrong: list[str] = []
+    stored = {row[0] for row in await rows(app, select(t.usage_records.c.record_id))}
+    if stored != run.usage_sent:
+        wrong.append(
+            f"{len(run.usage_sent - stored)} records sent were not stored, e.g. "
+            f"{sorted(run.usage_sent - stored)[:3]}; {len(stored - run.usage_sent)} stored unsent"
+        )
+    if run.usage_applied != len(run.usage_sent):
+        wrong.append(f"imports applied {run.usage_applied} records of {len(run.usage_sent)} sent")
+    if run.usage_duplicates != run.usage_resent:
+        wrong.append(f"{run.usage_resent} lines re-sent, imports counted {run.usage_duplicates}")
+    if run.usage_reported != run.usage_malformed:
+        wrong.append(
+            f"{run.usage_malformed} bad lines, {run.usage_reported} reported at their line"
+        )
+    ev = t.card_events
+    thresholds = await rows(
+        app,
+        select(ev.c.card_id, ev.c.kind, ev.c.detail).where(
+            ev.c.kind.in_(("data_low", "data_exhausted"))
+        ),
+    )
+    seen = Counter((row.card_id, row.kind, json.loads(row.detail)["period"]) for row in thresholds)
+    wrong += [
+        f"card {card} period {period}: {kind} {n} times"
+        for (card, kind, period), n in seen.items()
+        if n > 1
+    ]
+    return wrong
+
+
+async def auto_renewals_charged_twice(app: Application) -> list[str]:
+    """No card charged twice for a period: among the auto-renewal tries of a (card, period)
+    (renewals keyed ``auto:<card>:<period>:<try>``) at most one holds money that stands (paid:
+    activating or completed). A try paid then refunded (its money went back) does not count,
+    but the next try started only after that refund: at no moment did two captured charges of
+    one period stand together. Every try is on the card's timeline as an attempt event of that
+    period."""
+    r, a, ev = t.renewals, t.auto_renewal_attempts, t.card_events
+    tries = await rows(
+        app,
+        select(r.c.idempotency_key, r.c.status, r.c.created_at, r.c.updated_at).where(
+            r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%")
+        ),
+    )
+    standing: Counter[tuple[str, str]] = Counter()
+    by_period: dict[tuple[str, str], dict[int, Row[Any]]] = defaultdict(dict)
+    for row in tries:
+        card_id, period, number = row.idempotency_key.removeprefix(TRY_KEY_PREFIX).rsplit(":", 2)
+        by_period[(card_id, period)][int(number)] = row
+        if row.status in ("completed", "activating"):
+            standing[(card_id, period)] += 1
+    wrong = [
+        f"card {card} was charged {n} times for period {period}"
+        for (card, period), n in standing.items()
+        if n > 1
+    ]
+    for (card, period), numbered in by_period.items():
+        for number, row in numbered.items():
+            before = numbered.get(number - 1)
+            if before is None:
+                continue
+            if before.status not in ("declined", "cancelled", "refunded"):
+                wrong.append(
+                    f"card {card} period {period}: try {number} started while try "
+                    f"{number - 1} is {before.status}"
+                )
+            elif before.status == "refunded" and before.updated_at > row.created_at:
+                wrong.append(
+                    f"card {card} period {period}: try {number} started before try "
+                    f"{number - 1}'s refund"
+                )
+    attempts = await rows(app, select(a.c.card_id, a.c.period, a.c.tries))
+    events = await rows(
+        app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == "auto_renewal_attempt")
+    )
+    on_timeline = Counter((row.card_id, json.loads(row.detail)["period"]) for row in events)
+    for row in attempts:
+        if on_timeline[(row.card_id, row.period)] != row.tries:
+            wrong.append(
+                f"card {row.card_id} period {row.period}: {row.tries} tries, "
+                f"{on_timeline[(row.card_id, row.period)]} attempt events on its timeline"
+            )
+    return wrong
+
+
+async def auto_renewal_attempts_left_open(app: Application) -> list[str]:
+    """Once drained, no period's attempt is still charging or paid while its try's renewal is
+    final: an applied one made the period succeeded, a refunded or declined one a retry or a
+    failure (the pass follows a paid try to its end)."""
+    r, a = t.renewals, t.auto_renewal_attempts
+    status = {
+        row.idempotency_key: row.status
+        for row in await rows(
+            app,
+            select(r.c.idempotency_key, r.c.status).where(
+                r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%")
+            ),
+        )
+    }
+    open_attempts = await rows(
+        app,
+        select(a.c.card_id, a.c.period, a.c.status, a.c.try_key).where(
+            a.c.status.in_(("charging", "paid"))
+        ),
+    )
+    return [
+        f"card {row.card_id} period {row.period}: attempt {row.status}, its try "
+        f"{status.get(row.try_key, 'never made')}"
+        for row in open_attempts
+        if status.get(row.try_key) in (*TERMINAL, None)
+    ]
+
+
+async def bulk_lines_renewed_twice(app: Application) -> list[str]:
+    """Uploading the same file twice renews nothing twice: all the lines that share a key (the
+    same organisation, card, plan and period) name one renewal at most; every line is settled."""
+    b = t.bulk_lines
+    lines = await rows(app, select(b.c.idempotency_key, b.c.card_id, b.c.status, b.c.renewal_id))
+    renewals: dict[str, set[str]] = defaultdict(set)
+    wrong: list[str] = []
+    for line in lines:
+        if line.renewal_id is not None:
+            renewals[line.idempotency_key].add(line.renewal_id)
+        if line.status in ("pending", "leased", "waiting"):
+            wrong.append(f"bulk line of card {line.card_id} is still {line.status}")
+    card_of = {line.idempotency_key: line.card_id for line in lines}
+    wrong += [
+        f"card {card_of[key]}: one bulk line key, renewals {sorted(ids)}"
+        for key, ids in renewals.items()
+        if len(ids) > 1
+    ]
+    return wrong
+
+
+async def auto_renewals_told_but_not_renewed(app: Application) -> list[str]:
+    """Every auto-renewal the subscriber was told succeeded renewed the card: the renewal its
+    event names completed (not refunded because the network refused it)."""
+    ev, r = t.card_events, t.renewals
+    status = {row.id: row.status for row in await rows(app, select(r.c.id, r.c.status))}
+    told = await rows(
+        app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == "auto_renewal_succeeded")
+    )
+    wrong: list[str] = []
+    for event in told:
+        detail = json.loads(event.detail)
+        renewal = detail.get("renewal_id")
+        if status.get(renewal) != "completed":
+            wrong.append(
+                f"card {event.card_id} period {detail.get('period')}: told its auto-renewal "
+                f"succeeded, but renewal {renewal} is {status.get(renewal)}"
+            )
     return wrong
 
 
@@ -260,11 +471,28 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
         "declined": await count(r.c.status == "declined"),
         "cancelled (wallet never answered)": await count(r.c.status == "cancelled"),
         "refunded": await count(r.c.status == "refunded"),
-        "activations retried": await count(j.c.kind == "activate", j.c.attempts > 1),
+        "activations retried": await count(j.c.kind == "activate", j.c.attempts > 0),
         "forfeits": await count(e.c.kind == "forfeit"),
         "cards expired": await count(c.c.status == "expired"),
         "cards suspended": await count(t.card_events.c.kind == "status_suspended"),
         "webhooks recorded": run.webhooks["recorded"],
+        "usage records": len(run.usage_sent),
+        "usage records re-sent": run.usage_resent,
+        "usage records not counted (late)": await count(t.usage_records.c.counted.is_(False)),
+        "data exhausted": await count(t.card_events.c.kind == "data_exhausted"),
         "workers killed mid-pass": run.kills,
+        "bulk lines renewed": await count(t.bulk_lines.c.status == "succeeded"),
+        "bulk lines uploaded": run.bulk_lines,
+        "auto-renewals paid": await count(
+            r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%"), r.c.status == "completed"
+        ),
+        "auto-renewals failed": await count(t.card_events.c.kind == "auto_renewal_failed"),
+        "auto-renewals paid, then refunded (a failed try)": await count(
+            t.card_events.c.kind.in_(("auto_renewal_failed", "auto_renewal_retrying")),
+            t.card_events.c.detail.like('%"refunded": 1%'),
+        ),
+        "auto-renewal problems found ahead": await count(
+            t.card_events.c.kind == "auto_renewal_problem"
+        ),
     }
     return happened

@@ -10,6 +10,7 @@ tests/simulation/test_staying_connected.py
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -23,11 +24,11 @@ from topup.adapters.db.engine import is_sqlite
 SEED = int(os.environ.get("TOPUP_SIMULATION_SEED", "20261125"))
 CARDS = 1_000
 DAYS = 90
-STEP_S = 6 * 3_600.0
-KILL_AT_STEP = 120  # day 30: the second worker is killed in the middle of its jobs pass
-SQLITE_CARDS = 150  # SQLite: a smaller run (one writer at a time)
-SQLITE_DAYS = 40
-SQLITE_KILL_AT_STEP = 40
+STEP_S = 8 * 3_600.0  # the clock moves this much between steps (three steps a day)
+KILL_AT_STEP = 90  # day 30: the second worker is killed in the middle of its jobs pass
+SQLITE_CARDS = 120  # SQLite: a smaller run (one writer at a time)
+SQLITE_DAYS = 30
+SQLITE_KILL_AT_STEP = 30
 
 FAULTS: dict[str, Any] = {
     "gateway_fault_rate": 0.05,
@@ -66,10 +67,18 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
         kill_at_step=kill_at,
     )
     inv.check(run, "renewals not settled", await inv.unsettled_renewals(web))
+    inv.check(
+        run, "the drain", [] if run.drained else [f"work still found after {run.drain_steps} steps"]
+    )
     inv.check(run, "topup audit", await inv.audit_violations(web))
     inv.check(run, "forfeits not in the ledger", await inv.forfeits_not_in_the_ledger(web, run))
     inv.check(run, "renewals paid twice", await inv.renewals_paid_twice(web))
     inv.check(run, "cards", await inv.cards_not_following_their_renewals(web, run))
+    inv.check(run, "usage", await inv.usage_not_applied_once(web, run))
+    inv.check(run, "auto-renewal", await inv.auto_renewals_charged_twice(web))
+    inv.check(run, "auto-renewal told", await inv.auto_renewals_told_but_not_renewed(web))
+    inv.check(run, "auto-renewal left open", await inv.auto_renewal_attempts_left_open(web))
+    inv.check(run, "bulk renewal", await inv.bulk_lines_renewed_twice(web))
     inv.check(run, "states and dates", await inv.states_not_matching_dates(web))
     inv.check(run, "the kill", await inv.killed_work_not_finished_once(web, run))
     happened = await inv.what_happened(web, run)
@@ -77,7 +86,113 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "never exercised", missing)
     print(
         f"{run.hint()}: {cards} cards, {days} days in {run.steps} steps, "
-        f"{run.elapsed_s:.1f} s (subscribers {run.subscribers_s:.1f} s, workers "
-        f"{run.workers_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
+        f"{run.elapsed_s:.1f} s, CPU {run.cpu_s:.1f} s (subscribers {run.subscribers_s:.1f} s, workers "
+        f"{run.workers_s:.1f} s, drain {run.drain_steps} steps {run.drain_s:.1f} s); submitted {dict(run.submitted)}; refused {dict(run.refusals)}; "
         f"{happened}"
     )
+
+
+CHECKED_CARDS = 40  # the run whose database the next test spoils, one invariant at a time
+CHECKED_DAYS = 10
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_url: str) -> None:
+    """The checks can fail: after a small clean run, a forfeit recorded twice (of zero credit,
+    which `topup audit` cannot see), a usage record's debit lost, two paid auto-renewal tries of
+    one period, a card left in a status its dates deny, a threshold event raised twice and an
+    auto-renewal told succeeded whose renewal was never paid are each reported, naming the
+    card."""
+    from sqlalchemy import insert, select, update
+
+    from topup.adapters.db import tables as t
+    from topup.domain import ledger
+    from topup.domain.auto_renewal import TRY_KEY_PREFIX
+    from topup.domain.money import Money
+
+    clock = FixedClock(START)
+    limits = simulation_limits(sqlite=True)
+
+    def application(seed: int) -> Any:
+        return make_app(clock=clock, limits=limits, seed=seed, sandbox_seed=SEED, **FAULTS)
+
+    web = application(SEED)
+    run = await simulate(
+        web=web,
+        workers=Workers(application, SEED),
+        clock=clock,
+        seed=SEED,
+        cards=CHECKED_CARDS,
+        days=CHECKED_DAYS,
+        step_s=STEP_S,
+        kill_at_step=3,
+    )
+    assert not await inv.forfeits_not_in_the_ledger(web, run), run.hint()
+    assert not await inv.cards_not_following_their_renewals(web, run), run.hint()
+    assert not await inv.states_not_matching_dates(web), run.hint()
+    assert not await inv.usage_not_applied_once(web, run), run.hint()
+    assert not await inv.auto_renewals_charged_twice(web), run.hint()
+    assert not await inv.audit_violations(web), run.hint()
+    c, u, ev = t.cards, t.usage_records, t.card_events
+    expired = (await inv.rows(web, select(c.c.id, c.c.msisdn).where(c.c.status == "expired")))[0]
+    async with web.services.unit_of_work() as uow:
+        forfeit = ledger.forfeit(card_id=expired.id, amount=Money.zero("MYR"), data_quota_mb=0)
+        await uow.ledger.record(forfeit, at=clock.now())
+        await uow.commit()
+    assert not await inv.audit_violations(web), "the audit sees a zero forfeit after all"
+    assert expired.msisdn in " ".join(await inv.forfeits_not_in_the_ledger(web, run))
+    used = (
+        await inv.rows(
+            web,
+            select(u.c.record_id, c.c.msisdn)
+            .join(c, c.c.id == u.c.card_id)
+            .where(u.c.counted.is_(True), c.c.status == "active", u.c.data_used_mb > 0),
+        )
+    )[0]
+    async with web.engine.begin() as connection:
+        await connection.execute(
+            update(u).where(u.c.record_id == used.record_id).values(data_used_mb=0)
+        )
+    assert used.msisdn in " ".join(await inv.cards_not_following_their_renewals(web, run))
+    async with web.engine.begin() as connection:
+        await connection.execute(update(c).where(c.c.id == expired.id).values(status="active"))
+        exhausted = (
+            await connection.execute(select(ev).where(ev.c.kind == "data_exhausted"))
+        ).first()
+        assert exhausted is not None, run.hint()
+        await connection.execute(
+            insert(ev).values(
+                card_id=exhausted.card_id,
+                kind=exhausted.kind,
+                at=exhausted.at,
+                detail=exhausted.detail,
+            )
+        )
+    r = t.renewals
+    paid = (await inv.rows(web, select(r).where(r.c.status == "completed")))[0]._asdict()
+    async with web.engine.begin() as connection:
+        for attempt in (1, 2):  # two paid tries of one card's period
+            key = f"{TRY_KEY_PREFIX}{paid['card_id']}:2027-01-01T00:00:00+00:00:{attempt}"
+            values = paid | {
+                "id": f"00000000-0000-4000-8000-00000000000{attempt}",
+                "idempotency_key": key,
+                "receipt_number": None,
+            }
+            await connection.execute(insert(r).values(**values))
+    assert paid["card_id"] in " ".join(await inv.auto_renewals_charged_twice(web))
+    assert not await inv.auto_renewals_told_but_not_renewed(web), run.hint()
+    refunded = "00000000-0000-4000-8000-000000000001"  # the first of the two tries above
+    async with web.engine.begin() as connection:  # told succeeded, then refunded instead
+        await connection.execute(update(r).where(r.c.id == refunded).values(status="refunded"))
+        await connection.execute(
+            insert(ev).values(
+                card_id=paid["card_id"],
+                kind="auto_renewal_succeeded",
+                at=clock.now(),
+                detail=json.dumps({"period": "p", "renewal_id": refunded}),
+            )
+        )
+    told = " ".join(await inv.auto_renewals_told_but_not_renewed(web))
+    assert paid["card_id"] in told and "refunded" in told
+    assert expired.msisdn in " ".join(await inv.states_not_matching_dates(web))
+    assert exhausted.card_id in " ".join(await inv.usage_not_applied_once(web, run))

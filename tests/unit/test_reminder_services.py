@@ -23,8 +23,9 @@ from topup.domain.errors import InputError
 from topup.domain.money import Money
 from topup.domain.reminders import DeliveryStatus, ReminderChannel, ReminderStatus
 from topup.ports import PushSubscription
+from topup.services.auto_renewal import UpcomingAutoRenewal
 from topup.services.context import Services
-from topup.services.reminders import choices
+from topup.services.reminders import choices, scheduling
 from topup.services.reminders.scheduling import queue_due_reminders
 from topup.services.reminders.sending import send_due_deliveries
 from topup.settings import LimitSettings
@@ -263,9 +264,24 @@ PROBLEM = {
         (
             "amount_above_method_limit",
             "MYR30.00 is more than card visa 4242 allows",
-            "/accounts/auto-renewal",
+            "/accounts/cards/card-6789/auto-renewal",
         ),
-        ("plan_withdrawn", "monthly-10gb is no longer sold", "/accounts/auto-renewal"),
+        (
+            "plan_withdrawn",
+            "monthly-10gb is no longer sold",
+            "/accounts/cards/card-6789/auto-renewal",
+        ),
+        ("payment_card_removed", "was removed", "/accounts/cards/card-6789/auto-renewal"),
+        (
+            "amount_below_method_limit",
+            "MYR30.00 is less than card visa 4242 accepts",
+            "/accounts/cards/card-6789/auto-renewal",
+        ),
+        (
+            "credit_too_low",
+            "credit is less than MYR30.00",
+            "/accounts/cards/card-6789/auto-renewal",
+        ),
         ("declined", "The bank declined", "/accounts/payment-cards"),
     ],
 )
@@ -293,19 +309,49 @@ async def test_the_same_problem_twice_is_one_reminder_and_another_problem_is_ano
     assert (await world.run())[0] == 2
 
 
-async def test_auto_renewal_coming_succeeded_and_failed_say_amount_method_and_date() -> None:
+async def test_auto_renewal_coming_and_failed_say_amount_method_date_and_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     world = World()
     card = await world.card(ends_in=3 * DAY)
     await world.link(card, language="en", push=False)
-    await world.event(card, CardEventKind.AUTO_RENEWAL_COMING, **PROBLEM)
-    await world.event(card, CardEventKind.AUTO_RENEWAL_FAILED, problem="declined", **PROBLEM)
-    await world.run()
-    subjects = sorted(mail.subject for mail in world.mailer.sent)
-    assert any("renews automatically on December 5, 2026" in subject for subject in subjects)
+    fix = f"/accounts/cards/{card.id}/auto-renewal"
+    coming = UpcomingAutoRenewal(
+        card_id=card.id,
+        msisdn=card.msisdn,
+        period=validity_period(card),
+        charge_at=dt.datetime(2026, 12, 4, 16, 0, tzinfo=dt.UTC),
+        plan_code="monthly-10gb",
+        amount=Money(3000, "MYR"),
+        method="card visa 4242",
+        fix_path=fix,
+    )
+    asked: list[object] = []
+
+    async def upcoming(
+        services: Services, *, due_before: dt.datetime, limit: int, after: object = None
+    ) -> list[UpcomingAutoRenewal]:
+        asked.append(due_before)
+        return [coming]
+
+    monkeypatch.setattr(scheduling, "upcoming_auto_renewals", upcoming)
+    await world.event(
+        card,
+        CardEventKind.AUTO_RENEWAL_FAILED,
+        problem="declined",
+        final=1,
+        fix_path=fix,
+        **PROBLEM,
+    )
+    assert (await world.run())[0] == 3  # coming, failed, and the card's validity ending
+    assert asked == [AFTERNOON + 3 * DAY]  # the profile's auto_renewal_coming_days
+    assert (await world.run())[0] == 0  # found again: queued once
+    coming_mail = next(mail for mail in world.mailer.sent if "automatically on" in mail.subject)
+    assert "renews automatically on December 5, 2026" in coming_mail.subject
+    assert "MYR30.00" in coming_mail.body and "card visa 4242" in coming_mail.body
     failed = next(mail for mail in world.mailer.sent if "failed" in mail.subject)
     assert "grace period as usual" in failed.body and "The bank declined" in failed.body
-    coming = next(mail for mail in world.mailer.sent if "automatically on" in mail.subject)
-    assert "MYR30.00" in coming.body and "card visa 4242" in coming.body
+    assert f"Fix it now: http://127.0.0.1:8000{fix}" in failed.body
 
 
 async def test_a_success_is_told_even_though_the_card_moved_to_its_new_period() -> None:

@@ -30,18 +30,35 @@ class CardEventKind(StrEnum):
     DATA_LOW = "data_low"
     DATA_EXHAUSTED = "data_exhausted"
     CREDIT_LOW = "credit_low"
-    # Auto-renewal (services.auto_renewal). Every AUTO_RENEWAL_* detail carries: period (the one
-    # being renewed), plan_code, amount_minor, currency, method (what the payer recognises, e.g.
-    # "card visa 4242" or "credit") and charge_at (ISO 8601, UTC). PROBLEM (a pre-check failed)
-    # and FAILED (the final failure) add problem: one of payment_card_expired,
-    # payment_token_revoked, amount_above_method_limit, plan_withdrawn, declined; each becomes
-    # a reminder naming the problem and its fix (services.reminders.texts). COMING is written
-    # when a pre-check passes (3 and 1 days before the charge): one reminder per period tells of
-    # the charge to come. ATTEMPT is each charge attempt (the timeline only, no reminder).
-    AUTO_RENEWAL_COMING = "auto_renewal_coming"
+    # Auto-renewal (services.auto_renewal); detail: period, and for problems and failures the
+    # problem's code (e.g. payment_card_expired) that names its fix.
+    # Every auto-renewal event's detail: period, plan_code, amount_minor, currency, method (e.g.
+    # "visa 4242", or "credit"), charge_at (ISO) and fix_path (the portal page of the fix).
+    # PROBLEM: a pre-check before the charge found ``problem`` (payment_card_expired,
+    #   payment_token_revoked, payment_card_removed, amount_above_method_limit,
+    #   amount_below_method_limit, plan_withdrawn, credit_too_low); before_charge_s says which
+    #   pre-check (one event per problem, per card, period and pre-check).
+    # ATTEMPT: a try of the period's charge starts (attempt = its number; merchant_initiated).
+    # SUCCEEDED: the period's renewal was applied: the card is renewed (renewal_id); written
+    #   only then, never for a try that is paid but still activating.
+    # RETRYING: a try failed and another will be made (problem, decline_code, attempt, final 0,
+    #   next_try_at). FAILED: the final failure of the period, written once (problem,
+    #   decline_code, attempt, final 1, grace_until). A try paid then refunded instead of applied
+    #   is a failed try too (refunded 1, renewal_id; problem activation_failed, renewal_refunded
+    #   or card_not_renewable: final, fix_path /help; activation_timed_out: tried again). After
+    #   FAILED: no more tries, the card goes into grace as
+    #   usual. Reminders: send "auto-renewal failed, here is the fix" for FAILED only (its
+    #   detail's final is always 1; a reader may check final == 1). RETRYING is on the timeline;
+    #   a "the charge failed, we will try again at next_try_at" reminder, if wanted, is made from
+    #   the period's first RETRYING (attempt 1) only: once per (card, period, kind) holds.
+    # AUTO_TOP_UP: outcome bought | capped | failed | pending, crossing, data_quota_mb, below_mb.
+    # "Auto-renewal coming" is not an event: read
+    # ``services.auto_renewal.upcoming_auto_renewals(services, due_before=, limit=, after=)``
+    # (charge_at, amount, method, fix_path per card and period; paid periods left out).
     AUTO_RENEWAL_PROBLEM = "auto_renewal_problem"
     AUTO_RENEWAL_ATTEMPT = "auto_renewal_attempt"
     AUTO_RENEWAL_SUCCEEDED = "auto_renewal_succeeded"
+    AUTO_RENEWAL_RETRYING = "auto_renewal_retrying"
     AUTO_RENEWAL_FAILED = "auto_renewal_failed"
     AUTO_TOP_UP = "auto_top_up"
 

@@ -16,6 +16,7 @@ Movements:
     capture       gateway +X,              activation_pending -X
     activation    activation_pending +X,   card_credit -X (reload) | revenue -X (pack) | card_receivable -X (bill)
     refund        activation_pending +X,   gateway -X
+                  (paid from the card's credit: activation_pending +X, card_credit -X)
     bill          card_receivable +X,      revenue -X
     forfeit       card_credit +X,          forfeited -X
     opening       opening_balance +X,      card_credit -X   (credit a card brought from an older system)
@@ -32,6 +33,9 @@ from topup.domain.errors import InvariantError
 from topup.domain.money import Money
 
 ACCOUNT_SHARDS = 16
+# The "gateway" of a renewal paid from the card's own prepaid credit (``payment.gateway``): no PSP
+# holds that money; its capture and refund move it between the card's credit and pending.
+CARD_CREDIT_GATEWAY = "card_credit"
 
 
 class EntryKind(StrEnum):
@@ -137,6 +141,21 @@ def refund(
     return Entry(
         EntryKind.REFUND,
         _pair(activation_pending_account(renewal_id), gateway_account(gateway, renewal_id), amount),
+        memo=memo if reason is None else f"{memo}: {reason}",
+        renewal_id=renewal_id,
+        card_id=card_id,
+    )
+
+
+def credit_refund(
+    *, renewal_id: str, card_id: str, amount: Money, reason: str | None = None
+) -> Entry:
+    """A renewal paid from the card's credit, refunded: the pending money is the subscriber's
+    credit again (the reverse of its capture). ``reason`` as for ``refund``."""
+    memo = f"credit given back to the card for renewal {renewal_id}"
+    return Entry(
+        EntryKind.REFUND,
+        _pair(activation_pending_account(renewal_id), card_credit_account(card_id), amount),
         memo=memo if reason is None else f"{memo}: {reason}",
         renewal_id=renewal_id,
         card_id=card_id,

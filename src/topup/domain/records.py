@@ -79,6 +79,7 @@ class PaymentRecord:
     instrument_fingerprint: str | None = None  # keyed hash of the token (older payments: None)
     wallet_account_fingerprint: str | None = None  # e-wallets: keyed hash of the payer's account
     action_url: str | None = None  # where the payer approves (e-wallets), while it waits
+    merchant_initiated: bool = False  # charged with nobody present (auto-renewal): no CVC, no 3DS
 
 
 class JobKind(StrEnum):

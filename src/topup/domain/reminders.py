@@ -64,20 +64,13 @@ EVENT_KINDS: Mapping[str, ReminderKind] = {
     CardEventKind.DATA_LOW.value: ReminderKind.DATA_LOW,
     CardEventKind.DATA_EXHAUSTED.value: ReminderKind.DATA_EXHAUSTED,
     CardEventKind.CREDIT_LOW.value: ReminderKind.CREDIT_LOW,
-    CardEventKind.AUTO_RENEWAL_COMING.value: ReminderKind.AUTO_RENEWAL_COMING,
     CardEventKind.AUTO_RENEWAL_PROBLEM.value: ReminderKind.AUTO_RENEWAL_PROBLEM,
     CardEventKind.AUTO_RENEWAL_SUCCEEDED.value: ReminderKind.AUTO_RENEWAL_SUCCEEDED,
     CardEventKind.AUTO_RENEWAL_FAILED.value: ReminderKind.AUTO_RENEWAL_FAILED,
 }
 
-# The problems an auto-renewal's pre-check or charge names (``problem`` in the event's detail).
-AUTO_RENEWAL_PROBLEMS = (
-    "payment_card_expired",
-    "payment_token_revoked",
-    "amount_above_method_limit",
-    "plan_withdrawn",
-    "declined",
-)
+# "Auto-renewal coming" is no event: the scheduler reads the auto-renewals coming within
+# ``ReminderPolicy.auto_renewal_coming_days`` (services.auto_renewal.upcoming_auto_renewals).
 
 
 def kind_name(kind: ReminderKind, offset_days: int | None = None, problem: str = "") -> str:
@@ -240,6 +233,7 @@ class ReminderPolicy:
     quiet_channels: frozenset[ReminderChannel] = frozenset(
         {ReminderChannel.SMS, ReminderChannel.PUSH}
     )
+    auto_renewal_coming_days: int = 3  # before an auto-renewal's charge
 
     def offsets(self, kind: ReminderKind) -> tuple[int, ...]:
         if kind is ReminderKind.VALIDITY_ENDING:
@@ -255,7 +249,13 @@ class ReminderPolicy:
         return self.quiet_hours.next_allowed(at, time_zone)
 
 
-_POLICY_FIELDS = ("validity_ending_days", "grace_ending_days", "quiet_hours", "quiet_channels")
+_POLICY_FIELDS = (
+    "validity_ending_days",
+    "grace_ending_days",
+    "quiet_hours",
+    "quiet_channels",
+    "auto_renewal_coming_days",
+)
 
 
 def _policy_invalid(name: str, problem: str) -> InputError:
@@ -298,7 +298,13 @@ def policy_from_table(value: Any) -> ReminderPolicy:
         if not isinstance(names, list) or any(name not in known for name in names):
             raise _policy_invalid("quiet_channels", f"must be a list of {', '.join(known)}")
         channels = frozenset(ReminderChannel(name) for name in names)
+    coming = value.get("auto_renewal_coming_days", default.auto_renewal_coming_days)
+    if type(coming) is not int or not 1 <= coming <= OFFSET_DAYS_MAX:
+        raise _policy_invalid(
+            "auto_renewal_coming_days", f"must be whole days from 1 to {OFFSET_DAYS_MAX}"
+        )
     return ReminderPolicy(
+        auto_renewal_coming_days=coming,
         validity_ending_days=_offsets(value, "validity_ending_days", default.validity_ending_days),
         grace_ending_days=_offsets(value, "grace_ending_days", default.grace_ending_days),
         quiet_hours=quiet,

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from topup.domain.card_number import CardNumber, CardNumberKind, parse_card_number
 from topup.domain.errors import InputError, TopupError
@@ -30,9 +31,9 @@ class UsageFormat(StrEnum):
     JSON_LINES = "jsonl"
 
 
-@dataclass(frozen=True, slots=True)
-class UsageLine:
-    """A line that reads as a record; its card is still to be found."""
+class UsageLine(NamedTuple):
+    """A line that reads as a record; its card is still to be found. (A named tuple: files
+    have millions of lines, and a tuple is made several times faster than a frozen class.)"""
 
     line: int
     record_id: str
@@ -93,7 +94,7 @@ class UsageReader:
             if not isinstance(value, dict):
                 yield _malformed(number, "not a JSON object")
                 continue
-            yield self._record(number, value)
+            yield self._record(number, *(value.get(name) for name in FIELDS))
 
     def _read_csv(self, lines: Iterable[str]) -> Iterator[UsageLine | LineProblem]:
         rows = csv.reader(iter(lines))
@@ -121,40 +122,43 @@ class UsageReader:
             if len(row) != width:
                 yield _malformed(rows.line_num, f"{len(row)} fields, the header has {width}")
                 continue
-            yield self._record(
-                rows.line_num, dict(zip(FIELDS, (row[i] for i in positions), strict=True))
-            )
+            yield self._record(rows.line_num, *(row[i] for i in positions))
 
-    def _record(self, line: int, value: dict[str, object]) -> UsageLine | LineProblem:
-        record_id = value.get("record_id")
+    def _record(
+        self, line: int, record_id: object, card_text: object, when: object, data_used: object
+    ) -> UsageLine | LineProblem:
+        if isinstance(record_id, str):
+            record_id = record_id.strip()
         if (
             not isinstance(record_id, str)
-            or not 0 < len(record_id.strip()) <= RECORD_ID_LENGTH_MAX
-            or not record_id.strip().isprintable()
+            or not 0 < len(record_id) <= RECORD_ID_LENGTH_MAX
+            or not record_id.isprintable()
         ):
             return LineProblem(
                 line,
                 "usage_record_id_invalid",
                 f"record_id must be 1 to {RECORD_ID_LENGTH_MAX} printable characters",
             )
-        card = self._card(value.get("card"))
+        card = self._cards.get(card_text) if isinstance(card_text, str) else None
+        if card is None:
+            card = self._card(card_text)
         if isinstance(card, TopupError):
             return LineProblem(line, "usage_card_invalid", card.message)
-        used_at = _time(value.get("used_at"))
+        used_at = _time(when)
         if used_at is None:
             return LineProblem(
                 line, "usage_time_invalid", "used_at must be ISO 8601 with a time zone"
             )
         if used_at > self._latest:
             return LineProblem(line, "usage_time_in_future", "used_at is in the future")
-        data = _whole_number(value.get("data_used_mb"))
+        data = _whole_number(data_used)
         if data is None or data > self._data_used_mb_max:
             return LineProblem(
                 line,
                 "usage_data_invalid",
                 f"data_used_mb must be a whole number from 0 to {self._data_used_mb_max}",
             )
-        return UsageLine(line, record_id.strip(), card, used_at, data)
+        return UsageLine(line, record_id, card, used_at, data)
 
     def _card(self, text: object) -> CardNumber | TopupError:
         if not isinstance(text, str) or not text.strip():
@@ -186,12 +190,15 @@ def _time(value: object) -> dt.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = dt.datetime.fromisoformat(value.strip())
+        moment = dt.datetime.fromisoformat(value)
     except ValueError:
-        return None
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
     if moment.tzinfo is None:
         return None
-    return moment.astimezone(dt.UTC)
+    return moment if moment.tzinfo is dt.UTC else moment.astimezone(dt.UTC)
 
 
 def _whole_number(value: object) -> int | None:
@@ -200,6 +207,8 @@ def _whole_number(value: object) -> int | None:
     if isinstance(value, int):
         return value if value >= 0 else None
     if isinstance(value, str):
+        if value.isdigit() and value.isascii():
+            return int(value)
         text = value.strip()
         if text.isascii() and text.isdigit():
             return int(text)

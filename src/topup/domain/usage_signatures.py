@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from topup.domain.errors import InputError
+from topup.domain.errors import WebhookError
 
 SIGNATURE_HEADER = "x-topup-signature"
 TIMESTAMP_DIGITS_MAX = 12
@@ -29,7 +29,7 @@ def verify(
     secret: bytes, body: bytes, headers: Mapping[str, str], *, now: dt.datetime, tolerance_s: int
 ) -> str:
     """The signature (its v1 part) if the header is there, well formed, matches the body and is
-    recent; else InputError with a ``usage_signature_*`` code."""
+    recent; else WebhookError (a bad request, 400, as a gateway's webhook) with its code."""
     lowered = {key.lower(): value for key, value in headers.items()}
     parts = dict(
         part.strip().split("=", 1)
@@ -54,5 +54,5 @@ def _mac(secret: bytes, timestamp: str, body: bytes) -> str:
     return hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def _refused(code: str, message: str) -> InputError:
-    return InputError(message, code=code, field="signature")
+def _refused(code: str, message: str) -> WebhookError:
+    return WebhookError(message, code=code, field="signature")

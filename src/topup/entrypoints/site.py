@@ -19,6 +19,7 @@ from topup.entrypoints.http.errors import UnexpectedErrors
 from topup.entrypoints.http.request_checks import RequestChecks
 from topup.entrypoints.http.security_headers import SecurityHeaders
 from topup.entrypoints.web.app import create_web_app
+from topup.entrypoints.web.portal import fleet_bulk
 from topup.entrypoints.web.shared.static_files import STATIC_PREFIX
 from topup.settings import parse_trusted_proxies
 
@@ -59,7 +60,9 @@ def create_site(application: Application, *, close_on_shutdown: bool = False) ->
         secure_cookies=settings.public_url.startswith("https://"),
         trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
     )
-    pages = SecurityHeaders(UnexpectedErrors(RequestChecks(web)))
+    # The bulk renewal's upload (and its Start, which carries the lines back) may be larger.
+    upload = (fleet_bulk.UPLOAD_PATHS, fleet_bulk.body_bytes_max(application.services))
+    pages = SecurityHeaders(UnexpectedErrors(RequestChecks(web, larger_bodies=(upload,))))
     static = SecurityHeaders(web.state.static_assets, cacheable_prefixes=(STATIC_PREFIX,))
     return Site(api, web, pages, static)
 

@@ -19,7 +19,9 @@ from topup.adapters.db.engine import TRANSIENT_DATABASE_ERRORS
 from topup.limits import Limits
 from topup.services import accounts, idempotency
 from topup.services.activation import run_due_jobs
+from topup.services.auto_renewal import run_auto_renewals, run_auto_top_ups
 from topup.services.context import Services
+from topup.services.fleets.bulk import process_bulk_lines
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
 from topup.services.reminders.scheduling import queue_due_reminders
@@ -68,10 +70,25 @@ def reminder_interval(limits: Limits) -> float:
     return limits.reminders.reminder_interval_s
 
 
+async def renew_bulk_lines(services: Services) -> int:
+    """Lines of organisations' bulk renewals, a bounded batch at a time."""
+    return await process_bulk_lines(services)
+
+
 async def bar_exhausted_cards(services: Services) -> int:
     """Tell the network to bar the data of exhausted prepaid cards, and to restore it once a
     renewal gave them data again."""
     return await tell_network(services)
+
+
+async def auto_renew_cards(services: Services) -> int:
+    """Auto-renewals: pre-checks before the charge, charges and their retries (issue 11)."""
+    return await run_auto_renewals(services)
+
+
+async def auto_top_up_cards(services: Services) -> int:
+    """Auto top-ups of cards whose data fell below their threshold (issue 11)."""
+    return await run_auto_top_ups(services)
 
 
 def every_round(limits: Limits) -> float:
@@ -100,7 +117,10 @@ PASSES: tuple[Pass, ...] = (
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
     Pass("reminders queued", queue_reminders, reminder_interval),
     Pass("reminders sent", send_reminders, every_round),
+    Pass("bulk renewals", renew_bulk_lines, every_round),
     Pass("data bars", bar_exhausted_cards, every_round),
+    Pass("auto-renewals", auto_renew_cards, every_round),
+    Pass("auto top-ups", auto_top_up_cards, lifecycle_interval),
 )
 
 

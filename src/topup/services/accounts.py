@@ -48,8 +48,10 @@ from topup.domain.accounts import (
 )
 from topup.domain.callers import Caller, CallerKind
 from topup.domain.card_number import CardNumber, CardNumberKind
+from topup.domain.cards import Card
 from topup.domain.errors import ConflictError, InputError, InvariantError, TopupError
 from topup.i18n import translations
+from topup.ports import UnitOfWork
 from topup.services.context import Services
 from topup.services.queries import card_summary
 from topup.services.renewals import find_card
@@ -341,14 +343,9 @@ async def _check_card_rate(services: Services, card_id: str) -> None:
 async def start_card_link(services: Services, account_id: str, card_number: str) -> LinkCodeSent:
     """Send a one-time code by SMS to the card's number; the account links the card by giving
     it back (``verify_card_link``). A new code replaces any sent before."""
-    sms = services.sms
-    if sms is None:
-        raise InvariantError("no SMS sender is configured (bootstrap builds one)")
-    now = services.clock.now()
     async with services.unit_of_work() as uow:
         card = await find_card(uow, services, card_number)
         linked: bool = await uow.accounts.owns_card(account_id, card.id)
-        account: Account | None = await uow.accounts.get(account_id)
     if linked:
         raise ConflictError(
             "this card is already linked to the account",
@@ -356,6 +353,19 @@ async def start_card_link(services: Services, account_id: str, card_number: str)
             field="card_number",
             params={},
         )
+    return await send_link_code(services, account_id, card)
+
+
+async def send_link_code(services: Services, account_id: str, card: Card) -> LinkCodeSent:
+    """Send a one-time code for the account to give back (``take_link_code``) to the card's
+    number by SMS; a new code replaces any sent before. Also how an organisation's admin adds
+    a card to the fleet (services.fleets)."""
+    sms = services.sms
+    if sms is None:
+        raise InvariantError("no SMS sender is configured (bootstrap builds one)")
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        account: Account | None = await uow.accounts.get(account_id)
     if account is None:
         raise _token_invalid()
     await _check_card_rate(services, card.id)  # a network call: no unit of work is open
@@ -403,34 +413,49 @@ async def verify_card_link(
 ) -> CardView:
     """Link the card if ``code`` is the one last sent to it for this account, unexpired, within
     LINK_CODE_ATTEMPTS_MAX attempts; returns the card's summary."""
-    typed = "".join(code.split())
     now = services.clock.now()
     async with services.unit_of_work() as uow:
-        card = await find_card(uow, services, card_number)
-        pending = await uow.accounts.pending_link_code(account_id, card.id)
-        if pending is None or pending.expires_at <= now:
-            raise _link_code_expired()
-        attempts = await uow.accounts.spend_link_attempt(
-            pending.id, attempts_max=LINK_CODE_ATTEMPTS_MAX
-        )
-        if attempts is None:
-            raise _link_attempts_exceeded()
-        if not hmac.compare_digest(pending.code_hash, _code_hash(services, pending.id, typed)):
-            await uow.commit()  # the attempt counts
-            left = LINK_CODE_ATTEMPTS_MAX - attempts
-            if left <= 0:
-                raise _link_attempts_exceeded()
-            raise InputError(
-                f"wrong code; {left} attempts left",
-                code="link_code_wrong",
-                field="code",
-                params={"attempts_left": str(left)},
-            )
-        if not await uow.accounts.use_link_code(pending.id, at=now):
-            raise _link_code_expired()
+        card = await take_link_code(uow, services, account_id, card_number, code, now=now)
         await uow.accounts.link_card(account_id, card.id, at=now)
         await uow.commit()
     return card_summary(card, services)
+
+
+async def take_link_code(
+    uow: UnitOfWork,
+    services: Services,
+    account_id: str,
+    card_number: str,
+    code: str,
+    *,
+    now: dt.datetime,
+) -> Card:
+    """Use the code last sent to the card for this account, in the caller's unit of work (which
+    commits what is done with the card); a wrong code's attempt is committed here, then refused."""
+    typed = "".join(code.split())
+    card = await find_card(uow, services, card_number)
+    pending = await uow.accounts.pending_link_code(account_id, card.id)
+    if pending is None or pending.expires_at <= now:
+        raise _link_code_expired()
+    attempts = await uow.accounts.spend_link_attempt(
+        pending.id, attempts_max=LINK_CODE_ATTEMPTS_MAX
+    )
+    if attempts is None:
+        raise _link_attempts_exceeded()
+    if not hmac.compare_digest(pending.code_hash, _code_hash(services, pending.id, typed)):
+        await uow.commit()  # the attempt counts
+        left = LINK_CODE_ATTEMPTS_MAX - attempts
+        if left <= 0:
+            raise _link_attempts_exceeded()
+        raise InputError(
+            f"wrong code; {left} attempts left",
+            code="link_code_wrong",
+            field="code",
+            params={"attempts_left": str(left)},
+        )
+    if not await uow.accounts.use_link_code(pending.id, at=now):
+        raise _link_code_expired()
+    return card
 
 
 async def my_cards(services: Services, account_id: str) -> list[CardView]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from topup.domain.card_events import validity_period
 from topup.domain.card_number import CardNumber, CardNumberKind
@@ -66,17 +66,34 @@ async def import_usage(
         data_used_mb_max=limits.usage_data_used_mb_max,
     )
     summary = UsageSummary()
-    batch: list[UsageLine] = []
-    for item in reader.read(lines, kind):
-        if isinstance(item, LineProblem):
-            summary.add_problem(item, limits.usage_problems_kept_max)
-            continue
-        batch.append(item)
-        if len(batch) >= limits.usage_batch_size:
-            await _apply(services, batch, summary)
-            batch = []
-    if batch:
-        await _apply(services, batch, summary)
+    known_cards: dict[str, str | None] = {}
+    items = reader.read(lines, kind)
+
+    def next_batch() -> tuple[list[UsageLine], list[LineProblem]]:
+        batch: list[UsageLine] = []
+        problems: list[LineProblem] = []
+        for item in items:
+            if isinstance(item, LineProblem):
+                problems.append(item)
+                continue
+            batch.append(item)
+            if len(batch) >= limits.usage_batch_size:
+                break
+        return batch, problems
+
+    # The next batch is read in a thread while this one is written: PostgreSQL works on one
+    # while Python reads the other (reading never runs twice at once: one batch ahead at most).
+    batch, problems = await asyncio.to_thread(next_batch)
+    while True:
+        for problem in problems:
+            summary.add_problem(problem, limits.usage_problems_kept_max)
+        if not batch:
+            break
+        reading = asyncio.ensure_future(asyncio.to_thread(next_batch))
+        try:
+            await _apply(services, batch, summary, known_cards)
+        finally:
+            batch, problems = await reading
     summary.problems.sort(key=lambda problem: problem.line)
     return summary
 
@@ -129,21 +146,30 @@ async def receive_signed_usage(
     return await import_usage(services, lines, kind=kind)
 
 
-async def _apply(services: Services, batch: list[UsageLine], summary: UsageSummary) -> None:
+async def _apply(
+    services: Services,
+    batch: list[UsageLine],
+    summary: UsageSummary,
+    known_cards: dict[str, str | None],
+) -> None:
     """One transaction: the batch's cards locked (in id order: concurrent imports cannot
-    deadlock, and the second of two imports of the same records finds them all known)."""
+    deadlock, and the second of two imports of the same records finds them all known), the new
+    records inserted, then one debit per card. ``known_cards``: card ids by number, kept from
+    batch to batch (None: no such card)."""
     now = services.clock.now()
     limits = services.limits.usage
-    msisdns = {line.card_number.value for line in batch if _is_msisdn(line.card_number)}
-    iccids = {line.card_number.value for line in batch if not _is_msisdn(line.card_number)}
     async with services.unit_of_work() as uow:
-        found = await uow.cards.by_numbers(msisdns=sorted(msisdns), iccids=sorted(iccids))
-        by_number = {card.msisdn: card.id for card in found} | {
-            card.iccid: card.id for card in found
-        }
+        wanted = {line.card_number for line in batch if line.card_number.value not in known_cards}
+        if wanted:
+            found = await uow.usage.card_ids(
+                msisdns=sorted(number.value for number in wanted if _is_msisdn(number)),
+                iccids=sorted(number.value for number in wanted if not _is_msisdn(number)),
+            )
+            for number in wanted:
+                known_cards[number.value] = found.get(number.value)
         records: dict[str, UsageRecord] = {}
         for line in batch:
-            card_id = by_number.get(line.card_number.value)
+            card_id = known_cards[line.card_number.value]
             if card_id is None:
                 summary.add_problem(
                     LineProblem(line.line, "usage_card_unknown", "no card has this number"),
@@ -158,7 +184,7 @@ async def _apply(services: Services, batch: list[UsageLine], summary: UsageSumma
                 line.record_id, card_id, line.used_at, line.data_used_mb
             )
         card_ids = sorted({record.card_id for record in records.values()})
-        cards = await uow.cards.get_many(card_ids, for_update=True)
+        cards = await uow.usage.lock_cards(card_ids)
         starts = await uow.usage.period_starts(card_ids)
         inserted = await uow.usage.insert_records(
             [
@@ -167,14 +193,11 @@ async def _apply(services: Services, batch: list[UsageLine], summary: UsageSumma
             ],
             at=now,
         )
-        summary.duplicates += len(records) - len(inserted)
-        summary.applied += len(inserted)
-        used: dict[str, int] = {}
-        for card_id, data_used_mb, counted in inserted:
-            if counted:
-                used[card_id] = used.get(card_id, 0) + data_used_mb
-            else:
-                summary.earlier_period += 1
+        new_records = sum(figures.records for figures in inserted)
+        summary.duplicates += len(records) - new_records
+        summary.applied += new_records
+        summary.earlier_period += sum(figures.earlier_period for figures in inserted)
+        used = {figures.card_id: figures.counted_mb for figures in inserted if figures.counted_mb}
         await _debit_cards(services, uow, cards, used, summary, now)
         await uow.commit()
 
@@ -189,7 +212,7 @@ async def _debit_cards(
 ) -> None:
     """One debit per card of what its new records of the current period used."""
     states = await work.usage.states(sorted(used))
-    changes: list[tuple[Card, int]] = []
+    debits: list[tuple[str, int, int]] = []
     new_states: list[UsageState] = []
     events: list[tuple[str, str, dt.datetime, dict[str, str | int]]] = []
     low_percent = services.limits.usage.data_low_percent
@@ -203,14 +226,14 @@ async def _debit_cards(
             low_percent=low_percent,
         )
         if result.card.data_quota_mb != card.data_quota_mb:
-            changes.append((replace(result.card, version=card.version + 1), card.version))
+            debits.append((card_id, result.card.data_quota_mb, card.version))
             summary.debited_mb += card.data_quota_mb - result.card.data_quota_mb
         new_states.append(result.state)
         events += [(card_id, event.kind.value, now, event.detail) for event in result.events]
-    await work.cards.save_many(changes, at=now)
+    await work.usage.debit_quotas(debits, at=now)
     await work.usage.save_states(new_states, at=now)
     await work.cards.add_events(events)
-    summary.cards += len(changes)
+    summary.cards += len(debits)
     summary.events += len(events)
 
 

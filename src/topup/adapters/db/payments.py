@@ -64,6 +64,7 @@ def payment_from_row(row: Row[Any], *, labelled: bool = False) -> PaymentRecord:
         instrument_fingerprint=m["instrument_fingerprint"],
         wallet_account_fingerprint=m["wallet_account_fingerprint"],
         action_url=m["action_url"],
+        merchant_initiated=bool(m["merchant_initiated"]),
     )
 
 
@@ -93,6 +94,7 @@ def payment_values(payment: PaymentRecord, *, at: dt.datetime) -> dict[str, Any]
         "flagged_for_staff": payment.flagged_for_staff,
         "refund_reference": payment.refund_reference,
         "action_url": payment.action_url,
+        "merchant_initiated": payment.merchant_initiated,
         "created_at": at,
         "updated_at": at,
     }

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.types import TypeDecorator
@@ -191,6 +192,9 @@ payments = Table(
     # approves the payment.
     Column("wallet_account_fingerprint", String(64)),
     Column("action_url", Text),
+    # A charge the merchant started with nobody present (auto-renewal): no CVC, no 3-D Secure
+    # (migration 0013, auto-renewal).
+    Column("merchant_initiated", Boolean, nullable=False, server_default=false()),
 )
 Index("ix_payments_status_next_check_at", payments.c.status, payments.c.next_check_at)
 Index(
@@ -451,18 +455,21 @@ saved_payment_cards = Table(
 # Usage records from the network and what they debited.
 
 # Each record the network sent, once by its id (a re-sent one is left out by the primary key);
-# ``counted``: whether it debited the card's period (False: used before the period began).
+# ``counted``: whether it debited the card's period (False: used before the period began). No
+# foreign key to cards: records go in 100,000 at a time and the check's trigger, once per row,
+# cost more than the insert itself; their card ids come from the card rows the import has just
+# locked, and cards are never deleted. Nor an index by card: nothing reads them by card yet,
+# and each index is paid on every one of millions of rows.
 usage_records = Table(
     "usage_records",
     metadata,
     Column("record_id", String(64), primary_key=True),
-    Column("card_id", ID, ForeignKey("cards.id"), nullable=False),
+    Column("card_id", ID, nullable=False),
     Column("used_at", UtcDateTime, nullable=False),
     Column("data_used_mb", BigInteger, nullable=False),
     Column("counted", Boolean, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
 )
-Index("ix_usage_records_card_id_used_at", usage_records.c.card_id, usage_records.c.used_at)
 
 # What usage remembers of a card: its period's quota (the 100 % of thresholds), what it used,
 # the thresholds raised in which period, and whether the network is to bar its data.
@@ -606,11 +613,191 @@ push_subscriptions = Table(
 
 # --- auto-renewal (migration 0013, _upgrade_auto_renewal) --------------------------------------
 # Auto-renewal and auto top-up settings per card, and their attempts (one charge per period).
+# Also ``payments.merchant_initiated`` (above, in ``payments``).
+
+auto_renewals = Table(
+    "auto_renewals",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("plan_code", String(64), nullable=False),
+    Column("payment", String(24), nullable=False),  # saved_payment_card | credit
+    # No foreign key: removing a saved payment card is allowed; the pre-check then says so.
+    Column("saved_payment_card_id", ID),
+    Column("payment_account_id", ID),
+    Column("set_by", String(16), nullable=False),  # account | organisation
+    Column("set_by_id", ID, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("top_up_plan_code", String(64)),
+    Column("top_up_below_mb", BigInteger),
+    Column("top_up_month_count_max", Integer),
+    Column("top_up_month_amount_max_minor", BigInteger),
+    Column("top_up_armed", Boolean, nullable=False),
+    Column("top_ups", Integer, nullable=False),
+    Column("next_check_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+# The worker finds the cards due by this index (enabled ones only).
+Index(
+    "ix_auto_renewals_enabled_next_check_at",
+    auto_renewals.c.enabled,
+    auto_renewals.c.next_check_at,
+)
+
+# One row per (card, period): the one charge of that period, whatever its tries.
+auto_renewal_attempts = Table(
+    "auto_renewal_attempts",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("period", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("tries", Integer, nullable=False),
+    Column("try_key", String(255), nullable=False, unique=True),
+    Column("renewal_id", ID, ForeignKey("renewals.id")),
+    Column("next_try_at", UtcDateTime),
+    Column("problem", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A pre-check done (once per card, period and offset): its problems went out as card events.
+auto_renewal_prechecks = Table(
+    "auto_renewal_prechecks",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("period", String(32), primary_key=True),
+    Column("offset_s", Integer, primary_key=True),
+    Column("problems", String(255), nullable=False),  # codes, comma-separated; "" if none
+    Column("checked_at", UtcDateTime, nullable=False),
+)
+
+# One row per crossing of a card's top-up threshold (its number is the card's ``top_ups``).
+auto_top_ups = Table(
+    "auto_top_ups",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("crossing", Integer, primary_key=True),
+    Column("renewal_key", String(255), nullable=False, unique=True),
+    Column("plan_code", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),  # started | succeeded | failed | capped
+    Column("renewal_id", ID, ForeignKey("renewals.id")),
+    Column("at", UtcDateTime, nullable=False),
+)
+Index("ix_auto_top_ups_card_id_at", auto_top_ups.c.card_id, auto_top_ups.c.at)
+# Top-ups whose renewal's outcome is not recorded yet (pending at the PSP), oldest first.
+Index("ix_auto_top_ups_status_at", auto_top_ups.c.status, auto_top_ups.c.at)
 
 # (end of auto-renewal)
 
 
 # --- fleets (migration 0013, _upgrade_fleets) --------------------------------------------------
 # Organisations, members, their cards, bulk renewal runs and lines, monthly invoices.
+
+# An enterprise account. Bulk renewals are charged to one of its members' saved payment cards.
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("payment_card_id", ID, ForeignKey("saved_payment_cards.id", ondelete="SET NULL")),
+    Column("payment_card_account_id", ID),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+organisation_members = Table(
+    "organisation_members",
+    metadata,
+    Column("organisation_id", ID, ForeignKey("organisations.id"), primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+)
+Index("ix_organisation_members_account_id", organisation_members.c.account_id)
+
+# A card belongs to at most one organisation.
+organisation_cards = Table(
+    "organisation_cards",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+)
+Index(
+    "ix_organisation_cards_organisation_id_card_id",
+    organisation_cards.c.organisation_id,
+    organisation_cards.c.card_id,
+)
+
+bulk_runs = Table(
+    "bulk_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("created_by", String(36), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("lines_total", Integer, nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("retry_of", ID),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+)
+Index(
+    "ix_bulk_runs_organisation_id_created_at", bulk_runs.c.organisation_id, bulk_runs.c.created_at
+)
+
+# One line of a run; each line is its own renewal, under its own idempotency key (not unique
+# here: the same file uploaded twice makes the same keys, and the renewals' key is unique).
+bulk_lines = Table(
+    "bulk_lines",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", ID, ForeignKey("bulk_runs.id"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("number", String(40), nullable=False),
+    Column("card_id", ID),
+    Column("plan_code", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("renewal_id", ID),
+    Column("receipt_number", String(16)),
+    Column("error_code", String(64)),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_until", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("run_id", "line_no", name="uq_bulk_lines_run_id_line_no"),
+)
+# The worker finds open lines by this index (status first: finished lines are never looked at).
+Index("ix_bulk_lines_status_lease_until", bulk_lines.c.status, bulk_lines.c.lease_until)
+Index("ix_bulk_lines_renewal_id", bulk_lines.c.renewal_id)
+
+# Monthly consolidated invoices: numbered in sequence per organisation and month.
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("number", String(40), nullable=False, unique=True),
+    Column("renewals_count", Integer, nullable=False),
+    Column("gross_minor", BigInteger, nullable=False),
+    Column("net_minor", BigInteger, nullable=False),
+    Column("tax_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint(
+        "organisation_id", "month", "sequence", name="uq_invoices_organisation_id_month_sequence"
+    ),
+)
 
 # (end of fleets)

@@ -12,10 +12,13 @@ from topup.adapters.db.account_history import AccountHistoryQueries
 from topup.adapters.db.accounts import AccountRepository
 from topup.adapters.db.api_keys import ApiKeyRepository
 from topup.adapters.db.audit import AuditQueries
+from topup.adapters.db.auto_renewals import AutoRenewalRepository
+from topup.adapters.db.bulk_renewals import BulkRenewalRepository
 from topup.adapters.db.cards import CardRepository
 from topup.adapters.db.idempotency import IdempotencyRepository
 from topup.adapters.db.jobs import JobRepository
 from topup.adapters.db.ledger import LedgerRepository
+from topup.adapters.db.organisations import OrganisationRepository
 from topup.adapters.db.payment_card_locks import PaymentCardLockRepository
 from topup.adapters.db.payments import PaymentRepository
 from topup.adapters.db.plans import PlanRepository
@@ -47,7 +50,10 @@ class SqlUnitOfWork:
     saved_payment_cards: SavedPaymentCardRepository
     account_history: AccountHistoryQueries
     reminders: ReminderRepository
+    organisations: OrganisationRepository
+    bulk_renewals: BulkRenewalRepository
     usage: UsageRepository
+    auto_renewals: AutoRenewalRepository
 
     def __init__(self, engine: AsyncEngine, *, writer_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -94,7 +100,10 @@ class SqlUnitOfWork:
         self.saved_payment_cards = SavedPaymentCardRepository(connection)
         self.account_history = AccountHistoryQueries(connection)
         self.reminders = ReminderRepository(connection)
+        self.organisations = OrganisationRepository(connection)
+        self.bulk_renewals = BulkRenewalRepository(connection)
         self.usage = UsageRepository(connection)
+        self.auto_renewals = AutoRenewalRepository(connection)
         return self
 
     async def commit(self) -> None:

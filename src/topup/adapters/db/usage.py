@@ -12,23 +12,61 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import ARRAY, String, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
 from topup.adapters.db.bulk import dialect_insert, many
+from topup.adapters.db.cards import CardRepository, card_from_row
+from topup.domain.cards import Card
+from topup.domain.errors import InvariantError
 from topup.domain.renewal import RenewalStatus
-from topup.domain.usage import NetworkChange, UsageRecord, UsageState
+from topup.domain.usage import InsertedUsage, NetworkChange, UsageRecord, UsageState
 
 SQLITE_IDS_PER_QUERY_MAX = 10_000  # well under SQLite's 32,766 bound parameters
 
+# New records in, summed per card out: one statement per batch whatever its size.
 _INSERT_NEW_RECORDS = text(
-    "INSERT INTO usage_records (record_id, card_id, used_at, data_used_mb, counted, received_at) "
+    "WITH new AS (INSERT INTO usage_records "
+    "(record_id, card_id, used_at, data_used_mb, counted, received_at) "
     "SELECT v.record_id, v.card_id, v.used_at, v.data_used_mb, v.counted, :received_at "
     "FROM unnest(CAST(:record_ids AS varchar[]), CAST(:card_ids AS varchar[]), "
     "CAST(:used_ats AS timestamptz[]), CAST(:data_used AS bigint[]), CAST(:counted AS boolean[])) "
     "AS v(record_id, card_id, used_at, data_used_mb, counted) "
-    "ON CONFLICT (record_id) DO NOTHING RETURNING card_id, data_used_mb, counted"
+    "ON CONFLICT (record_id) DO NOTHING RETURNING card_id, data_used_mb, counted) "
+    "SELECT card_id, count(*), count(*) FILTER (WHERE NOT counted), "
+    "coalesce(sum(data_used_mb) FILTER (WHERE counted), 0) FROM new GROUP BY card_id"
+)
+_CARD_IDS = text(
+    "SELECT id, msisdn, iccid FROM cards "
+    "WHERE msisdn = ANY(CAST(:msisdns AS varchar[])) OR iccid = ANY(CAST(:iccids AS varchar[]))"
+)
+_LOCK_CARDS = (
+    select(t.cards)
+    .where(t.cards.c.id == func.any(bindparam("ids", type_=ARRAY(String))))
+    .order_by(t.cards.c.id)
+    .with_for_update(key_share=True)
+)
+_DEBIT_QUOTAS = text(
+    "UPDATE cards SET data_quota_mb = v.quota, version = cards.version + 1, updated_at = :at "
+    "FROM unnest(CAST(:ids AS varchar[]), CAST(:quotas AS bigint[]), CAST(:versions AS int[])) "
+    "AS v(id, quota, version) WHERE cards.id = v.id AND cards.version = v.version"
+)
+_SAVE_STATES = text(
+    "INSERT INTO card_usage (card_id, period, period_quota_mb, used_mb, data_low_period, "
+    "data_exhausted_period, data_barred, network_pending, network_attempts, network_next_at, "
+    "updated_at) SELECT v.*, 0, CASE WHEN v.network_pending THEN CAST(:at AS timestamptz) END, "
+    "CAST(:at AS timestamptz) FROM unnest(CAST(:card_ids AS varchar[]), "
+    "CAST(:periods AS varchar[]), CAST(:period_quotas AS bigint[]), CAST(:used AS bigint[]), "
+    "CAST(:lows AS varchar[]), CAST(:exhausteds AS varchar[]), CAST(:barreds AS boolean[]), "
+    "CAST(:pendings AS boolean[])) AS v(card_id, period, period_quota_mb, used_mb, "
+    "data_low_period, data_exhausted_period, data_barred, network_pending) "
+    "ON CONFLICT (card_id) DO UPDATE SET period = excluded.period, "
+    "period_quota_mb = excluded.period_quota_mb, used_mb = excluded.used_mb, "
+    "data_low_period = excluded.data_low_period, "
+    "data_exhausted_period = excluded.data_exhausted_period, data_barred = excluded.data_barred, "
+    "network_pending = excluded.network_pending, network_attempts = 0, "
+    "network_next_at = excluded.network_next_at, updated_at = excluded.updated_at"
 )
 
 _STATE_COLUMNS = (
@@ -56,16 +94,67 @@ def _state_of(row: Any) -> UsageState:
     )
 
 
+def sum_per_card(new: Sequence[tuple[UsageRecord, bool]]) -> list[InsertedUsage]:
+    """What was inserted, per card (as the PostgreSQL statement's GROUP BY gives it)."""
+    sums: dict[str, list[int]] = {}
+    for record, counted in new:
+        figures = sums.setdefault(record.card_id, [0, 0, 0])
+        figures[0] += 1
+        if counted:
+            figures[2] += record.data_used_mb
+        else:
+            figures[1] += 1
+    return [InsertedUsage(card_id, *figures) for card_id, figures in sums.items()]
+
+
 class UsageRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._postgresql = connection.dialect.name == "postgresql"
+
+    def _among(self, column: Any) -> Any:
+        """``column`` is one of the list parameter ``ids``: one array parameter on PostgreSQL
+        (an expanding IN of ten thousand ids costs more to render than to run)."""
+        if self._postgresql:
+            return column == func.any(bindparam("ids", type_=ARRAY(String)))
+        return column.in_(many())
+
+    async def card_ids(self, *, msisdns: Sequence[str], iccids: Sequence[str]) -> dict[str, str]:
+        if not msisdns and not iccids:
+            return {}
+        if self._postgresql:
+            rows = await self._connection.execute(
+                _CARD_IDS, {"msisdns": list(msisdns), "iccids": list(iccids)}
+            )
+        else:
+            cards = t.cards.c
+            rows = await self._connection.execute(
+                select(cards.id, cards.msisdn, cards.iccid).where(
+                    or_(cards.msisdn.in_(many("msisdns")), cards.iccid.in_(many("iccids")))
+                ),
+                {"msisdns": list(msisdns), "iccids": list(iccids)},
+            )
+        found: dict[str, str] = {}
+        for card_id, msisdn, iccid in rows:
+            found[msisdn] = card_id
+            found[iccid] = card_id
+        return found
+
+    async def lock_cards(self, card_ids: Sequence[str]) -> dict[str, Card]:
+        if not card_ids:
+            return {}
+        ids = sorted(set(card_ids))
+        if not self._postgresql:  # one writer at a time: nothing to lock against
+            return await CardRepository(self._connection).get_many(ids)
+        rows = await self._connection.execute(_LOCK_CARDS, {"ids": ids})
+        return {row.id: card_from_row(row) for row in rows}
 
     async def insert_records(
         self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
-    ) -> list[tuple[str, int, bool]]:
+    ) -> list[InsertedUsage]:
         if not records:
             return []
-        if self._connection.dialect.name == "postgresql":
+        if self._postgresql:
             rows = await self._connection.execute(
                 _INSERT_NEW_RECORDS,
                 {
@@ -77,7 +166,7 @@ class UsageRepository:
                     "received_at": at,
                 },
             )
-            return [(row[0], int(row[1]), bool(row[2])) for row in rows]
+            return [InsertedUsage(row[0], int(row[1]), int(row[2]), int(row[3])) for row in rows]
         known: set[str] = set()
         ids = [record.record_id for record, _ in records]
         for start in range(0, len(ids), SQLITE_IDS_PER_QUERY_MAX):
@@ -103,7 +192,40 @@ class UsageRepository:
                     for record, counted in new
                 ],
             )
-        return [(record.card_id, record.data_used_mb, counted) for record, counted in new]
+        return sum_per_card(new)
+
+    async def debit_quotas(
+        self, debits: Sequence[tuple[str, int, int]], *, at: dt.datetime
+    ) -> None:
+        if not debits:
+            return
+        if self._postgresql:
+            result = await self._connection.execute(
+                _DEBIT_QUOTAS,
+                {
+                    "ids": [card_id for card_id, _, _ in debits],
+                    "quotas": [quota for _, quota, _ in debits],
+                    "versions": [version for _, _, version in debits],
+                    "at": at,
+                },
+            )
+        else:
+            cards = t.cards.c
+            result = await self._connection.execute(
+                update(t.cards)
+                .where(cards.id == bindparam("card_id"), cards.version == bindparam("read"))
+                .values(
+                    data_quota_mb=bindparam("quota"),
+                    version=cards.version + 1,
+                    updated_at=bindparam("at"),
+                ),
+                [
+                    {"card_id": card_id, "quota": quota, "read": version, "at": at}
+                    for card_id, quota, version in debits
+                ],
+            )
+        if result.rowcount != len(debits):
+            raise InvariantError("a card changed under us while its row was locked")
 
     async def period_starts(self, card_ids: Sequence[str]) -> dict[str, dt.datetime]:
         if not card_ids:
@@ -112,7 +234,7 @@ class UsageRepository:
         rows = await self._connection.execute(
             select(renewals.card_id, func.max(renewals.completed_at))
             .where(
-                renewals.card_id.in_(many()),
+                self._among(renewals.card_id),
                 renewals.status == RenewalStatus.COMPLETED.value,
                 renewals.validity_days > 0,
             )
@@ -126,13 +248,29 @@ class UsageRepository:
         if not card_ids:
             return {}
         rows = await self._connection.execute(
-            select(t.card_usage).where(t.card_usage.c.card_id.in_(many())),
+            select(t.card_usage).where(self._among(t.card_usage.c.card_id)),
             {"ids": sorted(set(card_ids))},
         )
         return {row.card_id: _state_of(row) for row in rows}
 
     async def save_states(self, states: Sequence[UsageState], *, at: dt.datetime) -> None:
         if not states:
+            return
+        if self._postgresql:
+            await self._connection.execute(
+                _SAVE_STATES,
+                {
+                    "card_ids": [state.card_id for state in states],
+                    "periods": [state.period for state in states],
+                    "period_quotas": [state.period_quota_mb for state in states],
+                    "used": [state.used_mb for state in states],
+                    "lows": [state.data_low_period for state in states],
+                    "exhausteds": [state.data_exhausted_period for state in states],
+                    "barreds": [state.data_barred for state in states],
+                    "pendings": [state.network_pending for state in states],
+                    "at": at,
+                },
+            )
             return
         insert = dialect_insert(self._connection, t.card_usage)
         statement = insert.on_conflict_do_update(

@@ -71,6 +71,16 @@ password / 3-D Secure code) succeeds -- or, for Stripe's two cards declined afte
 ``authentication_failed``. Being stateless, the sandbox cannot remember a confirmation: ``retrieve``
 keeps answering pending for such a charge, so the caller keeps the result of ``confirm``.
 
+Merchant-initiated charges (``ChargeRequest.merchant_initiated``, auto-renewal on a saved token):
+no CVC and no 3-D Secure are asked, so the cards that ask for authentication go straight to their
+outcome once authenticated (3220, 3184, 3155, 3063 succeed; 1629 and 3178 are declined).
+
+Revoked tokens: ``revoke_token(path, token)`` writes a token into the sandbox's revocation file
+(``TOPUP_SANDBOX_REVOKED_TOKENS``; ``topup sandbox-revoke-token``), as a payer's bank or the PSP
+would cancel a stored credential; every process reading that file then answers
+``payment_token_revoked`` for it, to ``payment_token_of`` and to ``charge``. Only a digest of the
+token is written.
+
 Injected faults: with ``fault_rate`` > 0 a fraction of charges (chosen by a hash of
 ``(seed, payment_id)``, so a run replays exactly) answer ``unknown``. Half of them lost only the
 response (``retrieve`` gives the card's normal answer: succeeded for a good card), half lost the
@@ -87,9 +97,11 @@ import hashlib
 import hmac
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from topup.domain.card_number import luhn_is_valid
@@ -292,6 +304,7 @@ class SandboxGateway:
         seed: int = 0,
         settlement_delay_s: int = 120,
         clock: Callable[[], dt.datetime] = _utc_now,
+        revoked_tokens: Path | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the sandbox gateway needs a non-empty secret")
@@ -307,6 +320,7 @@ class SandboxGateway:
         self._seed = seed
         self._settlement_delay_s = settlement_delay_s
         self._clock = clock
+        self._revoked_tokens = revoked_tokens
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -426,6 +440,7 @@ class SandboxGateway:
         """The sandbox's tokens carry the card's facts signed with its key (like a JWT), so they
         are read here without a call; a PSP whose tokens are opaque costs a round trip."""
         claims = self._claims(token)
+        self._check_not_revoked(token)
         try:
             return PaymentToken(
                 token=token,
@@ -440,6 +455,16 @@ class SandboxGateway:
             )
         except (KeyError, TypeError, ValueError):
             raise self._token_invalid() from None
+
+    def _check_not_revoked(self, token: str) -> None:
+        if self._revoked_tokens is not None and token_digest(token) in revoked_digests(
+            self._revoked_tokens
+        ):
+            raise InputError(
+                "This saved payment card can no longer be charged; add it again or use another.",
+                code="payment_token_revoked",
+                field="payment.token",
+            )
 
     @staticmethod
     def _token_invalid() -> InputError:
@@ -481,6 +506,9 @@ class SandboxGateway:
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         await self._simulate_latency()
         behaviour = self._verify(request.token)
+        self._check_not_revoked(request.token)
+        if request.merchant_initiated:  # nobody present: no CVC, no 3-D Secure asked
+            behaviour = _AUTHENTICATED_OUTCOMES.get(behaviour, behaviour)
         if request.amount.minor <= 0:
             raise InputError(
                 "A charge must be for a positive amount.",
@@ -511,6 +539,8 @@ class SandboxGateway:
     async def retrieve(self, request: ChargeRequest) -> ChargeResult:
         await self._simulate_latency()
         behaviour = self._verify(request.token)
+        if request.merchant_initiated:
+            behaviour = _AUTHENTICATED_OUTCOMES.get(behaviour, behaviour)
         return self._retrieved(behaviour, request)
 
     async def confirm(self, request: ChargeRequest, answer: str) -> ChargeResult:
@@ -632,6 +662,29 @@ class SandboxGateway:
             await asyncio.sleep(self._latency_s)
 
 
+def token_digest(token: str) -> str:
+    return hashlib.sha256(b"sandbox-revoked:" + token.encode()).hexdigest()
+
+
+def revoked_digests(path: Path) -> frozenset[str]:
+    """The digests in a revocation file (none if it does not exist)."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
+def revoke_token(path: Path, token: str) -> None:
+    """Revoke a sandbox token for every process reading ``path`` (one appended line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(descriptor, (token_digest(token) + "\n").encode("ascii"))
+    finally:
+        os.close(descriptor)
+
+
 def from_settings(
     settings: Settings, *, secret_key: str, clock: Callable[[], dt.datetime]
 ) -> SandboxGateway:
@@ -643,4 +696,7 @@ def from_settings(
         seed=settings.sandbox_seed,
         settlement_delay_s=settings.gateway_settlement_delay_s,
         clock=clock,
+        revoked_tokens=Path(settings.sandbox_revoked_tokens)
+        if settings.sandbox_revoked_tokens
+        else None,
     )

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field, fields
 
 from topup.domain.accounts import Account, EmailToken, LinkCode, LoginAttempts
 from topup.domain.api_keys import ApiKey
+from topup.domain.auto_renewal import AutoRenewal, AutoRenewalAttempt, AutoTopUp
 from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
+from topup.domain.fleets import BulkLine, BulkRun, Invoice, Member, Organisation
 from topup.domain.ledger import Entry
 from topup.domain.plans import Plan
 from topup.domain.records import (
@@ -80,12 +82,25 @@ class Tables:
     reminder_cursors: dict[str, int] = field(default_factory=dict)
     reminder_preferences: dict[tuple[str, str], bool] = field(default_factory=dict)
     push_subscriptions: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # by account
+    # --- fleets (issue 11)
+    organisations: dict[str, Organisation] = field(default_factory=dict)
+    organisation_members: dict[tuple[str, str], Member] = field(default_factory=dict)
+    organisation_cards: dict[str, str] = field(default_factory=dict)  # card id -> organisation id
+    bulk_runs: dict[str, BulkRun] = field(default_factory=dict)
+    bulk_lines: dict[int, tuple[BulkLine, dt.datetime | None]] = field(default_factory=dict)
+    invoices: dict[str, Invoice] = field(default_factory=dict)  # by number
     # usage (issue 11): records by id (with whether each counted), states by card (with when
     # the network is next to be told), signed deliveries by signature.
     usage_records: dict[str, tuple[UsageRecord, bool]] = field(default_factory=dict)
     card_usage: dict[str, tuple[UsageState, dt.datetime | None]] = field(default_factory=dict)
     usage_deliveries: dict[str, dt.datetime] = field(default_factory=dict)
     usage_attempts: dict[str, int] = field(default_factory=dict)  # network attempts, by card
+    # Auto-renewal (issue 11): settings by card; attempts by (card, period); pre-checks done by
+    # (card, period, offset) with their problems; top-ups by (card, crossing).
+    auto_renewals: dict[str, AutoRenewal] = field(default_factory=dict)
+    auto_renewal_attempts: dict[tuple[str, str], AutoRenewalAttempt] = field(default_factory=dict)
+    auto_renewal_prechecks: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    auto_top_ups: dict[tuple[str, int], AutoTopUp] = field(default_factory=dict)
     last_id: int = 0  # of ledger entries and jobs (each an autoincrement column)
 
     def copy(self) -> Tables:

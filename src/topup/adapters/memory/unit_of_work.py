@@ -12,10 +12,13 @@ from topup.adapters.memory.account_history import MemoryAccountHistoryQueries
 from topup.adapters.memory.accounts import MemoryAccountRepository
 from topup.adapters.memory.api_keys import MemoryApiKeyRepository
 from topup.adapters.memory.audit import MemoryAuditQueries
+from topup.adapters.memory.auto_renewals import MemoryAutoRenewalRepository
+from topup.adapters.memory.bulk_renewals import MemoryBulkRenewalRepository
 from topup.adapters.memory.cards import MemoryCardRepository
 from topup.adapters.memory.idempotency import MemoryIdempotencyRepository
 from topup.adapters.memory.jobs import MemoryJobRepository
 from topup.adapters.memory.ledger import MemoryLedgerRepository
+from topup.adapters.memory.organisations import MemoryOrganisationRepository
 from topup.adapters.memory.payment_card_locks import MemoryPaymentCardLockRepository
 from topup.adapters.memory.payments import MemoryPaymentRepository
 from topup.adapters.memory.plans import MemoryPlanRepository
@@ -61,7 +64,10 @@ class FakeUnitOfWork:
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
     reminders: MemoryReminderRepository
+    organisations: MemoryOrganisationRepository
+    bulk_renewals: MemoryBulkRenewalRepository
     usage: MemoryUsageRepository
+    auto_renewals: MemoryAutoRenewalRepository
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
@@ -95,7 +101,10 @@ class FakeUnitOfWork:
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
         self.reminders = MemoryReminderRepository(tables)
+        self.organisations = MemoryOrganisationRepository(tables)
+        self.bulk_renewals = MemoryBulkRenewalRepository(tables)
         self.usage = MemoryUsageRepository(tables)
+        self.auto_renewals = MemoryAutoRenewalRepository(tables)
         return self
 
     async def commit(self) -> None:

@@ -7,26 +7,56 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from topup.adapters.memory.tables import Tables
+from topup.domain.cards import Card
+from topup.domain.errors import InvariantError
 from topup.domain.renewal import RenewalStatus
-from topup.domain.usage import NetworkChange, UsageRecord, UsageState
+from topup.domain.usage import InsertedUsage, NetworkChange, UsageRecord, UsageState
 
 
 class MemoryUsageRepository:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
 
+    async def card_ids(self, *, msisdns: Sequence[str], iccids: Sequence[str]) -> dict[str, str]:
+        wanted_msisdns, wanted_iccids = set(msisdns), set(iccids)
+        found: dict[str, str] = {}
+        for card in self._tables.cards.values():
+            if card.msisdn in wanted_msisdns or card.iccid in wanted_iccids:
+                found[card.msisdn] = card.id
+                found[card.iccid] = card.id
+        return found
+
+    async def lock_cards(self, card_ids: Sequence[str]) -> dict[str, Card]:
+        cards = self._tables.cards
+        return {card_id: cards[card_id] for card_id in sorted(set(card_ids)) if card_id in cards}
+
     async def insert_records(
         self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
-    ) -> list[tuple[str, int, bool]]:
+    ) -> list[InsertedUsage]:
         stored = self._tables.usage_records
-        inserted = []
+        sums: dict[str, list[int]] = {}
         for record, counted in records:
             if record.record_id in stored:
                 continue
             self._tables.require_card(record.card_id)
             stored[record.record_id] = (record, counted)
-            inserted.append((record.card_id, record.data_used_mb, counted))
-        return inserted
+            figures = sums.setdefault(record.card_id, [0, 0, 0])
+            figures[0] += 1
+            if counted:
+                figures[2] += record.data_used_mb
+            else:
+                figures[1] += 1
+        return [InsertedUsage(card_id, *figures) for card_id, figures in sums.items()]
+
+    async def debit_quotas(
+        self, debits: Sequence[tuple[str, int, int]], *, at: dt.datetime
+    ) -> None:
+        cards = self._tables.cards
+        for card_id, quota, version in debits:
+            card = cards.get(card_id)
+            if card is None or card.version != version:
+                raise InvariantError("a card changed under us while its row was locked")
+            cards[card_id] = replace(card, data_quota_mb=quota, version=version + 1)
 
     async def period_starts(self, card_ids: Sequence[str]) -> dict[str, dt.datetime]:
         wanted = set(card_ids)

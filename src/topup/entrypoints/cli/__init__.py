@@ -9,7 +9,9 @@ from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.entrypoints.cli import (
     admin,
     api_keys,
+    auto_renewal,
     cards,
+    organisations,
     payments,
     plans,
     renewals,
@@ -47,7 +49,12 @@ app.command(name="errors")(admin.errors_command)
 app.command(name="sandbox-sms")(admin.sandbox_sms_command)
 app.command(name="sandbox-settlement")(settlement.sandbox_settlement_command)
 app.command(name="settle")(settlement.settle_command)
+app.add_typer(organisations.organisations_app, name="organisations")
+app.command(name="bulk-renew")(organisations.bulk_renew)
 app.add_typer(usage.usage_app, name="usage")
+app.command(name="auto-renew")(auto_renewal.auto_renew)
+app.command(name="auto-renewals")(auto_renewal.auto_renewals)
+app.command(name="sandbox-revoke-token")(auto_renewal.sandbox_revoke_token)
 
 
 def main() -> None:

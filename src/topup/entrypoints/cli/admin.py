@@ -43,7 +43,7 @@ def init(
             EXIT_INTERNAL,
         ) from None
     result: dict[str, Any] = {"migrated": True, "database": settings.database_url.split("@")[-1]}
-    usage_secret(settings)  # the mediation system's signing secret, made once (issue 11)
+    usage_secret(settings, create=True)  # the mediation system's signing secret (issue 11)
     if demo:
         result["demo"] = run(lambda application: load_demo(application.services))
     if as_json:

@@ -30,6 +30,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "api_key_invalid": 401,
     "login_failed": 401,
     "forbidden": 403,
+    "fleet_role_forbidden": 403,
     "channel_not_allowed": 403,
     "email_not_confirmed": 403,
     "method_not_allowed": 405,

@@ -13,6 +13,7 @@ The body is read whole here (it is small) and handed on to the route unchanged."
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -128,10 +129,19 @@ class RequestChecks:
         *,
         body_bytes_max: int = BODY_BYTES_MAX,
         raw_body_prefixes: Sequence[str] = (),
+        larger_bodies: Sequence[tuple[re.Pattern[str], int]] = (),
     ) -> None:
+        """``larger_bodies``: (path pattern, bytes) of the few paths that take more (an upload)."""
         self.app = app
         self.body_bytes_max = body_bytes_max
         self.raw_body_prefixes = tuple(raw_body_prefixes)
+        self.larger_bodies = tuple(larger_bodies)
+
+    def _bytes_max(self, path: str) -> int:
+        for pattern, bytes_max in self.larger_bodies:
+            if pattern.match(path):
+                return bytes_max
+        return self.body_bytes_max
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,9 +156,10 @@ class RequestChecks:
         if fields:
             await _refuse(scope, send, *control_characters_refused(fields))
             return
-        body = await self._body(scope, receive, headers)
+        bytes_max = self._bytes_max(scope.get("path", ""))
+        body = await self._body(scope, receive, headers, bytes_max)
         if body is None:
-            await _refuse(scope, send, self._too_large(), close=True)
+            await _refuse(scope, send, self._too_large(bytes_max), close=True)
             return
         if not scope.get("path", "").startswith(self.raw_body_prefixes):
             fields = json_fields_with_controls(body)
@@ -158,12 +169,16 @@ class RequestChecks:
         await self.app(scope, _replay(body, receive), send)
 
     async def _body(
-        self, scope: Scope, receive: Receive, headers: Sequence[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: Sequence[tuple[bytes, bytes]],
+        bytes_max: int,
     ) -> bytes | None:
         """The whole body, or None when it is (or says it is) larger than allowed."""
         named = dict(headers)
         declared = named.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.body_bytes_max):
+        if declared is not None and (not declared.isdigit() or int(declared) > bytes_max):
             return None
         if declared is None and b"transfer-encoding" not in named:
             return b""  # no body (RFC 9112: neither header, no body)
@@ -175,17 +190,17 @@ class RequestChecks:
                 return b"".join(chunks)
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.body_bytes_max:
+            if received > bytes_max:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _too_large(self) -> TopupError:
+    def _too_large(self, bytes_max: int) -> TopupError:
         return TopupError(
-            f"the request body is larger than {self.body_bytes_max} bytes",
+            f"the request body is larger than {bytes_max} bytes",
             code="body_too_large",
-            params={"bytes_max": str(self.body_bytes_max)},
+            params={"bytes_max": str(bytes_max)},
         )
 
 

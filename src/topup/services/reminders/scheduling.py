@@ -29,6 +29,7 @@ from topup.domain.reminders import (
     readable_events,
 )
 from topup.ports import NumberedCardEvent
+from topup.services.auto_renewal import upcoming_auto_renewals
 from topup.services.context import Services
 
 EVENTS_CURSOR = "card_events"  # the reminder cursor's name
@@ -39,8 +40,64 @@ _DATE_KINDS = (
 
 
 async def queue_due_reminders(services: Services) -> int:
-    """One pass: the reminders due from dates, then from events. Returns how many were queued."""
-    return await queue_from_dates(services) + await queue_from_events(services)
+    """One pass: the reminders due from dates, auto-renewals coming, then events. Returns how
+    many were queued."""
+    queued = await queue_from_dates(services)
+    queued += await queue_auto_renewals_coming(services)
+    return queued + await queue_from_events(services)
+
+
+async def queue_auto_renewals_coming(services: Services) -> int:
+    """ "Auto-renewal coming" for each auto-renewal whose charge falls within the profile's
+    ``auto_renewal_coming_days``, read from auto-renewal (soonest first, a page at a time, at
+    most ``reminder_batches_per_pass_max`` pages); each (card, period) once by the unique key."""
+    now = services.clock.now()
+    limits = services.limits.reminders
+    days = services.profile.reminders.auto_renewal_coming_days
+    name = kind_name(ReminderKind.AUTO_RENEWAL_COMING)
+    after: tuple[dt.datetime, str] | None = None
+    queued = 0
+    for _ in range(limits.reminder_batches_per_pass_max):
+        found = await upcoming_auto_renewals(
+            services,
+            due_before=now + dt.timedelta(days=days),
+            limit=limits.reminder_batch_size,
+            after=after,
+        )
+        new = []
+        for coming in found:
+            detail: dict[str, str | int] = {
+                "period": coming.period,
+                "plan_code": coming.plan_code,
+                "method": coming.method,
+                "charge_at": coming.charge_at.isoformat(),
+                "fix_path": coming.fix_path,
+            }
+            if coming.amount is not None:
+                detail["amount_minor"] = coming.amount.minor
+                detail["currency"] = coming.amount.currency
+            new.append(
+                NewReminder(
+                    card_id=coming.card_id,
+                    period=coming.period,
+                    kind=name,
+                    due_at=now,
+                    detail=detail,
+                )
+            )
+        async with services.unit_of_work() as uow:
+            reminders, deliveries = _rows(services, new, now)
+            inserted = await uow.reminders.add_reminders(reminders, deliveries)
+            await uow.commit()
+        queued += len(inserted)
+        if len(found) < limits.reminder_batch_size:
+            break
+        last = found[-1]
+        try:
+            after = (dt.datetime.fromisoformat(last.period), last.card_id)
+        except ValueError:
+            break
+    return queued
 
 
 def _rows(

@@ -20,15 +20,18 @@ from topup.domain.reminders import Reminder, ReminderKind
 from topup.i18n import Translations, format_date, format_money, format_number, translations
 
 PAYMENT_CARDS_PAGE = "/accounts/payment-cards"
-AUTO_RENEWAL_PAGE = "/accounts/auto-renewal"
+AUTO_RENEWAL_PAGE = "/accounts/cards/{card_id}/auto-renewal"  # the card's own (auto-renewal's)
 PREFERENCES_PAGE = "/accounts/reminders"
 # The page that fixes each auto-renewal problem.
 FIX_PAGES: Mapping[str, str] = {
     "payment_card_expired": PAYMENT_CARDS_PAGE,
     "payment_token_revoked": PAYMENT_CARDS_PAGE,
     "declined": PAYMENT_CARDS_PAGE,
+    "payment_card_removed": AUTO_RENEWAL_PAGE,
     "amount_above_method_limit": AUTO_RENEWAL_PAGE,
+    "amount_below_method_limit": AUTO_RENEWAL_PAGE,
     "plan_withdrawn": AUTO_RENEWAL_PAGE,
+    "credit_too_low": AUTO_RENEWAL_PAGE,
 }
 
 
@@ -148,6 +151,23 @@ def problem_sentence(texts: Translations, problem: str, facts: Facts) -> str:
             "The plan %(plan)s is no longer sold. Choose another plan for automatic renewal.",
             plan=facts.plan,
         )
+    if problem == "payment_card_removed":
+        return texts.gettext(
+            "The payment card chosen for automatic renewal was removed. Choose another saved "
+            "payment card, or pay from credit."
+        )
+    if problem == "amount_below_method_limit":
+        return texts.gettext(
+            "%(amount)s is less than %(method)s accepts. Choose another payment method or plan.",
+            amount=facts.amount,
+            method=facts.method,
+        )
+    if problem == "credit_too_low":
+        return texts.gettext(
+            "The card's credit is less than %(amount)s. Reload credit, or choose a payment card "
+            "for automatic renewal.",
+            amount=facts.amount,
+        )
     if problem == "declined":
         return texts.gettext(
             "The bank declined the payment with %(method)s. Ask your bank, or choose another "
@@ -167,7 +187,11 @@ def reminder_text(
     kind = reminder.base_kind
     renew = texts.gettext("Renew now")
     problem = _detail_text(reminder.detail, "problem")
-    fix_link = site + FIX_PAGES.get(problem, AUTO_RENEWAL_PAGE)
+    # The page auto-renewal names for the fix (fix_path), else the page that fixes the problem.
+    fix_path = _detail_text(reminder.detail, "fix_path")
+    if not fix_path.startswith("/") or fix_path.startswith("//"):
+        fix_path = FIX_PAGES.get(problem, AUTO_RENEWAL_PAGE)
+    fix_link = site + fix_path.replace("{card_id}", reminder.card_id)
     if kind is ReminderKind.VALIDITY_ENDING:
         headline = texts.ngettext(
             "The active period of %(number)s ends in %(count)d day",
@@ -229,9 +253,7 @@ def reminder_text(
             method=facts.method,
             plan=facts.plan,
         )
-        return ReminderText(
-            headline, body, texts.gettext("See automatic renewal"), site + AUTO_RENEWAL_PAGE
-        )
+        return ReminderText(headline, body, texts.gettext("See automatic renewal"), fix_link)
     if kind is ReminderKind.AUTO_RENEWAL_PROBLEM:
         headline = texts.gettext(
             "The automatic renewal of %(number)s on %(date)s will fail",
@@ -250,9 +272,7 @@ def reminder_text(
             plan=facts.plan,
             date=facts.date,
         )
-        return ReminderText(
-            headline, body, texts.gettext("See automatic renewal"), site + AUTO_RENEWAL_PAGE
-        )
+        return ReminderText(headline, body, texts.gettext("See automatic renewal"), fix_link)
     headline = texts.gettext("The automatic renewal of %(number)s failed", number=facts.number)
     body = (
         problem_sentence(texts, problem, facts)

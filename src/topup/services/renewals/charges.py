@@ -62,6 +62,7 @@ def charge_of(services: Services, payment: PaymentRecord) -> ChargeRequest:
         amount=payment.amount,
         description=f"renewal {payment.renewal_id}",
         requested_at=payment.requested_at,
+        merchant_initiated=payment.merchant_initiated,
     )
 
 

@@ -116,6 +116,7 @@ async def renew(services: Services, request: RenewalRequest) -> RenewalView:
         amount=admission.amount,
         description=f"renewal {renewal_id} plan {admission.plan_code}",
         requested_at=admission.requested_at,
+        merchant_initiated=request.merchant_initiated,
     )
     result = await send_charge(gateway, services.limits, charge)
     return await record_charge_result(services, renewal_id, result)
@@ -375,6 +376,7 @@ class _Intake:
                 wallet_account_fingerprint=(
                     checked.instrument_fingerprint if checked.request.wallet_account else None
                 ),
+                merchant_initiated=checked.request.merchant_initiated,
             )
         )
 

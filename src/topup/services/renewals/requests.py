@@ -45,6 +45,9 @@ class RenewalRequest:
     payment_token: str | None = None
     receipt_email: str | None = None  # e-mail the receipt here once paid
     receipt_language: str | None = None
+    # Auto-renewal: charged by the merchant with the payer absent, on a saved token (no CVC, no
+    # 3-D Secure); recorded on the payment and told to the gateway.
+    merchant_initiated: bool = False
 
 
 def check_channel(channel: str) -> None:

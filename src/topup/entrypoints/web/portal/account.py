@@ -20,7 +20,16 @@ from topup.domain.callers import ANONYMOUS
 from topup.domain.errors import TopupError
 from topup.entrypoints.http.client import client_address
 from topup.entrypoints.http.rate_limits import check_caller_rate, check_rate
-from topup.entrypoints.web.portal import account_cards, account_history, account_payment_cards
+from topup.entrypoints.web.portal import (
+    account_cards,
+    account_history,
+    account_payment_cards,
+    auto_renewal_page,
+    card_timeline_page,
+    fleet,
+    fleet_bulk,
+    fleet_policy,
+)
 from topup.entrypoints.web.portal.account_common import (
     locale_of,
     render,
@@ -48,6 +57,11 @@ signed_in_pages = APIRouter(dependencies=[Depends(require_account)])
 signed_in_pages.include_router(account_cards.router)
 signed_in_pages.include_router(account_history.router)
 signed_in_pages.include_router(account_payment_cards.router)
+signed_in_pages.include_router(auto_renewal_page.router)  # issue 11: auto-renewal
+signed_in_pages.include_router(fleet.router)  # issue 11: enterprise fleets
+signed_in_pages.include_router(fleet_bulk.router)
+signed_in_pages.include_router(fleet_policy.router)
+signed_in_pages.include_router(card_timeline_page.router)  # issue 11: a card's timeline
 
 HOME = "/accounts/cards"  # where a signed-in visitor lands
 RATE_WINDOW_S = 60  # the minute of Limits.login_per_minute_max

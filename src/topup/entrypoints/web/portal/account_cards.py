@@ -25,6 +25,7 @@ from topup.entrypoints.web.portal.account_common import (
 from topup.entrypoints.web.shared.forms import NO_ERRORS, form_errors
 from topup.entrypoints.web.shared.sales_channel import sales_channel
 from topup.services import account_history, accounts, queries, saved_payment_cards
+from topup.services.fleets import organisations
 from topup.services.renewals import IDEMPOTENCY_KEY_LENGTH_MAX
 from topup.services.renewals.reads import card_unknown
 from topup.services.views import CardView
@@ -50,7 +51,10 @@ async def my_cards(request: Request, account_id: AccountId, notice: str = "") ->
     """Read now, every time: the page is never cached."""
     cards = await account_history.my_cards(services_of(request), account_id)
     shown = notice if notice in NOTICES else None
-    return render(request, "cards.html", {"cards": cards, "notice": shown})
+    # Issue 11: a member of an organisation finds its fleet from here.
+    memberships = await organisations.my_organisations(services_of(request), account_id)
+    context = {"cards": cards, "notice": shown, "organisations": memberships}
+    return render(request, "cards.html", context)
 
 
 @router.get(CARDS_PATH + "/link")

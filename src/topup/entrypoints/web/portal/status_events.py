@@ -17,6 +17,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -136,7 +137,16 @@ class StatusStream:
             release()
 
 
-def stream_response(stream: StatusStream) -> Response:
+class EventStream(Protocol):
+    """What ``stream_response`` streams: a page's events (a renewal's, or a bulk run's)."""
+
+    @property
+    def request(self) -> Request: ...
+
+    def events(self, release: Callable[[], None]) -> AsyncIterator[str]: ...
+
+
+def stream_response(stream: EventStream) -> Response:
     """The stream, or 503 with Retry-After when too many run (here or from this client)."""
     slots = stream_slots(stream.request)
     client = client_address(stream.request)

@@ -1,0 +1,315 @@
+"""`topup organisations` (enterprise fleets, for the operator) and `topup bulk-renew`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from topup.entrypoints.cli.output import (
+    EXIT_INPUT,
+    JsonOption,
+    console,
+    fail,
+    print_json,
+    run,
+    table,
+)
+
+if TYPE_CHECKING:
+    from topup.bootstrap import Application
+    from topup.domain.fleets import BulkLine
+    from topup.services.fleets.bulk import DryRun, RunProgress
+
+organisations_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Organisations (enterprise fleets): create, members, cards, payment card, invoices.",
+)
+
+OrganisationArgument = Annotated[str, typer.Argument(help="The organisation's id.")]
+PROGRESS_POLL_S = 0.5
+RESULT_HEADER = ("line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text("utf-8-sig") if str(path) != "-" else sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise fail(
+            "fleet_file_unreadable",
+            f"cannot read {path}: {type(error).__name__}",
+            EXIT_INPUT,
+            {"file": str(path)},
+        ) from None
+
+
+@organisations_app.command(name="create")
+def create(
+    name: Annotated[str, typer.Argument(help="The organisation's name.")],
+    owner: Annotated[str, typer.Option("--owner", help="The owner's account e-mail.")],
+    language: Annotated[str, typer.Option(help="Its invoices' language: en, ms, zh_Hans, id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create an organisation with its owner (an account that exists)."""
+    from topup.services.fleets.organisations import create_organisation
+
+    made = run(
+        lambda application: create_organisation(
+            application.services, name=name, owner_email=owner, language=language
+        )
+    )
+    if as_json:
+        print_json({"organisation": {"id": made.id, "name": made.name, "language": made.language}})
+        return
+    console().print(f"organisation [bold]{made.id}[/bold] ({made.name}) created")
+
+
+@organisations_app.command(name="add-member")
+def add_member(
+    organisation: OrganisationArgument,
+    email: Annotated[str, typer.Argument(help="The member's account e-mail.")],
+    role: Annotated[str, typer.Option(help="owner, admin or viewer.")] = "viewer",
+) -> None:
+    """Add a member (or change a member's role)."""
+    from topup.domain.fleets import member_role
+    from topup.services.fleets.organisations import put_member
+
+    chosen = member_role(role)
+    member = run(
+        lambda application: put_member(application.services, organisation, email=email, role=chosen)
+    )
+    console().print(f"{email} is now {member.role.value} of {organisation}")
+
+
+@organisations_app.command(name="add-cards")
+def add_cards(
+    organisation: OrganisationArgument,
+    file: Annotated[
+        Path, typer.Argument(help="One card number (MSISDN or ICCID) a line; - stdin.")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Import cards into the organisation's fleet (the operator's import)."""
+    from topup.services.fleets.organisations import import_cards
+
+    numbers = [line.split(",")[0] for line in _read(file).splitlines()]
+    result = run(lambda application: import_cards(application.services, organisation, numbers))
+    if as_json:
+        print_json(
+            {
+                "added": result.added,
+                "already_here": result.already_here,
+                "in_another_organisation": [line for line, _ in result.in_another_organisation],
+                "unknown": [{"line": line, "code": code} for line, _, code in result.unknown],
+            }
+        )
+        return
+    console().print(f"{result.added} cards added, {result.already_here} already in the fleet")
+    for line, number in result.in_another_organisation:
+        console().print(f"  line {line}: {number} belongs to another organisation")
+    for line, number, code in result.unknown:
+        console().print(f"  line {line}: {number}: {code}")
+
+
+@organisations_app.command(name="payment-card")
+def payment_card(
+    organisation: OrganisationArgument,
+    token: Annotated[
+        str | None, typer.Option(help="A token from the PSP's tokeniser (never a card number).")
+    ] = None,
+    card_number: Annotated[
+        str | None, typer.Option("--card-number", help="Sandbox: a test card, tokenised here.")
+    ] = None,
+    expiry: Annotated[str | None, typer.Option(help="With --card-number: MM/YY.")] = None,
+    cvc: Annotated[str | None, typer.Option(help="With --card-number.")] = None,
+) -> None:
+    """Charge the organisation's bulk renewals to this payment card (saved as its owner's)."""
+    from topup.entrypoints.cli.renewals import parse_expiry
+    from topup.ports import PaymentCardDetails
+    from topup.services.fleets.organisations import set_payment_token_as_operator
+
+    async def work(application: Application) -> str:
+        chosen = token
+        if chosen is None:
+            if not (card_number and expiry and cvc):
+                raise fail(
+                    "payment_card_required",
+                    "give --token, or --card-number, --expiry and --cvc",
+                    EXIT_INPUT,
+                )
+            month, year = parse_expiry(expiry)
+            details = PaymentCardDetails(card_number, month, year, cvc)
+            chosen = (await application.services.gateway.tokenize(details)).token
+        made = await set_payment_token_as_operator(application.services, organisation, chosen)
+        return made.payment_card_id or ""
+
+    saved_id = run(work)
+    console().print(f"bulk renewals of {organisation} are charged to saved payment card {saved_id}")
+
+
+@organisations_app.command(name="invoice")
+def invoice(
+    organisation: OrganisationArgument,
+    month: Annotated[str, typer.Option(help="YYYY-MM, in the operator's time zone.")],
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write the PDF (default: <number>.pdf).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The organisation's consolidated invoice of a month (PDF, in its language)."""
+    from topup.services.fleets.invoices import issue_invoice
+
+    document = run(
+        lambda application: issue_invoice(application.services, None, organisation, month)
+    )
+    target = output or Path(f"{document.invoice.number}.pdf")
+    target.write_bytes(document.pdf)
+    facts = {
+        "number": document.invoice.number,
+        "month": document.invoice.month,
+        "renewals": document.invoice.renewals_count,
+        "net": document.invoice.net.decimal_text(),
+        "tax": document.invoice.tax.decimal_text(),
+        "total": document.invoice.gross.decimal_text(),
+        "currency": document.invoice.gross.currency,
+        "file": str(target),
+    }
+    if as_json:
+        print_json({"invoice": facts})
+        return
+    console().print(
+        f"invoice {facts['number']}: {facts['renewals']} renewals, total {facts['currency']} "
+        f"{facts['total']} (tax {facts['tax']}) -> {target}"
+    )
+
+
+# --- bulk renewal -------------------------------------------------------------------------------
+
+
+def _print_dry_run(checked: DryRun) -> None:
+    shown = table("line", "number", "plan", "check", whole=("line", "number"))
+    for line in checked.lines:
+        verdict = line.problem or ("already renewed" if line.already_renewed else "ok")
+        price = (
+            f" {line.amount.decimal_text()}" if line.amount is not None and line.accepted else ""
+        )
+        shown.add_row(str(line.line_no), line.number, line.plan_code, verdict + price)
+    console().print(shown)
+    console().print(
+        f"{checked.accepted} lines to renew ({checked.already_renewed} already renewed), "
+        f"{checked.rejected} refused; total {checked.total.currency} {checked.total.decimal_text()}"
+    )
+
+
+def result_csv(lines: list[BulkLine]) -> str:
+    """The result file: one row per line of the upload."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULT_HEADER)
+    for line in lines:
+        writer.writerow(
+            (
+                line.line_no,
+                line.number,
+                line.plan_code,
+                line.status.value,
+                line.renewal_id or "",
+                line.receipt_number or "",
+                line.error_code or "",
+            )
+        )
+    return buffer.getvalue()
+
+
+def bulk_renew(
+    file: Annotated[
+        Path, typer.Argument(help="CSV of number,plan (a header line is allowed); - stdin.")
+    ],
+    organisation: Annotated[str, typer.Option("--organisation", help="The organisation's id.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the lines only.")] = False,
+    result: Annotated[
+        Path | None, typer.Option(help="Write the result file (CSV) here once done.")
+    ] = None,
+    work_here: Annotated[
+        bool,
+        typer.Option(
+            "--work/--watch",
+            help="Renew the lines in this process too (default), or only watch the workers.",
+        ),
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Renew many cards of an organisation: a dry run, then one run in the background with a
+    progress bar, then the result file (line, number, plan, outcome, renewal, receipt, error)."""
+    import asyncio
+
+    from topup.services.fleets import bulk
+
+    text = _read(file)
+
+    checked = run(
+        lambda application: bulk.dry_run_as_operator(application.services, organisation, text)
+    )
+    if not as_json:
+        _print_dry_run(checked)
+    if dry_run:
+        if as_json:
+            print_json(
+                {
+                    "accepted": checked.accepted,
+                    "rejected": checked.rejected,
+                    "total": checked.total.decimal_text(),
+                }
+            )
+        return
+
+    async def go(application: Application) -> tuple[RunProgress, list[BulkLine]]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        services = application.services
+        started = await bulk.start_run_as_operator(services, organisation, text)
+        progress_now = await bulk.run_progress(services, None, organisation, started.id)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(),
+            disable=as_json,
+        ) as shown:
+            task = shown.add_task(f"run {started.id}", total=progress_now.to_renew)
+            while not progress_now.finished:
+                if work_here:
+                    taken = await bulk.process_bulk_lines(services)
+                    if not taken:
+                        await asyncio.sleep(PROGRESS_POLL_S)
+                else:
+                    await asyncio.sleep(PROGRESS_POLL_S)
+                progress_now = await bulk.run_progress(services, None, organisation, started.id)
+                shown.update(task, completed=progress_now.done)
+        lines = await bulk.result_lines(services, None, organisation, started.id)
+        return progress_now, lines
+
+    final, lines = run(go)
+    if result is not None:
+        result.write_text(result_csv(lines), "utf-8")
+    summary = {
+        "run": final.run.id,
+        "succeeded": final.count("succeeded"),
+        "failed": final.count("failed"),
+        "rejected": final.count("rejected"),
+        "result_file": str(result) if result else None,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    console().print(
+        f"run {summary['run']}: {summary['succeeded']} renewed, {summary['failed']} failed, "
+        f"{summary['rejected']} refused by the check"
+        + (f"; result file {result}" if result else "")
+    )

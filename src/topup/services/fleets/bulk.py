@@ -1,0 +1,629 @@
+"""Bulk renewal: an organisation renews many of its cards from a CSV upload or pasted lines
+(``number,plan``).
+
+1. A dry run checks every line (the number is valid and names one of the organisation's cards,
+   the plan is on sale for that card, the card can be renewed, the card is not on an earlier
+   line) and adds up the price; nothing is written.
+2. Starting it writes a durable run and its lines, each with its own idempotency key
+   (``bulk_line_key``: organisation, card, plan, the card's validity period): the same file
+   uploaded twice makes the same keys, and a key names at most one renewal, so nothing is
+   renewed twice.
+3. Workers (``process_bulk_lines``, a worker pass) lease open lines in bounded batches and renew
+   each through the ordinary renewal path (``renewals.renew``: its group-committed intake, the
+   gateway called with no transaction open, its group-committed outcomes), at most
+   ``bulk_concurrency`` at once, charged to the organisation's saved payment card. A worker
+   killed mid-run leaves its lines leased; once the lease ends another worker takes them and
+   their keys give back the renewals already made.
+4. "Retry the failed lines" is a new run of the failed lines only, a generation later (a
+   declined renewal took no money, so its line gets a new key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from topup.domain.card_events import validity_period
+from topup.domain.card_number import CardNumberKind, parse_card_number
+from topup.domain.cards import Card, check_renewable
+from topup.domain.errors import ConflictError, InvariantError, NotFoundError, TopupError
+from topup.domain.fleets import (
+    BulkLine,
+    BulkLineOutcome,
+    BulkLineStatus,
+    BulkRun,
+    BulkRunStatus,
+    ParsedLine,
+    bulk_line_key,
+    parse_bulk_text,
+)
+from topup.domain.money import Money
+from topup.domain.plans import Plan
+from topup.domain.renewal import RenewalStatus
+from topup.domain.saved_payment_cards import SavedPaymentCard
+from topup.ports import UnitOfWork
+from topup.services.context import Services
+from topup.services.fleets.organisations import OPERATOR, manager, membership, organisation_unknown
+from topup.services.renewals import RenewalRequest, renew
+from topup.services.renewals.intake import amount_due
+from topup.services.saved_payment_cards import method_for
+
+BULK_CHANNEL = "api"  # a bulk renewal is sold as the API's batch renewals are
+RUNS_LISTED_MAX = 20
+OUTCOMES_FLUSH_S = 0.5  # a worker writes what it has learnt at least this often (progress)
+_PAID = (RenewalStatus.ACTIVATING, RenewalStatus.COMPLETED)
+_UNPAID = (RenewalStatus.DECLINED, RenewalStatus.CANCELLED, RenewalStatus.REFUNDED)
+
+
+@dataclass(frozen=True)
+class CheckedLine:
+    """A line as the dry run judged it."""
+
+    line_no: int
+    number: str  # the card's MSISDN if it names one, else as typed
+    card_id: str | None
+    plan_code: str
+    amount: Money | None
+    key: str | None
+    problem: str | None  # an error code; None: to be renewed
+    already_renewed: bool = False  # its key names a renewal already: nothing new is charged
+    # What fills the problem's message (``{plan}``, ``{example}`` ...), as the error gave it.
+    problem_params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        return self.problem is None
+
+
+@dataclass(frozen=True)
+class DryRun:
+    organisation_id: str
+    lines: list[CheckedLine]
+    total: Money  # what the accepted lines not yet renewed cost
+    payment_card: SavedPaymentCard | None  # what pays; None: none chosen yet
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for line in self.lines if line.accepted)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.lines) - self.accepted
+
+    @property
+    def already_renewed(self) -> int:
+        return sum(1 for line in self.lines if line.accepted and line.already_renewed)
+
+
+def _problem(error: TopupError) -> tuple[str, dict[str, str]]:
+    return error.code, {key: str(value) for key, value in error.params.items()}
+
+
+class _Checker:
+    """What checking one upload's lines needs from the database, loaded in a few statements."""
+
+    def __init__(self, services: Services, uow: UnitOfWork, organisation_id: str) -> None:
+        self.services = services
+        self.uow = uow
+        self.organisation_id = organisation_id
+        self.now = services.clock.now()
+
+    async def check(self, parsed: Sequence[ParsedLine], *, generation: int) -> list[CheckedLine]:
+        services = self.services
+        numbers: dict[int, tuple[CardNumberKind, str]] = {}
+        problems: dict[int, tuple[str, dict[str, str]]] = {}
+        for line in parsed:
+            if line.problem is not None:
+                problems[line.line_no] = (line.problem, {})
+                continue
+            try:
+                number = parse_card_number(line.number, services.profile)
+            except TopupError as error:
+                problems[line.line_no] = _problem(error)
+                continue
+            numbers[line.line_no] = (number.kind, number.value)
+        cards = await self.uow.cards.by_numbers(
+            msisdns=[v for kind, v in numbers.values() if kind is CardNumberKind.MSISDN],
+            iccids=[v for kind, v in numbers.values() if kind is CardNumberKind.ICCID],
+        )
+        by_number = {card.msisdn: card for card in cards} | {card.iccid: card for card in cards}
+        owners = await self.uow.organisations.owners_of_cards([card.id for card in cards])
+        plans = await self.uow.plans.get_many(sorted({line.plan_code for line in parsed}))
+        seen: set[str] = set()
+        checked: list[CheckedLine] = []
+        for line in parsed:
+            card = by_number.get(numbers[line.line_no][1]) if line.line_no in numbers else None
+            problem, params = problems.get(line.line_no, (None, {}))
+            if problem is None and (card is None or owners.get(card.id) != self.organisation_id):
+                problem = "card_not_in_organisation"  # a card of another one is not named
+            if problem is None and card is not None and card.id in seen:
+                problem = "bulk_line_duplicate"
+            amount = None
+            if problem is None and card is not None:
+                try:
+                    amount = self._price(card, plans.get(line.plan_code), line.plan_code)
+                    seen.add(card.id)  # a refused line leaves its card for a later one
+                except TopupError as error:
+                    problem, params = _problem(error)
+            key = None
+            if problem is None and card is not None:
+                key = bulk_line_key(
+                    organisation_id=self.organisation_id,
+                    card_id=card.id,
+                    plan_code=line.plan_code,
+                    period=validity_period(card),
+                    generation=generation,
+                )
+            checked.append(
+                CheckedLine(
+                    line_no=line.line_no,
+                    number=card.msisdn if card is not None else line.number,
+                    card_id=card.id if card is not None else None,
+                    plan_code=line.plan_code,
+                    amount=amount,
+                    key=key,
+                    problem=problem,
+                    problem_params=params,
+                )
+            )
+        return await self._mark_renewed(checked)
+
+    def _price(self, card: Card, plan: Plan | None, plan_code: str) -> Money:
+        if plan is None:
+            raise NotFoundError(
+                f"there is no plan {plan_code!r}",
+                code="plan_unknown",
+                field="plan",
+                params={"plan": plan_code},
+            )
+        plan.check_can_buy(card_kind=card.kind, channel=BULK_CHANNEL, at=self.now)
+        check_renewable(card, self.now, self.services.profile.grace_period_days)
+        return amount_due(card, plan.kind, plan.price)
+
+    async def _mark_renewed(self, checked: list[CheckedLine]) -> list[CheckedLine]:
+        keys = [line.key for line in checked if line.key is not None]
+        known = await self.uow.renewals.by_idempotency_keys(keys)
+        return [
+            CheckedLine(**{**line.__dict__, "already_renewed": True})
+            if line.key is not None and line.key in known
+            else line
+            for line in checked
+        ]
+
+
+async def organisation_payment_card(
+    uow: UnitOfWork, organisation_id: str
+) -> SavedPaymentCard | None:
+    organisation = await uow.organisations.get(organisation_id)
+    if organisation is None:
+        raise organisation_unknown()
+    if organisation.payment_card_id is None or organisation.payment_card_account_id is None:
+        return None
+    return await uow.saved_payment_cards.get(
+        organisation.payment_card_account_id, organisation.payment_card_id
+    )
+
+
+def _total(services: Services, lines: Sequence[CheckedLine]) -> Money:
+    total = Money.zero(services.profile.currency)
+    for line in lines:
+        if line.amount is not None and line.accepted and not line.already_renewed:
+            total = total + line.amount
+    return total
+
+
+async def _dry_run(
+    services: Services, uow: UnitOfWork, organisation_id: str, text: str, generation: int
+) -> DryRun:
+    parsed = parse_bulk_text(text, lines_max=services.limits.fleets.bulk_lines_max)
+    lines = await _Checker(services, uow, organisation_id).check(parsed, generation=generation)
+    payment_card = await organisation_payment_card(uow, organisation_id)
+    return DryRun(organisation_id, lines, _total(services, lines), payment_card)
+
+
+async def dry_run(services: Services, account_id: str, organisation_id: str, text: str) -> DryRun:
+    """Check every line and add up the price; nothing is written. A viewer may look too."""
+    async with services.unit_of_work() as uow:
+        await membership(uow, organisation_id, account_id)
+        return await _dry_run(services, uow, organisation_id, text, 0)
+
+
+async def dry_run_as_operator(services: Services, organisation_id: str, text: str) -> DryRun:
+    """The operator's command line checks an upload for an organisation."""
+    async with services.unit_of_work() as uow:
+        return await _dry_run(services, uow, organisation_id, text, 0)
+
+
+def payment_card_missing() -> ConflictError:
+    return ConflictError(
+        "the organisation has no payment card for bulk renewals; an admin chooses one",
+        code="organisation_payment_card_missing",
+        field="payment_card",
+        params={},
+    )
+
+
+async def _start(
+    services: Services,
+    uow: UnitOfWork,
+    organisation_id: str,
+    text: str,
+    *,
+    created_by: str,
+    generation: int = 0,
+    retry_of: str | None = None,
+    run_id: str | None = None,
+) -> BulkRun:
+    """Write the run and its lines. With ``run_id`` (a start key's, or a retry's), a run of
+    that id written already (a double click, a second tab) is given back and nothing is added."""
+    if run_id is not None:
+        made = await uow.bulk_renewals.get_run(run_id)
+        if made is not None:
+            return made
+    checked = await _dry_run(services, uow, organisation_id, text, generation)
+    if checked.payment_card is None:
+        raise payment_card_missing()
+    if checked.accepted == 0:
+        raise ConflictError(
+            "no line of this bulk renewal can be renewed; correct the lines and check again",
+            code="bulk_nothing_to_renew",
+            field="lines",
+            params={},
+        )
+    now = services.clock.now()
+    currency = services.profile.currency
+    run = BulkRun(
+        id=run_id or services.new_id(),
+        organisation_id=organisation_id,
+        created_by=created_by,
+        status=BulkRunStatus.RUNNING,
+        lines_total=len(checked.lines),
+        total=checked.total,
+        generation=generation,
+        retry_of=retry_of,
+        created_at=now,
+        finished_at=None,
+    )
+    lines = [
+        BulkLine(
+            run_id=run.id,
+            line_no=line.line_no,
+            number=line.number[:40],
+            card_id=line.card_id,
+            plan_code=line.plan_code[:64],
+            amount=line.amount or Money.zero(currency),
+            idempotency_key=line.key or f"rejected-{run.id}-{line.line_no}",
+            status=BulkLineStatus.PENDING if line.accepted else BulkLineStatus.REJECTED,
+            error_code=line.problem,
+        )
+        for line in checked.lines
+    ]
+    if not await uow.bulk_renewals.add_run(run, lines):
+        # Another request with the same id wrote it first (it waited for that one's commit).
+        made = await uow.bulk_renewals.get_run(run.id)
+        if made is None:
+            raise InvariantError(f"bulk run {run.id} was neither written nor found")
+        return made
+    return run
+
+
+START_KEY_LENGTH_MAX = 64
+
+
+def run_id_of(*parts: str) -> str:
+    """A run's id made from what names it once (an organisation, an account and the start key
+    the dry run's page gave; or the run a retry is of): the same parts, the same run."""
+    digest = hashlib.sha256("\x1f".join(("bulk-run", *parts)).encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
+
+
+async def start_run(
+    services: Services,
+    account_id: str,
+    organisation_id: str,
+    text: str,
+    *,
+    start_key: str | None = None,
+) -> BulkRun:
+    """Check the lines again and start the run in the background (owners and admins). With a
+    ``start_key`` (issued with the dry run's form), starting again gives back the same run."""
+    run_id = None
+    if start_key:
+        run_id = run_id_of(organisation_id, account_id, start_key[:START_KEY_LENGTH_MAX])
+    async with services.unit_of_work() as uow:
+        await manager(uow, organisation_id, account_id)
+        run = await _start(
+            services, uow, organisation_id, text, created_by=account_id, run_id=run_id
+        )
+        await uow.commit()
+    return run
+
+
+async def start_run_as_operator(services: Services, organisation_id: str, text: str) -> BulkRun:
+    """The operator's command line starts a run for an organisation."""
+    async with services.unit_of_work() as uow:
+        run = await _start(services, uow, organisation_id, text, created_by=OPERATOR)
+        await uow.commit()
+    return run
+
+
+def run_unknown() -> NotFoundError:
+    return NotFoundError(
+        "there is no such bulk renewal in this organisation",
+        code="bulk_run_unknown",
+        field="run",
+        params={},
+    )
+
+
+async def _run_of(uow: UnitOfWork, organisation_id: str, run_id: str) -> BulkRun:
+    run = await uow.bulk_renewals.get_run(run_id[:64])
+    if run is None or run.organisation_id != organisation_id:
+        raise run_unknown()
+    return run
+
+
+async def retry_failed(
+    services: Services, account_id: str | None, organisation_id: str, run_id: str
+) -> BulkRun:
+    """A new run of the run's failed lines only (``account_id`` None: the operator). A run
+    is retried once: asking again gives back the same retry (retry the retry for more)."""
+    async with services.unit_of_work() as uow:
+        if account_id is not None:
+            await manager(uow, organisation_id, account_id)
+        run = await _run_of(uow, organisation_id, run_id)
+        retry_id = run_id_of(organisation_id, "retry", run.id)
+        made = await uow.bulk_renewals.get_run(retry_id)
+        if made is not None:
+            return made
+        failed = await uow.bulk_renewals.lines(
+            run.id,
+            limit=services.limits.fleets.bulk_lines_max,
+            statuses=[BulkLineStatus.FAILED],
+        )
+        if not failed:
+            raise ConflictError(
+                "this bulk renewal has no failed line to retry",
+                code="bulk_nothing_to_retry",
+                params={},
+            )
+        text = "\n".join(f"{line.number},{line.plan_code}" for line in failed)
+        retry = await _start(
+            services,
+            uow,
+            organisation_id,
+            text,
+            created_by=account_id or OPERATOR,
+            generation=run.generation + 1,
+            retry_of=run.id,
+            run_id=retry_id,
+        )
+        await uow.commit()
+    return retry
+
+
+# --- progress and results --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run: BulkRun
+    counts: dict[BulkLineStatus, int]
+
+    def count(self, status: str) -> int:
+        return self.counts.get(BulkLineStatus(status), 0)
+
+    @property
+    def to_renew(self) -> int:
+        return self.run.lines_total - self.count("rejected")
+
+    @property
+    def done(self) -> int:
+        return self.count("succeeded") + self.count("failed")
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.to_renew == 0 else self.done * 100 // self.to_renew
+
+    @property
+    def finished(self) -> bool:
+        return self.run.status is BulkRunStatus.FINISHED
+
+    def version(self) -> str:
+        parts = [self.run.status.value] + [f"{s.value}={n}" for s, n in sorted(self.counts.items())]
+        return ",".join(parts)
+
+
+async def run_progress(
+    services: Services, account_id: str | None, organisation_id: str, run_id: str
+) -> RunProgress:
+    """Where a run stands (``account_id`` None: the operator)."""
+    async with services.unit_of_work() as uow:
+        if account_id is not None:
+            await membership(uow, organisation_id, account_id)
+        run = await _run_of(uow, organisation_id, run_id)
+        counts = await uow.bulk_renewals.counts(run.id)
+    return RunProgress(run, counts)
+
+
+async def recent_runs(
+    services: Services, account_id: str, organisation_id: str
+) -> list[RunProgress]:
+    async with services.unit_of_work() as uow:
+        await membership(uow, organisation_id, account_id)
+        runs = await uow.bulk_renewals.runs_of(organisation_id, limit=RUNS_LISTED_MAX)
+        return [RunProgress(run, await uow.bulk_renewals.counts(run.id)) for run in runs]
+
+
+RESULT_PAGE_LINES = 2000
+
+
+async def result_lines(
+    services: Services, account_id: str | None, organisation_id: str, run_id: str
+) -> list[BulkLine]:
+    """Every line of a run with its outcome, by line number, read a page at a time."""
+    lines: list[BulkLine] = []
+    async with services.unit_of_work() as uow:
+        if account_id is not None:
+            await membership(uow, organisation_id, account_id)
+        run = await _run_of(uow, organisation_id, run_id)
+        after = 0
+        while len(lines) < run.lines_total:
+            page = await uow.bulk_renewals.lines(
+                run.id, limit=RESULT_PAGE_LINES, after_line_no=after
+            )
+            if not page:
+                break
+            lines.extend(page)
+            after = page[-1].line_no
+    return lines
+
+
+# --- the worker's pass -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Payer:
+    saved: SavedPaymentCard
+    token: str
+    method: str
+
+
+async def _payers_and_cards(
+    services: Services, leased: Sequence[BulkLine]
+) -> tuple[dict[str, _Payer | None], dict[str, Card], dict[str, str]]:
+    """For each run its payer (None: no usable payment card), the lines' cards, and each
+    run's organisation."""
+    async with services.unit_of_work() as uow:
+        organisation_of: dict[str, str] = {}
+        for run_id in sorted({line.run_id for line in leased}):
+            run = await uow.bulk_renewals.get_run(run_id)
+            if run is not None:
+                organisation_of[run_id] = run.organisation_id
+        payers: dict[str, _Payer | None] = {}
+        for organisation_id in sorted(set(organisation_of.values())):
+            saved = await organisation_payment_card(uow, organisation_id)
+            payers[organisation_id] = (
+                None
+                if saved is None
+                else _Payer(
+                    saved, services.tokens.open(saved.token_sealed), method_for(saved.funding)
+                )
+            )
+        cards = await uow.cards.get_many(sorted({line.card_id for line in leased if line.card_id}))
+    return payers, cards, organisation_of
+
+
+def _outcome(
+    line: BulkLine,
+    status: BulkLineStatus,
+    *,
+    renewal_id: str | None = None,
+    receipt: str | None = None,
+    error: str | None = None,
+    recheck_at: dt.datetime | None = None,
+) -> BulkLineOutcome:
+    return BulkLineOutcome(line.id, status, renewal_id, receipt, error, recheck_at)
+
+
+async def _renew_line(
+    services: Services, line: BulkLine, payer: _Payer | None, card: Card | None
+) -> BulkLineOutcome:
+    limits = services.limits.fleets
+    now = services.clock.now()
+    if card is None:
+        return _outcome(line, BulkLineStatus.FAILED, error="card_unknown")
+    if payer is None:
+        return _outcome(line, BulkLineStatus.FAILED, error="organisation_payment_card_missing")
+    today = now.date()
+    if payer.saved.expired(today.year, today.month):
+        return _outcome(line, BulkLineStatus.FAILED, error="payment_card_expired")
+    request = RenewalRequest(
+        card_number=card.msisdn,
+        plan_code=line.plan_code,
+        payment=None,
+        channel=BULK_CHANNEL,
+        idempotency_key=line.idempotency_key,
+        method=payer.method,
+        payment_token=payer.token,
+        merchant_initiated=True,  # the organisation's saved card, charged with nobody present
+    )
+    recheck = now + dt.timedelta(seconds=limits.bulk_waiting_recheck_s)
+    try:
+        view = await renew(services, request)
+    except TopupError as error:
+        if error.retryable and line.attempts < limits.bulk_line_attempts_max:
+            return _outcome(line, BulkLineStatus.WAITING, error=error.code, recheck_at=recheck)
+        return _outcome(line, BulkLineStatus.FAILED, error=error.code)
+    renewal = view.renewal
+    if renewal.status in _PAID:
+        status = BulkLineStatus.SUCCEEDED
+    elif renewal.status in _UNPAID:
+        status = BulkLineStatus.FAILED
+    else:  # the payment's outcome is not known yet: the reconciler finds out, we look again
+        return _outcome(line, BulkLineStatus.WAITING, renewal_id=renewal.id, recheck_at=recheck)
+    code = renewal.decline_code or (
+        None if status is BulkLineStatus.SUCCEEDED else renewal.status.value
+    )
+    return _outcome(line, status, renewal_id=renewal.id, receipt=renewal.receipt_number, error=code)
+
+
+async def _record(services: Services, outcomes: list[BulkLineOutcome], run_ids: set[str]) -> None:
+    if not outcomes:
+        return
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        await uow.bulk_renewals.record_outcomes(outcomes, at=now)
+        await uow.bulk_renewals.finish_runs(sorted(run_ids), at=now)
+        await uow.commit()
+
+
+async def process_bulk_lines(services: Services) -> int:
+    """Lease up to ``bulk_batch_size`` open lines and renew them, ``bulk_concurrency`` at once,
+    writing their outcomes at least every ``OUTCOMES_FLUSH_S`` (the progress pages read them).
+    Returns how many lines were taken."""
+    limits = services.limits.fleets
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        leased = await uow.bulk_renewals.lease_lines(
+            now=now,
+            lease_until=now + dt.timedelta(seconds=limits.bulk_line_lease_s),
+            limit=limits.bulk_batch_size,
+        )
+        await uow.commit()
+    if not leased:
+        return 0
+    payers, cards, organisation_of = await _payers_and_cards(services, leased)
+    gate = asyncio.Semaphore(limits.bulk_concurrency)
+
+    async def one(line: BulkLine) -> BulkLineOutcome:
+        async with gate:
+            organisation_id = organisation_of.get(line.run_id, "")
+            card = cards.get(line.card_id) if line.card_id else None
+            return await _renew_line(services, line, payers.get(organisation_id), card)
+
+    tasks = [asyncio.ensure_future(one(line)) for line in leased]
+    run_ids = {line.run_id for line in leased}
+    try:
+        pending: set[asyncio.Future[BulkLineOutcome]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(
+                pending, timeout=OUTCOMES_FLUSH_S, return_when=asyncio.ALL_COMPLETED
+            )
+            await _record(services, [task.result() for task in done], run_ids)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return len(leased)
+
+
+async def wait_lines_of(services: Services, organisation_id: str, run_id: str) -> RunProgress:
+    """The operator's view of a run (the command line polls it)."""
+    return await run_progress(services, None, organisation_id, run_id)

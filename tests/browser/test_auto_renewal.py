@@ -1,0 +1,89 @@
+"""Auto-renewal in a real browser: a signed-in subscriber saves a payment card through the PSP's
+tokeniser, turns auto-renewal on for a linked card (with a top-up rule) and sees the next charge's
+date, amount and method; then turns it off. In English on a desktop and in Chinese on a phone,
+each page checked by axe and photographed at phone and desktop sizes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import LiveSite
+from tests.browser.test_account import _email, _link_card, _sign_in, _sign_up_and_confirm
+
+
+def _save_a_payment_card(page: Any) -> None:
+    page.goto("/accounts/payment-cards")
+    page.locator("#number").fill("4242 4242 4242 4242")
+    page.locator("#expiry").fill("12/30")
+    page.locator("#cvc").fill("123")
+    page.locator("form[data-tokenise] button[type=submit]").click()
+    page.wait_for_url("**/accounts/payment-cards?notice=saved")
+
+
+@pytest.mark.parametrize(
+    ("locale", "phone", "on_text", "next_charge"),
+    [
+        ("en-GB", False, "Auto-renewal is on.", "Next charge"),
+        ("zh-CN", True, "自动续费已开启。", "下次扣款"),
+    ],
+)
+def test_a_subscriber_turns_on_auto_renewal_with_a_saved_card_and_sees_the_next_charge(
+    new_page: Any,
+    live_site: LiveSite,
+    screenshots: Any,
+    axe_check: Any,
+    locale: str,
+    phone: bool,
+    on_text: str,
+    next_charge: str,
+) -> None:
+    page = new_page(locale=locale, phone=phone)
+    email = _email()
+    _sign_up_and_confirm(page, live_site, email)
+    _sign_in(page, email)
+    _link_card(page, live_site)
+    _save_a_payment_card(page)
+
+    page.goto("/accounts/cards")
+    page.locator("a[href$='/auto-renewal']").first.click()
+    page.wait_for_url("**/auto-renewal")
+    axe_check(page)
+    screenshots(page, "auto-renewal-off")
+    page.locator("input[name=plan_code][value=pack_5gb_7d]").check()
+    page.locator("input[name=payment]").first.check()  # the saved card
+    page.locator("#top_up_on").check()
+    page.locator("#top_up_below_mb").fill("500")
+    page.locator("#top_up_month_count_max").fill("2")
+    page.locator("form[action$='/auto-renewal'] button[type=submit]").click()
+    page.wait_for_url("**/auto-renewal?notice=on")
+
+    main = page.locator("main").inner_text()
+    assert on_text in main
+    assert next_charge in main
+    assert "Visa 4242" in main
+    assert "10.00" in main  # RM 10.00, pack_5gb_7d
+    axe_check(page)
+    screenshots(page, "auto-renewal-on")
+
+    # A refused form says what is wrong beside the field.
+    page.locator("#top_up_on").check()
+    page.locator("#top_up_below_mb").fill("lots")
+    page.locator("form[action$='/auto-renewal'] button[type=submit]").click()
+    page.locator(".error-summary").wait_for()
+    axe_check(page)
+    screenshots(page, "auto-renewal-refused")
+
+    page.locator("form[action$='/auto-renewal/off'] button[type=submit]").click()
+    page.wait_for_url("**/auto-renewal?notice=off")
+    assert page.locator("form[action$='/auto-renewal/off']").count() == 0
+    screenshots(page, "auto-renewal-turned-off")
+
+    # The card's timeline (empty of auto-renewal events so far: nothing was charged).
+    page.goto("/accounts/cards")
+    page.locator("a[href$='/timeline']").first.click()
+    page.wait_for_url("**/timeline")
+    assert page.locator("h1").inner_text()
+    axe_check(page)
+    screenshots(page, "card-timeline")

@@ -1,0 +1,135 @@
+"""A fleet in a real browser: the operator creates an organisation (the command line) with a
+signed-up admin and the demo cards; the admin saves a payment card, chooses it for the
+organisation, uploads a CSV, sees the dry run (each line's message, the total), starts it,
+watches the progress move (Server-Sent Events, no reload) and downloads the result file. A
+viewer then sees the same run in Chinese on a phone, without the start or retry buttons. Every
+page is checked by axe and photographed at phone and desktop sizes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.browser.conftest import LiveSite
+from tests.browser.test_account import _email, _sign_in, _sign_up_and_confirm
+from tests.browser.test_auto_renewal import _save_a_payment_card
+
+# Demo cards of the "my" profile: two active, one in grace, one expired (refused by the dry run).
+FLEET = ["+60123456789", "+60123400000", "+60123450001", "+60123450002"]
+PLAN = "pack_5gb_7d"
+ORGANISATION_ID = re.compile(r"organisation (\S+) \(")
+RUN_TIMEOUT_MS = 60_000
+
+
+def _organisation(live_site: LiveSite, owner: str, tmp_path: Path) -> str:
+    made = live_site.cli(
+        "organisations", "create", "Acme Sdn Bhd", "--owner", owner, "--language", "en"
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    found = ORGANISATION_ID.search(made.stdout)
+    assert found is not None, made.stdout
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("\n".join(FLEET) + "\n")
+    added = live_site.cli("organisations", "add-cards", found.group(1), str(numbers))
+    assert added.returncode == 0, added.stdout + added.stderr
+    return found.group(1)
+
+
+def test_a_fleet_admin_uploads_a_csv_watches_the_progress_and_downloads_the_result(
+    new_page: Any,
+    live_site: LiveSite,
+    screenshots: Any,
+    axe_check: Any,
+    tmp_path: Path,
+) -> None:
+    admin = new_page(locale="en-GB")
+    email = _email()
+    _sign_up_and_confirm(admin, live_site, email)
+    _sign_in(admin, email)
+    organisation = _organisation(live_site, email, tmp_path)
+    _save_a_payment_card(admin)
+
+    # The account's page links the fleet; the fleet shows the cards by status.
+    admin.goto("/accounts/cards")
+    admin.locator(f"a[href='/organisations/{organisation}/fleet']").click()
+    admin.wait_for_url(f"**/organisations/{organisation}/fleet")
+    assert "Acme Sdn Bhd" in admin.locator("h1").inner_text()
+    assert admin.locator(".fleet-table tbody tr").count() == len(FLEET)
+    axe_check(admin)
+    screenshots(admin, "fleet")
+
+    # The organisation's payment card: one of the admin's saved ones.
+    admin.goto(f"/organisations/{organisation}/auto-renewal")
+    admin.locator("form[action$='/auto-renewal/payment-card'] button[type=submit]").click()
+    admin.wait_for_url("**/auto-renewal?notice=payment_card")
+    axe_check(admin)
+    screenshots(admin, "policy")
+
+    # Upload a CSV: the dry run checks each line.
+    upload = tmp_path / "renew.csv"
+    upload.write_text("number,plan\n" + "".join(f"{number},{PLAN}\n" for number in FLEET))
+    admin.goto(f"/organisations/{organisation}/bulk-renewals")
+    axe_check(admin)
+    screenshots(admin, "bulk-upload")
+    admin.locator("#file").set_input_files(str(upload))
+    admin.locator("form[action$='/bulk-renewals/check'] button[type=submit]").click()
+    admin.wait_for_url("**/bulk-renewals/check")
+    main = admin.locator("main").inner_text()
+    assert "Check of the lines" in main
+    assert "3\nto renew" in main or "3 to renew" in main
+    assert "RM" in main or "MYR" in main
+    assert admin.locator(".fleet-row--problem").count() == 1  # the expired card
+    axe_check(admin)
+    screenshots(admin, "bulk-dry-run")
+
+    # Start: the run's page follows the progress without reloading.
+    admin.locator("form[action$='/bulk-renewals/start'] button[type=submit]").click()
+    admin.wait_for_url(re.compile(r".*/bulk-renewals/[0-9a-f-]{36}$"))
+    run_url = admin.url
+    admin.evaluate("window.notReloaded = true")
+    # The page came while the run was going (live), or once the worker had done the 3 lines.
+    was_live = admin.locator("[data-live]").count() == 1
+    admin.locator("text=Download the result (CSV)").wait_for(timeout=RUN_TIMEOUT_MS)
+    if was_live:  # the live block changed in place: no reload
+        assert admin.evaluate("window.notReloaded === true")
+    main = admin.locator("main").inner_text()
+    assert "Finished" in main
+    axe_check(admin)
+    screenshots(admin, "bulk-run-finished")
+
+    with admin.expect_download() as downloading:
+        admin.locator("text=Download the result (CSV)").click()
+    result = Path(downloading.value.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(result)))
+    assert [row["outcome"] for row in rows] == ["succeeded"] * 3 + ["rejected"]
+    assert all(row["renewal_id"] for row in rows[:3])
+    assert rows[3]["message"]  # why, in words
+
+    # A viewer, in Chinese on a phone: the same run, no start or retry buttons.
+    viewer_email = _email()
+    viewer = new_page(locale="zh-CN", phone=True)
+    _sign_up_and_confirm(viewer, live_site, viewer_email)
+    _sign_in(viewer, viewer_email)
+    added = live_site.cli(
+        "organisations", "add-member", organisation, viewer_email, "--role", "viewer"
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    viewer.goto(f"/organisations/{organisation}/fleet")
+    assert "Acme Sdn Bhd 的上网卡" in viewer.locator("h1").inner_text()
+    axe_check(viewer)
+    screenshots(viewer, "fleet-zh")
+    viewer.goto(run_url)
+    assert "已完成" in viewer.locator("main").inner_text()
+    assert viewer.locator("form[action$='/retry']").count() == 0
+    screenshots(viewer, "bulk-run-zh")
+    viewer.goto(f"/organisations/{organisation}/bulk-renewals")
+    viewer.locator("#file").set_input_files(str(upload))
+    viewer.locator("form[action$='/bulk-renewals/check'] button[type=submit]").click()
+    viewer.wait_for_url("**/bulk-renewals/check")
+    assert viewer.locator("form[action$='/bulk-renewals/start']").count() == 0
+    assert "已续费" in viewer.locator("main").inner_text()  # the same lines: renewed already
+    axe_check(viewer)
+    screenshots(viewer, "bulk-dry-run-zh")

@@ -1,0 +1,290 @@
+"""The fleet pages over HTTP, without JavaScript (plain form posts), on SQLite and PostgreSQL:
+the fleet with its counts, filters and CSV; a CSV upload -> the dry run (each line's message,
+the total) -> Start (twice: one run) -> the run's page -> the worker's pass -> the result file;
+retry the failed lines; roles (a viewer sees, cannot start; the services refuse it anyway);
+forged organisation and run ids are not found; invoices as PDF; the fleet-wide policy."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.conftest import AppFactory
+from tests.e2e.web.conftest import site_client
+from tests.fleets import PLAN, Fleet, make_fleet
+from topup.bootstrap import Application
+from topup.services.accounts import hash_password
+from topup.services.demo import load_demo
+from topup.services.fleets import bulk
+from topup.settings import LimitSettings
+
+PASSWORD = "correct horse battery"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+START_KEY = re.compile(r'name="start_key" value="([^"]+)"')
+HIDDEN_LINES = re.compile(
+    r'<textarea name="lines" class="fleet-hidden" hidden[^>]*>(.*?)</textarea>', re.S
+)
+RUN_PATH = re.compile(r"^/organisations/[^/]+/bulk-renewals/([0-9a-f-]{36})$")
+
+
+@dataclass
+class FleetSite:
+    application: Application
+    client: httpx.AsyncClient
+    fleet: Fleet
+
+    @property
+    def org(self) -> str:
+        return f"/organisations/{self.fleet.organisation_id}"
+
+    async def sign_in(self, email: str) -> None:
+        self.client.cookies.clear()
+        page = await self.client.get("/accounts/sign-in")
+        token = CSRF.search(page.text)
+        assert token is not None
+        answer = await self.client.post(
+            "/accounts/sign-in",
+            data={
+                "email": email,
+                "password": PASSWORD,
+                "next": "/accounts/cards",
+                "csrf_token": token.group(1),
+            },
+        )
+        assert answer.status_code == 303, answer.text
+
+    async def csrf(self, path: str) -> str:
+        page = await self.client.get(path)
+        assert page.status_code == 200, page.text
+        found = CSRF.search(page.text)
+        assert found is not None, page.text
+        return found.group(1)
+
+    async def upload(self, text: str, *, organisation: str | None = None) -> httpx.Response:
+        path = organisation or self.org
+        token = await self.csrf(f"{self.org}/bulk-renewals")
+        return await self.client.post(
+            f"{path}/bulk-renewals/check",
+            data={"csrf_token": token},
+            files={"file": ("lines.csv", text.encode(), "text/csv")},
+        )
+
+    async def start(self, dry_run: httpx.Response) -> httpx.Response:
+        token = CSRF.search(dry_run.text)
+        key = START_KEY.search(dry_run.text)
+        lines = HIDDEN_LINES.search(dry_run.text)
+        assert token and key and lines, dry_run.text
+        text = lines.group(1).replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
+        return await self.client.post(
+            f"{self.org}/bulk-renewals/start",
+            files={
+                "csrf_token": (None, token.group(1)),
+                "start_key": (None, key.group(1)),
+                "lines": (None, text),
+            },
+        )
+
+
+@pytest.fixture
+async def site(make_app: AppFactory) -> AsyncIterator[FleetSite]:
+    application = make_app(limits=LimitSettings(login_slowdown_s=0, login_per_minute_max=1000))
+    services = application.services
+    await load_demo(services)
+    fleet = await make_fleet(services, cards=4, password_hash=await hash_password(PASSWORD))
+    async with site_client(application) as client:
+        yield FleetSite(application, client, fleet)
+
+
+def _lines(msisdns: list[str], plan: str = PLAN) -> str:
+    return "number,plan\n" + "".join(f"{msisdn},{plan}\n" for msisdn in msisdns)
+
+
+async def _drain(site: FleetSite) -> None:
+    for _ in range(20):
+        if not await bulk.process_bulk_lines(site.application.services):
+            return
+
+
+async def test_the_fleet_page_shows_counts_filters_and_exports_csv(site: FleetSite) -> None:
+    await site.sign_in("viewer@fleet.example")
+    cards = await site.client.get("/accounts/cards")
+    assert f"{site.org}/fleet" in cards.text  # the account's page links its organisation's fleet
+    page = await site.client.get(f"{site.org}/fleet")
+    assert page.status_code == 200, page.text
+    assert "Fleet Sdn Bhd" in page.text and "spent this month" in page.text
+    assert page.text.count("<tr>") == 1 + 4  # the header and the four cards
+    assert site.fleet.other_msisdns[0][-4:] not in page.text
+    found = await site.client.get(f"{site.org}/fleet", params={"q": site.fleet.msisdns[2][-7:]})
+    assert found.text.count("<tr>") == 1 + 1
+    export = await site.client.get(f"{site.org}/fleet.csv", params={"status": "active"})
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff"))))
+    assert rows[0][0] == "Number" and len(rows) == 1 + 4
+
+
+async def test_an_admin_uploads_checks_starts_once_and_downloads_the_result(
+    site: FleetSite,
+) -> None:
+    await site.sign_in("admin@fleet.example")
+    text = _lines(site.fleet.msisdns[:3]) + "0123,nothing\n" + f"{site.fleet.msisdns[0]},{PLAN}\n"
+    dry_run = await site.upload(text)
+    assert dry_run.status_code == 200, dry_run.text
+    assert "3</span> to renew" in dry_run.text and "2</span> with a problem" in dry_run.text
+    assert "already on an earlier line" in dry_run.text  # each line's message, in English
+    assert "Start: renew 3 cards for" in dry_run.text
+    started = await site.start(dry_run)
+    assert started.status_code == 303, started.text
+    run_path = started.headers["location"]
+    run_id = RUN_PATH.match(run_path)
+    assert run_id is not None
+    again = await site.start(dry_run)  # a double click: the same run
+    assert again.headers["location"] == run_path
+    services = site.application.services
+    runs = await bulk.recent_runs(services, site.fleet.admin_id, site.fleet.organisation_id)
+    assert len(runs) == 1
+    running = await site.client.get(run_path)
+    assert running.status_code == 200 and "Running" in running.text
+    assert 'http-equiv="refresh"' in running.text and "/events?since=" in running.text
+    await _drain(site)
+    finished = await site.client.get(run_path)
+    assert "Finished" in finished.text and 'http-equiv="refresh"' not in finished.text
+    result = await site.client.get(run_path + "/result.csv")
+    rows = list(csv.DictReader(io.StringIO(result.text.lstrip("\ufeff"))))
+    assert [row["outcome"] for row in rows] == ["succeeded"] * 3 + ["rejected"] * 2
+    assert all(row["renewal_id"] for row in rows[:3]) and rows[4]["error_code"] == (
+        "bulk_line_duplicate"
+    )
+    # The same file again renews nothing twice: its lines find their renewals.
+    second = await site.start(await site.upload(text))
+    await _drain(site)
+    again_rows = list(
+        csv.DictReader(
+            io.StringIO((await site.client.get(second.headers["location"] + "/result.csv")).text)
+        )
+    )
+    assert [row["renewal_id"] for row in again_rows[:3]] == [row["renewal_id"] for row in rows[:3]]
+
+
+async def test_the_dry_run_speaks_the_visitors_language(site: FleetSite) -> None:
+    await site.sign_in("admin@fleet.example")
+    site.client.headers["accept-language"] = "zh-CN"
+    dry_run = await site.upload(f"{site.fleet.other_msisdns[0]},{PLAN}\n")
+    assert "此号码不是您机构的上网卡" in dry_run.text
+    site.client.headers["accept-language"] = "en"
+
+
+async def test_a_viewer_sees_runs_but_cannot_start_or_retry(site: FleetSite) -> None:
+    services = site.application.services
+    run = await bulk.start_run(
+        services, site.fleet.admin_id, site.fleet.organisation_id, _lines(site.fleet.msisdns)
+    )
+    await site.sign_in("viewer@fleet.example")
+    page = await site.client.get(f"{site.org}/bulk-renewals")
+    assert page.status_code == 200 and "As a viewer" in page.text
+    assert run.id in page.text
+    dry_run = await site.upload(_lines(site.fleet.msisdns))  # looking is allowed
+    assert dry_run.status_code == 200 and "start_key" not in dry_run.text
+    token = await site.csrf(f"{site.org}/bulk-renewals")
+    forged = await site.client.post(
+        f"{site.org}/bulk-renewals/start",
+        files={
+            "csrf_token": (None, token),
+            "lines": (None, _lines(site.fleet.msisdns)),
+            "start_key": (None, "forged"),
+        },
+    )
+    assert forged.status_code == 403 and "but not change it (viewer)" in forged.text
+    shown = await site.client.get(f"{site.org}/bulk-renewals/{run.id}")
+    assert shown.status_code == 200 and "/retry" not in shown.text
+    retried = await site.client.post(
+        f"{site.org}/bulk-renewals/{run.id}/retry", data={"csrf_token": token}
+    )
+    assert retried.status_code == 403
+    policy = await site.client.get(f"{site.org}/auto-renewal")
+    assert policy.status_code == 200 and 'name="plan_one"' not in policy.text
+    refused = await site.client.post(
+        f"{site.org}/auto-renewal", data={"csrf_token": token, "plan_one": PLAN}
+    )
+    assert refused.status_code == 403 and "but not change it (viewer)" in refused.text
+
+
+async def test_forged_organisation_and_run_ids_are_not_found(site: FleetSite) -> None:
+    services = site.application.services
+    theirs = await bulk.start_run(
+        services,
+        site.fleet.outsider_id,
+        site.fleet.other_organisation_id,
+        _lines(site.fleet.other_msisdns),
+    )
+    await site.sign_in("admin@fleet.example")
+    other = f"/organisations/{site.fleet.other_organisation_id}"
+    for path in (
+        f"{other}/fleet",
+        f"{other}/fleet.csv",
+        f"{other}/bulk-renewals",
+        f"{other}/bulk-renewals/{theirs.id}",
+        f"{other}/bulk-renewals/{theirs.id}/result.csv",
+        f"{other}/bulk-renewals/{theirs.id}/events",
+        f"{other}/invoices",
+        f"{other}/auto-renewal",
+        "/organisations/no-such-organisation/fleet",
+        f"{site.org}/bulk-renewals/{theirs.id}",  # their run through my organisation
+        f"{site.org}/bulk-renewals/{theirs.id}/result.csv",
+    ):
+        answer = await site.client.get(path)
+        assert answer.status_code == 404, path
+    assert (await site.upload(_lines(site.fleet.msisdns), organisation=other)).status_code == 404
+    token = await site.csrf(f"{site.org}/bulk-renewals")
+    retry = await site.client.post(
+        f"{site.org}/bulk-renewals/{theirs.id}/retry", data={"csrf_token": token}
+    )
+    assert retry.status_code == 404
+
+
+async def test_an_upload_over_the_size_limit_is_refused(make_app: AppFactory) -> None:
+    limits = LimitSettings(login_slowdown_s=0, bulk_upload_bytes_max=1024)
+    application = make_app(limits=limits)
+    await load_demo(application.services)
+    fleet = await make_fleet(
+        application.services, cards=1, password_hash=await hash_password(PASSWORD)
+    )
+    async with site_client(application) as client:
+        site = FleetSite(application, client, fleet)
+        await site.sign_in("admin@fleet.example")
+        answer = await site.upload(_lines(fleet.msisdns) + "x" * 2000)
+        assert answer.status_code == 422 and "at most 1 KB" in answer.text
+        huge = await site.upload("x" * 200_000)  # over the door's bound: refused unread
+        assert huge.status_code == 413
+
+
+async def test_the_fleet_policy_and_invoices(site: FleetSite) -> None:
+    services = site.application.services
+    run = await bulk.start_run(
+        services, site.fleet.admin_id, site.fleet.organisation_id, _lines(site.fleet.msisdns)
+    )
+    await _drain(site)
+    assert (await bulk.run_progress(services, None, site.fleet.organisation_id, run.id)).finished
+    await site.sign_in("admin@fleet.example")
+    token = await site.csrf(f"{site.org}/auto-renewal")
+    applied = await site.client.post(
+        f"{site.org}/auto-renewal", data={"csrf_token": token, "mode": "one", "plan_one": PLAN}
+    )
+    assert applied.status_code == 200, applied.text
+    assert "Auto-renewal was turned on for 4 cards." in applied.text
+    fleet = await site.client.get(f"{site.org}/fleet")
+    assert fleet.text.count("fleet policy") == 4
+    invoices = await site.client.get(f"{site.org}/invoices")
+    assert invoices.status_code == 200
+    month = re.search(r'/invoices/(\d{4}-\d{2})"', invoices.text)
+    assert month is not None
+    pdf = await site.client.post(
+        f"{site.org}/invoices/{month.group(1)}",
+        data={"csrf_token": CSRF.search(invoices.text).group(1)},  # type: ignore[union-attr]
+    )
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")

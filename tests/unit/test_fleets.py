@@ -1,0 +1,289 @@
+"""Fleets on fakes: lines read and keyed, the dry run's checks, roles enforced in the services
+(a viewer changes nothing; a member of another organisation gets not_found for forged ids)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.fleets import PLAN, lines_of, make_fleet
+from tests.unit.fakes import OnFakes, on_fakes
+from topup.domain.errors import InputError, NotFoundError, TopupError
+from topup.domain.fleets import BulkLineStatus, bulk_line_key, parse_bulk_text
+from topup.services.fleets import bulk, invoices, organisations, policy
+
+
+async def drain(fakes: OnFakes) -> None:
+    """Process lines until none is open, letting waiting lines' recheck times come."""
+    for _ in range(20):
+        await bulk.process_bulk_lines(fakes.services)
+        if not any(line.status.is_open for line, _ in fakes.committed.bulk_lines.values()):
+            return
+        fakes.clock.advance(fakes.services.limits.fleets.bulk_waiting_recheck_s + 1)
+    raise AssertionError("bulk lines still open")
+
+
+def test_lines_are_read_with_a_header_blanks_and_other_delimiters() -> None:
+    text = (
+        "\ufeffnumber,plan\n\n+60191234567,pack_5gb_7d\n0191234568;pack_30gb_30d\n0191\tx\njunk\n"
+    )
+    lines = parse_bulk_text(text, lines_max=10)
+    assert [(line.line_no, line.number, line.plan_code, line.problem) for line in lines] == [
+        (3, "+60191234567", "pack_5gb_7d", None),
+        (4, "0191234568", "pack_30gb_30d", None),
+        (5, "0191", "x", None),
+        (6, "junk", "", "bulk_line_malformed"),
+    ]
+
+
+def test_too_many_lines_or_none_are_refused() -> None:
+    with pytest.raises(InputError) as too_many:
+        parse_bulk_text("a,b\nc,d\ne,f\n", lines_max=2)
+    assert too_many.value.code == "bulk_too_many_lines"
+    with pytest.raises(InputError) as none:
+        parse_bulk_text("number,plan\n\n", lines_max=2)
+    assert none.value.code == "bulk_no_lines"
+
+
+def test_a_key_is_the_same_for_the_same_card_plan_and_period_only() -> None:
+    key = bulk_line_key(organisation_id="o", card_id="c", plan_code="p", period="2026-12-01")
+    assert key == bulk_line_key(
+        organisation_id="o", card_id="c", plan_code="p", period="2026-12-01"
+    )
+    others = {
+        bulk_line_key(organisation_id="o2", card_id="c", plan_code="p", period="2026-12-01"),
+        bulk_line_key(organisation_id="o", card_id="c2", plan_code="p", period="2026-12-01"),
+        bulk_line_key(organisation_id="o", card_id="c", plan_code="p2", period="2026-12-01"),
+        bulk_line_key(organisation_id="o", card_id="c", plan_code="p", period="2026-12-08"),
+        bulk_line_key(
+            organisation_id="o", card_id="c", plan_code="p", period="2026-12-01", generation=1
+        ),
+    }
+    assert key not in others and len(others) == 5
+
+
+async def test_the_dry_run_checks_each_line_and_adds_up_the_price() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    first, second, third = fleet.msisdns
+    text = "\n".join(
+        [
+            f"{first},{PLAN}",
+            f"{second},no_such_plan",
+            f"{first},{PLAN}",  # the same card again
+            f"{fleet.other_msisdns[0]},{PLAN}",  # another organisation's card
+            f"12,{PLAN}",  # not a number
+            f"{third},postpaid_bill",  # not for a prepaid card
+            f"{third},pack_30gb_30d",
+        ]
+    )
+    checked = await bulk.dry_run(fakes.services, fleet.viewer_id, fleet.organisation_id, text)
+    problems = [line.problem for line in checked.lines]
+    assert problems[0] is None and problems[6] is None
+    assert problems[1] == "plan_unknown"
+    assert problems[2] == "bulk_line_duplicate"
+    assert problems[3] == "card_not_in_organisation"
+    assert problems[4] is not None and problems[4].startswith("card_number")
+    assert problems[5] is not None and problems[5].startswith("plan_")
+    assert checked.total.minor == 1000 + 3500 and checked.accepted == 2
+    assert fakes.database.tables.bulk_runs == {}  # a dry run writes nothing
+
+
+async def test_a_viewer_cannot_start_or_retry_a_run_or_choose_the_payment_card() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services)
+    text = lines_of(fleet.msisdns)
+    with pytest.raises(TopupError) as refused:
+        await bulk.start_run(fakes.services, fleet.viewer_id, fleet.organisation_id, text)
+    assert refused.value.code == "fleet_role_forbidden"
+    run = await bulk.start_run(fakes.services, fleet.admin_id, fleet.organisation_id, text)
+    with pytest.raises(TopupError) as retry:
+        await bulk.retry_failed(fakes.services, fleet.viewer_id, fleet.organisation_id, run.id)
+    assert retry.value.code == "fleet_role_forbidden"
+    with pytest.raises(TopupError) as payment:
+        await organisations.choose_payment_card(
+            fakes.services, fleet.viewer_id, fleet.organisation_id, "any"
+        )
+    assert payment.value.code == "fleet_role_forbidden"
+    with pytest.raises(TopupError) as link:
+        await organisations.start_card_add(
+            fakes.services, fleet.viewer_id, fleet.organisation_id, fleet.msisdns[0]
+        )
+    assert link.value.code == "fleet_role_forbidden"
+    # ... but sees the fleet and the run.
+    page = await organisations.fleet_page(
+        fakes.services,
+        fleet.viewer_id,
+        fleet.organisation_id,
+        organisations.fleet_filter(fakes.services),
+    )
+    assert page.total == len(fleet.msisdns)
+    progress = await bulk.run_progress(
+        fakes.services, fleet.viewer_id, fleet.organisation_id, run.id
+    )
+    assert progress.to_renew == len(fleet.msisdns)
+
+
+async def test_forged_ids_give_not_found_to_a_member_of_another_organisation() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services)
+    services = fakes.services
+    run = await bulk.start_run(
+        services, fleet.owner_id, fleet.organisation_id, lines_of(fleet.msisdns)
+    )
+    outsider, theirs, mine = fleet.outsider_id, fleet.organisation_id, fleet.other_organisation_id
+    forged = [
+        organisations.fleet_page(services, outsider, theirs, organisations.fleet_filter(services)),
+        organisations.fleet_export(
+            services, outsider, theirs, organisations.fleet_filter(services)
+        ),
+        bulk.dry_run(services, outsider, theirs, lines_of(fleet.msisdns)),
+        bulk.start_run(services, outsider, theirs, lines_of(fleet.msisdns)),
+        bulk.run_progress(services, outsider, theirs, run.id),
+        bulk.result_lines(services, outsider, theirs, run.id),
+        bulk.retry_failed(services, outsider, theirs, run.id),
+        invoices.issue_invoice(services, outsider, theirs, "2026-11"),
+        organisations.start_card_add(services, outsider, theirs, fleet.msisdns[0]),
+    ]
+    for call in forged:
+        with pytest.raises(NotFoundError) as refused:
+            await call
+        assert refused.value.code == "organisation_unknown"
+    # Their run, asked for through the outsider's own organisation, does not exist there.
+    for call in (
+        bulk.run_progress(services, outsider, mine, run.id),
+        bulk.result_lines(services, outsider, mine, run.id),
+        bulk.retry_failed(services, outsider, mine, run.id),
+    ):
+        with pytest.raises(NotFoundError) as refused:
+            await call
+        assert refused.value.code == "bulk_run_unknown"
+    # And the outsider's organisation cannot renew their cards.
+    checked = await bulk.dry_run(services, outsider, mine, lines_of(fleet.msisdns))
+    assert {line.problem for line in checked.lines} == {"card_not_in_organisation"}
+
+
+async def test_a_run_renews_each_line_once_and_the_same_file_again_renews_nothing() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=4)
+    services = fakes.services
+    text = lines_of(fleet.msisdns) + f"{fleet.msisdns[0]},{PLAN}\n"  # a duplicate line
+    run = await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    again = await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    await drain(fakes)
+    for made in (run, again):
+        lines = await bulk.result_lines(services, None, fleet.organisation_id, made.id)
+        statuses = [line.status for line in lines]
+        assert statuses == [BulkLineStatus.SUCCEEDED] * 4 + [BulkLineStatus.REJECTED]
+    first = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    second = await bulk.result_lines(services, None, fleet.organisation_id, again.id)
+    assert [line.renewal_id for line in first] == [line.renewal_id for line in second]
+    assert len(fakes.committed.renewals) == 4 and len(fakes.gateway.charges) == 4
+    # Charged to the organisation's saved card with nobody present: merchant-initiated.
+    payments = list(fakes.committed.payments.values())
+    assert len(payments) == 4 and all(payment.merchant_initiated for payment in payments)
+    progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
+    assert progress.finished and progress.percent == 100
+
+
+async def test_only_the_failed_lines_are_retried_with_new_keys() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    services = fakes.services
+    # The second card's renewal is refused (its plan is not sold to it): it fails, the others pass.
+    text = f"{fleet.msisdns[0]},{PLAN}\n{fleet.msisdns[1]},{PLAN}\n"
+    run = await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    async with services.unit_of_work() as uow:  # the card expires between the check and the run
+        card = await uow.cards.by_number(msisdn=fleet.msisdns[1])
+        assert card is not None
+        import dataclasses
+
+        from topup.domain.cards import CardStatus
+
+        await uow.cards.save(
+            dataclasses.replace(card, status=CardStatus.EXPIRED),
+            expected_version=card.version,
+            at=services.clock.now(),
+        )
+        await uow.commit()
+    await drain(fakes)
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [line.status for line in lines] == [BulkLineStatus.SUCCEEDED, BulkLineStatus.FAILED]
+    with pytest.raises(TopupError) as refused:  # the retry's check refuses it again
+        await bulk.retry_failed(services, fleet.admin_id, fleet.organisation_id, run.id)
+    assert refused.value.code == "bulk_nothing_to_renew"
+
+
+async def test_starting_twice_with_one_start_key_makes_one_run() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    text = lines_of(fleet.msisdns)
+    first = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k1"
+    )
+    again = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k1"
+    )
+    other = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k2"
+    )
+    assert first.id == again.id != other.id
+    assert len(fakes.committed.bulk_runs) == 2
+
+
+async def test_a_run_is_retried_once_and_the_dry_run_names_the_problems_params() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    checked = await bulk.dry_run(
+        services, fleet.viewer_id, fleet.organisation_id, f"{fleet.msisdns[0]},no_such_plan\n"
+    )
+    assert checked.lines[0].problem == "plan_unknown"
+    assert checked.lines[0].problem_params == {"plan": "no_such_plan"}
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, lines_of(fleet.msisdns)
+    )
+    ids = {(line.id, line.run_id) for line, _ in fakes.committed.bulk_lines.values()}
+    for line_id, _ in ids:  # every line failed (as a declined charge would leave it)
+        kept, lease = fakes.committed.bulk_lines[line_id]
+        fakes.committed.bulk_lines[line_id] = (
+            dataclasses.replace(kept, status=BulkLineStatus.FAILED),
+            lease,
+        )
+    first = await bulk.retry_failed(services, fleet.admin_id, fleet.organisation_id, run.id)
+    second = await bulk.retry_failed(services, fleet.admin_id, fleet.organisation_id, run.id)
+    assert first.id == second.id and first.retry_of == run.id
+    assert len(fakes.committed.bulk_runs) == 2
+
+
+async def test_the_fleet_policy_turns_auto_renewal_on_for_each_card_once() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    services = fakes.services
+    choice = policy.PolicyChoice.one_plan(PLAN)
+    with pytest.raises(TopupError) as refused:
+        await policy.apply_fleet_policy(services, fleet.viewer_id, fleet.organisation_id, choice)
+    assert refused.value.code == "fleet_role_forbidden"
+    with pytest.raises(NotFoundError):
+        await policy.apply_fleet_policy(services, fleet.outsider_id, fleet.organisation_id, choice)
+    done = await policy.apply_fleet_policy(services, fleet.admin_id, fleet.organisation_id, choice)
+    assert (done.applied, done.already, done.refused, done.not_reached) == (3, 0, 0, 0)
+    again = await policy.apply_fleet_policy(services, fleet.admin_id, fleet.organisation_id, choice)
+    assert (again.applied, again.already) == (0, 3)
+    settings = list(fakes.committed.auto_renewals.values())
+    assert len(settings) == 3 and all(s.enabled and s.plan_code == PLAN for s in settings)
+    async with services.unit_of_work() as uow:
+        card_ids = [
+            card.id for card in await uow.cards.by_numbers(msisdns=fleet.msisdns, iccids=[])
+        ]
+    shown = await policy.auto_renewals_of(
+        services, fleet.viewer_id, fleet.organisation_id, card_ids
+    )
+    assert {each.by_organisation for each in shown.values()} == {True} and len(shown) == 3
+    wrong = await policy.apply_fleet_policy(
+        services, fleet.admin_id, fleet.organisation_id, policy.PolicyChoice.one_plan("nope")
+    )
+    assert wrong.refused == 3 and wrong.refusals[0][1] == "plan_unknown"

@@ -1,0 +1,194 @@
+"""Usage rules: thresholds once per period, records of an earlier period, reading files by line."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from topup.adapters.profiles import load_profile
+from topup.domain.card_events import CardEventKind, validity_period
+from topup.domain.cards import Card, CardKind, CardStatus
+from topup.domain.errors import InputError, WebhookError
+from topup.domain.money import Money
+from topup.domain.usage import UsageState, counts_against_period, debit, wants_data_barred
+from topup.domain.usage_files import (
+    LineProblem,
+    UsageFormat,
+    UsageLine,
+    UsageReader,
+    detect_format,
+)
+from topup.domain.usage_signatures import SIGNATURE_HEADER, sign, verify
+
+NOW = dt.datetime(2026, 12, 4, 8, 0, tzinfo=dt.UTC)
+VALIDITY_END = NOW + dt.timedelta(days=10)
+MALAYSIA = load_profile("my")
+
+
+def prepaid(quota_mb: int = 1000, validity_end: dt.datetime = VALIDITY_END) -> Card:
+    return Card(
+        id="card_1",
+        msisdn="+60123456789",
+        iccid="8960012345678901234",
+        kind=CardKind.PREPAID,
+        status=CardStatus.ACTIVE,
+        currency="MYR",
+        credit=Money(500, "MYR"),
+        data_quota_mb=quota_mb,
+        validity_end=validity_end,
+        bill_due=Money.zero("MYR"),
+        bill_due_date=None,
+    )
+
+
+def test_usage_debits_the_quota_and_never_below_zero() -> None:
+    card = prepaid(100)
+    result = debit(card, None, period=validity_period(card), used_mb=250, low_percent=20)
+    assert result.card.data_quota_mb == 0
+    assert [event.kind for event in result.events] == [CardEventKind.DATA_EXHAUSTED]
+    assert result.events[0].detail["period"] == validity_period(card)
+    assert result.events[0].detail["data_quota_mb"] == 0
+
+
+def test_data_low_is_raised_once_per_period_when_a_fifth_is_left() -> None:
+    card = prepaid(1000)
+    period = validity_period(card)
+    first = debit(card, None, period=period, used_mb=700, low_percent=20)
+    assert first.events == ()  # 300 MB left of 1000: 30 %
+    second = debit(first.card, first.state, period=period, used_mb=150, low_percent=20)
+    assert [event.kind for event in second.events] == [CardEventKind.DATA_LOW]
+    assert second.events[0].detail == {
+        "period": period,
+        "data_quota_mb": 150,
+        "period_quota_mb": 1000,
+        "percent": 15,
+    }
+    third = debit(second.card, second.state, period=period, used_mb=50, low_percent=20)
+    assert third.events == ()  # still low, already said in this period
+
+
+def test_exhausted_is_raised_once_per_period_and_bars_a_prepaid_card() -> None:
+    card = prepaid(100)
+    period = validity_period(card)
+    first = debit(card, None, period=period, used_mb=100, low_percent=20)
+    assert [event.kind for event in first.events] == [CardEventKind.DATA_EXHAUSTED]
+    assert first.state.data_barred and first.state.network_pending
+    again = debit(first.card, first.state, period=period, used_mb=10, low_percent=20)
+    assert again.events == ()
+    assert wants_data_barred(first.card)
+
+
+def test_a_new_period_starts_from_the_quota_then_and_may_raise_thresholds_again() -> None:
+    card = prepaid(100)
+    exhausted = debit(card, None, period=validity_period(card), used_mb=100, low_percent=20)
+    renewed = prepaid(5120, validity_end=VALIDITY_END + dt.timedelta(days=7))
+    period = validity_period(renewed)
+    assert period != exhausted.state.period
+    low = debit(renewed, exhausted.state, period=period, used_mb=5000, low_percent=20)
+    assert [event.kind for event in low.events] == [CardEventKind.DATA_LOW]
+    assert low.state.period_quota_mb == 5120 and low.state.used_mb == 5000
+
+
+def test_records_used_before_the_period_began_do_not_count() -> None:
+    began = NOW - dt.timedelta(hours=1)
+    assert not counts_against_period(began - dt.timedelta(seconds=1), began)
+    assert counts_against_period(began, began)
+    assert counts_against_period(NOW - dt.timedelta(days=400), None)
+
+
+def test_records_out_of_order_sum_the_same() -> None:
+    card = prepaid(1000)
+    period = validity_period(card)
+    state: UsageState | None = None
+    for used in (300, 100, 200):  # whatever order they come in
+        result = debit(card, state, period=period, used_mb=used, low_percent=20)
+        card, state = result.card, result.state
+    assert card.data_quota_mb == 400
+    assert state is not None and state.used_mb == 600
+
+
+def reader() -> UsageReader:
+    return UsageReader(MALAYSIA, now=NOW, future_skew_s=300, data_used_mb_max=1000)
+
+
+def test_a_csv_file_reports_each_bad_line_by_number_and_reads_the_rest() -> None:
+    lines = [
+        "record_id,card,used_at,data_used_mb\n",
+        "r1,+60123456789,2026-12-04T07:00:00Z,10\n",
+        "r2,012-345 6789,2026-12-04T15:00:00+08:00,5\n",
+        "r3,not a number,2026-12-04T07:00:00Z,5\n",
+        "\n",
+        "r4,+60123456789,yesterday,5\n",
+        "r5,+60123456789,2026-12-04T07:00:00Z,-3\n",
+        "r6,+60123456789,2026-12-05T07:00:00Z,1\n",
+        ",+60123456789,2026-12-04T07:00:00Z,1\n",
+        "r8,+60123456789\n",
+        "r9,8960012345678901234,2026-12-04T07:00:00Z,2000\n",
+    ]
+    items = list(reader().read(lines, UsageFormat.CSV))
+    good = [item for item in items if isinstance(item, UsageLine)]
+    bad = [(item.line, item.code) for item in items if isinstance(item, LineProblem)]
+    assert [(line.line, line.record_id, line.card_number.value) for line in good] == [
+        (2, "r1", "+60123456789"),
+        (3, "r2", "+60123456789"),
+    ]
+    assert good[1].used_at == dt.datetime(2026, 12, 4, 7, 0, tzinfo=dt.UTC)
+    assert bad == [
+        (4, "usage_card_invalid"),
+        (6, "usage_time_invalid"),
+        (7, "usage_data_invalid"),
+        (8, "usage_time_in_future"),
+        (9, "usage_record_id_invalid"),
+        (10, "usage_line_malformed"),
+        (11, "usage_data_invalid"),
+    ]
+
+
+def test_json_lines_are_read_and_a_line_that_is_not_an_object_is_malformed() -> None:
+    lines = [
+        '{"record_id": "a", "card": "+60123456789", "used_at": "2026-12-04T07:00:00Z", '
+        '"data_used_mb": 7}',
+        "[1, 2]",
+        "{not json",
+        '{"record_id": "b", "card": "+60123456789", "used_at": "2026-12-04T07:00:00Z", '
+        '"data_used_mb": true}',
+    ]
+    items = list(reader().read(lines, UsageFormat.JSON_LINES))
+    assert isinstance(items[0], UsageLine) and items[0].data_used_mb == 7
+    assert [(item.line, item.code) for item in items[1:] if isinstance(item, LineProblem)] == [
+        (2, "usage_line_malformed"),
+        (3, "usage_line_malformed"),
+        (4, "usage_data_invalid"),
+    ]
+
+
+def test_a_csv_file_without_its_header_is_refused_whole() -> None:
+    with pytest.raises(InputError) as refused:
+        list(reader().read(["r1,+60123456789,2026-12-04T07:00:00Z,10\n"], UsageFormat.CSV))
+    assert refused.value.code == "usage_header_invalid"
+
+
+def test_the_format_is_told_by_extension_then_by_content() -> None:
+    assert detect_format("cdr.csv", "{") is UsageFormat.CSV
+    assert detect_format("cdr.JSONL", "record_id") is UsageFormat.JSON_LINES
+    assert detect_format("cdr.txt", ' {"record_id"') is UsageFormat.JSON_LINES
+    assert detect_format("cdr.txt", "record_id,card") is UsageFormat.CSV
+
+
+def test_a_signature_is_checked_over_the_body_and_its_age() -> None:
+    secret, body = b"secret", b'{"record_id": "a"}\n'
+    header = {SIGNATURE_HEADER: sign(secret, body, at=NOW)}
+    assert verify(secret, body, header, now=NOW, tolerance_s=300)
+    cases = {
+        "usage_signature_missing": ({}, NOW),
+        "usage_signature_invalid": ({SIGNATURE_HEADER: sign(b"other", body, at=NOW)}, NOW),
+        "usage_signature_expired": (header, NOW + dt.timedelta(seconds=301)),
+        "usage_timestamp_invalid": ({SIGNATURE_HEADER: "t=soon,v1=abc"}, NOW),
+    }
+    for code, (headers, now) in cases.items():
+        with pytest.raises(WebhookError) as refused:
+            verify(secret, body, headers, now=now, tolerance_s=300)
+        assert refused.value.code == code
+    with pytest.raises(WebhookError):
+        verify(secret, body + b" ", header, now=NOW, tolerance_s=300)

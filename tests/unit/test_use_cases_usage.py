@@ -1,0 +1,49 @@
+"""Usage on the in-memory fakes: the use cases' bookkeeping, without a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from topup.adapters.clock import FixedClock
+from topup.adapters.network.sandbox import SandboxNetwork
+from topup.bootstrap import build_in_memory
+from topup.domain.usage_files import UsageFormat
+from topup.services import queries
+from topup.services.demo import load_demo
+from topup.services.usage import import_usage, tell_network
+from topup.settings import LimitSettings, Settings
+
+NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+HEADER = "record_id,card,used_at,data_used_mb\n"
+
+
+def settings() -> Settings:
+    return Settings(
+        secret_key="dG9wdXAtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyEhISE=",
+        sandbox_journal="",
+        sandbox_sms_outbox="",
+        mail_outbox="",
+        network_latency_s=0,
+        usage_secret="s",
+    )
+
+
+async def test_batches_apply_each_record_once_and_bar_an_exhausted_card() -> None:
+    services, _ = build_in_memory(
+        settings(), limits=LimitSettings(usage_batch_size=2), clock=FixedClock(NOW)
+    )
+    await load_demo(services)
+    lines = (
+        [HEADER]
+        + [f"u{n},+60123456789,2026-11-25T0{n}:00:00Z,600\n" for n in range(1, 5)]
+        + ["u1,+60123456789,2026-11-25T01:00:00Z,600\n"]
+    )  # twice in one file
+    summary = await import_usage(services, lines, kind=UsageFormat.CSV)
+    assert (summary.applied, summary.duplicates, summary.debited_mb) == (4, 1, 2048)
+    assert summary.events == 1  # 848 MB left after the first batch, none after the second
+    view = await queries.balance(services, "+60123456789")
+    assert view.data_quota_mb == 0 and view.data_exhausted
+    assert await tell_network(services) == 1
+    network = services.network_data
+    assert isinstance(network, SandboxNetwork)
+    assert network.data_barred["+60123456789"] is True

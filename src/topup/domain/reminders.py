@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -177,6 +178,20 @@ class NewReminder:
     due_at: dt.datetime
     detail: Mapping[str, str | int] = field(default_factory=dict)
     period_end: dt.datetime | None = None
+
+
+# Reminders' and deliveries' ids are made from their unique keys (UUID 5), not drawn: the same
+# reminder found by two schedulers has one id, and the delivery's id (the provider's idempotency
+# key) is the same whoever queues it.
+_REMINDER_IDS = uuid.UUID("5d0c9a52-6f7e-4f1b-9a55-2b6f0f0c1e11")
+
+
+def reminder_id(card_id: str, kind: str, period: str) -> str:
+    return str(uuid.uuid5(_REMINDER_IDS, f"reminder|{card_id}|{kind}|{period}"))
+
+
+def delivery_id(reminder: str, channel: ReminderChannel) -> str:
+    return str(uuid.uuid5(_REMINDER_IDS, f"delivery|{reminder}|{channel.value}"))
 
 
 # --- quiet hours -----------------------------------------------------------------------------

@@ -24,9 +24,11 @@ from topup.domain.reminders import (
     Reminder,
     ReminderKind,
     ReminderStatus,
+    delivery_id,
     kind_name,
     offset_window,
     readable_events,
+    reminder_id,
 )
 from topup.ports import NumberedCardEvent
 from topup.services.auto_renewal import upcoming_auto_renewals
@@ -108,9 +110,14 @@ def _rows(
     policy = services.profile.reminders
     time_zone = services.profile.time_zone
     reminders, deliveries = [], []
+    seen: set[str] = set()
     for new in found:
+        made_id = reminder_id(new.card_id, new.kind, new.period)
+        if made_id in seen:
+            continue  # two events of one batch about the same (card, kind, period): one reminder
+        seen.add(made_id)
         reminder = Reminder(
-            id=services.new_id(),
+            id=made_id,
             card_id=new.card_id,
             period=new.period,
             kind=new.kind,
@@ -124,7 +131,7 @@ def _rows(
         for channel in CHANNELS:
             deliveries.append(
                 Delivery(
-                    id=services.new_id(),
+                    id=delivery_id(reminder.id, channel),
                     reminder_id=reminder.id,
                     channel=channel,
                     status=DeliveryStatus.QUEUED,

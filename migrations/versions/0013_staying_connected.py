@@ -114,11 +114,91 @@ def _downgrade_usage() -> None:
 
 
 def _upgrade_reminders() -> None:
-    pass
+    op.create_table(
+        "reminders",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("card_id", sa.String(36), nullable=False),
+        sa.Column("period", sa.String(32), nullable=False),
+        sa.Column("kind", sa.String(64), nullable=False),
+        sa.Column("period_end", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["card_id"], ["cards.id"], name="fk_reminders_card_id_cards"),
+        sa.PrimaryKeyConstraint("id", name="pk_reminders"),
+        sa.UniqueConstraint("card_id", "kind", "period", name="uq_reminders_card_id_kind_period"),
+    )
+    op.create_index(
+        "ix_reminders_card_id_kind_period_end", "reminders", ["card_id", "kind", "period_end"]
+    )
+    op.create_table(
+        "reminder_deliveries",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("reminder_id", sa.String(36), nullable=False),
+        sa.Column("channel", sa.String(8), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("claims", sa.Integer(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.String(64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reminder_id"], ["reminders.id"], name="fk_reminder_deliveries_reminder_id_reminders"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_reminder_deliveries"),
+        sa.UniqueConstraint(
+            "reminder_id", "channel", name="uq_reminder_deliveries_reminder_id_channel"
+        ),
+    )
+    op.create_index(
+        "ix_reminder_deliveries_status_next_attempt_at",
+        "reminder_deliveries",
+        ["status", "next_attempt_at"],
+    )
+    op.create_table(
+        "reminder_cursors",
+        sa.Column("name", sa.String(32), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_reminder_cursors"),
+    )
+    op.create_table(
+        "reminder_preferences",
+        sa.Column("card_id", sa.String(36), nullable=False),
+        sa.Column("channel", sa.String(8), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["card_id"], ["cards.id"], name="fk_reminder_preferences_card_id_cards"
+        ),
+        sa.PrimaryKeyConstraint("card_id", "channel", name="pk_reminder_preferences"),
+    )
+    op.create_table(
+        "push_subscriptions",
+        sa.Column("account_id", sa.String(36), nullable=False),
+        sa.Column("endpoint", sa.Text(), nullable=False),
+        sa.Column("p256dh", sa.String(128), nullable=False),
+        sa.Column("auth", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name="fk_push_subscriptions_account_id_accounts"
+        ),
+        sa.PrimaryKeyConstraint("account_id", name="pk_push_subscriptions"),
+    )
 
 
 def _downgrade_reminders() -> None:
-    pass
+    op.drop_table("push_subscriptions")
+    op.drop_table("reminder_preferences")
+    op.drop_table("reminder_cursors")
+    op.drop_index("ix_reminder_deliveries_status_next_attempt_at", table_name="reminder_deliveries")
+    op.drop_table("reminder_deliveries")
+    op.drop_index("ix_reminders_card_id_kind_period_end", table_name="reminders")
+    op.drop_table("reminders")
 
 
 # --- auto-renewal -------------------------------------------------------------------------------

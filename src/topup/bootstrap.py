@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # the adapters are imported where they are built: `topup --he
         Clock,
         Mailer,
         PaymentGateway,
+        PushOutcome,
+        PushSender,
+        PushSubscription,
         RateLimiter,
         ReceiptDrawer,
         SmsSender,
@@ -262,6 +265,9 @@ def build_services(
         receipt_drawer=_receipt_drawer(settings),
         public_url=settings.public_url.rstrip("/"),
         sms=_sms(settings, clock),
+        push=_push(
+            settings, clock, [] if closers is None else closers, limits.reminders.push_timeout_s
+        ),
     )
     services.usage_secret = usage_secret(settings).encode()
     if database_unavailable is not None:
@@ -295,6 +301,65 @@ def _sms(settings: Settings, clock: Clock) -> SmsSender:
         outbox=settings.sandbox_sms_outbox or None,
         clock=clock.now,
     )
+
+
+def ensure_push_keys(settings: Settings) -> Path:
+    """The VAPID key pair of Web Push (`topup init`): made once into
+    TOPUP_VAPID_PRIVATE_KEY_FILE (mode 0600), like the secret key."""
+    from topup.adapters.notify.web_push import ensure_vapid_key
+
+    return ensure_vapid_key(Path(settings.vapid_private_key_file))
+
+
+def _push(
+    settings: Settings,
+    clock: Clock,
+    closers: list[Callable[[], Awaitable[None]]],
+    timeout_s: float,
+) -> PushSender:
+    sender = _PushOnFirstUse(settings, clock, timeout_s)
+    closers.append(sender.aclose)
+    return sender
+
+
+class _PushOnFirstUse:
+    """The Web Push sender, built when first used (its key read, its HTTP client made), so that
+    commands that send nothing pay nothing."""
+
+    def __init__(self, settings: Settings, clock: Clock, timeout_s: float) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._sender: PushSender | None = None
+        self._close: Callable[[], Awaitable[None]] | None = None
+
+    def _built(self) -> PushSender:
+        if self._sender is None:
+            from topup.adapters.notify.web_push import WebPushSender
+
+            made = WebPushSender(
+                ensure_push_keys(self._settings),
+                subject=self._settings.vapid_subject,
+                timeout_s=self._timeout_s,
+                clock=self._clock.now,
+            )
+            self._sender, self._close = made, made.aclose
+        return self._sender
+
+    @property
+    def public_key(self) -> str:
+        return self._built().public_key
+
+    async def send(
+        self, subscription: PushSubscription, payload: bytes, *, idempotency_key: str, ttl_s: int
+    ) -> PushOutcome:
+        return await self._built().send(
+            subscription, payload, idempotency_key=idempotency_key, ttl_s=ttl_s
+        )
+
+    async def aclose(self) -> None:
+        if self._close is not None:
+            await self._close()
 
 
 def _rate_limiter(

@@ -129,6 +129,25 @@ class FleetLimits:
     fleet_policy_cards_max: int  # cards one "apply the policy" request reaches
 
 
+class ReminderLimits:
+    """Reminders (issue 11): batches, leases, retries, and sending rates per provider (over the
+    rate a message waits; it is never dropped)."""
+
+    reminder_batch_size: int
+    reminder_batches_per_pass_max: int
+    reminder_interval_s: float
+    reminder_lease_s: float
+    reminder_send_attempts_max: int
+    reminder_retry_base_s: float
+    reminder_retry_cap_s: float
+    reminder_event_gap_wait_s: float
+    reminder_sms_per_minute_max: int
+    reminder_email_per_minute_max: int
+    reminder_push_per_minute_max: int
+    push_timeout_s: float
+    push_ttl_s: int
+
+
 @dataclass(frozen=True, slots=True)
 class UsageLimits:
     """Usage records (issue 11): records per transaction and per signed request, the largest
@@ -176,6 +195,7 @@ class Limits:
     idempotency: IdempotencyLimits
     mail: MailLimits
     fleets: FleetLimits
+    reminders: ReminderLimits
     usage: UsageLimits
     auto_renewal: AutoRenewalLimits
 
@@ -191,6 +211,7 @@ GROUPS: dict[str, type] = {
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
     "fleets": FleetLimits,
+    "reminders": ReminderLimits,
     "usage": UsageLimits,
     "auto_renewal": AutoRenewalLimits,
 }

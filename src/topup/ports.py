@@ -67,6 +67,7 @@ from topup.domain.records import (
     StalledRenewal,
     UnbalancedEntry,
 )
+from topup.domain.reminders import Delivery, DeliveryStatus, Reminder
 from topup.domain.renewal import RenewalStatus, Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
 from topup.domain.usage import InsertedUsage, NetworkChange, UsageRecord, UsageState
@@ -920,6 +921,158 @@ class BulkRenewalRepository(Protocol):
         ...
 
 
+# --- reminders (issue 11) ---
+
+
+@dataclass(frozen=True, slots=True)
+class NumberedCardEvent:
+    """A card event with its position in the table (what the reminder cursor counts)."""
+
+    id: int
+    card_id: str
+    kind: str
+    at: dt.datetime
+    detail: dict[str, str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A browser's Web Push subscription (RFC 8030): where to post, and the keys (RFC 8291) the
+    message is encrypted to. Not a secret to the push service, but personal: kept per account."""
+
+    endpoint: str
+    p256dh: str  # the browser's P-256 public key, base64url
+    auth: str  # the browser's 16-byte authentication secret, base64url
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderRecipient:
+    """Where a card's reminders go and in which language: the account that linked the card
+    first (its e-mail, language and push subscription), else the card's own e-mail and the
+    profile's default language."""
+
+    card: Card
+    email: str
+    language: str
+    push: PushSubscription | None
+    account_id: str | None
+
+
+class ReminderRepository(Protocol):
+    async def due_by_date(
+        self,
+        *,
+        kind: str,
+        status: str,
+        ends_after: dt.datetime,
+        ends_by: dt.datetime,
+        end_offset_days: int,
+        limit: int,
+    ) -> list[Card]:
+        """Prepaid cards in ``status`` whose validity end plus ``end_offset_days`` (grace) is in
+        (ends_after, ends_by] and that have no reminder of ``kind`` for that validity end, by
+        index, at most ``limit``."""
+        ...
+
+    async def add_reminders(
+        self, reminders: Sequence[Reminder], deliveries: Sequence[Delivery]
+    ) -> set[str]:
+        """Insert reminders (one whose (card, kind, period) is taken is left out) and the
+        deliveries of those inserted. Returns the ids inserted."""
+        ...
+
+    async def cursor(self, name: str, *, at: dt.datetime) -> int:
+        """The cursor's position, its row locked until commit (made at 0 if missing)."""
+        ...
+
+    async def move_cursor(self, name: str, position: int, *, at: dt.datetime) -> None: ...
+
+    async def card_events_after(self, position: int, *, limit: int) -> list[NumberedCardEvent]:
+        """Card events with an id above ``position``, by id."""
+        ...
+
+    async def claim_deliveries(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[Delivery]:
+        """Lease queued deliveries due at ``now`` (next_attempt_at moves to ``lease_until``,
+        claims goes up by one); another claim skips them until the lease ends."""
+        ...
+
+    async def reminders_by_id(self, reminder_ids: Sequence[str]) -> dict[str, Reminder]: ...
+
+    async def recipients(self, card_ids: Sequence[str]) -> dict[str, ReminderRecipient]: ...
+
+    async def finish_delivery(
+        self,
+        delivery: Delivery,
+        status: DeliveryStatus,
+        *,
+        at: dt.datetime,
+        error: str | None = None,
+    ) -> bool:
+        """Mark a claimed delivery finished if this claim still holds it (False otherwise)."""
+        ...
+
+    async def defer_delivery(
+        self,
+        delivery: Delivery,
+        *,
+        until: dt.datetime,
+        at: dt.datetime,
+        failed_attempt: bool,
+        error: str | None = None,
+    ) -> bool:
+        """Give a claimed delivery back, due at ``until`` (an attempt counted if it failed)."""
+        ...
+
+    async def settle_reminders(self, reminder_ids: Sequence[str], *, at: dt.datetime) -> None:
+        """Reminders whose every delivery is finished become done (cancelled if all were)."""
+        ...
+
+    async def preferences(self, card_ids: Sequence[str]) -> dict[tuple[str, str], bool]:
+        """``{(card id, channel): enabled}`` for the rows there are (none: on)."""
+        ...
+
+    async def set_preference(
+        self, card_id: str, channel: str, *, enabled: bool, at: dt.datetime
+    ) -> None: ...
+
+    async def save_push_subscription(
+        self, account_id: str, subscription: PushSubscription, *, at: dt.datetime
+    ) -> None: ...
+
+    async def push_subscription(self, account_id: str) -> PushSubscription | None: ...
+
+    async def forget_push_subscription(self, account_id: str, *, endpoint: str | None) -> bool:
+        """Drop the account's subscription (only if it is ``endpoint``, when given)."""
+        ...
+
+    async def deliveries_of_card(
+        self, card_id: str, *, limit: int
+    ) -> list[tuple[Reminder, Delivery]]:
+        """A card's reminders and their deliveries, newest first."""
+        ...
+
+
+class PushOutcome(StrEnum):
+    SENT = "sent"  # the push service took it (201)
+    GONE = "gone"  # the subscription is no more (404, 410): forget it
+
+
+class PushSender(Protocol):
+    """Web Push (RFC 8030, 8291, 8292). Raises TopupError (retryable) when the push service is
+    down, slow or throttling."""
+
+    @property
+    def public_key(self) -> str:
+        """The VAPID public key, base64url (the page's applicationServerKey)."""
+        ...
+
+    async def send(
+        self, subscription: PushSubscription, payload: bytes, *, idempotency_key: str, ttl_s: int
+    ) -> PushOutcome: ...
+
+
 # --- usage (issue 11) ---
 
 
@@ -1145,6 +1298,8 @@ class UnitOfWork(Protocol):
     @property
     def bulk_renewals(self) -> BulkRenewalRepository: ...
     @property
+    def reminders(self) -> ReminderRepository: ...
+    @property
     def usage(self) -> UsageRepository: ...
     @property
     def auto_renewals(self) -> AutoRenewalRepository: ...
@@ -1177,14 +1332,23 @@ class RateLimiter(Protocol):
 
 
 class SmsSender(Protocol):
-    async def send(self, msisdn: str, text: str) -> None:
-        """Send a text message to a card's number; raises TopupError (retryable) if it cannot."""
+    async def send(self, msisdn: str, text: str, *, idempotency_key: str | None = None) -> None:
+        """Send a text message to a card's number; raises TopupError (retryable) if it cannot.
+        A second send with the same ``idempotency_key`` sends nothing."""
         ...
 
 
 class Mailer(Protocol):
-    async def send(self, recipient: str, subject: str, body: str) -> None:
-        """Send an e-mail; raises TopupError (retryable) if the mail server refuses or is down."""
+    async def send(
+        self,
+        recipient: str,
+        subject: str,
+        body: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send an e-mail (with extra ``headers``, e.g. List-Unsubscribe); raises TopupError
+        (retryable) if the mail server refuses or is down."""
         ...
 
 

@@ -120,6 +120,23 @@ class LimitSettings(BaseSettings):
     bulk_upload_bytes_max: int = Field(1_048_576, ge=1024, le=1_048_576)
     fleet_policy_batch_size: int = Field(200, ge=1, le=10_000)
     fleet_policy_cards_max: int = Field(5000, ge=1, le=1_000_000)
+    # Reminders (README "Reminders"): cards or deliveries taken at once, how often the worker
+    # looks, a claimed delivery's lease, sends of one delivery before it is given up and their
+    # backoff, how long a gap in the card events' ids is waited for (a transaction still
+    # writing), and messages per minute per provider (across workers when Redis is set).
+    reminder_batch_size: int = Field(200, ge=1, le=10_000)
+    reminder_batches_per_pass_max: int = Field(20, ge=1, le=1000)
+    reminder_interval_s: float = Field(30.0, gt=0)
+    reminder_lease_s: float = Field(120.0, gt=0)
+    reminder_send_attempts_max: int = Field(8, ge=1, le=100)
+    reminder_retry_base_s: float = Field(30.0, gt=0)
+    reminder_retry_cap_s: float = Field(3600.0, gt=0)
+    reminder_event_gap_wait_s: float = Field(60.0, ge=0)
+    reminder_sms_per_minute_max: int = Field(600, ge=1)
+    reminder_email_per_minute_max: int = Field(600, ge=1)
+    reminder_push_per_minute_max: int = Field(1200, ge=1)
+    push_timeout_s: float = Field(10.0, gt=0, le=120)
+    push_ttl_s: int = Field(86_400, ge=0, le=2_419_200)
     # Usage (issue 11): records written per transaction, records one signed request may carry,
     # bad lines listed in a summary, the largest record, how far in the future a record's time
     # and a signature's may be (and how old a signature), the share of a period's quota that is
@@ -223,6 +240,10 @@ class Settings(BaseSettings):
     # Redis (redis://host:port/db) shared by every server process for rate limits; empty: each
     # process counts in its own memory.
     redis_url: str = ""
+    # Web Push (reminders to the installed app): the VAPID key pair, made by `topup init` into
+    # this file (mode 0600) when missing, and the contact the push services are given.
+    vapid_private_key_file: str = "var/vapid-private.pem"
+    vapid_subject: str = "mailto:no-reply@topup.example"
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -61,6 +61,7 @@ SITE_ENVIRONMENT = {
     "TOPUP_WALLET_APPROVAL_DELAY_S": "1.0",
     "TOPUP_SMS_LATENCY_S": "0.01",
     "TOPUP_WORKER_IDLE_SLEEP_S": "0.1",
+    "TOPUP_REMINDER_INTERVAL_S": "1",  # reminders queued within a second (test_reminders.py)
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from topup.domain.reminders import ReminderPolicy
 from topup.domain.tax import NO_TAX, TaxRule
 
 
@@ -44,6 +45,8 @@ class OperatorProfile:
     support: SupportContact | None = None  # customer service; None: the profile names none
     # Tax on invoices (``[tax]``): its rates and whether prices include them; none by default.
     tax: TaxRule = NO_TAX
+    # [reminders]: offsets before validity and grace end, quiet hours (domain.reminders).
+    reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
 
     @property
     def default_locale(self) -> str:

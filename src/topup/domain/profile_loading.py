@@ -17,6 +17,7 @@ import phonenumbers
 from topup.domain.errors import InputError
 from topup.domain.money import minor_unit_digits
 from topup.domain.profile import OperatorProfile, SupportContact
+from topup.domain.reminders import policy_from_table
 from topup.domain.tax import NO_TAX, tax_rule_from_table
 
 grace_period_days_max = 365
@@ -38,7 +39,7 @@ _REQUIRED_FIELDS = (
     "grace_period_days",
     "locales",
 )
-_OPTIONAL_FIELDS = ("terms", "postpaid_bill_due_days", "support", "tax")
+_OPTIONAL_FIELDS = ("terms", "postpaid_bill_due_days", "support", "tax", "reminders")
 _SUPPORT_FIELDS = ("phone", "email", "hours")
 _PROFILE_CODE = re.compile(r"[a-z][a-z0-9_]*")
 _COUNTRY_CODE = re.compile(r"[A-Z]{2}")
@@ -93,6 +94,7 @@ def profile_from_toml(text: str) -> OperatorProfile:
         ),
         support=_support(data, locales),
         tax=tax_rule_from_table(data["tax"]) if "tax" in data else NO_TAX,
+        reminders=policy_from_table(data.get("reminders")),
     )
 
 

@@ -24,6 +24,8 @@ from topup.services.context import Services
 from topup.services.fleets.bulk import process_bulk_lines
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
+from topup.services.reminders.scheduling import queue_due_reminders
+from topup.services.reminders.sending import send_due_deliveries
 from topup.services.usage import tell_network
 
 EVERY_ROUND_S = 0.0  # a pass with this interval runs in every round of the loop
@@ -57,6 +59,20 @@ async def forget_sign_in_attempts(services: Services) -> int:
 async def renew_bulk_lines(services: Services) -> int:
     """Lines of organisations' bulk renewals, a bounded batch at a time."""
     return await process_bulk_lines(services)
+
+
+async def queue_reminders(services: Services) -> int:
+    """Reminders due from the cards' dates and events, each (card, period, kind) once."""
+    return await queue_due_reminders(services)
+
+
+async def send_reminders(services: Services) -> int:
+    """A batch of due reminder deliveries (SMS, e-mail, push), each once."""
+    return await send_due_deliveries(services)
+
+
+def reminder_interval(limits: Limits) -> float:
+    return limits.reminders.reminder_interval_s
 
 
 async def bar_exhausted_cards(services: Services) -> int:
@@ -100,6 +116,8 @@ PASSES: tuple[Pass, ...] = (
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
     Pass("bulk renewals", renew_bulk_lines, every_round),
+    Pass("reminders queued", queue_reminders, reminder_interval),
+    Pass("reminders sent", send_reminders, every_round),
     Pass("data bars", bar_exhausted_cards, every_round),
     Pass("auto-renewals", auto_renew_cards, every_round),
     Pass("auto top-ups", auto_top_up_cards, lifecycle_interval),

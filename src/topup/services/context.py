@@ -18,6 +18,7 @@ from topup.ports import (
     NetworkDataAccess,
     NetworkProvisioner,
     PaymentGateway,
+    PushSender,
     RateLimiter,
     ReceiptDrawer,
     SmsSender,
@@ -49,6 +50,7 @@ class Services:
     sms: SmsSender | None = None  # one-time codes to a card's number (accounts linking cards)
     mailer: Mailer | None = None  # receipts, card-number recovery, account links
     receipt_drawer: ReceiptDrawer | None = None  # receipts as PDF (pages; None: not offered)
+    push: PushSender | None = None  # reminders to the installed app (Web Push; None: not offered)
     # The web site's base address (TOPUP_PUBLIC_URL): links e-mailed to subscribers start with it.
     public_url: str = "http://127.0.0.1:8000"
     random: random.Random = field(default_factory=random.Random)

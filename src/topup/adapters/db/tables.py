@@ -529,6 +529,85 @@ Index(
 # Reminders (one per card, period and kind), their deliveries per channel, preferences, push
 # subscriptions.
 
+# A reminder: at most one per (card, validity period, kind), enforced here. ``period_end`` is the
+# period's date (the card's validity end it was made for), which the scheduler compares with the
+# card's to find the cards still without one, by index.
+reminders = Table(
+    "reminders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("card_id", ID, ForeignKey("cards.id"), nullable=False),
+    Column("period", String(32), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("period_end", UtcDateTime),
+    Column("status", String(16), nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("card_id", "kind", "period", name="uq_reminders_card_id_kind_period"),
+)
+Index(
+    "ix_reminders_card_id_kind_period_end",
+    reminders.c.card_id,
+    reminders.c.kind,
+    reminders.c.period_end,
+)
+
+# One delivery per reminder and channel, enforced here; its id is the provider's idempotency key.
+# A claim leases it (next_attempt_at moves past the lease, claims goes up by one).
+reminder_deliveries = Table(
+    "reminder_deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("reminder_id", ID, ForeignKey("reminders.id"), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("claims", Integer, nullable=False),
+    Column("sent_at", UtcDateTime),
+    Column("last_error", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("reminder_id", "channel", name="uq_reminder_deliveries_reminder_id_channel"),
+)
+Index(
+    "ix_reminder_deliveries_status_next_attempt_at",
+    reminder_deliveries.c.status,
+    reminder_deliveries.c.next_attempt_at,
+)
+
+# How far the scheduler has read the card events (a durable cursor, one row per reader).
+reminder_cursors = Table(
+    "reminder_cursors",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A card's channel turned off (or on again); no row: on.
+reminder_preferences = Table(
+    "reminder_preferences",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("channel", String(8), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The installed app's Web Push subscription, one per account (the newest replaces the last).
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("account_id", ID, ForeignKey("accounts.id"), primary_key=True),
+    Column("endpoint", Text, nullable=False),
+    Column("p256dh", String(128), nullable=False),
+    Column("auth", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
 # (end of reminders)
 
 

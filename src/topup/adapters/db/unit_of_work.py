@@ -23,6 +23,7 @@ from topup.adapters.db.payment_card_locks import PaymentCardLockRepository
 from topup.adapters.db.payments import PaymentRepository
 from topup.adapters.db.plans import PlanRepository
 from topup.adapters.db.receipts import ReceiptQueries
+from topup.adapters.db.reminders import ReminderRepository
 from topup.adapters.db.renewals import RenewalRepository
 from topup.adapters.db.saved_payment_cards import SavedPaymentCardRepository
 from topup.adapters.db.usage import UsageRepository
@@ -50,6 +51,7 @@ class SqlUnitOfWork:
     account_history: AccountHistoryQueries
     organisations: OrganisationRepository
     bulk_renewals: BulkRenewalRepository
+    reminders: ReminderRepository
     usage: UsageRepository
     auto_renewals: AutoRenewalRepository
 
@@ -99,6 +101,7 @@ class SqlUnitOfWork:
         self.account_history = AccountHistoryQueries(connection)
         self.organisations = OrganisationRepository(connection)
         self.bulk_renewals = BulkRenewalRepository(connection)
+        self.reminders = ReminderRepository(connection)
         self.usage = UsageRepository(connection)
         self.auto_renewals = AutoRenewalRepository(connection)
         return self

@@ -22,6 +22,7 @@ from topup.domain.records import (
     PaymentRecord,
     RenewalRecord,
 )
+from topup.domain.reminders import Delivery, Reminder
 from topup.domain.renewal import Transition
 from topup.domain.saved_payment_cards import SavedPaymentCard
 from topup.domain.usage import UsageRecord, UsageState
@@ -83,6 +84,11 @@ class Tables:
     bulk_runs: dict[str, BulkRun] = field(default_factory=dict)
     bulk_lines: dict[int, tuple[BulkLine, dt.datetime | None]] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)  # by number
+    reminders: dict[str, Reminder] = field(default_factory=dict)
+    reminder_deliveries: dict[str, Delivery] = field(default_factory=dict)
+    reminder_cursors: dict[str, int] = field(default_factory=dict)
+    reminder_preferences: dict[tuple[str, str], bool] = field(default_factory=dict)
+    push_subscriptions: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # by account
     # usage (issue 11): records by id (with whether each counted), states by card (with when
     # the network is next to be told), signed deliveries by signature.
     usage_records: dict[str, tuple[UsageRecord, bool]] = field(default_factory=dict)

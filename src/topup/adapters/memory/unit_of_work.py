@@ -23,6 +23,7 @@ from topup.adapters.memory.payment_card_locks import MemoryPaymentCardLockReposi
 from topup.adapters.memory.payments import MemoryPaymentRepository
 from topup.adapters.memory.plans import MemoryPlanRepository
 from topup.adapters.memory.receipts import MemoryReceiptQueries
+from topup.adapters.memory.reminders import MemoryReminderRepository
 from topup.adapters.memory.renewals import MemoryRenewalRepository
 from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
 from topup.adapters.memory.tables import Tables
@@ -64,6 +65,7 @@ class FakeUnitOfWork:
     idempotency: MemoryIdempotencyRepository
     organisations: MemoryOrganisationRepository
     bulk_renewals: MemoryBulkRenewalRepository
+    reminders: MemoryReminderRepository
     usage: MemoryUsageRepository
     auto_renewals: MemoryAutoRenewalRepository
 
@@ -100,6 +102,7 @@ class FakeUnitOfWork:
         self.idempotency = MemoryIdempotencyRepository(tables)
         self.organisations = MemoryOrganisationRepository(tables)
         self.bulk_renewals = MemoryBulkRenewalRepository(tables)
+        self.reminders = MemoryReminderRepository(tables)
         self.usage = MemoryUsageRepository(tables)
         self.auto_renewals = MemoryAutoRenewalRepository(tables)
         return self

@@ -12,8 +12,8 @@ import datetime as dt
 import os
 import secrets
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from topup.adapters.notify.smtp import compose, mail_unavailable
@@ -29,6 +29,7 @@ class SentMail:
     recipient: str
     subject: str
     body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class OutboxMailer:
@@ -47,10 +48,22 @@ class OutboxMailer:
         self._clock = clock
         self._files_max = files_max
 
-    async def send(self, recipient: str, subject: str, body: str) -> None:
+    async def send(
+        self,
+        recipient: str,
+        subject: str,
+        body: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         at = self._clock()
         message = compose(
-            sender=self.sender, recipient=recipient, subject=subject, body=body, at=at
+            sender=self.sender,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            at=at,
+            headers=headers,
         )
         name = f"{at.astimezone(dt.UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.eml"
         try:
@@ -77,10 +90,17 @@ class MemoryMailer:
         self.failing = False
         self._arrived = asyncio.Event()
 
-    async def send(self, recipient: str, subject: str, body: str) -> None:
+    async def send(
+        self,
+        recipient: str,
+        subject: str,
+        body: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         if self.failing:
             raise mail_unavailable("the test mail server is down")
-        self.sent.append(SentMail(recipient, subject, body))
+        self.sent.append(SentMail(recipient, subject, body, dict(headers or {})))
         self._arrived.set()
 
     def to(self, recipient: str) -> list[SentMail]:

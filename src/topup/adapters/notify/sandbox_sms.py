@@ -3,6 +3,11 @@
 - Each ``send`` waits ``latency_s`` (as a provider's HTTP call would), then fails for a fraction
   ``failure_rate`` of messages (drawn from a generator seeded with ``seed``) with the retryable
   error ``sms_unavailable``, as a provider that is down or throttling would.
+- A message sent with an ``idempotency_key`` (a reminder's delivery id) is sent once: the same
+  key again sends nothing (the last ``keys_max`` keys are remembered), as a provider that takes
+  idempotency keys would; ``duplicates`` counts the sends it so dropped. With an outbox, the keys
+  are also files in ``<outbox>.keys/`` (made with O_EXCL), so processes sharing the outbox (two
+  workers) share them too.
 - A message sent is kept in memory (the last ``kept_max``; tests read codes from there, see
   ``last_to``) and appended as one JSON line to ``outbox`` when one is given, so that a demo
   user can read the code "their phone" received (``topup sandbox-sms``). The outbox plays the
@@ -25,6 +30,8 @@ from topup.adapters.private_files import make_private_directory
 from topup.domain.errors import InvariantError, TopupError
 
 KEPT_MAX = 100  # messages remembered in memory
+KEYS_MAX = 100_000  # idempotency keys remembered in memory
+KEY_LENGTH_MAX = 64
 TEXT_LENGTH_MAX = 480  # a few concatenated SMS segments; a longer text is our bug
 MSISDN_DIGITS_MAX = 15  # E.164
 
@@ -68,12 +75,15 @@ class SandboxSms:
         self._outbox = Path(outbox) if outbox else None
         self._clock = clock
         self._sent: deque[SentSms] = deque(maxlen=kept_max)
+        self._keys: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+        self.duplicates = 0
+        self.accepted = 0
 
     @property
     def outbox(self) -> Path | None:
         return self._outbox
 
-    async def send(self, msisdn: str, text: str) -> None:
+    async def send(self, msisdn: str, text: str, *, idempotency_key: str | None = None) -> None:
         digits = msisdn[1:]
         if (
             not (msisdn.startswith("+") and digits.isascii() and digits.isdigit())
@@ -90,10 +100,40 @@ class SandboxSms:
                 code="sms_unavailable",
                 retryable=True,
             )
+        if idempotency_key is not None and not await self._first_send(idempotency_key):
+            self.duplicates += 1
+            return  # sent already: a provider answers the first send's result again
         message = SentSms(msisdn=msisdn, text=text, sent_at=self._clock().isoformat())
+        self.accepted += 1
         self._sent.append(message)
         if self._outbox is not None:
             await asyncio.to_thread(self._append, message)
+
+    async def _first_send(self, key: str) -> bool:
+        """Whether no message was sent with ``key`` yet (and remember it). With an outbox, the
+        keys are files beside it, made with O_EXCL: every process sending through the same
+        outbox sees them, as every client of one provider would."""
+        if not key.replace("-", "").isalnum() or len(key) > KEY_LENGTH_MAX:
+            raise InvariantError("an idempotency key is letters, digits and '-'")
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        if len(self._keys) > KEYS_MAX:
+            del self._keys[next(iter(self._keys))]
+        if self._outbox is None:
+            return True
+        return await asyncio.to_thread(self._claim_key_file, key)
+
+    def _claim_key_file(self, key: str) -> bool:
+        if self._outbox is None:
+            return True
+        folder = self._outbox.parent / (self._outbox.name + ".keys")
+        make_private_directory(folder)
+        try:
+            os.close(os.open(folder / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return False
+        return True
 
     def _append(self, message: SentSms) -> None:
         """One ``write`` of one whole line: concurrent senders never interleave inside a line."""

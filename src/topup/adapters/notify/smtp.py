@@ -12,9 +12,10 @@ as a retryable ``TopupError`` ``mail_unavailable``; a test lists the errors that
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import email.utils
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -89,17 +90,44 @@ def _url_invalid() -> InputError:
     )
 
 
+# Headers a caller may add (``headers``): the rest are this module's to write.
+EXTRA_HEADERS = frozenset(
+    {"list-unsubscribe", "list-unsubscribe-post", "message-id", "auto-submitted", "x-entity-ref-id"}
+)
+HEADER_LENGTH_MAX = 900  # characters: within RFC 5322's 998 with the header's name
+HEADER_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 def compose(
-    *, sender: str, recipient: str, subject: str, body: str, at: dt.datetime
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    at: dt.datetime,
+    headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
-    """A plain-text UTF-8 message with the headers every mail server expects."""
-    message = EmailMessage()
+    """A plain-text UTF-8 message with the headers every mail server expects, and the caller's
+    ``headers`` among ``EXTRA_HEADERS`` (List-Unsubscribe, a Message-ID of its own...)."""
+    extra = dict(headers or {})
+    for name, value in extra.items():
+        if name.lower() not in EXTRA_HEADERS or len(value) > HEADER_LENGTH_MAX:
+            raise InputError(f"header {name!r} may not be set here", code="mail_header_invalid")
+        if "\r" in value or "\n" in value:
+            raise InputError(f"header {name!r} spans lines", code="mail_header_invalid")
+    # Lines up to RFC 5322's 998 characters: a List-Unsubscribe address has no blank to fold
+    # at, and folding it would encode it (RFC 2047), which mail programs do not read as a URL.
+    message = EmailMessage(policy=HEADER_POLICY)
     message["From"] = sender
     message["To"] = recipient
     message["Subject"] = " ".join(subject.split())[:SUBJECT_LENGTH_MAX]
     message["Date"] = email.utils.format_datetime(at.astimezone(dt.UTC))
     domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "topup.invalid"
-    message["Message-ID"] = email.utils.make_msgid(domain=domain)
+    given_id = next((value for name, value in extra.items() if name.lower() == "message-id"), None)
+    message["Message-ID"] = given_id or email.utils.make_msgid(domain=domain)
+    for name, value in extra.items():
+        if name.lower() != "message-id":
+            message[name] = value
     message.set_content(body[:BODY_LENGTH_MAX])
     return message
 
@@ -131,9 +159,21 @@ class SmtpMailer:
         self._clock = clock
         self._tls_context = tls_context
 
-    async def send(self, recipient: str, subject: str, body: str) -> None:
+    async def send(
+        self,
+        recipient: str,
+        subject: str,
+        body: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         message = compose(
-            sender=self.sender, recipient=recipient, subject=subject, body=body, at=self._clock()
+            sender=self.sender,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            at=self._clock(),
+            headers=headers,
         )
         server = self.server
         starttls = {"auto": None, "required": True, "off": False}[server.starttls]

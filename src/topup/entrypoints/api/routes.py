@@ -8,6 +8,7 @@ from topup.entrypoints.api import accounts as account_routes
 from topup.entrypoints.api import cards, health, renewals, webhooks
 from topup.entrypoints.api import receipts as receipt_routes
 from topup.entrypoints.api import recovery as recovery_routes
+from topup.entrypoints.api import reminders as reminder_routes
 from topup.entrypoints.api import usage as usage_routes
 
 ROUTERS: list[APIRouter] = [
@@ -18,5 +19,6 @@ ROUTERS: list[APIRouter] = [
     webhooks.router,
     receipt_routes.router,
     recovery_routes.router,
+    reminder_routes.router,
     usage_routes.router,
 ]

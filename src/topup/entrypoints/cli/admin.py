@@ -29,10 +29,11 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create or upgrade the database schema; with --demo, load demo data."""
-    from topup.bootstrap import load_settings, migrate, usage_secret
+    from topup.bootstrap import ensure_push_keys, load_settings, migrate, usage_secret
     from topup.services.demo import load_demo
 
     settings = load_settings()
+    ensure_push_keys(settings)  # Web Push's VAPID key pair, once (var/, mode 0600)
     try:
         migrate(settings.database_url)
     except Exception as error:

@@ -13,7 +13,9 @@
   with the offline page. It never keeps a page (accounts, renewals, status, receipts, checkout:
   every page is personal or may be), never touches a request other than GET, and never queues a
   payment: a payment sent offline fails, and the subscriber sends it again (one checkout = one
-  idempotency key, so it cannot be charged twice).
+  idempotency key, so it cannot be charged twice). A Web Push message (a reminder: title, body,
+  link, tag) is shown as a notification; its tag is the reminder's, so a repeat replaces it
+  rather than showing it twice; a tap opens the link (this site's pages only).
 - ``/offline``: what the service worker shows when the network is gone.
 """
 
@@ -54,7 +56,8 @@ ICONS = (  # (file under static/portal/app, size, purpose)
 )
 NO_CACHE = "no-cache"
 # The worker's own policy: it may fetch this site's files (to keep the shell), nothing else.
-SERVICE_WORKER_POLICY = "default-src 'none'; connect-src 'self'; script-src 'self'"
+SERVICE_WORKER_POLICY = "default-src 'none'; connect-src 'self'; script-src 'self'; img-src 'self'"
+NOTIFICATION_ICON = "portal/app/icon-192.png"  # shown beside a reminder's notification
 
 
 @router.get(START_PATH)
@@ -139,6 +142,7 @@ def service_worker(request: Request) -> ServiceWorker:
         f"const VERSION = {json.dumps(version)};\n"
         f"const OFFLINE_URL = {json.dumps(OFFLINE_PATH)};\n"
         f"const SHELL = {json.dumps(shell, indent=1)};\n"
+        f"const ICON = {json.dumps(renderer_of(request).static.url(NOTIFICATION_ICON))};\n"
     )
     made = ServiceWorker(constants + code, version)
     request.app.state.service_worker = made

@@ -12,6 +12,7 @@ from topup.entrypoints.web.portal import (
     home,
     installable,
     recovery,
+    reminders,
     renewal,
     renewal_payment,
     status,
@@ -27,6 +28,8 @@ router.include_router(recovery.router)
 router.include_router(help_pages.router)
 router.include_router(installable.router)
 router.include_router(account.router)  # its signed-in pages carry ``require_account`` themselves
+router.include_router(reminders.router)  # unsubscribing from an e-mail's link: anyone
+router.include_router(reminders.signed_in_router)  # carries ``require_account`` itself
 
 HERE = Path(__file__).parent
 CHANNEL = Channel(

@@ -1,6 +1,6 @@
 // The app's service worker, served at /service-worker.js, after the constants the server puts
-// before this code: VERSION, OFFLINE_URL and SHELL (the versioned URLs of the CSS, scripts and
-// icons).
+// before this code: VERSION, OFFLINE_URL, SHELL (the versioned URLs of the CSS, scripts and
+// icons) and ICON (the notifications' icon).
 //
 // What it keeps: the shell and the offline page (in the language last chosen), nothing else. Pages are never kept (accounts,
 // renewals, status, receipts, checkout: every page is personal or may be): a navigation goes to
@@ -58,4 +58,34 @@ self.addEventListener("fetch", function (event) {
     );
   }
   // Anything else (live status, partials, the API, receipts' PDFs): the network, not kept.
+});
+
+// A reminder sent by Web Push: shown as a notification. Its tag is the reminder's, so the same
+// reminder arriving twice replaces the first instead of showing a second one.
+self.addEventListener("push", function (event) {
+  var data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch (error) {
+    data = { body: event.data ? event.data.text() : "" };
+  }
+  var options = { body: data.body || "", icon: ICON, badge: ICON, data: { url: data.url || "/" } };
+  if (data.tag) options.tag = data.tag;
+  if (data.lang) options.lang = data.lang;
+  event.waitUntil(self.registration.showNotification(data.title || "topup", options));
+});
+
+// A tap on a notification opens its link, a page of this site only (else the home page).
+self.addEventListener("notificationclick", function (event) {
+  event.notification.close();
+  var target = new URL((event.notification.data && event.notification.data.url) || "/", self.location.origin);
+  if (target.origin !== self.location.origin) target = new URL("/", self.location.origin);
+  event.waitUntil(
+    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then(function (windows) {
+      for (var i = 0; i < windows.length; i++) {
+        if (windows[i].url === target.href && "focus" in windows[i]) return windows[i].focus();
+      }
+      return self.clients.openWindow(target.href);
+    })
+  );
 });

@@ -129,6 +129,7 @@ class FleetLimits:
     fleet_policy_cards_max: int  # cards one "apply the policy" request reaches
 
 
+@dataclass(frozen=True, slots=True)
 class ReminderLimits:
     """Reminders (issue 11): batches, leases, retries, and sending rates per provider (over the
     rate a message waits; it is never dropped)."""

@@ -344,6 +344,7 @@ def _upgrade_fleets() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_until", utc, nullable=True),
         sa.Column("updated_at", utc, nullable=False),
+        sa.Column("error_params", sa.String(length=1200), nullable=True),
         sa.ForeignKeyConstraint(
             ["run_id"], ["bulk_runs.id"], name=op.f("fk_bulk_lines_run_id_bulk_runs")
         ),

@@ -11,7 +11,8 @@ import datetime as dt
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from topup.domain.errors import InputError
@@ -165,6 +166,16 @@ def bulk_line_key(
     return "bulk-" + hashlib.sha256(material.encode()).hexdigest()[:48]
 
 
+ERROR_PARAMS_MAX = 8  # params kept with a line's error
+ERROR_PARAM_LENGTH_MAX = 100  # characters of each
+
+
+def error_params_kept(params: Mapping[str, object]) -> dict[str, str]:
+    """An error's params as a line keeps them: a few, each short, as text."""
+    kept = sorted(params.items())[:ERROR_PARAMS_MAX]
+    return {str(key)[:40]: str(value)[:ERROR_PARAM_LENGTH_MAX] for key, value in kept}
+
+
 @dataclass(frozen=True, slots=True)
 class BulkRun:
     id: str
@@ -194,6 +205,8 @@ class BulkLine:
     error_code: str | None = None
     attempts: int = 0
     id: int = 0  # the row's own id (0 until stored)
+    # What fills the error's message ({plan}, {expiry}, {maximum} ...), as the error gave it.
+    error_params: Mapping[str, str] = field(default_factory=dict)
 
 
 def month_bounds(month: str) -> tuple[int, int]:
@@ -226,6 +239,7 @@ class BulkLineOutcome:
     receipt_number: str | None
     error_code: str | None
     lease_until: dt.datetime | None  # a waiting line: when to look at it again
+    error_params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

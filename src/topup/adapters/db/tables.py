@@ -695,6 +695,8 @@ bulk_lines = Table(
     Column("attempts", Integer, nullable=False),
     Column("lease_until", UtcDateTime),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The error's params as JSON text (a few short strings): what fills its message.
+    Column("error_params", String(1200)),
     UniqueConstraint("run_id", "line_no", name="uq_bulk_lines_run_id_line_no"),
 )
 # The worker finds open lines by this index (status first: finished lines are never looked at).

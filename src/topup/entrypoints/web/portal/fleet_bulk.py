@@ -238,7 +238,7 @@ async def run_page(
     if progress.finished and failed:
         lines = await bulk.result_lines(services, account_id, organisation_id, run_id)
         problems = [
-            (line, _line_text(line, locale))
+            (line, line_text(line, locale))
             for line in lines
             if line.status.value in ("failed", "rejected")
         ][:LINES_SHOWN_MAX]
@@ -256,10 +256,13 @@ async def run_page(
     return render(request, "run.html", context)
 
 
-def _line_text(line: BulkLine, locale: str) -> str:
+def line_text(line: BulkLine, locale: str) -> str:
+    """Why a line ends as it does, as a sentence in ``locale`` ("" when it has no error)."""
     if not line.error_code:
         return ""
-    return code_text(line.error_code, {}, locale, plan=line.plan_code, number=line.number)
+    return code_text(
+        line.error_code, line.error_params, locale, plan=line.plan_code, number=line.number
+    )
 
 
 def _version(progress: RunProgress) -> str:
@@ -335,10 +338,13 @@ async def result_csv(
     request: Request, account_id: AccountId, organisation_id: str, run_id: str
 ) -> Response:
     """One row per line: line, number, plan, outcome, renewal id, receipt, error code (as the
-    command line's result file), and the error's message in the visitor's language."""
+    command line's result file), and the error's message in the organisation's language (the
+    file is passed around the organisation, as its invoices are)."""
     organisation_id, run_id = organisation_id[:ID_LENGTH_MAX], run_id[:ID_LENGTH_MAX]
-    lines = await bulk.result_lines(services_of(request), account_id, organisation_id, run_id)
-    locale = locale_of(request)
+    services = services_of(request)
+    lines = await bulk.result_lines(services, account_id, organisation_id, run_id)
+    organisation, _ = await organisations.my_membership(services, account_id, organisation_id)
+    locale = organisation.language
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([*RESULT_COLUMNS, "message"])
@@ -354,7 +360,7 @@ async def result_csv(
                     line.renewal_id or "",
                     line.receipt_number or "",
                     line.error_code or "",
-                    _line_text(line, locale),
+                    line_text(line, locale),
                 )
             ]
         )

@@ -17,11 +17,12 @@ import pytest
 
 from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
-from tests.fleets import PLAN, Fleet, make_fleet
+from tests.fleets import DECLINED_PAYMENT_CARD, PAYMENT_CARD, PLAN, Fleet, make_fleet
 from topup.bootstrap import Application
+from topup.ports import PaymentCardDetails
 from topup.services.accounts import hash_password
 from topup.services.demo import load_demo
-from topup.services.fleets import bulk
+from topup.services.fleets import bulk, organisations
 from topup.settings import LimitSettings
 
 PASSWORD = "correct horse battery"
@@ -288,3 +289,84 @@ async def test_the_fleet_policy_and_invoices(site: FleetSite) -> None:
         data={"csrf_token": CSRF.search(invoices.text).group(1)},  # type: ignore[union-attr]
     )
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+async def _pay_with(site: FleetSite, details: PaymentCardDetails) -> None:
+    services = site.application.services
+    token = (await services.gateway.tokenize(details)).token
+    await organisations.set_payment_token_as_operator(services, site.fleet.organisation_id, token)
+
+
+@pytest.fixture
+async def one_line_a_batch(make_app: AppFactory) -> AsyncIterator[FleetSite]:
+    """A site whose worker takes one line a pass (what pays can change between two lines)."""
+    limits = LimitSettings(login_slowdown_s=0, login_per_minute_max=1000, bulk_batch_size=1)
+    application = make_app(limits=limits)
+    await load_demo(application.services)
+    fleet = await make_fleet(
+        application.services, cards=2, password_hash=await hash_password(PASSWORD)
+    )
+    async with site_client(application) as client:
+        yield FleetSite(application, client, fleet)
+
+
+async def test_an_admin_retries_the_failed_lines_and_only_they_are_renewed_again(
+    one_line_a_batch: FleetSite,
+) -> None:
+    site = one_line_a_batch
+    renewed, declined = site.fleet.msisdns[:2]
+    await site.sign_in("admin@fleet.example")
+    site.client.headers["accept-language"] = "zh-CN"  # the visitor reads Chinese
+    started = await site.start(await site.upload(_lines([renewed, declined]) + "junk\n"))
+    run_path = started.headers["location"]
+    services = site.application.services
+    assert await bulk.process_bulk_lines(services) == 1  # the first line, paid
+    await _pay_with(site, DECLINED_PAYMENT_CARD)  # then the organisation's card declines
+    await _drain(site)
+    page = await site.client.get(run_path)
+    assert page.status_code == 200 and "部分行失败" in page.text  # finished, some lines failed
+    assert "您的银行卡被拒绝" in page.text  # the decline told in the visitor's language
+    assert "无法读取此行" in page.text  # and the line the check left out, too
+    retry_form = re.search(r'<form method="post" action="([^"]+/retry)"', page.text)
+    assert retry_form is not None and "重试 1 个失败的行" in page.text
+    result = await site.client.get(run_path + "/result.csv")
+    rows = list(csv.DictReader(io.StringIO(result.text.lstrip("\ufeff"))))
+    assert [row["outcome"] for row in rows] == ["succeeded", "failed", "rejected"]
+    assert rows[1]["error_code"] == "card_declined"  # the code in its column, and the message
+    assert rows[1]["message"].startswith("Your payment card was declined.")  # in English, the
+    # organisation's language, whoever downloads it
+
+    # A viewer sees the failed run but no retry, and is refused one.
+    await site.sign_in("viewer@fleet.example")
+    shown = await site.client.get(run_path)
+    assert shown.status_code == 200 and "/retry" not in shown.text
+    token = await site.csrf(f"{site.org}/bulk-renewals")
+    refused = await site.client.post(retry_form.group(1), data={"csrf_token": token})
+    assert refused.status_code == 403
+    organisation = site.fleet.organisation_id
+    assert len(await bulk.recent_runs(services, site.fleet.admin_id, organisation)) == 1
+
+    # The admin pays with a good card again and retries: a new run of the failed line only.
+    await _pay_with(site, PAYMENT_CARD)
+    await site.sign_in("admin@fleet.example")
+    token = await site.csrf(run_path)
+    retried = await site.client.post(retry_form.group(1), data={"csrf_token": token})
+    assert retried.status_code == 303
+    retry_path = retried.headers["location"]
+    assert RUN_PATH.match(retry_path) and retry_path != run_path
+    again = await site.client.post(retry_form.group(1), data={"csrf_token": token})
+    assert again.headers["location"] == retry_path  # pressed twice: the same retry
+    await _drain(site)
+    retry_page = await site.client.get(retry_path)
+    assert "已完成" in retry_page.text and "/retry" not in retry_page.text
+    retry_rows = list(
+        csv.DictReader(
+            io.StringIO((await site.client.get(retry_path + "/result.csv")).text.lstrip("\ufeff"))
+        )
+    )
+    # (a number starting with "+" is written so a spreadsheet does not take it for a formula)
+    assert [(row["number"], row["outcome"]) for row in retry_rows] == [
+        ("'" + declined, "succeeded")
+    ]
+    assert len(await bulk.recent_runs(services, site.fleet.admin_id, organisation)) == 2
+    site.client.headers["accept-language"] = "en"

@@ -232,10 +232,10 @@ async def run_page(
     organisation_id, run_id = organisation_id[:ID_LENGTH_MAX], run_id[:ID_LENGTH_MAX]
     progress = await bulk.run_progress(services, account_id, organisation_id, run_id)
     organisation, member = await organisations.my_membership(services, account_id, organisation_id)
-    failed = progress.count("failed")
+    not_renewed = progress.count("failed") + progress.count("rejected")
     locale = locale_of(request)
     problems: list[tuple[BulkLine, str]] = []
-    if progress.finished and failed:
+    if progress.finished and not_renewed:
         lines = await bulk.result_lines(services, account_id, organisation_id, run_id)
         problems = [
             (line, line_text(line, locale))

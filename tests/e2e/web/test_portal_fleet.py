@@ -6,6 +6,7 @@ forged organisation and run ids are not found; invoices as PDF; the fleet-wide p
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -19,6 +20,7 @@ from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
 from tests.fleets import DECLINED_PAYMENT_CARD, PAYMENT_CARD, PLAN, Fleet, make_fleet
 from topup.bootstrap import Application
+from topup.entrypoints.web.portal import fleet_bulk
 from topup.ports import PaymentCardDetails
 from topup.services.accounts import hash_password
 from topup.services.demo import load_demo
@@ -304,10 +306,60 @@ async def one_line_a_batch(make_app: AppFactory) -> AsyncIterator[FleetSite]:
     application = make_app(limits=limits)
     await load_demo(application.services)
     fleet = await make_fleet(
-        application.services, cards=2, password_hash=await hash_password(PASSWORD)
+        application.services, cards=3, password_hash=await hash_password(PASSWORD)
     )
     async with site_client(application) as client:
         yield FleetSite(application, client, fleet)
+
+
+SINCE = re.compile(r'data-live="([^"?]+)\?since=([0-9a-f]+)"')
+EVENT = re.compile(r"^event: (\w+)\ndata: ?(.*)$", re.M)
+
+
+async def test_the_runs_events_follow_its_progress_line_by_line_then_end(
+    one_line_a_batch: FleetSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event stream, read while a worker renews the run's lines one at a time: a ``change``
+    for each step the counts moved (at least two), then ``end`` once the run is finished."""
+    monkeypatch.setattr(fleet_bulk, "EVENTS_POLL_S", 0.02)
+    monkeypatch.setattr(fleet_bulk, "EVENTS_STREAM_S", 60.0)  # a broken test fails, not hangs
+    site = one_line_a_batch
+    services = site.application.services
+    await site.sign_in("admin@fleet.example")
+    started = await site.start(await site.upload(_lines(site.fleet.msisdns)))
+    run_path = started.headers["location"]
+    run_id = run_path.rsplit("/", 1)[1]
+    page = await site.client.get(run_path)
+    live = SINCE.search(page.text)
+    assert live is not None, page.text
+    assert live.group(1) == run_path + "/events"
+
+    async def worker() -> list[str]:
+        """Renew one line, wait for the stream to see it, again; the versions after each."""
+        seen = []
+        await asyncio.sleep(0.3)  # the stream is open and has looked once
+        while await bulk.process_bulk_lines(services):
+            progress = await bulk.run_progress(services, None, site.fleet.organisation_id, run_id)
+            seen.append(fleet_bulk._version(progress))
+            await asyncio.sleep(0.3)
+        return seen
+
+    stepping = asyncio.create_task(worker())
+    stream = await site.client.get(f"{run_path}/events", params={"since": live.group(2)})
+    after_each_line = await stepping
+    assert stream.status_code == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = EVENT.findall(stream.text)
+    assert len(after_each_line) == 3 and len(set(after_each_line)) == 3
+    changes = [data for name, data in events if name == "change"]
+    assert live.group(2) not in changes  # only what moved after the page was drawn
+    # Each line's progress reached the page as its own event, in order, then the end.
+    positions = [changes.index(version) for version in after_each_line]
+    assert positions == sorted(positions) and len(changes) >= 3
+    assert events[-1] == ("end", "") and [name for name, _ in events].count("end") == 1
+    assert changes[-1] == after_each_line[-1]  # the finished run's counts, then the end
+    finished = await site.client.get(run_path, headers={"X-Topup-Partial": "progress"})
+    assert "<html" not in finished.text and "result.csv" in finished.text
 
 
 async def test_an_admin_retries_the_failed_lines_and_only_they_are_renewed_again(

@@ -61,6 +61,7 @@ SITE_ENVIRONMENT = {
     "TOPUP_WALLET_APPROVAL_DELAY_S": "1.0",
     "TOPUP_SMS_LATENCY_S": "0.01",
     "TOPUP_WORKER_IDLE_SLEEP_S": "0.1",
+    "TOPUP_BULK_WAITING_RECHECK_S": "2",  # a bulk line whose payment is not known yet
 }
 
 

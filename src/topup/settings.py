@@ -120,6 +120,7 @@ class LimitSettings(BaseSettings):
     bulk_upload_bytes_max: int = Field(1_048_576, ge=1024, le=1_048_576)
     fleet_policy_batch_size: int = Field(200, ge=1, le=10_000)
     fleet_policy_cards_max: int = Field(5000, ge=1, le=1_000_000)
+    fleet_policy_lease_s: float = Field(300.0, gt=0)
     # Usage (issue 11): records written per transaction, records one signed request may carry,
     # bad lines listed in a summary, the largest record, how far in the future a record's time
     # and a signature's may be (and how old a signature), the share of a period's quota that is

@@ -275,3 +275,62 @@ class InvoicedRenewal:
     amount: Money
     paid_at: dt.datetime
     receipt_number: str | None
+
+
+# --- the fleet-wide auto-renewal policy, applied in the background -----------------------------
+
+
+class PolicyRequestStatus(StrEnum):
+    RUNNING = "running"  # the worker applies it a batch of cards at a time
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRefusal:
+    """A card the policy could not be applied to, and why (an error code and its params)."""
+
+    msisdn: str
+    code: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """An owner's or admin's "apply the policy to the fleet": durable, so the worker applies it
+    ``fleet_policy_batch_size`` cards at a time (a worker killed mid-batch leaves it leased; once
+    the lease ends another takes it from ``reached``, and the cards set already count as
+    ``already``). At most one runs per organisation."""
+
+    id: str
+    organisation_id: str
+    requested_by: str  # an account id
+    plans: Mapping[str, str]  # card kind (value) -> plan code; a kind left out is left alone
+    status: PolicyRequestStatus
+    cards_total: int  # the cards it is to reach (at most fleet_policy_cards_max)
+    created_at: dt.datetime
+    reached: int = 0  # cards looked at so far, in the fleet's order
+    applied: int = 0  # cards whose auto-renewal it set
+    already: int = 0  # cards that had this policy already
+    left_alone: int = 0  # cards of a kind it names no plan for
+    refused: int = 0
+    refusals: tuple[PolicyRefusal, ...] = ()  # the first ones, by card
+    error_code: str | None = None  # why it stopped before reaching every card (None: it did not)
+    finished_at: dt.datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status is PolicyRequestStatus.FINISHED
+
+    @property
+    def not_reached(self) -> int:
+        return max(0, self.cards_total - self.reached)
+
+    @property
+    def percent(self) -> int:
+        if self.cards_total <= 0:
+            return 100
+        return min(100, self.reached * 100 // self.cards_total)
+
+    def version(self) -> str:
+        """What a progress page compares to see whether anything moved."""
+        return f"{self.status.value},{self.reached},{self.refused},{self.error_code or ''}"

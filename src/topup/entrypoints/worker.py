@@ -22,6 +22,7 @@ from topup.services.activation import run_due_jobs
 from topup.services.auto_renewal import run_auto_renewals, run_auto_top_ups
 from topup.services.context import Services
 from topup.services.fleets.bulk import process_bulk_lines
+from topup.services.fleets.policy import process_policy_requests
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
 from topup.services.usage import tell_network
@@ -57,6 +58,11 @@ async def forget_sign_in_attempts(services: Services) -> int:
 async def renew_bulk_lines(services: Services) -> int:
     """Lines of organisations' bulk renewals, a bounded batch at a time."""
     return await process_bulk_lines(services)
+
+
+async def apply_fleet_policies(services: Services) -> int:
+    """Organisations' fleet-wide auto-renewal policies, a batch of cards per request a pass."""
+    return await process_policy_requests(services)
 
 
 async def bar_exhausted_cards(services: Services) -> int:
@@ -103,6 +109,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("data bars", bar_exhausted_cards, every_round),
     Pass("auto-renewals", auto_renew_cards, every_round),
     Pass("auto top-ups", auto_top_up_cards, lifecycle_interval),
+    Pass("fleet policies", apply_fleet_policies, every_round),
 )
 
 

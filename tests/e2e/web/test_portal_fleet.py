@@ -20,11 +20,11 @@ from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
 from tests.fleets import DECLINED_PAYMENT_CARD, PAYMENT_CARD, PLAN, Fleet, make_fleet
 from topup.bootstrap import Application
-from topup.entrypoints.web.portal import fleet_bulk
+from topup.entrypoints.web.portal import fleet_bulk, fleet_events
 from topup.ports import PaymentCardDetails
 from topup.services.accounts import hash_password
 from topup.services.demo import load_demo
-from topup.services.fleets import bulk, organisations
+from topup.services.fleets import bulk, organisations, policy
 from topup.settings import LimitSettings
 
 PASSWORD = "correct horse battery"
@@ -275,11 +275,27 @@ async def test_the_fleet_policy_and_invoices(site: FleetSite) -> None:
     assert (await bulk.run_progress(services, None, site.fleet.organisation_id, run.id)).finished
     await site.sign_in("admin@fleet.example")
     token = await site.csrf(f"{site.org}/auto-renewal")
-    applied = await site.client.post(
+    asked = await site.client.post(
         f"{site.org}/auto-renewal", data={"csrf_token": token, "mode": "one", "plan_one": PLAN}
     )
-    assert applied.status_code == 200, applied.text
+    # Asked for, not done inside the request: the worker applies it, the page follows.
+    assert asked.status_code == 303, asked.text
+    assert asked.headers["location"] == f"{site.org}/auto-renewal?notice=policy_started"
+    running = await site.client.get(asked.headers["location"])
+    assert "The policy is being applied: 0 of 4 cards (0%)." in running.text
+    assert 'http-equiv="refresh"' in running.text and "/auto-renewal/events?since=" in running.text
+    again = await site.client.post(
+        f"{site.org}/auto-renewal",
+        data={"csrf_token": CSRF.search(running.text).group(1), "plan_one": PLAN},  # type: ignore[union-attr]
+    )
+    assert again.status_code == 409 and "is being applied now" in again.text
+    while await policy.process_policy_requests(services):
+        pass
+    applied = await site.client.get(f"{site.org}/auto-renewal")
     assert "Auto-renewal was turned on for 4 cards." in applied.text
+    assert 'http-equiv="refresh"' not in applied.text
+    ended = await site.client.get(f"{site.org}/auto-renewal/events", params={"since": "old"})
+    assert ended.text.rstrip().endswith("event: end\ndata:")
     fleet = await site.client.get(f"{site.org}/fleet")
     assert fleet.text.count("fleet policy") == 4
     invoices = await site.client.get(f"{site.org}/invoices")
@@ -321,8 +337,8 @@ async def test_the_runs_events_follow_its_progress_line_by_line_then_end(
 ) -> None:
     """The event stream, read while a worker renews the run's lines one at a time: a ``change``
     for each step the counts moved (at least two), then ``end`` once the run is finished."""
-    monkeypatch.setattr(fleet_bulk, "EVENTS_POLL_S", 0.02)
-    monkeypatch.setattr(fleet_bulk, "EVENTS_STREAM_S", 60.0)  # a broken test fails, not hangs
+    monkeypatch.setattr(fleet_events, "EVENTS_POLL_S", 0.02)
+    monkeypatch.setattr(fleet_events, "EVENTS_STREAM_S", 60.0)  # a broken test fails, not hangs
     site = one_line_a_batch
     services = site.application.services
     await site.sign_in("admin@fleet.example")

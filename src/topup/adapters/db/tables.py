@@ -723,4 +723,38 @@ invoices = Table(
     ),
 )
 
+# Requests to apply a fleet-wide auto-renewal policy, applied by the worker a batch of cards at a
+# time. ``running_organisation_id`` is the organisation's id while it runs (NULL once finished):
+# its unique key lets one run per organisation.
+policy_requests = Table(
+    "policy_requests",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("running_organisation_id", ID, unique=True),
+    Column("requested_by", ID, nullable=False),
+    Column("plans", String(400), nullable=False),  # JSON: card kind -> plan code
+    Column("status", String(16), nullable=False),
+    Column("cards_total", Integer, nullable=False),
+    Column("reached", Integer, nullable=False),
+    Column("applied", Integer, nullable=False),
+    Column("already", Integer, nullable=False),
+    Column("left_alone", Integer, nullable=False),
+    Column("refused", Integer, nullable=False),
+    Column("refusals", Text, nullable=False),  # JSON: the first refusals, [msisdn, code, params]
+    Column("error_code", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+)
+Index(
+    "ix_policy_requests_organisation_id_created_at",
+    policy_requests.c.organisation_id,
+    policy_requests.c.created_at,
+)
+Index(
+    "ix_policy_requests_status_lease_until", policy_requests.c.status, policy_requests.c.lease_until
+)
+
 # (end of fleets)

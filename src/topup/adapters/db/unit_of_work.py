@@ -22,6 +22,7 @@ from topup.adapters.db.organisations import OrganisationRepository
 from topup.adapters.db.payment_card_locks import PaymentCardLockRepository
 from topup.adapters.db.payments import PaymentRepository
 from topup.adapters.db.plans import PlanRepository
+from topup.adapters.db.policy_requests import PolicyRequestRepository
 from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.renewals import RenewalRepository
 from topup.adapters.db.saved_payment_cards import SavedPaymentCardRepository
@@ -50,6 +51,7 @@ class SqlUnitOfWork:
     account_history: AccountHistoryQueries
     organisations: OrganisationRepository
     bulk_renewals: BulkRenewalRepository
+    policy_requests: PolicyRequestRepository
     usage: UsageRepository
     auto_renewals: AutoRenewalRepository
 
@@ -99,6 +101,7 @@ class SqlUnitOfWork:
         self.account_history = AccountHistoryQueries(connection)
         self.organisations = OrganisationRepository(connection)
         self.bulk_renewals = BulkRenewalRepository(connection)
+        self.policy_requests = PolicyRequestRepository(connection)
         self.usage = UsageRepository(connection)
         self.auto_renewals = AutoRenewalRepository(connection)
         return self

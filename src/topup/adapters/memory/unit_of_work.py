@@ -22,6 +22,7 @@ from topup.adapters.memory.organisations import MemoryOrganisationRepository
 from topup.adapters.memory.payment_card_locks import MemoryPaymentCardLockRepository
 from topup.adapters.memory.payments import MemoryPaymentRepository
 from topup.adapters.memory.plans import MemoryPlanRepository
+from topup.adapters.memory.policy_requests import MemoryPolicyRequestRepository
 from topup.adapters.memory.receipts import MemoryReceiptQueries
 from topup.adapters.memory.renewals import MemoryRenewalRepository
 from topup.adapters.memory.saved_payment_cards import MemorySavedPaymentCardRepository
@@ -64,6 +65,7 @@ class FakeUnitOfWork:
     idempotency: MemoryIdempotencyRepository
     organisations: MemoryOrganisationRepository
     bulk_renewals: MemoryBulkRenewalRepository
+    policy_requests: MemoryPolicyRequestRepository
     usage: MemoryUsageRepository
     auto_renewals: MemoryAutoRenewalRepository
 
@@ -100,6 +102,7 @@ class FakeUnitOfWork:
         self.idempotency = MemoryIdempotencyRepository(tables)
         self.organisations = MemoryOrganisationRepository(tables)
         self.bulk_renewals = MemoryBulkRenewalRepository(tables)
+        self.policy_requests = MemoryPolicyRequestRepository(tables)
         self.usage = MemoryUsageRepository(tables)
         self.auto_renewals = MemoryAutoRenewalRepository(tables)
         return self

@@ -1055,6 +1055,11 @@ class AutoRenewalRepository(Protocol):
 
     async def schedule(self, card_id: str, *, next_check_at: dt.datetime | None) -> None: ...
 
+    async def wake(self, card_ids: Sequence[str], *, at: dt.datetime) -> None:
+        """A renewal was applied to these cards (a new period): the enabled ones among them are
+        looked at from ``at`` on (those due sooner keep their time)."""
+        ...
+
     async def set_top_up_state(self, card_id: str, *, armed: bool, top_ups: int) -> None: ...
 
     async def upcoming(
@@ -1067,6 +1072,10 @@ class AutoRenewalRepository(Protocol):
     async def attempt(
         self, card_id: str, period: str, *, for_update: bool = False
     ) -> AutoRenewalAttempt | None: ...
+
+    async def open_attempts(self, card_id: str) -> list[AutoRenewalAttempt]:
+        """The card's attempts still charging or paid (activating), of any period, by period."""
+        ...
 
     async def add_attempt(self, attempt: AutoRenewalAttempt) -> bool:
         """False (nothing written) if the (card, period) has an attempt already."""

@@ -23,7 +23,15 @@ from topup.domain.auto_renewal import AttemptStatus, SetterKind, TopUpRule
 from topup.domain.card_events import CardEventKind
 from topup.domain.cards import CardStatus
 from topup.entrypoints.worker import check_payments, move_card_lifecycles, run_jobs
-from topup.ports import ChargeRequest, ChargeResult, PaymentCardDetails
+from topup.ports import (
+    ChargeRequest,
+    ChargeResult,
+    NetworkProvisioner,
+    PaymentCardDetails,
+    ProvisionRequest,
+    ProvisionResult,
+    ProvisionStatus,
+)
 from topup.services import saved_payment_cards
 from topup.services.audit import audit
 from topup.services.auto_renewal import (
@@ -129,6 +137,12 @@ async def test_two_workers_charge_a_cards_period_once(make_app: AppFactory) -> N
     assert len(setup.payment_ids_charged()) == 1
     assert await _count(setup.first, t.renewals) == 1
     assert await _count(setup.first, t.auto_renewal_attempts) == 1
+    # Paid, not renewed yet: told succeeded once its activation applies it, by one worker.
+    assert await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED) == []
+    await asyncio.gather(run_jobs(setup.first.services), run_jobs(setup.second.services))
+    await asyncio.gather(
+        _look_at(setup.first.services, setting), _look_at(setup.second.services, setting)
+    )
     assert len(await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED)) == 1
 
 
@@ -253,3 +267,153 @@ async def test_a_top_up_pending_at_the_psp_is_settled_once_and_frees_the_cap(
             == []
         )
     assert (await audit(services)).clean
+
+
+class RefusingNetwork:
+    """The network refuses every activation for good."""
+
+    def __init__(self, network: NetworkProvisioner) -> None:
+        self._network = network
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._network, name)
+
+    async def apply(self, request: ProvisionRequest) -> ProvisionResult:
+        return ProvisionResult(ProvisionStatus.PERMANENT_FAILURE, message="no such subscriber")
+
+
+class NotInTimeOnce:
+    """The network stays busy for the first renewal it is asked to apply; applies the others."""
+
+    def __init__(self, network: NetworkProvisioner, busy: set[str]) -> None:
+        self._network = network
+        self._busy = busy  # shared by the two workers' networks
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._network, name)
+
+    async def apply(self, request: ProvisionRequest) -> ProvisionResult:
+        if not self._busy:
+            self._busy.add(request.activation_id)
+        if request.activation_id in self._busy:
+            return ProvisionResult(ProvisionStatus.TRANSIENT_FAILURE, message="network busy")
+        return await self._network.apply(request)
+
+
+async def _both(setup: Setup, run: Any) -> None:
+    await asyncio.gather(run(setup.first.services), run(setup.second.services))
+
+
+async def _attempt_and_setting(setup: Setup) -> tuple[Any, Any]:
+    async with setup.first.services.unit_of_work() as uow:
+        attempt = await uow.auto_renewals.attempt(
+            setup.card_id, setup.validity_end.isoformat(timespec="seconds")
+        )
+        setting = await uow.auto_renewals.get(setup.card_id)
+    return attempt, setting
+
+
+async def _try_renewals(setup: Setup) -> list[Any]:
+    r = t.renewals
+    query = (
+        select(r.c.id, r.c.idempotency_key, r.c.status)
+        .where(r.c.idempotency_key.like(f"auto:{setup.card_id}:%"))
+        .order_by(r.c.idempotency_key)
+    )
+    async with setup.first.engine.connect() as connection:
+        return list(await connection.execute(query))
+
+
+async def test_a_paid_renewal_the_network_refuses_fails_the_period_once_and_is_left_alone(
+    make_app: AppFactory,
+) -> None:
+    setup = await _setup(make_app, "4242424242424242")
+    for application in (setup.first, setup.second):
+        application.services.network = RefusingNetwork(application.services.network)  # type: ignore[assignment]
+    recheck = dt.timedelta(seconds=setup.first.services.limits.auto_renewal.auto_renewal_recheck_s)
+    setup.clock.set(setup.charge_at)
+
+    await _both(setup, run_auto_renewals)  # charged once: paid, activating
+    attempt, _ = await _attempt_and_setting(setup)
+    assert attempt is not None and attempt.status is AttemptStatus.PAID
+    for _ in range(3):  # activation refused for good; the refund to the payment card
+        await _both(setup, run_jobs)
+    setup.clock.set(setup.charge_at + recheck)
+    await _both(setup, run_auto_renewals)
+
+    [renewal] = await _try_renewals(setup)
+    assert renewal.status == "refunded"
+    assert len(setup.payment_ids_charged()) == 1
+    attempt, setting = await _attempt_and_setting(setup)
+    assert attempt.status is AttemptStatus.GAVE_UP and attempt.problem == "activation_failed"
+    assert await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED) == []
+    assert await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_RETRYING) == []
+    [failed] = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_FAILED)
+    assert failed.detail["final"] == 1 and failed.detail["problem"] == "activation_failed"
+    assert failed.detail["renewal_id"] == renewal.id and failed.detail["fix_path"] == "/help"
+    grace_days = setup.first.services.profile.grace_period_days
+    grace_end = setup.validity_end + dt.timedelta(days=grace_days)
+    assert setting.next_check_at == grace_end
+    # No endless rechecks: nothing more for the card until a new period (or grace's end).
+    async with setup.first.services.unit_of_work() as uow:
+        seen = len(await uow.cards.events(setup.card_id, limit=100))
+    for hours in (1, 6, 13, 48, 24 * (grace_days - 1)):
+        setup.clock.set(setup.charge_at + dt.timedelta(hours=hours))
+        looked = await asyncio.gather(
+            run_auto_renewals(setup.first.services), run_auto_renewals(setup.second.services)
+        )
+        assert looked == [0, 0], hours
+        await move_card_lifecycles(setup.first.services)
+    async with setup.first.services.unit_of_work() as uow:
+        events = await uow.cards.events(setup.card_id, limit=100)
+        card = await uow.cards.get(setup.card_id)
+    assert [e.kind for e in events if e.kind.startswith("auto_renewal")] == [
+        CardEventKind.AUTO_RENEWAL_FAILED.value,
+        CardEventKind.AUTO_RENEWAL_ATTEMPT.value,
+    ]
+    assert len(events) >= seen and card is not None and card.status is CardStatus.GRACE
+    assert len(setup.payment_ids_charged()) == 1
+    assert (await audit(setup.first.services)).clean
+
+
+async def test_a_paid_renewal_not_applied_in_time_is_tried_again_once_by_two_workers(
+    make_app: AppFactory,
+) -> None:
+    setup = await _setup(make_app, "4242424242424242", activation_attempts_max=1)
+    busy: set[str] = set()
+    for application in (setup.first, setup.second):
+        application.services.network = NotInTimeOnce(application.services.network, busy)  # type: ignore[assignment]
+    setup.clock.set(setup.charge_at)
+    await _both(setup, run_auto_renewals)
+    for _ in range(3):  # the network stays busy: activation gives up, the payment refunded
+        await _both(setup, run_jobs)
+    setup.clock.set(setup.charge_at + dt.timedelta(minutes=30))
+    await _both(setup, run_auto_renewals)
+    attempt, setting = await _attempt_and_setting(setup)
+    assert attempt.status is AttemptStatus.RETRY and setting.next_check_at == attempt.next_try_at
+
+    setup.clock.set(attempt.next_try_at)
+    await _both(setup, run_auto_renewals)  # one second try, its own key
+    for _ in range(3):
+        await _both(setup, run_jobs)  # applied; the pass is woken
+    await _both(setup, run_auto_renewals)
+
+    tries = await _try_renewals(setup)
+    period = setup.validity_end.isoformat(timespec="seconds")
+    assert [(row.idempotency_key, row.status) for row in tries] == [
+        (f"auto:{setup.card_id}:{period}:1", "refunded"),
+        (f"auto:{setup.card_id}:{period}:2", "completed"),
+    ]
+    assert len(setup.payment_ids_charged()) == 2
+    [retrying] = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_RETRYING)
+    assert retrying.detail["problem"] == "activation_timed_out" and retrying.detail["refunded"]
+    [succeeded] = await _events(setup.first, setup.card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED)
+    assert succeeded.detail["renewal_id"] == tries[1].id and succeeded.detail["attempt"] == 2
+    attempt, setting = await _attempt_and_setting(setup)
+    assert attempt.status is AttemptStatus.SUCCEEDED
+    async with setup.first.services.unit_of_work() as uow:
+        card = await uow.cards.get(setup.card_id)
+    assert card is not None and card.validity_end == setup.validity_end + dt.timedelta(days=7)
+    new_charge_at = card.validity_end - dt.timedelta(seconds=LEAD_S)
+    assert setting.next_check_at == new_charge_at - dt.timedelta(days=3)
+    assert (await audit(setup.first.services)).clean

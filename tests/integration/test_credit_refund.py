@@ -136,9 +136,16 @@ async def test_a_credit_paid_auto_renewal_refused_by_the_network_gives_the_credi
     ]
     reason = await _check_given_back_once(first, card_id, renewal_id)
     assert reason.startswith("activation failed permanently (no such subscriber)")
+    # The period is not told succeeded: it failed for good (the network refused the card).
+    clock.set(clock.now() + dt.timedelta(hours=1))
+    await asyncio.gather(run_auto_renewals(first.services), run_auto_renewals(second.services))
     async with first.services.unit_of_work() as uow:
         events = await uow.cards.events(card_id, limit=50)
-    assert [e.kind for e in events].count(CardEventKind.AUTO_RENEWAL_ATTEMPT.value) == 1
+    kinds = [e.kind for e in events]
+    assert kinds.count(CardEventKind.AUTO_RENEWAL_ATTEMPT.value) == 1
+    assert CardEventKind.AUTO_RENEWAL_SUCCEEDED.value not in kinds
+    [failed] = [e for e in events if e.kind == CardEventKind.AUTO_RENEWAL_FAILED.value]
+    assert failed.detail["problem"] == "activation_failed" and failed.detail["refunded"] == 1
 
 
 async def test_a_staff_refund_of_a_credit_paid_renewal_before_activation_gives_the_credit_back(

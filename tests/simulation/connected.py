@@ -110,10 +110,6 @@ WORKER_CONCURRENCY = 4
 JOB_LEASE_S = 120.0  # a killed worker's jobs are taken again after this (one step later)
 DRAIN_STEP_S = 600.0  # after the last day: the clock moves this much until nothing is due
 DRAIN_STEPS_MAX = 400
-# Steps the drain goes on once everything is settled while a pass still reports work: the
-# auto-renewal pass looks again, every auto_renewal_recheck_s, at a card whose paid auto-renewal
-# the network refused (refunded), for ever (reported to part 3).
-DRAIN_SETTLED_STEPS_MAX = 6
 TRAP_WAIT_S = 10.0  # how long a step waits for the doomed worker to reach the trap
 
 
@@ -377,6 +373,7 @@ class Run:
     elapsed_s: float = 0.0
     cpu_s: float = 0.0  # this process's CPU time (the database's is not in it)
     drain_steps: int = 0
+    drained: bool = False  # the drain ended with nothing due (not cut at DRAIN_STEPS_MAX)
     drain_s: float = 0.0
     subscribers_s: float = 0.0  # of which the subscribers' part of the steps
     workers_s: float = 0.0  # ... and the workers'
@@ -674,16 +671,13 @@ async def simulate(
         run.subscribers_s += middle - before
         run.workers_s += time.perf_counter() - middle
     drain_started = time.perf_counter()
-    settled_steps = 0
     for _ in range(DRAIN_STEPS_MAX):
         run.drain_steps += 1
-        done = await workers.step()
-        if not await unsettled(web):
-            settled_steps += 1
-            # A pass may find something to look at every few minutes for ever (see
-            # DRAIN_SETTLED_STEPS_MAX); once every renewal and bulk line is settled, that waits.
-            if done == 0 or settled_steps >= DRAIN_SETTLED_STEPS_MAX:
-                break
+        # Done once everything is settled and no pass finds work: a pass that looked at
+        # something every few minutes for ever (e.g. a settled auto-renewal) keeps it going.
+        if await workers.step() == 0 and not await unsettled(web):
+            run.drained = True
+            break
         clock.advance(DRAIN_STEP_S)
     run.drain_s = time.perf_counter() - drain_started
     run.killed_activations = list(workers.killed)

@@ -9,7 +9,7 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from tests.simulation.connected import TERMINAL, Run, rows
 from topup.adapters.db import tables as t
@@ -268,25 +268,45 @@ async def usage_not_applied_once(app: Application, run: Run) -> list[str]:
 
 async def auto_renewals_charged_twice(app: Application) -> list[str]:
     """No card charged twice for a period: among the auto-renewal tries of a (card, period)
-    (renewals keyed ``auto:<card>:<period>:<try>``) at most one was paid; every try is on the
-    card's timeline as an attempt event of that period."""
+    (renewals keyed ``auto:<card>:<period>:<try>``) at most one holds money that stands (paid:
+    activating or completed). A try paid then refunded (its money went back) does not count,
+    but the next try started only after that refund: at no moment did two captured charges of
+    one period stand together. Every try is on the card's timeline as an attempt event of that
+    period."""
     r, a, ev = t.renewals, t.auto_renewal_attempts, t.card_events
     tries = await rows(
         app,
-        select(r.c.idempotency_key, r.c.status).where(
+        select(r.c.idempotency_key, r.c.status, r.c.created_at, r.c.updated_at).where(
             r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%")
         ),
     )
-    paid: Counter[tuple[str, str]] = Counter()
+    standing: Counter[tuple[str, str]] = Counter()
+    by_period: dict[tuple[str, str], dict[int, Row[Any]]] = defaultdict(dict)
     for row in tries:
-        card_id, period, _ = row.idempotency_key.removeprefix(TRY_KEY_PREFIX).rsplit(":", 2)
-        if row.status in ("completed", "refunded", "activating"):
-            paid[(card_id, period)] += 1
+        card_id, period, number = row.idempotency_key.removeprefix(TRY_KEY_PREFIX).rsplit(":", 2)
+        by_period[(card_id, period)][int(number)] = row
+        if row.status in ("completed", "activating"):
+            standing[(card_id, period)] += 1
     wrong = [
         f"card {card} was charged {n} times for period {period}"
-        for (card, period), n in paid.items()
+        for (card, period), n in standing.items()
         if n > 1
     ]
+    for (card, period), numbered in by_period.items():
+        for number, row in numbered.items():
+            before = numbered.get(number - 1)
+            if before is None:
+                continue
+            if before.status not in ("declined", "cancelled", "refunded"):
+                wrong.append(
+                    f"card {card} period {period}: try {number} started while try "
+                    f"{number - 1} is {before.status}"
+                )
+            elif before.status == "refunded" and before.updated_at > row.created_at:
+                wrong.append(
+                    f"card {card} period {period}: try {number} started before try "
+                    f"{number - 1}'s refund"
+                )
     attempts = await rows(app, select(a.c.card_id, a.c.period, a.c.tries))
     events = await rows(
         app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == "auto_renewal_attempt")
@@ -299,6 +319,34 @@ async def auto_renewals_charged_twice(app: Application) -> list[str]:
                 f"{on_timeline[(row.card_id, row.period)]} attempt events on its timeline"
             )
     return wrong
+
+
+async def auto_renewal_attempts_left_open(app: Application) -> list[str]:
+    """Once drained, no period's attempt is still charging or paid while its try's renewal is
+    final: an applied one made the period succeeded, a refunded or declined one a retry or a
+    failure (the pass follows a paid try to its end)."""
+    r, a = t.renewals, t.auto_renewal_attempts
+    status = {
+        row.idempotency_key: row.status
+        for row in await rows(
+            app,
+            select(r.c.idempotency_key, r.c.status).where(
+                r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%")
+            ),
+        )
+    }
+    open_attempts = await rows(
+        app,
+        select(a.c.card_id, a.c.period, a.c.status, a.c.try_key).where(
+            a.c.status.in_(("charging", "paid"))
+        ),
+    )
+    return [
+        f"card {row.card_id} period {row.period}: attempt {row.status}, its try "
+        f"{status.get(row.try_key, 'never made')}"
+        for row in open_attempts
+        if status.get(row.try_key) in (*TERMINAL, None)
+    ]
 
 
 async def bulk_lines_renewed_twice(app: Application) -> list[str]:
@@ -439,6 +487,10 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
             r.c.idempotency_key.like(f"{TRY_KEY_PREFIX}%"), r.c.status == "completed"
         ),
         "auto-renewals failed": await count(t.card_events.c.kind == "auto_renewal_failed"),
+        "auto-renewals paid, then refunded (a failed try)": await count(
+            t.card_events.c.kind.in_(("auto_renewal_failed", "auto_renewal_retrying")),
+            t.card_events.c.detail.like('%"refunded": 1%'),
+        ),
         "auto-renewal problems found ahead": await count(
             t.card_events.c.kind == "auto_renewal_problem"
         ),

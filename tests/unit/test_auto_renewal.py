@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.mailed_links import confirmed_account
-from tests.unit.fakes import OnFakes, on_fakes
+from tests.unit.fakes import GOOD_CARD, OnFakes, on_fakes
 from topup.adapters.gateways.sandbox import revoke_token
 from topup.domain.auto_renewal import (
     AttemptStatus,
@@ -50,6 +50,7 @@ from topup.services.auto_renewal import (
 )
 from topup.services.auto_renewal.settings import SetterKind
 from topup.services.auto_renewal.top_ups import top_up_if_due
+from topup.services.renewals import RenewalRequest, renew
 from topup.settings import LimitSettings
 
 EMAIL = "mei@example.com"
@@ -324,6 +325,148 @@ async def test_a_declined_card_is_tried_again_then_left_to_go_into_grace(fakes: 
         (card_id, validity_end.isoformat(timespec="seconds"))
     ]
     assert attempt.status is AttemptStatus.GAVE_UP
+
+
+class NotInTimeOnce:
+    """The network stays busy for the first renewal it is asked to apply (its activation gives
+    up: refunded as "did not complete in time"), and applies every other."""
+
+    def __init__(self, network: NetworkProvisioner) -> None:
+        self._network = network
+        self.busy_for: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._network, name)
+
+    async def apply(self, request: ProvisionRequest) -> ProvisionResult:
+        self.busy_for = self.busy_for or request.activation_id
+        if request.activation_id == self.busy_for:
+            return ProvisionResult(ProvisionStatus.TRANSIENT_FAILURE, message="network busy")
+        return await self._network.apply(request)
+
+
+def _period(fakes: OnFakes, card_id: str) -> str:
+    return _validity_end(fakes, card_id).isoformat(timespec="seconds")
+
+
+def _all_events(fakes: OnFakes, card_id: str) -> list[str]:
+    return [event.kind for owner, event in fakes.committed.card_events if owner == card_id]
+
+
+async def test_a_paid_renewal_the_network_refuses_is_refunded_and_the_period_fails_once(
+    fakes: OnFakes,
+) -> None:
+    card_id = await _turn_on(fakes, _card("4242424242424242"))
+    period = _period(fakes, card_id)
+    validity_end = _validity_end(fakes, card_id)
+    charge_at = validity_end - dt.timedelta(seconds=LEAD_S)
+    recheck = dt.timedelta(seconds=LIMITS.auto_renewal_recheck_s)
+    fakes.services.network = RefusingNetwork(fakes.services.network)  # type: ignore[assignment]
+
+    await _run_until(fakes, charge_at)  # the charge is taken: paid, activating, not renewed
+    attempt = fakes.committed.auto_renewal_attempts[(card_id, period)]
+    assert attempt.status is AttemptStatus.PAID
+    assert _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED) == []
+    await fakes.drain()  # the network refuses it for good: refunded to the payment card
+    await _run_until(fakes, charge_at + recheck)
+
+    [renewal] = fakes.committed.renewals.values()
+    assert renewal.status is RenewalStatus.REFUNDED
+    assert len(fakes.gateway.charges) == 1  # not tried again: it would be refused again
+    attempt = fakes.committed.auto_renewal_attempts[(card_id, period)]
+    assert (attempt.status, attempt.problem) == (AttemptStatus.GAVE_UP, "activation_failed")
+    assert _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED) == []
+    assert _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_RETRYING) == []
+    [failed] = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_FAILED)
+    assert failed["period"] == period and failed["final"] == 1
+    assert failed["problem"] == "activation_failed" and failed["fix_path"] == "/help"
+    assert failed["renewal_id"] == renewal.id and failed["refunded"] == 1
+    grace_end = validity_end + dt.timedelta(days=fakes.services.profile.grace_period_days)
+    assert failed["grace_until"] == grace_end.isoformat(timespec="seconds")
+    # Settled: not looked at again every recheck; nothing more happens in this period.
+    assert _setting(fakes, card_id).next_check_at == grace_end
+    seen = _all_events(fakes, card_id)
+    at = charge_at + recheck
+    while at < grace_end:
+        at += recheck if at < validity_end + dt.timedelta(days=1) else dt.timedelta(days=1)
+        fakes.clock.set(min(at, grace_end - dt.timedelta(seconds=1)))
+        assert await run_auto_renewals(fakes.services) == 0
+    assert _all_events(fakes, card_id) == seen
+    assert len(fakes.gateway.charges) == 1
+    assert (await audit.audit(fakes.services)).clean
+
+
+async def test_a_renewal_after_a_final_failure_wakes_the_pass_for_the_new_period(
+    fakes: OnFakes,
+) -> None:
+    card_id = await _turn_on(fakes, _card("4242424242424242"))
+    charge_at = _validity_end(fakes, card_id) - dt.timedelta(seconds=LEAD_S)
+    refusing = RefusingNetwork(fakes.services.network)
+    fakes.services.network = refusing  # type: ignore[assignment]
+    await _run_until(fakes, charge_at)
+    await fakes.drain()
+    await _run_until(fakes, charge_at + dt.timedelta(hours=1))
+    assert len(_events(fakes, card_id, CardEventKind.AUTO_RENEWAL_FAILED)) == 1
+
+    fakes.services.network = refusing._network  # the subscriber renews it by hand
+    await renew(
+        fakes.services, RenewalRequest(card_number=CARD, plan_code="pack_5gb_7d", payment=GOOD_CARD)
+    )
+    await fakes.drain()  # applied: the pass looks at the new period at once
+
+    new_charge_at = _validity_end(fakes, card_id) - dt.timedelta(seconds=LEAD_S)
+    assert _setting(fakes, card_id).next_check_at == new_charge_at - dt.timedelta(days=3)
+    assert _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED) == []
+
+
+async def test_a_paid_renewal_not_applied_in_time_is_refunded_and_tried_again_with_a_new_key(
+    tmp_path: Path,
+) -> None:
+    fakes = await on_fakes(
+        limits=LIMITS.model_copy(update={"activation_attempts_max": 1}),
+        sandbox_revoked_tokens=str(tmp_path / "revoked.txt"),
+    )
+    await confirmed_account(fakes.services, email=EMAIL, password="correct horse battery")
+    card_id = await _turn_on(fakes, _card("4242424242424242"))
+    period = _period(fakes, card_id)
+    validity_end = _validity_end(fakes, card_id)
+    charge_at = validity_end - dt.timedelta(seconds=LEAD_S)
+    fakes.services.network = NotInTimeOnce(fakes.services.network)  # type: ignore[assignment]
+
+    await _run_until(fakes, charge_at)
+    await fakes.drain()  # the network stays busy: refunded ("did not complete in time")
+    await _run_until(fakes, charge_at + dt.timedelta(minutes=30))
+
+    [retrying] = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_RETRYING)
+    assert (retrying["problem"], retrying["final"], retrying["refunded"]) == (
+        "activation_timed_out",
+        0,
+        1,
+    )
+    attempt = fakes.committed.auto_renewal_attempts[(card_id, period)]
+    assert attempt.status is AttemptStatus.RETRY and attempt.next_try_at is not None
+    assert _setting(fakes, card_id).next_check_at == attempt.next_try_at
+    await _run_until(fakes, attempt.next_try_at)  # the second try, its own key
+    await fakes.drain()  # applied: the pass (woken) tells the period succeeded
+
+    assert len(fakes.gateway.charges) == 2
+    renewals = sorted(fakes.committed.renewals.values(), key=lambda r: r.idempotency_key)
+    assert [r.idempotency_key for r in renewals] == [f"auto:{card_id}:{period}:{n}" for n in (1, 2)]
+    assert [r.status for r in renewals] == [RenewalStatus.REFUNDED, RenewalStatus.COMPLETED]
+    [succeeded] = _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_SUCCEEDED)
+    assert (succeeded["renewal_id"], succeeded["attempt"], succeeded["period"]) == (
+        renewals[1].id,
+        2,
+        period,
+    )
+    assert _events(fakes, card_id, CardEventKind.AUTO_RENEWAL_FAILED) == []
+    attempt = fakes.committed.auto_renewal_attempts[(card_id, period)]
+    assert attempt.status is AttemptStatus.SUCCEEDED and attempt.tries == 2
+    assert _validity_end(fakes, card_id) == validity_end + dt.timedelta(days=7)
+    # The next look is the new period's first pre-check, not a recheck of this one.
+    new_charge_at = _validity_end(fakes, card_id) - dt.timedelta(seconds=LEAD_S)
+    assert _setting(fakes, card_id).next_check_at == new_charge_at - dt.timedelta(days=3)
+    assert (await audit.audit(fakes.services)).clean
 
 
 async def test_the_cards_credit_pays_the_plan_with_a_balanced_entry(fakes: OnFakes) -> None:

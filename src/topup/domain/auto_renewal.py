@@ -50,13 +50,27 @@ class Problem(StrEnum):
     CREDIT_TOO_LOW = "credit_too_low"  # paying by credit: less credit than the price
     CHARGE_DECLINED = "charge_declined"  # the PSP declined (detail: decline_code)
     CARD_NOT_RENEWABLE = "card_not_renewable"  # e.g. the card expired meanwhile
+    # Paid, then refunded instead of applied (the money went back):
+    ACTIVATION_FAILED = "activation_failed"  # the network refused the card for good: final
+    ACTIVATION_TIMED_OUT = "activation_timed_out"  # the network did not apply it in time: retried
+    RENEWAL_REFUNDED = "renewal_refunded"  # customer service refunded it before activation: final
 
 
 class AttemptStatus(StrEnum):
     CHARGING = "charging"  # a try is under way (its renewal's key is ``try_key``)
-    RETRY = "retry"  # the last try failed; the next at ``next_try_at``
-    SUCCEEDED = "succeeded"
+    PAID = "paid"  # the try's renewal is paid and activating: not renewed yet
+    RETRY = "retry"  # the last try failed (nothing taken, or refunded); the next at next_try_at
+    SUCCEEDED = "succeeded"  # the try's renewal was applied: the card is renewed
     GAVE_UP = "gave_up"  # the last try failed: the card goes into grace as usual
+
+    @property
+    def is_settled(self) -> bool:
+        """The period's attempt is over: the pass has nothing more to do for it."""
+        return self in (AttemptStatus.SUCCEEDED, AttemptStatus.GAVE_UP)
+
+
+# An attempt whose try may still hold money or still be applied: the pass follows its renewal.
+OPEN_ATTEMPT_STATUSES = (AttemptStatus.CHARGING, AttemptStatus.PAID)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,10 +38,14 @@ class CardEventKind(StrEnum):
     #   amount_below_method_limit, plan_withdrawn, credit_too_low); before_charge_s says which
     #   pre-check (one event per problem, per card, period and pre-check).
     # ATTEMPT: a try of the period's charge starts (attempt = its number; merchant_initiated).
-    # SUCCEEDED: the period is paid (renewal_id).
+    # SUCCEEDED: the period's renewal was applied: the card is renewed (renewal_id); written
+    #   only then, never for a try that is paid but still activating.
     # RETRYING: a try failed and another will be made (problem, decline_code, attempt, final 0,
     #   next_try_at). FAILED: the final failure of the period, written once (problem,
-    #   decline_code, attempt, final 1, grace_until): no more tries, the card goes into grace as
+    #   decline_code, attempt, final 1, grace_until). A try paid then refunded instead of applied
+    #   is a failed try too (refunded 1, renewal_id; problem activation_failed, renewal_refunded
+    #   or card_not_renewable: final, fix_path /help; activation_timed_out: tried again). After
+    #   FAILED: no more tries, the card goes into grace as
     #   usual. Reminders: send "auto-renewal failed, here is the fix" for FAILED only (its
     #   detail's final is always 1; a reader may check final == 1). RETRYING is on the timeline;
     #   a "the charge failed, we will try again at next_try_at" reminder, if wanted, is made from

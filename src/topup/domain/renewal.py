@@ -86,13 +86,17 @@ class RefundCause(StrEnum):
     """Why a paid renewal is refunded instead of applied; each gives its own timeline reason."""
 
     STAFF_REQUEST = "staff_request"  # staff asked, before the activation was sent
-    ACTIVATION_FAILED = "activation_failed"  # the network refused it or its deadline passed
+    ACTIVATION_FAILED = "activation_failed"  # the network refused it for good
+    # The network did not apply it in time (its deadline passed, or it stayed busy through every
+    # attempt): it may apply a later renewal.
+    ACTIVATION_TIMED_OUT = "activation_timed_out"
     CARD_REFUSED = "card_refused"  # the card could no longer take it (its bill was paid)
 
 
 _REFUND_REASONS = {
     RefundCause.STAFF_REQUEST: "refunded at staff request before activation: {detail}",
     RefundCause.ACTIVATION_FAILED: "activation failed permanently ({detail}); payment refunded in full",
+    RefundCause.ACTIVATION_TIMED_OUT: "activation did not complete in time ({detail}); payment refunded in full",
     RefundCause.CARD_REFUSED: "the card could not take the renewal ({detail}); payment refunded in full",
 }
 
@@ -100,6 +104,15 @@ _REFUND_REASONS = {
 def refund_reason(cause: RefundCause, detail: str) -> str:
     """The reason the timeline gives for ``activating -> refunded``, naming its cause."""
     return _REFUND_REASONS[cause].format(detail=detail)
+
+
+def refund_cause(reason: str) -> RefundCause | None:
+    """The cause a refund's timeline reason (made by ``refund_reason``, perhaps followed by more,
+    e.g. "given back to the card's credit") names; None for a reason made otherwise."""
+    for cause, template in _REFUND_REASONS.items():
+        if reason.startswith(template.split("{detail}", 1)[0].rstrip(" (")):
+            return cause
+    return None
 
 
 @dataclass(frozen=True, slots=True)

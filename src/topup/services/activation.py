@@ -179,7 +179,13 @@ async def _activate(
         reason = result.message or (
             "activation deadline passed" if overdue else result.status.value
         )
-        await _give_up(services, job, now, reason)
+        # Refused for good, or not applied in time (a later renewal may go through).
+        cause = (
+            RefundCause.ACTIVATION_FAILED
+            if result.status is ProvisionStatus.PERMANENT_FAILURE
+            else RefundCause.ACTIVATION_TIMED_OUT
+        )
+        await _give_up(services, job, now, reason, cause)
     elif result.status is ProvisionStatus.IN_PROGRESS:
         ready_at = result.ready_at or now + dt.timedelta(
             seconds=limits.activation.activation_backoff_base_s
@@ -247,6 +253,10 @@ async def _credit_all(services: Services, jobs: list[JobRecord]) -> list[None]:
         await uow.ledger.record_many(credits.entries, at=now)
         await uow.renewals.move_many(credits.moves, at=now)
         await _refund_refused(uow, open_jobs, credits.refused, now)
+        # A new period for each renewed prepaid card: its auto-renewal (if on) looks at it.
+        await uow.auto_renewals.wake(
+            [card.id for _, card in credits.completed if card.kind is CardKind.PREPAID], at=now
+        )
         await uow.commit()
     for renewal, card in credits.completed:
         services.on_event(
@@ -369,7 +379,9 @@ def _apply(
     return apply_bill_payment(card, at=now, amount=amount), ledger.card_receivable_account(card.id)
 
 
-async def _give_up(services: Services, job: JobRecord, now: dt.datetime, reason: str) -> None:
+async def _give_up(
+    services: Services, job: JobRecord, now: dt.datetime, reason: str, cause: RefundCause
+) -> None:
     """Activation will never happen: close the job and queue the refund in the same transaction."""
     async with services.unit_of_work() as uow:
         renewal: RenewalRecord | None = await uow.renewals.get(job.renewal_id, for_update=True)
@@ -380,7 +392,7 @@ async def _give_up(services: Services, job: JobRecord, now: dt.datetime, reason:
                 kind=JobKind.REFUND,
                 subject=job.subject,
                 at=now,
-                reason=refund_reason(RefundCause.ACTIVATION_FAILED, reason),
+                reason=refund_reason(cause, reason),
             )
         await uow.commit()
     services.on_event("activation_failed", {"renewal_id": job.renewal_id, "reason": reason})

@@ -76,6 +76,28 @@ async def _events(site: Site, card_id: str) -> None:
                     "grace_until": GRACE_UNTIL.isoformat(),
                 },
             ),
+            (  # paid, then refunded (the network did not apply it in time): tried again
+                CardEventKind.AUTO_RENEWAL_RETRYING,
+                {
+                    "attempt": 2,
+                    "problem": "activation_timed_out",
+                    "final": 0,
+                    "refunded": 1,
+                    "next_try_at": NEXT_TRY.isoformat(),
+                },
+            ),
+            (  # paid, then refused by the network for good: only customer service can help
+                CardEventKind.AUTO_RENEWAL_FAILED,
+                {
+                    "attempt": 3,
+                    "problem": "activation_failed",
+                    "final": 1,
+                    "refunded": 1,
+                    "fix_path": "/help",
+                    "grace_until": GRACE_UNTIL.isoformat(),
+                },
+            ),
+            (CardEventKind.AUTO_RENEWAL_SUCCEEDED, {"attempt": 1, "renewal_id": "r-1"}),
             (
                 CardEventKind.AUTO_TOP_UP,
                 {"outcome": "bought", "data_quota_mb": 1200, "below_mb": 1500, "crossing": 1},
@@ -117,6 +139,11 @@ async def test_the_cards_timeline_tells_each_event_with_its_money_and_dates(site
     assert f"We will try again on {_moment(NEXT_TRY, 'en', ', ')}." in text
     assert f"grace period, until {_moment(GRACE_UNTIL, 'en', ', ')};" in text
     assert "The payment card will have expired by the charge date." in text  # its fix
+    assert "was paid but not applied, and the payment was refunded. We will try again" in text
+    assert "The network did not apply the renewal in time" in text
+    assert "The network refused this card, so the payment was refunded." in text
+    assert '<a href="/help">' in english.text
+    assert f"Auto-renewal renewed the card: {money} paid with Visa 4242." in text
     assert f"Data fell to {format_number(1200, 'en')} MB: a top-up of {money}" in text
     assert "Data is running low: 1,200 MB left (12%)." in text
     assert "the card is in its grace period" in text
@@ -125,6 +152,8 @@ async def test_the_cards_timeline_tells_each_event_with_its_money_and_dates(site
     chinese_text = html.unescape(chinese.text)
     assert f"我们将于 {_moment(NEXT_TRY, 'zh_Hans', ' ')} 再试一次。" in chinese_text
     assert "自动续费扣款（第 1 次尝试）" in chinese_text
+    assert "自动续费已为此上网卡续费" in chinese_text
+    assert "网络拒绝了此上网卡，因此款项已退回。" in chinese_text
 
 
 async def test_another_accounts_card_has_no_timeline_here(site: Site) -> None:

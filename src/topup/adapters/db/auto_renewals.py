@@ -15,6 +15,7 @@ from topup.adapters.db import tables as t
 from topup.adapters.db.cards import card_from_row
 from topup.domain.auto_renewal import (
     COUNTED_TOP_UP_STATUSES,
+    OPEN_ATTEMPT_STATUSES,
     AttemptStatus,
     AutoRenewal,
     AutoRenewalAttempt,
@@ -186,6 +187,20 @@ class AutoRenewalRepository:
             update(table).where(table.c.card_id == card_id).values(next_check_at=next_check_at)
         )
 
+    async def wake(self, card_ids: Sequence[str], *, at: dt.datetime) -> None:
+        if not card_ids:
+            return
+        table = t.auto_renewals
+        await self._connection.execute(
+            update(table)
+            .where(
+                table.c.card_id.in_(sorted(set(card_ids))),
+                table.c.enabled.is_(True),
+                or_(table.c.next_check_at.is_(None), table.c.next_check_at > at),
+            )
+            .values(next_check_at=at)
+        )
+
     async def set_top_up_state(self, card_id: str, *, armed: bool, top_ups: int) -> None:
         table = t.auto_renewals
         await self._connection.execute(
@@ -227,6 +242,18 @@ class AutoRenewalRepository:
             query = query.with_for_update()
         row = (await self._connection.execute(query)).first()
         return None if row is None else _attempt(row)
+
+    async def open_attempts(self, card_id: str) -> list[AutoRenewalAttempt]:
+        table = t.auto_renewal_attempts
+        query = (
+            select(table)
+            .where(
+                table.c.card_id == card_id,
+                table.c.status.in_([status.value for status in OPEN_ATTEMPT_STATUSES]),
+            )
+            .order_by(table.c.period)
+        )
+        return [_attempt(row) for row in await self._connection.execute(query)]
 
     async def add_attempt(self, attempt: AutoRenewalAttempt) -> bool:
         table = t.auto_renewal_attempts

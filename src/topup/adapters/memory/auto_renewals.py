@@ -9,6 +9,7 @@ from dataclasses import replace
 from topup.adapters.memory.tables import Tables, unique_violation
 from topup.domain.auto_renewal import (
     COUNTED_TOP_UP_STATUSES,
+    OPEN_ATTEMPT_STATUSES,
     AutoRenewal,
     AutoRenewalAttempt,
     AutoTopUp,
@@ -61,6 +62,14 @@ class MemoryAutoRenewalRepository:
         if setting is not None:
             self._tables.auto_renewals[card_id] = replace(setting, next_check_at=next_check_at)
 
+    async def wake(self, card_ids: Sequence[str], *, at: dt.datetime) -> None:
+        for card_id in set(card_ids):
+            setting = self._tables.auto_renewals.get(card_id)
+            if setting is None or not setting.enabled:
+                continue
+            if setting.next_check_at is None or setting.next_check_at > at:
+                self._tables.auto_renewals[card_id] = replace(setting, next_check_at=at)
+
     async def set_top_up_state(self, card_id: str, *, armed: bool, top_ups: int) -> None:
         setting = self._tables.auto_renewals.get(card_id)
         if setting is not None:
@@ -92,6 +101,16 @@ class MemoryAutoRenewalRepository:
         self, card_id: str, period: str, *, for_update: bool = False
     ) -> AutoRenewalAttempt | None:
         return self._tables.auto_renewal_attempts.get((card_id, period))
+
+    async def open_attempts(self, card_id: str) -> list[AutoRenewalAttempt]:
+        return sorted(
+            (
+                attempt
+                for (card, _), attempt in self._tables.auto_renewal_attempts.items()
+                if card == card_id and attempt.status in OPEN_ATTEMPT_STATUSES
+            ),
+            key=lambda attempt: attempt.period,
+        )
 
     async def add_attempt(self, attempt: AutoRenewalAttempt) -> bool:
         attempts = self._tables.auto_renewal_attempts

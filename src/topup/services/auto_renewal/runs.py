@@ -6,10 +6,18 @@ worker skips a leased card: FOR UPDATE SKIP LOCKED, then the lease). Whatever a 
 is harmless: a pre-check is recorded once per (card, period, offset) and only the transaction that
 records it writes its events; a period's charge is one ``auto_renewal_attempts`` row (primary key
 card and period) whose each try is a renewal with its own unique idempotency key
-``auto:<card>:<period>:<try>``; a new try starts only after the last one was declined (no money
-taken). A try whose outcome is unknown (a crash after the charge was sent, a timeout) is resolved
-by the payment checks asking the gateway, and this pass reads the renewal's outcome by its key:
-it never sends a second charge for it.
+``auto:<card>:<period>:<try>``; a new try starts only after the last one's money went back or
+was never taken (declined, or paid then refunded), checked under the attempt row's lock. A try
+whose outcome is unknown (a crash after the charge was sent, a timeout) is resolved by the
+payment checks asking the gateway, and this pass reads the renewal's outcome by its key: it never
+sends a second charge for it.
+
+A paid try is "paid" (activating) until its renewal is applied: only then is the period
+``succeeded`` (the card is renewed) and ``auto_renewal_succeeded`` written. A paid try refunded
+instead (the network refused or did not apply it, or staff refunded it) is a failed try: tried
+again with backoff when the problem may pass (the network did not apply it in time), else the
+period's final failure (``auto_renewal_failed``). A settled period is not looked at again: the
+next look is the next period's (a renewal applied to the card wakes the pass).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from topup.domain.auto_renewal import (
+    OPEN_ATTEMPT_STATUSES,
     AttemptStatus,
     AutoRenewal,
     AutoRenewalAttempt,
@@ -39,7 +48,7 @@ from topup.domain.errors import TopupError
 from topup.domain.money import Money
 from topup.domain.plans import Plan
 from topup.domain.records import RenewalRecord
-from topup.domain.renewal import RenewalStatus
+from topup.domain.renewal import RefundCause, RenewalStatus, refund_cause
 from topup.domain.saved_payment_cards import SavedPaymentCard
 from topup.ports import UnitOfWork
 from topup.services.auto_renewal.credit import pay_with_credit
@@ -49,8 +58,23 @@ from topup.services.context import Services
 from topup.services.renewals import RenewalRequest, renew
 from topup.services.saved_payment_cards import method_for
 
-PAID = (RenewalStatus.ACTIVATING, RenewalStatus.COMPLETED)
+# A try's renewal that holds no money: never taken (declined, cancelled) or given back.
 UNPAID_CLOSED = (RenewalStatus.DECLINED, RenewalStatus.CANCELLED, RenewalStatus.REFUNDED)
+# Where the subscriber is sent when only customer service can help (the portal's help page).
+HELP_PATH = "/help"
+# A paid try refunded instead of applied, by the refund's cause: the problem it names, and
+# whether a later try may go through (the network did not apply it in time) or not.
+PROBLEM_OF_REFUND: dict[RefundCause | None, tuple[Problem, bool]] = {
+    RefundCause.ACTIVATION_TIMED_OUT: (Problem.ACTIVATION_TIMED_OUT, True),
+    RefundCause.ACTIVATION_FAILED: (Problem.ACTIVATION_FAILED, False),
+    RefundCause.CARD_REFUSED: (Problem.CARD_NOT_RENEWABLE, False),
+    RefundCause.STAFF_REQUEST: (Problem.RENEWAL_REFUNDED, False),
+    None: (Problem.ACTIVATION_FAILED, False),  # a reason made otherwise: not tried again
+}
+# Problems only customer service can fix: their fix is the help page (how to contact it).
+HELP_PROBLEMS = frozenset(
+    {Problem.ACTIVATION_FAILED, Problem.RENEWAL_REFUNDED, Problem.CARD_NOT_RENEWABLE}
+)
 # A refusal's code (from renew) as the problem it names.
 PROBLEM_OF_CODE: dict[str, Problem] = {
     "payment_token_revoked": Problem.PAYMENT_TOKEN_REVOKED,
@@ -87,21 +111,98 @@ async def run_auto_renewals(services: Services) -> int:
 
 async def _look_at(services: Services, setting: AutoRenewal) -> None:
     now = services.clock.now()
-    limits = services.limits.auto_renewal
     async with services.unit_of_work() as uow:
         card = await uow.cards.get(setting.card_id)
     if card is None or card.kind is not CardKind.PREPAID:
         await _schedule(services, setting.card_id, None)
         return
+    # Tries of earlier periods still open (paid when the card was renewed another way, or cut
+    # short): settled by their renewals' outcomes, never charged again.
+    following = await _follow_earlier_tries(services, setting, card)
     if card.validity_end is None or card.status is CardStatus.EXPIRED:
-        # Nothing to renew (never renewed, or expired for good): look again in a while.
-        await _schedule(services, setting.card_id, _later(now, limits.auto_renewal_precheck_late_s))
+        # Nothing to renew (never renewed, or expired for good): a renewal applied to the card
+        # wakes the pass (``auto_renewals.wake``).
+        await _schedule(services, setting.card_id, following)
         return
-    await _schedule(services, setting.card_id, await _renewal_step(services, setting, card, now))
+    period = validity_period(card)
+    at = await _renewal_step(services, setting, card, now)
+    async with services.unit_of_work() as uow:
+        renewed = await uow.cards.get(setting.card_id)
+    if renewed is not None and validity_period(renewed) != period:
+        # This look's try renewed the card: the new period's first look (its pre-check).
+        at = await _renewal_step(services, setting, renewed, services.clock.now())
+    await _schedule(services, setting.card_id, _sooner(at, following))
 
 
 def _later(now: dt.datetime, seconds: int) -> dt.datetime:
     return now + dt.timedelta(seconds=seconds)
+
+
+def _sooner(first: dt.datetime | None, second: dt.datetime | None) -> dt.datetime | None:
+    if first is None or second is None:
+        return first or second
+    return min(first, second)
+
+
+def _settled_next_look(services: Services, card: Card, now: dt.datetime) -> dt.datetime | None:
+    """The period's attempt is settled and the card was not renewed: nothing to do until a
+    renewal through any channel starts a new period (it wakes the pass). In case none does, one
+    look when grace ends (the card has expired by then: no more looks)."""
+    if card.validity_end is None:
+        return None
+    grace_end = card.validity_end + dt.timedelta(days=services.profile.grace_period_days)
+    return grace_end if grace_end > now else None
+
+
+async def _follow_earlier_tries(
+    services: Services, setting: AutoRenewal, card: Card
+) -> dt.datetime | None:
+    """Settle the card's open tries of periods other than its current one: applied (the card
+    renewed by it: succeeded), or given up quietly (the card was renewed another way, so the
+    period needs no more tries); one still activating is followed. When to look again."""
+    now = services.clock.now()
+    period = validity_period(card)
+    async with services.unit_of_work() as uow:
+        earlier = [a for a in await uow.auto_renewals.open_attempts(card.id) if a.period != period]
+        renewals = await uow.renewals.by_idempotency_keys([a.try_key for a in earlier])
+    again: dt.datetime | None = None
+    for attempt in earlier:
+        renewal = renewals.get(attempt.try_key)
+        if renewal is not None and renewal.status is RenewalStatus.COMPLETED:
+            charge_at = charge_time(
+                dt.datetime.fromisoformat(attempt.period), schedule_of(services)
+            )
+            await _succeeded(services, setting, attempt, charge_at, renewal)
+        elif renewal is not None and not renewal.status.is_terminal:
+            await _follow_paid(services, attempt, renewal)
+            again = _sooner(again, _later(now, services.limits.auto_renewal.auto_renewal_recheck_s))
+        else:
+            await _end_quietly(services, attempt, renewal)
+    return again
+
+
+async def _end_quietly(
+    services: Services, attempt: AutoRenewalAttempt, renewal: RenewalRecord | None
+) -> None:
+    """An earlier period's try that did not renew the card (never made, declined or refunded)
+    after the card was renewed another way: no retry and no failure to tell (the card is
+    renewed); the renewal's own timeline says what became of its money."""
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        current = await uow.auto_renewals.attempt(attempt.card_id, attempt.period, for_update=True)
+        if current is None or current.status not in OPEN_ATTEMPT_STATUSES:
+            return
+        await uow.auto_renewals.update_attempt(
+            replace(
+                current,
+                status=AttemptStatus.GAVE_UP,
+                renewal_id=None if renewal is None else renewal.id,
+                next_try_at=None,
+                problem=current.problem or "renewed_otherwise",
+                updated_at=now,
+            )
+        )
+        await uow.commit()
 
 
 async def _schedule(services: Services, card_id: str, at: dt.datetime | None) -> None:
@@ -112,7 +213,7 @@ async def _schedule(services: Services, card_id: str, at: dt.datetime | None) ->
 
 async def _renewal_step(
     services: Services, setting: AutoRenewal, card: Card, now: dt.datetime
-) -> dt.datetime:
+) -> dt.datetime | None:
     """Do what is due for the card's current period; when to look next."""
     schedule = schedule_of(services)
     limits = services.limits.auto_renewal
@@ -124,15 +225,10 @@ async def _renewal_step(
     async with services.unit_of_work() as uow:
         attempt = await uow.auto_renewals.attempt(card.id, period)
         done = await uow.auto_renewals.prechecks_done(card.id, period)
-    if attempt is not None and attempt.status in (AttemptStatus.SUCCEEDED, AttemptStatus.GAVE_UP):
-        # Paid (its activation extends validity: a new period) or given up (grace as usual; a
-        # renewal through any channel starts a new period): look again later.
-        return _later(
-            now,
-            limits.auto_renewal_recheck_s
-            if attempt.status is AttemptStatus.SUCCEEDED
-            else limits.auto_renewal_precheck_late_s,
-        )
+    if attempt is not None and attempt.status.is_settled:
+        # Given up (grace as usual; a renewal through any channel starts a new period and wakes
+        # the pass). (A succeeded try renewed the card: its period is an earlier one.)
+        return _settled_next_look(services, card, now)
     if now < charge_at:
         offset = due_precheck(now, charge_at, schedule, done)
         if offset is not None:
@@ -257,17 +353,17 @@ async def _charge_step(
     charge_at: dt.datetime,
     attempt: AutoRenewalAttempt | None,
     now: dt.datetime,
-) -> dt.datetime:
+) -> dt.datetime | None:
     limits = services.limits.auto_renewal
     recheck = _later(now, limits.auto_renewal_recheck_s)
-    if attempt is not None and attempt.status is AttemptStatus.CHARGING:
+    if attempt is not None and attempt.status in OPEN_ATTEMPT_STATUSES:
         return await _resume(services, setting, card, period, charge_at, attempt)
     if attempt is not None and attempt.next_try_at is not None and now < attempt.next_try_at:
         return attempt.next_try_at
     if card.validity_end is not None and now >= card.validity_end:
         # The window closed before a try could be made (the worker was down): say so once.
         await _give_up(services, setting, card, period, charge_at, attempt, "window_ended")
-        return _later(now, limits.auto_renewal_precheck_late_s)
+        return _settled_next_look(services, card, now)
     started = await _start_try(services, setting, card, period, charge_at, attempt)
     if started is None:
         return recheck  # another worker started it
@@ -304,6 +400,11 @@ async def _start_try(
         elif current.status is AttemptStatus.RETRY and (
             seen is None or current.tries == seen.tries
         ):
+            # Never two charges standing for one period: the last try's renewal holds no money
+            # (never taken, or given back), checked under the attempt row's lock.
+            last = await uow.renewals.by_idempotency_key(current.try_key)
+            if last is not None and last.status not in UNPAID_CLOSED:
+                return None
             started = replace(
                 current,
                 status=AttemptStatus.CHARGING,
@@ -342,7 +443,7 @@ async def _try(
     period: str,
     charge_at: dt.datetime,
     attempt: AutoRenewalAttempt,
-) -> dt.datetime:
+) -> dt.datetime | None:
     """Send the try's charge (or take its credit) and record what became of it."""
     async with services.unit_of_work() as uow:
         problems, plan, saved = await _problems(services, uow, setting, card, charge_at)
@@ -404,7 +505,7 @@ async def _resume(
     period: str,
     charge_at: dt.datetime,
     attempt: AutoRenewalAttempt,
-) -> dt.datetime:
+) -> dt.datetime | None:
     """A try under way (or cut short by a crash): its renewal's outcome, never a new charge.
     No renewal under its key: the try never reached intake; it is made with the same key."""
     async with services.unit_of_work() as uow:
@@ -422,35 +523,28 @@ async def _outcome(
     charge_at: dt.datetime,
     attempt: AutoRenewalAttempt,
     renewal: RenewalRecord,
-) -> dt.datetime:
+) -> dt.datetime | None:
+    """What the try's renewal became: applied (succeeded), paid and activating (followed),
+    refunded or never paid (a failed try), or not known yet (the payment checks ask)."""
     now = services.clock.now()
-    limits = services.limits.auto_renewal
-    if renewal.status in PAID:
-        async with services.unit_of_work() as uow:
-            current = await uow.auto_renewals.attempt(card.id, period, for_update=True)
-            if current is None or current.status is not AttemptStatus.CHARGING:
-                return _later(now, limits.auto_renewal_recheck_s)
-            await uow.auto_renewals.update_attempt(
-                replace(
-                    current, status=AttemptStatus.SUCCEEDED, renewal_id=renewal.id, updated_at=now
-                )
-            )
-            await uow.cards.add_event(
-                card_id=card.id,
-                kind=CardEventKind.AUTO_RENEWAL_SUCCEEDED.value,
-                at=now,
-                detail=_detail(
-                    period,
-                    setting,
-                    await method_label(uow, setting),
-                    renewal.amount,
-                    charge_at,
-                    attempt=current.tries,
-                    renewal_id=renewal.id,
-                ),
-            )
-            await uow.commit()
-        return _later(now, limits.auto_renewal_recheck_s)
+    recheck = _later(now, services.limits.auto_renewal.auto_renewal_recheck_s)
+    if renewal.status is RenewalStatus.COMPLETED:
+        await _succeeded(services, setting, attempt, charge_at, renewal)
+        return None  # the card is renewed: the caller looks at its new period
+    if renewal.status is RenewalStatus.REFUNDED:
+        problem, may_pass = await _refund_problem(services, renewal)
+        return await _try_failed(
+            services,
+            setting,
+            card,
+            period,
+            charge_at,
+            attempt,
+            problem,
+            None,
+            renewal=renewal,
+            final=not may_pass,
+        )
     if renewal.status in UNPAID_CLOSED:
         return await _try_failed(
             services,
@@ -463,15 +557,83 @@ async def _outcome(
             renewal.decline_code,
             renewal=renewal,
         )
-    # Pending, unknown or waiting: the payment checks ask the gateway; look again soon.
+    # Paid and activating (the network applies it, or it is refunded), or its payment pending
+    # or unknown (the payment checks ask the gateway): look again soon.
+    await _follow_paid(services, attempt, renewal)
+    return recheck
+
+
+async def _follow_paid(
+    services: Services, attempt: AutoRenewalAttempt, renewal: RenewalRecord
+) -> None:
+    """Record the try's renewal on the attempt, and "paid" once it is paid (activating)."""
+    now = services.clock.now()
+    status = AttemptStatus.PAID if renewal.status is RenewalStatus.ACTIVATING else None
     async with services.unit_of_work() as uow:
-        current = await uow.auto_renewals.attempt(card.id, period, for_update=True)
-        if current is not None and current.renewal_id != renewal.id:
-            await uow.auto_renewals.update_attempt(
-                replace(current, renewal_id=renewal.id, updated_at=now)
+        current = await uow.auto_renewals.attempt(attempt.card_id, attempt.period, for_update=True)
+        if (
+            current is None
+            or current.status not in OPEN_ATTEMPT_STATUSES
+            or current.try_key != renewal.idempotency_key
+            or (current.renewal_id == renewal.id and status in (None, current.status))
+        ):
+            return
+        await uow.auto_renewals.update_attempt(
+            replace(current, status=status or current.status, renewal_id=renewal.id, updated_at=now)
+        )
+        await uow.commit()
+
+
+async def _succeeded(
+    services: Services,
+    setting: AutoRenewal,
+    attempt: AutoRenewalAttempt,
+    charge_at: dt.datetime,
+    renewal: RenewalRecord,
+) -> None:
+    """The try's renewal was applied: the card is renewed. The period succeeded, told once."""
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        current = await uow.auto_renewals.attempt(attempt.card_id, attempt.period, for_update=True)
+        if (
+            current is None
+            or current.status not in OPEN_ATTEMPT_STATUSES
+            or current.try_key != renewal.idempotency_key
+        ):
+            return
+        await uow.auto_renewals.update_attempt(
+            replace(
+                current,
+                status=AttemptStatus.SUCCEEDED,
+                renewal_id=renewal.id,
+                next_try_at=None,
+                updated_at=now,
             )
-            await uow.commit()
-    return _later(now, limits.auto_renewal_recheck_s)
+        )
+        await uow.cards.add_event(
+            card_id=attempt.card_id,
+            kind=CardEventKind.AUTO_RENEWAL_SUCCEEDED.value,
+            at=now,
+            detail=_detail(
+                attempt.period,
+                setting,
+                await method_label(uow, setting),
+                renewal.amount,
+                charge_at,
+                attempt=current.tries,
+                renewal_id=renewal.id,
+            ),
+        )
+        await uow.commit()
+
+
+async def _refund_problem(services: Services, renewal: RenewalRecord) -> tuple[Problem, bool]:
+    """Why a paid try was refunded (its timeline's refund reason), and whether it may pass."""
+    async with services.unit_of_work() as uow:
+        timeline = (await uow.renewals.timelines([renewal.id])).get(renewal.id, [])
+    reasons = [step.reason for step in timeline if step.to_status is RenewalStatus.REFUNDED]
+    cause = refund_cause(reasons[-1]) if reasons else None
+    return PROBLEM_OF_REFUND.get(cause, PROBLEM_OF_REFUND[None])
 
 
 async def _try_failed(
@@ -485,8 +647,11 @@ async def _try_failed(
     decline_code: str | None,
     *,
     renewal: RenewalRecord | None = None,
-) -> dt.datetime:
-    """A try ended with nothing taken: try again later inside the window, or give up."""
+    final: bool = False,
+) -> dt.datetime | None:
+    """A try ended with nothing taken, or its money given back (refunded instead of applied):
+    try again later inside the window (a new try, a new key), or give up (``final``: the
+    problem will not pass, e.g. the network refused the card for good)."""
     now = services.clock.now()
     schedule: Schedule = schedule_of(services)
     validity_end = card.validity_end or now
@@ -494,12 +659,12 @@ async def _try_failed(
         problem = Problem.PAYMENT_TOKEN_REVOKED
     elif decline_code in ("expired_card",):
         problem = Problem.PAYMENT_CARD_EXPIRED
-    retry_at = next_try_at(now, attempt.tries, validity_end, schedule)
+    retry_at = None if final else next_try_at(now, attempt.tries, validity_end, schedule)
     async with services.unit_of_work() as uow:
         current = await uow.auto_renewals.attempt(card.id, period, for_update=True)
         if (
             current is None
-            or current.status is not AttemptStatus.CHARGING
+            or current.status not in OPEN_ATTEMPT_STATUSES
             or (current.tries != attempt.tries)
         ):
             return _later(now, services.limits.auto_renewal.auto_renewal_recheck_s)
@@ -522,6 +687,11 @@ async def _try_failed(
         }
         if decline_code:
             more["decline_code"] = decline_code
+        if renewal is not None and renewal.status is RenewalStatus.REFUNDED:
+            more["renewal_id"] = renewal.id
+            more["refunded"] = 1  # it was paid, then the money went back
+        if problem in HELP_PROBLEMS:
+            more["fix_path"] = HELP_PATH
         if retry_at is not None:
             more["next_try_at"] = retry_at.isoformat(timespec="seconds")
         else:
@@ -547,7 +717,7 @@ async def _try_failed(
         await uow.commit()
     if retry_at is not None:
         return retry_at
-    return _later(now, services.limits.auto_renewal.auto_renewal_precheck_late_s)
+    return _settled_next_look(services, card, now)
 
 
 async def _give_up(

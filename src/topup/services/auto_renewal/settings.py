@@ -362,8 +362,8 @@ async def upcoming_auto_renewals(
                 continue
             period = validity_period(card)
             attempt = await uow.auto_renewals.attempt(card.id, period)
-            if attempt is not None and attempt.status.value in ("succeeded", "gave_up"):
-                continue
+            if attempt is not None and attempt.status.value in ("paid", "succeeded", "gave_up"):
+                continue  # charged (paid, applied) or given up
             plan = plans.get(setting.plan_code)
             found.append(
                 UpcomingAutoRenewal(

@@ -127,6 +127,7 @@ class FleetLimits:
     bulk_upload_bytes_max: int  # a CSV uploaded (or lines pasted) on the bulk renewal page
     fleet_policy_batch_size: int  # cards read at once while a fleet-wide policy is applied
     fleet_policy_cards_max: int  # cards one "apply the policy" request reaches
+    fleet_policy_lease_s: float  # a worker applies a batch of a policy request for this long
 
 
 @dataclass(frozen=True, slots=True)

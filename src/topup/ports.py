@@ -37,6 +37,7 @@ from topup.domain.fleets import (
     InvoicedRenewal,
     Member,
     Organisation,
+    PolicyRequest,
 )
 from topup.domain.ledger import Entry
 from topup.domain.money import Money
@@ -1073,6 +1074,33 @@ class PushSender(Protocol):
     ) -> PushOutcome: ...
 
 
+class PolicyRequestRepository(Protocol):
+    """Requests to apply a fleet-wide auto-renewal policy: a durable queue the worker leases
+    from, applying each a batch of cards at a time."""
+
+    async def add(self, request: PolicyRequest) -> bool:
+        """Write it; False (nothing written) if one of its organisation's is running."""
+        ...
+
+    async def get(self, request_id: str) -> PolicyRequest | None: ...
+
+    async def latest_of(self, organisation_id: str) -> PolicyRequest | None: ...
+
+    async def lease(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[PolicyRequest]:
+        """Lease running requests whose lease is over (or that have none) until
+        ``lease_until``, oldest first; other workers skip them."""
+        ...
+
+    async def save_progress(
+        self, request: PolicyRequest, *, reached_before: int, at: dt.datetime
+    ) -> bool:
+        """Write its counts (and its end, if finished) and end its lease, if it still stands
+        at ``reached_before`` (False: another worker moved it on, nothing is written)."""
+        ...
+
+
 # --- usage (issue 11) ---
 
 
@@ -1299,6 +1327,7 @@ class UnitOfWork(Protocol):
     def bulk_renewals(self) -> BulkRenewalRepository: ...
     @property
     def reminders(self) -> ReminderRepository: ...
+    def policy_requests(self) -> PolicyRequestRepository: ...
     @property
     def usage(self) -> UsageRepository: ...
     @property

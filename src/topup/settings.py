@@ -137,6 +137,7 @@ class LimitSettings(BaseSettings):
     reminder_push_per_minute_max: int = Field(1200, ge=1)
     push_timeout_s: float = Field(10.0, gt=0, le=120)
     push_ttl_s: int = Field(86_400, ge=0, le=2_419_200)
+    fleet_policy_lease_s: float = Field(300.0, gt=0)
     # Usage (issue 11): records written per transaction, records one signed request may carry,
     # bad lines listed in a summary, the largest record, how far in the future a record's time
     # and a signature's may be (and how old a signature), the share of a period's quota that is

@@ -22,6 +22,7 @@ from topup.services.activation import run_due_jobs
 from topup.services.auto_renewal import run_auto_renewals, run_auto_top_ups
 from topup.services.context import Services
 from topup.services.fleets.bulk import process_bulk_lines
+from topup.services.fleets.policy import process_policy_requests
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
 from topup.services.reminders.scheduling import queue_due_reminders
@@ -75,6 +76,11 @@ def reminder_interval(limits: Limits) -> float:
     return limits.reminders.reminder_interval_s
 
 
+async def apply_fleet_policies(services: Services) -> int:
+    """Organisations' fleet-wide auto-renewal policies, a batch of cards per request a pass."""
+    return await process_policy_requests(services)
+
+
 async def bar_exhausted_cards(services: Services) -> int:
     """Tell the network to bar the data of exhausted prepaid cards, and to restore it once a
     renewal gave them data again."""
@@ -121,6 +127,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("data bars", bar_exhausted_cards, every_round),
     Pass("auto-renewals", auto_renew_cards, every_round),
     Pass("auto top-ups", auto_top_up_cards, lifecycle_interval),
+    Pass("fleet policies", apply_fleet_policies, every_round),
 )
 
 

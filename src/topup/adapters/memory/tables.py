@@ -12,7 +12,7 @@ from topup.domain.api_keys import ApiKey
 from topup.domain.auto_renewal import AutoRenewal, AutoRenewalAttempt, AutoTopUp
 from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
-from topup.domain.fleets import BulkLine, BulkRun, Invoice, Member, Organisation
+from topup.domain.fleets import BulkLine, BulkRun, Invoice, Member, Organisation, PolicyRequest
 from topup.domain.ledger import Entry
 from topup.domain.plans import Plan
 from topup.domain.records import (
@@ -89,6 +89,10 @@ class Tables:
     reminder_cursors: dict[str, int] = field(default_factory=dict)
     reminder_preferences: dict[tuple[str, str], bool] = field(default_factory=dict)
     push_subscriptions: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # by account
+    # policy requests by id, with their lease's end
+    policy_requests: dict[str, tuple[PolicyRequest, dt.datetime | None]] = field(
+        default_factory=dict
+    )
     # usage (issue 11): records by id (with whether each counted), states by card (with when
     # the network is next to be told), signed deliveries by signature.
     usage_records: dict[str, tuple[UsageRecord, bool]] = field(default_factory=dict)

@@ -424,6 +424,7 @@ def _upgrade_fleets() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_until", utc, nullable=True),
         sa.Column("updated_at", utc, nullable=False),
+        sa.Column("error_params", sa.String(length=1200), nullable=True),
         sa.ForeignKeyConstraint(
             ["run_id"], ["bulk_runs.id"], name=op.f("fk_bulk_lines_run_id_bulk_runs")
         ),
@@ -459,9 +460,50 @@ def _upgrade_fleets() -> None:
             name="uq_invoices_organisation_id_month_sequence",
         ),
     )
+    op.create_table(
+        "policy_requests",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("organisation_id", sa.String(length=36), nullable=False),
+        sa.Column("running_organisation_id", sa.String(length=36), nullable=True),
+        sa.Column("requested_by", sa.String(length=36), nullable=False),
+        sa.Column("plans", sa.String(length=400), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("cards_total", sa.Integer(), nullable=False),
+        sa.Column("reached", sa.Integer(), nullable=False),
+        sa.Column("applied", sa.Integer(), nullable=False),
+        sa.Column("already", sa.Integer(), nullable=False),
+        sa.Column("left_alone", sa.Integer(), nullable=False),
+        sa.Column("refused", sa.Integer(), nullable=False),
+        sa.Column("refusals", sa.Text(), nullable=False),
+        sa.Column("error_code", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", utc, nullable=True),
+        sa.Column("created_at", utc, nullable=False),
+        sa.Column("updated_at", utc, nullable=False),
+        sa.Column("finished_at", utc, nullable=True),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisations.id"],
+            name=op.f("fk_policy_requests_organisation_id_organisations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_requests")),
+        sa.UniqueConstraint(
+            "running_organisation_id", name=op.f("uq_policy_requests_running_organisation_id")
+        ),
+    )
+    op.create_index(
+        "ix_policy_requests_organisation_id_created_at",
+        "policy_requests",
+        ["organisation_id", "created_at"],
+    )
+    op.create_index(
+        "ix_policy_requests_status_lease_until", "policy_requests", ["status", "lease_until"]
+    )
 
 
 def _downgrade_fleets() -> None:
+    op.drop_index("ix_policy_requests_status_lease_until", table_name="policy_requests")
+    op.drop_index("ix_policy_requests_organisation_id_created_at", table_name="policy_requests")
+    op.drop_table("policy_requests")
     op.drop_table("invoices")
     op.drop_index("ix_bulk_lines_renewal_id", table_name="bulk_lines")
     op.drop_index("ix_bulk_lines_status_lease_until", table_name="bulk_lines")

@@ -110,26 +110,6 @@ class MailLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class ReminderLimits:
-    """Reminders (issue 11): batches, leases, retries, and sending rates per provider (over the
-    rate a message waits; it is never dropped)."""
-
-    reminder_batch_size: int
-    reminder_batches_per_pass_max: int
-    reminder_interval_s: float
-    reminder_lease_s: float
-    reminder_send_attempts_max: int
-    reminder_retry_base_s: float
-    reminder_retry_cap_s: float
-    reminder_event_gap_wait_s: float
-    reminder_sms_per_minute_max: int
-    reminder_email_per_minute_max: int
-    reminder_push_per_minute_max: int
-    push_timeout_s: float
-    push_ttl_s: int
-
-
-@dataclass(frozen=True, slots=True)
 class FleetLimits:
     """Enterprise fleets: bulk renewals (lines per run, lines leased at once, renewals in flight
     against the gateway, leases), the fleet page and its exports, invoices."""
@@ -147,6 +127,27 @@ class FleetLimits:
     bulk_upload_bytes_max: int  # a CSV uploaded (or lines pasted) on the bulk renewal page
     fleet_policy_batch_size: int  # cards read at once while a fleet-wide policy is applied
     fleet_policy_cards_max: int  # cards one "apply the policy" request reaches
+    fleet_policy_lease_s: float  # a worker applies a batch of a policy request for this long
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderLimits:
+    """Reminders (issue 11): batches, leases, retries, and sending rates per provider (over the
+    rate a message waits; it is never dropped)."""
+
+    reminder_batch_size: int
+    reminder_batches_per_pass_max: int
+    reminder_interval_s: float
+    reminder_lease_s: float
+    reminder_send_attempts_max: int
+    reminder_retry_base_s: float
+    reminder_retry_cap_s: float
+    reminder_event_gap_wait_s: float
+    reminder_sms_per_minute_max: int
+    reminder_email_per_minute_max: int
+    reminder_push_per_minute_max: int
+    push_timeout_s: float
+    push_ttl_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +196,8 @@ class Limits:
     accounts: AccountLimits
     idempotency: IdempotencyLimits
     mail: MailLimits
-    reminders: ReminderLimits
     fleets: FleetLimits
+    reminders: ReminderLimits
     usage: UsageLimits
     auto_renewal: AutoRenewalLimits
 
@@ -211,8 +212,8 @@ GROUPS: dict[str, type] = {
     "accounts": AccountLimits,
     "idempotency": IdempotencyLimits,
     "mail": MailLimits,
-    "reminders": ReminderLimits,
     "fleets": FleetLimits,
+    "reminders": ReminderLimits,
     "usage": UsageLimits,
     "auto_renewal": AutoRenewalLimits,
 }

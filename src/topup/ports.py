@@ -37,6 +37,7 @@ from topup.domain.fleets import (
     InvoicedRenewal,
     Member,
     Organisation,
+    PolicyRequest,
 )
 from topup.domain.ledger import Entry
 from topup.domain.money import Money
@@ -808,6 +809,119 @@ class IdempotencyRepository(Protocol):
         ...
 
 
+# --- fleets (issue 11) ---------------------------------------------------------------------------
+
+
+class OrganisationRepository(Protocol):
+    """Organisations, their members and cards, what the fleet page lists, their invoices."""
+
+    async def add(self, organisation: Organisation) -> None: ...
+
+    async def get(self, organisation_id: str) -> Organisation | None: ...
+
+    async def set_payment_card(
+        self, organisation_id: str, *, saved_id: str | None, account_id: str | None
+    ) -> None: ...
+
+    async def put_member(self, member: Member) -> None:
+        """Add the member, or change the role of one already there."""
+        ...
+
+    async def member(self, organisation_id: str, account_id: str) -> Member | None: ...
+
+    async def members(self, organisation_id: str, *, limit: int) -> list[Member]: ...
+
+    async def memberships(
+        self, account_id: str, *, limit: int
+    ) -> list[tuple[Organisation, Member]]:
+        """The organisations the account is a member of, oldest first."""
+        ...
+
+    async def owners_of_cards(self, card_ids: Sequence[str]) -> dict[str, str]:
+        """``{card id: organisation id}`` for those of these cards that belong to one."""
+        ...
+
+    async def add_cards(
+        self, organisation_id: str, card_ids: Sequence[str], *, at: dt.datetime
+    ) -> int:
+        """Add cards that belong to no organisation yet; returns how many were added."""
+        ...
+
+    async def fleet_cards(
+        self, organisation_id: str, fleet_filter: FleetFilter, *, limit: int, offset: int
+    ) -> list[Card]:
+        """The organisation's cards that pass the filter, by validity end (soonest first, none
+        last) then MSISDN."""
+        ...
+
+    async def count_cards(self, organisation_id: str, fleet_filter: FleetFilter) -> int: ...
+
+    async def card_counts_by_status(self, organisation_id: str) -> dict[str, int]: ...
+
+    async def paid_renewals(
+        self, organisation_id: str, *, since: dt.datetime, until: dt.datetime, limit: int
+    ) -> list[InvoicedRenewal]:
+        """Renewals the organisation's bulk renewals paid for in [since, until) and not refunded,
+        by time paid."""
+        ...
+
+    async def spend(self, organisation_id: str, *, since: dt.datetime, until: dt.datetime) -> int:
+        """What ``paid_renewals`` adds up to, in minor units."""
+        ...
+
+    async def latest_invoice(self, organisation_id: str, month: str) -> Invoice | None: ...
+
+    async def add_invoice(self, invoice: Invoice) -> bool:
+        """False if its number or (organisation, month, sequence) is taken (another issued it)."""
+        ...
+
+    async def invoices(self, organisation_id: str, *, limit: int) -> list[Invoice]:
+        """Newest first."""
+        ...
+
+
+class BulkRenewalRepository(Protocol):
+    """Bulk renewal runs and their lines: a durable queue the worker leases lines from."""
+
+    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> bool:
+        """Write the run and its lines; False (nothing written) if a run of this id exists."""
+        ...
+
+    async def get_run(self, run_id: str) -> BulkRun | None: ...
+
+    async def runs_of(self, organisation_id: str, *, limit: int) -> list[BulkRun]:
+        """Newest first."""
+        ...
+
+    async def lines(
+        self,
+        run_id: str,
+        *,
+        limit: int,
+        after_line_no: int = 0,
+        statuses: Sequence[BulkLineStatus] = (),
+    ) -> list[BulkLine]:
+        """The run's lines after ``after_line_no``, by line number."""
+        ...
+
+    async def counts(self, run_id: str) -> dict[BulkLineStatus, int]: ...
+
+    async def lease_lines(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[BulkLine]:
+        """Lease open lines that are due (pending, or leased or waiting whose lease is over) to
+        this worker until ``lease_until``, counting an attempt each; other workers skip them."""
+        ...
+
+    async def record_outcomes(
+        self, outcomes: Sequence[BulkLineOutcome], *, at: dt.datetime
+    ) -> None: ...
+
+    async def finish_runs(self, run_ids: Sequence[str], *, at: dt.datetime) -> list[str]:
+        """Mark finished those of these runs that have no open line left; returns them."""
+        ...
+
+
 # --- reminders (issue 11) ---
 
 
@@ -960,116 +1074,30 @@ class PushSender(Protocol):
     ) -> PushOutcome: ...
 
 
-# --- fleets (issue 11) ---------------------------------------------------------------------------
+class PolicyRequestRepository(Protocol):
+    """Requests to apply a fleet-wide auto-renewal policy: a durable queue the worker leases
+    from, applying each a batch of cards at a time."""
 
-
-class OrganisationRepository(Protocol):
-    """Organisations, their members and cards, what the fleet page lists, their invoices."""
-
-    async def add(self, organisation: Organisation) -> None: ...
-
-    async def get(self, organisation_id: str) -> Organisation | None: ...
-
-    async def set_payment_card(
-        self, organisation_id: str, *, saved_id: str | None, account_id: str | None
-    ) -> None: ...
-
-    async def put_member(self, member: Member) -> None:
-        """Add the member, or change the role of one already there."""
+    async def add(self, request: PolicyRequest) -> bool:
+        """Write it; False (nothing written) if one of its organisation's is running."""
         ...
 
-    async def member(self, organisation_id: str, account_id: str) -> Member | None: ...
+    async def get(self, request_id: str) -> PolicyRequest | None: ...
 
-    async def members(self, organisation_id: str, *, limit: int) -> list[Member]: ...
+    async def latest_of(self, organisation_id: str) -> PolicyRequest | None: ...
 
-    async def memberships(
-        self, account_id: str, *, limit: int
-    ) -> list[tuple[Organisation, Member]]:
-        """The organisations the account is a member of, oldest first."""
-        ...
-
-    async def owners_of_cards(self, card_ids: Sequence[str]) -> dict[str, str]:
-        """``{card id: organisation id}`` for those of these cards that belong to one."""
-        ...
-
-    async def add_cards(
-        self, organisation_id: str, card_ids: Sequence[str], *, at: dt.datetime
-    ) -> int:
-        """Add cards that belong to no organisation yet; returns how many were added."""
-        ...
-
-    async def fleet_cards(
-        self, organisation_id: str, fleet_filter: FleetFilter, *, limit: int, offset: int
-    ) -> list[Card]:
-        """The organisation's cards that pass the filter, by validity end (soonest first, none
-        last) then MSISDN."""
-        ...
-
-    async def count_cards(self, organisation_id: str, fleet_filter: FleetFilter) -> int: ...
-
-    async def card_counts_by_status(self, organisation_id: str) -> dict[str, int]: ...
-
-    async def paid_renewals(
-        self, organisation_id: str, *, since: dt.datetime, until: dt.datetime, limit: int
-    ) -> list[InvoicedRenewal]:
-        """Renewals the organisation's bulk renewals paid for in [since, until) and not refunded,
-        by time paid."""
-        ...
-
-    async def spend(self, organisation_id: str, *, since: dt.datetime, until: dt.datetime) -> int:
-        """What ``paid_renewals`` adds up to, in minor units."""
-        ...
-
-    async def latest_invoice(self, organisation_id: str, month: str) -> Invoice | None: ...
-
-    async def add_invoice(self, invoice: Invoice) -> bool:
-        """False if its number or (organisation, month, sequence) is taken (another issued it)."""
-        ...
-
-    async def invoices(self, organisation_id: str, *, limit: int) -> list[Invoice]:
-        """Newest first."""
-        ...
-
-
-class BulkRenewalRepository(Protocol):
-    """Bulk renewal runs and their lines: a durable queue the worker leases lines from."""
-
-    async def add_run(self, run: BulkRun, lines: Sequence[BulkLine]) -> bool:
-        """Write the run and its lines; False (nothing written) if a run of this id exists."""
-        ...
-
-    async def get_run(self, run_id: str) -> BulkRun | None: ...
-
-    async def runs_of(self, organisation_id: str, *, limit: int) -> list[BulkRun]:
-        """Newest first."""
-        ...
-
-    async def lines(
-        self,
-        run_id: str,
-        *,
-        limit: int,
-        after_line_no: int = 0,
-        statuses: Sequence[BulkLineStatus] = (),
-    ) -> list[BulkLine]:
-        """The run's lines after ``after_line_no``, by line number."""
-        ...
-
-    async def counts(self, run_id: str) -> dict[BulkLineStatus, int]: ...
-
-    async def lease_lines(
+    async def lease(
         self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
-    ) -> list[BulkLine]:
-        """Lease open lines that are due (pending, or leased or waiting whose lease is over) to
-        this worker until ``lease_until``, counting an attempt each; other workers skip them."""
+    ) -> list[PolicyRequest]:
+        """Lease running requests whose lease is over (or that have none) until
+        ``lease_until``, oldest first; other workers skip them."""
         ...
 
-    async def record_outcomes(
-        self, outcomes: Sequence[BulkLineOutcome], *, at: dt.datetime
-    ) -> None: ...
-
-    async def finish_runs(self, run_ids: Sequence[str], *, at: dt.datetime) -> list[str]:
-        """Mark finished those of these runs that have no open line left; returns them."""
+    async def save_progress(
+        self, request: PolicyRequest, *, reached_before: int, at: dt.datetime
+    ) -> bool:
+        """Write its counts (and its end, if finished) and end its lease, if it still stands
+        at ``reached_before`` (False: another worker moved it on, nothing is written)."""
         ...
 
 
@@ -1294,11 +1322,13 @@ class UnitOfWork(Protocol):
     @property
     def idempotency(self) -> IdempotencyRepository: ...
     @property
-    def reminders(self) -> ReminderRepository: ...
-    @property
     def organisations(self) -> OrganisationRepository: ...
     @property
     def bulk_renewals(self) -> BulkRenewalRepository: ...
+    @property
+    def reminders(self) -> ReminderRepository: ...
+    @property
+    def policy_requests(self) -> PolicyRequestRepository: ...
     @property
     def usage(self) -> UsageRepository: ...
     @property

@@ -97,23 +97,6 @@ class LimitSettings(BaseSettings):
     # E-mails (card-number recovery, receipts sent later) under way in the background at once;
     # more are dropped with a log line.
     mailings_in_flight_max: int = Field(32, ge=1, le=10_000)
-    # Reminders (README "Reminders"): cards or deliveries taken at once, how often the worker
-    # looks, a claimed delivery's lease, sends of one delivery before it is given up and their
-    # backoff, how long a gap in the card events' ids is waited for (a transaction still
-    # writing), and messages per minute per provider (across workers when Redis is set).
-    reminder_batch_size: int = Field(200, ge=1, le=10_000)
-    reminder_batches_per_pass_max: int = Field(20, ge=1, le=1000)
-    reminder_interval_s: float = Field(30.0, gt=0)
-    reminder_lease_s: float = Field(120.0, gt=0)
-    reminder_send_attempts_max: int = Field(8, ge=1, le=100)
-    reminder_retry_base_s: float = Field(30.0, gt=0)
-    reminder_retry_cap_s: float = Field(3600.0, gt=0)
-    reminder_event_gap_wait_s: float = Field(60.0, ge=0)
-    reminder_sms_per_minute_max: int = Field(600, ge=1)
-    reminder_email_per_minute_max: int = Field(600, ge=1)
-    reminder_push_per_minute_max: int = Field(1200, ge=1)
-    push_timeout_s: float = Field(10.0, gt=0, le=120)
-    push_ttl_s: int = Field(86_400, ge=0, le=2_419_200)
     # Fleets: lines in one bulk renewal; lines a worker leases at once (each batch's renewals are
     # group-committed) and renewals in flight at once against the gateway; how long a leased line
     # is hidden from other workers (a killed worker's lines are taken again after it), and when a
@@ -137,6 +120,24 @@ class LimitSettings(BaseSettings):
     bulk_upload_bytes_max: int = Field(1_048_576, ge=1024, le=1_048_576)
     fleet_policy_batch_size: int = Field(200, ge=1, le=10_000)
     fleet_policy_cards_max: int = Field(5000, ge=1, le=1_000_000)
+    # Reminders (README "Reminders"): cards or deliveries taken at once, how often the worker
+    # looks, a claimed delivery's lease, sends of one delivery before it is given up and their
+    # backoff, how long a gap in the card events' ids is waited for (a transaction still
+    # writing), and messages per minute per provider (across workers when Redis is set).
+    reminder_batch_size: int = Field(200, ge=1, le=10_000)
+    reminder_batches_per_pass_max: int = Field(20, ge=1, le=1000)
+    reminder_interval_s: float = Field(30.0, gt=0)
+    reminder_lease_s: float = Field(120.0, gt=0)
+    reminder_send_attempts_max: int = Field(8, ge=1, le=100)
+    reminder_retry_base_s: float = Field(30.0, gt=0)
+    reminder_retry_cap_s: float = Field(3600.0, gt=0)
+    reminder_event_gap_wait_s: float = Field(60.0, ge=0)
+    reminder_sms_per_minute_max: int = Field(600, ge=1)
+    reminder_email_per_minute_max: int = Field(600, ge=1)
+    reminder_push_per_minute_max: int = Field(1200, ge=1)
+    push_timeout_s: float = Field(10.0, gt=0, le=120)
+    push_ttl_s: int = Field(86_400, ge=0, le=2_419_200)
+    fleet_policy_lease_s: float = Field(300.0, gt=0)
     # Usage (issue 11): records written per transaction, records one signed request may carry,
     # bad lines listed in a summary, the largest record, how far in the future a record's time
     # and a signature's may be (and how old a signature), the share of a period's quota that is

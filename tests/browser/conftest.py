@@ -62,6 +62,7 @@ SITE_ENVIRONMENT = {
     "TOPUP_SMS_LATENCY_S": "0.01",
     "TOPUP_WORKER_IDLE_SLEEP_S": "0.1",
     "TOPUP_REMINDER_INTERVAL_S": "1",  # reminders queued within a second (test_reminders.py)
+    "TOPUP_BULK_WAITING_RECHECK_S": "2",  # a bulk line whose payment is not known yet
 }
 
 

@@ -20,9 +20,10 @@ from tests.e2e.commands import topup_executable
 from tests.fleets import lines_of, make_fleet
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
+from topup.domain.errors import TopupError
 from topup.domain.fleets import BulkLineStatus
 from topup.services.demo import load_demo
-from topup.services.fleets import bulk, invoices
+from topup.services.fleets import bulk, invoices, policy
 from topup.settings import LimitSettings
 
 CLOCK = FixedClock(conftest.START)  # every application of a test reads it
@@ -216,3 +217,50 @@ async def test_a_worker_killed_mid_run_resumes_where_it_stopped(
     async with services.unit_of_work() as uow:
         cards = await uow.cards.by_numbers(msisdns=fleet.msisdns, iccids=[])
     assert [per_card.get(card.id) for card in cards] == [1] * 40
+
+
+async def test_policy_requests_run_one_at_a_time_and_two_workers_apply_one_once(
+    make_app: AppFactory,
+) -> None:
+    """Two admins asking at once write one request (the database's unique key decides); two
+    workers moving it on never apply one batch twice; the error params of a refusal and the
+    counts come back as written."""
+    small = LimitSettings(fleet_policy_batch_size=4)
+    first, second = make_app(limits=small, clock=CLOCK), make_app(limits=small, clock=CLOCK)
+    await load_demo(first.services)
+    fleet = await make_fleet(first.services, cards=10)
+    organisation = fleet.organisation_id
+    choice = policy.PolicyChoice.one_plan("pack_5gb_7d")
+    asked = await asyncio.gather(
+        policy.request_fleet_policy(first.services, fleet.admin_id, organisation, choice),
+        policy.request_fleet_policy(second.services, fleet.owner_id, organisation, choice),
+        return_exceptions=True,
+    )
+    refused = [item for item in asked if isinstance(item, TopupError)]
+    assert len(refused) == 1 and refused[0].code == "fleet_policy_running", asked
+    moved = []
+    for _ in range(10):
+        steps = await asyncio.gather(
+            policy.process_policy_requests(first.services),
+            policy.process_policy_requests(second.services),
+        )
+        moved.append(sum(steps))
+        if not sum(steps):
+            break
+    assert sum(moved) == 3  # 4, 8, then 10 cards: each batch moved by one worker, once
+    found = await policy.latest_policy_request(first.services, fleet.viewer_id, organisation)
+    assert found is not None and found.finished
+    assert (found.reached, found.applied, found.already, found.refused) == (10, 10, 0, 0)
+    # A refusal's code and params, stored and read back.
+    CLOCK.advance(1)  # (a request comes after the one before it has finished)
+    await policy.request_fleet_policy(
+        first.services, fleet.admin_id, organisation, policy.PolicyChoice.one_plan("nope")
+    )
+    while await policy.process_policy_requests(first.services):
+        pass
+    wrong = await policy.latest_policy_request(first.services, fleet.viewer_id, organisation)
+    assert wrong is not None and wrong.refused == 10 and len(wrong.refusals) == 10
+    assert (wrong.refusals[0].code, dict(wrong.refusals[0].params)) == (
+        "plan_unknown",
+        {"plan": "nope"},
+    )

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 
 from tests.fleets import PLAN, lines_of, make_fleet
 from tests.unit.fakes import OnFakes, on_fakes
 from topup.domain.errors import InputError, NotFoundError, TopupError
-from topup.domain.fleets import BulkLineStatus, bulk_line_key, parse_bulk_text
+from topup.domain.fleets import BulkLineStatus, PolicyRequest, bulk_line_key, parse_bulk_text
 from topup.services.fleets import bulk, invoices, organisations, policy
+from topup.settings import LimitSettings
 
 
 async def drain(fakes: OnFakes) -> None:
@@ -259,19 +261,36 @@ async def test_a_run_is_retried_once_and_the_dry_run_names_the_problems_params()
     assert len(fakes.committed.bulk_runs) == 2
 
 
+async def _apply(fakes: OnFakes, account_id: str, organisation_id: str, plan: str) -> PolicyRequest:
+    """Ask for the policy, let the worker's pass apply it to the end, give the request back."""
+    services = fakes.services
+    fakes.clock.advance(1)  # a request a second (the newest is the one the page shows)
+    made = await policy.request_fleet_policy(
+        services, account_id, organisation_id, policy.PolicyChoice.one_plan(plan)
+    )
+    for _ in range(100):
+        if not await policy.process_policy_requests(services):
+            break
+    found = await policy.latest_policy_request(services, account_id, organisation_id)
+    assert found is not None and found.id == made.id and found.finished
+    return found
+
+
 async def test_the_fleet_policy_turns_auto_renewal_on_for_each_card_once() -> None:
     fakes = await on_fakes()
     fleet = await make_fleet(fakes.services, cards=3)
     services = fakes.services
     choice = policy.PolicyChoice.one_plan(PLAN)
     with pytest.raises(TopupError) as refused:
-        await policy.apply_fleet_policy(services, fleet.viewer_id, fleet.organisation_id, choice)
+        await policy.request_fleet_policy(services, fleet.viewer_id, fleet.organisation_id, choice)
     assert refused.value.code == "fleet_role_forbidden"
     with pytest.raises(NotFoundError):
-        await policy.apply_fleet_policy(services, fleet.outsider_id, fleet.organisation_id, choice)
-    done = await policy.apply_fleet_policy(services, fleet.admin_id, fleet.organisation_id, choice)
+        await policy.request_fleet_policy(
+            services, fleet.outsider_id, fleet.organisation_id, choice
+        )
+    done = await _apply(fakes, fleet.admin_id, fleet.organisation_id, PLAN)
     assert (done.applied, done.already, done.refused, done.not_reached) == (3, 0, 0, 0)
-    again = await policy.apply_fleet_policy(services, fleet.admin_id, fleet.organisation_id, choice)
+    again = await _apply(fakes, fleet.admin_id, fleet.organisation_id, PLAN)
     assert (again.applied, again.already) == (0, 3)
     settings = list(fakes.committed.auto_renewals.values())
     assert len(settings) == 3 and all(s.enabled and s.plan_code == PLAN for s in settings)
@@ -283,7 +302,56 @@ async def test_the_fleet_policy_turns_auto_renewal_on_for_each_card_once() -> No
         services, fleet.viewer_id, fleet.organisation_id, card_ids
     )
     assert {each.by_organisation for each in shown.values()} == {True} and len(shown) == 3
-    wrong = await policy.apply_fleet_policy(
-        services, fleet.admin_id, fleet.organisation_id, policy.PolicyChoice.one_plan("nope")
+    wrong = await _apply(fakes, fleet.admin_id, fleet.organisation_id, "nope")
+    assert wrong.refused == 3 and wrong.refusals[0].code == "plan_unknown"
+    assert wrong.refusals[0].params == {"plan": "nope"}
+
+
+async def test_the_fleet_policy_is_applied_by_the_worker_a_batch_at_a_time_one_at_once() -> None:
+    limits = LimitSettings(fleet_policy_batch_size=2, fleet_policy_cards_max=5)
+    fakes = await on_fakes(limits=limits)
+    fleet = await make_fleet(fakes.services, cards=6)
+    services, organisation = fakes.services, fleet.organisation_id
+    choice = policy.PolicyChoice.one_plan(PLAN)
+    made = await policy.request_fleet_policy(services, fleet.admin_id, organisation, choice)
+    assert made.cards_total == 5 and not fakes.committed.auto_renewals  # nothing set yet
+    with pytest.raises(TopupError) as running:  # one at a time per organisation
+        await policy.request_fleet_policy(services, fleet.owner_id, organisation, choice)
+    assert running.value.code == "fleet_policy_running"
+    seen = []
+    while await policy.process_policy_requests(services):
+        found = await policy.latest_policy_request(services, fleet.viewer_id, organisation)
+        assert found is not None
+        seen.append((found.reached, found.applied, found.finished))
+    # Two cards a pass (the page shows each step), five at most, then finished.
+    assert seen == [(2, 2, False), (4, 4, False), (5, 5, True)]
+    assert len(fakes.committed.auto_renewals) == 5
+    assert found.not_reached == 0 and found.percent == 100
+    # Finished: another may be asked for, and goes on where the bound stopped the first.
+    await policy.request_fleet_policy(services, fleet.admin_id, organisation, choice)
+
+
+async def test_a_policy_batch_a_killed_worker_left_is_done_again_once_its_lease_ends() -> None:
+    limits = LimitSettings(fleet_policy_batch_size=3)
+    fakes = await on_fakes(limits=limits)
+    fleet = await make_fleet(fakes.services, cards=3)
+    services, organisation = fakes.services, fleet.organisation_id
+    await policy.request_fleet_policy(
+        services, fleet.admin_id, organisation, policy.PolicyChoice.one_plan(PLAN)
     )
-    assert wrong.refused == 3 and wrong.refusals[0][1] == "plan_unknown"
+    # A worker leases it, sets one card and dies before writing its progress.
+    async with services.unit_of_work() as uow:
+        now = services.clock.now()
+        leased = await uow.policy_requests.lease(
+            now=now, lease_until=now + dt.timedelta(seconds=300), limit=1
+        )
+        await uow.commit()
+    assert len(leased) == 1
+    await policy._apply_batch(services, dataclasses.replace(leased[0], cards_total=1))
+    assert len(fakes.committed.auto_renewals) == 1
+    assert await policy.process_policy_requests(services) == 0  # leased: left alone
+    fakes.clock.advance(services.limits.fleets.fleet_policy_lease_s + 1)
+    assert await policy.process_policy_requests(services) == 1
+    found = await policy.latest_policy_request(services, fleet.admin_id, organisation)
+    assert found is not None and found.finished
+    assert (found.reached, found.applied, found.already) == (3, 2, 1)  # each card counted once

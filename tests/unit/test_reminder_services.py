@@ -354,6 +354,32 @@ async def test_auto_renewal_coming_and_failed_say_amount_method_date_and_fix(
     assert f"Fix it now: http://127.0.0.1:8000{fix}" in failed.body
 
 
+async def test_a_passed_pre_check_event_and_the_schedule_make_one_coming_reminder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World()
+    card = await world.card(ends_in=10 * DAY)
+    await world.event(card, CardEventKind.AUTO_RENEWAL_COMING, **PROBLEM)
+    assert (await world.run())[0] == 1
+    coming = UpcomingAutoRenewal(
+        card_id=card.id,
+        msisdn=card.msisdn,
+        period=validity_period(card),
+        charge_at=dt.datetime(2026, 12, 4, 16, 0, tzinfo=dt.UTC),
+        plan_code="monthly-10gb",
+        amount=Money(3000, "MYR"),
+        method="card visa 4242",
+        fix_path="/accounts/cards/x/auto-renewal",
+    )
+
+    async def upcoming(services: Services, **_: object) -> list[UpcomingAutoRenewal]:
+        return [coming]
+
+    monkeypatch.setattr(scheduling, "upcoming_auto_renewals", upcoming)
+    assert (await world.run())[0] == 0
+    assert len([m for m in world.mailer.sent if "automatically on" in m.subject]) == 1
+
+
 async def test_a_success_is_told_even_though_the_card_moved_to_its_new_period() -> None:
     world = World()
     card = await world.card(ends_in=DAY * 5)

@@ -30,8 +30,6 @@ class CardEventKind(StrEnum):
     DATA_LOW = "data_low"
     DATA_EXHAUSTED = "data_exhausted"
     CREDIT_LOW = "credit_low"
-    # Auto-renewal (services.auto_renewal); detail: period, and for problems and failures the
-    # problem's code (e.g. payment_card_expired) that names its fix.
     # Every auto-renewal event's detail: period, plan_code, amount_minor, currency, method (e.g.
     # "visa 4242", or "credit"), charge_at (ISO) and fix_path (the portal page of the fix).
     # PROBLEM: a pre-check before the charge found ``problem`` (payment_card_expired,
@@ -52,9 +50,10 @@ class CardEventKind(StrEnum):
     #   a "the charge failed, we will try again at next_try_at" reminder, if wanted, is made from
     #   the period's first RETRYING (attempt 1) only: once per (card, period, kind) holds.
     # AUTO_TOP_UP: outcome bought | capped | failed | pending, crossing, data_quota_mb, below_mb.
-    # "Auto-renewal coming" is not an event: read
-    # ``services.auto_renewal.upcoming_auto_renewals(services, due_before=, limit=, after=)``
-    # (charge_at, amount, method, fix_path per card and period; paid periods left out).
+    # COMING: a pre-check passed (3 and 1 days before the charge): the charge to come, with the
+    #   fields above (one reminder per period tells of it). The charges coming are also listed by
+    #   ``services.auto_renewal.upcoming_auto_renewals(services, due_before=, limit=, after=)``.
+    AUTO_RENEWAL_COMING = "auto_renewal_coming"
     AUTO_RENEWAL_PROBLEM = "auto_renewal_problem"
     AUTO_RENEWAL_ATTEMPT = "auto_renewal_attempt"
     AUTO_RENEWAL_SUCCEEDED = "auto_renewal_succeeded"

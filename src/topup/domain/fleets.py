@@ -11,7 +11,8 @@ import datetime as dt
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from topup.domain.errors import InputError
@@ -165,6 +166,16 @@ def bulk_line_key(
     return "bulk-" + hashlib.sha256(material.encode()).hexdigest()[:48]
 
 
+ERROR_PARAMS_MAX = 8  # params kept with a line's error
+ERROR_PARAM_LENGTH_MAX = 100  # characters of each
+
+
+def error_params_kept(params: Mapping[str, object]) -> dict[str, str]:
+    """An error's params as a line keeps them: a few, each short, as text."""
+    kept = sorted(params.items())[:ERROR_PARAMS_MAX]
+    return {str(key)[:40]: str(value)[:ERROR_PARAM_LENGTH_MAX] for key, value in kept}
+
+
 @dataclass(frozen=True, slots=True)
 class BulkRun:
     id: str
@@ -194,6 +205,8 @@ class BulkLine:
     error_code: str | None = None
     attempts: int = 0
     id: int = 0  # the row's own id (0 until stored)
+    # What fills the error's message ({plan}, {expiry}, {maximum} ...), as the error gave it.
+    error_params: Mapping[str, str] = field(default_factory=dict)
 
 
 def month_bounds(month: str) -> tuple[int, int]:
@@ -226,6 +239,7 @@ class BulkLineOutcome:
     receipt_number: str | None
     error_code: str | None
     lease_until: dt.datetime | None  # a waiting line: when to look at it again
+    error_params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,3 +275,62 @@ class InvoicedRenewal:
     amount: Money
     paid_at: dt.datetime
     receipt_number: str | None
+
+
+# --- the fleet-wide auto-renewal policy, applied in the background -----------------------------
+
+
+class PolicyRequestStatus(StrEnum):
+    RUNNING = "running"  # the worker applies it a batch of cards at a time
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRefusal:
+    """A card the policy could not be applied to, and why (an error code and its params)."""
+
+    msisdn: str
+    code: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """An owner's or admin's "apply the policy to the fleet": durable, so the worker applies it
+    ``fleet_policy_batch_size`` cards at a time (a worker killed mid-batch leaves it leased; once
+    the lease ends another takes it from ``reached``, and the cards set already count as
+    ``already``). At most one runs per organisation."""
+
+    id: str
+    organisation_id: str
+    requested_by: str  # an account id
+    plans: Mapping[str, str]  # card kind (value) -> plan code; a kind left out is left alone
+    status: PolicyRequestStatus
+    cards_total: int  # the cards it is to reach (at most fleet_policy_cards_max)
+    created_at: dt.datetime
+    reached: int = 0  # cards looked at so far, in the fleet's order
+    applied: int = 0  # cards whose auto-renewal it set
+    already: int = 0  # cards that had this policy already
+    left_alone: int = 0  # cards of a kind it names no plan for
+    refused: int = 0
+    refusals: tuple[PolicyRefusal, ...] = ()  # the first ones, by card
+    error_code: str | None = None  # why it stopped before reaching every card (None: it did not)
+    finished_at: dt.datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status is PolicyRequestStatus.FINISHED
+
+    @property
+    def not_reached(self) -> int:
+        return max(0, self.cards_total - self.reached)
+
+    @property
+    def percent(self) -> int:
+        if self.cards_total <= 0:
+            return 100
+        return min(100, self.reached * 100 // self.cards_total)
+
+    def version(self) -> str:
+        """What a progress page compares to see whether anything moved."""
+        return f"{self.status.value},{self.reached},{self.refused},{self.error_code or ''}"

@@ -43,10 +43,10 @@ class OperatorProfile:
     terms: dict[str, dict[str, str]] = field(default_factory=dict)
     postpaid_bill_due_days: int = 14
     support: SupportContact | None = None  # customer service; None: the profile names none
-    # [reminders]: offsets before validity and grace end, quiet hours (domain.reminders).
-    reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
     # Tax on invoices (``[tax]``): its rates and whether prices include them; none by default.
     tax: TaxRule = NO_TAX
+    # [reminders]: offsets before validity and grace end, quiet hours (domain.reminders).
+    reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
 
     @property
     def default_locale(self) -> str:

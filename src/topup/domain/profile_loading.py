@@ -93,8 +93,8 @@ def profile_from_toml(text: str) -> OperatorProfile:
             data, "postpaid_bill_due_days", 1, postpaid_bill_due_days_max, default=14
         ),
         support=_support(data, locales),
-        reminders=policy_from_table(data.get("reminders")),
         tax=tax_rule_from_table(data["tax"]) if "tax" in data else NO_TAX,
+        reminders=policy_from_table(data.get("reminders")),
     )
 
 

@@ -65,13 +65,15 @@ EVENT_KINDS: Mapping[str, ReminderKind] = {
     CardEventKind.DATA_LOW.value: ReminderKind.DATA_LOW,
     CardEventKind.DATA_EXHAUSTED.value: ReminderKind.DATA_EXHAUSTED,
     CardEventKind.CREDIT_LOW.value: ReminderKind.CREDIT_LOW,
+    CardEventKind.AUTO_RENEWAL_COMING.value: ReminderKind.AUTO_RENEWAL_COMING,
     CardEventKind.AUTO_RENEWAL_PROBLEM.value: ReminderKind.AUTO_RENEWAL_PROBLEM,
     CardEventKind.AUTO_RENEWAL_SUCCEEDED.value: ReminderKind.AUTO_RENEWAL_SUCCEEDED,
     CardEventKind.AUTO_RENEWAL_FAILED.value: ReminderKind.AUTO_RENEWAL_FAILED,
 }
 
-# "Auto-renewal coming" is no event: the scheduler reads the auto-renewals coming within
-# ``ReminderPolicy.auto_renewal_coming_days`` (services.auto_renewal.upcoming_auto_renewals).
+# "Auto-renewal coming" comes from the event a passed pre-check writes, and from the
+# auto-renewals coming within ``ReminderPolicy.auto_renewal_coming_days``
+# (services.auto_renewal.upcoming_auto_renewals): whichever is first, one reminder per period.
 
 
 def kind_name(kind: ReminderKind, offset_days: int | None = None, problem: str = "") -> str:

@@ -22,6 +22,7 @@ from topup.services.activation import run_due_jobs
 from topup.services.auto_renewal import run_auto_renewals, run_auto_top_ups
 from topup.services.context import Services
 from topup.services.fleets.bulk import process_bulk_lines
+from topup.services.fleets.policy import process_policy_requests
 from topup.services.lifecycle import advance_cards
 from topup.services.reconcile import reconcile_payments
 from topup.services.reminders.scheduling import queue_due_reminders
@@ -56,6 +57,11 @@ async def forget_sign_in_attempts(services: Services) -> int:
     return await accounts.prune(services, limit=services.limits.worker.lifecycle_batch_size)
 
 
+async def renew_bulk_lines(services: Services) -> int:
+    """Lines of organisations' bulk renewals, a bounded batch at a time."""
+    return await process_bulk_lines(services)
+
+
 async def queue_reminders(services: Services) -> int:
     """Reminders due from the cards' dates and events, each (card, period, kind) once."""
     return await queue_due_reminders(services)
@@ -70,9 +76,9 @@ def reminder_interval(limits: Limits) -> float:
     return limits.reminders.reminder_interval_s
 
 
-async def renew_bulk_lines(services: Services) -> int:
-    """Lines of organisations' bulk renewals, a bounded batch at a time."""
-    return await process_bulk_lines(services)
+async def apply_fleet_policies(services: Services) -> int:
+    """Organisations' fleet-wide auto-renewal policies, a batch of cards per request a pass."""
+    return await process_policy_requests(services)
 
 
 async def bar_exhausted_cards(services: Services) -> int:
@@ -115,12 +121,13 @@ PASSES: tuple[Pass, ...] = (
     Pass("card lifecycles", move_card_lifecycles, lifecycle_interval),
     Pass("idempotency records", forget_idempotency_records, lifecycle_interval),
     Pass("sign-in attempts", forget_sign_in_attempts, lifecycle_interval),
+    Pass("bulk renewals", renew_bulk_lines, every_round),
     Pass("reminders queued", queue_reminders, reminder_interval),
     Pass("reminders sent", send_reminders, every_round),
-    Pass("bulk renewals", renew_bulk_lines, every_round),
     Pass("data bars", bar_exhausted_cards, every_round),
     Pass("auto-renewals", auto_renew_cards, every_round),
     Pass("auto top-ups", auto_top_up_cards, lifecycle_interval),
+    Pass("fleet policies", apply_fleet_policies, every_round),
 )
 
 

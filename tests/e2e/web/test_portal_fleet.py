@@ -6,6 +6,7 @@ forged organisation and run ids are not found; invoices as PDF; the fleet-wide p
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -17,11 +18,13 @@ import pytest
 
 from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
-from tests.fleets import PLAN, Fleet, make_fleet
+from tests.fleets import DECLINED_PAYMENT_CARD, PAYMENT_CARD, PLAN, Fleet, make_fleet
 from topup.bootstrap import Application
+from topup.entrypoints.web.portal import fleet_bulk, fleet_events
+from topup.ports import PaymentCardDetails
 from topup.services.accounts import hash_password
 from topup.services.demo import load_demo
-from topup.services.fleets import bulk
+from topup.services.fleets import bulk, organisations, policy
 from topup.settings import LimitSettings
 
 PASSWORD = "correct horse battery"
@@ -272,11 +275,27 @@ async def test_the_fleet_policy_and_invoices(site: FleetSite) -> None:
     assert (await bulk.run_progress(services, None, site.fleet.organisation_id, run.id)).finished
     await site.sign_in("admin@fleet.example")
     token = await site.csrf(f"{site.org}/auto-renewal")
-    applied = await site.client.post(
+    asked = await site.client.post(
         f"{site.org}/auto-renewal", data={"csrf_token": token, "mode": "one", "plan_one": PLAN}
     )
-    assert applied.status_code == 200, applied.text
+    # Asked for, not done inside the request: the worker applies it, the page follows.
+    assert asked.status_code == 303, asked.text
+    assert asked.headers["location"] == f"{site.org}/auto-renewal?notice=policy_started"
+    running = await site.client.get(asked.headers["location"])
+    assert "The policy is being applied: 0 of 4 cards (0%)." in running.text
+    assert 'http-equiv="refresh"' in running.text and "/auto-renewal/events?since=" in running.text
+    again = await site.client.post(
+        f"{site.org}/auto-renewal",
+        data={"csrf_token": CSRF.search(running.text).group(1), "plan_one": PLAN},  # type: ignore[union-attr]
+    )
+    assert again.status_code == 409 and "is being applied now" in again.text
+    while await policy.process_policy_requests(services):
+        pass
+    applied = await site.client.get(f"{site.org}/auto-renewal")
     assert "Auto-renewal was turned on for 4 cards." in applied.text
+    assert 'http-equiv="refresh"' not in applied.text
+    ended = await site.client.get(f"{site.org}/auto-renewal/events", params={"since": "old"})
+    assert ended.text.rstrip().endswith("event: end\ndata:")
     fleet = await site.client.get(f"{site.org}/fleet")
     assert fleet.text.count("fleet policy") == 4
     invoices = await site.client.get(f"{site.org}/invoices")
@@ -288,3 +307,134 @@ async def test_the_fleet_policy_and_invoices(site: FleetSite) -> None:
         data={"csrf_token": CSRF.search(invoices.text).group(1)},  # type: ignore[union-attr]
     )
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+async def _pay_with(site: FleetSite, details: PaymentCardDetails) -> None:
+    services = site.application.services
+    token = (await services.gateway.tokenize(details)).token
+    await organisations.set_payment_token_as_operator(services, site.fleet.organisation_id, token)
+
+
+@pytest.fixture
+async def one_line_a_batch(make_app: AppFactory) -> AsyncIterator[FleetSite]:
+    """A site whose worker takes one line a pass (what pays can change between two lines)."""
+    limits = LimitSettings(login_slowdown_s=0, login_per_minute_max=1000, bulk_batch_size=1)
+    application = make_app(limits=limits)
+    await load_demo(application.services)
+    fleet = await make_fleet(
+        application.services, cards=3, password_hash=await hash_password(PASSWORD)
+    )
+    async with site_client(application) as client:
+        yield FleetSite(application, client, fleet)
+
+
+SINCE = re.compile(r'data-live="([^"?]+)\?since=([0-9a-f]+)"')
+EVENT = re.compile(r"^event: (\w+)\ndata: ?(.*)$", re.M)
+
+
+async def test_the_runs_events_follow_its_progress_line_by_line_then_end(
+    one_line_a_batch: FleetSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event stream, read while a worker renews the run's lines one at a time: a ``change``
+    for each step the counts moved (at least two), then ``end`` once the run is finished."""
+    monkeypatch.setattr(fleet_events, "EVENTS_POLL_S", 0.02)
+    monkeypatch.setattr(fleet_events, "EVENTS_STREAM_S", 60.0)  # a broken test fails, not hangs
+    site = one_line_a_batch
+    services = site.application.services
+    await site.sign_in("admin@fleet.example")
+    started = await site.start(await site.upload(_lines(site.fleet.msisdns)))
+    run_path = started.headers["location"]
+    run_id = run_path.rsplit("/", 1)[1]
+    page = await site.client.get(run_path)
+    live = SINCE.search(page.text)
+    assert live is not None, page.text
+    assert live.group(1) == run_path + "/events"
+
+    async def worker() -> list[str]:
+        """Renew one line, wait for the stream to see it, again; the versions after each."""
+        seen = []
+        await asyncio.sleep(0.3)  # the stream is open and has looked once
+        while await bulk.process_bulk_lines(services):
+            progress = await bulk.run_progress(services, None, site.fleet.organisation_id, run_id)
+            seen.append(fleet_bulk._version(progress))
+            await asyncio.sleep(0.3)
+        return seen
+
+    stepping = asyncio.create_task(worker())
+    stream = await site.client.get(f"{run_path}/events", params={"since": live.group(2)})
+    after_each_line = await stepping
+    assert stream.status_code == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = EVENT.findall(stream.text)
+    assert len(after_each_line) == 3 and len(set(after_each_line)) == 3
+    changes = [data for name, data in events if name == "change"]
+    assert live.group(2) not in changes  # only what moved after the page was drawn
+    # Each line's progress reached the page as its own event, in order, then the end.
+    positions = [changes.index(version) for version in after_each_line]
+    assert positions == sorted(positions) and len(changes) >= 3
+    assert events[-1] == ("end", "") and [name for name, _ in events].count("end") == 1
+    assert changes[-1] == after_each_line[-1]  # the finished run's counts, then the end
+    finished = await site.client.get(run_path, headers={"X-Topup-Partial": "progress"})
+    assert "<html" not in finished.text and "result.csv" in finished.text
+
+
+async def test_an_admin_retries_the_failed_lines_and_only_they_are_renewed_again(
+    one_line_a_batch: FleetSite,
+) -> None:
+    site = one_line_a_batch
+    renewed, declined = site.fleet.msisdns[:2]
+    await site.sign_in("admin@fleet.example")
+    site.client.headers["accept-language"] = "zh-CN"  # the visitor reads Chinese
+    started = await site.start(await site.upload(_lines([renewed, declined]) + "junk\n"))
+    run_path = started.headers["location"]
+    services = site.application.services
+    assert await bulk.process_bulk_lines(services) == 1  # the first line, paid
+    await _pay_with(site, DECLINED_PAYMENT_CARD)  # then the organisation's card declines
+    await _drain(site)
+    page = await site.client.get(run_path)
+    assert page.status_code == 200 and "部分行失败" in page.text  # finished, some lines failed
+    assert "您的银行卡被拒绝" in page.text  # the decline told in the visitor's language
+    assert "无法读取此行" in page.text  # and the line the check left out, too
+    retry_form = re.search(r'<form method="post" action="([^"]+/retry)"', page.text)
+    assert retry_form is not None and "重试 1 个失败的行" in page.text
+    result = await site.client.get(run_path + "/result.csv")
+    rows = list(csv.DictReader(io.StringIO(result.text.lstrip("\ufeff"))))
+    assert [row["outcome"] for row in rows] == ["succeeded", "failed", "rejected"]
+    assert rows[1]["error_code"] == "card_declined"  # the code in its column, and the message
+    assert rows[1]["message"].startswith("Your payment card was declined.")  # in English, the
+    # organisation's language, whoever downloads it
+
+    # A viewer sees the failed run but no retry, and is refused one.
+    await site.sign_in("viewer@fleet.example")
+    shown = await site.client.get(run_path)
+    assert shown.status_code == 200 and "/retry" not in shown.text
+    token = await site.csrf(f"{site.org}/bulk-renewals")
+    refused = await site.client.post(retry_form.group(1), data={"csrf_token": token})
+    assert refused.status_code == 403
+    organisation = site.fleet.organisation_id
+    assert len(await bulk.recent_runs(services, site.fleet.admin_id, organisation)) == 1
+
+    # The admin pays with a good card again and retries: a new run of the failed line only.
+    await _pay_with(site, PAYMENT_CARD)
+    await site.sign_in("admin@fleet.example")
+    token = await site.csrf(run_path)
+    retried = await site.client.post(retry_form.group(1), data={"csrf_token": token})
+    assert retried.status_code == 303
+    retry_path = retried.headers["location"]
+    assert RUN_PATH.match(retry_path) and retry_path != run_path
+    again = await site.client.post(retry_form.group(1), data={"csrf_token": token})
+    assert again.headers["location"] == retry_path  # pressed twice: the same retry
+    await _drain(site)
+    retry_page = await site.client.get(retry_path)
+    assert "已完成" in retry_page.text and "/retry" not in retry_page.text
+    retry_rows = list(
+        csv.DictReader(
+            io.StringIO((await site.client.get(retry_path + "/result.csv")).text.lstrip("\ufeff"))
+        )
+    )
+    # (a number starting with "+" is written so a spreadsheet does not take it for a formula)
+    assert [(row["number"], row["outcome"]) for row in retry_rows] == [
+        ("'" + declined, "succeeded")
+    ]
+    assert len(await bulk.recent_runs(services, site.fleet.admin_id, organisation)) == 2
+    site.client.headers["accept-language"] = "en"

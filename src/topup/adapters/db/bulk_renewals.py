@@ -4,7 +4,8 @@ SKIP LOCKED on PostgreSQL). Never commits."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Row, and_, exists, func, or_, select, update
@@ -45,6 +46,32 @@ def _run(row: Row[Any]) -> BulkRun:
     )
 
 
+ERROR_PARAMS_LENGTH_MAX = 1200  # the column's characters
+
+
+def _params_text(params: Mapping[str, str]) -> str | None:
+    """JSON text of a line's error params, dropping the last ones until it fits the column."""
+    items = sorted(params.items())
+    while items:
+        text = json.dumps(dict(items), ensure_ascii=False, separators=(",", ":"))
+        if len(text) <= ERROR_PARAMS_LENGTH_MAX:
+            return text
+        items.pop()
+    return None
+
+
+def _params_of(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    return {str(key): str(value) for key, value in loaded.items()}
+
+
 def _line(row: Row[Any]) -> BulkLine:
     m = row._mapping
     try:
@@ -65,6 +92,7 @@ def _line(row: Row[Any]) -> BulkLine:
         receipt_number=m["receipt_number"],
         error_code=m["error_code"],
         attempts=int(m["attempts"]),
+        error_params=_params_of(m["error_params"]),
     )
 
 
@@ -112,6 +140,7 @@ class BulkRenewalRepository:
                         "renewal_id": line.renewal_id,
                         "receipt_number": line.receipt_number,
                         "error_code": line.error_code,
+                        "error_params": _params_text(line.error_params),
                         "attempts": line.attempts,
                         "lease_until": None,
                         "updated_at": run.created_at,
@@ -200,6 +229,7 @@ class BulkRenewalRepository:
                     "renewal_id": outcome.renewal_id,
                     "receipt_number": outcome.receipt_number,
                     "error_code": outcome.error_code,
+                    "error_params": _params_text(outcome.error_params),
                     "lease_until": outcome.lease_until,
                     "updated_at": at,
                 }
@@ -211,6 +241,7 @@ class BulkRenewalRepository:
                 "renewal_id",
                 "receipt_number",
                 "error_code",
+                "error_params",
                 "lease_until",
                 "updated_at",
             ),

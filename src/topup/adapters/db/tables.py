@@ -774,6 +774,8 @@ bulk_lines = Table(
     Column("attempts", Integer, nullable=False),
     Column("lease_until", UtcDateTime),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The error's params as JSON text (a few short strings): what fills its message.
+    Column("error_params", String(1200)),
     UniqueConstraint("run_id", "line_no", name="uq_bulk_lines_run_id_line_no"),
 )
 # The worker finds open lines by this index (status first: finished lines are never looked at).
@@ -798,6 +800,40 @@ invoices = Table(
     UniqueConstraint(
         "organisation_id", "month", "sequence", name="uq_invoices_organisation_id_month_sequence"
     ),
+)
+
+# Requests to apply a fleet-wide auto-renewal policy, applied by the worker a batch of cards at a
+# time. ``running_organisation_id`` is the organisation's id while it runs (NULL once finished):
+# its unique key lets one run per organisation.
+policy_requests = Table(
+    "policy_requests",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("organisation_id", ID, ForeignKey("organisations.id"), nullable=False),
+    Column("running_organisation_id", ID, unique=True),
+    Column("requested_by", ID, nullable=False),
+    Column("plans", String(400), nullable=False),  # JSON: card kind -> plan code
+    Column("status", String(16), nullable=False),
+    Column("cards_total", Integer, nullable=False),
+    Column("reached", Integer, nullable=False),
+    Column("applied", Integer, nullable=False),
+    Column("already", Integer, nullable=False),
+    Column("left_alone", Integer, nullable=False),
+    Column("refused", Integer, nullable=False),
+    Column("refusals", Text, nullable=False),  # JSON: the first refusals, [msisdn, code, params]
+    Column("error_code", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+)
+Index(
+    "ix_policy_requests_organisation_id_created_at",
+    policy_requests.c.organisation_id,
+    policy_requests.c.created_at,
+)
+Index(
+    "ix_policy_requests_status_lease_until", policy_requests.c.status, policy_requests.c.lease_until
 )
 
 # (end of fleets)

@@ -22,6 +22,7 @@ from topup.adapters.db.organisations import OrganisationRepository
 from topup.adapters.db.payment_card_locks import PaymentCardLockRepository
 from topup.adapters.db.payments import PaymentRepository
 from topup.adapters.db.plans import PlanRepository
+from topup.adapters.db.policy_requests import PolicyRequestRepository
 from topup.adapters.db.receipts import ReceiptQueries
 from topup.adapters.db.reminders import ReminderRepository
 from topup.adapters.db.renewals import RenewalRepository
@@ -49,9 +50,10 @@ class SqlUnitOfWork:
     api_keys: ApiKeyRepository
     saved_payment_cards: SavedPaymentCardRepository
     account_history: AccountHistoryQueries
-    reminders: ReminderRepository
     organisations: OrganisationRepository
     bulk_renewals: BulkRenewalRepository
+    reminders: ReminderRepository
+    policy_requests: PolicyRequestRepository
     usage: UsageRepository
     auto_renewals: AutoRenewalRepository
 
@@ -99,9 +101,10 @@ class SqlUnitOfWork:
         self.api_keys = ApiKeyRepository(connection)
         self.saved_payment_cards = SavedPaymentCardRepository(connection)
         self.account_history = AccountHistoryQueries(connection)
-        self.reminders = ReminderRepository(connection)
         self.organisations = OrganisationRepository(connection)
         self.bulk_renewals = BulkRenewalRepository(connection)
+        self.reminders = ReminderRepository(connection)
+        self.policy_requests = PolicyRequestRepository(connection)
         self.usage = UsageRepository(connection)
         self.auto_renewals = AutoRenewalRepository(connection)
         return self

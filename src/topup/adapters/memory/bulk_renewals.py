@@ -106,6 +106,7 @@ class MemoryBulkRenewalRepository:
                 renewal_id=outcome.renewal_id,
                 receipt_number=outcome.receipt_number,
                 error_code=outcome.error_code,
+                error_params=dict(outcome.error_params),
             )
             self._tables.bulk_lines[outcome.line_id] = (line, outcome.lease_until)
 

@@ -12,7 +12,7 @@ from topup.domain.api_keys import ApiKey
 from topup.domain.auto_renewal import AutoRenewal, AutoRenewalAttempt, AutoTopUp
 from topup.domain.cards import Card
 from topup.domain.errors import InvariantError
-from topup.domain.fleets import BulkLine, BulkRun, Invoice, Member, Organisation
+from topup.domain.fleets import BulkLine, BulkRun, Invoice, Member, Organisation, PolicyRequest
 from topup.domain.ledger import Entry
 from topup.domain.plans import Plan
 from topup.domain.records import (
@@ -77,11 +77,6 @@ class Tables:
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
     saved_payment_cards: dict[str, SavedPaymentCard] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)  # by id
-    reminders: dict[str, Reminder] = field(default_factory=dict)
-    reminder_deliveries: dict[str, Delivery] = field(default_factory=dict)
-    reminder_cursors: dict[str, int] = field(default_factory=dict)
-    reminder_preferences: dict[tuple[str, str], bool] = field(default_factory=dict)
-    push_subscriptions: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # by account
     # --- fleets (issue 11)
     organisations: dict[str, Organisation] = field(default_factory=dict)
     organisation_members: dict[tuple[str, str], Member] = field(default_factory=dict)
@@ -89,6 +84,15 @@ class Tables:
     bulk_runs: dict[str, BulkRun] = field(default_factory=dict)
     bulk_lines: dict[int, tuple[BulkLine, dt.datetime | None]] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)  # by number
+    reminders: dict[str, Reminder] = field(default_factory=dict)
+    reminder_deliveries: dict[str, Delivery] = field(default_factory=dict)
+    reminder_cursors: dict[str, int] = field(default_factory=dict)
+    reminder_preferences: dict[tuple[str, str], bool] = field(default_factory=dict)
+    push_subscriptions: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # by account
+    # policy requests by id, with their lease's end
+    policy_requests: dict[str, tuple[PolicyRequest, dt.datetime | None]] = field(
+        default_factory=dict
+    )
     # usage (issue 11): records by id (with whether each counted), states by card (with when
     # the network is next to be told), signed deliveries by signature.
     usage_records: dict[str, tuple[UsageRecord, bool]] = field(default_factory=dict)

@@ -22,6 +22,7 @@ from topup.adapters.memory.organisations import MemoryOrganisationRepository
 from topup.adapters.memory.payment_card_locks import MemoryPaymentCardLockRepository
 from topup.adapters.memory.payments import MemoryPaymentRepository
 from topup.adapters.memory.plans import MemoryPlanRepository
+from topup.adapters.memory.policy_requests import MemoryPolicyRequestRepository
 from topup.adapters.memory.receipts import MemoryReceiptQueries
 from topup.adapters.memory.reminders import MemoryReminderRepository
 from topup.adapters.memory.renewals import MemoryRenewalRepository
@@ -63,9 +64,10 @@ class FakeUnitOfWork:
     receipts: MemoryReceiptQueries
     audit: MemoryAuditQueries
     idempotency: MemoryIdempotencyRepository
-    reminders: MemoryReminderRepository
     organisations: MemoryOrganisationRepository
     bulk_renewals: MemoryBulkRenewalRepository
+    reminders: MemoryReminderRepository
+    policy_requests: MemoryPolicyRequestRepository
     usage: MemoryUsageRepository
     auto_renewals: MemoryAutoRenewalRepository
 
@@ -100,9 +102,10 @@ class FakeUnitOfWork:
         self.receipts = MemoryReceiptQueries(tables)
         self.audit = MemoryAuditQueries(tables)
         self.idempotency = MemoryIdempotencyRepository(tables)
-        self.reminders = MemoryReminderRepository(tables)
         self.organisations = MemoryOrganisationRepository(tables)
         self.bulk_renewals = MemoryBulkRenewalRepository(tables)
+        self.reminders = MemoryReminderRepository(tables)
+        self.policy_requests = MemoryPolicyRequestRepository(tables)
         self.usage = MemoryUsageRepository(tables)
         self.auto_renewals = MemoryAutoRenewalRepository(tables)
         return self

@@ -40,6 +40,7 @@ from topup.domain.fleets import (
     BulkRunStatus,
     ParsedLine,
     bulk_line_key,
+    error_params_kept,
     parse_bulk_text,
 )
 from topup.domain.money import Money
@@ -300,6 +301,7 @@ async def _start(
             idempotency_key=line.key or f"rejected-{run.id}-{line.line_no}",
             status=BulkLineStatus.PENDING if line.accepted else BulkLineStatus.REJECTED,
             error_code=line.problem,
+            error_params=error_params_kept(line.problem_params),
         )
         for line in checked.lines
     ]
@@ -526,9 +528,19 @@ def _outcome(
     renewal_id: str | None = None,
     receipt: str | None = None,
     error: str | None = None,
+    params: Mapping[str, object] | None = None,
     recheck_at: dt.datetime | None = None,
 ) -> BulkLineOutcome:
-    return BulkLineOutcome(line.id, status, renewal_id, receipt, error, recheck_at)
+    kept = error_params_kept(params or {})
+    return BulkLineOutcome(line.id, status, renewal_id, receipt, error, recheck_at, kept)
+
+
+# A renewal closed unpaid without a decline code: the code its line ends with.
+UNPAID_CODES = {
+    RenewalStatus.DECLINED: "payment_failed",
+    RenewalStatus.CANCELLED: "bulk_line_cancelled",
+    RenewalStatus.REFUNDED: "bulk_line_refunded",
+}
 
 
 async def _renew_line(
@@ -542,7 +554,10 @@ async def _renew_line(
         return _outcome(line, BulkLineStatus.FAILED, error="organisation_payment_card_missing")
     today = now.date()
     if payer.saved.expired(today.year, today.month):
-        return _outcome(line, BulkLineStatus.FAILED, error="payment_card_expired")
+        expiry = f"{payer.saved.expiry_month:02d}/{payer.saved.expiry_year % 100:02d}"
+        return _outcome(
+            line, BulkLineStatus.FAILED, error="payment_card_expired", params={"expiry": expiry}
+        )
     request = RenewalRequest(
         card_number=card.msisdn,
         plan_code=line.plan_code,
@@ -558,8 +573,14 @@ async def _renew_line(
         view = await renew(services, request)
     except TopupError as error:
         if error.retryable and line.attempts < limits.bulk_line_attempts_max:
-            return _outcome(line, BulkLineStatus.WAITING, error=error.code, recheck_at=recheck)
-        return _outcome(line, BulkLineStatus.FAILED, error=error.code)
+            return _outcome(
+                line,
+                BulkLineStatus.WAITING,
+                error=error.code,
+                params=error.params,
+                recheck_at=recheck,
+            )
+        return _outcome(line, BulkLineStatus.FAILED, error=error.code, params=error.params)
     renewal = view.renewal
     if renewal.status in _PAID:
         status = BulkLineStatus.SUCCEEDED
@@ -568,7 +589,7 @@ async def _renew_line(
     else:  # the payment's outcome is not known yet: the reconciler finds out, we look again
         return _outcome(line, BulkLineStatus.WAITING, renewal_id=renewal.id, recheck_at=recheck)
     code = renewal.decline_code or (
-        None if status is BulkLineStatus.SUCCEEDED else renewal.status.value
+        None if status is BulkLineStatus.SUCCEEDED else UNPAID_CODES[renewal.status]
     )
     return _outcome(line, status, renewal_id=renewal.id, receipt=renewal.receipt_number, error=code)
 

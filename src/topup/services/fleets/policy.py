@@ -2,21 +2,33 @@
 the organisation, with one plan for all or a plan per card kind, paid by the organisation's
 saved payment card (the one bulk renewals are charged to).
 
-It is ``auto_renewal.set_auto_renewal`` applied card by card (``SetBy`` the organisation), the
-cards read in batches of ``fleet_policy_batch_size`` and at most ``fleet_policy_cards_max``
-reached per request; a card that has the same policy already is left as it is, so applying
-again goes on with the cards not reached yet. A card the policy cannot apply to (a postpaid
-card, a plan not sold to it) is reported with its error code and the others are set."""
+Asking writes a durable **policy request** (``request_fleet_policy``; one runs at a time per
+organisation) and returns at once: a fleet of thousands of cards is not set inside a web
+request. The worker's pass ``fleet policies`` (``process_policy_requests``) leases running
+requests and applies the next ``fleet_policy_batch_size`` cards of each: it is
+``auto_renewal.set_auto_renewal`` card by card (``SetBy`` the organisation), and the request's
+counts move with each batch, so its page shows how far it is. A card that has the same policy
+already is left as it is and counted ``already``, so a batch a killed worker left half done is
+simply done again once its lease (``fleet_policy_lease_s``) ends. A request reaches at most
+``fleet_policy_cards_max`` cards. A card the policy cannot apply to (a postpaid card, a plan not
+sold to it) is counted with its error code (the first ones listed) and the others are set."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from topup.domain.auto_renewal import AutoRenewal, PaymentSource, SetterKind
 from topup.domain.cards import CardKind
-from topup.domain.errors import InputError, TopupError
-from topup.domain.fleets import FleetFilter
+from topup.domain.errors import ConflictError, InputError, TopupError
+from topup.domain.fleets import (
+    FleetFilter,
+    PolicyRefusal,
+    PolicyRequest,
+    PolicyRequestStatus,
+    error_params_kept,
+)
 from topup.domain.saved_payment_cards import SavedPaymentCard
 from topup.services.auto_renewal import PaymentChoice, SetBy, set_auto_renewal
 from topup.services.context import Services
@@ -27,21 +39,8 @@ from topup.services.fleets.bulk import (
 )
 from topup.services.fleets.organisations import manager, membership, organisation_unknown
 
-REFUSALS_LISTED_MAX = 50  # cards the answer names one by one; the rest are counted
-
-
-@dataclass(frozen=True)
-class PolicyResult:
-    applied: int  # cards whose auto-renewal was set now
-    already: int  # cards that had this policy already
-    left_alone: int  # cards of a kind the policy names no plan for
-    refused: int
-    refusals: list[tuple[str, str, dict[str, str]]]  # (msisdn, error code, params), the first ones
-    not_reached: int  # cards beyond fleet_policy_cards_max: apply again to go on
-
-    @property
-    def reached(self) -> int:
-        return self.applied + self.already + self.left_alone + self.refused
+REFUSALS_LISTED_MAX = 50  # cards a request names one by one; the rest are counted
+POLICY_REQUESTS_PER_PASS = 8  # requests one pass of the worker moves on by a batch each
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,15 @@ def _no_plan_chosen() -> InputError:
     )
 
 
+def _running() -> ConflictError:
+    return ConflictError(
+        "the fleet's auto-renewal policy is being applied; apply another once it has finished",
+        code="fleet_policy_running",
+        field="plan",
+        params={},
+    )
+
+
 def _same(setting: AutoRenewal | None, plan_code: str, organisation_id: str, saved: str) -> bool:
     return (
         setting is not None
@@ -76,11 +84,12 @@ def _same(setting: AutoRenewal | None, plan_code: str, organisation_id: str, sav
     )
 
 
-async def apply_fleet_policy(
+async def request_fleet_policy(
     services: Services, account_id: str, organisation_id: str, choice: PolicyChoice
-) -> PolicyResult:
-    """Turn auto-renewal on for the organisation's cards (owners and admins); see the module."""
-    plans = {kind: code.strip()[:64] for kind, code in choice.plans.items() if code.strip()}
+) -> PolicyRequest:
+    """Ask the worker to turn auto-renewal on for the organisation's cards (owners and admins);
+    see the module. One runs at a time per organisation (``fleet_policy_running``)."""
+    plans = {kind.value: code.strip()[:64] for kind, code in choice.plans.items() if code.strip()}
     if not plans:
         raise _no_plan_chosen()
     limits = services.limits.fleets
@@ -89,36 +98,77 @@ async def apply_fleet_policy(
         organisation = await uow.organisations.get(organisation_id)
         if organisation is None:
             raise organisation_unknown()
+        if organisation.payment_card_id is None or organisation.payment_card_account_id is None:
+            raise payment_card_missing()
         total = await uow.organisations.count_cards(organisation_id, FleetFilter())
+        request = PolicyRequest(
+            id=services.new_id(),
+            organisation_id=organisation_id,
+            requested_by=account_id,
+            plans=plans,
+            status=PolicyRequestStatus.RUNNING,
+            cards_total=min(total, limits.fleet_policy_cards_max),
+            created_at=services.clock.now(),
+        )
+        if not await uow.policy_requests.add(request):
+            raise _running()
+        await uow.commit()
+    return request
+
+
+async def latest_policy_request(
+    services: Services, account_id: str, organisation_id: str
+) -> PolicyRequest | None:
+    """The organisation's newest policy request, running or finished (any member)."""
+    async with services.unit_of_work() as uow:
+        await membership(uow, organisation_id, account_id)
+        return await uow.policy_requests.latest_of(organisation_id)
+
+
+def _finished(
+    request: PolicyRequest, at: dt.datetime, error_code: str | None = None
+) -> PolicyRequest:
+    return replace(
+        request,
+        status=PolicyRequestStatus.FINISHED,
+        finished_at=at,
+        error_code=error_code or request.error_code,
+    )
+
+
+async def _apply_batch(services: Services, request: PolicyRequest) -> PolicyRequest:
+    """The next ``fleet_policy_batch_size`` cards of the request, set card by card (each its
+    own transaction, in ``set_auto_renewal``); the request as it stands after them."""
+    limits = services.limits.fleets
+    now = services.clock.now()
+    organisation_id = request.organisation_id
+    async with services.unit_of_work() as uow:
+        organisation = await uow.organisations.get(organisation_id)
+        size = min(limits.fleet_policy_batch_size, request.cards_total - request.reached)
+        cards = (
+            await uow.organisations.fleet_cards(
+                organisation_id, FleetFilter(), limit=size, offset=request.reached
+            )
+            if size > 0
+            else []
+        )
+        settings = await uow.auto_renewals.of_cards([card.id for card in cards])
+    if organisation is None:
+        return _finished(request, now, "organisation_unknown")
     saved_id, payer_id = organisation.payment_card_id, organisation.payment_card_account_id
-    if saved_id is None or payer_id is None:
-        raise payment_card_missing()
+    if saved_id is None or payer_id is None:  # taken away since: nothing more is set
+        return _finished(request, now, "organisation_payment_card_missing")
     payment = PaymentChoice.saved_card(payer_id, saved_id)
     set_by = SetBy(SetterKind.ORGANISATION, organisation_id)
-    applied = already = left_alone = refused = 0
-    refusals: list[tuple[str, str, dict[str, str]]] = []
-    reach = min(total, limits.fleet_policy_cards_max)
-    offset = 0
-    while offset < reach:
-        async with services.unit_of_work() as uow:
-            cards = await uow.organisations.fleet_cards(
-                organisation_id,
-                FleetFilter(),
-                limit=min(limits.fleet_policy_batch_size, reach - offset),
-                offset=offset,
-            )
-            settings = await uow.auto_renewals.of_cards([card.id for card in cards])
-        if not cards:
-            break
-        offset += len(cards)
-        for card in cards:
-            plan_code = plans.get(card.kind)
-            if plan_code is None:
-                left_alone += 1
-                continue
-            if _same(settings.get(card.id), plan_code, organisation_id, saved_id):
-                already += 1
-                continue
+    counts = {"applied": 0, "already": 0, "left_alone": 0, "refused": 0}
+    refusals = list(request.refusals)
+    for card in cards:
+        plan_code = request.plans.get(card.kind.value)
+        if plan_code is None:
+            counts["left_alone"] += 1
+        elif _same(settings.get(card.id), plan_code, organisation_id, saved_id):
+            counts["already"] += 1
+        else:
             try:
                 await set_auto_renewal(
                     services,
@@ -128,21 +178,48 @@ async def apply_fleet_policy(
                     set_by=set_by,
                     channel=BULK_CHANNEL,
                 )
+                counts["applied"] += 1
             except TopupError as error:
-                refused += 1
+                counts["refused"] += 1
                 if len(refusals) < REFUSALS_LISTED_MAX:
-                    params = {key: str(value) for key, value in error.params.items()}
-                    refusals.append((card.msisdn, error.code, params))
-                continue
-            applied += 1
-    return PolicyResult(
-        applied=applied,
-        already=already,
-        left_alone=left_alone,
-        refused=refused,
-        refusals=refusals,
-        not_reached=max(0, total - offset),
+                    params = error_params_kept(error.params)
+                    refusals.append(PolicyRefusal(card.msisdn, error.code, params))
+    moved = replace(
+        request,
+        reached=request.reached + len(cards),
+        applied=request.applied + counts["applied"],
+        already=request.already + counts["already"],
+        left_alone=request.left_alone + counts["left_alone"],
+        refused=request.refused + counts["refused"],
+        refusals=tuple(refusals),
     )
+    if len(cards) < size or size <= 0 or moved.reached >= moved.cards_total:
+        return _finished(moved, services.clock.now())  # every card reached (or the fleet shrank)
+    return moved
+
+
+async def process_policy_requests(services: Services) -> int:
+    """The worker's pass: lease up to ``POLICY_REQUESTS_PER_PASS`` running requests and apply
+    the next batch of cards of each. Returns how many requests moved."""
+    limits = services.limits.fleets
+    now = services.clock.now()
+    async with services.unit_of_work() as uow:
+        leased = await uow.policy_requests.lease(
+            now=now,
+            lease_until=now + dt.timedelta(seconds=limits.fleet_policy_lease_s),
+            limit=POLICY_REQUESTS_PER_PASS,
+        )
+        await uow.commit()
+    moved = 0
+    for request in leased:
+        after = await _apply_batch(services, request)
+        async with services.unit_of_work() as uow:
+            saved = await uow.policy_requests.save_progress(
+                after, reached_before=request.reached, at=services.clock.now()
+            )
+            await uow.commit()
+        moved += int(saved)
+    return moved
 
 
 @dataclass(frozen=True)

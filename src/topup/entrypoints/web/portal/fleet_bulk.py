@@ -10,14 +10,10 @@ refuse it anyway (``fleet_role_forbidden``)."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import hashlib
 import io
 import re
 import secrets
-import time
-from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
@@ -41,13 +37,8 @@ from topup.entrypoints.web.portal.fleet_common import (
     fleet_path,
     render,
 )
-from topup.entrypoints.web.portal.status_events import (
-    EVENTS_HEARTBEAT_S,
-    EVENTS_POLL_S,
-    EVENTS_RETRY_MS,
-    EVENTS_STREAM_S,
-    stream_response,
-)
+from topup.entrypoints.web.portal.fleet_events import ProgressStream, version_hash
+from topup.entrypoints.web.portal.status_events import stream_response
 from topup.entrypoints.web.shared.forms import NO_ERRORS, form_errors
 from topup.services.context import Services
 from topup.services.fleets import bulk, organisations
@@ -232,13 +223,13 @@ async def run_page(
     organisation_id, run_id = organisation_id[:ID_LENGTH_MAX], run_id[:ID_LENGTH_MAX]
     progress = await bulk.run_progress(services, account_id, organisation_id, run_id)
     organisation, member = await organisations.my_membership(services, account_id, organisation_id)
-    failed = progress.count("failed")
+    not_renewed = progress.count("failed") + progress.count("rejected")
     locale = locale_of(request)
     problems: list[tuple[BulkLine, str]] = []
-    if progress.finished and failed:
+    if progress.finished and not_renewed:
         lines = await bulk.result_lines(services, account_id, organisation_id, run_id)
         problems = [
-            (line, _line_text(line, locale))
+            (line, line_text(line, locale))
             for line in lines
             if line.status.value in ("failed", "rejected")
         ][:LINES_SHOWN_MAX]
@@ -256,61 +247,17 @@ async def run_page(
     return render(request, "run.html", context)
 
 
-def _line_text(line: BulkLine, locale: str) -> str:
+def line_text(line: BulkLine, locale: str) -> str:
+    """Why a line ends as it does, as a sentence in ``locale`` ("" when it has no error)."""
     if not line.error_code:
         return ""
-    return code_text(line.error_code, {}, locale, plan=line.plan_code, number=line.number)
+    return code_text(
+        line.error_code, line.error_params, locale, plan=line.plan_code, number=line.number
+    )
 
 
 def _version(progress: RunProgress) -> str:
-    return hashlib.sha256(progress.version().encode()).hexdigest()[:12]
-
-
-def _event(name: str, data: str) -> str:
-    return f"event: {name}\ndata: {data}\n\n"
-
-
-class RunStream:
-    """The events of a run's page: ``change`` when its counts move, ``end`` once finished."""
-
-    def __init__(
-        self, request: Request, *, account_id: str, organisation_id: str, run_id: str, since: str
-    ) -> None:
-        self.request = request
-        self.account_id = account_id
-        self.organisation_id = organisation_id
-        self.run_id = run_id
-        self.since = since
-
-    async def events(self, release: Callable[[], None]) -> AsyncIterator[str]:
-        services = services_of(self.request)
-        try:
-            yield f"retry: {EVENTS_RETRY_MS}\n\n"
-            started = last_sent = time.monotonic()
-            last = self.since
-            while time.monotonic() - started < EVENTS_STREAM_S:
-                if await self.request.is_disconnected():
-                    return
-                try:
-                    progress = await bulk.run_progress(
-                        services, self.account_id, self.organisation_id, self.run_id
-                    )
-                except TopupError:
-                    yield _event("end", "")
-                    return
-                version = _version(progress)
-                if version != last:
-                    last, last_sent = version, time.monotonic()
-                    yield _event("change", version)
-                if progress.finished:
-                    yield _event("end", "")
-                    return
-                if time.monotonic() - last_sent >= EVENTS_HEARTBEAT_S:
-                    last_sent = time.monotonic()
-                    yield ": heartbeat\n\n"
-                await asyncio.sleep(EVENTS_POLL_S)
-        finally:
-            release()
+    return version_hash(progress.version())
 
 
 @router.get(BULK_PATH + "/{run_id}/events")
@@ -320,14 +267,13 @@ async def run_events(
     organisation_id, run_id = organisation_id[:ID_LENGTH_MAX], run_id[:ID_LENGTH_MAX]
     # Not a member, or not its run: not found before any stream starts.
     await bulk.run_progress(services_of(request), account_id, organisation_id, run_id)
-    stream = RunStream(
-        request,
-        account_id=account_id,
-        organisation_id=organisation_id,
-        run_id=run_id,
-        since=since[:12],
-    )
-    return stream_response(stream)
+    services = services_of(request)
+
+    async def look() -> tuple[str, bool]:
+        progress = await bulk.run_progress(services, account_id, organisation_id, run_id)
+        return progress.version(), progress.finished
+
+    return stream_response(ProgressStream(request, look, since=since[:12]))
 
 
 @router.get(BULK_PATH + "/{run_id}/result.csv")
@@ -335,10 +281,13 @@ async def result_csv(
     request: Request, account_id: AccountId, organisation_id: str, run_id: str
 ) -> Response:
     """One row per line: line, number, plan, outcome, renewal id, receipt, error code (as the
-    command line's result file), and the error's message in the visitor's language."""
+    command line's result file), and the error's message in the organisation's language (the
+    file is passed around the organisation, as its invoices are)."""
     organisation_id, run_id = organisation_id[:ID_LENGTH_MAX], run_id[:ID_LENGTH_MAX]
-    lines = await bulk.result_lines(services_of(request), account_id, organisation_id, run_id)
-    locale = locale_of(request)
+    services = services_of(request)
+    lines = await bulk.result_lines(services, account_id, organisation_id, run_id)
+    organisation, _ = await organisations.my_membership(services, account_id, organisation_id)
+    locale = organisation.language
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([*RESULT_COLUMNS, "message"])
@@ -354,7 +303,7 @@ async def result_csv(
                     line.renewal_id or "",
                     line.receipt_number or "",
                     line.error_code or "",
-                    _line_text(line, locale),
+                    line_text(line, locale),
                 )
             ]
         )

@@ -16,6 +16,7 @@ from topup.domain.errors import TopupError
 from topup.entrypoints.http.problems import error_text
 from topup.entrypoints.web.portal.account_common import NO_STORE, card_number_shown
 from topup.entrypoints.web.shared.rendering import renderer_of
+from topup.i18n import N_, translations
 
 ID_LENGTH_MAX = 64
 ORGANISATIONS_PATH = "/organisations"
@@ -35,8 +36,17 @@ def render(
     )
 
 
+# Said of a line whose code has no message the catalogue can fill (never the bare code).
+LINE_NOT_DONE = N_("This line was not renewed (the reason is in the error code column).")
+_UNFILLED = "\x00unfilled"
+
+
 def code_text(code: str, params: Mapping[str, str], locale: str, **known: str) -> str:
-    """The message of an error code (a line's problem) in ``locale``; ``known`` fills what a
-    stored line no longer has the params for (its plan, its number)."""
+    """The message of an error code (a line's problem) in ``locale``, filled with the error's
+    params; ``known`` fills what a line stored without them lacks (its plan, its number). A
+    code the catalogue cannot say is told by a sentence, never shown bare."""
     filled = {**known, **params}
-    return error_text(TopupError(code, code=code, params=filled), locale)
+    text = error_text(TopupError(_UNFILLED, code=code, params=filled), locale)
+    if text == _UNFILLED:
+        return translations(locale).gettext(LINE_NOT_DONE)
+    return text

@@ -15,8 +15,18 @@ from tests.simulation.connected import TERMINAL, Run, rows
 from topup.adapters.db import tables as t
 from topup.bootstrap import Application
 from topup.domain.auto_renewal import TRY_KEY_PREFIX
+from topup.domain.card_events import CardEventKind
 from topup.domain.ledger import card_credit_account
 from topup.domain.plans import PlanKind
+from topup.domain.reminders import (
+    CANCELLED_BY_RENEWAL,
+    CHANNELS,
+    DeliveryStatus,
+    ReminderChannel,
+    ReminderKind,
+    ReminderStatus,
+    parse_kind_name,
+)
 from topup.services.audit import audit
 
 SHOWN_MAX = 10
@@ -494,5 +504,121 @@ async def what_happened(app: Application, run: Run) -> dict[str, int]:
         "auto-renewal problems found ahead": await count(
             t.card_events.c.kind == "auto_renewal_problem"
         ),
+        "reminder texts sent": await count(
+            t.reminder_deliveries.c.channel == "sms", t.reminder_deliveries.c.status == "sent"
+        ),
+        "reminder deliveries cancelled (renewed)": await count(
+            t.reminder_deliveries.c.status == "cancelled"
+        ),
     }
     return happened
+
+
+async def reminders_not_once(app: Application, run: Run) -> list[str]:
+    """Exactly one reminder per (card, period, kind); every card that entered grace in a
+    period has that period's one ``grace_entered`` reminder (unless the card turned every
+    channel off); at most one delivery per reminder and channel; no text sent twice by the
+    SMS providers' shared count (by idempotency key: the delivery's id), every SMS delivery
+    recorded as sent texted once, and no text sent for a delivery not recorded as sent."""
+    rm, d, ev, pref = t.reminders, t.reminder_deliveries, t.card_events, t.reminder_preferences
+    wrong: list[str] = []
+    twice = await rows(
+        app,
+        select(rm.c.card_id, rm.c.period, rm.c.kind, func.count().label("n"))
+        .group_by(rm.c.card_id, rm.c.period, rm.c.kind)
+        .having(func.count() > 1),
+    )
+    wrong += [f"card {r.card_id} period {r.period}: {r.n} {r.kind} reminders" for r in twice]
+    made = Counter(
+        (r.card_id, r.period)
+        for r in await rows(
+            app, select(rm.c.card_id, rm.c.period).where(rm.c.kind == ReminderKind.GRACE_ENTERED)
+        )
+    )
+    turned_off = Counter(
+        r.card_id for r in await rows(app, select(pref.c.card_id).where(pref.c.enabled.is_(False)))
+    )
+    silenced = {card for card, n in turned_off.items() if n >= len(CHANNELS)}
+    graces = await rows(
+        app, select(ev.c.card_id, ev.c.detail).where(ev.c.kind == CardEventKind.STATUS_GRACE)
+    )
+    for event in graces:
+        period = json.loads(event.detail)["period"]
+        if event.card_id not in silenced and made[(event.card_id, period)] != 1:
+            wrong.append(
+                f"card {event.card_id} entered grace in period {period}: "
+                f"{made[(event.card_id, period)]} grace_entered reminders"
+            )
+    deliveries = await rows(
+        app,
+        select(d.c.reminder_id, d.c.channel, func.count().label("n"))
+        .group_by(d.c.reminder_id, d.c.channel)
+        .having(func.count() > 1),
+    )
+    wrong += [f"reminder {r.reminder_id}: {r.n} {r.channel} deliveries" for r in deliveries]
+    texted = await rows(
+        app,
+        select(d.c.id, d.c.status, rm.c.card_id, rm.c.period, rm.c.kind)
+        .select_from(d.join(rm, rm.c.id == d.c.reminder_id))
+        .where(d.c.channel == ReminderChannel.SMS),
+    )
+    sms = {r.id: r for r in texted}
+    for key, n in sorted(run.texts.items()):
+        about = sms.get(key)
+        named = (
+            f"card {about.card_id} period {about.period} {about.kind} (delivery {key})"
+            if about is not None
+            else f"idempotency key {key}"
+        )
+        if n > 1:
+            wrong.append(f"{named}: texted {n} times")
+        if about is not None and about.status != DeliveryStatus.SENT:
+            wrong.append(f"{named}: texted but its delivery is {about.status}")
+    for key, about in sms.items():
+        if about.status == DeliveryStatus.SENT and run.texts[key] == 0:
+            wrong.append(
+                f"card {about.card_id} period {about.period} {about.kind} (delivery {key}): "
+                "recorded sent but no text went out"
+            )
+    return wrong
+
+
+async def reminders_sent_after_renewal(app: Application) -> list[str]:
+    """No reminder a renewal makes moot was sent for a period after the card was renewed past
+    it (a prepaid card leaves a period at its first renewal completed after the reminder was
+    made), and no delivery of a cancelled reminder was sent."""
+    rm, d, r, c = t.reminders, t.reminder_deliveries, t.renewals, t.cards
+    renewed: dict[str, list[dt.datetime]] = defaultdict(list)
+    for row in await rows(
+        app,
+        select(r.c.card_id, r.c.completed_at)
+        .where(r.c.status == "completed", r.c.kind != PlanKind.POSTPAID_BILL.value)
+        .order_by(r.c.completed_at),
+    ):
+        renewed[row.card_id].append(row.completed_at)
+    moot = [kind.value for kind in CANCELLED_BY_RENEWAL]
+    sent = await rows(
+        app,
+        select(
+            rm.c.card_id,
+            rm.c.period,
+            rm.c.kind,
+            rm.c.status,
+            rm.c.created_at,
+            d.c.channel,
+            d.c.sent_at,
+        )
+        .select_from(d.join(rm, rm.c.id == d.c.reminder_id).join(c, c.c.id == rm.c.card_id))
+        .where(d.c.status == DeliveryStatus.SENT, c.c.kind == "prepaid"),
+    )
+    wrong: list[str] = []
+    for row in sent:
+        named = f"card {row.card_id} period {row.period} {row.kind} ({row.channel})"
+        if row.status == ReminderStatus.CANCELLED:
+            wrong.append(f"{named}: the reminder is cancelled but was sent")
+        if parse_kind_name(row.kind)[0].value not in moot:
+            continue
+        left = next((at for at in renewed[row.card_id] if at > row.created_at), None)
+        if left is not None and row.sent_at > left:
+            wrong.append(f"{named}: sent {row.sent_at}, after the card was renewed {left}")
+    return wrong

@@ -10,6 +10,7 @@ tests/simulation/test_staying_connected.py
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from typing import Any
@@ -79,6 +80,8 @@ async def test_a_fleet_stays_connected_over_ninety_days_with_two_workers_and_a_k
     inv.check(run, "auto-renewal told", await inv.auto_renewals_told_but_not_renewed(web))
     inv.check(run, "auto-renewal left open", await inv.auto_renewal_attempts_left_open(web))
     inv.check(run, "bulk renewal", await inv.bulk_lines_renewed_twice(web))
+    inv.check(run, "reminders", await inv.reminders_not_once(web, run))
+    inv.check(run, "reminders after renewal", await inv.reminders_sent_after_renewal(web))
     inv.check(run, "states and dates", await inv.states_not_matching_dates(web))
     inv.check(run, "the kill", await inv.killed_work_not_finished_once(web, run))
     happened = await inv.what_happened(web, run)
@@ -133,6 +136,9 @@ async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_u
     assert not await inv.usage_not_applied_once(web, run), run.hint()
     assert not await inv.auto_renewals_charged_twice(web), run.hint()
     assert not await inv.audit_violations(web), run.hint()
+    assert not await inv.reminders_not_once(web, run), run.hint()
+    assert not await inv.reminders_sent_after_renewal(web), run.hint()
+    await _spoil_reminders(web, run)
     c, u, ev = t.cards, t.usage_records, t.card_events
     expired = (await inv.rows(web, select(c.c.id, c.c.msisdn).where(c.c.status == "expired")))[0]
     async with web.services.unit_of_work() as uow:
@@ -196,3 +202,69 @@ async def test_each_invariant_catches_what_it_is_about(make_app: Any, database_u
     assert paid["card_id"] in told and "refunded" in told
     assert expired.msisdn in " ".join(await inv.states_not_matching_dates(web))
     assert exhausted.card_id in " ".join(await inv.usage_not_applied_once(web, run))
+
+
+async def _spoil_reminders(web: Any, run: Any) -> None:
+    """A text sent twice, a sent delivery whose text never went out, a grace reminder lost and a
+    reminder sent after its card was renewed are each reported, naming the card and period."""
+    from sqlalchemy import delete, select, update
+
+    from topup.adapters.db import tables as t
+
+    rm, d, r = t.reminders, t.reminder_deliveries, t.renewals
+    texted = (
+        await inv.rows(
+            web,
+            select(d.c.id, rm.c.card_id, rm.c.period)
+            .join(rm, rm.c.id == d.c.reminder_id)
+            .where(d.c.channel == "sms", d.c.status == "sent"),
+        )
+    )[0]
+    run.texts[texted.id] += 1  # the provider was asked twice
+    told = " ".join(await inv.reminders_not_once(web, run))
+    assert f"card {texted.card_id} period {texted.period}" in told and "texted 2 times" in told
+    del run.texts[texted.id]  # ... and then never
+    told = " ".join(await inv.reminders_not_once(web, run))
+    assert texted.card_id in told and "no text went out" in told
+    run.texts[texted.id] = 1
+    grace = (
+        await inv.rows(
+            web, select(rm.c.id, rm.c.card_id, rm.c.period).where(rm.c.kind == "grace_entered")
+        )
+    )[0]
+    async with web.engine.begin() as connection:  # its reminder lost (and its deliveries)
+        sent = {
+            row.id
+            for row in await connection.execute(select(d.c.id).where(d.c.reminder_id == grace.id))
+        }
+        await connection.execute(delete(d).where(d.c.reminder_id == grace.id))
+        await connection.execute(delete(rm).where(rm.c.id == grace.id))
+    for key in sent:
+        run.texts.pop(key, None)
+    told = " ".join(await inv.reminders_not_once(web, run))
+    assert f"card {grace.card_id} entered grace in period {grace.period}: 0" in told
+    assert not await inv.reminders_sent_after_renewal(web), run.hint()
+    moot = (
+        await inv.rows(
+            web,
+            select(d.c.id, rm.c.id.label("reminder_id"), rm.c.card_id, rm.c.created_at)
+            .join(rm, rm.c.id == d.c.reminder_id)
+            .join(r, (r.c.card_id == rm.c.card_id) & (r.c.completed_at > rm.c.created_at))
+            .where(
+                d.c.status == "sent",
+                r.c.status == "completed",
+                rm.c.kind.not_in(("grace_entered", "auto_renewal_succeeded")),
+            ),
+        )
+    )[0]
+    async with web.engine.begin() as connection:  # sent long after the card was renewed
+        await connection.execute(
+            update(d).where(d.c.id == moot.id).values(sent_at=START + dt.timedelta(days=400))
+        )
+    told = " ".join(await inv.reminders_sent_after_renewal(web))
+    assert moot.card_id in told and "after the card was renewed" in told
+    async with web.engine.begin() as connection:  # a cancelled reminder that went out
+        await connection.execute(
+            update(rm).where(rm.c.id == moot.reminder_id).values(status="cancelled")
+        )
+    assert "cancelled but was sent" in " ".join(await inv.reminders_sent_after_renewal(web))

@@ -220,3 +220,29 @@ async def test_two_workers_advancing_the_same_cards_move_each_once(
     assert await advance_cards(first.services) == 0
     report = await audit(first.services)
     assert report.clean, report.violations
+
+
+async def test_usage_on_postpaid_and_expired_cards_is_kept_without_debit_or_threshold(
+    demo_app: Application,
+) -> None:
+    lines = usage_csv(
+        [
+            ("post", "+60198765432", START - dt.timedelta(hours=1), 500),  # postpaid
+            ("gone", "+60123450002", START - dt.timedelta(hours=1), 300),  # grace ended
+            ("here", ACTIVE_CARD, START - dt.timedelta(hours=1), 1821),  # 227 MB left: 11 %
+        ]
+    )
+    summary = await import_usage(demo_app.services, lines, kind=UsageFormat.CSV)
+    assert (summary.applied, summary.postpaid, summary.card_expired) == (3, 1, 1)
+    assert (summary.debited_mb, summary.cards, summary.events) == (1821, 1, 1)
+    assert await events(demo_app, CardEventKind.DATA_EXHAUSTED) == []
+    (low,) = await events(demo_app, CardEventKind.DATA_LOW)
+    assert low["data_quota_mb"] == 227
+    async with demo_app.engine.connect() as connection:
+        rows = await connection.execute(
+            select(t.usage_records.c.record_id, t.usage_records.c.counted)
+        )
+        kept = {record_id: counted for record_id, counted in rows}
+        states = await connection.scalar(select(func.count()).select_from(t.card_usage))
+    assert kept == {"post": False, "gone": False, "here": True}
+    assert states == 1  # only the debited card has a usage state

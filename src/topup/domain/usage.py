@@ -11,9 +11,15 @@ Rules:
   does not debit the new period's quota.
 - Records of one period are summed whatever order they arrive in; the quota never goes below
   zero.
+- Only a prepaid card that is active or in grace (its status now, not the stored one, which
+  the worker may not have moved yet) has a quota to debit. A postpaid card's usage is billed
+  by the network's billing, not taken from a prepaid quota; a prepaid card whose grace ended
+  forfeited its quota at expiry. Their records are kept, and debit nothing (``debits_quota``).
 - Thresholds: ``DATA_LOW`` when what is left falls to the low share of the period's quota (the
   quota the card had when its period was first seen), ``DATA_EXHAUSTED`` when nothing is left;
-  each at most once per period. A card that goes straight to exhausted raises only exhausted.
+  each at most once per period, and only when this debit took data the card had (a period that
+  began with no data crosses nothing). A card that goes straight to exhausted raises only
+  exhausted. A debited card left with nothing is barred from data whether or not it crossed.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from topup.domain.card_events import CardEventKind
-from topup.domain.cards import Card, CardKind
+from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import require
 
 RECORD_ID_LENGTH_MAX = 64
@@ -54,6 +60,25 @@ class InsertedUsage:
 class RecordOutcome(StrEnum):
     DEBITED = "debited"  # counted against the card's current period
     EARLIER_PERIOD = "earlier_period"  # used before the current period began: kept, not debited
+    POSTPAID = "postpaid"  # a postpaid card: billed by the network, kept, not debited
+    CARD_EXPIRED = "card_expired"  # a prepaid card past its grace: kept, not debited
+
+
+DEBITED_STATUSES = frozenset({CardStatus.ACTIVE, CardStatus.GRACE})
+
+
+def debits_quota(card: Card, status: CardStatus) -> bool:
+    """Whether usage takes data from the card's quota: a prepaid card active or in grace
+    (``status`` is the one it has now, ``cards.status_at``)."""
+    return card.kind is CardKind.PREPAID and status in DEBITED_STATUSES
+
+
+def card_outcome(card: Card, status: CardStatus) -> RecordOutcome:
+    """What becomes of a card's records whatever their time: debited (by their time, see
+    ``counts_against_period``), or kept only (a postpaid card, an expired one)."""
+    if card.kind is CardKind.POSTPAID:
+        return RecordOutcome.POSTPAID
+    return RecordOutcome.DEBITED if debits_quota(card, status) else RecordOutcome.CARD_EXPIRED
 
 
 def counts_against_period(used_at: dt.datetime, period_started_at: dt.datetime | None) -> bool:
@@ -107,10 +132,11 @@ class ThresholdEvent:
 
 @dataclass(frozen=True, slots=True)
 class Debit:
-    """A card after a batch of its records: the new card, its usage state and its events."""
+    """A card after a batch of its records: the new card, its usage state (None: a card usage
+    does not debit, nothing to remember) and its events."""
 
     card: Card
-    state: UsageState
+    state: UsageState | None
     events: tuple[ThresholdEvent, ...]
 
 
@@ -126,12 +152,17 @@ def debit(
     period: str,
     used_mb: int,
     low_percent: int,
+    status: CardStatus,
 ) -> Debit:
     """Take ``used_mb`` (the records of the current period in this batch) from the card's
     quota, never below zero, and say which thresholds this crossed for the first time in the
-    period. An exhausted prepaid card is to be barred from data on the network."""
+    period. ``status``: the card's status now; a card usage does not debit (postpaid, expired)
+    is left as it is, with no state and no event. An exhausted prepaid card is to be barred
+    from data on the network."""
     require(used_mb >= 0, "a debit is not negative")
     require(0 <= low_percent <= 100, "the low share is a percentage")
+    if not debits_quota(card, status):
+        return Debit(card, state, ())
     current = (state or UsageState(card.id, period, card.data_quota_mb)).for_period(
         period, card.data_quota_mb
     )
@@ -139,6 +170,8 @@ def debit(
     debited_card = card if left == card.data_quota_mb else replace(card, data_quota_mb=left)
     current = replace(current, used_mb=current.used_mb + used_mb)
     events: list[ThresholdEvent] = []
+    # A threshold is crossed by taking data the card had, in a period that began with some.
+    crossing = left < card.data_quota_mb and current.period_quota_mb > 0
 
     def detail(percent: int) -> dict[str, str | int]:
         return {
@@ -148,19 +181,19 @@ def debit(
             "percent": percent,
         }
 
-    if used_mb > 0 and left == 0 and current.data_exhausted_period != period:
+    if crossing and left == 0 and current.data_exhausted_period != period:
         events.append(ThresholdEvent(CardEventKind.DATA_EXHAUSTED, detail(0)))
         current = replace(current, data_exhausted_period=period, data_low_period=period)
-        if card.kind is CardKind.PREPAID and not current.data_barred:
-            current = replace(current, data_barred=True, network_pending=True)
     elif (
-        used_mb > 0
+        crossing
         and 0 < left <= low_threshold_mb(current.period_quota_mb, low_percent)
         and current.data_low_period != period
     ):
-        percent = left * 100 // current.period_quota_mb if current.period_quota_mb else 0
+        percent = left * 100 // current.period_quota_mb
         events.append(ThresholdEvent(CardEventKind.DATA_LOW, detail(percent)))
         current = replace(current, data_low_period=period)
+    if used_mb > 0 and left == 0 and not current.data_barred:
+        current = replace(current, data_barred=True, network_pending=True)
     return Debit(debited_card, current, tuple(events))
 
 

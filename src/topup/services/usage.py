@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 
 from topup.domain.card_events import validity_period
 from topup.domain.card_number import CardNumber, CardNumberKind
-from topup.domain.cards import Card
+from topup.domain.cards import Card, status_at
 from topup.domain.errors import ConflictError, InputError
 from topup.domain.usage import (
+    InsertedUsage,
     NetworkChange,
+    RecordOutcome,
     UsageRecord,
     UsageState,
+    card_outcome,
     counts_against_period,
     debit,
 )
@@ -41,9 +44,11 @@ class UsageSummary:
     applied: int = 0  # records new to us (each applied once)
     duplicates: int = 0  # records already applied (a re-sent file), or twice in this one
     earlier_period: int = 0  # new records used before their card's current period began
+    postpaid: int = 0  # new records of postpaid cards: kept, not debited (billed by the network)
+    card_expired: int = 0  # new records of prepaid cards past their grace: kept, not debited
     debited_mb: int = 0  # what the quotas actually lost (never below zero)
     cards: int = 0  # cards whose quota changed
-    events: int = 0  # threshold events raised
+    events: int = 0  # threshold events raised (debited cards only)
     problem_count: int = 0
     problems: list[LineProblem] = field(default_factory=list)
 
@@ -119,7 +124,19 @@ async def receive_signed_usage(
             "usage records are UTF-8 text", code="usage_line_malformed", field="body"
         ) from None
     lines = text.splitlines()
-    if len(lines) > limits.usage_records_per_request_max + 1:  # a CSV header besides
+    kind = (
+        UsageFormat.CSV
+        if "csv" in content_type.lower()
+        else UsageFormat.JSON_LINES
+        if "json" in content_type.lower()
+        else None
+    )
+    if kind is None:
+        first_line = next((line for line in lines if line.strip()), "")
+        kind = UsageFormat.JSON_LINES if first_line.lstrip().startswith("{") else UsageFormat.CSV
+    # Each line that is not blank is a record (or a bad line), but a CSV file's header.
+    records = sum(1 for line in lines if line.strip()) - (1 if kind is UsageFormat.CSV else 0)
+    if records > limits.usage_records_per_request_max:
         raise InputError(
             f"at most {limits.usage_records_per_request_max} records per request",
             code="usage_request_too_large",
@@ -133,16 +150,6 @@ async def receive_signed_usage(
             "these records were delivered with this signature already; sign a new delivery",
             code="usage_signature_replayed",
         )
-    kind = (
-        UsageFormat.CSV
-        if "csv" in content_type.lower()
-        else UsageFormat.JSON_LINES
-        if "json" in content_type.lower()
-        else None
-    )
-    if kind is None:
-        first_line = next((line for line in lines if line.strip()), "")
-        kind = UsageFormat.JSON_LINES if first_line.lstrip().startswith("{") else UsageFormat.CSV
     return await import_usage(services, lines, kind=kind)
 
 
@@ -185,21 +192,50 @@ async def _apply(
             )
         card_ids = sorted({record.card_id for record in records.values()})
         cards = await uow.usage.lock_cards(card_ids)
-        starts = await uow.usage.period_starts(card_ids)
+        grace_days = services.profile.grace_period_days
+        outcomes = {
+            card_id: card_outcome(card, status_at(card, now, grace_days))
+            for card_id, card in cards.items()
+        }
+        debited = {card_id for card_id, kind in outcomes.items() if kind is RecordOutcome.DEBITED}
+        starts = await uow.usage.period_starts(sorted(debited))
         inserted = await uow.usage.insert_records(
             [
-                (record, counts_against_period(record.used_at, starts.get(record.card_id)))
+                (
+                    record,
+                    record.card_id in debited
+                    and counts_against_period(record.used_at, starts.get(record.card_id)),
+                )
                 for record in records.values()
             ],
             at=now,
         )
-        new_records = sum(figures.records for figures in inserted)
-        summary.duplicates += len(records) - new_records
-        summary.applied += new_records
-        summary.earlier_period += sum(figures.earlier_period for figures in inserted)
+        _count_new(summary, inserted, outcomes, sent=len(records))
         used = {figures.card_id: figures.counted_mb for figures in inserted if figures.counted_mb}
         await _debit_cards(services, uow, cards, used, summary, now)
         await uow.commit()
+
+
+def _count_new(
+    summary: UsageSummary,
+    inserted: list[InsertedUsage],
+    outcomes: dict[str, RecordOutcome],
+    *,
+    sent: int,
+) -> None:
+    """The batch's new records in the summary, by what became of them (of ``sent`` distinct
+    records, the others were applied before)."""
+    new_records = sum(figures.records for figures in inserted)
+    summary.duplicates += sent - new_records
+    summary.applied += new_records
+    for figures in inserted:
+        outcome = outcomes[figures.card_id]
+        if outcome is RecordOutcome.POSTPAID:
+            summary.postpaid += figures.records
+        elif outcome is RecordOutcome.CARD_EXPIRED:
+            summary.card_expired += figures.records
+        else:
+            summary.earlier_period += figures.earlier_period
 
 
 async def _debit_cards(
@@ -210,12 +246,14 @@ async def _debit_cards(
     summary: UsageSummary,
     now: dt.datetime,
 ) -> None:
-    """One debit per card of what its new records of the current period used."""
+    """One debit per card of what its new records of the current period used (only cards
+    usage debits have such records)."""
     states = await work.usage.states(sorted(used))
     debits: list[tuple[str, int, int]] = []
     new_states: list[UsageState] = []
     events: list[tuple[str, str, dt.datetime, dict[str, str | int]]] = []
     low_percent = services.limits.usage.data_low_percent
+    grace_days = services.profile.grace_period_days
     for card_id in sorted(used):
         card = cards[card_id]
         result = debit(
@@ -224,11 +262,13 @@ async def _debit_cards(
             period=validity_period(card),
             used_mb=used[card_id],
             low_percent=low_percent,
+            status=status_at(card, now, grace_days),
         )
         if result.card.data_quota_mb != card.data_quota_mb:
             debits.append((card_id, result.card.data_quota_mb, card.version))
             summary.debited_mb += card.data_quota_mb - result.card.data_quota_mb
-        new_states.append(result.state)
+        if result.state is not None:
+            new_states.append(result.state)
         events += [(card_id, event.kind.value, now, event.detail) for event in result.events]
     await work.usage.debit_quotas(debits, at=now)
     await work.usage.save_states(new_states, at=now)

@@ -60,6 +60,8 @@ def usage_import(
         "applied": summary.applied,
         "duplicates": summary.duplicates,
         "earlier_period": summary.earlier_period,
+        "postpaid": summary.postpaid,
+        "card_expired": summary.card_expired,
         "debited_mb": summary.debited_mb,
         "cards": summary.cards,
         "events": summary.events,
@@ -82,6 +84,8 @@ def _print_summary(data: dict[str, Any]) -> None:
     out.print(
         f"{data['applied']} records applied, {data['duplicates']} already applied, "
         f"{data['earlier_period']} of an earlier period (not debited), "
+        f"{data['postpaid']} of postpaid cards (not debited), "
+        f"{data['card_expired']} of expired cards (not debited), "
         f"{data['bad_lines']} bad lines; {data['debited_mb']} MB debited from "
         f"{data['cards']} cards, {data['events']} threshold events"
     )

@@ -81,13 +81,20 @@ def usage_import(
 
 def _print_summary(data: dict[str, Any]) -> None:
     out = console()
+    kept = [
+        f"{data[key]} {what}"
+        for key, what in (
+            ("earlier_period", "of an earlier period"),
+            ("postpaid", "of postpaid cards"),
+            ("card_expired", "of expired cards"),
+        )
+        if data[key]
+    ]
     out.print(
         f"{data['applied']} records applied, {data['duplicates']} already applied, "
-        f"{data['earlier_period']} of an earlier period (not debited), "
-        f"{data['postpaid']} of postpaid cards (not debited), "
-        f"{data['card_expired']} of expired cards (not debited), "
         f"{data['bad_lines']} bad lines; {data['debited_mb']} MB debited from "
         f"{data['cards']} cards, {data['events']} threshold events"
+        + (f"; kept, not debited: {', '.join(kept)}" if kept else "")
     )
     if data["problems"]:
         shown = table("line", "code", "problem", whole=("line", "code"))

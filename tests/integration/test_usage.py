@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 
 from tests.conftest import START, AppFactory
 from topup.adapters.db import tables as t
+from topup.adapters.db.usage import COPY_RECORDS_MIN
 from topup.adapters.network.sandbox import SandboxNetwork
 from topup.bootstrap import Application
 from topup.domain import ledger
@@ -246,3 +247,45 @@ async def test_usage_on_postpaid_and_expired_cards_is_kept_without_debit_or_thre
         states = await connection.scalar(select(func.count()).select_from(t.card_usage))
     assert kept == {"post": False, "gone": False, "here": True}
     assert states == 1  # only the debited card has a usage state
+
+
+async def test_two_imports_of_different_records_of_one_card_at_once_debit_both(
+    make_app: AppFactory,
+) -> None:
+    limits = LimitSettings(usage_batch_size=10)  # many transactions each: they interleave
+    first_app = make_app(limits=limits, pool_size=5)
+    second_app = make_app(limits=limits, pool_size=5)
+    await load_demo(first_app.services)
+    files = [
+        usage_csv(
+            [(f"{name}{n}", ACTIVE_CARD, START - dt.timedelta(seconds=n), 2) for n in range(200)]
+        )
+        for name in ("x", "y")
+    ]
+    results = await asyncio.gather(
+        import_usage(first_app.services, files[0], kind=UsageFormat.CSV),
+        import_usage(second_app.services, files[1], kind=UsageFormat.CSV),
+    )
+    assert [result.applied for result in results] == [200, 200]
+    assert await quota(first_app) == 2048 - 800
+
+
+async def test_a_large_batch_is_applied_once_however_it_goes_in(demo_app: Application) -> None:
+    """A batch of COPY_RECORDS_MIN records or more goes in by COPY on PostgreSQL: new records,
+    a record id twice in the batch, records already applied and a postpaid card's all count as
+    with the smaller batches."""
+    count = COPY_RECORDS_MIN + 10
+    used = [1 if n < 1000 else 0 for n in range(count)]
+    records = [
+        (f"big{n}", ACTIVE_CARD, START - dt.timedelta(seconds=n), used[n]) for n in range(count)
+    ]
+    records.append(("big7", ACTIVE_CARD, START - dt.timedelta(seconds=7), 1))  # again: once
+    records.append(("post1", "+60198765432", START, 9))
+    first = await import_usage(demo_app.services, usage_csv(records), kind=UsageFormat.CSV)
+    assert (first.applied, first.duplicates, first.postpaid) == (count + 1, 1, 1)
+    assert first.debited_mb == 1000
+    assert await quota(demo_app) == 2048 - 1000
+    more = [*records, ("big-new", ACTIVE_CARD, START, 5)]
+    again = await import_usage(demo_app.services, usage_csv(more), kind=UsageFormat.CSV)
+    assert (again.applied, again.duplicates, again.debited_mb) == (1, count + 2, 5)
+    assert await quota(demo_app) == 2048 - 1000 - 5

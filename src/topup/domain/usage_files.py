@@ -122,8 +122,9 @@ class UsageReader:
         names = [name.strip().lower() for name in header]
         if any(name not in names for name in FIELDS):
             raise _header_invalid()
-        positions = [names.index(name) for name in FIELDS]
+        at_id, at_card, at_time, at_data = (names.index(name) for name in FIELDS)
         width = len(names)
+        record = self._record
         while True:
             try:
                 row = next(rows)
@@ -137,7 +138,7 @@ class UsageReader:
             if len(row) != width:
                 yield _malformed(rows.line_num, f"{len(row)} fields, the header has {width}")
                 continue
-            yield self._record(rows.line_num, *(row[i] for i in positions))
+            yield record(rows.line_num, row[at_id], row[at_card], row[at_time], row[at_data])
 
     def _record(
         self, line: int, record_id: object, card_text: object, when: object, data_used: object

@@ -26,13 +26,15 @@ from topup.domain.usage import (
     UsageRecord,
     UsageState,
     card_outcome,
-    counts_against_period,
+    counted_from,
     debit,
 )
 from topup.domain.usage_files import LineProblem, UsageFormat, UsageLine, UsageReader
 from topup.domain.usage_signatures import verify
 from topup.ports import DataAccessRequest, ProvisionStatus, UnitOfWork
 from topup.services.context import Services
+
+DEBITED = RecordOutcome.DEBITED
 
 
 @dataclass
@@ -161,59 +163,73 @@ async def _apply(
 ) -> None:
     """One transaction: the batch's cards locked (in id order: concurrent imports cannot
     deadlock, and the second of two imports of the same records finds them all known), the new
-    records inserted, then one debit per card. ``known_cards``: card ids by number, kept from
-    batch to batch (None: no such card)."""
+    records inserted (a record id twice in the batch: once), then one debit per card.
+    ``known_cards``: card ids by number, kept from batch to batch (None: no such card)."""
     now = services.clock.now()
-    limits = services.limits.usage
     async with services.unit_of_work() as uow:
-        wanted = {line.card_number for line in batch if line.card_number.value not in known_cards}
-        if wanted:
-            found = await uow.usage.card_ids(
-                msisdns=sorted(number.value for number in wanted if _is_msisdn(number)),
-                iccids=sorted(number.value for number in wanted if not _is_msisdn(number)),
-            )
-            for number in wanted:
-                known_cards[number.value] = found.get(number.value)
-        records: dict[str, UsageRecord] = {}
-        for line in batch:
-            card_id = known_cards[line.card_number.value]
-            if card_id is None:
-                summary.add_problem(
-                    LineProblem(line.line, "usage_card_unknown", "no card has this number"),
-                    limits.usage_problems_kept_max,
-                )
-                continue
-            summary.records += 1
-            if line.record_id in records:
-                summary.duplicates += 1
-                continue
-            records[line.record_id] = UsageRecord(
-                line.record_id, card_id, line.used_at, line.data_used_mb
-            )
-        card_ids = sorted({record.card_id for record in records.values()})
-        cards = await uow.usage.lock_cards(card_ids)
+        await _find_cards(uow, batch, known_cards)
+        card_ids: set[str | None] = {known_cards[line.card_number.value] for line in batch}
+        if None in card_ids:
+            card_ids.discard(None)
+            _unknown_cards(services, batch, summary, known_cards)
+        cards = await uow.usage.lock_cards(sorted(card_id for card_id in card_ids if card_id))
         grace_days = services.profile.grace_period_days
         outcomes = {
             card_id: card_outcome(card, status_at(card, now, grace_days))
             for card_id, card in cards.items()
         }
-        debited = {card_id for card_id, kind in outcomes.items() if kind is RecordOutcome.DEBITED}
-        starts = await uow.usage.period_starts(sorted(debited))
-        inserted = await uow.usage.insert_records(
-            [
-                (
-                    record,
-                    record.card_id in debited
-                    and counts_against_period(record.used_at, starts.get(record.card_id)),
-                )
-                for record in records.values()
-            ],
-            at=now,
-        )
+        debited = sorted(card_id for card_id, kind in outcomes.items() if kind is DEBITED)
+        starts = await uow.usage.period_starts(debited)
+        since = {
+            card_id: counted_from(kind, starts.get(card_id)) for card_id, kind in outcomes.items()
+        }
+        # The hot loop of an import (millions of lines): one tuple per record, nothing else.
+        records = [
+            UsageRecord(
+                line.record_id,
+                card_id,
+                line.used_at,
+                line.data_used_mb,
+                line.used_at >= since[card_id],
+            )
+            for line in batch
+            if (card_id := known_cards[line.card_number.value]) is not None
+        ]
+        inserted = await uow.usage.insert_records(records, at=now)
+        summary.records += len(records)
         _count_new(summary, inserted, outcomes, sent=len(records))
         used = {figures.card_id: figures.counted_mb for figures in inserted if figures.counted_mb}
         await _debit_cards(services, uow, cards, used, summary, now)
         await uow.commit()
+
+
+async def _find_cards(
+    work: UnitOfWork, batch: list[UsageLine], known_cards: dict[str, str | None]
+) -> None:
+    """The ids of the batch's card numbers not known yet, into ``known_cards``."""
+    wanted = {line.card_number for line in batch if line.card_number.value not in known_cards}
+    if not wanted:
+        return
+    found = await work.usage.card_ids(
+        msisdns=sorted(number.value for number in wanted if _is_msisdn(number)),
+        iccids=sorted(number.value for number in wanted if not _is_msisdn(number)),
+    )
+    for number in wanted:
+        known_cards[number.value] = found.get(number.value)
+
+
+def _unknown_cards(
+    services: Services,
+    batch: list[UsageLine],
+    summary: UsageSummary,
+    known_cards: dict[str, str | None],
+) -> None:
+    for line in batch:
+        if known_cards[line.card_number.value] is None:
+            summary.add_problem(
+                LineProblem(line.line, "usage_card_unknown", "no card has this number"),
+                services.limits.usage.usage_problems_kept_max,
+            )
 
 
 def _count_new(
@@ -264,9 +280,9 @@ async def _debit_cards(
             low_percent=low_percent,
             status=status_at(card, now, grace_days),
         )
-        if result.card.data_quota_mb != card.data_quota_mb:
-            debits.append((card_id, result.card.data_quota_mb, card.version))
-            summary.debited_mb += card.data_quota_mb - result.card.data_quota_mb
+        if result.data_quota_mb != card.data_quota_mb:
+            debits.append((card_id, result.data_quota_mb, card.version))
+            summary.debited_mb += card.data_quota_mb - result.data_quota_mb
         if result.state is not None:
             new_states.append(result.state)
         events += [(card_id, event.kind.value, now, event.detail) for event in result.events]

@@ -271,21 +271,40 @@ async def test_two_imports_of_different_records_of_one_card_at_once_debit_both(
 
 
 async def test_a_large_batch_is_applied_once_however_it_goes_in(demo_app: Application) -> None:
-    """A batch of COPY_RECORDS_MIN records or more goes in by COPY on PostgreSQL: new records,
-    a record id twice in the batch, records already applied and a postpaid card's all count as
-    with the smaller batches."""
+    """A batch of COPY_RECORDS_MIN records or more goes in by COPY on PostgreSQL, straight in
+    when its ids are new, else by way of a temporary table: new records, a record id twice in
+    the batch, records already applied and a postpaid card's count as with smaller batches."""
     count = COPY_RECORDS_MIN + 10
-    used = [1 if n < 1000 else 0 for n in range(count)]
-    records = [
-        (f"big{n}", ACTIVE_CARD, START - dt.timedelta(seconds=n), used[n]) for n in range(count)
-    ]
-    records.append(("big7", ACTIVE_CARD, START - dt.timedelta(seconds=7), 1))  # again: once
-    records.append(("post1", "+60198765432", START, 9))
-    first = await import_usage(demo_app.services, usage_csv(records), kind=UsageFormat.CSV)
-    assert (first.applied, first.duplicates, first.postpaid) == (count + 1, 1, 1)
-    assert first.debited_mb == 1000
-    assert await quota(demo_app) == 2048 - 1000
-    more = [*records, ("big-new", ACTIVE_CARD, START, 5)]
-    again = await import_usage(demo_app.services, usage_csv(more), kind=UsageFormat.CSV)
-    assert (again.applied, again.duplicates, again.debited_mb) == (1, count + 2, 5)
-    assert await quota(demo_app) == 2048 - 1000 - 5
+
+    def records(prefix: str, used_mb: int) -> list[tuple[str, str, dt.datetime, int]]:
+        return [
+            (
+                f"{prefix}{n}",
+                ACTIVE_CARD,
+                START - dt.timedelta(seconds=n),
+                used_mb if n < 100 else 0,
+            )
+            for n in range(count)
+        ]
+
+    clean = [*records("a", 1), ("post1", "+60198765432", START, 9)]
+    first = await import_usage(demo_app.services, usage_csv(clean), kind=UsageFormat.CSV)
+    assert (first.applied, first.duplicates, first.postpaid, first.debited_mb) == (
+        count + 1,
+        0,
+        1,
+        100,
+    )
+    # New ids where a few are looked up, one known (not looked up) and one twice: copied
+    # straight in, stopped, then inserted by way of the temporary table.
+    mixed = records("b", 2)
+    mixed[count // 2 + 1] = clean[5]
+    mixed.append(mixed[3])
+    second = await import_usage(demo_app.services, usage_csv(mixed), kind=UsageFormat.CSV)
+    assert (second.applied, second.duplicates, second.debited_mb) == (count - 1, 2, 200)
+    resent = await import_usage(demo_app.services, usage_csv(clean), kind=UsageFormat.CSV)
+    assert (resent.applied, resent.duplicates, resent.debited_mb) == (0, count + 1, 0)
+    assert await quota(demo_app) == 2048 - 100 - 200
+    async with demo_app.engine.connect() as connection:
+        stored = await connection.scalar(select(func.count()).select_from(t.usage_records))
+    assert stored == 2 * count

@@ -14,7 +14,10 @@ from topup.domain.errors import InputError, WebhookError
 from topup.domain.money import Money
 from topup.domain.usage import (
     RECORD_ID_LENGTH_MAX,
+    RecordOutcome,
     UsageState,
+    card_outcome,
+    counted_from,
     counts_against_period,
     debit,
     wants_data_barred,
@@ -296,3 +299,16 @@ def test_a_record_of_the_longest_allowed_fields_fits_the_bytes_a_record_line_may
     line = json.dumps(longest) + "\r\n"
     assert len(line.encode()) <= RECORD_LINE_BYTES_MAX
     assert len(json.dumps(longest, ensure_ascii=False).encode()) + 2 <= RECORD_LINE_BYTES_MAX
+
+
+def test_records_count_from_the_period_start_of_a_debited_card_and_never_for_others() -> None:
+    began = NOW - dt.timedelta(hours=1)
+    debited = card_outcome(prepaid(), CardStatus.GRACE)
+    assert debited is RecordOutcome.DEBITED
+    assert counted_from(debited, began) == began
+    assert counted_from(debited, None) <= NOW - dt.timedelta(days=10_000)
+    assert card_outcome(postpaid(), CardStatus.ACTIVE) is RecordOutcome.POSTPAID
+    gone = card_outcome(prepaid(), CardStatus.EXPIRED)
+    assert gone is RecordOutcome.CARD_EXPIRED
+    assert NOW + dt.timedelta(days=10_000) < counted_from(gone, None)
+    assert NOW + dt.timedelta(days=10_000) < counted_from(RecordOutcome.POSTPAID, began)

@@ -1117,10 +1117,11 @@ class UsageRepository(Protocol):
         ...
 
     async def insert_records(
-        self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
+        self, records: Sequence[UsageRecord], *, at: dt.datetime
     ) -> list[InsertedUsage]:
-        """Insert the records whose id is new, each with whether it counts against its card's
-        period; what was inserted, summed per card (a known id: left out)."""
+        """Insert the records whose id is new (each says whether it counts against its card's
+        period); what was inserted, summed per card (a known id, or an id a second time in
+        ``records``: left out)."""
         ...
 
     async def debit_quotas(

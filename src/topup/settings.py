@@ -144,7 +144,8 @@ class LimitSettings(BaseSettings):
     # "low", cards whose data bar the network is told of per batch and the wait after a refusal,
     # and lifecycle batches per worker pass (each lifecycle_batch_size cards).
     usage_batch_size: int = Field(100_000, ge=1, le=1_000_000)
-    usage_records_per_request_max: int = Field(1000, ge=1, le=200_000)  # bodies: 64 KiB
+    # A request's body may take this many records of the longest fields (512 bytes each).
+    usage_records_per_request_max: int = Field(1000, ge=1, le=10_000)
     usage_problems_kept_max: int = Field(1000, ge=1, le=100_000)
     usage_data_used_mb_max: int = Field(1_048_576, ge=1)
     usage_future_skew_s: int = Field(300, ge=0, le=86_400)

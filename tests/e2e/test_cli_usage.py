@@ -75,3 +75,25 @@ def test_an_unreadable_file_is_one_error_line(database_url: str, tmp_path: Path)
     completed = cli.run("usage", "import", str(tmp_path / "missing.csv"))
     assert completed.returncode == 2
     assert completed.stderr.startswith("error [usage_file_unreadable]")
+
+
+def test_usage_on_a_postpaid_or_expired_card_is_said_to_debit_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    cli = Cli(database_url, tmp_path)
+    cli.json("init", "--demo")
+    records = tmp_path / "cdr.csv"
+    records.write_text(
+        "record_id,card,used_at,data_used_mb\n"
+        "p1,+60198765432,2026-01-02T03:04:05Z,500\n"
+        "e1,+60123450002,2026-01-02T03:04:05Z,300\n"
+    )
+    completed = cli.run("usage", "import", str(records))
+    assert completed.returncode == 0, completed.stderr
+    said = " ".join(completed.stdout.split())
+    assert (
+        "0 MB debited from 0 cards, 0 threshold events; "
+        "kept, not debited: 1 of postpaid cards, 1 of expired cards" in said
+    ), said
+    kinds = [event["kind"] for event in cli.json("history", "+60198765432")["card_events"]]
+    assert "data_exhausted" not in kinds and "data_low" not in kinds

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 
 from tests.conftest import START, AppFactory
 from topup.adapters.db import tables as t
+from topup.adapters.db.usage import COPY_RECORDS_MIN
 from topup.adapters.network.sandbox import SandboxNetwork
 from topup.bootstrap import Application
 from topup.domain import ledger
@@ -220,3 +221,90 @@ async def test_two_workers_advancing_the_same_cards_move_each_once(
     assert await advance_cards(first.services) == 0
     report = await audit(first.services)
     assert report.clean, report.violations
+
+
+async def test_usage_on_postpaid_and_expired_cards_is_kept_without_debit_or_threshold(
+    demo_app: Application,
+) -> None:
+    lines = usage_csv(
+        [
+            ("post", "+60198765432", START - dt.timedelta(hours=1), 500),  # postpaid
+            ("gone", "+60123450002", START - dt.timedelta(hours=1), 300),  # grace ended
+            ("here", ACTIVE_CARD, START - dt.timedelta(hours=1), 1821),  # 227 MB left: 11 %
+        ]
+    )
+    summary = await import_usage(demo_app.services, lines, kind=UsageFormat.CSV)
+    assert (summary.applied, summary.postpaid, summary.card_expired) == (3, 1, 1)
+    assert (summary.debited_mb, summary.cards, summary.events) == (1821, 1, 1)
+    assert await events(demo_app, CardEventKind.DATA_EXHAUSTED) == []
+    (low,) = await events(demo_app, CardEventKind.DATA_LOW)
+    assert low["data_quota_mb"] == 227
+    async with demo_app.engine.connect() as connection:
+        rows = await connection.execute(
+            select(t.usage_records.c.record_id, t.usage_records.c.counted)
+        )
+        kept = {record_id: counted for record_id, counted in rows}
+        states = await connection.scalar(select(func.count()).select_from(t.card_usage))
+    assert kept == {"post": False, "gone": False, "here": True}
+    assert states == 1  # only the debited card has a usage state
+
+
+async def test_two_imports_of_different_records_of_one_card_at_once_debit_both(
+    make_app: AppFactory,
+) -> None:
+    limits = LimitSettings(usage_batch_size=10)  # many transactions each: they interleave
+    first_app = make_app(limits=limits, pool_size=5)
+    second_app = make_app(limits=limits, pool_size=5)
+    await load_demo(first_app.services)
+    files = [
+        usage_csv(
+            [(f"{name}{n}", ACTIVE_CARD, START - dt.timedelta(seconds=n), 2) for n in range(200)]
+        )
+        for name in ("x", "y")
+    ]
+    results = await asyncio.gather(
+        import_usage(first_app.services, files[0], kind=UsageFormat.CSV),
+        import_usage(second_app.services, files[1], kind=UsageFormat.CSV),
+    )
+    assert [result.applied for result in results] == [200, 200]
+    assert await quota(first_app) == 2048 - 800
+
+
+async def test_a_large_batch_is_applied_once_however_it_goes_in(demo_app: Application) -> None:
+    """A batch of COPY_RECORDS_MIN records or more goes in by COPY on PostgreSQL, straight in
+    when its ids are new, else by way of a temporary table: new records, a record id twice in
+    the batch, records already applied and a postpaid card's count as with smaller batches."""
+    count = COPY_RECORDS_MIN + 10
+
+    def records(prefix: str, used_mb: int) -> list[tuple[str, str, dt.datetime, int]]:
+        return [
+            (
+                f"{prefix}{n}",
+                ACTIVE_CARD,
+                START - dt.timedelta(seconds=n),
+                used_mb if n < 100 else 0,
+            )
+            for n in range(count)
+        ]
+
+    clean = [*records("a", 1), ("post1", "+60198765432", START, 9)]
+    first = await import_usage(demo_app.services, usage_csv(clean), kind=UsageFormat.CSV)
+    assert (first.applied, first.duplicates, first.postpaid, first.debited_mb) == (
+        count + 1,
+        0,
+        1,
+        100,
+    )
+    # New ids where a few are looked up, one known (not looked up) and one twice: copied
+    # straight in, stopped, then inserted by way of the temporary table.
+    mixed = records("b", 2)
+    mixed[count // 2 + 1] = clean[5]
+    mixed.append(mixed[3])
+    second = await import_usage(demo_app.services, usage_csv(mixed), kind=UsageFormat.CSV)
+    assert (second.applied, second.duplicates, second.debited_mb) == (count - 1, 2, 200)
+    resent = await import_usage(demo_app.services, usage_csv(clean), kind=UsageFormat.CSV)
+    assert (resent.applied, resent.duplicates, resent.debited_mb) == (0, count + 1, 0)
+    assert await quota(demo_app) == 2048 - 100 - 200
+    async with demo_app.engine.connect() as connection:
+        stored = await connection.scalar(select(func.count()).select_from(t.usage_records))
+    assert stored == 2 * count

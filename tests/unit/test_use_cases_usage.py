@@ -47,3 +47,24 @@ async def test_batches_apply_each_record_once_and_bar_an_exhausted_card() -> Non
     network = services.network_data
     assert isinstance(network, SandboxNetwork)
     assert network.data_barred["+60123456789"] is True
+
+
+async def test_usage_on_postpaid_and_expired_cards_is_kept_but_debits_nothing() -> None:
+    services, database = build_in_memory(settings(), clock=FixedClock(NOW))
+    await load_demo(services)
+    lines = [
+        HEADER,
+        "p1,+60198765432,2026-11-25T07:00:00Z,500\n",  # postpaid
+        "e1,+60123450002,2026-11-25T07:00:00Z,300\n",  # grace ended 31 days ago
+        "g1,+60123450001,2026-11-25T07:00:00Z,21\n",  # in grace, no data left
+        "a1,+60123456789,2026-11-25T07:00:00Z,1821\n",  # 227 MB of 2048 left: 11 %
+    ]
+    summary = await import_usage(services, lines, kind=UsageFormat.CSV)
+    assert (summary.applied, summary.postpaid, summary.card_expired) == (4, 1, 1)
+    assert (summary.debited_mb, summary.cards, summary.events) == (1821, 1, 1)
+    active = await queries.balance(services, "+60123456789")
+    events = {(card_id, event.kind) for card_id, event in database.tables.card_events}
+    assert {(active.id, "data_low")} == {event for event in events if "data" in event[1]}
+    assert (await queries.balance(services, "+60198765432")).data_quota_mb == 0
+    again = await import_usage(services, lines, kind=UsageFormat.CSV)
+    assert (again.applied, again.duplicates, again.postpaid, again.card_expired) == (0, 4, 0, 0)

@@ -11,9 +11,15 @@ Rules:
   does not debit the new period's quota.
 - Records of one period are summed whatever order they arrive in; the quota never goes below
   zero.
+- Only a prepaid card that is active or in grace (its status now, not the stored one, which
+  the worker may not have moved yet) has a quota to debit. A postpaid card's usage is billed
+  by the network's billing, not taken from a prepaid quota; a prepaid card whose grace ended
+  forfeited its quota at expiry. Their records are kept, and debit nothing (``debits_quota``).
 - Thresholds: ``DATA_LOW`` when what is left falls to the low share of the period's quota (the
   quota the card had when its period was first seen), ``DATA_EXHAUSTED`` when nothing is left;
-  each at most once per period. A card that goes straight to exhausted raises only exhausted.
+  each at most once per period, and only when this debit took data the card had (a period that
+  began with no data crosses nothing). A card that goes straight to exhausted raises only
+  exhausted. A debited card left with nothing is barred from data whether or not it crossed.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from topup.domain.card_events import CardEventKind
-from topup.domain.cards import Card, CardKind
+from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import require
 
 RECORD_ID_LENGTH_MAX = 64
@@ -32,12 +38,14 @@ RECORD_ID_LENGTH_MAX = 64
 
 class UsageRecord(NamedTuple):
     """One record from the network, checked (``usage_files`` checks what it reads): which card
-    used how much data when. A named tuple: imports make millions of them."""
+    used how much data when, and whether it debits the card's current period (``counted``: see
+    ``counted_from``). A named tuple: imports make millions of them."""
 
     record_id: str
     card_id: str
     used_at: dt.datetime
     data_used_mb: int
+    counted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +62,44 @@ class InsertedUsage:
 class RecordOutcome(StrEnum):
     DEBITED = "debited"  # counted against the card's current period
     EARLIER_PERIOD = "earlier_period"  # used before the current period began: kept, not debited
+    POSTPAID = "postpaid"  # a postpaid card: billed by the network, kept, not debited
+    CARD_EXPIRED = "card_expired"  # a prepaid card past its grace: kept, not debited
+
+
+DEBITED_STATUSES = frozenset({CardStatus.ACTIVE, CardStatus.GRACE})
+
+
+def debits_quota(card: Card, status: CardStatus) -> bool:
+    """Whether usage takes data from the card's quota: a prepaid card active or in grace
+    (``status`` is the one it has now, ``cards.status_at``)."""
+    return card.kind is CardKind.PREPAID and status in DEBITED_STATUSES
+
+
+def card_outcome(card: Card, status: CardStatus) -> RecordOutcome:
+    """What becomes of a card's records whatever their time: debited (by their time, see
+    ``counts_against_period``), or kept only (a postpaid card, an expired one)."""
+    if card.kind is CardKind.POSTPAID:
+        return RecordOutcome.POSTPAID
+    return RecordOutcome.DEBITED if debits_quota(card, status) else RecordOutcome.CARD_EXPIRED
 
 
 def counts_against_period(used_at: dt.datetime, period_started_at: dt.datetime | None) -> bool:
     """Whether a record used at ``used_at`` debits the period that began at
     ``period_started_at`` (None: the card was never renewed, every record counts)."""
     return period_started_at is None or used_at >= period_started_at
+
+
+NEVER_COUNTED = dt.datetime.max.replace(tzinfo=dt.UTC)
+ALWAYS_COUNTED = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def counted_from(outcome: RecordOutcome, period_started_at: dt.datetime | None) -> dt.datetime:
+    """The earliest use that debits a card whose records come to ``outcome``
+    (``card_outcome``): a record counts if and only if it was used at or after this (one
+    comparison per record of a file of millions). Never for a card usage does not debit."""
+    if outcome is not RecordOutcome.DEBITED:
+        return NEVER_COUNTED
+    return ALWAYS_COUNTED if period_started_at is None else period_started_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +115,6 @@ class UsageState:
     data_exhausted_period: str | None = None
     data_barred: bool = False  # what the network is (to be) told: no data for this card
     network_pending: bool = False  # the network has not confirmed ``data_barred`` yet
-
-    def for_period(self, period: str, quota_mb: int) -> UsageState:
-        """The state in ``period``: a new period starts from the card's quota now."""
-        if period == self.period:
-            return self
-        return replace(self, period=period, period_quota_mb=quota_mb, used_mb=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +141,20 @@ class ThresholdEvent:
 
 @dataclass(frozen=True, slots=True)
 class Debit:
-    """A card after a batch of its records: the new card, its usage state and its events."""
+    """A card after a batch of its records: its quota now, its usage state (None: a card usage
+    does not debit, nothing to remember) and its events."""
 
-    card: Card
-    state: UsageState
+    before: Card
+    data_quota_mb: int
+    state: UsageState | None
     events: tuple[ThresholdEvent, ...]
+
+    @property
+    def card(self) -> Card:
+        """The card debited (made when asked: an import only needs the quota)."""
+        if self.data_quota_mb == self.before.data_quota_mb:
+            return self.before
+        return replace(self.before, data_quota_mb=self.data_quota_mb)
 
 
 def low_threshold_mb(period_quota_mb: int, low_percent: int) -> int:
@@ -126,42 +169,68 @@ def debit(
     period: str,
     used_mb: int,
     low_percent: int,
+    status: CardStatus,
 ) -> Debit:
     """Take ``used_mb`` (the records of the current period in this batch) from the card's
     quota, never below zero, and say which thresholds this crossed for the first time in the
-    period. An exhausted prepaid card is to be barred from data on the network."""
+    period. ``status``: the card's status now; a card usage does not debit (postpaid, expired)
+    is left as it is, with no state and no event. An exhausted prepaid card is to be barred
+    from data on the network."""
     require(used_mb >= 0, "a debit is not negative")
     require(0 <= low_percent <= 100, "the low share is a percentage")
-    current = (state or UsageState(card.id, period, card.data_quota_mb)).for_period(
-        period, card.data_quota_mb
-    )
+    if not debits_quota(card, status):
+        return Debit(card, card.data_quota_mb, state, ())
+    # Built field by field rather than by dataclasses.replace: an import debits ten thousand
+    # cards a batch, and replace() costs several times a constructor.
+    if state is None or state.period != period:
+        base = UsageState(card.id, period, card.data_quota_mb) if state is None else state
+        period_quota_mb, used_before = card.data_quota_mb, 0
+    else:
+        base, period_quota_mb, used_before = state, state.period_quota_mb, state.used_mb
+    low_period, exhausted_period = base.data_low_period, base.data_exhausted_period
+    data_barred, network_pending = base.data_barred, base.network_pending
     left = max(0, card.data_quota_mb - used_mb)
-    debited_card = card if left == card.data_quota_mb else replace(card, data_quota_mb=left)
-    current = replace(current, used_mb=current.used_mb + used_mb)
-    events: list[ThresholdEvent] = []
-
-    def detail(percent: int) -> dict[str, str | int]:
-        return {
-            "period": period,
-            "data_quota_mb": left,
-            "period_quota_mb": current.period_quota_mb,
-            "percent": percent,
-        }
-
-    if used_mb > 0 and left == 0 and current.data_exhausted_period != period:
-        events.append(ThresholdEvent(CardEventKind.DATA_EXHAUSTED, detail(0)))
-        current = replace(current, data_exhausted_period=period, data_low_period=period)
-        if card.kind is CardKind.PREPAID and not current.data_barred:
-            current = replace(current, data_barred=True, network_pending=True)
+    events: tuple[ThresholdEvent, ...] = ()
+    # A threshold is crossed by taking data the card had, in a period that began with some.
+    crossing = left < card.data_quota_mb and period_quota_mb > 0
+    if crossing and left == 0 and exhausted_period != period:
+        events = (_threshold(CardEventKind.DATA_EXHAUSTED, period, left, period_quota_mb, 0),)
+        exhausted_period = low_period = period
     elif (
-        used_mb > 0
-        and 0 < left <= low_threshold_mb(current.period_quota_mb, low_percent)
-        and current.data_low_period != period
+        crossing
+        and 0 < left <= low_threshold_mb(period_quota_mb, low_percent)
+        and low_period != period
     ):
-        percent = left * 100 // current.period_quota_mb if current.period_quota_mb else 0
-        events.append(ThresholdEvent(CardEventKind.DATA_LOW, detail(percent)))
-        current = replace(current, data_low_period=period)
-    return Debit(debited_card, current, tuple(events))
+        percent = left * 100 // period_quota_mb
+        events = (_threshold(CardEventKind.DATA_LOW, period, left, period_quota_mb, percent),)
+        low_period = period
+    if used_mb > 0 and left == 0 and not data_barred:
+        data_barred = network_pending = True
+    new_state = UsageState(
+        card.id,
+        period,
+        period_quota_mb,
+        used_before + used_mb,
+        low_period,
+        exhausted_period,
+        data_barred,
+        network_pending,
+    )
+    return Debit(card, left, new_state, events)
+
+
+def _threshold(
+    kind: CardEventKind, period: str, left_mb: int, period_quota_mb: int, percent: int
+) -> ThresholdEvent:
+    return ThresholdEvent(
+        kind,
+        {
+            "period": period,
+            "data_quota_mb": left_mb,
+            "period_quota_mb": period_quota_mb,
+            "percent": percent,
+        },
+    )
 
 
 def wants_data_barred(card: Card) -> bool:

@@ -2,8 +2,9 @@
 
 Each record has ``record_id`` (the network's id, 1 to 64 printable characters), ``card`` (the
 card's MSISDN in any form, or its ICCID), ``used_at`` (ISO 8601 with a time zone, e.g.
-``2026-12-04T08:15:00Z``) and ``data_used_mb`` (a whole number of megabytes, 0 or more). A line
-that cannot be used is a ``LineProblem`` with its line number and a code; the others still count.
+``2026-12-04T08:15:00Z``) and ``data_used_mb`` (a whole number of megabytes, 0 or more: a JSON
+number in JSON lines, digits in a CSV cell, which is text by nature). A line that cannot be used
+is a ``LineProblem`` with its line number and a code; the others still count.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from topup.domain.profile import OperatorProfile
 from topup.domain.usage import RECORD_ID_LENGTH_MAX
 
 FIELDS = ("record_id", "card", "used_at", "data_used_mb")
+# What one record's line takes at most with the longest fields allowed: a 64-character record id
+# of characters JSON escapes (six bytes each: 384), an ICCID, a time with microseconds and an
+# offset, the largest data figure, the keys and CRLF come to under 500 bytes. A request of the
+# most records a request may carry is sized by it (``request_bytes_max``).
+RECORD_LINE_BYTES_MAX = 512
 E164_DIGITS_MAX = 15
 E164_DIGITS_MIN = 8
 
@@ -47,6 +53,12 @@ class LineProblem:
     line: int
     code: str
     message: str
+
+
+def request_bytes_max(records_max: int) -> int:
+    """The body a request of ``records_max`` records of the longest fields takes (a CSV header
+    besides)."""
+    return (records_max + 1) * RECORD_LINE_BYTES_MAX
 
 
 def detect_format(name: str, first_line: str) -> UsageFormat:
@@ -94,7 +106,10 @@ class UsageReader:
             if not isinstance(value, dict):
                 yield _malformed(number, "not a JSON object")
                 continue
-            yield self._record(number, *(value.get(name) for name in FIELDS))
+            record_id, card, used_at, data_used = (value.get(name) for name in FIELDS)
+            if isinstance(data_used, str):  # JSON carries a number, not "7": refused as such
+                data_used = None
+            yield self._record(number, record_id, card, used_at, data_used)
 
     def _read_csv(self, lines: Iterable[str]) -> Iterator[UsageLine | LineProblem]:
         rows = csv.reader(iter(lines))
@@ -107,8 +122,9 @@ class UsageReader:
         names = [name.strip().lower() for name in header]
         if any(name not in names for name in FIELDS):
             raise _header_invalid()
-        positions = [names.index(name) for name in FIELDS]
+        at_id, at_card, at_time, at_data = (names.index(name) for name in FIELDS)
         width = len(names)
+        record = self._record
         while True:
             try:
                 row = next(rows)
@@ -122,7 +138,7 @@ class UsageReader:
             if len(row) != width:
                 yield _malformed(rows.line_num, f"{len(row)} fields, the header has {width}")
                 continue
-            yield self._record(rows.line_num, *(row[i] for i in positions))
+            yield record(rows.line_num, row[at_id], row[at_card], row[at_time], row[at_data])
 
     def _record(
         self, line: int, record_id: object, card_text: object, when: object, data_used: object

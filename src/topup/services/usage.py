@@ -17,19 +17,24 @@ from dataclasses import dataclass, field
 
 from topup.domain.card_events import validity_period
 from topup.domain.card_number import CardNumber, CardNumberKind
-from topup.domain.cards import Card
+from topup.domain.cards import Card, status_at
 from topup.domain.errors import ConflictError, InputError
 from topup.domain.usage import (
+    InsertedUsage,
     NetworkChange,
+    RecordOutcome,
     UsageRecord,
     UsageState,
-    counts_against_period,
+    card_outcome,
+    counted_from,
     debit,
 )
 from topup.domain.usage_files import LineProblem, UsageFormat, UsageLine, UsageReader
 from topup.domain.usage_signatures import verify
 from topup.ports import DataAccessRequest, ProvisionStatus, UnitOfWork
 from topup.services.context import Services
+
+DEBITED = RecordOutcome.DEBITED
 
 
 @dataclass
@@ -41,9 +46,11 @@ class UsageSummary:
     applied: int = 0  # records new to us (each applied once)
     duplicates: int = 0  # records already applied (a re-sent file), or twice in this one
     earlier_period: int = 0  # new records used before their card's current period began
+    postpaid: int = 0  # new records of postpaid cards: kept, not debited (billed by the network)
+    card_expired: int = 0  # new records of prepaid cards past their grace: kept, not debited
     debited_mb: int = 0  # what the quotas actually lost (never below zero)
     cards: int = 0  # cards whose quota changed
-    events: int = 0  # threshold events raised
+    events: int = 0  # threshold events raised (debited cards only)
     problem_count: int = 0
     problems: list[LineProblem] = field(default_factory=list)
 
@@ -119,7 +126,19 @@ async def receive_signed_usage(
             "usage records are UTF-8 text", code="usage_line_malformed", field="body"
         ) from None
     lines = text.splitlines()
-    if len(lines) > limits.usage_records_per_request_max + 1:  # a CSV header besides
+    kind = (
+        UsageFormat.CSV
+        if "csv" in content_type.lower()
+        else UsageFormat.JSON_LINES
+        if "json" in content_type.lower()
+        else None
+    )
+    if kind is None:
+        first_line = next((line for line in lines if line.strip()), "")
+        kind = UsageFormat.JSON_LINES if first_line.lstrip().startswith("{") else UsageFormat.CSV
+    # Each line that is not blank is a record (or a bad line), but a CSV file's header.
+    records = sum(1 for line in lines if line.strip()) - (1 if kind is UsageFormat.CSV else 0)
+    if records > limits.usage_records_per_request_max:
         raise InputError(
             f"at most {limits.usage_records_per_request_max} records per request",
             code="usage_request_too_large",
@@ -133,16 +152,6 @@ async def receive_signed_usage(
             "these records were delivered with this signature already; sign a new delivery",
             code="usage_signature_replayed",
         )
-    kind = (
-        UsageFormat.CSV
-        if "csv" in content_type.lower()
-        else UsageFormat.JSON_LINES
-        if "json" in content_type.lower()
-        else None
-    )
-    if kind is None:
-        first_line = next((line for line in lines if line.strip()), "")
-        kind = UsageFormat.JSON_LINES if first_line.lstrip().startswith("{") else UsageFormat.CSV
     return await import_usage(services, lines, kind=kind)
 
 
@@ -154,52 +163,95 @@ async def _apply(
 ) -> None:
     """One transaction: the batch's cards locked (in id order: concurrent imports cannot
     deadlock, and the second of two imports of the same records finds them all known), the new
-    records inserted, then one debit per card. ``known_cards``: card ids by number, kept from
-    batch to batch (None: no such card)."""
+    records inserted (a record id twice in the batch: once), then one debit per card.
+    ``known_cards``: card ids by number, kept from batch to batch (None: no such card)."""
     now = services.clock.now()
-    limits = services.limits.usage
     async with services.unit_of_work() as uow:
-        wanted = {line.card_number for line in batch if line.card_number.value not in known_cards}
-        if wanted:
-            found = await uow.usage.card_ids(
-                msisdns=sorted(number.value for number in wanted if _is_msisdn(number)),
-                iccids=sorted(number.value for number in wanted if not _is_msisdn(number)),
+        await _find_cards(uow, batch, known_cards)
+        card_ids: set[str | None] = {known_cards[line.card_number.value] for line in batch}
+        if None in card_ids:
+            card_ids.discard(None)
+            _unknown_cards(services, batch, summary, known_cards)
+        cards = await uow.usage.lock_cards(sorted(card_id for card_id in card_ids if card_id))
+        grace_days = services.profile.grace_period_days
+        outcomes = {
+            card_id: card_outcome(card, status_at(card, now, grace_days))
+            for card_id, card in cards.items()
+        }
+        debited = sorted(card_id for card_id, kind in outcomes.items() if kind is DEBITED)
+        starts = await uow.usage.period_starts(debited)
+        since = {
+            card_id: counted_from(kind, starts.get(card_id)) for card_id, kind in outcomes.items()
+        }
+        # The hot loop of an import (millions of lines): one tuple per record, nothing else.
+        records = [
+            UsageRecord(
+                line.record_id,
+                card_id,
+                line.used_at,
+                line.data_used_mb,
+                line.used_at >= since[card_id],
             )
-            for number in wanted:
-                known_cards[number.value] = found.get(number.value)
-        records: dict[str, UsageRecord] = {}
-        for line in batch:
-            card_id = known_cards[line.card_number.value]
-            if card_id is None:
-                summary.add_problem(
-                    LineProblem(line.line, "usage_card_unknown", "no card has this number"),
-                    limits.usage_problems_kept_max,
-                )
-                continue
-            summary.records += 1
-            if line.record_id in records:
-                summary.duplicates += 1
-                continue
-            records[line.record_id] = UsageRecord(
-                line.record_id, card_id, line.used_at, line.data_used_mb
-            )
-        card_ids = sorted({record.card_id for record in records.values()})
-        cards = await uow.usage.lock_cards(card_ids)
-        starts = await uow.usage.period_starts(card_ids)
-        inserted = await uow.usage.insert_records(
-            [
-                (record, counts_against_period(record.used_at, starts.get(record.card_id)))
-                for record in records.values()
-            ],
-            at=now,
-        )
-        new_records = sum(figures.records for figures in inserted)
-        summary.duplicates += len(records) - new_records
-        summary.applied += new_records
-        summary.earlier_period += sum(figures.earlier_period for figures in inserted)
+            for line in batch
+            if (card_id := known_cards[line.card_number.value]) is not None
+        ]
+        inserted = await uow.usage.insert_records(records, at=now)
+        summary.records += len(records)
+        _count_new(summary, inserted, outcomes, sent=len(records))
         used = {figures.card_id: figures.counted_mb for figures in inserted if figures.counted_mb}
         await _debit_cards(services, uow, cards, used, summary, now)
         await uow.commit()
+
+
+async def _find_cards(
+    work: UnitOfWork, batch: list[UsageLine], known_cards: dict[str, str | None]
+) -> None:
+    """The ids of the batch's card numbers not known yet, into ``known_cards``."""
+    wanted = {line.card_number for line in batch if line.card_number.value not in known_cards}
+    if not wanted:
+        return
+    found = await work.usage.card_ids(
+        msisdns=sorted(number.value for number in wanted if _is_msisdn(number)),
+        iccids=sorted(number.value for number in wanted if not _is_msisdn(number)),
+    )
+    for number in wanted:
+        known_cards[number.value] = found.get(number.value)
+
+
+def _unknown_cards(
+    services: Services,
+    batch: list[UsageLine],
+    summary: UsageSummary,
+    known_cards: dict[str, str | None],
+) -> None:
+    for line in batch:
+        if known_cards[line.card_number.value] is None:
+            summary.add_problem(
+                LineProblem(line.line, "usage_card_unknown", "no card has this number"),
+                services.limits.usage.usage_problems_kept_max,
+            )
+
+
+def _count_new(
+    summary: UsageSummary,
+    inserted: list[InsertedUsage],
+    outcomes: dict[str, RecordOutcome],
+    *,
+    sent: int,
+) -> None:
+    """The batch's new records in the summary, by what became of them (of ``sent`` distinct
+    records, the others were applied before)."""
+    new_records = sum(figures.records for figures in inserted)
+    summary.duplicates += sent - new_records
+    summary.applied += new_records
+    for figures in inserted:
+        outcome = outcomes[figures.card_id]
+        if outcome is RecordOutcome.POSTPAID:
+            summary.postpaid += figures.records
+        elif outcome is RecordOutcome.CARD_EXPIRED:
+            summary.card_expired += figures.records
+        else:
+            summary.earlier_period += figures.earlier_period
 
 
 async def _debit_cards(
@@ -210,12 +262,14 @@ async def _debit_cards(
     summary: UsageSummary,
     now: dt.datetime,
 ) -> None:
-    """One debit per card of what its new records of the current period used."""
+    """One debit per card of what its new records of the current period used (only cards
+    usage debits have such records)."""
     states = await work.usage.states(sorted(used))
     debits: list[tuple[str, int, int]] = []
     new_states: list[UsageState] = []
     events: list[tuple[str, str, dt.datetime, dict[str, str | int]]] = []
     low_percent = services.limits.usage.data_low_percent
+    grace_days = services.profile.grace_period_days
     for card_id in sorted(used):
         card = cards[card_id]
         result = debit(
@@ -224,11 +278,13 @@ async def _debit_cards(
             period=validity_period(card),
             used_mb=used[card_id],
             low_percent=low_percent,
+            status=status_at(card, now, grace_days),
         )
-        if result.card.data_quota_mb != card.data_quota_mb:
-            debits.append((card_id, result.card.data_quota_mb, card.version))
-            summary.debited_mb += card.data_quota_mb - result.card.data_quota_mb
-        new_states.append(result.state)
+        if result.data_quota_mb != card.data_quota_mb:
+            debits.append((card_id, result.data_quota_mb, card.version))
+            summary.debited_mb += card.data_quota_mb - result.data_quota_mb
+        if result.state is not None:
+            new_states.append(result.state)
         events += [(card_id, event.kind.value, now, event.detail) for event in result.events]
     await work.usage.debit_quotas(debits, at=now)
     await work.usage.save_states(new_states, at=now)

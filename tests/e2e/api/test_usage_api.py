@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import START, AppFactory
 from tests.e2e.api.conftest import client_for
 from topup.bootstrap import Application
+from topup.domain.usage import RECORD_ID_LENGTH_MAX
+from topup.domain.usage_files import RECORD_LINE_BYTES_MAX
 from topup.domain.usage_signatures import SIGNATURE_HEADER, sign
 from topup.services import queries
 from topup.services.demo import load_demo
@@ -105,4 +107,59 @@ async def test_an_old_signature_and_a_replay_are_refused(signed_app: Application
         assert first.status_code == 200
         replay = await post(client, body)
         assert (replay.status_code, replay.json()["code"]) == (409, "usage_signature_replayed")
+    assert await quota(signed_app) == 2000
+
+
+def longest_records(count: int, iccid: str) -> bytes:
+    """``count`` records of the longest fields allowed, as JSON escapes them (each character of
+    the record id six bytes)."""
+    return body_of(
+        *(
+            {
+                "record_id": f"{n:04d}" + "é" * (RECORD_ID_LENGTH_MAX - 4),
+                "card": iccid,
+                "used_at": "2026-11-25T15:00:00.123456+08:00",
+                "data_used_mb": 1,
+            }
+            for n in range(count)
+        )
+    )
+
+
+async def test_the_most_records_a_request_may_carry_fit_in_its_body(
+    signed_app: Application,
+) -> None:
+    records_max = signed_app.services.limits.usage.usage_records_per_request_max
+    iccid = (await queries.balance(signed_app.services, "+60123456789")).iccid
+    body = longest_records(records_max, iccid)
+    assert len(body) > 64 * 1024  # more than other routes take
+    async with client_for(signed_app) as client:
+        answer = await post(client, body)
+        assert answer.status_code == 200, answer.text[:300]
+        assert (answer.json()["applied"], answer.json()["bad_lines"]) == (records_max, 0)
+        one_more = await post(
+            client, longest_records(records_max + 1, iccid), at=START + dt.timedelta(seconds=1)
+        )
+    assert one_more.json()["code"] == "usage_request_too_large", one_more.text[:300]
+    assert await quota(signed_app) == 2048 - records_max
+
+
+async def test_a_body_larger_than_the_most_records_take_is_refused_at_the_door(
+    signed_app: Application,
+) -> None:
+    records_max = signed_app.services.limits.usage.usage_records_per_request_max
+    body = b" " * ((records_max + 1) * RECORD_LINE_BYTES_MAX + 1)
+    async with client_for(signed_app) as client:
+        answer = await post(client, body)
+    assert (answer.status_code, answer.json()["code"]) == (413, "body_too_large")
+
+
+async def test_json_lines_carrying_data_used_as_text_are_refused_by_line(
+    signed_app: Application,
+) -> None:
+    body = body_of({**RECORD, "data_used_mb": "48"}, {**RECORD, "record_id": "m2"})
+    async with client_for(signed_app) as client:
+        summary = (await post(client, body)).json()
+    assert summary["applied"] == 1
+    assert [(p["line"], p["code"]) for p in summary["problems"]] == [(1, "usage_data_invalid")]
     assert await quota(signed_app) == 2000

@@ -455,7 +455,8 @@ saved_payment_cards = Table(
 # Usage records from the network and what they debited.
 
 # Each record the network sent, once by its id (a re-sent one is left out by the primary key);
-# ``counted``: whether it debited the card's period (False: used before the period began). No
+# ``counted``: whether it debited the card's period (False: used before the period began, or a
+# postpaid or expired card's, which usage does not debit). No
 # foreign key to cards: records go in 100,000 at a time and the check's trigger, once per row,
 # cost more than the insert itself; their card ids come from the card rows the import has just
 # locked, and cards are never deleted. Nor an index by card: nothing reads them by card yet,

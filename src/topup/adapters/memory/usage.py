@@ -31,18 +31,18 @@ class MemoryUsageRepository:
         return {card_id: cards[card_id] for card_id in sorted(set(card_ids)) if card_id in cards}
 
     async def insert_records(
-        self, records: Sequence[tuple[UsageRecord, bool]], *, at: dt.datetime
+        self, records: Sequence[UsageRecord], *, at: dt.datetime
     ) -> list[InsertedUsage]:
         stored = self._tables.usage_records
         sums: dict[str, list[int]] = {}
-        for record, counted in records:
+        for record in records:
             if record.record_id in stored:
                 continue
             self._tables.require_card(record.card_id)
-            stored[record.record_id] = (record, counted)
+            stored[record.record_id] = (record, record.counted)
             figures = sums.setdefault(record.card_id, [0, 0, 0])
             figures[0] += 1
-            if counted:
+            if record.counted:
                 figures[2] += record.data_used_mb
             else:
                 figures[1] += 1

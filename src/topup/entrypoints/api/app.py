@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from topup.adapters import messages
 from topup.bootstrap import Application
+from topup.entrypoints.api import usage
 from topup.entrypoints.api.routes import ROUTERS
 from topup.entrypoints.http import errors
 from topup.entrypoints.http.errors import UnexpectedErrors
@@ -110,7 +111,16 @@ def create_app(application: Application | None, *, close_on_shutdown: bool = Fal
     for router in ROUTERS:
         app.include_router(router)
     # The last added runs first: the headers, the guard of bugs, then the checks of requests.
-    app.add_middleware(RequestChecks, raw_body_prefixes=(WEBHOOKS_PREFIX, USAGE_RECORDS_PREFIX))
+    larger_bodies = (
+        ((usage.USAGE_RECORDS_PATHS, usage.body_bytes_max(application.services)),)
+        if application is not None
+        else ()
+    )
+    app.add_middleware(
+        RequestChecks,
+        raw_body_prefixes=(WEBHOOKS_PREFIX, USAGE_RECORDS_PREFIX),
+        larger_bodies=larger_bodies,
+    )
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(SecurityHeaders, cacheable_prefixes=(DOCS_STATIC + "/",))
     _serve_docs(app)

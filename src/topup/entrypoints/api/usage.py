@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from topup.domain.usage_files import request_bytes_max
 from topup.entrypoints.api.dependencies import ServicesDependency
 from topup.entrypoints.api.schemas import problems
 from topup.entrypoints.http.problems import encode
+from topup.services.context import Services
 from topup.services.usage import receive_signed_usage
 
 USAGE_RECORDS_PATH = "/api/v1/usage-records"
 USAGE_HEADERS_MAX = 50
+# This route's body may hold the most records a request carries (more than other routes take).
+USAGE_RECORDS_PATHS = re.compile(rf"^{re.escape(USAGE_RECORDS_PATH)}$")
+
+
+def body_bytes_max(services: Services) -> int:
+    """What a delivery may weigh: the most records a request may carry, of the longest fields."""
+    return request_bytes_max(services.limits.usage.usage_records_per_request_max)
+
 
 router = APIRouter()
 
@@ -28,6 +40,8 @@ class UsageSummaryOut(BaseModel):
     applied: int
     duplicates: int
     earlier_period: int
+    postpaid: int
+    card_expired: int
     debited_mb: int
     cards: int
     events: int
@@ -59,6 +73,8 @@ async def usage_records(request: Request, services: ServicesDependency) -> Respo
         "applied": summary.applied,
         "duplicates": summary.duplicates,
         "earlier_period": summary.earlier_period,
+        "postpaid": summary.postpaid,
+        "card_expired": summary.card_expired,
         "debited_mb": summary.debited_mb,
         "cards": summary.cards,
         "events": summary.events,

@@ -60,6 +60,8 @@ def usage_import(
         "applied": summary.applied,
         "duplicates": summary.duplicates,
         "earlier_period": summary.earlier_period,
+        "postpaid": summary.postpaid,
+        "card_expired": summary.card_expired,
         "debited_mb": summary.debited_mb,
         "cards": summary.cards,
         "events": summary.events,
@@ -79,11 +81,20 @@ def usage_import(
 
 def _print_summary(data: dict[str, Any]) -> None:
     out = console()
+    kept = [
+        f"{data[key]} {what}"
+        for key, what in (
+            ("earlier_period", "of an earlier period"),
+            ("postpaid", "of postpaid cards"),
+            ("card_expired", "of expired cards"),
+        )
+        if data[key]
+    ]
     out.print(
         f"{data['applied']} records applied, {data['duplicates']} already applied, "
-        f"{data['earlier_period']} of an earlier period (not debited), "
         f"{data['bad_lines']} bad lines; {data['debited_mb']} MB debited from "
         f"{data['cards']} cards, {data['events']} threshold events"
+        + (f"; kept, not debited: {', '.join(kept)}" if kept else "")
     )
     if data["problems"]:
         shown = table("line", "code", "problem", whole=("line", "code"))

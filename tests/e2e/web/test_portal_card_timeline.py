@@ -198,3 +198,29 @@ async def test_the_auto_renewal_page_shows_the_charge_to_the_minute_and_grouped_
     assert refused.status_code == 422, refused.text
     assert "from 1 to 10,000,000." in html.unescape(refused.text)
     assert "10000000" not in refused.text
+
+
+async def test_a_monthly_top_up_cap_of_zero_is_refused_on_its_field(site: Site) -> None:
+    await site.signed_up_and_in()
+    await site.link()
+    card_id = await _card_id(site)
+    path = f"/accounts/cards/{card_id}/auto-renewal"
+
+    refused = await site.post(
+        path,
+        {
+            "plan_code": "pack_5gb_7d",
+            "payment": "credit",
+            "top_up": "yes",
+            "top_up_below_mb": "100",
+            "top_up_month_count_max": "0",
+        },
+    )
+
+    assert refused.status_code == 422, refused.text
+    shown = html.unescape(refused.text)
+    assert "1 to 31 top-ups" in shown
+    field_error = shown.split('id="top_up_month_count_max-error"', 1)[1].split("</p>", 1)[0]
+    assert "1 to 31 top-ups" in field_error
+    async with site.application.services.unit_of_work() as uow:
+        assert await uow.auto_renewals.get(card_id) is None

@@ -170,8 +170,9 @@ async def turn_on(request: Request, account_id: AccountId, card_id: str) -> Resp
                     field="top_up_below_mb",
                     params={"maximum": str(TOP_UP_THRESHOLD_MB_MAX)},
                 )
+            # Left empty, the cap is the most a month allows; 0 is refused by the service.
             cap_max = services.limits.auto_renewal.auto_top_ups_per_month_max
-            rule = TopUpRule(chosen["plan_code"], below, count or cap_max, None)
+            rule = TopUpRule(chosen["plan_code"], below, cap_max if count is None else count, None)
         payment = chosen["payment"]
         await auto_renewal.set_for_account(
             services,

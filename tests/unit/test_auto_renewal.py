@@ -553,6 +553,28 @@ async def test_a_postpaid_card_or_a_reload_paid_by_credit_is_refused(fakes: OnFa
     assert reload.value.code == "auto_renewal_credit_pays_packs_only"
 
 
+async def test_an_expired_card_whose_grace_ended_is_refused(fakes: OnFakes) -> None:
+    card_id = _card_id(fakes)
+    card = fakes.committed.cards[card_id]
+    grace_days = fakes.services.profile.grace_period_days
+    fakes.committed.cards[card_id] = replace(
+        card, validity_end=AT - dt.timedelta(days=grace_days + 1)
+    )
+    fakes.clock.set(AT)
+
+    with pytest.raises(TopupError) as expired:
+        await set_auto_renewal(
+            fakes.services,
+            card_id=card_id,
+            plan_code="pack_5gb_7d",
+            payment=PaymentChoice.credit(),
+            set_by=SetBy(SetterKind.ACCOUNT, _account_id(fakes)),
+        )
+
+    assert expired.value.code == "card_expired"
+    assert card_id not in fakes.committed.auto_renewals
+
+
 async def _lower_quota(fakes: OnFakes, card_id: str, mb: int) -> None:
     card = fakes.committed.cards[card_id]
     fakes.committed.cards[card_id] = replace(card, data_quota_mb=mb)

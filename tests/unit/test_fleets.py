@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 
@@ -11,6 +12,7 @@ from tests.fleets import PLAN, lines_of, make_fleet
 from tests.unit.fakes import OnFakes, on_fakes
 from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.domain.fleets import BulkLineStatus, bulk_line_key, parse_bulk_text
+from topup.services import auto_renewal
 from topup.services.fleets import bulk, invoices, organisations, policy
 
 
@@ -287,3 +289,28 @@ async def test_the_fleet_policy_turns_auto_renewal_on_for_each_card_once() -> No
         services, fleet.admin_id, fleet.organisation_id, policy.PolicyChoice.one_plan("nope")
     )
     assert wrong.refused == 3 and wrong.refusals[0][1] == "plan_unknown"
+
+
+async def test_the_fleet_policy_leaves_an_expired_card_unset_with_its_reason() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    expired = fleet.msisdns[0]
+    [card] = [card for card in fakes.committed.cards.values() if card.msisdn == expired]
+    grace_days = services.profile.grace_period_days
+    fakes.committed.cards[card.id] = dataclasses.replace(
+        card, validity_end=services.clock.now() - dt.timedelta(days=grace_days + 1)
+    )
+
+    done = await policy.apply_fleet_policy(
+        services, fleet.admin_id, fleet.organisation_id, policy.PolicyChoice.one_plan(PLAN)
+    )
+
+    assert (done.applied, done.refused) == (1, 1)
+    assert done.refusals == [(expired, "card_expired", {})]
+    assert card.id not in fakes.committed.auto_renewals
+    coming = await auto_renewal.upcoming_auto_renewals(
+        services, due_before=services.clock.now() + dt.timedelta(days=60), limit=100
+    )
+    assert all(each.charge_at >= services.clock.now() for each in coming)
+    assert card.id not in {each.card_id for each in coming}

@@ -25,7 +25,7 @@ from topup.domain.auto_renewal import (
     payment_label,
 )
 from topup.domain.card_events import validity_period
-from topup.domain.cards import Card, CardKind
+from topup.domain.cards import Card, CardKind, check_renewable
 from topup.domain.errors import ConflictError, InputError, NotFoundError
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
@@ -150,6 +150,8 @@ async def set_auto_renewal(
             raise card_unknown()
         if card.kind is not CardKind.PREPAID:
             raise _not_prepaid()
+        # Grace ended: no renewal can reach it, so no charge is scheduled (card_expired).
+        check_renewable(card, now, services.profile.grace_period_days)
         plan = _check_plan(await uow.plans.get(plan_code), plan_code, card, channel, now)
         if payment.source is PaymentSource.CREDIT:
             if plan.kind is not PlanKind.PREPAID_PACK:

@@ -314,3 +314,28 @@ async def test_the_fleet_policy_leaves_an_expired_card_unset_with_its_reason() -
     )
     assert all(each.charge_at >= services.clock.now() for each in coming)
     assert card.id not in {each.card_id for each in coming}
+
+
+async def test_the_operator_may_charge_a_members_payment_card_to_its_organisations_cards_only() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    organisation = fakes.committed.organisations[fleet.organisation_id]
+    assert organisation.payment_card_id is not None and organisation.payment_card_account_id
+    payment = auto_renewal.PaymentChoice.saved_card(
+        organisation.payment_card_account_id, organisation.payment_card_id
+    )
+    ids = {card.msisdn: card.id for card in fakes.committed.cards.values()}
+
+    mine = await auto_renewal.set_by_operator(
+        services, "cli", card_id=ids[fleet.msisdns[0]], plan_code=PLAN, payment=payment
+    )
+    with pytest.raises(TopupError) as other:
+        await auto_renewal.set_by_operator(
+            services, "cli", card_id=ids[fleet.other_msisdns[0]], plan_code=PLAN, payment=payment
+        )
+
+    assert mine.enabled
+    assert other.value.code == "auto_renewal_payer_not_linked"

@@ -93,12 +93,12 @@ def auto_renew(
         rule = None
         if top_up_below_mb is not None:
             rule = TopUpRule(top_up_plan or plan or "", top_up_below_mb, top_ups_per_month, None)
-        return await auto_renewal.set_auto_renewal(
+        return await auto_renewal.set_by_operator(
             services,
+            OPERATOR_ID,
             card_id=found.id,
             plan_code=plan or "",
             payment=payment,
-            set_by=setter,
             top_up=rule,
         )
 

@@ -264,6 +264,47 @@ async def set_for_account(
     )
 
 
+def _payer_not_linked() -> InputError:
+    return InputError(
+        "the saved payment card's account has not linked this card",
+        code="auto_renewal_payer_not_linked",
+        field="payment",
+        params={},
+    )
+
+
+async def set_by_operator(
+    services: Services,
+    operator_id: str,
+    *,
+    card_id: str,
+    plan_code: str,
+    payment: PaymentChoice,
+    top_up: TopUpRule | None = None,
+) -> AutoRenewalView:
+    """The operator's (``topup auto-renew``): a saved payment card pays only a card its account
+    has linked, or a card of an organisation the account is a member of; a card's credit pays
+    for itself."""
+    if payment.source is PaymentSource.SAVED_PAYMENT_CARD:
+        payer = payment.account_id or ""
+        async with services.unit_of_work() as uow:
+            if not await uow.accounts.owns_card(payer, card_id):
+                organisation_id = (await uow.organisations.owners_of_cards([card_id])).get(card_id)
+                if (
+                    organisation_id is None
+                    or await uow.organisations.member(organisation_id, payer) is None
+                ):
+                    raise _payer_not_linked()
+    return await set_auto_renewal(
+        services,
+        card_id=card_id,
+        plan_code=plan_code,
+        payment=payment,
+        set_by=SetBy(SetterKind.OPERATOR, operator_id),
+        top_up=top_up,
+    )
+
+
 async def turn_off_for_account(services: Services, account_id: str, *, card_id: str) -> None:
     async with services.unit_of_work() as uow:
         await _owned(uow, account_id, card_id)

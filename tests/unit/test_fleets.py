@@ -10,6 +10,7 @@ import pytest
 
 from tests.fleets import PLAN, lines_of, make_fleet
 from tests.unit.fakes import OnFakes, on_fakes
+from topup.domain.auto_renewal import SetterKind
 from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.domain.fleets import BulkLineStatus, bulk_line_key, parse_bulk_text
 from topup.services import auto_renewal
@@ -339,3 +340,45 @@ async def test_the_operator_may_charge_a_members_payment_card_to_its_organisatio
 
     assert mine.enabled
     assert other.value.code == "auto_renewal_payer_not_linked"
+
+
+async def test_an_organisations_card_is_the_organisations_to_set_and_its_changes_are_on_the_timeline() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    [card] = [card for card in fakes.committed.cards.values() if card.msisdn == fleet.msisdns[0]]
+    subscriber = fleet.outsider_id  # links the fleet's card to their own account
+    fakes.committed.card_links[(subscriber, card.id)] = services.clock.now()
+    # Set by the subscriber before the card joined the fleet (no longer possible now).
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=card.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.credit(),
+        set_by=auto_renewal.SetBy(SetterKind.ACCOUNT, subscriber),
+    )
+
+    with pytest.raises(TopupError) as turn_on:
+        await auto_renewal.set_for_account(
+            services, subscriber, card_id=card.id, plan_code=PLAN, saved_payment_card_id=None
+        )
+    with pytest.raises(TopupError) as turn_off:
+        await auto_renewal.turn_off_for_account(services, subscriber, card_id=card.id)
+    assert turn_on.value.code == turn_off.value.code == "auto_renewal_managed_by_organisation"
+    assert turn_on.value.params == {"organisation": "Fleet Sdn Bhd"}
+    assert await auto_renewal.managed_by(services, subscriber, card.id) == "Fleet Sdn Bhd"
+    assert not [e for _, e in fakes.committed.card_events if e.kind == "auto_renewal_set"]
+
+    await policy.apply_fleet_policy(
+        services, fleet.admin_id, fleet.organisation_id, policy.PolicyChoice.one_plan(PLAN)
+    )
+
+    [event] = [e for owner, e in fakes.committed.card_events if e.kind == "auto_renewal_set"]
+    assert {key: event.detail[key] for key in ("enabled", "set_by", "set_by_name", "replaced")} == {
+        "enabled": 1,
+        "set_by": "organisation",
+        "set_by_name": "Fleet Sdn Bhd",
+        "replaced": "account",
+    }

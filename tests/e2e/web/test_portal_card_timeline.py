@@ -14,13 +14,16 @@ import pytest
 from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
 from tests.e2e.web.test_portal_account import CARD, GRACE_CARD, Site
+from tests.fleets import make_fleet
 from topup.domain.card_events import CardEventKind
 from topup.domain.money import Money
 from topup.i18n import format_money
 from topup.i18n.formatting import format_date, format_number, format_time
 from topup.services.auto_renewal import PaymentChoice, SetBy, set_auto_renewal
 from topup.services.auto_renewal.settings import SetterKind
+from topup.services.context import Services
 from topup.services.demo import load_demo
+from topup.services.fleets import policy
 from topup.settings import LimitSettings
 
 ZONE = "Asia/Kuala_Lumpur"  # the profile's (my)
@@ -41,6 +44,13 @@ async def _card_id(site: Site, number: str = CARD) -> str:
         card = await uow.cards.by_number(msisdn=number)
     assert card is not None
     return card.id
+
+
+async def account_id_of(services: Services, email: str) -> str:
+    async with services.unit_of_work() as uow:
+        account = await uow.accounts.by_email(email)
+    assert account is not None
+    return account.id
 
 
 async def _events(site: Site, card_id: str) -> None:
@@ -224,3 +234,33 @@ async def test_a_monthly_top_up_cap_of_zero_is_refused_on_its_field(site: Site) 
     assert "1 to 31 top-ups" in field_error
     async with site.application.services.unit_of_work() as uow:
         assert await uow.auto_renewals.get(card_id) is None
+
+
+async def test_a_fleet_card_shows_who_manages_its_auto_renewal_and_offers_no_form(
+    site: Site,
+) -> None:
+    services = site.application.services
+    fleet = await make_fleet(services, cards=1)
+    await site.signed_up_and_in()
+    await site.link(fleet.msisdns[0])
+    card_id = await _card_id(site, fleet.msisdns[0])
+    path = f"/accounts/cards/{card_id}/auto-renewal"
+    admin = await account_id_of(services, "admin@fleet.example")
+    await policy.apply_fleet_policy(
+        services, admin, fleet.organisation_id, policy.PolicyChoice.one_plan("pack_5gb_7d")
+    )
+
+    shown = await site.client.get(path)
+    refused = await site.post(path + "/off", {}, form_at="/accounts/cards/link")
+    timeline = await site.client.get(f"/accounts/cards/{card_id}/timeline")
+
+    assert shown.status_code == 200
+    assert "Managed by Fleet Sdn Bhd" in html.unescape(shown.text)
+    assert "<form" not in shown.text.split("<h1", 1)[1]
+    assert "4242" not in shown.text  # the organisation's payment card is not shown
+    assert refused.status_code == 409
+    assert "Fleet Sdn Bhd manages this card's auto-renewal" in html.unescape(refused.text)
+    assert "Fleet Sdn Bhd turned auto-renewal on for this card." in html.unescape(timeline.text)
+    async with services.unit_of_work() as uow:
+        setting = await uow.auto_renewals.get(card_id)
+    assert setting is not None and setting.enabled

@@ -264,3 +264,18 @@ async def test_a_fleet_card_shows_who_manages_its_auto_renewal_and_offers_no_for
     async with services.unit_of_work() as uow:
         setting = await uow.auto_renewals.get(card_id)
     assert setting is not None and setting.enabled
+
+
+async def test_an_empty_auto_renewal_form_asks_to_choose_a_plan_on_its_field(site: Site) -> None:
+    await site.signed_up_and_in()
+    await site.link()
+    card_id = await _card_id(site)
+    path = f"/accounts/cards/{card_id}/auto-renewal"
+
+    refused = await site.post(path, {})
+
+    assert refused.status_code == 422, refused.text
+    shown = html.unescape(refused.text)
+    assert 'There is no plan ""' not in shown
+    plan_field = shown.split('id="plan_code"', 1)[1].split("</fieldset>", 1)[0]
+    assert '<p class="field__error">Choose a plan.</p>' in plan_field

@@ -183,6 +183,10 @@ async def set_auto_renewal(
     top_up: TopUpRule | None = None,
 ) -> AutoRenewalView:
     """Turn on (or change) a card's auto-renewal. Any setter; see the module's docstring."""
+    if not plan_code.strip():
+        raise InputError(
+            "choose a plan", code="auto_renewal_plan_missing", field="plan_code", params={}
+        )
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         card = await uow.cards.get(card_id)

@@ -183,6 +183,7 @@ class AutoRenewalLimits:
     auto_renewal_lease_s: int  # a leased card is hidden from other workers this long
     auto_renewal_recheck_s: int  # look again this soon at a charge still under way
     auto_top_ups_per_month_max: int  # whatever a card's own cap says
+    auto_renewals_listed_days_max: int  # `topup auto-renewals --days`: how far ahead it looks
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,6 +168,7 @@ class LimitSettings(BaseSettings):
     auto_renewal_lease_s: int = Field(300, ge=1)
     auto_renewal_recheck_s: int = Field(600, ge=1)
     auto_top_ups_per_month_max: int = Field(31, ge=1, le=1000)
+    auto_renewals_listed_days_max: int = Field(366, ge=1, le=3660)
 
     def by_concern(self) -> Limits:
         values = self.model_dump()

@@ -45,6 +45,7 @@ from topup.services.auto_renewal import (
     run_auto_renewals,
     run_auto_top_ups,
     set_auto_renewal,
+    set_by_operator,
     turn_off,
     upcoming_auto_renewals,
 )
@@ -551,6 +552,50 @@ async def test_a_postpaid_card_or_a_reload_paid_by_credit_is_refused(fakes: OnFa
         )
     assert postpaid.value.code == "auto_renewal_prepaid_only"
     assert reload.value.code == "auto_renewal_credit_pays_packs_only"
+
+
+async def test_an_expired_card_whose_grace_ended_is_refused(fakes: OnFakes) -> None:
+    card_id = _card_id(fakes)
+    card = fakes.committed.cards[card_id]
+    grace_days = fakes.services.profile.grace_period_days
+    fakes.committed.cards[card_id] = replace(
+        card, validity_end=AT - dt.timedelta(days=grace_days + 1)
+    )
+    fakes.clock.set(AT)
+
+    with pytest.raises(TopupError) as expired:
+        await set_auto_renewal(
+            fakes.services,
+            card_id=card_id,
+            plan_code="pack_5gb_7d",
+            payment=PaymentChoice.credit(),
+            set_by=SetBy(SetterKind.ACCOUNT, _account_id(fakes)),
+        )
+
+    assert expired.value.code == "card_expired"
+    assert card_id not in fakes.committed.auto_renewals
+
+
+async def test_the_operator_cannot_charge_a_payment_card_to_a_card_its_account_never_linked(
+    fakes: OnFakes,
+) -> None:
+    card_id = _card_id(fakes)
+    saved = PaymentChoice.saved_card(
+        _account_id(fakes), await _saved(fakes, _card("4242424242424242"))
+    )
+
+    with pytest.raises(TopupError) as unlinked:
+        await set_by_operator(
+            fakes.services, "cli", card_id=card_id, plan_code="pack_5gb_7d", payment=saved
+        )
+    assert unlinked.value.code == "auto_renewal_payer_not_linked"
+    assert card_id not in fakes.committed.auto_renewals
+
+    fakes.committed.card_links[(_account_id(fakes), card_id)] = AT
+    view = await set_by_operator(
+        fakes.services, "cli", card_id=card_id, plan_code="pack_5gb_7d", payment=saved
+    )
+    assert view.enabled and view.set_by is SetterKind.OPERATOR
 
 
 async def _lower_quota(fakes: OnFakes, card_id: str, mb: int) -> None:

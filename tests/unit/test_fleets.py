@@ -10,8 +10,16 @@ import pytest
 
 from tests.fleets import PLAN, lines_of, make_fleet
 from tests.unit.fakes import OnFakes, on_fakes
+from topup.domain.auto_renewal import SetterKind
 from topup.domain.errors import InputError, NotFoundError, TopupError
-from topup.domain.fleets import BulkLineStatus, PolicyRequest, bulk_line_key, parse_bulk_text
+from topup.domain.fleets import (
+    BulkLineStatus,
+    PolicyRefusal,
+    PolicyRequest,
+    bulk_line_key,
+    parse_bulk_text,
+)
+from topup.services import auto_renewal
 from topup.services.fleets import bulk, invoices, organisations, policy
 from topup.settings import LimitSettings
 
@@ -355,3 +363,91 @@ async def test_a_policy_batch_a_killed_worker_left_is_done_again_once_its_lease_
     found = await policy.latest_policy_request(services, fleet.admin_id, organisation)
     assert found is not None and found.finished
     assert (found.reached, found.applied, found.already) == (3, 2, 1)  # each card counted once
+
+
+async def test_the_fleet_policy_leaves_an_expired_card_unset_with_its_reason() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    expired = fleet.msisdns[0]
+    [card] = [card for card in fakes.committed.cards.values() if card.msisdn == expired]
+    grace_days = services.profile.grace_period_days
+    fakes.committed.cards[card.id] = dataclasses.replace(
+        card, validity_end=services.clock.now() - dt.timedelta(days=grace_days + 1)
+    )
+
+    done = await _apply(fakes, fleet.admin_id, fleet.organisation_id, PLAN)
+
+    assert (done.applied, done.refused) == (1, 1)
+    assert done.refusals == (PolicyRefusal(expired, "card_expired", {}),)
+    assert card.id not in fakes.committed.auto_renewals
+    coming = await auto_renewal.upcoming_auto_renewals(
+        services, due_before=services.clock.now() + dt.timedelta(days=60), limit=100
+    )
+    assert all(each.charge_at >= services.clock.now() for each in coming)
+    assert card.id not in {each.card_id for each in coming}
+
+
+async def test_the_operator_may_charge_a_members_payment_card_to_its_organisations_cards_only() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    organisation = fakes.committed.organisations[fleet.organisation_id]
+    assert organisation.payment_card_id is not None and organisation.payment_card_account_id
+    payment = auto_renewal.PaymentChoice.saved_card(
+        organisation.payment_card_account_id, organisation.payment_card_id
+    )
+    ids = {card.msisdn: card.id for card in fakes.committed.cards.values()}
+
+    mine = await auto_renewal.set_by_operator(
+        services, "cli", card_id=ids[fleet.msisdns[0]], plan_code=PLAN, payment=payment
+    )
+    with pytest.raises(TopupError) as other:
+        await auto_renewal.set_by_operator(
+            services, "cli", card_id=ids[fleet.other_msisdns[0]], plan_code=PLAN, payment=payment
+        )
+
+    assert mine.enabled
+    assert other.value.code == "auto_renewal_payer_not_linked"
+
+
+async def test_an_organisations_card_is_the_organisations_to_set_and_its_changes_are_on_the_timeline() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    [card] = [card for card in fakes.committed.cards.values() if card.msisdn == fleet.msisdns[0]]
+    subscriber = fleet.outsider_id  # links the fleet's card to their own account
+    fakes.committed.card_links[(subscriber, card.id)] = services.clock.now()
+    # Set by the subscriber before the card joined the fleet (no longer possible now).
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=card.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.credit(),
+        set_by=auto_renewal.SetBy(SetterKind.ACCOUNT, subscriber),
+    )
+
+    with pytest.raises(TopupError) as turn_on:
+        await auto_renewal.set_for_account(
+            services, subscriber, card_id=card.id, plan_code=PLAN, saved_payment_card_id=None
+        )
+    with pytest.raises(TopupError) as turn_off:
+        await auto_renewal.turn_off_for_account(services, subscriber, card_id=card.id)
+    assert turn_on.value.code == turn_off.value.code == "auto_renewal_managed_by_organisation"
+    assert turn_on.value.params == {"organisation": "Fleet Sdn Bhd"}
+    assert await auto_renewal.managed_by(services, subscriber, card.id) == "Fleet Sdn Bhd"
+    assert not [e for _, e in fakes.committed.card_events if e.kind == "auto_renewal_set"]
+
+    await _apply(fakes, fleet.admin_id, fleet.organisation_id, PLAN)
+
+    [event] = [e for owner, e in fakes.committed.card_events if e.kind == "auto_renewal_set"]
+    assert {key: event.detail[key] for key in ("enabled", "set_by", "set_by_name", "replaced")} == {
+        "enabled": 1,
+        "set_by": "organisation",
+        "set_by_name": "Fleet Sdn Bhd",
+        "replaced": "account",
+    }

@@ -60,6 +60,11 @@ class CardEventKind(StrEnum):
     AUTO_RENEWAL_RETRYING = "auto_renewal_retrying"
     AUTO_RENEWAL_FAILED = "auto_renewal_failed"
     AUTO_TOP_UP = "auto_top_up"
+    # SET: auto-renewal turned on, changed or off by someone other than a subscriber of the card
+    # (an organisation's fleet policy, an operator); detail: period, enabled (1 or 0),
+    # plan_code, set_by (organisation | operator), set_by_name (the organisation's name, else
+    # ""), replaced (the setter kind of the setting it replaced, e.g. "account", else "").
+    AUTO_RENEWAL_SET = "auto_renewal_set"
 
 
 def validity_period(card: Card) -> str:

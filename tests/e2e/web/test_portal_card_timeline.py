@@ -14,13 +14,16 @@ import pytest
 from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
 from tests.e2e.web.test_portal_account import CARD, GRACE_CARD, Site
+from tests.fleets import make_fleet
 from topup.domain.card_events import CardEventKind
 from topup.domain.money import Money
 from topup.i18n import format_money
 from topup.i18n.formatting import format_date, format_number, format_time
 from topup.services.auto_renewal import PaymentChoice, SetBy, set_auto_renewal
 from topup.services.auto_renewal.settings import SetterKind
+from topup.services.context import Services
 from topup.services.demo import load_demo
+from topup.services.fleets import policy
 from topup.settings import LimitSettings
 
 ZONE = "Asia/Kuala_Lumpur"  # the profile's (my)
@@ -41,6 +44,13 @@ async def _card_id(site: Site, number: str = CARD) -> str:
         card = await uow.cards.by_number(msisdn=number)
     assert card is not None
     return card.id
+
+
+async def account_id_of(services: Services, email: str) -> str:
+    async with services.unit_of_work() as uow:
+        account = await uow.accounts.by_email(email)
+    assert account is not None
+    return account.id
 
 
 async def _events(site: Site, card_id: str) -> None:
@@ -198,3 +208,76 @@ async def test_the_auto_renewal_page_shows_the_charge_to_the_minute_and_grouped_
     assert refused.status_code == 422, refused.text
     assert "from 1 to 10,000,000." in html.unescape(refused.text)
     assert "10000000" not in refused.text
+
+
+async def test_a_monthly_top_up_cap_of_zero_is_refused_on_its_field(site: Site) -> None:
+    await site.signed_up_and_in()
+    await site.link()
+    card_id = await _card_id(site)
+    path = f"/accounts/cards/{card_id}/auto-renewal"
+
+    refused = await site.post(
+        path,
+        {
+            "plan_code": "pack_5gb_7d",
+            "payment": "credit",
+            "top_up": "yes",
+            "top_up_below_mb": "100",
+            "top_up_month_count_max": "0",
+        },
+    )
+
+    assert refused.status_code == 422, refused.text
+    shown = html.unescape(refused.text)
+    assert "1 to 31 top-ups" in shown
+    field_error = shown.split('id="top_up_month_count_max-error"', 1)[1].split("</p>", 1)[0]
+    assert "1 to 31 top-ups" in field_error
+    async with site.application.services.unit_of_work() as uow:
+        assert await uow.auto_renewals.get(card_id) is None
+
+
+async def test_a_fleet_card_shows_who_manages_its_auto_renewal_and_offers_no_form(
+    site: Site,
+) -> None:
+    services = site.application.services
+    fleet = await make_fleet(services, cards=1)
+    await site.signed_up_and_in()
+    await site.link(fleet.msisdns[0])
+    card_id = await _card_id(site, fleet.msisdns[0])
+    path = f"/accounts/cards/{card_id}/auto-renewal"
+    admin = await account_id_of(services, "admin@fleet.example")
+    await policy.request_fleet_policy(
+        services, admin, fleet.organisation_id, policy.PolicyChoice.one_plan("pack_5gb_7d")
+    )
+    while await policy.process_policy_requests(services):  # the worker's pass, to the end
+        pass
+
+    shown = await site.client.get(path)
+    refused = await site.post(path + "/off", {}, form_at="/accounts/cards/link")
+    timeline = await site.client.get(f"/accounts/cards/{card_id}/timeline")
+
+    assert shown.status_code == 200
+    assert "Managed by Fleet Sdn Bhd" in html.unescape(shown.text)
+    assert "<form" not in shown.text.split("<h1", 1)[1]
+    assert "4242" not in shown.text  # the organisation's payment card is not shown
+    assert refused.status_code == 409
+    assert "Fleet Sdn Bhd manages this card's auto-renewal" in html.unescape(refused.text)
+    assert "Fleet Sdn Bhd turned auto-renewal on for this card." in html.unescape(timeline.text)
+    async with services.unit_of_work() as uow:
+        setting = await uow.auto_renewals.get(card_id)
+    assert setting is not None and setting.enabled
+
+
+async def test_an_empty_auto_renewal_form_asks_to_choose_a_plan_on_its_field(site: Site) -> None:
+    await site.signed_up_and_in()
+    await site.link()
+    card_id = await _card_id(site)
+    path = f"/accounts/cards/{card_id}/auto-renewal"
+
+    refused = await site.post(path, {})
+
+    assert refused.status_code == 422, refused.text
+    shown = html.unescape(refused.text)
+    assert 'There is no plan ""' not in shown
+    plan_field = shown.split('id="plan_code"', 1)[1].split("</fieldset>", 1)[0]
+    assert '<p class="field__error">Choose a plan.</p>' in plan_field

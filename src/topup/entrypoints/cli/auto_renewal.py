@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from topup.entrypoints.cli.output import (
+    EXIT_INPUT,
     JsonOption,
     console,
+    fail,
     moment,
     print_json,
     run,
@@ -64,8 +66,14 @@ def auto_renew(
     from topup.services.renewals import find_card
     from topup.services.saved_payment_cards import saved_payment_card_unknown
 
-    if not off and (plan is None or credit == (saved_card is not None)):
-        raise typer.BadParameter("give --plan and one of --saved-card (with --account) or --credit")
+    if not off and plan is None:
+        raise fail("auto_renewal_plan_required", "give --plan (or --off)", EXIT_INPUT)
+    if not off and credit == (saved_card is not None):
+        raise fail(
+            "auto_renewal_payment_required",
+            "give one of --saved-card (with --account) or --credit",
+            EXIT_INPUT,
+        )
 
     async def work(application: Any) -> Any:
         services = application.services
@@ -85,12 +93,12 @@ def auto_renew(
         rule = None
         if top_up_below_mb is not None:
             rule = TopUpRule(top_up_plan or plan or "", top_up_below_mb, top_ups_per_month, None)
-        return await auto_renewal.set_auto_renewal(
+        return await auto_renewal.set_by_operator(
             services,
+            OPERATOR_ID,
             card_id=found.id,
             plan_code=plan or "",
             payment=payment,
-            set_by=setter,
             top_up=rule,
         )
 
@@ -115,10 +123,19 @@ def auto_renewals(
     as_json: JsonOption = False,
 ) -> None:
     """The auto-renewal charges coming, soonest first."""
+    from topup.domain.errors import InputError
     from topup.services import auto_renewal
 
     async def work(application: Any) -> Any:
         services = application.services
+        days_max = services.limits.auto_renewal.auto_renewals_listed_days_max
+        if not 0 <= days <= days_max:
+            raise InputError(
+                f"--days is 0 to {days_max}",
+                code="auto_renewals_days_invalid",
+                field="days",
+                params={"maximum": str(days_max)},
+            )
         due_before = services.clock.now() + dt.timedelta(days=days)
         return await auto_renewal.upcoming_auto_renewals(
             services, due_before=due_before, limit=limit

@@ -24,8 +24,8 @@ from topup.domain.auto_renewal import (
     charge_time,
     payment_label,
 )
-from topup.domain.card_events import validity_period
-from topup.domain.cards import Card, CardKind
+from topup.domain.card_events import CardEventKind, validity_period
+from topup.domain.cards import Card, CardKind, check_renewable
 from topup.domain.errors import ConflictError, InputError, NotFoundError
 from topup.domain.money import Money
 from topup.domain.plans import Plan, PlanKind
@@ -132,6 +132,46 @@ def _check_top_up(services: Services, rule: TopUpRule, card: Card) -> None:
         )
 
 
+async def _record_change(
+    uow: UnitOfWork,
+    card: Card,
+    *,
+    set_by: SetBy,
+    kept: AutoRenewal | None,
+    enabled: bool,
+    plan_code: str,
+    at: dt.datetime,
+) -> None:
+    """A change not made by a subscriber of the card is written on its timeline: who made it,
+    and whose setting it replaced."""
+    if set_by.kind is SetterKind.ACCOUNT:
+        return
+    name = ""
+    if set_by.kind is SetterKind.ORGANISATION:
+        organisation = await uow.organisations.get(set_by.id)
+        name = "" if organisation is None else organisation.name
+    replaced = ""
+    if (
+        kept is not None
+        and kept.enabled
+        and (kept.set_by, kept.set_by_id) != (set_by.kind, set_by.id)
+    ):
+        replaced = kept.set_by.value
+    await uow.cards.add_event(
+        card_id=card.id,
+        kind=CardEventKind.AUTO_RENEWAL_SET.value,
+        at=at,
+        detail={
+            "period": validity_period(card),
+            "enabled": 1 if enabled else 0,
+            "plan_code": plan_code,
+            "set_by": set_by.kind.value,
+            "set_by_name": name,
+            "replaced": replaced,
+        },
+    )
+
+
 async def set_auto_renewal(
     services: Services,
     *,
@@ -143,6 +183,10 @@ async def set_auto_renewal(
     top_up: TopUpRule | None = None,
 ) -> AutoRenewalView:
     """Turn on (or change) a card's auto-renewal. Any setter; see the module's docstring."""
+    if not plan_code.strip():
+        raise InputError(
+            "choose a plan", code="auto_renewal_plan_missing", field="plan_code", params={}
+        )
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         card = await uow.cards.get(card_id)
@@ -150,6 +194,8 @@ async def set_auto_renewal(
             raise card_unknown()
         if card.kind is not CardKind.PREPAID:
             raise _not_prepaid()
+        # Grace ended: no renewal can reach it, so no charge is scheduled (card_expired).
+        check_renewable(card, now, services.profile.grace_period_days)
         plan = _check_plan(await uow.plans.get(plan_code), plan_code, card, channel, now)
         if payment.source is PaymentSource.CREDIT:
             if plan.kind is not PlanKind.PREPAID_PACK:
@@ -203,6 +249,9 @@ async def set_auto_renewal(
             updated_at=now,
         )
         await uow.auto_renewals.put(setting)
+        await _record_change(
+            uow, card, set_by=set_by, kept=kept, enabled=True, plan_code=plan.code, at=now
+        )
         await uow.commit()
     return await auto_renewal_of(services, card_id)  # type: ignore[return-value]
 
@@ -212,7 +261,8 @@ async def turn_off(services: Services, *, card_id: str, set_by: SetBy) -> None:
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         kept = await uow.auto_renewals.get(card_id, for_update=True)
-        if kept is None or not kept.enabled:
+        card = await uow.cards.get(card_id)
+        if kept is None or not kept.enabled or card is None:
             return
         await uow.auto_renewals.put(
             replace(
@@ -224,12 +274,40 @@ async def turn_off(services: Services, *, card_id: str, set_by: SetBy) -> None:
                 updated_at=now,
             )
         )
+        await _record_change(
+            uow, card, set_by=set_by, kept=kept, enabled=False, plan_code=kept.plan_code, at=now
+        )
         await uow.commit()
 
 
 async def _owned(uow: UnitOfWork, account_id: str, card_id: str) -> None:
+    """The account has linked the card, and no organisation manages the card's auto-renewal."""
     if not await uow.accounts.owns_card(account_id, card_id):
         raise card_unknown()
+    name = await _managing_organisation(uow, card_id)
+    if name is not None:
+        raise ConflictError(
+            "an organisation's card: its auto-renewal is the organisation's to change",
+            code="auto_renewal_managed_by_organisation",
+            params={"organisation": name},
+        )
+
+
+async def _managing_organisation(uow: UnitOfWork, card_id: str) -> str | None:
+    organisation_id = (await uow.organisations.owners_of_cards([card_id])).get(card_id)
+    if organisation_id is None:
+        return None
+    organisation = await uow.organisations.get(organisation_id)
+    return "" if organisation is None else organisation.name
+
+
+async def managed_by(services: Services, account_id: str, card_id: str) -> str | None:
+    """The name of the organisation whose card this is (it alone changes the card's
+    auto-renewal), or None: the account's own to change."""
+    async with services.unit_of_work() as uow:
+        if not await uow.accounts.owns_card(account_id, card_id):
+            raise card_unknown()
+        return await _managing_organisation(uow, card_id)
 
 
 async def set_for_account(
@@ -258,6 +336,47 @@ async def set_for_account(
         payment=payment,
         set_by=SetBy(SetterKind.ACCOUNT, account_id),
         channel=channel,
+        top_up=top_up,
+    )
+
+
+def _payer_not_linked() -> InputError:
+    return InputError(
+        "the saved payment card's account has not linked this card",
+        code="auto_renewal_payer_not_linked",
+        field="payment",
+        params={},
+    )
+
+
+async def set_by_operator(
+    services: Services,
+    operator_id: str,
+    *,
+    card_id: str,
+    plan_code: str,
+    payment: PaymentChoice,
+    top_up: TopUpRule | None = None,
+) -> AutoRenewalView:
+    """The operator's (``topup auto-renew``): a saved payment card pays only a card its account
+    has linked, or a card of an organisation the account is a member of; a card's credit pays
+    for itself."""
+    if payment.source is PaymentSource.SAVED_PAYMENT_CARD:
+        payer = payment.account_id or ""
+        async with services.unit_of_work() as uow:
+            if not await uow.accounts.owns_card(payer, card_id):
+                organisation_id = (await uow.organisations.owners_of_cards([card_id])).get(card_id)
+                if (
+                    organisation_id is None
+                    or await uow.organisations.member(organisation_id, payer) is None
+                ):
+                    raise _payer_not_linked()
+    return await set_auto_renewal(
+        services,
+        card_id=card_id,
+        plan_code=plan_code,
+        payment=payment,
+        set_by=SetBy(SetterKind.OPERATOR, operator_id),
         top_up=top_up,
     )
 

@@ -76,6 +76,7 @@ async def _page(
     )
     saved = [each for each in await saved_payment_cards.saved_payment_cards(services, account_id)]
     view = await auto_renewal.auto_renewal_of(services, card.id)
+    managed_by = await auto_renewal.managed_by(services, account_id, card.id)
     if error is not None:
         _numbers_for_people(error, locale_of(request))
     errors = NO_ERRORS if error is None else form_errors(error, locale_of(request), fields=FIELDS)
@@ -93,6 +94,7 @@ async def _page(
         "plans": plans,
         "saved": saved,
         "auto": view,
+        "managed_by": managed_by,  # the organisation's name: its card, shown read-only
         "values": values,
         "errors": errors,
         "notice": notice if notice in NOTICES else None,
@@ -170,8 +172,9 @@ async def turn_on(request: Request, account_id: AccountId, card_id: str) -> Resp
                     field="top_up_below_mb",
                     params={"maximum": str(TOP_UP_THRESHOLD_MB_MAX)},
                 )
+            # Left empty, the cap is the most a month allows; 0 is refused by the service.
             cap_max = services.limits.auto_renewal.auto_top_ups_per_month_max
-            rule = TopUpRule(chosen["plan_code"], below, count or cap_max, None)
+            rule = TopUpRule(chosen["plan_code"], below, cap_max if count is None else count, None)
         payment = chosen["payment"]
         await auto_renewal.set_for_account(
             services,
@@ -190,5 +193,8 @@ async def turn_on(request: Request, account_id: AccountId, card_id: str) -> Resp
 @router.post(PAGE_PATH + "/off")
 async def turn_off(request: Request, account_id: AccountId, card_id: str) -> Response:
     card_id = card_id[:ID_LENGTH_MAX]
-    await auto_renewal.turn_off_for_account(services_of(request), account_id, card_id=card_id)
+    try:
+        await auto_renewal.turn_off_for_account(services_of(request), account_id, card_id=card_id)
+    except TopupError as error:
+        return await _page(request, account_id, card_id, error=error)
     return RedirectResponse(_path(card_id) + "?notice=off", status_code=303)

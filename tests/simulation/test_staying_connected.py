@@ -227,11 +227,26 @@ async def _spoil_reminders(web: Any, run: Any) -> None:
     told = " ".join(await inv.reminders_not_once(web, run))
     assert texted.card_id in told and "no text went out" in told
     run.texts[texted.id] = 1
-    grace = (
-        await inv.rows(
-            web, select(rm.c.id, rm.c.card_id, rm.c.period).where(rm.c.kind == "grace_entered")
+    renewed = await inv.rows(
+        web,
+        select(t.renewals.c.card_id, t.renewals.c.completed_at).where(
+            t.renewals.c.completed_at.is_not(None)
+        ),
+    )
+    grace = next(  # a card not renewed soon after (whose grace reminder is never moot)
+        row
+        for row in await inv.rows(
+            web,
+            select(rm.c.id, rm.c.card_id, rm.c.period, rm.c.due_at).where(
+                rm.c.kind == "grace_entered"
+            ),
         )
-    )[0]
+        if not any(
+            each.card_id == row.card_id
+            and row.due_at <= each.completed_at <= row.due_at + inv.GRACE_REMINDER_MOOT_WITHIN
+            for each in renewed
+        )
+    )
     async with web.engine.begin() as connection:  # its reminder lost (and its deliveries)
         sent = {
             row.id

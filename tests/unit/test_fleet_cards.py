@@ -112,3 +112,23 @@ async def test_a_viewer_or_another_organisation_cannot_remove_a_card() -> None:
     assert other_card.value.code == "card_not_in_organisation"
     assert fakes.committed.organisation_cards[mine.id] == fleet.organisation_id
     assert fakes.committed.organisation_cards[theirs.id] == fleet.other_organisation_id
+
+
+async def test_an_organisation_sets_auto_renewal_only_for_a_card_of_its_fleet() -> None:
+    """A policy batch that reaches a card taken out meanwhile leaves it alone."""
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    card = _card(fakes, fleet.msisdns[0])
+    await organisations.remove_card(fakes.services, fleet.admin_id, fleet.organisation_id, card.id)
+
+    with pytest.raises(NotFoundError) as refused:
+        await auto_renewal.set_auto_renewal(
+            fakes.services,
+            card_id=card.id,
+            plan_code=PLAN,
+            payment=auto_renewal.PaymentChoice.credit(),
+            set_by=auto_renewal.SetBy(SetterKind.ORGANISATION, fleet.organisation_id),
+        )
+
+    assert refused.value.code == "card_not_in_organisation"
+    assert card.id not in fakes.committed.auto_renewals

@@ -191,8 +191,11 @@ async def set_auto_renewal(
             "choose a plan", code="auto_renewal_plan_missing", field="plan_code", params={}
         )
     now = services.clock.now()
+    by_organisation = set_by.kind is SetterKind.ORGANISATION
     async with services.unit_of_work() as uow:
-        card = await uow.cards.get(card_id)
+        # An organisation's: the card locked first, as taking it out of the fleet does, so a
+        # card taken out meanwhile is not left renewing at the organisation's cost.
+        card = await uow.cards.get(card_id, for_update=by_organisation)
         if card is None:
             raise card_unknown()
         if card.kind is not CardKind.PREPAID:
@@ -227,6 +230,15 @@ async def set_auto_renewal(
         if top_up is not None:
             _check_plan(await uow.plans.get(top_up.plan_code), top_up.plan_code, card, channel, now)
             _check_top_up(services, top_up, card)
+        if by_organisation:  # checked with the card locked
+            owners = await uow.organisations.owners_of_cards([card_id])
+            if owners.get(card_id) != set_by.id:
+                raise NotFoundError(
+                    "this card is not in the organisation's fleet",
+                    code="card_not_in_organisation",
+                    field="card",
+                    params={},
+                )
         kept = await uow.auto_renewals.get(card_id, for_update=True)
         setting = AutoRenewal(
             card_id=card_id,

@@ -276,11 +276,14 @@ async def fleet_card(
     return card_summary(card, services)
 
 
-async def _card_of_fleet(uow: UnitOfWork, organisation_id: str, card_id: str) -> Card:
-    card_id = card_id[:64]
-    owners = await uow.organisations.owners_of_cards([card_id])
-    card = await uow.cards.get(card_id) if owners.get(card_id) == organisation_id else None
-    if card is None:
+async def _card_of_fleet(
+    uow: UnitOfWork, organisation_id: str, card_id: str, *, for_update: bool = False
+) -> Card:
+    """The card if it is in the fleet; locked first with ``for_update`` (the order
+    ``set_auto_renewal`` takes for an organisation: the card, then its auto-renewal)."""
+    card = await uow.cards.get(card_id[:64], for_update=for_update)
+    owners = await uow.organisations.owners_of_cards([card.id] if card else [])
+    if card is None or owners.get(card.id) != organisation_id:
         raise card_not_in_fleet()
     return card
 
@@ -302,7 +305,7 @@ async def remove_card(
     by_organisation = SetBy(SetterKind.ORGANISATION, organisation_id[:64])
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
-        card = await _card_of_fleet(uow, organisation_id, card_id)
+        card = await _card_of_fleet(uow, organisation_id, card_id, for_update=True)
         if not await uow.organisations.remove_card(organisation_id, card.id):
             raise card_not_in_fleet()
         stopped = await switch_off(

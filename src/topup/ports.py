@@ -847,6 +847,10 @@ class OrganisationRepository(Protocol):
         """Add cards that belong to no organisation yet; returns how many were added."""
         ...
 
+    async def remove_card(self, organisation_id: str, card_id: str) -> bool:
+        """Take the card out of the organisation's fleet; False if it was not in it."""
+        ...
+
     async def fleet_cards(
         self, organisation_id: str, fleet_filter: FleetFilter, *, limit: int, offset: int
     ) -> list[Card]:

@@ -45,6 +45,7 @@ CHROMIUM_ARGUMENTS = [
     "--disable-dev-shm-usage",
 ]
 PHONE = {"width": 360, "height": 740}
+LARGE_PHONE = {"width": 390, "height": 844}  # a common larger phone (iPhone 12 to 14)
 DESKTOP = {"width": 1280, "height": 800}
 SITE_START_S = 60.0
 # Generous limits for the site under test: journeys from one address, one after the other.
@@ -262,14 +263,18 @@ def new_page(browser: Any, live_site: LiveSite) -> Iterator[PageFactory]:
 
 
 @pytest.fixture
-def screenshots(request: pytest.FixtureRequest) -> Callable[[Any, str], list[Path]]:
+def screenshots(request: pytest.FixtureRequest) -> Callable[..., list[Path]]:
     folder = SCREENSHOTS / re.sub(r"[^\w.-]+", "_", request.node.name)
 
-    def take(page: Any, name: str) -> list[Path]:
+    def take(page: Any, name: str, *, large_phone: bool = False) -> list[Path]:
+        """Full-page shots at phone and desktop sizes (and a larger phone's, if asked)."""
         folder.mkdir(parents=True, exist_ok=True)
         original = page.viewport_size
         taken = []
-        for size_name, size in (("phone", PHONE), ("desktop", DESKTOP)):
+        sizes = [("phone", PHONE), ("desktop", DESKTOP)]
+        if large_phone:
+            sizes.insert(1, ("phone-390", LARGE_PHONE))
+        for size_name, size in sizes:
             page.set_viewport_size(size)
             path = folder / f"{name}-{size_name}.png"
             page.screenshot(path=str(path), full_page=True)

@@ -4,8 +4,10 @@ organisation, uploads a CSV, sees the dry run (each line's message, the total), 
 watches the progress move (Server-Sent Events, no reload: the organisation pays with the
 sandbox's card whose charges time out, so no line can finish before the gateway is asked again,
 about 5 s later, and the run's page is open while it goes on) and downloads the result file. A
-viewer then sees the same run in Chinese on a phone, without the start or retry buttons. Every
-page is checked by axe and photographed at phone and desktop sizes."""
+viewer then sees the same run in Chinese on a phone, without the start or retry buttons. An
+owner adds cards by the code the sandbox SMS sent to each (a mistyped code first), in English on
+a desktop and in Chinese on a phone, and takes one out after the confirmation. Every page is
+checked by axe and photographed at phone and desktop sizes."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import LiveSite
-from tests.browser.test_account import _email, _sign_in, _sign_up_and_confirm
+from tests.browser.test_account import CODE, _email, _sign_in, _sign_up_and_confirm
 
 # Demo cards of the "my" profile: two active, one in grace, one expired (refused by the dry run).
 FLEET = ["+60123456789", "+60123400000", "+60123450001", "+60123450002"]
@@ -155,3 +157,102 @@ def test_a_fleet_admin_uploads_a_csv_watches_the_progress_and_downloads_the_resu
     assert "可以续费" in viewer.locator("main").inner_text()
     axe_check(viewer)
     screenshots(viewer, "bulk-dry-run-zh")
+
+
+# Demo cards of no organisation (postpaid company lines): added by SMS code below.
+ADDED_BY_CODE = [("+60198765432", "019-876 5432"), ("+60198760001", "019-876 0001")]
+UNKNOWN_NUMBER = "019-999 9999"
+
+
+def _code_sent_to(live_site: LiveSite, msisdn: str, before: int) -> str:
+    """The code of the newest text to ``msisdn``, one sent after the first ``before`` of them."""
+    sent = [sms for sms in live_site.sms() if sms.get("msisdn") == msisdn]
+    assert len(sent) > before, sent
+    code = CODE.search(sent[-1]["text"])
+    assert code is not None, sent[-1]["text"]
+    return code.group()
+
+
+def _add_by_code(
+    page: Any, live_site: LiveSite, card: tuple[str, str], shots: Any, tag: str
+) -> None:
+    msisdn, typed = card
+    page.locator("#card_number").fill(typed)
+    before = len([sms for sms in live_site.sms() if sms.get("msisdn") == msisdn])
+    page.locator("form[action$='/cards/add'] button[type=submit]").click()
+    page.locator("#code").wait_for()
+    shots(page, f"add-card-code{tag}")
+    code = _code_sent_to(live_site, msisdn, before)
+    page.locator("#code").fill(f"{(int(code) + 1) % 1_000_000:06d}")  # a slip of the finger
+    page.locator("form[action$='/cards/add/verify'] button[type=submit]").click()
+    page.locator(".error-summary").wait_for()
+    assert page.locator("#code").get_attribute("aria-invalid") == "true"
+    shots(page, f"add-card-wrong-code{tag}")
+    page.locator("#code").fill(code)
+    page.locator("form[action$='/cards/add/verify'] button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/fleet\?added=[0-9a-f-]{36}$"))
+
+
+def test_a_fleet_admin_adds_a_card_by_the_code_sent_to_it_and_removes_one(
+    new_page: Any, live_site: LiveSite, screenshots: Any, axe_check: Any
+) -> None:
+    def shots(page: Any, name: str) -> None:
+        screenshots(page, name, large_phone=True)
+
+    admin = new_page(locale="en-GB")
+    email = _email()
+    _sign_up_and_confirm(admin, live_site, email)
+    _sign_in(admin, email)
+    made = live_site.cli(
+        "organisations", "create", "Maju Logistik Sdn Bhd", "--owner", email, "--language", "en"
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    found = ORGANISATION_ID.search(made.stdout)
+    assert found is not None, made.stdout
+    fleet = f"/organisations/{found.group(1)}/fleet"
+
+    admin.goto(fleet)
+    admin.get_by_role("link", name="Add a card").click()
+    admin.wait_for_url("**/cards/add")
+    axe_check(admin)
+    shots(admin, "add-card")
+    admin.locator("#card_number").fill(UNKNOWN_NUMBER)
+    admin.locator("form[action$='/cards/add'] button[type=submit]").click()
+    admin.locator(".error-summary").wait_for()
+    assert "No card with this number" in admin.locator(".error-summary").inner_text()
+    assert admin.locator("#card_number").input_value() == UNKNOWN_NUMBER  # kept as typed
+    axe_check(admin)
+    shots(admin, "add-card-unknown-number")
+
+    _add_by_code(admin, live_site, ADDED_BY_CODE[0], shots, "")
+    assert "+60 19-876 5432 is in the fleet now." in admin.locator("main").inner_text()
+    assert admin.locator(".fleet-table tbody tr").count() == 1
+    axe_check(admin)
+    shots(admin, "card-added")
+
+    # In Chinese on a phone: the second card, then taking the first out (asked first).
+    phone = new_page(locale="zh-CN", phone=True)
+    _sign_in(phone, email)
+    phone.wait_for_url("**/accounts/cards")
+    phone.goto(fleet)
+    phone.get_by_role("link", name="添加上网卡").click()
+    phone.wait_for_url("**/cards/add")
+    assert "将上网卡加入机构" in phone.locator("h1").inner_text()
+    axe_check(phone)
+    shots(phone, "add-card-zh")
+    _add_by_code(phone, live_site, ADDED_BY_CODE[1], shots, "-zh")
+    assert "已加入机构名下" in phone.locator("main").inner_text()
+    assert phone.locator(".fleet-table tbody tr").count() == 2
+    axe_check(phone)
+    shots(phone, "card-added-zh")
+
+    phone.get_by_role("link", name="将 +60 19-876 5432 移出机构").click()
+    phone.wait_for_url("**/remove")
+    assert "移出机构？" in phone.locator("h1").inner_text()
+    axe_check(phone)
+    shots(phone, "remove-card-zh")
+    phone.locator("form[action$='/remove'] button[type=submit]").click()
+    phone.wait_for_url("**/fleet?notice=card_removed")
+    assert "此卡已移出机构。" in phone.locator("main").inner_text()
+    assert phone.locator(".fleet-table tbody tr").count() == 1
+    shots(phone, "card-removed-zh")

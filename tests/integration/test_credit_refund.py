@@ -116,7 +116,7 @@ async def test_a_credit_paid_auto_renewal_refused_by_the_network_gives_the_credi
         card_id=card_id,
         plan_code="pack_cheap",
         payment=PaymentChoice.credit(),
-        set_by=SetBy(SetterKind.ORGANISATION, "org-1"),
+        set_by=SetBy(SetterKind.OPERATOR, "operator"),
     )
     async with first.services.unit_of_work() as uow:
         card = await uow.cards.get(card_id)

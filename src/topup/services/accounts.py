@@ -311,9 +311,21 @@ async def account_of(services: Services, account_id: str) -> Account:
 # --- linking cards -----------------------------------------------------------------------------
 
 
-def link_code_text(code: str, *, minutes: int, language: str) -> str:
-    """The SMS that carries ``code``, in ``language`` (English if it is not one we speak)."""
-    return translations(language).gettext(
+def link_code_text(
+    code: str, *, minutes: int, language: str, organisation: str | None = None
+) -> str:
+    """The SMS that carries ``code``, in ``language`` (English if it is not one we speak); with
+    ``organisation``, it says the code adds the card to that organisation's fleet."""
+    texts = translations(language)
+    if organisation is not None:
+        return texts.gettext(
+            "Your topup code is %(code)s. It adds this card to the fleet of %(organisation)s "
+            "and expires in %(minutes)s minutes. Give it only to that organisation's administrator.",
+            code=code,
+            organisation=organisation,
+            minutes=str(minutes),
+        )
+    return texts.gettext(
         "Your topup code is %(code)s. It links this card to your account and expires in "
         "%(minutes)s minutes. Never share it.",
         code=code,
@@ -356,10 +368,12 @@ async def start_card_link(services: Services, account_id: str, card_number: str)
     return await send_link_code(services, account_id, card)
 
 
-async def send_link_code(services: Services, account_id: str, card: Card) -> LinkCodeSent:
+async def send_link_code(
+    services: Services, account_id: str, card: Card, *, organisation: str | None = None
+) -> LinkCodeSent:
     """Send a one-time code for the account to give back (``take_link_code``) to the card's
     number by SMS; a new code replaces any sent before. Also how an organisation's admin adds
-    a card to the fleet (services.fleets)."""
+    a card to the fleet (services.fleets; the text then names ``organisation``)."""
     sms = services.sms
     if sms is None:
         raise InvariantError("no SMS sender is configured (bootstrap builds one)")
@@ -384,7 +398,12 @@ async def send_link_code(services: Services, account_id: str, card: Card) -> Lin
     async with services.unit_of_work() as uow:
         await uow.accounts.replace_link_code(pending, created_at=now)
         await uow.commit()
-    text = link_code_text(code, minutes=LINK_CODE_LIFETIME_S // MINUTE_S, language=account.language)
+    text = link_code_text(
+        code,
+        minutes=LINK_CODE_LIFETIME_S // MINUTE_S,
+        language=account.language,
+        organisation=organisation,
+    )
     await sms.send(card.msisdn, text)  # no connection held while the provider answers
     masked = CardNumber(CardNumberKind.MSISDN, card.msisdn).masked()
     return LinkCodeSent(card_number=masked, expires_at=expires_at)

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
@@ -235,6 +235,15 @@ class OrganisationRepository:
         )
         result = await self._connection.execute(statement)
         return int(result.rowcount)
+
+    async def remove_card(self, organisation_id: str, card_id: str) -> bool:
+        owned = t.organisation_cards
+        result = await self._connection.execute(
+            delete(owned).where(
+                owned.c.organisation_id == organisation_id, owned.c.card_id == card_id
+            )
+        )
+        return bool(result.rowcount)
 
     async def fleet_cards(
         self, organisation_id: str, fleet_filter: FleetFilter, *, limit: int, offset: int

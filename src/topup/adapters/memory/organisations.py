@@ -106,6 +106,12 @@ class MemoryOrganisationRepository:
                 added += 1
         return added
 
+    async def remove_card(self, organisation_id: str, card_id: str) -> bool:
+        if self._tables.organisation_cards.get(card_id) != organisation_id:
+            return False
+        del self._tables.organisation_cards[card_id]
+        return True
+
     def _fleet(self, organisation_id: str, fleet_filter: FleetFilter) -> list[Card]:
         cards = [
             self._tables.cards[card_id]

@@ -38,6 +38,7 @@ from topup.services.saved_payment_cards import saved_payment_card_unknown
 DEFAULT_CHANNEL = "web"  # the portal's: plans and methods are offered per channel
 CREDIT_LABEL = "credit"  # the method's name in events when the card's credit pays
 TOP_UP_THRESHOLD_MB_MAX = 10_000_000
+LEFT_FLEET = "left_fleet"  # why an organisation's auto-renewal of a card stopped: it left
 FIX_PATH = "/accounts/cards/{card_id}/auto-renewal"  # the one-tap fix: the card's own page
 
 
@@ -141,9 +142,10 @@ async def _record_change(
     enabled: bool,
     plan_code: str,
     at: dt.datetime,
+    reason: str = "",
 ) -> None:
     """A change not made by a subscriber of the card is written on its timeline: who made it,
-    and whose setting it replaced."""
+    whose setting it replaced and, if the change has one, why (``LEFT_FLEET``)."""
     if set_by.kind is SetterKind.ACCOUNT:
         return
     name = ""
@@ -168,6 +170,7 @@ async def _record_change(
             "set_by": set_by.kind.value,
             "set_by_name": name,
             "replaced": replaced,
+            **({"reason": reason} if reason else {}),
         },
     )
 
@@ -188,8 +191,11 @@ async def set_auto_renewal(
             "choose a plan", code="auto_renewal_plan_missing", field="plan_code", params={}
         )
     now = services.clock.now()
+    by_organisation = set_by.kind is SetterKind.ORGANISATION
     async with services.unit_of_work() as uow:
-        card = await uow.cards.get(card_id)
+        # An organisation's: the card locked first, as taking it out of the fleet does, so a
+        # card taken out meanwhile is not left renewing at the organisation's cost.
+        card = await uow.cards.get(card_id, for_update=by_organisation)
         if card is None:
             raise card_unknown()
         if card.kind is not CardKind.PREPAID:
@@ -224,6 +230,15 @@ async def set_auto_renewal(
         if top_up is not None:
             _check_plan(await uow.plans.get(top_up.plan_code), top_up.plan_code, card, channel, now)
             _check_top_up(services, top_up, card)
+        if by_organisation:  # checked with the card locked
+            owners = await uow.organisations.owners_of_cards([card_id])
+            if owners.get(card_id) != set_by.id:
+                raise NotFoundError(
+                    "this card is not in the organisation's fleet",
+                    code="card_not_in_organisation",
+                    field="card",
+                    params={},
+                )
         kept = await uow.auto_renewals.get(card_id, for_update=True)
         setting = AutoRenewal(
             card_id=card_id,
@@ -258,26 +273,52 @@ async def set_auto_renewal(
 
 async def turn_off(services: Services, *, card_id: str, set_by: SetBy) -> None:
     """Turn a card's auto-renewal (and auto top-up) off; a charge already sent still resolves."""
-    now = services.clock.now()
     async with services.unit_of_work() as uow:
-        kept = await uow.auto_renewals.get(card_id, for_update=True)
-        card = await uow.cards.get(card_id)
-        if kept is None or not kept.enabled or card is None:
-            return
-        await uow.auto_renewals.put(
-            replace(
-                kept,
-                enabled=False,
-                next_check_at=None,
-                set_by=set_by.kind,
-                set_by_id=set_by.id,
-                updated_at=now,
-            )
+        if await switch_off(uow, card_id, set_by=set_by, at=services.clock.now()):
+            await uow.commit()
+
+
+async def switch_off(
+    uow: UnitOfWork,
+    card_id: str,
+    *,
+    set_by: SetBy,
+    at: dt.datetime,
+    only_if_set_by: SetBy | None = None,
+    reason: str = "",
+) -> bool:
+    """``turn_off`` in the caller's unit of work (which commits): False if there was nothing to
+    turn off, or, with ``only_if_set_by``, if someone else set it (it is theirs: left on)."""
+    kept = await uow.auto_renewals.get(card_id, for_update=True)
+    card = await uow.cards.get(card_id)
+    if kept is None or not kept.enabled or card is None:
+        return False
+    if only_if_set_by is not None and (kept.set_by, kept.set_by_id) != (
+        only_if_set_by.kind,
+        only_if_set_by.id,
+    ):
+        return False
+    await uow.auto_renewals.put(
+        replace(
+            kept,
+            enabled=False,
+            next_check_at=None,
+            set_by=set_by.kind,
+            set_by_id=set_by.id,
+            updated_at=at,
         )
-        await _record_change(
-            uow, card, set_by=set_by, kept=kept, enabled=False, plan_code=kept.plan_code, at=now
-        )
-        await uow.commit()
+    )
+    await _record_change(
+        uow,
+        card,
+        set_by=set_by,
+        kept=kept,
+        enabled=False,
+        plan_code=kept.plan_code,
+        at=at,
+        reason=reason,
+    )
+    return True
 
 
 async def _owned(uow: UnitOfWork, account_id: str, card_id: str) -> None:

@@ -1,7 +1,9 @@
 """Organisations: created by the operator, with members (owner, admin, viewer) and cards, added by
 the operator (an import) or by an admin with the code sent by SMS to the card's number (the
-account's card-link flow, ``accounts.send_link_code``/``take_link_code``). The fleet page: the
-organisation's cards by status, near expiry, data left, what it spent this month."""
+account's card-link flow, ``accounts.send_link_code``/``take_link_code``), and taken out of
+the fleet by an admin (``remove_card``: the organisation's auto-renewal of the card stops). The
+fleet page: the organisation's cards by status, near expiry, data left, what it spent this
+month."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from topup.domain.auto_renewal import SetterKind
 from topup.domain.card_number import CardNumberKind, parse_card_number
+from topup.domain.cards import Card
 from topup.domain.errors import ConflictError, InputError, NotFoundError, TopupError
 from topup.domain.fleets import (
     FleetFilter,
@@ -23,6 +27,7 @@ from topup.i18n.locales import LOCALES
 from topup.ports import UnitOfWork
 from topup.services import accounts
 from topup.services.accounts import LinkCodeSent
+from topup.services.auto_renewal.settings import LEFT_FLEET, SetBy, switch_off
 from topup.services.context import Services
 from topup.services.queries import card_summary
 from topup.services.renewals.reads import find_card
@@ -205,14 +210,18 @@ async def my_membership(
 async def start_card_add(
     services: Services, account_id: str, organisation_id: str, card_number: str
 ) -> LinkCodeSent:
-    """An admin adds a card to the fleet: a code goes by SMS to the card's number."""
+    """An admin adds a card to the fleet: a code goes by SMS to the card's number (its text
+    names the organisation, so whoever has the card knows who asks)."""
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
+        organisation = await uow.organisations.get(organisation_id)
         card = await find_card(uow, services, card_number)
         owners = await uow.organisations.owners_of_cards([card.id])
+    if organisation is None:
+        raise organisation_unknown()
     if card.id in owners:
         raise _card_taken(owners[card.id] == organisation_id)
-    return await accounts.send_link_code(services, account_id, card)
+    return await accounts.send_link_code(services, account_id, card, organisation=organisation.name)
 
 
 def _card_taken(here: bool) -> ConflictError:
@@ -245,6 +254,70 @@ async def finish_card_add(
         await uow.organisations.add_cards(organisation_id, [card.id], at=now)
         await uow.commit()
     return card_summary(card, services)
+
+
+def card_not_in_fleet() -> NotFoundError:
+    return NotFoundError(
+        "this card is not in the organisation's fleet",
+        code="card_not_in_organisation",
+        field="card",
+        params={},
+    )
+
+
+async def fleet_card(
+    services: Services, account_id: str, organisation_id: str, card_id: str
+) -> CardView:
+    """One card of the organisation's fleet (any member); card_not_in_organisation if the card
+    is not one of them (a forged id, or one removed since)."""
+    async with services.unit_of_work() as uow:
+        await membership(uow, organisation_id, account_id)
+        card = await _card_of_fleet(uow, organisation_id, card_id)
+    return card_summary(card, services)
+
+
+async def _card_of_fleet(
+    uow: UnitOfWork, organisation_id: str, card_id: str, *, for_update: bool = False
+) -> Card:
+    """The card if it is in the fleet; locked first with ``for_update`` (the order
+    ``set_auto_renewal`` takes for an organisation: the card, then its auto-renewal)."""
+    card = await uow.cards.get(card_id[:64], for_update=for_update)
+    owners = await uow.organisations.owners_of_cards([card.id] if card else [])
+    if card is None or owners.get(card.id) != organisation_id:
+        raise card_not_in_fleet()
+    return card
+
+
+@dataclass(frozen=True)
+class CardRemoved:
+    card: CardView
+    auto_renewal_stopped: bool  # the organisation's auto-renewal of the card was turned off
+
+
+async def remove_card(
+    services: Services, account_id: str, organisation_id: str, card_id: str
+) -> CardRemoved:
+    """An owner or admin takes a card out of the fleet. Its auto-renewal, if the organisation set
+    it (the policy, paid by the organisation), stops in the same transaction, on the card's
+    timeline with the reason; one its subscriber or the operator set is theirs and stays. From
+    then on the card's subscriber sets its auto-renewal again."""
+    now = services.clock.now()
+    by_organisation = SetBy(SetterKind.ORGANISATION, organisation_id[:64])
+    async with services.unit_of_work() as uow:
+        await manager(uow, organisation_id, account_id)
+        card = await _card_of_fleet(uow, organisation_id, card_id, for_update=True)
+        if not await uow.organisations.remove_card(organisation_id, card.id):
+            raise card_not_in_fleet()
+        stopped = await switch_off(
+            uow,
+            card.id,
+            set_by=by_organisation,
+            at=now,
+            only_if_set_by=by_organisation,
+            reason=LEFT_FLEET,
+        )
+        await uow.commit()
+    return CardRemoved(card_summary(card, services), stopped)
 
 
 async def choose_payment_card(

@@ -1,8 +1,9 @@
 """An organisation's fleet for its signed-in members: its organisations, the fleet (cards by
 status with counts, near expiry, data left, spend this month, each card's auto-renewal;
 filters by status, near expiry and number; a page at a time; CSV export) and its monthly
-invoices (PDF). The bulk renewal pages are in ``fleet_bulk``, the auto-renewal policy in
-``fleet_policy``; all are mounted behind ``require_account``."""
+invoices (PDF). Adding a card by SMS code and taking one out are in ``fleet_cards``, the bulk
+renewal pages in ``fleet_bulk``, the auto-renewal policy in ``fleet_policy``; all are mounted
+behind ``require_account``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from topup.domain.errors import NotFoundError
 from topup.domain.fleets import FleetFilter, Invoice
+from topup.entrypoints.web.portal import fleet_cards
 from topup.entrypoints.web.portal.account_common import (
     NO_STORE,
     AccountId,
@@ -33,10 +36,13 @@ from topup.entrypoints.web.shared.rendering import renderer_of
 from topup.i18n import N_
 from topup.services.fleets import invoices, organisations, policy
 from topup.services.fleets.organisations import CARD_STATUSES
+from topup.services.views import CardView
 
 router = APIRouter()
+router.include_router(fleet_cards.router)  # adding a card by SMS code, taking one out
 
 SEARCH_LENGTH_MAX = 40
+NOTICES = frozenset({"card_removed", "card_removed_auto_renewal_stopped"})
 INVOICE_MONTHS_SHOWN = 12  # the months offered on the invoices page, this one first
 STATUS_NAMES = {
     "active": N_("Active"),
@@ -96,10 +102,25 @@ def _query(asked: dict[str, str], offset: int | None = None) -> str:
     return urlencode(values)
 
 
+async def _added_card(request: Request, account_id: str, organisation_id: str) -> CardView | None:
+    """The card just added (``?added=<card id>``), if it is in the fleet (a forged id: none)."""
+    card_id = request.query_params.get("added", "")[:ID_LENGTH_MAX]
+    if not card_id:
+        return None
+    try:
+        return await organisations.fleet_card(
+            services_of(request), account_id, organisation_id, card_id
+        )
+    except NotFoundError:
+        return None
+
+
 @router.get(ORGANISATIONS_PATH + "/{organisation_id}/fleet")
 async def fleet(request: Request, account_id: AccountId, organisation_id: str) -> Response:
     services = services_of(request)
     organisation_id = organisation_id[:ID_LENGTH_MAX]
+    added = await _added_card(request, account_id, organisation_id)
+    notice = request.query_params.get("notice", "")
     asked = _asked(request)
     found = await organisations.fleet_page(
         services, account_id, organisation_id, _filter(request, asked), offset=_offset(request)
@@ -118,6 +139,11 @@ async def fleet(request: Request, account_id: AccountId, organisation_id: str) -
         "next_query": _query(asked, found.offset + found.page_size),
         "export_query": _query(asked),
         "current": "fleet",
+        "may_manage": found.role.may_manage,
+        "added": added,
+        "notice": notice if notice in NOTICES else None,
+        "policy_exists": bool(added)
+        and await policy.latest_policy_request(services, account_id, organisation_id) is not None,
     }
     return render(request, "fleet.html", context)
 

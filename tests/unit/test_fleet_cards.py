@@ -1,0 +1,134 @@
+"""A fleet's cards on fakes: the code that adds a card names the organisation; taking a card out
+is an owner's or admin's, stops the auto-renewal the organisation set (on the card's timeline,
+with the reason) and leaves one the operator set; the card is then its subscriber's to set."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fleets import PLAN, make_fleet
+from tests.unit.fakes import OnFakes, on_fakes
+from topup.adapters.notify.sandbox_sms import SandboxSms
+from topup.domain.auto_renewal import SetterKind
+from topup.domain.cards import Card
+from topup.domain.errors import NotFoundError, TopupError
+from topup.services import auto_renewal
+from topup.services.fleets import organisations, policy
+
+
+def _card(fakes: OnFakes, msisdn: str) -> Card:
+    [card] = [card for card in fakes.committed.cards.values() if card.msisdn == msisdn]
+    return card
+
+
+async def _policy(fakes: OnFakes, account_id: str, organisation_id: str) -> None:
+    await policy.request_fleet_policy(
+        fakes.services, account_id, organisation_id, policy.PolicyChoice.one_plan(PLAN)
+    )
+    while await policy.process_policy_requests(fakes.services):
+        pass
+
+
+async def test_the_code_that_adds_a_card_names_the_organisation_asking() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+
+    await organisations.start_card_add(
+        fakes.services, fleet.admin_id, fleet.organisation_id, "0123456789"
+    )
+
+    sms = fakes.services.sms
+    assert isinstance(sms, SandboxSms)
+    sent = sms.last_to("+60123456789")
+    assert sent is not None and "fleet of Fleet Sdn Bhd" in sent.text
+
+
+async def test_removing_a_card_stops_the_organisations_auto_renewal_of_it() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    await _policy(fakes, fleet.admin_id, fleet.organisation_id)
+    card = _card(fakes, fleet.msisdns[0])
+
+    removed = await organisations.remove_card(
+        services, fleet.admin_id, fleet.organisation_id, card.id
+    )
+
+    assert removed.auto_renewal_stopped and removed.card.msisdn == card.msisdn
+    assert card.id not in fakes.committed.organisation_cards
+    setting = fakes.committed.auto_renewals[card.id]
+    assert not setting.enabled and setting.next_check_at is None
+    [stopped] = [
+        event.detail
+        for _, event in fakes.committed.card_events
+        if event.kind == "auto_renewal_set" and event.detail["enabled"] == 0
+    ]
+    assert stopped["reason"] == "left_fleet" and stopped["set_by_name"] == "Fleet Sdn Bhd"
+    # The other card stays, with its auto-renewal on.
+    other = _card(fakes, fleet.msisdns[1])
+    assert fakes.committed.organisation_cards[other.id] == fleet.organisation_id
+    assert fakes.committed.auto_renewals[other.id].enabled
+    # The card is its subscriber's now: no organisation manages it.
+    fakes.committed.card_links[(fleet.viewer_id, card.id)] = services.clock.now()
+    assert await auto_renewal.managed_by(services, fleet.viewer_id, card.id) is None
+
+
+async def test_removing_a_card_leaves_the_auto_renewal_the_operator_set() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    card = _card(fakes, fleet.msisdns[0])
+    await auto_renewal.set_auto_renewal(
+        fakes.services,
+        card_id=card.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.credit(),
+        set_by=auto_renewal.SetBy(SetterKind.OPERATOR, "operator"),
+    )
+
+    removed = await organisations.remove_card(
+        fakes.services, fleet.owner_id, fleet.organisation_id, card.id
+    )
+
+    assert not removed.auto_renewal_stopped
+    assert fakes.committed.auto_renewals[card.id].enabled
+
+
+async def test_a_viewer_or_another_organisation_cannot_remove_a_card() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    mine = _card(fakes, fleet.msisdns[0])
+    theirs = _card(fakes, fleet.other_msisdns[0])
+
+    with pytest.raises(TopupError) as viewer:
+        await organisations.remove_card(services, fleet.viewer_id, fleet.organisation_id, mine.id)
+    with pytest.raises(NotFoundError) as outsider:
+        await organisations.remove_card(services, fleet.outsider_id, fleet.organisation_id, mine.id)
+    with pytest.raises(NotFoundError) as other_card:
+        await organisations.remove_card(services, fleet.admin_id, fleet.organisation_id, theirs.id)
+
+    assert viewer.value.code == "fleet_role_forbidden"
+    assert outsider.value.code == "organisation_unknown"
+    assert other_card.value.code == "card_not_in_organisation"
+    assert fakes.committed.organisation_cards[mine.id] == fleet.organisation_id
+    assert fakes.committed.organisation_cards[theirs.id] == fleet.other_organisation_id
+
+
+async def test_an_organisation_sets_auto_renewal_only_for_a_card_of_its_fleet() -> None:
+    """A policy batch that reaches a card taken out meanwhile leaves it alone."""
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    card = _card(fakes, fleet.msisdns[0])
+    await organisations.remove_card(fakes.services, fleet.admin_id, fleet.organisation_id, card.id)
+
+    with pytest.raises(NotFoundError) as refused:
+        await auto_renewal.set_auto_renewal(
+            fakes.services,
+            card_id=card.id,
+            plan_code=PLAN,
+            payment=auto_renewal.PaymentChoice.credit(),
+            set_by=auto_renewal.SetBy(SetterKind.ORGANISATION, fleet.organisation_id),
+        )
+
+    assert refused.value.code == "card_not_in_organisation"
+    assert card.id not in fakes.committed.auto_renewals

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from tests.fleets import PLAN, lines_of, make_fleet
+from tests.fleets import PLAN, add_cards, lines_of, make_fleet, work_bulk
 from tests.unit.fakes import OnFakes, on_fakes
 from topup.domain.auto_renewal import SetterKind
 from topup.domain.errors import InputError, NotFoundError, TopupError
@@ -19,6 +19,7 @@ from topup.domain.fleets import (
     bulk_line_key,
     parse_bulk_text,
 )
+from topup.domain.renewal import RenewalStatus
 from topup.services import auto_renewal
 from topup.services.fleets import bulk, invoices, organisations, policy
 from topup.settings import LimitSettings
@@ -27,7 +28,7 @@ from topup.settings import LimitSettings
 async def drain(fakes: OnFakes) -> None:
     """Process lines until none is open, letting waiting lines' recheck times come."""
     for _ in range(20):
-        await bulk.process_bulk_lines(fakes.services)
+        await work_bulk(fakes.services)
         if not any(line.status.is_open for line, _ in fakes.committed.bulk_lines.values()):
             return
         fakes.clock.advance(fakes.services.limits.fleets.bulk_waiting_recheck_s + 1)
@@ -451,3 +452,38 @@ async def test_an_organisations_card_is_the_organisations_to_set_and_its_changes
         "set_by_name": "Fleet Sdn Bhd",
         "replaced": "account",
     }
+
+
+async def test_a_line_succeeds_once_its_renewal_is_applied_and_fails_if_it_is_refunded() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    # The sandbox network refuses a number ending in 0000: its paid renewal is refunded.
+    [refused] = await add_cards(services, 1, first=10_000)
+    assert refused.endswith("0000")
+    await organisations.import_cards(services, fleet.organisation_id, [refused])
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, lines_of([fleet.msisdns[0], refused])
+    )
+
+    await bulk.process_bulk_lines(services)  # both paid; nothing applied yet
+
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [line.status for line in lines] == [BulkLineStatus.WAITING] * 2
+    assert all(line.renewal_id for line in lines)
+    progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
+    assert progress.done == 0 and not progress.finished
+    await drain(fakes)
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [(line.status, line.error_code) for line in lines] == [
+        (BulkLineStatus.SUCCEEDED, None),
+        (BulkLineStatus.FAILED, "bulk_line_refunded"),
+    ]
+    statuses = {r.id: r.status for r in fakes.committed.renewals.values()}
+    assert [statuses[line.renewal_id or ""] for line in lines] == [
+        RenewalStatus.COMPLETED,
+        RenewalStatus.REFUNDED,
+    ]
+    progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
+    assert progress.finished and (progress.count("succeeded"), progress.count("failed")) == (1, 1)
+    assert len(fakes.gateway.charges) == 2  # looked at again, never charged again

@@ -87,8 +87,8 @@ def check_organisation_name(name: str) -> str:
 class BulkLineStatus(StrEnum):
     PENDING = "pending"  # not yet tried
     LEASED = "leased"  # a worker is renewing it (until its lease ends)
-    WAITING = "waiting"  # paid for, but the payment's outcome is not known yet
-    SUCCEEDED = "succeeded"  # paid: the card is being renewed (or is)
+    WAITING = "waiting"  # the payment's outcome is not known yet, or the renewal not yet applied
+    SUCCEEDED = "succeeded"  # renewed: its renewal is paid and applied to the card
     FAILED = "failed"  # the renewal was refused or declined: "retry the failed lines"
     REJECTED = "rejected"  # the dry run refused it (bad number, unknown plan): never tried
 

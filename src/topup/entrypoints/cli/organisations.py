@@ -239,7 +239,8 @@ def bulk_renew(
         bool,
         typer.Option(
             "--work/--watch",
-            help="Renew the lines in this process too (default), or only watch the workers.",
+            help="Renew the lines (and apply their renewals) in this process too (default), or only "
+            "watch the workers.",
         ),
     ] = True,
     as_json: JsonOption = False,
@@ -271,6 +272,8 @@ def bulk_renew(
     async def go(application: Application) -> tuple[RunProgress, list[BulkLine]]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        from topup.services.activation import run_due_jobs
+
         services = application.services
         started = await bulk.start_run_as_operator(services, organisation, text)
         progress_now = await bulk.run_progress(services, None, organisation, started.id)
@@ -285,7 +288,10 @@ def bulk_renew(
             task = shown.add_task(f"run {started.id}", total=progress_now.to_renew)
             while not progress_now.finished:
                 if work_here:
+                    # The lines, then the jobs applying the renewals they paid (a line is
+                    # renewed once its renewal is applied), as the worker's passes do.
                     taken = await bulk.process_bulk_lines(services)
+                    taken += await run_due_jobs(services)
                     if not taken:
                         await asyncio.sleep(PROGRESS_POLL_S)
                 else:

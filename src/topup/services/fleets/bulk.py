@@ -13,7 +13,10 @@
    gateway called with no transaction open, its group-committed outcomes), at most
    ``bulk_concurrency`` at once, charged to the organisation's saved payment card. A worker
    killed mid-run leaves its lines leased; once the lease ends another worker takes them and
-   their keys give back the renewals already made.
+   their keys give back the renewals already made. A line succeeds once its renewal is
+   *completed* (applied by the activation jobs, the worker's ``jobs`` pass): a paid renewal
+   still activating leaves its line waiting, looked at again after ``bulk_activation_recheck_s``
+   (doubling up to ``bulk_waiting_recheck_s``), and one refunded instead fails it.
 4. "Retry the failed lines" is a new run of the failed lines only, a generation later (a
    declined renewal took no money, so its line gets a new key).
 """
@@ -45,6 +48,7 @@ from topup.domain.fleets import (
 )
 from topup.domain.money import Money
 from topup.domain.plans import Plan
+from topup.domain.records import RenewalRecord
 from topup.domain.renewal import RenewalStatus
 from topup.domain.saved_payment_cards import SavedPaymentCard
 from topup.ports import UnitOfWork
@@ -57,8 +61,11 @@ from topup.services.saved_payment_cards import method_for
 BULK_CHANNEL = "api"  # a bulk renewal is sold as the API's batch renewals are
 RUNS_LISTED_MAX = 20
 OUTCOMES_FLUSH_S = 0.5  # a worker writes what it has learnt at least this often (progress)
-_PAID = (RenewalStatus.ACTIVATING, RenewalStatus.COMPLETED)
+# A line succeeds once its renewal is applied to the card, not when it is paid: a paid renewal
+# the network then refuses is refunded, and its line fails (``bulk_line_refunded``).
 _UNPAID = (RenewalStatus.DECLINED, RenewalStatus.CANCELLED, RenewalStatus.REFUNDED)
+# A renewal in one of these is read by its key on a later look, not asked for again.
+_KNOWN = (RenewalStatus.ACTIVATING, RenewalStatus.COMPLETED, *_UNPAID)
 
 
 @dataclass(frozen=True)
@@ -496,11 +503,20 @@ class _Payer:
     method: str
 
 
-async def _payers_and_cards(
-    services: Services, leased: Sequence[BulkLine]
-) -> tuple[dict[str, _Payer | None], dict[str, Card], dict[str, str]]:
-    """For each run its payer (None: no usable payment card), the lines' cards, and each
-    run's organisation."""
+@dataclass(frozen=True)
+class _Batch:
+    """What renewing a leased batch needs, read in a few statements: each run's organisation,
+    each organisation's payer (None: no usable payment card), the lines' cards, the
+    organisation each card belongs to now, and the renewals the lines' keys made already."""
+
+    organisation_of: dict[str, str]  # run id -> organisation id
+    payers: dict[str, _Payer | None]
+    cards: dict[str, Card]
+    owners: dict[str, str]  # card id -> organisation id
+    made: dict[str, RenewalRecord]  # idempotency key -> renewal
+
+
+async def _batch(services: Services, leased: Sequence[BulkLine]) -> _Batch:
     async with services.unit_of_work() as uow:
         organisation_of: dict[str, str] = {}
         for run_id in sorted({line.run_id for line in leased}):
@@ -517,8 +533,11 @@ async def _payers_and_cards(
                     saved, services.tokens.open(saved.token_sealed), method_for(saved.funding)
                 )
             )
-        cards = await uow.cards.get_many(sorted({line.card_id for line in leased if line.card_id}))
-    return payers, cards, organisation_of
+        card_ids = sorted({line.card_id for line in leased if line.card_id})
+        cards = await uow.cards.get_many(card_ids)
+        owners = await uow.organisations.owners_of_cards(card_ids)
+        made = await uow.renewals.by_idempotency_keys([line.idempotency_key for line in leased])
+    return _Batch(organisation_of, payers, cards, owners, made)
 
 
 def _outcome(
@@ -541,6 +560,39 @@ UNPAID_CODES = {
     RenewalStatus.CANCELLED: "bulk_line_cancelled",
     RenewalStatus.REFUNDED: "bulk_line_refunded",
 }
+
+
+def _recheck_at(services: Services, line: BulkLine, renewal: RenewalRecord) -> dt.datetime:
+    """When a waiting line is looked at again: a renewal being applied soon (then less and less
+    often), a payment whose outcome is not known yet every ``bulk_waiting_recheck_s``."""
+    limits = services.limits.fleets
+    wait_s = limits.bulk_waiting_recheck_s
+    if renewal.status is RenewalStatus.ACTIVATING:
+        looks = min(max(line.attempts - 1, 0), 16)
+        wait_s = min(wait_s, limits.bulk_activation_recheck_s * 2**looks)
+    return services.clock.now() + dt.timedelta(seconds=wait_s)
+
+
+def _settled(services: Services, line: BulkLine, renewal: RenewalRecord) -> BulkLineOutcome:
+    """What the line's renewal makes of it: succeeded once applied, failed once closed unpaid
+    (or refunded), else waiting to be looked at again."""
+    receipt = renewal.receipt_number
+    if renewal.status is RenewalStatus.COMPLETED:
+        return _outcome(line, BulkLineStatus.SUCCEEDED, renewal_id=renewal.id, receipt=receipt)
+    if renewal.status in _UNPAID:
+        code = renewal.decline_code or UNPAID_CODES[renewal.status]
+        return _outcome(
+            line, BulkLineStatus.FAILED, renewal_id=renewal.id, receipt=receipt, error=code
+        )
+    # Paid and being applied, or the payment's outcome not known yet (the reconciler finds
+    # out): looked at again later, never charged again.
+    return _outcome(
+        line,
+        BulkLineStatus.WAITING,
+        renewal_id=renewal.id,
+        receipt=receipt if renewal.status is RenewalStatus.ACTIVATING else None,
+        recheck_at=_recheck_at(services, line, renewal),
+    )
 
 
 async def _renew_line(
@@ -568,7 +620,6 @@ async def _renew_line(
         payment_token=payer.token,
         merchant_initiated=True,  # the organisation's saved card, charged with nobody present
     )
-    recheck = now + dt.timedelta(seconds=limits.bulk_waiting_recheck_s)
     try:
         view = await renew(services, request)
     except TopupError as error:
@@ -578,20 +629,10 @@ async def _renew_line(
                 BulkLineStatus.WAITING,
                 error=error.code,
                 params=error.params,
-                recheck_at=recheck,
+                recheck_at=now + dt.timedelta(seconds=limits.bulk_waiting_recheck_s),
             )
         return _outcome(line, BulkLineStatus.FAILED, error=error.code, params=error.params)
-    renewal = view.renewal
-    if renewal.status in _PAID:
-        status = BulkLineStatus.SUCCEEDED
-    elif renewal.status in _UNPAID:
-        status = BulkLineStatus.FAILED
-    else:  # the payment's outcome is not known yet: the reconciler finds out, we look again
-        return _outcome(line, BulkLineStatus.WAITING, renewal_id=renewal.id, recheck_at=recheck)
-    code = renewal.decline_code or (
-        None if status is BulkLineStatus.SUCCEEDED else UNPAID_CODES[renewal.status]
-    )
-    return _outcome(line, status, renewal_id=renewal.id, receipt=renewal.receipt_number, error=code)
+    return _settled(services, line, view.renewal)
 
 
 async def _record(services: Services, outcomes: list[BulkLineOutcome], run_ids: set[str]) -> None:
@@ -619,14 +660,17 @@ async def process_bulk_lines(services: Services) -> int:
         await uow.commit()
     if not leased:
         return 0
-    payers, cards, organisation_of = await _payers_and_cards(services, leased)
+    batch = await _batch(services, leased)
     gate = asyncio.Semaphore(limits.bulk_concurrency)
 
     async def one(line: BulkLine) -> BulkLineOutcome:
+        made = batch.made.get(line.idempotency_key)
+        if made is not None and made.status in _KNOWN:
+            return _settled(services, line, made)  # paid (or closed) already: never again
         async with gate:
-            organisation_id = organisation_of.get(line.run_id, "")
-            card = cards.get(line.card_id) if line.card_id else None
-            return await _renew_line(services, line, payers.get(organisation_id), card)
+            organisation_id = batch.organisation_of.get(line.run_id, "")
+            card = batch.cards.get(line.card_id) if line.card_id else None
+            return await _renew_line(services, line, batch.payers.get(organisation_id), card)
 
     tasks = [asyncio.ensure_future(one(line)) for line in leased]
     run_ids = {line.run_id for line in leased}

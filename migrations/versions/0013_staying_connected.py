@@ -433,6 +433,7 @@ def _upgrade_fleets() -> None:
     )
     op.create_index("ix_bulk_lines_status_lease_until", "bulk_lines", ["status", "lease_until"])
     op.create_index("ix_bulk_lines_renewal_id", "bulk_lines", ["renewal_id"])
+    op.create_index("ix_bulk_lines_card_id", "bulk_lines", ["card_id"])
     op.create_table(
         "invoices",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -505,6 +506,7 @@ def _downgrade_fleets() -> None:
     op.drop_index("ix_policy_requests_organisation_id_created_at", table_name="policy_requests")
     op.drop_table("policy_requests")
     op.drop_table("invoices")
+    op.drop_index("ix_bulk_lines_card_id", table_name="bulk_lines")
     op.drop_index("ix_bulk_lines_renewal_id", table_name="bulk_lines")
     op.drop_index("ix_bulk_lines_status_lease_until", table_name="bulk_lines")
     op.drop_table("bulk_lines")

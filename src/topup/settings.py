@@ -110,6 +110,9 @@ class LimitSettings(BaseSettings):
     bulk_line_lease_s: float = Field(120.0, gt=0)
     bulk_waiting_recheck_s: float = Field(30.0, gt=0)
     bulk_activation_recheck_s: float = Field(1.0, gt=0)
+    # A card on a line of a bulk renewal this recently (pending, waiting or succeeded) is left
+    # out of the next upload's run unless the admin asks to renew it again.
+    bulk_renewed_recently_s: float = Field(86_400.0, ge=0, le=31 * 86_400)
     bulk_line_attempts_max: int = Field(8, ge=1, le=100)  # a line refused for a passing reason
     fleet_page_size: int = Field(50, ge=1, le=500)
     fleet_near_expiry_days: int = Field(7, ge=1, le=365)

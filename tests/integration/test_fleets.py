@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
@@ -90,7 +91,10 @@ async def test_the_same_file_uploaded_twice_renews_nothing_twice(make_app: AppFa
     fleet = await make_fleet(first.services, cards=30)
     text = lines_of(fleet.msisdns)
     one = await bulk.start_run(first.services, fleet.admin_id, fleet.organisation_id, text)
-    two = await bulk.start_run(second.services, fleet.owner_id, fleet.organisation_id, text)
+    # Started again before the first is worked on (the owner insists): the same keys.
+    two = await bulk.start_run(
+        second.services, fleet.owner_id, fleet.organisation_id, text, renew_again=True
+    )
     await drain(
         first.services,
         second.services,
@@ -104,6 +108,22 @@ async def test_the_same_file_uploaded_twice_renews_nothing_twice(make_app: AppFa
     async with first.services.unit_of_work() as uow:
         renewals = await uow.renewals.get_many([line.renewal_id or "" for line in lines_one])
     assert len(renewals) == 30 and len({r.card_id for r in renewals.values()}) == 30
+    # After the run (its renewals applied: the cards' periods, and keys, moved on), the same
+    # file again: the database finds every card on a recent run; nothing to renew.
+    checked = await bulk.dry_run(first.services, fleet.viewer_id, fleet.organisation_id, text)
+    assert checked.renewed_recently == 30 and checked.total.is_zero
+    started = two.created_at.astimezone(ZoneInfo(first.services.profile.time_zone))
+    assert {line.problem_params["renewed_at"] for line in checked.lines} == {
+        f"{started:%Y-%m-%d %H:%M}"  # the latest run's start, in the operator's time
+    }
+    asked = await bulk.dry_run(
+        first.services, fleet.viewer_id, fleet.organisation_id, text, renew_again=True
+    )
+    assert asked.accepted == 30 and asked.already_renewed == 0 and asked.total.minor == 30 * 1000
+    # Another organisation's runs, and runs older than the limit, do not count.
+    CLOCK.advance(first.services.limits.fleets.bulk_renewed_recently_s)
+    later = await bulk.dry_run(first.services, fleet.viewer_id, fleet.organisation_id, text)
+    assert later.renewed_recently == 0 and later.accepted == 30
 
 
 async def test_two_workers_share_one_run_and_renew_each_line_once(make_app: AppFactory) -> None:

@@ -181,7 +181,10 @@ async def test_a_run_renews_each_line_once_and_the_same_file_again_renews_nothin
     services = fakes.services
     text = lines_of(fleet.msisdns) + f"{fleet.msisdns[0]},{PLAN}\n"  # a duplicate line
     run = await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
-    again = await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    # Started again at once, asking to renew them again: the same keys, the same renewals.
+    again = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, renew_again=True
+    )
     await drain(fakes)
     for made in (run, again):
         lines = await bulk.result_lines(services, None, fleet.organisation_id, made.id)
@@ -196,6 +199,43 @@ async def test_a_run_renews_each_line_once_and_the_same_file_again_renews_nothin
     assert len(payments) == 4 and all(payment.merchant_initiated for payment in payments)
     progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
     assert progress.finished and progress.percent == 100
+
+
+async def test_the_same_file_after_its_renewals_are_applied_leaves_its_cards_out_unless_asked() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    services = fakes.services
+    text = lines_of(fleet.msisdns)
+    await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    await drain(fakes)  # renewed: each card's validity period moved on (its key with it)
+    fakes.clock.advance(3600)
+
+    checked = await bulk.dry_run(services, fleet.viewer_id, fleet.organisation_id, text)
+
+    assert [line.problem for line in checked.lines] == ["bulk_line_renewed_recently"] * 3
+    assert checked.lines[0].problem_params == {"renewed_at": "2026-11-25 16:00"}  # MYT
+    assert (checked.renewed_recently, checked.accepted, checked.total.minor) == (3, 0, 0)
+    with pytest.raises(TopupError) as refused:
+        await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    assert refused.value.code == "bulk_nothing_to_renew"
+    # Asked to renew them again: checked as any other line, renewed once more.
+    asked = await bulk.dry_run(
+        services, fleet.viewer_id, fleet.organisation_id, text, renew_again=True
+    )
+    assert (asked.renewed_recently, asked.accepted, asked.total.minor) == (0, 3, 3 * 1000)
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, renew_again=True
+    )
+    await drain(fakes)
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert {line.status for line in lines} == {BulkLineStatus.SUCCEEDED}
+    assert len(fakes.committed.renewals) == 6
+    # A day later the cards are the upload's again; a failed line never held its card.
+    fakes.clock.advance(services.limits.fleets.bulk_renewed_recently_s)
+    later = await bulk.dry_run(services, fleet.viewer_id, fleet.organisation_id, text)
+    assert (later.renewed_recently, later.accepted) == (0, 3)
 
 
 async def test_only_the_failed_lines_are_retried_with_new_keys() -> None:
@@ -238,8 +278,8 @@ async def test_starting_twice_with_one_start_key_makes_one_run() -> None:
     again = await bulk.start_run(
         services, fleet.admin_id, fleet.organisation_id, text, start_key="k1"
     )
-    other = await bulk.start_run(
-        services, fleet.admin_id, fleet.organisation_id, text, start_key="k2"
+    other = await bulk.start_run(  # (its cards are on the first run: asked to renew again)
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k2", renew_again=True
     )
     assert first.id == again.id != other.id
     assert len(fakes.committed.bulk_runs) == 2

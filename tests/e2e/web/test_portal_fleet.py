@@ -34,6 +34,8 @@ START_KEY = re.compile(r'name="start_key" value="([^"]+)"')
 HIDDEN_LINES = re.compile(
     r'<textarea name="lines" class="fleet-hidden" hidden[^>]*>(.*?)</textarea>', re.S
 )
+START_FORM = re.compile(r'<form method="post" action="[^"]+/bulk-renewals/start".*?</form>', re.S)
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 RUN_PATH = re.compile(r"^/organisations/[^/]+/bulk-renewals/([0-9a-f-]{36})$")
 
 
@@ -80,18 +82,15 @@ class FleetSite:
         )
 
     async def start(self, dry_run: httpx.Response) -> httpx.Response:
-        token = CSRF.search(dry_run.text)
-        key = START_KEY.search(dry_run.text)
-        lines = HIDDEN_LINES.search(dry_run.text)
-        assert token and key and lines, dry_run.text
+        """Press the dry run's Start: its form's fields, as the browser would send them."""
+        form = START_FORM.search(dry_run.text)
+        assert form is not None, dry_run.text
+        lines = HIDDEN_LINES.search(form.group(0))
+        assert START_KEY.search(form.group(0)) and lines, dry_run.text
         text = lines.group(1).replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
+        fields = {name: (None, value) for name, value in HIDDEN.findall(form.group(0))}
         return await self.client.post(
-            f"{self.org}/bulk-renewals/start",
-            files={
-                "csrf_token": (None, token.group(1)),
-                "start_key": (None, key.group(1)),
-                "lines": (None, text),
-            },
+            f"{self.org}/bulk-renewals/start", files={**fields, "lines": (None, text)}
         )
 
 
@@ -171,6 +170,37 @@ async def test_an_admin_uploads_checks_starts_once_and_downloads_the_result(
     assert [row["outcome"] for row in rows] == ["succeeded"] * 3 + ["rejected"] * 2
     assert all(row["renewal_id"] for row in rows[:3]) and rows[4]["error_code"] == (
         "bulk_line_duplicate"
+    )
+    # The same file again renews nothing twice: its cards were renewed recently, left out...
+    upload_again = await site.upload(text)
+    assert "3</span> renewed recently, left out" in upload_again.text
+    assert "already renewed by a bulk renewal started at 2026-11-25 16:00" in upload_again.text
+    assert "Start: renew" not in upload_again.text and 'name="renew_again"' in upload_again.text
+    # ... unless the admin asks to renew them again: a new dry run, then a new run.
+    asked = await site.client.post(
+        f"{site.org}/bulk-renewals/check",
+        files={
+            "csrf_token": (None, await site.csrf(f"{site.org}/bulk-renewals")),
+            "lines": (None, text),
+            "renew_again": (None, "1"),
+        },
+    )
+    assert "Start: renew 3 cards for" in asked.text, asked.text
+    second = await site.start(asked)
+    assert second.status_code == 303, second.text
+    await _drain(site)
+    again_rows = list(
+        csv.DictReader(
+            io.StringIO(
+                (await site.client.get(second.headers["location"] + "/result.csv")).text.lstrip(
+                    "\ufeff"
+                )
+            )
+        )
+    )
+    assert [row["outcome"] for row in again_rows[:3]] == ["succeeded"] * 3
+    assert {row["renewal_id"] for row in again_rows[:3]}.isdisjoint(
+        row["renewal_id"] for row in rows[:3]
     )
 
 

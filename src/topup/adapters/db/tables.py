@@ -782,6 +782,8 @@ bulk_lines = Table(
 # The worker finds open lines by this index (status first: finished lines are never looked at).
 Index("ix_bulk_lines_status_lease_until", bulk_lines.c.status, bulk_lines.c.lease_until)
 Index("ix_bulk_lines_renewal_id", bulk_lines.c.renewal_id)
+# A dry run finds the cards its organisation renewed recently by bulk renewal by this index.
+Index("ix_bulk_lines_card_id", bulk_lines.c.card_id)
 
 # Monthly consolidated invoices: numbered in sequence per organisation and month.
 invoices = Table(

@@ -192,9 +192,13 @@ def invoice(
 
 
 def _print_dry_run(checked: DryRun) -> None:
+    from topup.services.fleets.bulk import RENEWED_RECENTLY
+
     shown = table("line", "number", "plan", "check", whole=("line", "number"))
     for line in checked.lines:
         verdict = line.problem or ("already renewed" if line.already_renewed else "ok")
+        if line.problem == RENEWED_RECENTLY:
+            verdict += f" ({line.problem_params.get('renewed_at', '')})"
         price = (
             f" {line.amount.decimal_text()}" if line.amount is not None and line.accepted else ""
         )
@@ -204,6 +208,11 @@ def _print_dry_run(checked: DryRun) -> None:
         f"{checked.accepted} lines to renew ({checked.already_renewed} already renewed), "
         f"{checked.rejected} refused; total {checked.total.currency} {checked.total.decimal_text()}"
     )
+    if checked.renewed_recently:
+        console().print(
+            f"{checked.renewed_recently} lines left out: their cards were renewed by a recent "
+            "bulk renewal (--renew-again renews them again)"
+        )
 
 
 def result_csv(lines: list[BulkLine]) -> str:
@@ -235,6 +244,14 @@ def bulk_renew(
     result: Annotated[
         Path | None, typer.Option(help="Write the result file (CSV) here once done.")
     ] = None,
+    renew_again: Annotated[
+        bool,
+        typer.Option(
+            "--renew-again",
+            help="Renew cards that a recent bulk renewal renewed too (left out by default, so "
+            "the same file given twice renews nothing twice).",
+        ),
+    ] = False,
     work_here: Annotated[
         bool,
         typer.Option(
@@ -254,7 +271,9 @@ def bulk_renew(
     text = _read(file)
 
     checked = run(
-        lambda application: bulk.dry_run_as_operator(application.services, organisation, text)
+        lambda application: bulk.dry_run_as_operator(
+            application.services, organisation, text, renew_again=renew_again
+        )
     )
     if not as_json:
         _print_dry_run(checked)
@@ -264,6 +283,7 @@ def bulk_renew(
                 {
                     "accepted": checked.accepted,
                     "rejected": checked.rejected,
+                    "renewed_recently": checked.renewed_recently,
                     "total": checked.total.decimal_text(),
                 }
             )
@@ -275,7 +295,9 @@ def bulk_renew(
         from topup.services.activation import run_due_jobs
 
         services = application.services
-        started = await bulk.start_run_as_operator(services, organisation, text)
+        started = await bulk.start_run_as_operator(
+            services, organisation, text, renew_again=renew_again
+        )
         progress_now = await bulk.run_progress(services, None, organisation, started.id)
         with Progress(
             "[progress.description]{task.description}",

@@ -3,11 +3,14 @@
 
 1. A dry run checks every line (the number is valid and names one of the organisation's cards,
    the plan is on sale for that card, the card can be renewed, the card is not on an earlier
-   line) and adds up the price; nothing is written.
-2. Starting it writes a durable run and its lines, each with its own idempotency key
-   (``bulk_line_key``: organisation, card, plan, the card's validity period): the same file
-   uploaded twice makes the same keys, and a key names at most one renewal, so nothing is
-   renewed twice.
+   line, the organisation did not renew the card by bulk renewal in the last
+   ``bulk_renewed_recently_s`` unless asked to renew such cards again) and adds up the price;
+   nothing is written.
+2. Starting it checks again and writes a durable run and its lines, each with its own
+   idempotency key (``bulk_line_key``: organisation, card, plan, the card's validity period): a
+   key names at most one renewal, so two runs of one file started at once renew nothing twice;
+   once a run's renewals are applied (the periods moved on), the same file again finds its cards
+   on that recent run (``bulk_line_renewed_recently``) and leaves them out unless asked.
 3. Workers (``process_bulk_lines``, a worker pass) lease open lines in bounded batches and renew
    each through the ordinary renewal path (``renewals.renew``: its group-committed intake, the
    gateway called with no transaction open, its group-committed outcomes), at most
@@ -30,6 +33,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from topup.domain.card_events import validity_period
 from topup.domain.card_number import CardNumberKind, parse_card_number
@@ -94,6 +98,7 @@ class DryRun:
     lines: list[CheckedLine]
     total: Money  # what the accepted lines not yet renewed cost
     payment_card: SavedPaymentCard | None  # what pays; None: none chosen yet
+    renew_again: bool = False  # cards renewed by a recent bulk renewal were checked as others
 
     @property
     def accepted(self) -> int:
@@ -106,6 +111,14 @@ class DryRun:
     @property
     def already_renewed(self) -> int:
         return sum(1 for line in self.lines if line.accepted and line.already_renewed)
+
+    @property
+    def renewed_recently(self) -> int:
+        """Lines left out because a recent bulk renewal has their card (renewable on request)."""
+        return sum(1 for line in self.lines if line.problem == RENEWED_RECENTLY)
+
+
+RENEWED_RECENTLY = "bulk_line_renewed_recently"
 
 
 def _problem(error: TopupError) -> tuple[str, dict[str, str]]:
@@ -121,7 +134,9 @@ class _Checker:
         self.organisation_id = organisation_id
         self.now = services.clock.now()
 
-    async def check(self, parsed: Sequence[ParsedLine], *, generation: int) -> list[CheckedLine]:
+    async def check(
+        self, parsed: Sequence[ParsedLine], *, generation: int, renew_again: bool = False
+    ) -> list[CheckedLine]:
         services = self.services
         numbers: dict[int, tuple[CardNumberKind, str]] = {}
         problems: dict[int, tuple[str, dict[str, str]]] = {}
@@ -141,6 +156,7 @@ class _Checker:
         )
         by_number = {card.msisdn: card for card in cards} | {card.iccid: card for card in cards}
         owners = await self.uow.organisations.owners_of_cards([card.id for card in cards])
+        recently = {} if renew_again else await self._renewed_recently(cards, owners)
         plans = await self.uow.plans.get_many(sorted({line.plan_code for line in parsed}))
         seen: set[str] = set()
         checked: list[CheckedLine] = []
@@ -151,6 +167,9 @@ class _Checker:
                 problem = "card_not_in_organisation"  # a card of another one is not named
             if problem is None and card is not None and card.id in seen:
                 problem = "bulk_line_duplicate"
+            if problem is None and card is not None and card.id in recently:
+                problem, params = RENEWED_RECENTLY, {"renewed_at": recently[card.id]}
+                seen.add(card.id)  # a later line of the card is a duplicate, not counted twice
             amount = None
             if problem is None and card is not None:
                 try:
@@ -180,6 +199,19 @@ class _Checker:
                 )
             )
         return await self._mark_renewed(checked)
+
+    async def _renewed_recently(
+        self, cards: Sequence[Card], owners: Mapping[str, str]
+    ) -> dict[str, str]:
+        """This organisation's cards on a line of its recent runs (not failed), with when that
+        run started (the profile's time zone)."""
+        mine = [card.id for card in cards if owners.get(card.id) == self.organisation_id]
+        since = self.now - dt.timedelta(seconds=self.services.limits.fleets.bulk_renewed_recently_s)
+        found = await self.uow.bulk_renewals.renewed_recently(
+            self.organisation_id, mine, since=since
+        )
+        zone = ZoneInfo(self.services.profile.time_zone)
+        return {card_id: f"{at.astimezone(zone):%Y-%m-%d %H:%M}" for card_id, at in found.items()}
 
     def _price(self, card: Card, plan: Plan | None, plan_code: str) -> Money:
         if plan is None:
@@ -226,25 +258,44 @@ def _total(services: Services, lines: Sequence[CheckedLine]) -> Money:
 
 
 async def _dry_run(
-    services: Services, uow: UnitOfWork, organisation_id: str, text: str, generation: int
+    services: Services,
+    uow: UnitOfWork,
+    organisation_id: str,
+    text: str,
+    generation: int,
+    *,
+    renew_again: bool = False,
 ) -> DryRun:
     parsed = parse_bulk_text(text, lines_max=services.limits.fleets.bulk_lines_max)
-    lines = await _Checker(services, uow, organisation_id).check(parsed, generation=generation)
+    lines = await _Checker(services, uow, organisation_id).check(
+        parsed, generation=generation, renew_again=renew_again
+    )
     payment_card = await organisation_payment_card(uow, organisation_id)
-    return DryRun(organisation_id, lines, _total(services, lines), payment_card)
+    total = _total(services, lines)
+    return DryRun(organisation_id, lines, total, payment_card, renew_again=renew_again)
 
 
-async def dry_run(services: Services, account_id: str, organisation_id: str, text: str) -> DryRun:
-    """Check every line and add up the price; nothing is written. A viewer may look too."""
+async def dry_run(
+    services: Services,
+    account_id: str,
+    organisation_id: str,
+    text: str,
+    *,
+    renew_again: bool = False,
+) -> DryRun:
+    """Check every line and add up the price; nothing is written. A viewer may look too.
+    ``renew_again``: cards renewed by a recent bulk renewal are checked as any other."""
     async with services.unit_of_work() as uow:
         await membership(uow, organisation_id, account_id)
-        return await _dry_run(services, uow, organisation_id, text, 0)
+        return await _dry_run(services, uow, organisation_id, text, 0, renew_again=renew_again)
 
 
-async def dry_run_as_operator(services: Services, organisation_id: str, text: str) -> DryRun:
+async def dry_run_as_operator(
+    services: Services, organisation_id: str, text: str, *, renew_again: bool = False
+) -> DryRun:
     """The operator's command line checks an upload for an organisation."""
     async with services.unit_of_work() as uow:
-        return await _dry_run(services, uow, organisation_id, text, 0)
+        return await _dry_run(services, uow, organisation_id, text, 0, renew_again=renew_again)
 
 
 def payment_card_missing() -> ConflictError:
@@ -266,6 +317,7 @@ async def _start(
     generation: int = 0,
     retry_of: str | None = None,
     run_id: str | None = None,
+    renew_again: bool = False,
 ) -> BulkRun:
     """Write the run and its lines. With ``run_id`` (a start key's, or a retry's), a run of
     that id written already (a double click, a second tab) is given back and nothing is added."""
@@ -273,7 +325,9 @@ async def _start(
         made = await uow.bulk_renewals.get_run(run_id)
         if made is not None:
             return made
-    checked = await _dry_run(services, uow, organisation_id, text, generation)
+    checked = await _dry_run(
+        services, uow, organisation_id, text, generation, renew_again=renew_again
+    )
     if checked.payment_card is None:
         raise payment_card_missing()
     if checked.accepted == 0:
@@ -338,6 +392,7 @@ async def start_run(
     text: str,
     *,
     start_key: str | None = None,
+    renew_again: bool = False,
 ) -> BulkRun:
     """Check the lines again and start the run in the background (owners and admins). With a
     ``start_key`` (issued with the dry run's form), starting again gives back the same run."""
@@ -347,16 +402,26 @@ async def start_run(
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
         run = await _start(
-            services, uow, organisation_id, text, created_by=account_id, run_id=run_id
+            services,
+            uow,
+            organisation_id,
+            text,
+            created_by=account_id,
+            run_id=run_id,
+            renew_again=renew_again,
         )
         await uow.commit()
     return run
 
 
-async def start_run_as_operator(services: Services, organisation_id: str, text: str) -> BulkRun:
+async def start_run_as_operator(
+    services: Services, organisation_id: str, text: str, *, renew_again: bool = False
+) -> BulkRun:
     """The operator's command line starts a run for an organisation."""
     async with services.unit_of_work() as uow:
-        run = await _start(services, uow, organisation_id, text, created_by=OPERATOR)
+        run = await _start(
+            services, uow, organisation_id, text, created_by=OPERATOR, renew_again=renew_again
+        )
         await uow.commit()
     return run
 

@@ -135,15 +135,23 @@ def _problem_text(line: bulk.CheckedLine, locale: str) -> str:
     return code_text(line.problem, line.problem_params, locale, plan=line.plan_code)
 
 
+def _renew_again(form: FormData) -> bool:
+    """The dry run's "Renew these again": cards a recent bulk renewal has are checked too."""
+    return text_field(form, "renew_again", 8) in ("1", "on", "true")
+
+
 @router.post(BULK_PATH + "/check")
 async def check(request: Request, account_id: AccountId, organisation_id: str) -> Response:
     """The dry run: every line checked, the total; nothing is written."""
     organisation_id = organisation_id[:ID_LENGTH_MAX]
     services = services_of(request)
     form = await request.form()
+    renew_again = _renew_again(form)
     try:
         text = await _uploaded_text(services, form)
-        checked = await bulk.dry_run(services, account_id, organisation_id, text)
+        checked = await bulk.dry_run(
+            services, account_id, organisation_id, text, renew_again=renew_again
+        )
     except TopupError as error:
         await form.close()
         if error.code == "organisation_unknown":
@@ -190,18 +198,26 @@ async def start(request: Request, account_id: AccountId, organisation_id: str) -
     form = await request.form()
     text = text_field(form, "lines", upload_bytes_max(services) + 1)
     start_key = text_field(form, "start_key", START_KEY_LENGTH_MAX)
+    renew_again = _renew_again(form)
     await form.close()
     try:
         if len(text.encode()) > upload_bytes_max(services):
             raise _too_large(services)
         run = await bulk.start_run(
-            services, account_id, organisation_id, text, start_key=start_key or None
+            services,
+            account_id,
+            organisation_id,
+            text,
+            start_key=start_key or None,
+            renew_again=renew_again,
         )
     except TopupError as error:
         if error.code == "organisation_unknown":
             raise
         try:
-            checked = await bulk.dry_run(services, account_id, organisation_id, text)
+            checked = await bulk.dry_run(
+                services, account_id, organisation_id, text, renew_again=renew_again
+            )
         except TopupError:
             return await _runs_page(request, account_id, organisation_id, error=error)
         return await _dry_run_page(request, account_id, organisation_id, checked, text, error=error)

@@ -527,3 +527,30 @@ async def test_a_line_succeeds_once_its_renewal_is_applied_and_fails_if_it_is_re
     progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
     assert progress.finished and (progress.count("succeeded"), progress.count("failed")) == (1, 1)
     assert len(fakes.gateway.charges) == 2  # looked at again, never charged again
+
+
+async def test_a_line_naming_a_card_outside_the_organisation_shows_only_what_was_typed() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    by_msisdn = {card.msisdn: card for card in fakes.committed.cards.values()}
+    theirs = by_msisdn[fleet.other_msisdns[0]]  # another organisation's card
+    [nobodys_msisdn] = await add_cards(services, 1, first=500)  # in no organisation
+    nobodys = next(c for c in fakes.committed.cards.values() if c.msisdn == nobodys_msisdn)
+    typed = [theirs.iccid, nobodys.iccid, "0" + nobodys_msisdn[3:]]
+    text = "".join(f"{number},{PLAN}\n" for number in typed)
+
+    checked = await bulk.dry_run(services, fleet.viewer_id, fleet.organisation_id, text)
+
+    assert [(line.number, line.card_id, line.problem) for line in checked.lines] == [
+        (number, None, "card_not_in_organisation") for number in typed
+    ]
+    shown = repr(checked)
+    assert theirs.msisdn not in shown and nobodys_msisdn not in shown and theirs.id not in shown
+    # And started anyway (another line is fine), the run's lines keep only what was typed too.
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text + f"{fleet.msisdns[0]},{PLAN}\n"
+    )
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [line.number for line in lines[:3]] == typed
+    assert {line.card_id for line in lines[:3]} == {None}

@@ -77,7 +77,7 @@ class CheckedLine:
     """A line as the dry run judged it."""
 
     line_no: int
-    number: str  # the card's MSISDN if it names one, else as typed
+    number: str  # the card's MSISDN if it names one of the organisation's, else as typed
     card_id: str | None
     plan_code: str
     amount: Money | None
@@ -161,10 +161,14 @@ class _Checker:
         seen: set[str] = set()
         checked: list[CheckedLine] = []
         for line in parsed:
-            card = by_number.get(numbers[line.line_no][1]) if line.line_no in numbers else None
+            found = by_number.get(numbers[line.line_no][1]) if line.line_no in numbers else None
+            # A card of another organisation (or of none) is not this line's: nothing of it is
+            # shown (not its MSISDN for a typed ICCID), the line keeps what was typed.
+            mine = found is not None and owners.get(found.id) == self.organisation_id
+            card = found if mine else None
             problem, params = problems.get(line.line_no, (None, {}))
-            if problem is None and (card is None or owners.get(card.id) != self.organisation_id):
-                problem = "card_not_in_organisation"  # a card of another one is not named
+            if problem is None and card is None:
+                problem = "card_not_in_organisation"
             if problem is None and card is not None and card.id in seen:
                 problem = "bulk_line_duplicate"
             if problem is None and card is not None and card.id in recently:

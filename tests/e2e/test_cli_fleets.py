@@ -4,15 +4,19 @@ nothing twice unless --renew-again; bad options and paths are one error line wit
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import AppFactory
-from tests.e2e.test_cli import Cli
+from tests.e2e.test_cli import Cli, assert_one_error_line
 from tests.fleets import Fleet, lines_of, make_fleet
 from topup.adapters.clock import SystemClock
+from topup.entrypoints.spreadsheets import FORMULA_STARTS
 from topup.services.demo import load_demo
 
 
@@ -53,3 +57,41 @@ def test_the_same_file_given_twice_renews_nothing_twice_unless_asked(fleet_cli: 
     assert again.stderr.startswith("error [bulk_nothing_to_renew]: "), again.stderr
     assert asked.returncode == 0, asked.stderr
     assert "3 renewed, 0 failed" in asked.stdout
+
+
+def test_the_result_file_writes_no_cell_a_spreadsheet_would_run(fleet_cli: FleetCli) -> None:
+    renewed = fleet_cli.fleet.msisdns[0]
+    file = fleet_cli.lines(f'{renewed},pack_5gb_7d\n=HYPERLINK("x"),pack_5gb_7d\n@SUM(1),x\n')
+    result = fleet_cli.directory / "result.csv"
+
+    made = fleet_cli.cli.run(*fleet_cli.bulk_renew(file, "--result", str(result)))
+
+    assert made.returncode == 0, made.stderr
+    rows = list(csv.reader(io.StringIO(result.read_text("utf-8"))))
+    assert [row[1] for row in rows[1:]] == ["'" + renewed, '\'=HYPERLINK("x")', "'@SUM(1)"]
+    assert [row[3] for row in rows[1:]] == ["succeeded", "rejected", "rejected"]
+    for row in rows:
+        assert not any(cell.startswith(FORMULA_STARTS) for cell in row), row
+
+
+def test_a_file_that_cannot_be_written_is_one_error_line_before_anything_is_done(
+    fleet_cli: FleetCli,
+) -> None:
+    file = fleet_cli.lines(lines_of(fleet_cli.fleet.msisdns))
+    folder = fleet_cli.directory / "a-folder"
+    folder.mkdir()
+    missing = fleet_cli.directory / "no-such-folder" / "result.csv"
+    month = f"{dt.datetime.now(dt.UTC):%Y-%m}"
+
+    for target in (folder, missing):
+        refused = fleet_cli.cli.run(*fleet_cli.bulk_renew(file, "--result", str(target)))
+        assert_one_error_line(refused, "fleet_file_unwritable")
+        assert str(target) in refused.stderr and refused.stdout == ""
+        invoice = fleet_cli.cli.run(
+            "organisations", "invoice", fleet_cli.fleet.organisation_id, "--month", month,
+            "--output", str(target),
+        )  # fmt: skip
+        assert_one_error_line(invoice, "fleet_file_unwritable")
+    # Nothing was renewed: the same file's dry run still accepts every line.
+    checked = fleet_cli.cli.json(*fleet_cli.bulk_renew(file, "--dry-run"))
+    assert checked["accepted"] == 3

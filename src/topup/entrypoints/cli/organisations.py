@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +20,7 @@ from topup.entrypoints.cli.output import (
     run,
     table,
 )
+from topup.entrypoints.spreadsheets import spreadsheet_safe
 
 if TYPE_CHECKING:
     from topup.bootstrap import Application
@@ -34,6 +36,31 @@ organisations_app = typer.Typer(
 OrganisationArgument = Annotated[str, typer.Argument(help="The organisation's id.")]
 PROGRESS_POLL_S = 0.5
 RESULT_HEADER = ("line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code")
+
+
+def _unwritable(path: Path, why: str) -> typer.Exit:
+    return fail(
+        "fleet_file_unwritable", f"cannot write {path}: {why}", EXIT_INPUT, {"file": str(path)}
+    )
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before anything is done, a file this command could not write at the end: a
+    directory, a folder that does not exist, no permission."""
+    if path.is_dir():
+        raise _unwritable(path, "it is a directory")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise _unwritable(path, "its folder does not exist")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise _unwritable(path, "permission denied")
+
+
+def write_file(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise _unwritable(path, type(error).__name__) from None
 
 
 def _read(path: Path) -> str:
@@ -164,11 +191,13 @@ def invoice(
     """The organisation's consolidated invoice of a month (PDF, in its language)."""
     from topup.services.fleets.invoices import issue_invoice
 
+    if output is not None:
+        check_writable(output)
     document = run(
         lambda application: issue_invoice(application.services, None, organisation, month)
     )
     target = output or Path(f"{document.invoice.number}.pdf")
-    target.write_bytes(document.pdf)
+    write_file(target, document.pdf)
     facts = {
         "number": document.invoice.number,
         "month": document.invoice.month,
@@ -216,22 +245,22 @@ def _print_dry_run(checked: DryRun) -> None:
 
 
 def result_csv(lines: list[BulkLine]) -> str:
-    """The result file: one row per line of the upload."""
+    """The result file: one row per line of the upload, each cell safe to open in a
+    spreadsheet (a number typed as ``=...`` or ``+60...`` is text, not a formula)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESULT_HEADER)
     for line in lines:
-        writer.writerow(
-            (
-                line.line_no,
-                line.number,
-                line.plan_code,
-                line.status.value,
-                line.renewal_id or "",
-                line.receipt_number or "",
-                line.error_code or "",
-            )
+        cells = (
+            str(line.line_no),
+            line.number,
+            line.plan_code,
+            line.status.value,
+            line.renewal_id or "",
+            line.receipt_number or "",
+            line.error_code or "",
         )
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
     return buffer.getvalue()
 
 
@@ -269,6 +298,8 @@ def bulk_renew(
     from topup.services.fleets import bulk
 
     text = _read(file)
+    if result is not None:
+        check_writable(result)  # before anything is renewed
 
     checked = run(
         lambda application: bulk.dry_run_as_operator(
@@ -325,7 +356,7 @@ def bulk_renew(
 
     final, lines = run(go)
     if result is not None:
-        result.write_text(result_csv(lines), "utf-8")
+        write_file(result, result_csv(lines).encode("utf-8"))
     summary = {
         "run": final.run.id,
         "succeeded": final.count("succeeded"),

@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from topup.domain.errors import InputError, TopupError
 from topup.domain.fleets import BulkLine
+from topup.entrypoints.spreadsheets import spreadsheet_safe
 from topup.entrypoints.web.portal.account_common import (
     NO_STORE,
     AccountId,
@@ -29,7 +30,6 @@ from topup.entrypoints.web.portal.account_common import (
     status_for,
     text_field,
 )
-from topup.entrypoints.web.portal.account_history import spreadsheet_safe
 from topup.entrypoints.web.portal.fleet_common import (
     ID_LENGTH_MAX,
     ORGANISATIONS_PATH,

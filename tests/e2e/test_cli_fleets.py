@@ -95,3 +95,13 @@ def test_a_file_that_cannot_be_written_is_one_error_line_before_anything_is_done
     # Nothing was renewed: the same file's dry run still accepts every line.
     checked = fleet_cli.cli.json(*fleet_cli.bulk_renew(file, "--dry-run"))
     assert checked["accepted"] == 3
+
+
+def test_an_invoice_month_out_of_range_is_one_error_line(fleet_cli: FleetCli) -> None:
+    organisation = fleet_cli.fleet.organisation_id
+    for month, code in (("9999-12", "invoice_month_out_of_range"), ("2026-13", "month_invalid")):
+        refused = fleet_cli.cli.run("organisations", "invoice", organisation, "--month", month)
+        assert_one_error_line(refused, code)
+    unknown = fleet_cli.cli.run("organisations", "invoice", "no-such-org", "--month", "9999-12")
+    assert_one_error_line(unknown, "organisation_unknown")
+    assert not list(fleet_cli.directory.glob("*.pdf"))

@@ -554,3 +554,35 @@ async def test_a_line_naming_a_card_outside_the_organisation_shows_only_what_was
     lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
     assert [line.number for line in lines[:3]] == typed
     assert {line.card_id for line in lines[:3]} == {None}
+
+
+async def test_an_invoice_month_is_bounded_and_read_only_for_a_member() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services, organisation = fakes.services, fleet.organisation_id
+    codes = {}
+    for month in ("9999-12", "0000-01", "1999-12", "2026-12", "2026-13", "2026-00", "26-1", ""):
+        with pytest.raises((InputError, NotFoundError)) as refused:
+            await invoices.issue_invoice(services, fleet.viewer_id, organisation, month)
+        codes[month] = refused.value.code
+    assert codes == {
+        "9999-12": "invoice_month_out_of_range",
+        "0000-01": "invoice_month_out_of_range",
+        "1999-12": "invoice_month_out_of_range",
+        "2026-12": "invoice_month_out_of_range",  # not begun (the clock is in 2026-11)
+        "2026-13": "month_invalid",
+        "2026-00": "month_invalid",
+        "26-1": "month_invalid",
+        "": "month_invalid",
+    }
+    issued = await invoices.issue_invoice(services, fleet.viewer_id, organisation, "2000-01")
+    assert issued.invoice.renewals_count == 0
+    # Membership first: the outsider learns nothing about the month either.
+    for call in (
+        invoices.issue_invoice(services, fleet.outsider_id, organisation, "9999-12"),
+        invoices.issue_invoice(services, fleet.outsider_id, organisation, "nonsense"),
+        invoices.issue_invoice(services, None, "no-such-organisation", "9999-12"),
+    ):
+        with pytest.raises(NotFoundError) as unknown:
+            await call
+        assert unknown.value.code == "organisation_unknown"

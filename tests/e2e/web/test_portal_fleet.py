@@ -474,3 +474,28 @@ async def test_an_admin_retries_the_failed_lines_and_only_they_are_renewed_again
     ]
     assert len(await bulk.recent_runs(services, site.fleet.admin_id, organisation)) == 2
     site.client.headers["accept-language"] = "en"
+
+
+async def test_an_invoice_for_a_month_out_of_range_or_malformed_is_a_precise_error_page(
+    site: FleetSite,
+) -> None:
+    await site.sign_in("viewer@fleet.example")
+    token = await site.csrf(f"{site.org}/invoices")
+    answers = {
+        month: await site.client.post(f"{site.org}/invoices/{month}", data={"csrf_token": token})
+        for month in ("9999-12", "0000-01", "1999-12", "2026-13", "2026-123", "2026-1", "x")
+    }
+    for month, answer in answers.items():
+        # No such invoice (a month out of range), or not a month (the project's 422).
+        expected = 404 if month in ("9999-12", "0000-01", "1999-12") else 422
+        assert answer.status_code == expected, (month, answer.status_code)
+        assert "<html" in answer.text and "%PDF" not in answer.text
+    assert "There is no invoice for 9999-12: choose a month from 2000-01 to 2026-11." in (
+        answers["9999-12"].text
+    )
+    assert "2026-123 is not a month" in answers["2026-123"].text  # not read as 2026-12
+    # A non-member learns nothing: not found, whatever the month.
+    other = f"/organisations/{site.fleet.other_organisation_id}"
+    for month in ("9999-12", "x", "2026-11"):
+        answer = await site.client.post(f"{other}/invoices/{month}", data={"csrf_token": token})
+        assert answer.status_code == 404, month

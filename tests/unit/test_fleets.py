@@ -586,3 +586,30 @@ async def test_an_invoice_month_is_bounded_and_read_only_for_a_member() -> None:
         with pytest.raises(NotFoundError) as unknown:
             await call
         assert unknown.value.code == "organisation_unknown"
+
+
+async def test_a_card_that_left_the_organisation_after_the_check_is_not_renewed_at_its_expense() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    services = fakes.services
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, lines_of(fleet.msisdns)
+    )
+    ids = {card.msisdn: card.id for card in fakes.committed.cards.values()}
+    # Between Start and the worker's pass: one card removed from the fleet, one moved to the
+    # other organisation.
+    del fakes.committed.organisation_cards[ids[fleet.msisdns[1]]]
+    fakes.committed.organisation_cards[ids[fleet.msisdns[2]]] = fleet.other_organisation_id
+
+    await drain(fakes)
+
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [(line.status, line.error_code) for line in lines] == [
+        (BulkLineStatus.SUCCEEDED, None),
+        (BulkLineStatus.FAILED, "card_not_in_organisation"),
+        (BulkLineStatus.FAILED, "card_not_in_organisation"),
+    ]
+    renewed = {renewal.card_id for renewal in fakes.committed.renewals.values()}
+    assert renewed == {ids[fleet.msisdns[0]]} and len(fakes.gateway.charges) == 1

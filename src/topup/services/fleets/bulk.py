@@ -736,8 +736,11 @@ async def process_bulk_lines(services: Services) -> int:
         made = batch.made.get(line.idempotency_key)
         if made is not None and made.status in _KNOWN:
             return _settled(services, line, made)  # paid (or closed) already: never again
+        organisation_id = batch.organisation_of.get(line.run_id, "")
+        if line.card_id and batch.owners.get(line.card_id) != organisation_id:
+            # The card left the organisation since the check: not renewed at its expense.
+            return _outcome(line, BulkLineStatus.FAILED, error="card_not_in_organisation")
         async with gate:
-            organisation_id = batch.organisation_of.get(line.run_id, "")
             card = batch.cards.get(line.card_id) if line.card_id else None
             return await _renew_line(services, line, batch.payers.get(organisation_id), card)
 

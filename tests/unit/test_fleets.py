@@ -19,6 +19,7 @@ from topup.domain.fleets import (
     bulk_line_key,
     parse_bulk_text,
 )
+from topup.domain.money import Money
 from topup.domain.renewal import RenewalStatus
 from topup.services import auto_renewal
 from topup.services.fleets import bulk, invoices, organisations, policy
@@ -613,3 +614,28 @@ async def test_a_card_that_left_the_organisation_after_the_check_is_not_renewed_
     ]
     renewed = {renewal.card_id for renewal in fakes.committed.renewals.values()}
     assert renewed == {ids[fleet.msisdns[0]]} and len(fakes.gateway.charges) == 1
+
+
+async def test_start_refuses_a_total_other_than_the_one_the_admin_saw() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    text = lines_of(fleet.msisdns)
+    seen = await bulk.dry_run(services, fleet.admin_id, fleet.organisation_id, text)
+    assert seen.total.minor == 2 * 1000
+    plan = fakes.committed.plans[PLAN]  # the price changes before Start
+    fakes.committed.plans[PLAN] = dataclasses.replace(plan, price=Money(1500, "MYR"))
+
+    with pytest.raises(TopupError) as refused:
+        await bulk.start_run(
+            services, fleet.admin_id, fleet.organisation_id, text, shown_total=seen.total
+        )
+
+    assert refused.value.code == "bulk_total_changed"
+    assert refused.value.params == {"shown": "MYR 20.00", "total": "MYR 30.00"}
+    assert fakes.committed.bulk_runs == {}  # nothing started
+    again = await bulk.dry_run(services, fleet.admin_id, fleet.organisation_id, text)
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, shown_total=again.total
+    )
+    assert run.total.minor == 3000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from tests.e2e.web.conftest import site_client
 from tests.fleets import DECLINED_PAYMENT_CARD, PAYMENT_CARD, PLAN, Fleet, make_fleet, work_bulk
 from topup.adapters.clock import FixedClock
 from topup.bootstrap import Application
+from topup.domain.money import Money
 from topup.entrypoints.web.portal import fleet_bulk, fleet_events
 from topup.ports import PaymentCardDetails
 from topup.services.accounts import hash_password
@@ -499,3 +501,33 @@ async def test_an_invoice_for_a_month_out_of_range_or_malformed_is_a_precise_err
     for month in ("9999-12", "x", "2026-11"):
         answer = await site.client.post(f"{other}/invoices/{month}", data={"csrf_token": token})
         assert answer.status_code == 404, month
+
+
+async def test_start_refuses_a_total_that_changed_and_shows_the_new_check(site: FleetSite) -> None:
+    services = site.application.services
+    await site.sign_in("admin@fleet.example")
+    dry_run = await site.upload(_lines(site.fleet.msisdns[:2]))
+    assert "Start: renew 2 cards for MYR20.00" in dry_run.text
+    async with services.unit_of_work() as uow:  # the price changes before Start is pressed
+        plan = await uow.plans.get(PLAN)
+        assert plan is not None
+        await uow.plans.upsert(dataclasses.replace(plan, price=Money(1500, "MYR")))
+        await uow.commit()
+
+    refused = await site.start(dry_run)
+
+    assert refused.status_code == 409, refused.text
+    assert "The total changed from MYR 20.00 to MYR 30.00" in refused.text
+    assert "Start: renew 2 cards for MYR30.00" in refused.text  # the new check, to start from
+    assert not await bulk.recent_runs(services, site.fleet.admin_id, site.fleet.organisation_id)
+    started = await site.start(refused)
+    assert started.status_code == 303 and RUN_PATH.match(started.headers["location"])
+    # A Start that carries no total (not from the check's page) starts nothing either.
+    token = await site.csrf(f"{site.org}/bulk-renewals")
+    bare = await site.client.post(
+        f"{site.org}/bulk-renewals/start",
+        files={"csrf_token": (None, token), "lines": (None, _lines(site.fleet.msisdns[2:]))},
+    )
+    assert bare.status_code == 422 and "Check the lines first" in bare.text
+    runs = await bulk.recent_runs(services, site.fleet.admin_id, site.fleet.organisation_id)
+    assert len(runs) == 1

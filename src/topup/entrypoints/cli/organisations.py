@@ -323,12 +323,23 @@ def bulk_renew(
     async def go(application: Application) -> tuple[RunProgress, list[BulkLine]]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        from topup.domain.errors import TopupError
         from topup.services.activation import run_due_jobs
 
         services = application.services
-        started = await bulk.start_run_as_operator(
-            services, organisation, text, renew_again=renew_again
-        )
+        try:  # the total printed above, or nothing is started
+            started = await bulk.start_run_as_operator(
+                services, organisation, text, renew_again=renew_again, shown_total=checked.total
+            )
+        except TopupError as error:
+            if error.code == "bulk_total_changed" and not as_json:
+                console().print("the lines' check changed since the one above; it is now:")
+                _print_dry_run(
+                    await bulk.dry_run_as_operator(
+                        services, organisation, text, renew_again=renew_again
+                    )
+                )
+            raise
         progress_now = await bulk.run_progress(services, None, organisation, started.id)
         with Progress(
             "[progress.description]{task.description}",

@@ -38,7 +38,13 @@ from zoneinfo import ZoneInfo
 from topup.domain.card_events import validity_period
 from topup.domain.card_number import CardNumberKind, parse_card_number
 from topup.domain.cards import Card, check_renewable
-from topup.domain.errors import ConflictError, InvariantError, NotFoundError, TopupError
+from topup.domain.errors import (
+    ConflictError,
+    InputError,
+    InvariantError,
+    NotFoundError,
+    TopupError,
+)
 from topup.domain.fleets import (
     BulkLine,
     BulkLineOutcome,
@@ -311,6 +317,29 @@ def payment_card_missing() -> ConflictError:
     )
 
 
+def _amount_text(amount: Money) -> str:
+    return f"{amount.currency} {amount.decimal_text()}"
+
+
+def total_changed(shown: Money, total: Money) -> ConflictError:
+    shown_text, total_text = _amount_text(shown), _amount_text(total)
+    return ConflictError(
+        f"the check now totals {total_text}, not the {shown_text} shown: check it, start again",
+        code="bulk_total_changed",
+        field="lines",
+        params={"shown": shown_text, "total": total_text},
+    )
+
+
+def total_missing() -> InputError:
+    return InputError(
+        "Start renews the total the check showed; this start carries none: check the lines first",
+        code="bulk_total_missing",
+        field="lines",
+        params={},
+    )
+
+
 async def _start(
     services: Services,
     uow: UnitOfWork,
@@ -318,13 +347,16 @@ async def _start(
     text: str,
     *,
     created_by: str,
+    shown_total: Money | None = None,
     generation: int = 0,
     retry_of: str | None = None,
     run_id: str | None = None,
     renew_again: bool = False,
 ) -> BulkRun:
     """Write the run and its lines. With ``run_id`` (a start key's, or a retry's), a run of
-    that id written already (a double click, a second tab) is given back and nothing is added."""
+    that id written already (a double click, a second tab) is given back and nothing is added.
+    With ``shown_total`` (what the dry run the admin saw totalled), a check that now totals
+    anything else (a price changed, a line now refused) is refused: ``bulk_total_changed``."""
     if run_id is not None:
         made = await uow.bulk_renewals.get_run(run_id)
         if made is not None:
@@ -334,6 +366,8 @@ async def _start(
     )
     if checked.payment_card is None:
         raise payment_card_missing()
+    if shown_total is not None and shown_total != checked.total:
+        raise total_changed(shown_total, checked.total)
     if checked.accepted == 0:
         raise ConflictError(
             "no line of this bulk renewal can be renewed; correct the lines and check again",
@@ -397,14 +431,20 @@ async def start_run(
     *,
     start_key: str | None = None,
     renew_again: bool = False,
+    shown_total: Money | None = None,
+    require_shown_total: bool = False,
 ) -> BulkRun:
     """Check the lines again and start the run in the background (owners and admins). With a
-    ``start_key`` (issued with the dry run's form), starting again gives back the same run."""
+    ``start_key`` (issued with the dry run's form), starting again gives back the same run;
+    with ``shown_total`` (the dry run's total the admin saw), a changed total is refused, and
+    with ``require_shown_total`` (the page's Start) a start without one."""
     run_id = None
     if start_key:
         run_id = run_id_of(organisation_id, account_id, start_key[:START_KEY_LENGTH_MAX])
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
+        if require_shown_total and shown_total is None:
+            raise total_missing()
         run = await _start(
             services,
             uow,
@@ -413,18 +453,31 @@ async def start_run(
             created_by=account_id,
             run_id=run_id,
             renew_again=renew_again,
+            shown_total=shown_total,
         )
         await uow.commit()
     return run
 
 
 async def start_run_as_operator(
-    services: Services, organisation_id: str, text: str, *, renew_again: bool = False
+    services: Services,
+    organisation_id: str,
+    text: str,
+    *,
+    renew_again: bool = False,
+    shown_total: Money | None = None,
 ) -> BulkRun:
-    """The operator's command line starts a run for an organisation."""
+    """The operator's command line starts a run for an organisation (``shown_total``: the
+    total its dry run printed; another is refused)."""
     async with services.unit_of_work() as uow:
         run = await _start(
-            services, uow, organisation_id, text, created_by=OPERATOR, renew_again=renew_again
+            services,
+            uow,
+            organisation_id,
+            text,
+            created_by=OPERATOR,
+            renew_again=renew_again,
+            shown_total=shown_total,
         )
         await uow.commit()
     return run

@@ -253,6 +253,7 @@ def _upgrade_auto_renewal() -> None:
         sa.Column("problem", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("paid_by_organisation_id", sa.String(length=36), nullable=True),
         sa.ForeignKeyConstraint(
             ["card_id"], ["cards.id"], name=op.f("fk_auto_renewal_attempts_card_id_cards")
         ),
@@ -300,6 +301,11 @@ def _upgrade_auto_renewal() -> None:
     )
     op.create_index("ix_auto_top_ups_card_id_at", "auto_top_ups", ["card_id", "at"])
     op.create_index("ix_auto_top_ups_status_at", "auto_top_ups", ["status", "at"])
+    op.create_index(
+        "ix_auto_renewal_attempts_paid_by_organisation_id_created_at",
+        "auto_renewal_attempts",
+        ["paid_by_organisation_id", "created_at"],
+    )
 
 
 def _downgrade_auto_renewal() -> None:
@@ -307,6 +313,10 @@ def _downgrade_auto_renewal() -> None:
     op.drop_index("ix_auto_top_ups_card_id_at", table_name="auto_top_ups")
     op.drop_table("auto_top_ups")
     op.drop_table("auto_renewal_prechecks")
+    op.drop_index(
+        "ix_auto_renewal_attempts_paid_by_organisation_id_created_at",
+        table_name="auto_renewal_attempts",
+    )
     op.drop_table("auto_renewal_attempts")
     op.drop_index("ix_auto_renewals_enabled_next_check_at", table_name="auto_renewals")
     op.drop_table("auto_renewals")

@@ -5,6 +5,7 @@ invoice numbers stay unique and sequential when issued concurrently."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -18,11 +19,15 @@ from sqlalchemy.engine import make_url
 from tests import conftest
 from tests.conftest import AppFactory
 from tests.e2e.commands import topup_executable
-from tests.fleets import lines_of, make_fleet, work_bulk
+from tests.fleets import PLAN, lines_of, make_fleet, work_bulk
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
+from topup.domain.auto_renewal import SetterKind
 from topup.domain.errors import TopupError
 from topup.domain.fleets import BulkLineStatus
+from topup.entrypoints.worker import work_once
+from topup.ports import PaymentCardDetails
+from topup.services import auto_renewal, saved_payment_cards
 from topup.services.demo import load_demo
 from topup.services.fleets import bulk, invoices, policy
 from topup.settings import LimitSettings
@@ -282,3 +287,69 @@ async def test_policy_requests_run_one_at_a_time_and_two_workers_apply_one_once(
         "plan_unknown",
         {"plan": "nope"},
     )
+
+
+def completed_renewals(database_url: str, card_id: str) -> list[str]:
+    engine = _sync_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(t.renewals.c.id).where(
+                    t.renewals.c.card_id == card_id, t.renewals.c.status == "completed"
+                )
+            )
+            return [row[0] for row in rows]
+    finally:
+        engine.dispose()
+
+
+async def test_the_invoice_lists_auto_renewals_charged_to_the_organisation_only(
+    make_app: AppFactory, database_url: str
+) -> None:
+    clock = FixedClock(conftest.START)
+    application = make_app(clock=clock)
+    services = application.services
+    await load_demo(services)
+    fleet = await make_fleet(services, cards=2)
+    organisation = fleet.organisation_id
+    async with services.unit_of_work() as uow:
+        cards = await uow.cards.by_numbers(msisdns=fleet.msisdns, iccids=[])
+        subscribers, policys = sorted(cards, key=lambda card: card.msisdn)
+        await uow.accounts.link_card(fleet.outsider_id, subscribers.id, at=clock.now())
+        await uow.commit()
+    token = await services.gateway.tokenize(PaymentCardDetails("5555555555554444", 12, 2030, "123"))
+    own = await saved_payment_cards.save_payment_token(services, fleet.outsider_id, token.token)
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=subscribers.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.saved_card(fleet.outsider_id, own.id),
+        set_by=auto_renewal.SetBy(SetterKind.ACCOUNT, fleet.outsider_id),
+    )
+
+    async def charged(card_id: str) -> str:
+        coming = await auto_renewal.upcoming_auto_renewals(
+            services, due_before=clock.now() + dt.timedelta(days=60), limit=100
+        )
+        [charge_at] = [each.charge_at for each in coming if each.card_id == card_id]
+        clock.set(charge_at)
+        for _ in range(20):
+            if not await work_once(services):
+                break
+        [renewal_id] = completed_renewals(database_url, card_id)
+        return renewal_id
+
+    paid_by_subscriber = await charged(subscribers.id)
+    await policy.request_fleet_policy(
+        services, fleet.admin_id, organisation, policy.PolicyChoice.one_plan(PLAN)
+    )
+    while await policy.process_policy_requests(services):
+        pass
+    paid_by_organisation = await charged(policys.id)
+    month = f"{clock.now().astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
+
+    document = await invoices.issue_invoice(services, fleet.viewer_id, organisation, month)
+
+    listed = [renewal.renewal_id for renewal in document.renewals]
+    assert listed == [paid_by_organisation] and paid_by_subscriber not in listed
+    assert document.invoice.gross.minor == 1000

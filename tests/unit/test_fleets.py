@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,7 +22,8 @@ from topup.domain.fleets import (
 )
 from topup.domain.money import Money
 from topup.domain.renewal import RenewalStatus
-from topup.services import auto_renewal
+from topup.ports import PaymentCardDetails
+from topup.services import auto_renewal, saved_payment_cards
 from topup.services.fleets import bulk, invoices, organisations, policy
 from topup.settings import LimitSettings
 
@@ -639,3 +641,60 @@ async def test_start_refuses_a_total_other_than_the_one_the_admin_saw() -> None:
         services, fleet.admin_id, fleet.organisation_id, text, shown_total=again.total
     )
     assert run.total.minor == 3000
+
+
+async def _charge_auto_renewal(fakes: OnFakes, card_id: str) -> str:
+    """Let the card's auto-renewal charge come and be applied; its renewal's id."""
+    services = fakes.services
+    coming = await auto_renewal.upcoming_auto_renewals(
+        services, due_before=services.clock.now() + dt.timedelta(days=60), limit=100
+    )
+    [charge_at] = [each.charge_at for each in coming if each.card_id == card_id]
+    fakes.clock.set(charge_at)
+    await fakes.drain()
+    [renewal] = [
+        r
+        for r in fakes.committed.renewals.values()
+        if r.card_id == card_id and r.status is RenewalStatus.COMPLETED
+    ]
+    return renewal.id
+
+
+async def test_the_invoice_lists_the_fleet_policys_auto_renewals_not_a_subscribers_own() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services, organisation = fakes.services, fleet.organisation_id
+    ids = {card.msisdn: card.id for card in fakes.committed.cards.values()}
+    subscribers, policys = ids[fleet.msisdns[0]], ids[fleet.msisdns[1]]
+    # The subscriber of the first card set auto-renewal with their own payment card before the
+    # card joined the fleet; it charges them once.
+    subscriber = fleet.outsider_id
+    fakes.committed.card_links[(subscriber, subscribers)] = services.clock.now()
+    token = await services.gateway.tokenize(PaymentCardDetails("5555555555554444", 12, 2030, "123"))
+    own = await saved_payment_cards.save_payment_token(services, subscriber, token.token)
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=subscribers,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.saved_card(subscriber, own.id),
+        set_by=auto_renewal.SetBy(SetterKind.ACCOUNT, subscriber),
+    )
+    paid_by_subscriber = await _charge_auto_renewal(fakes, subscribers)
+    # Then the fleet's policy (the organisation's payment card) for every card; the second
+    # card's charge comes under it.
+    await _apply(fakes, fleet.admin_id, organisation, PLAN)
+    paid_by_organisation = await _charge_auto_renewal(fakes, policys)
+    month = f"{services.clock.now().astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
+
+    document = await invoices.issue_invoice(services, fleet.viewer_id, organisation, month)
+
+    listed = [renewal.renewal_id for renewal in document.renewals]
+    assert listed == [paid_by_organisation], (listed, paid_by_subscriber)
+    assert document.invoice.gross.minor == 1000
+    async with services.unit_of_work() as uow:
+        spent = await uow.organisations.spend(
+            organisation,
+            since=services.clock.now() - dt.timedelta(days=30),
+            until=services.clock.now() + dt.timedelta(days=1),
+        )
+    assert spent == 1000

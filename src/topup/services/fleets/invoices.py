@@ -1,5 +1,6 @@
-"""Monthly consolidated invoices: all the renewals an organisation's bulk renewals paid for in a
-month (the operator's time zone), with the tax the operator profile defines (``[tax]``), as a PDF
+"""Monthly consolidated invoices: all the renewals an organisation paid for in a month (the
+operator's time zone): its bulk renewals' and the auto-renewals charged to it (its fleet policy's,
+or paid with its payment card), with the tax the operator profile defines (``[tax]``), as a PDF
 in the organisation's language (drawn by the ``ReceiptDrawer`` port, as receipts are).
 
 Numbers are sequential per organisation and month (``invoice_number``) and unique in the

@@ -8,16 +8,19 @@ What it does, in order:
    loads the demo plans, ``2 x --lines`` prepaid cards, an organisation owning the first half, its
    owner's account and a saved payment card (the sandbox's 4242 test card);
 2. bulk renewal: from the upload's text to a finished run — the dry run and the run's rows
-   (``start_run``), then the worker's pass (``process_bulk_lines``, in this process) until every
-   line is paid; each line is a renewal of its own (``renewals.renew``: group-committed intake,
-   the gateway called with no transaction open, group-committed outcomes);
+   (``start_run``), then the worker's passes in this process (``process_bulk_lines``, then the
+   jobs' ``run_due_jobs`` applying the paid renewals to the sandbox network) until every line
+   is renewed (its renewal completed); each line is a renewal of its own (``renewals.renew``:
+   group-committed intake, the gateway called with no transaction open, group-committed
+   outcomes);
 3. references, on the other half of the cards: (a) the same number of renewals through the
    existing API batch path — ``renew`` called by ``--concurrency`` concurrent callers (what a
    partner's API batch does), and (b) the single-line rate: ``--single`` renewals one after the
    other, times the number of lines;
 4. prints seconds, lines/s and the ratios, then drops the database.
 
-Activation (the network) is not part of the figures: a line is done once its renewal is paid.
+Activation is part of the bulk figure (a line is done once its renewal is applied; the sandbox
+network answers at once, ``network_delay_s`` 0); the API references stop once renewals are paid.
 A benchmark prints figures, it asserts nothing; the issue's target is <= 60 s.
 """
 
@@ -45,6 +48,7 @@ from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.money import Money
 from topup.entrypoints import runtime
 from topup.ports import PaymentCardDetails
+from topup.services.activation import run_due_jobs
 from topup.services.demo import demo_plans, iccid_for
 from topup.services.fleets import bulk, organisations
 from topup.services.renewals import RenewalRequest, renew
@@ -177,7 +181,8 @@ async def bench(options: Options, database_url: str, key: str) -> dict[str, floa
         run = await bulk.start_run_as_operator(services, made.id, text)
         accepted_s = time.monotonic() - started
         while not (await bulk.run_progress(services, None, made.id, run.id)).finished:
-            if not await bulk.process_bulk_lines(services):
+            done = await bulk.process_bulk_lines(services) + await run_due_jobs(services)
+            if not done:
                 await asyncio.sleep(0.05)
         bulk_s = time.monotonic() - started
         final = await bulk.run_progress(services, None, made.id, run.id)
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{options.concurrency} in flight, {options.batch} leased at once (PostgreSQL)"
     )
     rows = [
-        ("bulk renewal (upload to finished run)", figures["bulk_s"]),
+        ("bulk renewal (upload to every line applied)", figures["bulk_s"]),
         ("  of which the dry run and the run's rows", figures["accepted_s"]),
         (f"reference: {lines} renewals, API batch path", figures["api_s"]),
         (f"reference: single-line rate x {lines}", figures["single_s"]),

@@ -11,9 +11,10 @@ from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.fleets import MemberRole
 from topup.domain.money import Money
 from topup.ports import PaymentCardDetails
+from topup.services.activation import run_due_jobs
 from topup.services.context import Services
 from topup.services.demo import iccid_for
-from topup.services.fleets import organisations
+from topup.services.fleets import bulk, organisations
 
 PAYMENT_CARD = PaymentCardDetails("4242424242424242", 12, 2030, "123")
 DECLINED_PAYMENT_CARD = PaymentCardDetails("4000000000000002", 12, 2030, "123")
@@ -106,3 +107,9 @@ async def make_fleet(
 
 def lines_of(msisdns: list[str], plan: str = PLAN) -> str:
     return "number,plan\n" + "\n".join(f"{msisdn},{plan}" for msisdn in msisdns) + "\n"
+
+
+async def work_bulk(services: Services) -> int:
+    """One worker round for bulk renewals: its lines' pass, then the jobs' (the activations of
+    the renewals it paid: a line succeeds once its renewal is applied). Things done."""
+    return await bulk.process_bulk_lines(services) + await run_due_jobs(services)

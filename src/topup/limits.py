@@ -119,6 +119,8 @@ class FleetLimits:
     bulk_concurrency: int
     bulk_line_lease_s: float
     bulk_waiting_recheck_s: float
+    bulk_activation_recheck_s: float  # a line whose renewal is being applied: first look again
+    bulk_renewed_recently_s: float  # a card on a bulk renewal this recently: not again unasked
     bulk_line_attempts_max: int
     fleet_page_size: int
     fleet_near_expiry_days: int

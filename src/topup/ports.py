@@ -925,6 +925,14 @@ class BulkRenewalRepository(Protocol):
         """Mark finished those of these runs that have no open line left; returns them."""
         ...
 
+    async def renewed_recently(
+        self, organisation_id: str, card_ids: Sequence[str], *, since: dt.datetime
+    ) -> dict[str, dt.datetime]:
+        """Of these cards, those on a line of one of the organisation's runs started at or after
+        ``since`` that is not failed or rejected (pending, leased, waiting or succeeded), each
+        with the latest such run's start (by the index on the lines' card)."""
+        ...
+
 
 # --- reminders (issue 11) ---
 

@@ -100,13 +100,19 @@ class LimitSettings(BaseSettings):
     # Fleets: lines in one bulk renewal; lines a worker leases at once (each batch's renewals are
     # group-committed) and renewals in flight at once against the gateway; how long a leased line
     # is hidden from other workers (a killed worker's lines are taken again after it), and when a
-    # line whose payment's outcome is not known yet is looked at again. The fleet page's size,
+    # line whose payment's outcome is not known yet is looked at again (a line whose renewal is
+    # paid and being applied: first after bulk_activation_recheck_s, then twice as long each
+    # time up to bulk_waiting_recheck_s). The fleet page's size,
     # what "near expiry" means, the most rows one CSV export or invoice holds.
     bulk_lines_max: int = Field(20_000, ge=1, le=1_000_000)
     bulk_batch_size: int = Field(1000, ge=1, le=10_000)
     bulk_concurrency: int = Field(128, ge=1, le=1000)
     bulk_line_lease_s: float = Field(120.0, gt=0)
     bulk_waiting_recheck_s: float = Field(30.0, gt=0)
+    bulk_activation_recheck_s: float = Field(1.0, gt=0)
+    # A card on a line of a bulk renewal this recently (pending, waiting or succeeded) is left
+    # out of the next upload's run unless the admin asks to renew it again.
+    bulk_renewed_recently_s: float = Field(86_400.0, ge=0, le=31 * 86_400)
     bulk_line_attempts_max: int = Field(8, ge=1, le=100)  # a line refused for a passing reason
     fleet_page_size: int = Field(50, ge=1, le=500)
     fleet_near_expiry_days: int = Field(7, ge=1, le=365)

@@ -131,6 +131,24 @@ def test_a_fleet_admin_uploads_a_csv_watches_the_progress_and_downloads_the_resu
     assert rows[2]["error_code"] == "card_expired"
     assert rows[2]["message"].startswith("This data card has expired")  # why, in words
 
+    # The same file again: its cards were renewed recently and are left out, unless the admin
+    # asks to renew them again (a new check, with its own total and Start).
+    admin.goto(f"/organisations/{organisation}/bulk-renewals")
+    admin.locator("#file").set_input_files(str(upload))
+    admin.locator("form[action$='/bulk-renewals/check'] button[type=submit]").click()
+    admin.wait_for_url("**/bulk-renewals/check")
+    main = admin.locator("main").inner_text()
+    assert "renewed recently, left out" in main and "already renewed by a bulk renewal" in main
+    assert admin.locator("form[action$='/bulk-renewals/start']").count() == 0
+    axe_check(admin)
+    screenshots(admin, "bulk-dry-run-renewed-recently")
+    admin.locator("input[name=renew_again]").check()
+    admin.locator("form.fleet-renew-again button[type=submit]").click()
+    admin.wait_for_url("**/bulk-renewals/check")
+    assert "as you asked" in admin.locator("main").inner_text()
+    assert admin.locator("form[action$='/bulk-renewals/start']").count() == 1
+    screenshots(admin, "bulk-dry-run-renew-again")
+
     # A viewer, in Chinese on a phone: the same run, no start or retry buttons.
     viewer_email = _email()
     viewer = new_page(locale="zh-CN", phone=True)
@@ -153,8 +171,11 @@ def test_a_fleet_admin_uploads_a_csv_watches_the_progress_and_downloads_the_resu
     viewer.locator("form[action$='/bulk-renewals/check'] button[type=submit]").click()
     viewer.wait_for_url("**/bulk-renewals/check")
     assert viewer.locator("form[action$='/bulk-renewals/start']").count() == 0
-    # The lines are checked in Chinese (renewed a period further, they could be renewed again).
-    assert "可以续费" in viewer.locator("main").inner_text()
+    # The lines are checked in Chinese: renewed recently by the run above, left out (a viewer
+    # is not offered to renew them again).
+    shown = viewer.locator("main").inner_text()
+    assert "最近已续费，不包含在内" in shown and "已在" in shown
+    assert viewer.locator("input[name=renew_again]").count() == 0
     axe_check(viewer)
     screenshots(viewer, "bulk-dry-run-zh")
 

@@ -5,11 +5,13 @@ invoice numbers stay unique and sequential when issued concurrently."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
@@ -17,11 +19,15 @@ from sqlalchemy.engine import make_url
 from tests import conftest
 from tests.conftest import AppFactory
 from tests.e2e.commands import topup_executable
-from tests.fleets import lines_of, make_fleet
+from tests.fleets import PLAN, lines_of, make_fleet, work_bulk
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
+from topup.domain.auto_renewal import SetterKind
 from topup.domain.errors import TopupError
 from topup.domain.fleets import BulkLineStatus
+from topup.entrypoints.worker import work_once
+from topup.ports import PaymentCardDetails
+from topup.services import auto_renewal, saved_payment_cards
 from topup.services.demo import load_demo
 from topup.services.fleets import bulk, invoices, policy
 from topup.settings import LimitSettings
@@ -69,7 +75,7 @@ async def drain(*applications_services: object, run_ids: list[str], organisation
 
     async def worker(services: object) -> None:
         for _ in range(200):
-            done = await bulk.process_bulk_lines(services)  # type: ignore[arg-type]
+            done = await work_bulk(services)  # type: ignore[arg-type]
             finished = [
                 (await bulk.run_progress(services, None, organisation_id, run_id)).finished  # type: ignore[arg-type]
                 for run_id in run_ids
@@ -90,7 +96,10 @@ async def test_the_same_file_uploaded_twice_renews_nothing_twice(make_app: AppFa
     fleet = await make_fleet(first.services, cards=30)
     text = lines_of(fleet.msisdns)
     one = await bulk.start_run(first.services, fleet.admin_id, fleet.organisation_id, text)
-    two = await bulk.start_run(second.services, fleet.owner_id, fleet.organisation_id, text)
+    # Started again before the first is worked on (the owner insists): the same keys.
+    two = await bulk.start_run(
+        second.services, fleet.owner_id, fleet.organisation_id, text, renew_again=True
+    )
     await drain(
         first.services,
         second.services,
@@ -104,9 +113,22 @@ async def test_the_same_file_uploaded_twice_renews_nothing_twice(make_app: AppFa
     async with first.services.unit_of_work() as uow:
         renewals = await uow.renewals.get_many([line.renewal_id or "" for line in lines_one])
     assert len(renewals) == 30 and len({r.card_id for r in renewals.values()}) == 30
-    # After the run, the same file again: its dry run says every line is renewed already.
+    # After the run (its renewals applied: the cards' periods, and keys, moved on), the same
+    # file again: the database finds every card on a recent run; nothing to renew.
     checked = await bulk.dry_run(first.services, fleet.viewer_id, fleet.organisation_id, text)
-    assert checked.already_renewed == 30 and checked.total.is_zero
+    assert checked.renewed_recently == 30 and checked.total.is_zero
+    started = two.created_at.astimezone(ZoneInfo(first.services.profile.time_zone))
+    assert {line.problem_params["renewed_at"] for line in checked.lines} == {
+        f"{started:%Y-%m-%d %H:%M}"  # the latest run's start, in the operator's time
+    }
+    asked = await bulk.dry_run(
+        first.services, fleet.viewer_id, fleet.organisation_id, text, renew_again=True
+    )
+    assert asked.accepted == 30 and asked.already_renewed == 0 and asked.total.minor == 30 * 1000
+    # Another organisation's runs, and runs older than the limit, do not count.
+    CLOCK.advance(first.services.limits.fleets.bulk_renewed_recently_s)
+    later = await bulk.dry_run(first.services, fleet.viewer_id, fleet.organisation_id, text)
+    assert later.renewed_recently == 0 and later.accepted == 30
 
 
 async def test_two_workers_share_one_run_and_renew_each_line_once(make_app: AppFactory) -> None:
@@ -123,7 +145,8 @@ async def test_two_workers_share_one_run_and_renew_each_line_once(make_app: AppF
     lines = await bulk.result_lines(first.services, None, fleet.organisation_id, run.id)
     assert {line.status for line in lines} == {BulkLineStatus.SUCCEEDED}
     assert len({line.renewal_id for line in lines}) == 60
-    assert all(line.attempts == 1 for line in lines)  # no line taken by both workers
+    # Each line taken twice (renewed, then found applied), never by both workers at once.
+    assert all(line.attempts == 2 for line in lines)
 
 
 async def test_invoice_numbers_are_sequential_and_unique_when_issued_at_once(
@@ -264,3 +287,69 @@ async def test_policy_requests_run_one_at_a_time_and_two_workers_apply_one_once(
         "plan_unknown",
         {"plan": "nope"},
     )
+
+
+def completed_renewals(database_url: str, card_id: str) -> list[str]:
+    engine = _sync_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(t.renewals.c.id).where(
+                    t.renewals.c.card_id == card_id, t.renewals.c.status == "completed"
+                )
+            )
+            return [row[0] for row in rows]
+    finally:
+        engine.dispose()
+
+
+async def test_the_invoice_lists_auto_renewals_charged_to_the_organisation_only(
+    make_app: AppFactory, database_url: str
+) -> None:
+    clock = FixedClock(conftest.START)
+    application = make_app(clock=clock)
+    services = application.services
+    await load_demo(services)
+    fleet = await make_fleet(services, cards=2)
+    organisation = fleet.organisation_id
+    async with services.unit_of_work() as uow:
+        cards = await uow.cards.by_numbers(msisdns=fleet.msisdns, iccids=[])
+        subscribers, policys = sorted(cards, key=lambda card: card.msisdn)
+        await uow.accounts.link_card(fleet.outsider_id, subscribers.id, at=clock.now())
+        await uow.commit()
+    token = await services.gateway.tokenize(PaymentCardDetails("5555555555554444", 12, 2030, "123"))
+    own = await saved_payment_cards.save_payment_token(services, fleet.outsider_id, token.token)
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=subscribers.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.saved_card(fleet.outsider_id, own.id),
+        set_by=auto_renewal.SetBy(SetterKind.ACCOUNT, fleet.outsider_id),
+    )
+
+    async def charged(card_id: str) -> str:
+        coming = await auto_renewal.upcoming_auto_renewals(
+            services, due_before=clock.now() + dt.timedelta(days=60), limit=100
+        )
+        [charge_at] = [each.charge_at for each in coming if each.card_id == card_id]
+        clock.set(charge_at)
+        for _ in range(20):
+            if not await work_once(services):
+                break
+        [renewal_id] = completed_renewals(database_url, card_id)
+        return renewal_id
+
+    paid_by_subscriber = await charged(subscribers.id)
+    await policy.request_fleet_policy(
+        services, fleet.admin_id, organisation, policy.PolicyChoice.one_plan(PLAN)
+    )
+    while await policy.process_policy_requests(services):
+        pass
+    paid_by_organisation = await charged(policys.id)
+    month = f"{clock.now().astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
+
+    document = await invoices.issue_invoice(services, fleet.viewer_id, organisation, month)
+
+    listed = [renewal.renewal_id for renewal in document.renewals]
+    assert listed == [paid_by_organisation] and paid_by_subscriber not in listed
+    assert document.invoice.gross.minor == 1000

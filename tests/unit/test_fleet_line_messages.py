@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from tests.fleets import PLAN, Fleet, make_fleet
+from tests.fleets import PLAN, Fleet, make_fleet, work_bulk
 from tests.unit.fakes import OnFakes, on_fakes
 from topup.adapters import messages
 from topup.adapters.gateways import sandbox
@@ -51,7 +51,7 @@ EXPECTED_CODES = {
 
 async def _drain(fakes: OnFakes) -> None:
     for _ in range(20):
-        await bulk.process_bulk_lines(fakes.services)
+        await work_bulk(fakes.services)
         if not any(line.status.is_open for line, _ in fakes.committed.bulk_lines.values()):
             return
         fakes.clock.advance(fakes.services.limits.fleets.bulk_waiting_recheck_s + 1)

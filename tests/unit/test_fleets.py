@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.fleets import PLAN, lines_of, make_fleet
+from tests.fleets import PLAN, add_cards, lines_of, make_fleet, work_bulk
 from tests.unit.fakes import OnFakes, on_fakes
 from topup.domain.auto_renewal import SetterKind
 from topup.domain.errors import InputError, NotFoundError, TopupError
@@ -19,7 +20,10 @@ from topup.domain.fleets import (
     bulk_line_key,
     parse_bulk_text,
 )
-from topup.services import auto_renewal
+from topup.domain.money import Money
+from topup.domain.renewal import RenewalStatus
+from topup.ports import PaymentCardDetails
+from topup.services import auto_renewal, saved_payment_cards
 from topup.services.fleets import bulk, invoices, organisations, policy
 from topup.settings import LimitSettings
 
@@ -27,7 +31,7 @@ from topup.settings import LimitSettings
 async def drain(fakes: OnFakes) -> None:
     """Process lines until none is open, letting waiting lines' recheck times come."""
     for _ in range(20):
-        await bulk.process_bulk_lines(fakes.services)
+        await work_bulk(fakes.services)
         if not any(line.status.is_open for line, _ in fakes.committed.bulk_lines.values()):
             return
         fakes.clock.advance(fakes.services.limits.fleets.bulk_waiting_recheck_s + 1)
@@ -180,7 +184,10 @@ async def test_a_run_renews_each_line_once_and_the_same_file_again_renews_nothin
     services = fakes.services
     text = lines_of(fleet.msisdns) + f"{fleet.msisdns[0]},{PLAN}\n"  # a duplicate line
     run = await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
-    again = await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    # Started again at once, asking to renew them again: the same keys, the same renewals.
+    again = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, renew_again=True
+    )
     await drain(fakes)
     for made in (run, again):
         lines = await bulk.result_lines(services, None, fleet.organisation_id, made.id)
@@ -195,6 +202,43 @@ async def test_a_run_renews_each_line_once_and_the_same_file_again_renews_nothin
     assert len(payments) == 4 and all(payment.merchant_initiated for payment in payments)
     progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
     assert progress.finished and progress.percent == 100
+
+
+async def test_the_same_file_after_its_renewals_are_applied_leaves_its_cards_out_unless_asked() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    services = fakes.services
+    text = lines_of(fleet.msisdns)
+    await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    await drain(fakes)  # renewed: each card's validity period moved on (its key with it)
+    fakes.clock.advance(3600)
+
+    checked = await bulk.dry_run(services, fleet.viewer_id, fleet.organisation_id, text)
+
+    assert [line.problem for line in checked.lines] == ["bulk_line_renewed_recently"] * 3
+    assert checked.lines[0].problem_params == {"renewed_at": "2026-11-25 16:00"}  # MYT
+    assert (checked.renewed_recently, checked.accepted, checked.total.minor) == (3, 0, 0)
+    with pytest.raises(TopupError) as refused:
+        await bulk.start_run(services, fleet.admin_id, fleet.organisation_id, text)
+    assert refused.value.code == "bulk_nothing_to_renew"
+    # Asked to renew them again: checked as any other line, renewed once more.
+    asked = await bulk.dry_run(
+        services, fleet.viewer_id, fleet.organisation_id, text, renew_again=True
+    )
+    assert (asked.renewed_recently, asked.accepted, asked.total.minor) == (0, 3, 3 * 1000)
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, renew_again=True
+    )
+    await drain(fakes)
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert {line.status for line in lines} == {BulkLineStatus.SUCCEEDED}
+    assert len(fakes.committed.renewals) == 6
+    # A day later the cards are the upload's again; a failed line never held its card.
+    fakes.clock.advance(services.limits.fleets.bulk_renewed_recently_s)
+    later = await bulk.dry_run(services, fleet.viewer_id, fleet.organisation_id, text)
+    assert (later.renewed_recently, later.accepted) == (0, 3)
 
 
 async def test_only_the_failed_lines_are_retried_with_new_keys() -> None:
@@ -237,8 +281,8 @@ async def test_starting_twice_with_one_start_key_makes_one_run() -> None:
     again = await bulk.start_run(
         services, fleet.admin_id, fleet.organisation_id, text, start_key="k1"
     )
-    other = await bulk.start_run(
-        services, fleet.admin_id, fleet.organisation_id, text, start_key="k2"
+    other = await bulk.start_run(  # (its cards are on the first run: asked to renew again)
+        services, fleet.admin_id, fleet.organisation_id, text, start_key="k2", renew_again=True
     )
     assert first.id == again.id != other.id
     assert len(fakes.committed.bulk_runs) == 2
@@ -451,3 +495,206 @@ async def test_an_organisations_card_is_the_organisations_to_set_and_its_changes
         "set_by_name": "Fleet Sdn Bhd",
         "replaced": "account",
     }
+
+
+async def test_a_line_succeeds_once_its_renewal_is_applied_and_fails_if_it_is_refunded() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    # The sandbox network refuses a number ending in 0000: its paid renewal is refunded.
+    [refused] = await add_cards(services, 1, first=10_000)
+    assert refused.endswith("0000")
+    await organisations.import_cards(services, fleet.organisation_id, [refused])
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, lines_of([fleet.msisdns[0], refused])
+    )
+
+    await bulk.process_bulk_lines(services)  # both paid; nothing applied yet
+
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [line.status for line in lines] == [BulkLineStatus.WAITING] * 2
+    assert all(line.renewal_id for line in lines)
+    progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
+    assert progress.done == 0 and not progress.finished
+    await drain(fakes)
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [(line.status, line.error_code) for line in lines] == [
+        (BulkLineStatus.SUCCEEDED, None),
+        (BulkLineStatus.FAILED, "bulk_line_refunded"),
+    ]
+    statuses = {r.id: r.status for r in fakes.committed.renewals.values()}
+    assert [statuses[line.renewal_id or ""] for line in lines] == [
+        RenewalStatus.COMPLETED,
+        RenewalStatus.REFUNDED,
+    ]
+    progress = await bulk.run_progress(services, None, fleet.organisation_id, run.id)
+    assert progress.finished and (progress.count("succeeded"), progress.count("failed")) == (1, 1)
+    assert len(fakes.gateway.charges) == 2  # looked at again, never charged again
+
+
+async def test_a_line_naming_a_card_outside_the_organisation_shows_only_what_was_typed() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    by_msisdn = {card.msisdn: card for card in fakes.committed.cards.values()}
+    theirs = by_msisdn[fleet.other_msisdns[0]]  # another organisation's card
+    [nobodys_msisdn] = await add_cards(services, 1, first=500)  # in no organisation
+    nobodys = next(c for c in fakes.committed.cards.values() if c.msisdn == nobodys_msisdn)
+    typed = [theirs.iccid, nobodys.iccid, "0" + nobodys_msisdn[3:]]
+    text = "".join(f"{number},{PLAN}\n" for number in typed)
+
+    checked = await bulk.dry_run(services, fleet.viewer_id, fleet.organisation_id, text)
+
+    assert [(line.number, line.card_id, line.problem) for line in checked.lines] == [
+        (number, None, "card_not_in_organisation") for number in typed
+    ]
+    shown = repr(checked)
+    assert theirs.msisdn not in shown and nobodys_msisdn not in shown and theirs.id not in shown
+    # And started anyway (another line is fine), the run's lines keep only what was typed too.
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text + f"{fleet.msisdns[0]},{PLAN}\n"
+    )
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [line.number for line in lines[:3]] == typed
+    assert {line.card_id for line in lines[:3]} == {None}
+
+
+async def test_an_invoice_month_is_bounded_and_read_only_for_a_member() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services, organisation = fakes.services, fleet.organisation_id
+    codes = {}
+    for month in ("9999-12", "0000-01", "1999-12", "2026-12", "2026-13", "2026-00", "26-1", ""):
+        with pytest.raises((InputError, NotFoundError)) as refused:
+            await invoices.issue_invoice(services, fleet.viewer_id, organisation, month)
+        codes[month] = refused.value.code
+    assert codes == {
+        "9999-12": "invoice_month_out_of_range",
+        "0000-01": "invoice_month_out_of_range",
+        "1999-12": "invoice_month_out_of_range",
+        "2026-12": "invoice_month_out_of_range",  # not begun (the clock is in 2026-11)
+        "2026-13": "month_invalid",
+        "2026-00": "month_invalid",
+        "26-1": "month_invalid",
+        "": "month_invalid",
+    }
+    issued = await invoices.issue_invoice(services, fleet.viewer_id, organisation, "2000-01")
+    assert issued.invoice.renewals_count == 0
+    # Membership first: the outsider learns nothing about the month either.
+    for call in (
+        invoices.issue_invoice(services, fleet.outsider_id, organisation, "9999-12"),
+        invoices.issue_invoice(services, fleet.outsider_id, organisation, "nonsense"),
+        invoices.issue_invoice(services, None, "no-such-organisation", "9999-12"),
+    ):
+        with pytest.raises(NotFoundError) as unknown:
+            await call
+        assert unknown.value.code == "organisation_unknown"
+
+
+async def test_a_card_that_left_the_organisation_after_the_check_is_not_renewed_at_its_expense() -> (
+    None
+):
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=3)
+    services = fakes.services
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, lines_of(fleet.msisdns)
+    )
+    ids = {card.msisdn: card.id for card in fakes.committed.cards.values()}
+    # Between Start and the worker's pass: one card removed from the fleet, one moved to the
+    # other organisation.
+    del fakes.committed.organisation_cards[ids[fleet.msisdns[1]]]
+    fakes.committed.organisation_cards[ids[fleet.msisdns[2]]] = fleet.other_organisation_id
+
+    await drain(fakes)
+
+    lines = await bulk.result_lines(services, None, fleet.organisation_id, run.id)
+    assert [(line.status, line.error_code) for line in lines] == [
+        (BulkLineStatus.SUCCEEDED, None),
+        (BulkLineStatus.FAILED, "card_not_in_organisation"),
+        (BulkLineStatus.FAILED, "card_not_in_organisation"),
+    ]
+    renewed = {renewal.card_id for renewal in fakes.committed.renewals.values()}
+    assert renewed == {ids[fleet.msisdns[0]]} and len(fakes.gateway.charges) == 1
+
+
+async def test_start_refuses_a_total_other_than_the_one_the_admin_saw() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    text = lines_of(fleet.msisdns)
+    seen = await bulk.dry_run(services, fleet.admin_id, fleet.organisation_id, text)
+    assert seen.total.minor == 2 * 1000
+    plan = fakes.committed.plans[PLAN]  # the price changes before Start
+    fakes.committed.plans[PLAN] = dataclasses.replace(plan, price=Money(1500, "MYR"))
+
+    with pytest.raises(TopupError) as refused:
+        await bulk.start_run(
+            services, fleet.admin_id, fleet.organisation_id, text, shown_total=seen.total
+        )
+
+    assert refused.value.code == "bulk_total_changed"
+    assert refused.value.params == {"shown": "MYR 20.00", "total": "MYR 30.00"}
+    assert fakes.committed.bulk_runs == {}  # nothing started
+    again = await bulk.dry_run(services, fleet.admin_id, fleet.organisation_id, text)
+    run = await bulk.start_run(
+        services, fleet.admin_id, fleet.organisation_id, text, shown_total=again.total
+    )
+    assert run.total.minor == 3000
+
+
+async def _charge_auto_renewal(fakes: OnFakes, card_id: str) -> str:
+    """Let the card's auto-renewal charge come and be applied; its renewal's id."""
+    services = fakes.services
+    coming = await auto_renewal.upcoming_auto_renewals(
+        services, due_before=services.clock.now() + dt.timedelta(days=60), limit=100
+    )
+    [charge_at] = [each.charge_at for each in coming if each.card_id == card_id]
+    fakes.clock.set(charge_at)
+    await fakes.drain()
+    [renewal] = [
+        r
+        for r in fakes.committed.renewals.values()
+        if r.card_id == card_id and r.status is RenewalStatus.COMPLETED
+    ]
+    return renewal.id
+
+
+async def test_the_invoice_lists_the_fleet_policys_auto_renewals_not_a_subscribers_own() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services, organisation = fakes.services, fleet.organisation_id
+    ids = {card.msisdn: card.id for card in fakes.committed.cards.values()}
+    subscribers, policys = ids[fleet.msisdns[0]], ids[fleet.msisdns[1]]
+    # The subscriber of the first card set auto-renewal with their own payment card before the
+    # card joined the fleet; it charges them once.
+    subscriber = fleet.outsider_id
+    fakes.committed.card_links[(subscriber, subscribers)] = services.clock.now()
+    token = await services.gateway.tokenize(PaymentCardDetails("5555555555554444", 12, 2030, "123"))
+    own = await saved_payment_cards.save_payment_token(services, subscriber, token.token)
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=subscribers,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.saved_card(subscriber, own.id),
+        set_by=auto_renewal.SetBy(SetterKind.ACCOUNT, subscriber),
+    )
+    paid_by_subscriber = await _charge_auto_renewal(fakes, subscribers)
+    # Then the fleet's policy (the organisation's payment card) for every card; the second
+    # card's charge comes under it.
+    await _apply(fakes, fleet.admin_id, organisation, PLAN)
+    paid_by_organisation = await _charge_auto_renewal(fakes, policys)
+    month = f"{services.clock.now().astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
+
+    document = await invoices.issue_invoice(services, fleet.viewer_id, organisation, month)
+
+    listed = [renewal.renewal_id for renewal in document.renewals]
+    assert listed == [paid_by_organisation], (listed, paid_by_subscriber)
+    assert document.invoice.gross.minor == 1000
+    async with services.unit_of_work() as uow:
+        spent = await uow.organisations.spend(
+            organisation,
+            since=services.clock.now() - dt.timedelta(days=30),
+            until=services.clock.now() + dt.timedelta(days=1),
+        )
+    assert spent == 1000

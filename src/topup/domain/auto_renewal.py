@@ -119,6 +119,10 @@ class AutoRenewalAttempt:
     problem: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    # The organisation whose payment card the current try charges (its fleet policy's setting,
+    # or its payment card chosen for its card), as it was when the try started: the try's
+    # renewal is on that organisation's invoice. None: the subscriber pays.
+    paid_by_organisation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

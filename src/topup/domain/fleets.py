@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from topup.domain.errors import InputError
+from topup.domain.errors import InputError, NotFoundError
 from topup.domain.money import Money
 
 ORGANISATION_NAME_LENGTH_MAX = 200
@@ -87,8 +87,8 @@ def check_organisation_name(name: str) -> str:
 class BulkLineStatus(StrEnum):
     PENDING = "pending"  # not yet tried
     LEASED = "leased"  # a worker is renewing it (until its lease ends)
-    WAITING = "waiting"  # paid for, but the payment's outcome is not known yet
-    SUCCEEDED = "succeeded"  # paid: the card is being renewed (or is)
+    WAITING = "waiting"  # the payment's outcome is not known yet, or the renewal not yet applied
+    SUCCEEDED = "succeeded"  # renewed: its renewal is paid and applied to the card
     FAILED = "failed"  # the renewal was refused or declined: "retry the failed lines"
     REJECTED = "rejected"  # the dry run refused it (bad number, unknown plan): never tried
 
@@ -209,17 +209,38 @@ class BulkLine:
     error_params: Mapping[str, str] = field(default_factory=dict)
 
 
+MONTH_TEXT_LENGTH_MAX = 16  # what of a month's text is read (and told back)
+INVOICE_FIRST_MONTH = (2000, 1)  # no invoice is for a month before this one
+
+
 def month_bounds(month: str) -> tuple[int, int]:
     """``YYYY-MM`` as (year, month); InputError if it is not one."""
-    found = _MONTH.fullmatch(month.strip())
-    if found is None or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 2000:
+    found = _MONTH.fullmatch(month.strip()[:MONTH_TEXT_LENGTH_MAX])
+    if found is None or not 1 <= int(found.group(2)) <= 12:
         raise InputError(
-            f"a month is written YYYY-MM, not {month!r}",
+            f"a month is written YYYY-MM, not {month[:MONTH_TEXT_LENGTH_MAX]!r}",
             code="month_invalid",
             field="month",
-            params={"month": month[:20]},
+            params={"month": month[:MONTH_TEXT_LENGTH_MAX]},
         )
     return int(found.group(1)), int(found.group(2))
+
+
+def invoice_month(month: str, *, latest: tuple[int, int]) -> tuple[int, int]:
+    """An invoice's month, ``YYYY-MM``, from ``INVOICE_FIRST_MONTH`` to ``latest`` (the current
+    month: one not begun has no renewals) as (year, month). Not a month: InputError; a month
+    out of that range: NotFoundError (there is no such invoice)."""
+    year, number = month_bounds(month)
+    if not INVOICE_FIRST_MONTH <= (year, number) <= latest:
+        first = f"{INVOICE_FIRST_MONTH[0]:04d}-{INVOICE_FIRST_MONTH[1]:02d}"
+        last = f"{latest[0]:04d}-{latest[1]:02d}"
+        raise NotFoundError(
+            f"an invoice is for a month from {first} to {last}, not {year:04d}-{number:02d}",
+            code="invoice_month_out_of_range",
+            field="month",
+            params={"month": f"{year:04d}-{number:02d}", "first": first, "last": last},
+        )
+    return year, number
 
 
 def invoice_number(organisation_id: str, year: int, month: int, sequence: int) -> str:

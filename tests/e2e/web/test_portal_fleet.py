@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import AsyncIterator
@@ -18,8 +19,10 @@ import pytest
 
 from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
-from tests.fleets import DECLINED_PAYMENT_CARD, PAYMENT_CARD, PLAN, Fleet, make_fleet
+from tests.fleets import DECLINED_PAYMENT_CARD, PAYMENT_CARD, PLAN, Fleet, make_fleet, work_bulk
+from topup.adapters.clock import FixedClock
 from topup.bootstrap import Application
+from topup.domain.money import Money
 from topup.entrypoints.web.portal import fleet_bulk, fleet_events
 from topup.ports import PaymentCardDetails
 from topup.services.accounts import hash_password
@@ -33,6 +36,8 @@ START_KEY = re.compile(r'name="start_key" value="([^"]+)"')
 HIDDEN_LINES = re.compile(
     r'<textarea name="lines" class="fleet-hidden" hidden[^>]*>(.*?)</textarea>', re.S
 )
+START_FORM = re.compile(r'<form method="post" action="[^"]+/bulk-renewals/start".*?</form>', re.S)
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 RUN_PATH = re.compile(r"^/organisations/[^/]+/bulk-renewals/([0-9a-f-]{36})$")
 
 
@@ -79,18 +84,15 @@ class FleetSite:
         )
 
     async def start(self, dry_run: httpx.Response) -> httpx.Response:
-        token = CSRF.search(dry_run.text)
-        key = START_KEY.search(dry_run.text)
-        lines = HIDDEN_LINES.search(dry_run.text)
-        assert token and key and lines, dry_run.text
+        """Press the dry run's Start: its form's fields, as the browser would send them."""
+        form = START_FORM.search(dry_run.text)
+        assert form is not None, dry_run.text
+        lines = HIDDEN_LINES.search(form.group(0))
+        assert START_KEY.search(form.group(0)) and lines, dry_run.text
         text = lines.group(1).replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
+        fields = {name: (None, value) for name, value in HIDDEN.findall(form.group(0))}
         return await self.client.post(
-            f"{self.org}/bulk-renewals/start",
-            files={
-                "csrf_token": (None, token.group(1)),
-                "start_key": (None, key.group(1)),
-                "lines": (None, text),
-            },
+            f"{self.org}/bulk-renewals/start", files={**fields, "lines": (None, text)}
         )
 
 
@@ -108,10 +110,18 @@ def _lines(msisdns: list[str], plan: str = PLAN) -> str:
     return "number,plan\n" + "".join(f"{msisdn},{plan}\n" for msisdn in msisdns)
 
 
+def _later(site: FleetSite) -> None:
+    """Move the site's clock past a waiting line's next look (a renewal being applied)."""
+    clock = site.application.services.clock
+    assert isinstance(clock, FixedClock)
+    clock.advance(site.application.services.limits.fleets.bulk_waiting_recheck_s + 1)
+
+
 async def _drain(site: FleetSite) -> None:
     for _ in range(20):
-        if not await bulk.process_bulk_lines(site.application.services):
+        if not await work_bulk(site.application.services):
             return
+        _later(site)
 
 
 async def test_the_fleet_page_shows_counts_filters_and_exports_csv(site: FleetSite) -> None:
@@ -163,15 +173,37 @@ async def test_an_admin_uploads_checks_starts_once_and_downloads_the_result(
     assert all(row["renewal_id"] for row in rows[:3]) and rows[4]["error_code"] == (
         "bulk_line_duplicate"
     )
-    # The same file again renews nothing twice: its lines find their renewals.
-    second = await site.start(await site.upload(text))
+    # The same file again renews nothing twice: its cards were renewed recently, left out...
+    upload_again = await site.upload(text)
+    assert "3</span> renewed recently, left out" in upload_again.text
+    assert "already renewed by a bulk renewal started at 2026-11-25 16:00" in upload_again.text
+    assert "Start: renew" not in upload_again.text and 'name="renew_again"' in upload_again.text
+    # ... unless the admin asks to renew them again: a new dry run, then a new run.
+    asked = await site.client.post(
+        f"{site.org}/bulk-renewals/check",
+        files={
+            "csrf_token": (None, await site.csrf(f"{site.org}/bulk-renewals")),
+            "lines": (None, text),
+            "renew_again": (None, "1"),
+        },
+    )
+    assert "Start: renew 3 cards for" in asked.text, asked.text
+    second = await site.start(asked)
+    assert second.status_code == 303, second.text
     await _drain(site)
     again_rows = list(
         csv.DictReader(
-            io.StringIO((await site.client.get(second.headers["location"] + "/result.csv")).text)
+            io.StringIO(
+                (await site.client.get(second.headers["location"] + "/result.csv")).text.lstrip(
+                    "\ufeff"
+                )
+            )
         )
     )
-    assert [row["renewal_id"] for row in again_rows[:3]] == [row["renewal_id"] for row in rows[:3]]
+    assert [row["outcome"] for row in again_rows[:3]] == ["succeeded"] * 3
+    assert {row["renewal_id"] for row in again_rows[:3]}.isdisjoint(
+        row["renewal_id"] for row in rows[:3]
+    )
 
 
 async def test_the_dry_run_speaks_the_visitors_language(site: FleetSite) -> None:
@@ -351,10 +383,15 @@ async def test_the_runs_events_follow_its_progress_line_by_line_then_end(
     assert live.group(1) == run_path + "/events"
 
     async def worker() -> list[str]:
-        """Renew one line, wait for the stream to see it, again; the versions after each."""
+        """Renew one line, wait for the stream to see it, again (then see each renewal applied,
+        once its look is due); the versions after each step."""
         seen = []
         await asyncio.sleep(0.3)  # the stream is open and has looked once
-        while await bulk.process_bulk_lines(services):
+        for _ in range(20):
+            if not await work_bulk(services):
+                _later(site)
+                if not await work_bulk(services):
+                    break
             progress = await bulk.run_progress(services, None, site.fleet.organisation_id, run_id)
             seen.append(fleet_bulk._version(progress))
             await asyncio.sleep(0.3)
@@ -366,7 +403,8 @@ async def test_the_runs_events_follow_its_progress_line_by_line_then_end(
     assert stream.status_code == 200
     assert stream.headers["content-type"].startswith("text/event-stream")
     events = EVENT.findall(stream.text)
-    assert len(after_each_line) == 3 and len(set(after_each_line)) == 3
+    # Three lines paid one by one, then each found applied: six steps, each its own counts.
+    assert len(after_each_line) == 6 and len(set(after_each_line)) == 6
     changes = [data for name, data in events if name == "change"]
     assert live.group(2) not in changes  # only what moved after the page was drawn
     # Each line's progress reached the page as its own event, in order, then the end.
@@ -438,3 +476,58 @@ async def test_an_admin_retries_the_failed_lines_and_only_they_are_renewed_again
     ]
     assert len(await bulk.recent_runs(services, site.fleet.admin_id, organisation)) == 2
     site.client.headers["accept-language"] = "en"
+
+
+async def test_an_invoice_for_a_month_out_of_range_or_malformed_is_a_precise_error_page(
+    site: FleetSite,
+) -> None:
+    await site.sign_in("viewer@fleet.example")
+    token = await site.csrf(f"{site.org}/invoices")
+    answers = {
+        month: await site.client.post(f"{site.org}/invoices/{month}", data={"csrf_token": token})
+        for month in ("9999-12", "0000-01", "1999-12", "2026-13", "2026-123", "2026-1", "x")
+    }
+    for month, answer in answers.items():
+        # No such invoice (a month out of range), or not a month (the project's 422).
+        expected = 404 if month in ("9999-12", "0000-01", "1999-12") else 422
+        assert answer.status_code == expected, (month, answer.status_code)
+        assert "<html" in answer.text and "%PDF" not in answer.text
+    assert "There is no invoice for 9999-12: choose a month from 2000-01 to 2026-11." in (
+        answers["9999-12"].text
+    )
+    assert "2026-123 is not a month" in answers["2026-123"].text  # not read as 2026-12
+    # A non-member learns nothing: not found, whatever the month.
+    other = f"/organisations/{site.fleet.other_organisation_id}"
+    for month in ("9999-12", "x", "2026-11"):
+        answer = await site.client.post(f"{other}/invoices/{month}", data={"csrf_token": token})
+        assert answer.status_code == 404, month
+
+
+async def test_start_refuses_a_total_that_changed_and_shows_the_new_check(site: FleetSite) -> None:
+    services = site.application.services
+    await site.sign_in("admin@fleet.example")
+    dry_run = await site.upload(_lines(site.fleet.msisdns[:2]))
+    assert "Start: renew 2 cards for MYR20.00" in dry_run.text
+    async with services.unit_of_work() as uow:  # the price changes before Start is pressed
+        plan = await uow.plans.get(PLAN)
+        assert plan is not None
+        await uow.plans.upsert(dataclasses.replace(plan, price=Money(1500, "MYR")))
+        await uow.commit()
+
+    refused = await site.start(dry_run)
+
+    assert refused.status_code == 409, refused.text
+    assert "The total changed from MYR 20.00 to MYR 30.00" in refused.text
+    assert "Start: renew 2 cards for MYR30.00" in refused.text  # the new check, to start from
+    assert not await bulk.recent_runs(services, site.fleet.admin_id, site.fleet.organisation_id)
+    started = await site.start(refused)
+    assert started.status_code == 303 and RUN_PATH.match(started.headers["location"])
+    # A Start that carries no total (not from the check's page) starts nothing either.
+    token = await site.csrf(f"{site.org}/bulk-renewals")
+    bare = await site.client.post(
+        f"{site.org}/bulk-renewals/start",
+        files={"csrf_token": (None, token), "lines": (None, _lines(site.fleet.msisdns[2:]))},
+    )
+    assert bare.status_code == 422 and "Check the lines first" in bare.text
+    runs = await bulk.recent_runs(services, site.fleet.admin_id, site.fleet.organisation_id)
+    assert len(runs) == 1

@@ -108,6 +108,7 @@ def _attempt(row: Row[Any]) -> AutoRenewalAttempt:
         problem=m["problem"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        paid_by_organisation_id=m["paid_by_organisation_id"],
     )
 
 
@@ -123,6 +124,7 @@ def _attempt_values(attempt: AutoRenewalAttempt) -> dict[str, Any]:
         "problem": attempt.problem,
         "created_at": attempt.created_at,
         "updated_at": attempt.updated_at,
+        "paid_by_organisation_id": attempt.paid_by_organisation_id,
     }
 
 

@@ -28,6 +28,8 @@ _OPEN = [
     BulkLineStatus.LEASED.value,
     BulkLineStatus.WAITING.value,
 ]
+# A line that renews (or renewed) its card: a later upload leaves the card out.
+_RENEWING = [*_OPEN, BulkLineStatus.SUCCEEDED.value]
 
 
 def _run(row: Row[Any]) -> BulkRun:
@@ -263,3 +265,22 @@ class BulkRenewalRepository:
             .returning(runs.c.id)
         )
         return [row[0] for row in result]
+
+    async def renewed_recently(
+        self, organisation_id: str, card_ids: Sequence[str], *, since: dt.datetime
+    ) -> dict[str, dt.datetime]:
+        if not card_ids:
+            return {}
+        runs, lines = t.bulk_runs, t.bulk_lines
+        rows = await self._connection.execute(
+            select(lines.c.card_id, func.max(runs.c.created_at))
+            .select_from(lines.join(runs, runs.c.id == lines.c.run_id))
+            .where(
+                lines.c.card_id.in_(sorted(set(card_ids))),
+                lines.c.status.in_(_RENEWING),
+                runs.c.organisation_id == organisation_id,
+                runs.c.created_at >= since,
+            )
+            .group_by(lines.c.card_id)
+        )
+        return {row[0]: row[1] for row in rows}

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy import Row, delete, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
@@ -93,22 +93,35 @@ def _fleet_conditions(organisation_id: str, fleet_filter: FleetFilter) -> list[A
 
 
 def _paid_renewals_query(organisation_id: str, since: dt.datetime, until: dt.datetime) -> Any:
-    renewals, lines, runs = t.renewals, t.bulk_lines, t.bulk_runs
-    return (
+    """The ids of the renewals the organisation paid for in [since, until): its bulk renewals'
+    lines, and the auto-renewal tries charged to it (its fleet policy's, or its payment card's;
+    an attempt row names the organisation its current try is charged to, and that try's key is
+    its renewal's idempotency key; earlier tries of the period hold no money)."""
+    renewals, lines, runs, attempts = t.renewals, t.bulk_lines, t.bulk_runs, t.auto_renewal_attempts
+    paid = (
+        renewals.c.paid_at >= since,
+        renewals.c.paid_at < until,
+        renewals.c.status.not_in(_UNPAID_OR_REFUNDED),
+    )
+    bulk = (
         select(renewals.c.id)
         .select_from(
             renewals.join(lines, lines.c.renewal_id == renewals.c.id).join(
                 runs, runs.c.id == lines.c.run_id
             )
         )
-        .where(
-            runs.c.organisation_id == organisation_id,
-            renewals.c.paid_at >= since,
-            renewals.c.paid_at < until,
-            renewals.c.status.not_in(_UNPAID_OR_REFUNDED),
-        )
-        .distinct()
+        .where(runs.c.organisation_id == organisation_id, *paid)
     )
+    auto = (
+        select(renewals.c.id)
+        .select_from(attempts.join(renewals, renewals.c.idempotency_key == attempts.c.try_key))
+        .where(
+            attempts.c.paid_by_organisation_id == organisation_id,
+            attempts.c.created_at < until,  # (by its index: a later attempt paid nothing then)
+            *paid,
+        )
+    )
+    return union(bulk, auto)
 
 
 class OrganisationRepository:

@@ -660,6 +660,14 @@ auto_renewal_attempts = Table(
     Column("problem", String(64)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The organisation the current try is charged to (None: the subscriber): its invoices.
+    Column("paid_by_organisation_id", ID),
+)
+# An organisation's invoice finds the auto-renewals charged to it by this index.
+Index(
+    "ix_auto_renewal_attempts_paid_by_organisation_id_created_at",
+    auto_renewal_attempts.c.paid_by_organisation_id,
+    auto_renewal_attempts.c.created_at,
 )
 
 # A pre-check done (once per card, period and offset): its problems went out as card events.
@@ -782,6 +790,8 @@ bulk_lines = Table(
 # The worker finds open lines by this index (status first: finished lines are never looked at).
 Index("ix_bulk_lines_status_lease_until", bulk_lines.c.status, bulk_lines.c.lease_until)
 Index("ix_bulk_lines_renewal_id", bulk_lines.c.renewal_id)
+# A dry run finds the cards its organisation renewed recently by bulk renewal by this index.
+Index("ix_bulk_lines_card_id", bulk_lines.c.card_id)
 
 # Monthly consolidated invoices: numbered in sequence per organisation and month.
 invoices = Table(

@@ -126,3 +126,22 @@ class MemoryBulkRenewalRepository:
             )
             finished.append(run_id)
         return finished
+
+    async def renewed_recently(
+        self, organisation_id: str, card_ids: Sequence[str], *, since: dt.datetime
+    ) -> dict[str, dt.datetime]:
+        wanted = set(card_ids)
+        found: dict[str, dt.datetime] = {}
+        for line, _ in self._tables.bulk_lines.values():
+            run = self._tables.bulk_runs.get(line.run_id)
+            if (
+                line.card_id not in wanted
+                or line.card_id is None
+                or run is None
+                or run.organisation_id != organisation_id
+                or run.created_at < since
+                or line.status in (BulkLineStatus.FAILED, BulkLineStatus.REJECTED)
+            ):
+                continue
+            found[line.card_id] = max(found.get(line.card_id, run.created_at), run.created_at)
+        return found

@@ -149,6 +149,12 @@ class MemoryOrganisationRepository:
             and runs[line.run_id].organisation_id == organisation_id
             and line.status is not BulkLineStatus.REJECTED
         }
+        made = {renewal.idempotency_key: renewal.id for renewal in self._tables.renewals.values()}
+        renewal_ids |= {
+            made[attempt.try_key]
+            for attempt in self._tables.auto_renewal_attempts.values()
+            if attempt.paid_by_organisation_id == organisation_id and attempt.try_key in made
+        }
         found = []
         for renewal_id in renewal_ids:
             renewal = self._tables.renewals.get(renewal_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +20,7 @@ from topup.entrypoints.cli.output import (
     run,
     table,
 )
+from topup.entrypoints.spreadsheets import spreadsheet_safe
 
 if TYPE_CHECKING:
     from topup.bootstrap import Application
@@ -34,6 +36,31 @@ organisations_app = typer.Typer(
 OrganisationArgument = Annotated[str, typer.Argument(help="The organisation's id.")]
 PROGRESS_POLL_S = 0.5
 RESULT_HEADER = ("line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code")
+
+
+def _unwritable(path: Path, why: str) -> typer.Exit:
+    return fail(
+        "fleet_file_unwritable", f"cannot write {path}: {why}", EXIT_INPUT, {"file": str(path)}
+    )
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before anything is done, a file this command could not write at the end: a
+    directory, a folder that does not exist, no permission."""
+    if path.is_dir():
+        raise _unwritable(path, "it is a directory")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise _unwritable(path, "its folder does not exist")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise _unwritable(path, "permission denied")
+
+
+def write_file(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise _unwritable(path, type(error).__name__) from None
 
 
 def _read(path: Path) -> str:
@@ -164,11 +191,13 @@ def invoice(
     """The organisation's consolidated invoice of a month (PDF, in its language)."""
     from topup.services.fleets.invoices import issue_invoice
 
+    if output is not None:
+        check_writable(output)
     document = run(
         lambda application: issue_invoice(application.services, None, organisation, month)
     )
     target = output or Path(f"{document.invoice.number}.pdf")
-    target.write_bytes(document.pdf)
+    write_file(target, document.pdf)
     facts = {
         "number": document.invoice.number,
         "month": document.invoice.month,
@@ -192,9 +221,13 @@ def invoice(
 
 
 def _print_dry_run(checked: DryRun) -> None:
+    from topup.services.fleets.bulk import RENEWED_RECENTLY
+
     shown = table("line", "number", "plan", "check", whole=("line", "number"))
     for line in checked.lines:
         verdict = line.problem or ("already renewed" if line.already_renewed else "ok")
+        if line.problem == RENEWED_RECENTLY:
+            verdict += f" ({line.problem_params.get('renewed_at', '')})"
         price = (
             f" {line.amount.decimal_text()}" if line.amount is not None and line.accepted else ""
         )
@@ -204,25 +237,30 @@ def _print_dry_run(checked: DryRun) -> None:
         f"{checked.accepted} lines to renew ({checked.already_renewed} already renewed), "
         f"{checked.rejected} refused; total {checked.total.currency} {checked.total.decimal_text()}"
     )
+    if checked.renewed_recently:
+        console().print(
+            f"{checked.renewed_recently} lines left out: their cards were renewed by a recent "
+            "bulk renewal (--renew-again renews them again)"
+        )
 
 
 def result_csv(lines: list[BulkLine]) -> str:
-    """The result file: one row per line of the upload."""
+    """The result file: one row per line of the upload, each cell safe to open in a
+    spreadsheet (a number typed as ``=...`` or ``+60...`` is text, not a formula)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESULT_HEADER)
     for line in lines:
-        writer.writerow(
-            (
-                line.line_no,
-                line.number,
-                line.plan_code,
-                line.status.value,
-                line.renewal_id or "",
-                line.receipt_number or "",
-                line.error_code or "",
-            )
+        cells = (
+            str(line.line_no),
+            line.number,
+            line.plan_code,
+            line.status.value,
+            line.renewal_id or "",
+            line.receipt_number or "",
+            line.error_code or "",
         )
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
     return buffer.getvalue()
 
 
@@ -235,11 +273,20 @@ def bulk_renew(
     result: Annotated[
         Path | None, typer.Option(help="Write the result file (CSV) here once done.")
     ] = None,
+    renew_again: Annotated[
+        bool,
+        typer.Option(
+            "--renew-again",
+            help="Renew cards that a recent bulk renewal renewed too (left out by default, so "
+            "the same file given twice renews nothing twice).",
+        ),
+    ] = False,
     work_here: Annotated[
         bool,
         typer.Option(
             "--work/--watch",
-            help="Renew the lines in this process too (default), or only watch the workers.",
+            help="Renew the lines (and apply their renewals) in this process too (default), or only "
+            "watch the workers.",
         ),
     ] = True,
     as_json: JsonOption = False,
@@ -251,9 +298,13 @@ def bulk_renew(
     from topup.services.fleets import bulk
 
     text = _read(file)
+    if result is not None:
+        check_writable(result)  # before anything is renewed
 
     checked = run(
-        lambda application: bulk.dry_run_as_operator(application.services, organisation, text)
+        lambda application: bulk.dry_run_as_operator(
+            application.services, organisation, text, renew_again=renew_again
+        )
     )
     if not as_json:
         _print_dry_run(checked)
@@ -263,6 +314,7 @@ def bulk_renew(
                 {
                     "accepted": checked.accepted,
                     "rejected": checked.rejected,
+                    "renewed_recently": checked.renewed_recently,
                     "total": checked.total.decimal_text(),
                 }
             )
@@ -271,8 +323,23 @@ def bulk_renew(
     async def go(application: Application) -> tuple[RunProgress, list[BulkLine]]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        from topup.domain.errors import TopupError
+        from topup.services.activation import run_due_jobs
+
         services = application.services
-        started = await bulk.start_run_as_operator(services, organisation, text)
+        try:  # the total printed above, or nothing is started
+            started = await bulk.start_run_as_operator(
+                services, organisation, text, renew_again=renew_again, shown_total=checked.total
+            )
+        except TopupError as error:
+            if error.code == "bulk_total_changed" and not as_json:
+                console().print("the lines' check changed since the one above; it is now:")
+                _print_dry_run(
+                    await bulk.dry_run_as_operator(
+                        services, organisation, text, renew_again=renew_again
+                    )
+                )
+            raise
         progress_now = await bulk.run_progress(services, None, organisation, started.id)
         with Progress(
             "[progress.description]{task.description}",
@@ -285,7 +352,10 @@ def bulk_renew(
             task = shown.add_task(f"run {started.id}", total=progress_now.to_renew)
             while not progress_now.finished:
                 if work_here:
+                    # The lines, then the jobs applying the renewals they paid (a line is
+                    # renewed once its renewal is applied), as the worker's passes do.
                     taken = await bulk.process_bulk_lines(services)
+                    taken += await run_due_jobs(services)
                     if not taken:
                         await asyncio.sleep(PROGRESS_POLL_S)
                 else:
@@ -297,7 +367,7 @@ def bulk_renew(
 
     final, lines = run(go)
     if result is not None:
-        result.write_text(result_csv(lines), "utf-8")
+        write_file(result, result_csv(lines).encode("utf-8"))
     summary = {
         "run": final.run.id,
         "succeeded": final.count("succeeded"),

@@ -34,6 +34,7 @@ from topup.domain.auto_renewal import (
     PaymentSource,
     Problem,
     Schedule,
+    SetterKind,
     charge_time,
     due_precheck,
     expired_by,
@@ -382,6 +383,7 @@ async def _start_try(
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         current = await uow.auto_renewals.attempt(card.id, period, for_update=True)
+        paid_by = await _paying_organisation(uow, setting)
         if current is None:
             started = AutoRenewalAttempt(
                 card_id=card.id,
@@ -394,6 +396,7 @@ async def _start_try(
                 problem=None,
                 created_at=now,
                 updated_at=now,
+                paid_by_organisation_id=paid_by,
             )
             if not await uow.auto_renewals.add_attempt(started):
                 return None
@@ -413,6 +416,7 @@ async def _start_try(
                 renewal_id=None,
                 next_try_at=None,
                 updated_at=now,
+                paid_by_organisation_id=paid_by,
             )
             await uow.auto_renewals.update_attempt(started)
         else:
@@ -434,6 +438,23 @@ async def _start_try(
         )
         await uow.commit()
     return started
+
+
+async def _paying_organisation(uow: UnitOfWork, setting: AutoRenewal) -> str | None:
+    """The organisation a try of this setting is charged to: the one whose fleet policy set it
+    (with its payment card), or the card's organisation if the setting pays with that
+    organisation's payment card; None when the subscriber pays (credit, or their own card)."""
+    if setting.payment is not PaymentSource.SAVED_PAYMENT_CARD:
+        return None
+    if setting.set_by is SetterKind.ORGANISATION:
+        return setting.set_by_id
+    owner = (await uow.organisations.owners_of_cards([setting.card_id])).get(setting.card_id)
+    if owner is None:
+        return None
+    organisation = await uow.organisations.get(owner)
+    if organisation is None or organisation.payment_card_id != setting.saved_payment_card_id:
+        return None
+    return owner
 
 
 async def _try(

@@ -3,17 +3,23 @@
 
 1. A dry run checks every line (the number is valid and names one of the organisation's cards,
    the plan is on sale for that card, the card can be renewed, the card is not on an earlier
-   line) and adds up the price; nothing is written.
-2. Starting it writes a durable run and its lines, each with its own idempotency key
-   (``bulk_line_key``: organisation, card, plan, the card's validity period): the same file
-   uploaded twice makes the same keys, and a key names at most one renewal, so nothing is
-   renewed twice.
+   line, the organisation did not renew the card by bulk renewal in the last
+   ``bulk_renewed_recently_s`` unless asked to renew such cards again) and adds up the price;
+   nothing is written.
+2. Starting it checks again and writes a durable run and its lines, each with its own
+   idempotency key (``bulk_line_key``: organisation, card, plan, the card's validity period): a
+   key names at most one renewal, so two runs of one file started at once renew nothing twice;
+   once a run's renewals are applied (the periods moved on), the same file again finds its cards
+   on that recent run (``bulk_line_renewed_recently``) and leaves them out unless asked.
 3. Workers (``process_bulk_lines``, a worker pass) lease open lines in bounded batches and renew
    each through the ordinary renewal path (``renewals.renew``: its group-committed intake, the
    gateway called with no transaction open, its group-committed outcomes), at most
    ``bulk_concurrency`` at once, charged to the organisation's saved payment card. A worker
    killed mid-run leaves its lines leased; once the lease ends another worker takes them and
-   their keys give back the renewals already made.
+   their keys give back the renewals already made. A line succeeds once its renewal is
+   *completed* (applied by the activation jobs, the worker's ``jobs`` pass): a paid renewal
+   still activating leaves its line waiting, looked at again after ``bulk_activation_recheck_s``
+   (doubling up to ``bulk_waiting_recheck_s``), and one refunded instead fails it.
 4. "Retry the failed lines" is a new run of the failed lines only, a generation later (a
    declined renewal took no money, so its line gets a new key).
 """
@@ -27,11 +33,18 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from topup.domain.card_events import validity_period
 from topup.domain.card_number import CardNumberKind, parse_card_number
 from topup.domain.cards import Card, check_renewable
-from topup.domain.errors import ConflictError, InvariantError, NotFoundError, TopupError
+from topup.domain.errors import (
+    ConflictError,
+    InputError,
+    InvariantError,
+    NotFoundError,
+    TopupError,
+)
 from topup.domain.fleets import (
     BulkLine,
     BulkLineOutcome,
@@ -45,6 +58,7 @@ from topup.domain.fleets import (
 )
 from topup.domain.money import Money
 from topup.domain.plans import Plan
+from topup.domain.records import RenewalRecord
 from topup.domain.renewal import RenewalStatus
 from topup.domain.saved_payment_cards import SavedPaymentCard
 from topup.ports import UnitOfWork
@@ -57,8 +71,11 @@ from topup.services.saved_payment_cards import method_for
 BULK_CHANNEL = "api"  # a bulk renewal is sold as the API's batch renewals are
 RUNS_LISTED_MAX = 20
 OUTCOMES_FLUSH_S = 0.5  # a worker writes what it has learnt at least this often (progress)
-_PAID = (RenewalStatus.ACTIVATING, RenewalStatus.COMPLETED)
+# A line succeeds once its renewal is applied to the card, not when it is paid: a paid renewal
+# the network then refuses is refunded, and its line fails (``bulk_line_refunded``).
 _UNPAID = (RenewalStatus.DECLINED, RenewalStatus.CANCELLED, RenewalStatus.REFUNDED)
+# A renewal in one of these is read by its key on a later look, not asked for again.
+_KNOWN = (RenewalStatus.ACTIVATING, RenewalStatus.COMPLETED, *_UNPAID)
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,7 @@ class CheckedLine:
     """A line as the dry run judged it."""
 
     line_no: int
-    number: str  # the card's MSISDN if it names one, else as typed
+    number: str  # the card's MSISDN if it names one of the organisation's, else as typed
     card_id: str | None
     plan_code: str
     amount: Money | None
@@ -87,6 +104,7 @@ class DryRun:
     lines: list[CheckedLine]
     total: Money  # what the accepted lines not yet renewed cost
     payment_card: SavedPaymentCard | None  # what pays; None: none chosen yet
+    renew_again: bool = False  # cards renewed by a recent bulk renewal were checked as others
 
     @property
     def accepted(self) -> int:
@@ -99,6 +117,14 @@ class DryRun:
     @property
     def already_renewed(self) -> int:
         return sum(1 for line in self.lines if line.accepted and line.already_renewed)
+
+    @property
+    def renewed_recently(self) -> int:
+        """Lines left out because a recent bulk renewal has their card (renewable on request)."""
+        return sum(1 for line in self.lines if line.problem == RENEWED_RECENTLY)
+
+
+RENEWED_RECENTLY = "bulk_line_renewed_recently"
 
 
 def _problem(error: TopupError) -> tuple[str, dict[str, str]]:
@@ -114,7 +140,9 @@ class _Checker:
         self.organisation_id = organisation_id
         self.now = services.clock.now()
 
-    async def check(self, parsed: Sequence[ParsedLine], *, generation: int) -> list[CheckedLine]:
+    async def check(
+        self, parsed: Sequence[ParsedLine], *, generation: int, renew_again: bool = False
+    ) -> list[CheckedLine]:
         services = self.services
         numbers: dict[int, tuple[CardNumberKind, str]] = {}
         problems: dict[int, tuple[str, dict[str, str]]] = {}
@@ -134,16 +162,24 @@ class _Checker:
         )
         by_number = {card.msisdn: card for card in cards} | {card.iccid: card for card in cards}
         owners = await self.uow.organisations.owners_of_cards([card.id for card in cards])
+        recently = {} if renew_again else await self._renewed_recently(cards, owners)
         plans = await self.uow.plans.get_many(sorted({line.plan_code for line in parsed}))
         seen: set[str] = set()
         checked: list[CheckedLine] = []
         for line in parsed:
-            card = by_number.get(numbers[line.line_no][1]) if line.line_no in numbers else None
+            found = by_number.get(numbers[line.line_no][1]) if line.line_no in numbers else None
+            # A card of another organisation (or of none) is not this line's: nothing of it is
+            # shown (not its MSISDN for a typed ICCID), the line keeps what was typed.
+            mine = found is not None and owners.get(found.id) == self.organisation_id
+            card = found if mine else None
             problem, params = problems.get(line.line_no, (None, {}))
-            if problem is None and (card is None or owners.get(card.id) != self.organisation_id):
-                problem = "card_not_in_organisation"  # a card of another one is not named
+            if problem is None and card is None:
+                problem = "card_not_in_organisation"
             if problem is None and card is not None and card.id in seen:
                 problem = "bulk_line_duplicate"
+            if problem is None and card is not None and card.id in recently:
+                problem, params = RENEWED_RECENTLY, {"renewed_at": recently[card.id]}
+                seen.add(card.id)  # a later line of the card is a duplicate, not counted twice
             amount = None
             if problem is None and card is not None:
                 try:
@@ -173,6 +209,19 @@ class _Checker:
                 )
             )
         return await self._mark_renewed(checked)
+
+    async def _renewed_recently(
+        self, cards: Sequence[Card], owners: Mapping[str, str]
+    ) -> dict[str, str]:
+        """This organisation's cards on a line of its recent runs (not failed), with when that
+        run started (the profile's time zone)."""
+        mine = [card.id for card in cards if owners.get(card.id) == self.organisation_id]
+        since = self.now - dt.timedelta(seconds=self.services.limits.fleets.bulk_renewed_recently_s)
+        found = await self.uow.bulk_renewals.renewed_recently(
+            self.organisation_id, mine, since=since
+        )
+        zone = ZoneInfo(self.services.profile.time_zone)
+        return {card_id: f"{at.astimezone(zone):%Y-%m-%d %H:%M}" for card_id, at in found.items()}
 
     def _price(self, card: Card, plan: Plan | None, plan_code: str) -> Money:
         if plan is None:
@@ -219,25 +268,44 @@ def _total(services: Services, lines: Sequence[CheckedLine]) -> Money:
 
 
 async def _dry_run(
-    services: Services, uow: UnitOfWork, organisation_id: str, text: str, generation: int
+    services: Services,
+    uow: UnitOfWork,
+    organisation_id: str,
+    text: str,
+    generation: int,
+    *,
+    renew_again: bool = False,
 ) -> DryRun:
     parsed = parse_bulk_text(text, lines_max=services.limits.fleets.bulk_lines_max)
-    lines = await _Checker(services, uow, organisation_id).check(parsed, generation=generation)
+    lines = await _Checker(services, uow, organisation_id).check(
+        parsed, generation=generation, renew_again=renew_again
+    )
     payment_card = await organisation_payment_card(uow, organisation_id)
-    return DryRun(organisation_id, lines, _total(services, lines), payment_card)
+    total = _total(services, lines)
+    return DryRun(organisation_id, lines, total, payment_card, renew_again=renew_again)
 
 
-async def dry_run(services: Services, account_id: str, organisation_id: str, text: str) -> DryRun:
-    """Check every line and add up the price; nothing is written. A viewer may look too."""
+async def dry_run(
+    services: Services,
+    account_id: str,
+    organisation_id: str,
+    text: str,
+    *,
+    renew_again: bool = False,
+) -> DryRun:
+    """Check every line and add up the price; nothing is written. A viewer may look too.
+    ``renew_again``: cards renewed by a recent bulk renewal are checked as any other."""
     async with services.unit_of_work() as uow:
         await membership(uow, organisation_id, account_id)
-        return await _dry_run(services, uow, organisation_id, text, 0)
+        return await _dry_run(services, uow, organisation_id, text, 0, renew_again=renew_again)
 
 
-async def dry_run_as_operator(services: Services, organisation_id: str, text: str) -> DryRun:
+async def dry_run_as_operator(
+    services: Services, organisation_id: str, text: str, *, renew_again: bool = False
+) -> DryRun:
     """The operator's command line checks an upload for an organisation."""
     async with services.unit_of_work() as uow:
-        return await _dry_run(services, uow, organisation_id, text, 0)
+        return await _dry_run(services, uow, organisation_id, text, 0, renew_again=renew_again)
 
 
 def payment_card_missing() -> ConflictError:
@@ -249,6 +317,29 @@ def payment_card_missing() -> ConflictError:
     )
 
 
+def _amount_text(amount: Money) -> str:
+    return f"{amount.currency} {amount.decimal_text()}"
+
+
+def total_changed(shown: Money, total: Money) -> ConflictError:
+    shown_text, total_text = _amount_text(shown), _amount_text(total)
+    return ConflictError(
+        f"the check now totals {total_text}, not the {shown_text} shown: check it, start again",
+        code="bulk_total_changed",
+        field="lines",
+        params={"shown": shown_text, "total": total_text},
+    )
+
+
+def total_missing() -> InputError:
+    return InputError(
+        "Start renews the total the check showed; this start carries none: check the lines first",
+        code="bulk_total_missing",
+        field="lines",
+        params={},
+    )
+
+
 async def _start(
     services: Services,
     uow: UnitOfWork,
@@ -256,19 +347,27 @@ async def _start(
     text: str,
     *,
     created_by: str,
+    shown_total: Money | None = None,
     generation: int = 0,
     retry_of: str | None = None,
     run_id: str | None = None,
+    renew_again: bool = False,
 ) -> BulkRun:
     """Write the run and its lines. With ``run_id`` (a start key's, or a retry's), a run of
-    that id written already (a double click, a second tab) is given back and nothing is added."""
+    that id written already (a double click, a second tab) is given back and nothing is added.
+    With ``shown_total`` (what the dry run the admin saw totalled), a check that now totals
+    anything else (a price changed, a line now refused) is refused: ``bulk_total_changed``."""
     if run_id is not None:
         made = await uow.bulk_renewals.get_run(run_id)
         if made is not None:
             return made
-    checked = await _dry_run(services, uow, organisation_id, text, generation)
+    checked = await _dry_run(
+        services, uow, organisation_id, text, generation, renew_again=renew_again
+    )
     if checked.payment_card is None:
         raise payment_card_missing()
+    if shown_total is not None and shown_total != checked.total:
+        raise total_changed(shown_total, checked.total)
     if checked.accepted == 0:
         raise ConflictError(
             "no line of this bulk renewal can be renewed; correct the lines and check again",
@@ -331,25 +430,55 @@ async def start_run(
     text: str,
     *,
     start_key: str | None = None,
+    renew_again: bool = False,
+    shown_total: Money | None = None,
+    require_shown_total: bool = False,
 ) -> BulkRun:
     """Check the lines again and start the run in the background (owners and admins). With a
-    ``start_key`` (issued with the dry run's form), starting again gives back the same run."""
+    ``start_key`` (issued with the dry run's form), starting again gives back the same run;
+    with ``shown_total`` (the dry run's total the admin saw), a changed total is refused, and
+    with ``require_shown_total`` (the page's Start) a start without one."""
     run_id = None
     if start_key:
         run_id = run_id_of(organisation_id, account_id, start_key[:START_KEY_LENGTH_MAX])
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
+        if require_shown_total and shown_total is None:
+            raise total_missing()
         run = await _start(
-            services, uow, organisation_id, text, created_by=account_id, run_id=run_id
+            services,
+            uow,
+            organisation_id,
+            text,
+            created_by=account_id,
+            run_id=run_id,
+            renew_again=renew_again,
+            shown_total=shown_total,
         )
         await uow.commit()
     return run
 
 
-async def start_run_as_operator(services: Services, organisation_id: str, text: str) -> BulkRun:
-    """The operator's command line starts a run for an organisation."""
+async def start_run_as_operator(
+    services: Services,
+    organisation_id: str,
+    text: str,
+    *,
+    renew_again: bool = False,
+    shown_total: Money | None = None,
+) -> BulkRun:
+    """The operator's command line starts a run for an organisation (``shown_total``: the
+    total its dry run printed; another is refused)."""
     async with services.unit_of_work() as uow:
-        run = await _start(services, uow, organisation_id, text, created_by=OPERATOR)
+        run = await _start(
+            services,
+            uow,
+            organisation_id,
+            text,
+            created_by=OPERATOR,
+            renew_again=renew_again,
+            shown_total=shown_total,
+        )
         await uow.commit()
     return run
 
@@ -496,11 +625,20 @@ class _Payer:
     method: str
 
 
-async def _payers_and_cards(
-    services: Services, leased: Sequence[BulkLine]
-) -> tuple[dict[str, _Payer | None], dict[str, Card], dict[str, str]]:
-    """For each run its payer (None: no usable payment card), the lines' cards, and each
-    run's organisation."""
+@dataclass(frozen=True)
+class _Batch:
+    """What renewing a leased batch needs, read in a few statements: each run's organisation,
+    each organisation's payer (None: no usable payment card), the lines' cards, the
+    organisation each card belongs to now, and the renewals the lines' keys made already."""
+
+    organisation_of: dict[str, str]  # run id -> organisation id
+    payers: dict[str, _Payer | None]
+    cards: dict[str, Card]
+    owners: dict[str, str]  # card id -> organisation id
+    made: dict[str, RenewalRecord]  # idempotency key -> renewal
+
+
+async def _batch(services: Services, leased: Sequence[BulkLine]) -> _Batch:
     async with services.unit_of_work() as uow:
         organisation_of: dict[str, str] = {}
         for run_id in sorted({line.run_id for line in leased}):
@@ -517,8 +655,11 @@ async def _payers_and_cards(
                     saved, services.tokens.open(saved.token_sealed), method_for(saved.funding)
                 )
             )
-        cards = await uow.cards.get_many(sorted({line.card_id for line in leased if line.card_id}))
-    return payers, cards, organisation_of
+        card_ids = sorted({line.card_id for line in leased if line.card_id})
+        cards = await uow.cards.get_many(card_ids)
+        owners = await uow.organisations.owners_of_cards(card_ids)
+        made = await uow.renewals.by_idempotency_keys([line.idempotency_key for line in leased])
+    return _Batch(organisation_of, payers, cards, owners, made)
 
 
 def _outcome(
@@ -541,6 +682,39 @@ UNPAID_CODES = {
     RenewalStatus.CANCELLED: "bulk_line_cancelled",
     RenewalStatus.REFUNDED: "bulk_line_refunded",
 }
+
+
+def _recheck_at(services: Services, line: BulkLine, renewal: RenewalRecord) -> dt.datetime:
+    """When a waiting line is looked at again: a renewal being applied soon (then less and less
+    often), a payment whose outcome is not known yet every ``bulk_waiting_recheck_s``."""
+    limits = services.limits.fleets
+    wait_s = limits.bulk_waiting_recheck_s
+    if renewal.status is RenewalStatus.ACTIVATING:
+        looks = min(max(line.attempts - 1, 0), 16)
+        wait_s = min(wait_s, limits.bulk_activation_recheck_s * 2**looks)
+    return services.clock.now() + dt.timedelta(seconds=wait_s)
+
+
+def _settled(services: Services, line: BulkLine, renewal: RenewalRecord) -> BulkLineOutcome:
+    """What the line's renewal makes of it: succeeded once applied, failed once closed unpaid
+    (or refunded), else waiting to be looked at again."""
+    receipt = renewal.receipt_number
+    if renewal.status is RenewalStatus.COMPLETED:
+        return _outcome(line, BulkLineStatus.SUCCEEDED, renewal_id=renewal.id, receipt=receipt)
+    if renewal.status in _UNPAID:
+        code = renewal.decline_code or UNPAID_CODES[renewal.status]
+        return _outcome(
+            line, BulkLineStatus.FAILED, renewal_id=renewal.id, receipt=receipt, error=code
+        )
+    # Paid and being applied, or the payment's outcome not known yet (the reconciler finds
+    # out): looked at again later, never charged again.
+    return _outcome(
+        line,
+        BulkLineStatus.WAITING,
+        renewal_id=renewal.id,
+        receipt=receipt if renewal.status is RenewalStatus.ACTIVATING else None,
+        recheck_at=_recheck_at(services, line, renewal),
+    )
 
 
 async def _renew_line(
@@ -568,7 +742,6 @@ async def _renew_line(
         payment_token=payer.token,
         merchant_initiated=True,  # the organisation's saved card, charged with nobody present
     )
-    recheck = now + dt.timedelta(seconds=limits.bulk_waiting_recheck_s)
     try:
         view = await renew(services, request)
     except TopupError as error:
@@ -578,20 +751,10 @@ async def _renew_line(
                 BulkLineStatus.WAITING,
                 error=error.code,
                 params=error.params,
-                recheck_at=recheck,
+                recheck_at=now + dt.timedelta(seconds=limits.bulk_waiting_recheck_s),
             )
         return _outcome(line, BulkLineStatus.FAILED, error=error.code, params=error.params)
-    renewal = view.renewal
-    if renewal.status in _PAID:
-        status = BulkLineStatus.SUCCEEDED
-    elif renewal.status in _UNPAID:
-        status = BulkLineStatus.FAILED
-    else:  # the payment's outcome is not known yet: the reconciler finds out, we look again
-        return _outcome(line, BulkLineStatus.WAITING, renewal_id=renewal.id, recheck_at=recheck)
-    code = renewal.decline_code or (
-        None if status is BulkLineStatus.SUCCEEDED else UNPAID_CODES[renewal.status]
-    )
-    return _outcome(line, status, renewal_id=renewal.id, receipt=renewal.receipt_number, error=code)
+    return _settled(services, line, view.renewal)
 
 
 async def _record(services: Services, outcomes: list[BulkLineOutcome], run_ids: set[str]) -> None:
@@ -619,14 +782,20 @@ async def process_bulk_lines(services: Services) -> int:
         await uow.commit()
     if not leased:
         return 0
-    payers, cards, organisation_of = await _payers_and_cards(services, leased)
+    batch = await _batch(services, leased)
     gate = asyncio.Semaphore(limits.bulk_concurrency)
 
     async def one(line: BulkLine) -> BulkLineOutcome:
+        made = batch.made.get(line.idempotency_key)
+        if made is not None and made.status in _KNOWN:
+            return _settled(services, line, made)  # paid (or closed) already: never again
+        organisation_id = batch.organisation_of.get(line.run_id, "")
+        if line.card_id and batch.owners.get(line.card_id) != organisation_id:
+            # The card left the organisation since the check: not renewed at its expense.
+            return _outcome(line, BulkLineStatus.FAILED, error="card_not_in_organisation")
         async with gate:
-            organisation_id = organisation_of.get(line.run_id, "")
-            card = cards.get(line.card_id) if line.card_id else None
-            return await _renew_line(services, line, payers.get(organisation_id), card)
+            card = batch.cards.get(line.card_id) if line.card_id else None
+            return await _renew_line(services, line, batch.payers.get(organisation_id), card)
 
     tasks = [asyncio.ensure_future(one(line)) for line in leased]
     run_ids = {line.run_id for line in leased}

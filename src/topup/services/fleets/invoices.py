@@ -1,5 +1,6 @@
-"""Monthly consolidated invoices: all the renewals an organisation's bulk renewals paid for in a
-month (the operator's time zone), with the tax the operator profile defines (``[tax]``), as a PDF
+"""Monthly consolidated invoices: all the renewals an organisation paid for in a month (the
+operator's time zone): its bulk renewals' and the auto-renewals charged to it (its fleet policy's,
+or paid with its payment card), with the tax the operator profile defines (``[tax]``), as a PDF
 in the organisation's language (drawn by the ``ReceiptDrawer`` port, as receipts are).
 
 Numbers are sequential per organisation and month (``invoice_number``) and unique in the
@@ -15,7 +16,13 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from topup.domain.errors import InvariantError, NotFoundError
-from topup.domain.fleets import Invoice, InvoicedRenewal, invoice_number, month_bounds
+from topup.domain.fleets import (
+    Invoice,
+    InvoicedRenewal,
+    invoice_month,
+    invoice_number,
+    month_bounds,
+)
 from topup.domain.money import Money
 from topup.domain.tax import TaxedAmount, apply_tax
 from topup.i18n import translations
@@ -36,9 +43,11 @@ class InvoiceDocument:
 
 
 def month_range(services: Services, month: str) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) of ``YYYY-MM`` in the operator's time zone, in UTC."""
-    year, number = month_bounds(month)
+    """[start, end) of ``YYYY-MM`` in the operator's time zone, in UTC: a month from
+    ``INVOICE_FIRST_MONTH`` to the current one (else InputError, never an overflow)."""
     zone = ZoneInfo(services.profile.time_zone)
+    today = services.clock.now().astimezone(zone)
+    year, number = invoice_month(month, latest=(today.year, today.month))
     start = dt.datetime(year, number, 1, tzinfo=zone)
     end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
@@ -48,9 +57,8 @@ async def issue_invoice(
     services: Services, account_id: str | None, organisation_id: str, month: str
 ) -> InvoiceDocument:
     """The organisation's invoice for ``month`` (any member; ``account_id`` None: the
-    operator), issued now if none stands for the month's renewals as they are."""
-    start, end = month_range(services, month)
-    month_text = f"{start.astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
+    operator), issued now if none stands for the month's renewals as they are. Membership is
+    checked before the month is read: a non-member learns nothing from its answer."""
     limit = services.limits.fleets.invoice_renewals_max
     async with services.unit_of_work() as uow:
         if account_id is not None:
@@ -58,6 +66,8 @@ async def issue_invoice(
         organisation = await uow.organisations.get(organisation_id)
         if organisation is None:
             raise organisation_unknown()
+        start, end = month_range(services, month)
+        month_text = f"{start.astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
         renewals = await uow.organisations.paid_renewals(
             organisation_id, since=start, until=end, limit=limit
         )

@@ -17,6 +17,9 @@ from starlette.responses import Response
 
 from topup.domain.errors import InputError, TopupError
 from topup.domain.renewal import RenewalStatus
+from topup.entrypoints.spreadsheets import (
+    spreadsheet_safe as spreadsheet_safe,  # (the fleet pages' CSV imports it from here too)
+)
 from topup.entrypoints.web.portal.account_common import (
     NO_STORE,
     AccountId,
@@ -36,7 +39,6 @@ router = APIRouter()
 HISTORY_PATH = "/accounts/history"
 RECEIPTS_PATH = "/accounts/receipts"
 PAGE_MAX = 10_000
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 STATUS_NAMES = {
     RenewalStatus.PENDING_PAYMENT: N_("Waiting for payment"),
     RenewalStatus.REQUIRES_ACTION: N_("Waiting for you to confirm the payment"),
@@ -114,11 +116,6 @@ async def history(request: Request, account_id: AccountId) -> Response:
         "export_query": _query(asked.values, 1),
     }
     return render(request, "history.html", context, 422 if asked.errors else 200)
-
-
-def spreadsheet_safe(value: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def _rows(lines: list[HistoryLine], request: Request) -> list[list[str]]:

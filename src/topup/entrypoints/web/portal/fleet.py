@@ -223,7 +223,7 @@ async def invoice_pdf(
     are: a POST, since it may take the next invoice number)."""
     services = services_of(request)
     organisation_id = organisation_id[:ID_LENGTH_MAX]
-    document = await invoices.issue_invoice(services, account_id, organisation_id, month[:7])
+    document = await invoices.issue_invoice(services, account_id, organisation_id, month)
     return Response(
         document.pdf,
         media_type="application/pdf",

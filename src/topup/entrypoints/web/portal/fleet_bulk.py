@@ -21,6 +21,8 @@ from starlette.responses import RedirectResponse, Response
 
 from topup.domain.errors import InputError, TopupError
 from topup.domain.fleets import BulkLine
+from topup.domain.money import Money
+from topup.entrypoints.spreadsheets import spreadsheet_safe
 from topup.entrypoints.web.portal.account_common import (
     NO_STORE,
     AccountId,
@@ -29,7 +31,6 @@ from topup.entrypoints.web.portal.account_common import (
     status_for,
     text_field,
 )
-from topup.entrypoints.web.portal.account_history import spreadsheet_safe
 from topup.entrypoints.web.portal.fleet_common import (
     ID_LENGTH_MAX,
     ORGANISATIONS_PATH,
@@ -53,6 +54,7 @@ UPLOAD_FORM_OVERHEAD_BYTES = 64 * 1024  # a form's other fields and multipart bo
 NO_JAVASCRIPT_RELOAD_S = 5  # a running run's page reloads itself this often without a script
 LINES_SHOWN_MAX = 2000  # a dry run's lines listed in the page (the total counts them all)
 RESULT_COLUMNS = ("line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code")
+TOTAL_LENGTH_MAX = 18  # the Start form's total, in minor units
 FIELDS = {"lines": "lines", "file": "file", "payment_card": "lines", "run": "lines"}
 
 
@@ -135,15 +137,23 @@ def _problem_text(line: bulk.CheckedLine, locale: str) -> str:
     return code_text(line.problem, line.problem_params, locale, plan=line.plan_code)
 
 
+def _renew_again(form: FormData) -> bool:
+    """The dry run's "Renew these again": cards a recent bulk renewal has are checked too."""
+    return text_field(form, "renew_again", 8) in ("1", "on", "true")
+
+
 @router.post(BULK_PATH + "/check")
 async def check(request: Request, account_id: AccountId, organisation_id: str) -> Response:
     """The dry run: every line checked, the total; nothing is written."""
     organisation_id = organisation_id[:ID_LENGTH_MAX]
     services = services_of(request)
     form = await request.form()
+    renew_again = _renew_again(form)
     try:
         text = await _uploaded_text(services, form)
-        checked = await bulk.dry_run(services, account_id, organisation_id, text)
+        checked = await bulk.dry_run(
+            services, account_id, organisation_id, text, renew_again=renew_again
+        )
     except TopupError as error:
         await form.close()
         if error.code == "organisation_unknown":
@@ -183,6 +193,13 @@ async def _dry_run_page(
     return render(request, "dry_run.html", context, 200 if error is None else status_for(error))
 
 
+def _shown_total(services: Services, shown: str) -> Money | None:
+    """The total the dry run's Start form carried (minor units); None if it carried none."""
+    if not (shown.isascii() and shown.isdigit()):
+        return None
+    return Money(int(shown), services.profile.currency)
+
+
 @router.post(BULK_PATH + "/start")
 async def start(request: Request, account_id: AccountId, organisation_id: str) -> Response:
     organisation_id = organisation_id[:ID_LENGTH_MAX]
@@ -190,18 +207,29 @@ async def start(request: Request, account_id: AccountId, organisation_id: str) -
     form = await request.form()
     text = text_field(form, "lines", upload_bytes_max(services) + 1)
     start_key = text_field(form, "start_key", START_KEY_LENGTH_MAX)
+    renew_again = _renew_again(form)
+    shown = text_field(form, "total", TOTAL_LENGTH_MAX)
     await form.close()
     try:
         if len(text.encode()) > upload_bytes_max(services):
             raise _too_large(services)
         run = await bulk.start_run(
-            services, account_id, organisation_id, text, start_key=start_key or None
+            services,
+            account_id,
+            organisation_id,
+            text,
+            start_key=start_key or None,
+            renew_again=renew_again,
+            shown_total=_shown_total(services, shown),
+            require_shown_total=True,
         )
     except TopupError as error:
         if error.code == "organisation_unknown":
             raise
         try:
-            checked = await bulk.dry_run(services, account_id, organisation_id, text)
+            checked = await bulk.dry_run(
+                services, account_id, organisation_id, text, renew_again=renew_again
+            )
         except TopupError:
             return await _runs_page(request, account_id, organisation_id, error=error)
         return await _dry_run_page(request, account_id, organisation_id, checked, text, error=error)

@@ -4,14 +4,17 @@ with the reason) and leaves one the operator set; the card is then its subscribe
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from tests.fleets import PLAN, make_fleet
+from tests.fleets import PLAN, add_cards, make_fleet
 from tests.unit.fakes import OnFakes, on_fakes
+from topup.adapters.memory.organisations import MemoryOrganisationRepository
 from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.domain.auto_renewal import SetterKind
 from topup.domain.cards import Card
-from topup.domain.errors import NotFoundError, TopupError
+from topup.domain.errors import ConflictError, NotFoundError, TopupError
 from topup.services import auto_renewal
 from topup.services.fleets import organisations, policy
 
@@ -132,3 +135,43 @@ async def test_an_organisation_sets_auto_renewal_only_for_a_card_of_its_fleet() 
 
     assert refused.value.code == "card_not_in_organisation"
     assert card.id not in fakes.committed.auto_renewals
+
+
+def _code_sent_to(fakes: OnFakes, msisdn: str) -> str:
+    sms = fakes.services.sms
+    assert isinstance(sms, SandboxSms)
+    sent = sms.last_to(msisdn)
+    assert sent is not None
+    found = re.search(r"code is (\d+)", sent.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_a_card_added_meanwhile_by_another_organisation_is_not_reported_added(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two admins add the same card at once: the database keeps one organisation (the card's
+    row is unique); the one that lost is told so, not that the card joined its fleet."""
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    [msisdn] = await add_cards(services, 1, first=50)
+    await organisations.start_card_add(services, fleet.admin_id, fleet.organisation_id, msisdn)
+    code = _code_sent_to(fakes, msisdn)
+    # The other organisation's add commits between this one's check and its insert.
+    await organisations.import_cards(services, fleet.other_organisation_id, [msisdn])
+    unseen: dict[str, str] = {}
+
+    async def not_yet_seen(self: object, card_ids: object) -> dict[str, str]:
+        return unseen
+
+    monkeypatch.setattr(MemoryOrganisationRepository, "owners_of_cards", not_yet_seen)
+
+    with pytest.raises(ConflictError) as refused:
+        await organisations.finish_card_add(
+            services, fleet.admin_id, fleet.organisation_id, msisdn, code
+        )
+
+    assert refused.value.code == "card_in_another_organisation"
+    card = _card(fakes, msisdn)
+    assert fakes.committed.organisation_cards[card.id] == fleet.other_organisation_id

@@ -251,7 +251,11 @@ async def finish_card_add(
         owners = await uow.organisations.owners_of_cards([card.id])
         if card.id in owners:
             raise _card_taken(owners[card.id] == organisation_id)
-        await uow.organisations.add_cards(organisation_id, [card.id], at=now)
+        # One organisation at most is the database's (the card is the row's key): another
+        # admin's add committed since the check leaves this insert a no-op, and this one lost.
+        if not await uow.organisations.add_cards(organisation_id, [card.id], at=now):
+            owner = (await uow.organisations.owners_of_cards([card.id])).get(card.id)
+            raise _card_taken(owner == organisation_id)
         await uow.commit()
     return card_summary(card, services)
 

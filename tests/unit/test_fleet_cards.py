@@ -15,7 +15,8 @@ from topup.adapters.notify.sandbox_sms import SandboxSms
 from topup.domain.auto_renewal import SetterKind
 from topup.domain.cards import Card
 from topup.domain.errors import ConflictError, NotFoundError, TopupError
-from topup.services import auto_renewal
+from topup.domain.fleets import MemberRole
+from topup.services import accounts, auto_renewal
 from topup.services.fleets import organisations, policy
 
 
@@ -175,3 +176,53 @@ async def test_a_card_added_meanwhile_by_another_organisation_is_not_reported_ad
     assert refused.value.code == "card_in_another_organisation"
     card = _card(fakes, msisdn)
     assert fakes.committed.organisation_cards[card.id] == fleet.other_organisation_id
+
+
+async def test_a_code_sent_for_one_organisation_adds_the_card_to_no_other_nor_links_it() -> None:
+    """The SMS names the organisation the code is for: an admin of two organisations, or one
+    who would rather link the card to their own account, cannot spend it elsewhere."""
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    await organisations.put_member(
+        services, fleet.other_organisation_id, email="admin@fleet.example", role=MemberRole.ADMIN
+    )
+    [msisdn] = await add_cards(services, 1, first=50)
+    await organisations.start_card_add(services, fleet.admin_id, fleet.organisation_id, msisdn)
+    code = _code_sent_to(fakes, msisdn)
+
+    with pytest.raises(TopupError) as elsewhere:
+        await organisations.finish_card_add(
+            services, fleet.admin_id, fleet.other_organisation_id, msisdn, code
+        )
+    with pytest.raises(TopupError) as linked:
+        await accounts.verify_card_link(services, fleet.admin_id, msisdn, code)
+
+    assert elsewhere.value.code == "link_code_wrong"
+    assert linked.value.code == "link_code_wrong"
+    card = _card(fakes, msisdn)
+    assert card.id not in fakes.committed.organisation_cards
+    assert (fleet.admin_id, card.id) not in fakes.committed.card_links
+    # The organisation the SMS named still adds it with the same code.
+    await organisations.finish_card_add(
+        services, fleet.admin_id, fleet.organisation_id, msisdn, code
+    )
+    assert fakes.committed.organisation_cards[card.id] == fleet.organisation_id
+
+
+async def test_a_code_sent_to_link_a_card_does_not_add_it_to_a_fleet() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    [msisdn] = await add_cards(services, 1, first=50)
+    await accounts.start_card_link(services, fleet.admin_id, msisdn)
+    code = _code_sent_to(fakes, msisdn)
+
+    with pytest.raises(TopupError) as refused:
+        await organisations.finish_card_add(
+            services, fleet.admin_id, fleet.organisation_id, msisdn, code
+        )
+
+    assert refused.value.code == "link_code_wrong"
+    assert _card(fakes, msisdn).id not in fakes.committed.organisation_cards
+    await accounts.verify_card_link(services, fleet.admin_id, msisdn, code)  # still its own

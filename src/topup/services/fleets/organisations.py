@@ -221,7 +221,13 @@ async def start_card_add(
         raise organisation_unknown()
     if card.id in owners:
         raise _card_taken(owners[card.id] == organisation_id)
-    return await accounts.send_link_code(services, account_id, card, organisation=organisation.name)
+    return await accounts.send_link_code(
+        services,
+        account_id,
+        card,
+        organisation=organisation.name,
+        scope=accounts.fleet_scope(organisation_id),
+    )
 
 
 def _card_taken(here: bool) -> ConflictError:
@@ -247,7 +253,15 @@ async def finish_card_add(
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
-        card = await accounts.take_link_code(uow, services, account_id, card_number, code, now=now)
+        card = await accounts.take_link_code(
+            uow,
+            services,
+            account_id,
+            card_number,
+            code,
+            now=now,
+            scope=accounts.fleet_scope(organisation_id),
+        )
         owners = await uow.organisations.owners_of_cards([card.id])
         if card.id in owners:
             raise _card_taken(owners[card.id] == organisation_id)

@@ -226,3 +226,31 @@ async def test_a_code_sent_to_link_a_card_does_not_add_it_to_a_fleet() -> None:
     assert refused.value.code == "link_code_wrong"
     assert _card(fakes, msisdn).id not in fakes.committed.organisation_cards
     await accounts.verify_card_link(services, fleet.admin_id, msisdn, code)  # still its own
+
+
+async def test_removing_a_card_stops_an_auto_renewal_the_organisations_payment_card_pays() -> None:
+    """The operator may have a member's saved payment card pay for a card because the card is
+    in the fleet; once it is out, the organisation's money no longer renews it."""
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    card = _card(fakes, fleet.msisdns[0])
+    organisation = fakes.committed.organisations[fleet.organisation_id]
+    assert organisation.payment_card_account_id is not None
+    assert organisation.payment_card_id is not None
+    await auto_renewal.set_by_operator(
+        services,
+        "operator",
+        card_id=card.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.saved_card(
+            organisation.payment_card_account_id, organisation.payment_card_id
+        ),
+    )
+
+    removed = await organisations.remove_card(
+        services, fleet.admin_id, fleet.organisation_id, card.id
+    )
+
+    assert removed.auto_renewal_stopped
+    assert not fakes.committed.auto_renewals[card.id].enabled

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from topup.domain.auto_renewal import SetterKind
+from topup.domain.auto_renewal import PaymentSource, SetterKind
 from topup.domain.card_number import CardNumberKind, parse_card_number
 from topup.domain.cards import Card
 from topup.domain.errors import ConflictError, InputError, NotFoundError, TopupError
@@ -317,8 +317,9 @@ async def remove_card(
 ) -> CardRemoved:
     """An owner or admin takes a card out of the fleet. Its auto-renewal, if the organisation set
     it (the policy, paid by the organisation), stops in the same transaction, on the card's
-    timeline with the reason; one its subscriber or the operator set is theirs and stays. From
-    then on the card's subscriber sets its auto-renewal again."""
+    timeline with the reason; so does one the operator set paid by a member's saved payment card
+    (``_paid_by_fleet``). Any other, its subscriber's or the operator's, is theirs and stays.
+    From then on the card's subscriber sets its auto-renewal again."""
     now = services.clock.now()
     by_organisation = SetBy(SetterKind.ORGANISATION, organisation_id[:64])
     async with services.unit_of_work() as uow:
@@ -326,16 +327,30 @@ async def remove_card(
         card = await _card_of_fleet(uow, organisation_id, card_id, for_update=True)
         if not await uow.organisations.remove_card(organisation_id, card.id):
             raise card_not_in_fleet()
+        paid_by_fleet = await _paid_by_fleet(uow, organisation_id, card.id)
         stopped = await switch_off(
             uow,
             card.id,
             set_by=by_organisation,
             at=now,
-            only_if_set_by=by_organisation,
+            only_if_set_by=None if paid_by_fleet else by_organisation,
             reason=LEFT_FLEET,
         )
         await uow.commit()
     return CardRemoved(card_summary(card, services), stopped)
+
+
+async def _paid_by_fleet(uow: UnitOfWork, organisation_id: str, card_id: str) -> bool:
+    """The card's auto-renewal, whoever set it, charges a saved payment card of a member who
+    has not linked the card: allowed only while the card is in the fleet (the operator's
+    ``set_by_operator``), so it is the organisation's money and stops with the card."""
+    kept = await uow.auto_renewals.get(card_id, for_update=True)
+    if kept is None or kept.payment is not PaymentSource.SAVED_PAYMENT_CARD:
+        return False
+    payer = kept.payment_account_id or ""
+    if await uow.accounts.owns_card(payer, card_id):
+        return False
+    return await uow.organisations.member(organisation_id, payer) is not None
 
 
 async def choose_payment_card(

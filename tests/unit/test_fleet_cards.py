@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.fleets import PLAN, add_cards, make_fleet
+from tests.fleets import PAYMENT_CARD, PLAN, add_account, add_cards, make_fleet
 from tests.unit.fakes import OnFakes, on_fakes
 from topup.adapters.memory.organisations import MemoryOrganisationRepository
 from topup.adapters.notify.sandbox_sms import SandboxSms
@@ -16,7 +16,7 @@ from topup.domain.auto_renewal import SetterKind
 from topup.domain.cards import Card
 from topup.domain.errors import ConflictError, NotFoundError, TopupError
 from topup.domain.fleets import MemberRole
-from topup.services import accounts, auto_renewal
+from topup.services import accounts, auto_renewal, saved_payment_cards
 from topup.services.fleets import organisations, policy
 
 
@@ -254,3 +254,46 @@ async def test_removing_a_card_stops_an_auto_renewal_the_organisations_payment_c
 
     assert removed.auto_renewal_stopped
     assert not fakes.committed.auto_renewals[card.id].enabled
+
+
+async def test_a_subscriber_still_turns_off_the_auto_renewal_their_own_payment_card_pays() -> None:
+    """A card added to a fleet keeps the auto-renewal its subscriber set; the organisation
+    manages the card from then on, but the subscriber's money is theirs to stop."""
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    subscriber = await add_account(services, "subscriber@example.com")
+    [msisdn] = await add_cards(services, 1, first=50)
+    card = _card(fakes, msisdn)
+    fakes.committed.card_links[(subscriber, card.id)] = services.clock.now()
+    token = await services.gateway.tokenize(PAYMENT_CARD)
+    saved = await saved_payment_cards.save_payment_token(services, subscriber, token.token)
+    await auto_renewal.set_for_account(
+        services, subscriber, card_id=card.id, plan_code=PLAN, saved_payment_card_id=saved.id
+    )
+    await organisations.import_cards(services, fleet.organisation_id, [msisdn])
+
+    await auto_renewal.turn_off_for_account(services, subscriber, card_id=card.id)
+
+    assert not fakes.committed.auto_renewals[card.id].enabled
+    # Turning it on again, or changing it, is the organisation's.
+    with pytest.raises(TopupError) as managed:
+        await auto_renewal.set_for_account(
+            services, subscriber, card_id=card.id, plan_code=PLAN, saved_payment_card_id=saved.id
+        )
+    assert managed.value.code == "auto_renewal_managed_by_organisation"
+
+
+async def test_a_subscriber_cannot_turn_off_the_auto_renewal_the_organisation_pays() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services = fakes.services
+    card = _card(fakes, fleet.msisdns[0])
+    fakes.committed.card_links[(fleet.viewer_id, card.id)] = services.clock.now()
+    await _policy(fakes, fleet.admin_id, fleet.organisation_id)
+
+    with pytest.raises(TopupError) as managed:
+        await auto_renewal.turn_off_for_account(services, fleet.viewer_id, card_id=card.id)
+
+    assert managed.value.code == "auto_renewal_managed_by_organisation"
+    assert fakes.committed.auto_renewals[card.id].enabled

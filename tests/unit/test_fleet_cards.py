@@ -297,3 +297,28 @@ async def test_a_subscriber_cannot_turn_off_the_auto_renewal_the_organisation_pa
 
     assert managed.value.code == "auto_renewal_managed_by_organisation"
     assert fakes.committed.auto_renewals[card.id].enabled
+
+
+async def test_a_card_is_not_taken_out_while_the_fleets_policy_is_being_applied() -> None:
+    """The policy walks the fleet a batch at a time by position: a card taken out behind it
+    would shift the rest, and one card would never be reached."""
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=2)
+    services = fakes.services
+    card = _card(fakes, fleet.msisdns[0])
+    await policy.request_fleet_policy(
+        services, fleet.admin_id, fleet.organisation_id, policy.PolicyChoice.one_plan(PLAN)
+    )
+
+    with pytest.raises(ConflictError) as refused:
+        await organisations.remove_card(services, fleet.admin_id, fleet.organisation_id, card.id)
+
+    assert refused.value.code == "fleet_card_remove_policy_running"
+    assert refused.value.retryable
+    assert fakes.committed.organisation_cards[card.id] == fleet.organisation_id
+    while await policy.process_policy_requests(services):
+        pass
+    removed = await organisations.remove_card(
+        services, fleet.admin_id, fleet.organisation_id, card.id
+    )
+    assert removed.auto_renewal_stopped

@@ -20,6 +20,7 @@ from topup.domain.fleets import (
     Member,
     MemberRole,
     Organisation,
+    PolicyRequestStatus,
     check_organisation_name,
 )
 from topup.domain.money import Money
@@ -325,6 +326,9 @@ async def remove_card(
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
         card = await _card_of_fleet(uow, organisation_id, card_id, for_update=True)
+        running = await uow.policy_requests.latest_of(organisation_id)
+        if running is not None and running.status is PolicyRequestStatus.RUNNING:
+            raise _policy_running()
         if not await uow.organisations.remove_card(organisation_id, card.id):
             raise card_not_in_fleet()
         paid_by_fleet = await _paid_by_fleet(uow, organisation_id, card.id)
@@ -338,6 +342,18 @@ async def remove_card(
         )
         await uow.commit()
     return CardRemoved(card_summary(card, services), stopped)
+
+
+def _policy_running() -> ConflictError:
+    """The policy walks the fleet by position, a batch at a time: a card taken out behind it
+    would shift the others, and one would be left unreached."""
+    return ConflictError(
+        "the fleet's auto-renewal policy is being applied; take the card out once it has finished",
+        code="fleet_card_remove_policy_running",
+        retryable=True,
+        field="card",
+        params={},
+    )
 
 
 async def _paid_by_fleet(uow: UnitOfWork, organisation_id: str, card_id: str) -> bool:

@@ -166,3 +166,51 @@ def test_a_card_whose_auto_renewal_its_organisation_manages_says_who_and_whom_to
             screenshots(page, f"managed-by-organisation-{locale}", large_phone=True)
     finally:
         _remove_from_the_fleet(owner, organisation)
+
+
+@pytest.mark.parametrize(
+    ("locale", "phone", "you_pay"),
+    [("en-GB", False, "You pay for this auto-renewal"), ("zh-CN", True, "这项自动续费由您付款")],
+)
+def test_a_subscriber_turns_off_their_own_auto_renewal_of_a_card_that_joined_a_fleet(
+    new_page: Any,
+    live_site: LiveSite,
+    screenshots: Any,
+    axe_check: Any,
+    tmp_path: Path,
+    locale: str,
+    phone: bool,
+    you_pay: str,
+) -> None:
+    page = new_page(locale=locale, phone=phone)
+    email = _email()
+    _sign_up_and_confirm(page, live_site, email)
+    _sign_in(page, email)
+    _link_card(page, live_site)
+    _save_a_payment_card(page)
+    page.goto("/accounts/cards")
+    page.locator("a[href$='/auto-renewal']").first.click()
+    page.wait_for_url("**/auto-renewal")
+    page.locator("input[name=plan_code][value=pack_5gb_7d]").check()
+    page.locator("input[name=payment]").first.check()  # the saved card
+    page.locator("form[action$='/auto-renewal'] button[type=submit]").click()
+    page.wait_for_url("**/auto-renewal?notice=on")
+    path = page.url.split("?", 1)[0]
+    owner = new_page(locale="en-GB")
+    owner_email = _email()
+    _sign_up_and_confirm(owner, live_site, owner_email)
+    _sign_in(owner, owner_email)
+    organisation = _organisation_with_the_card(live_site, owner_email, tmp_path)
+    try:
+        page.goto(path)
+        main = page.locator("main").inner_text()
+        assert MANAGING in main and you_pay in main and "Visa 4242" in main
+        assert page.locator("form[action$='/auto-renewal']").count() == 0  # the fleet's to set
+        axe_check(page)
+        screenshots(page, f"managed-by-organisation-paid-by-you-{locale}", large_phone=True)
+        page.locator("form[action$='/auto-renewal/off'] button[type=submit]").click()
+        page.wait_for_url("**/auto-renewal?notice=off")
+        assert page.locator("form[action$='/auto-renewal/off']").count() == 0
+        screenshots(page, f"managed-by-organisation-turned-off-{locale}")
+    finally:
+        _remove_from_the_fleet(owner, organisation)

@@ -333,8 +333,17 @@ def link_code_text(
     )
 
 
-def _code_hash(services: Services, code_id: str, code: str) -> str:
-    return services.tokens.fingerprint(f"card-link:{code_id}:{code}")
+def _code_hash(services: Services, code_id: str, code: str, scope: str = "") -> str:
+    """``scope`` binds the code to what it was sent for ("" linking the card to the account,
+    ``fleet_scope`` adding it to that organisation's fleet): spent elsewhere, it is wrong."""
+    if not scope:
+        return services.tokens.fingerprint(f"card-link:{code_id}:{code}")
+    return services.tokens.fingerprint(f"card-link:{scope}:{code_id}:{code}")
+
+
+def fleet_scope(organisation_id: str) -> str:
+    """What a code sent to add a card to the organisation's fleet is for (``_code_hash``)."""
+    return f"organisation:{organisation_id}"
 
 
 async def _check_card_rate(services: Services, card_id: str) -> None:
@@ -369,11 +378,17 @@ async def start_card_link(services: Services, account_id: str, card_number: str)
 
 
 async def send_link_code(
-    services: Services, account_id: str, card: Card, *, organisation: str | None = None
+    services: Services,
+    account_id: str,
+    card: Card,
+    *,
+    organisation: str | None = None,
+    scope: str = "",
 ) -> LinkCodeSent:
     """Send a one-time code for the account to give back (``take_link_code``) to the card's
     number by SMS; a new code replaces any sent before. Also how an organisation's admin adds
-    a card to the fleet (services.fleets; the text then names ``organisation``)."""
+    a card to the fleet (services.fleets; the text then names ``organisation``, and ``scope``,
+    ``fleet_scope`` of it, binds the code to that fleet)."""
     sms = services.sms
     if sms is None:
         raise InvariantError("no SMS sender is configured (bootstrap builds one)")
@@ -390,7 +405,7 @@ async def send_link_code(
         id=code_id,
         account_id=account_id,
         card_id=card.id,
-        code_hash=_code_hash(services, code_id, code),
+        code_hash=_code_hash(services, code_id, code, scope),
         attempts=0,
         expires_at=expires_at,
         used_at=None,
@@ -448,9 +463,11 @@ async def take_link_code(
     code: str,
     *,
     now: dt.datetime,
+    scope: str = "",
 ) -> Card:
     """Use the code last sent to the card for this account, in the caller's unit of work (which
-    commits what is done with the card); a wrong code's attempt is committed here, then refused."""
+    commits what is done with the card); a wrong code's attempt is committed here, then refused.
+    A code sent for another ``scope`` (another organisation's fleet, or the account) is wrong."""
     typed = "".join(code.split())
     card = await find_card(uow, services, card_number)
     pending = await uow.accounts.pending_link_code(account_id, card.id)
@@ -461,7 +478,7 @@ async def take_link_code(
     )
     if attempts is None:
         raise _link_attempts_exceeded()
-    if not hmac.compare_digest(pending.code_hash, _code_hash(services, pending.id, typed)):
+    if not hmac.compare_digest(pending.code_hash, _code_hash(services, pending.id, typed, scope)):
         await uow.commit()  # the attempt counts
         left = LINK_CODE_ATTEMPTS_MAX - attempts
         if left <= 0:

@@ -13,17 +13,18 @@ import pytest
 
 from tests.conftest import AppFactory
 from tests.e2e.web.conftest import site_client
-from tests.e2e.web.test_portal_account import CARD, GRACE_CARD, Site
-from tests.fleets import make_fleet
+from tests.e2e.web.test_portal_account import CARD, EMAIL, GRACE_CARD, Site
+from tests.fleets import PAYMENT_CARD, make_fleet
 from topup.domain.card_events import CardEventKind
 from topup.domain.money import Money
 from topup.i18n import format_money
 from topup.i18n.formatting import format_date, format_number, format_time
-from topup.services.auto_renewal import PaymentChoice, SetBy, set_auto_renewal
+from topup.services import saved_payment_cards
+from topup.services.auto_renewal import PaymentChoice, SetBy, set_auto_renewal, set_for_account
 from topup.services.auto_renewal.settings import SetterKind
 from topup.services.context import Services
 from topup.services.demo import load_demo
-from topup.services.fleets import policy
+from topup.services.fleets import organisations, policy
 from topup.settings import LimitSettings
 
 ZONE = "Asia/Kuala_Lumpur"  # the profile's (my)
@@ -266,6 +267,42 @@ async def test_a_fleet_card_shows_who_manages_its_auto_renewal_and_offers_no_for
     async with services.unit_of_work() as uow:
         setting = await uow.auto_renewals.get(card_id)
     assert setting is not None and setting.enabled
+
+
+async def test_a_fleet_card_whose_subscriber_pays_its_auto_renewal_offers_turning_it_off(
+    site: Site,
+) -> None:
+    """Set before the card joined the fleet and paid with the subscriber's own saved payment
+    card: the organisation manages the card, but the subscriber can still stop the charges."""
+    services = site.application.services
+    fleet = await make_fleet(services, cards=1)
+    await site.signed_up_and_in()
+    await site.link(CARD)
+    card_id = await _card_id(site, CARD)
+    path = f"/accounts/cards/{card_id}/auto-renewal"
+    subscriber = await account_id_of(services, EMAIL)
+    token = await services.gateway.tokenize(PAYMENT_CARD)
+    saved = await saved_payment_cards.save_payment_token(services, subscriber, token.token)
+    await set_for_account(
+        services,
+        subscriber,
+        card_id=card_id,
+        plan_code="pack_5gb_7d",
+        saved_payment_card_id=saved.id,
+    )
+    await organisations.import_cards(services, fleet.organisation_id, [CARD])
+
+    shown = await site.client.get(path)
+    assert "Managed by Fleet Sdn Bhd" in html.unescape(shown.text)
+    assert "Visa 4242" in shown.text and f'action="{path}/off"' in shown.text
+    turned_off = await site.post(path + "/off", {}, form_at=path)
+
+    assert turned_off.status_code == 303, turned_off.text
+    async with services.unit_of_work() as uow:
+        setting = await uow.auto_renewals.get(card_id)
+    assert setting is not None and not setting.enabled
+    again = await site.client.get(path)
+    assert f'action="{path}/off"' not in again.text  # off now; turning it on is the fleet's
 
 
 async def test_an_empty_auto_renewal_form_asks_to_choose_a_plan_on_its_field(site: Site) -> None:

@@ -339,3 +339,23 @@ async def test_forged_card_ids_are_not_found(site: FleetSite) -> None:
     assert (await site.client.get(f"{other}/cards/add")).status_code == 404
     text, status = await _post(site, f"{other}/cards/add", {"card_number": FREE_CARD})
     assert status == 404
+
+
+async def test_removing_a_card_while_the_policy_is_applied_says_to_wait(site: FleetSite) -> None:
+    services = site.application.services
+    fleet = site.fleet
+    await policy.request_fleet_policy(
+        services, fleet.admin_id, fleet.organisation_id, PolicyChoice.one_plan(PLAN)
+    )
+    card_id = await _card_id(site, fleet.msisdns[0])
+    await site.sign_in("admin@fleet.example")
+    token = await site.csrf(f"{site.org}/cards/{card_id}/remove")
+
+    answer = await site.client.post(
+        f"{site.org}/cards/{card_id}/remove", data={"csrf_token": token}
+    )
+
+    assert answer.status_code == 409, answer.text
+    assert "Once it has finished, you can remove this card." in answer.text
+    fleet_page = await site.client.get(f"{site.org}/fleet")
+    assert f"{site.org}/cards/{card_id}/remove" in fleet_page.text  # still in the fleet

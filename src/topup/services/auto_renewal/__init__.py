@@ -16,6 +16,7 @@ from topup.services.auto_renewal.settings import (
     set_by_operator,
     set_for_account,
     turn_off,
+    turn_off_allowed,
     turn_off_for_account,
     upcoming_auto_renewals,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "set_by_operator",
     "set_for_account",
     "turn_off",
+    "turn_off_allowed",
     "turn_off_for_account",
     "upcoming_auto_renewals",
 ]

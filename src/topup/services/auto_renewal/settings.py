@@ -321,17 +321,43 @@ async def switch_off(
     return True
 
 
-async def _owned(uow: UnitOfWork, account_id: str, card_id: str) -> None:
-    """The account has linked the card, and no organisation manages the card's auto-renewal."""
+async def _owned(
+    uow: UnitOfWork, account_id: str, card_id: str, *, turning_off: bool = False
+) -> None:
+    """The account has linked the card, and no organisation manages the card's auto-renewal;
+    ``turning_off`` one the account pays (``_accounts_money``) is the account's even then."""
     if not await uow.accounts.owns_card(account_id, card_id):
         raise card_unknown()
     name = await _managing_organisation(uow, card_id)
-    if name is not None:
-        raise ConflictError(
-            "an organisation's card: its auto-renewal is the organisation's to change",
-            code="auto_renewal_managed_by_organisation",
-            params={"organisation": name},
-        )
+    if name is None:
+        return
+    if turning_off and _accounts_money(await uow.auto_renewals.get(card_id), account_id):
+        return
+    raise ConflictError(
+        "an organisation's card: its auto-renewal is the organisation's to change",
+        code="auto_renewal_managed_by_organisation",
+        params={"organisation": name},
+    )
+
+
+def _accounts_money(setting: AutoRenewal | None, account_id: str) -> bool:
+    """The setting charges the account's saved payment card, or the account set it (the card's
+    credit): a card that joined a fleet since must not leave its subscriber unable to stop it."""
+    if setting is None:
+        return False
+    if setting.payment is PaymentSource.SAVED_PAYMENT_CARD:
+        return setting.payment_account_id == account_id
+    return setting.set_by is SetterKind.ACCOUNT and setting.set_by_id == account_id
+
+
+async def turn_off_allowed(services: Services, account_id: str, card_id: str) -> bool:
+    """Whether the account may turn the card's auto-renewal off (``turn_off_for_account``)."""
+    async with services.unit_of_work() as uow:
+        try:
+            await _owned(uow, account_id, card_id, turning_off=True)
+        except ConflictError:
+            return False
+    return True
 
 
 async def _managing_organisation(uow: UnitOfWork, card_id: str) -> str | None:
@@ -423,8 +449,9 @@ async def set_by_operator(
 
 
 async def turn_off_for_account(services: Services, account_id: str, *, card_id: str) -> None:
+    """The subscriber's own, or one an organisation manages that the account pays for."""
     async with services.unit_of_work() as uow:
-        await _owned(uow, account_id, card_id)
+        await _owned(uow, account_id, card_id, turning_off=True)
     await turn_off(services, card_id=card_id, set_by=SetBy(SetterKind.ACCOUNT, account_id))
 
 

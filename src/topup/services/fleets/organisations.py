@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from topup.domain.auto_renewal import SetterKind
+from topup.domain.auto_renewal import PaymentSource, SetterKind
 from topup.domain.card_number import CardNumberKind, parse_card_number
 from topup.domain.cards import Card
 from topup.domain.errors import ConflictError, InputError, NotFoundError, TopupError
@@ -20,6 +20,7 @@ from topup.domain.fleets import (
     Member,
     MemberRole,
     Organisation,
+    PolicyRequestStatus,
     check_organisation_name,
 )
 from topup.domain.money import Money
@@ -221,7 +222,13 @@ async def start_card_add(
         raise organisation_unknown()
     if card.id in owners:
         raise _card_taken(owners[card.id] == organisation_id)
-    return await accounts.send_link_code(services, account_id, card, organisation=organisation.name)
+    return await accounts.send_link_code(
+        services,
+        account_id,
+        card,
+        organisation=organisation.name,
+        scope=accounts.fleet_scope(organisation_id),
+    )
 
 
 def _card_taken(here: bool) -> ConflictError:
@@ -247,11 +254,23 @@ async def finish_card_add(
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
-        card = await accounts.take_link_code(uow, services, account_id, card_number, code, now=now)
+        card = await accounts.take_link_code(
+            uow,
+            services,
+            account_id,
+            card_number,
+            code,
+            now=now,
+            scope=accounts.fleet_scope(organisation_id),
+        )
         owners = await uow.organisations.owners_of_cards([card.id])
         if card.id in owners:
             raise _card_taken(owners[card.id] == organisation_id)
-        await uow.organisations.add_cards(organisation_id, [card.id], at=now)
+        # One organisation at most is the database's (the card is the row's key): another
+        # admin's add committed since the check leaves this insert a no-op, and this one lost.
+        if not await uow.organisations.add_cards(organisation_id, [card.id], at=now):
+            owner = (await uow.organisations.owners_of_cards([card.id])).get(card.id)
+            raise _card_taken(owner == organisation_id)
         await uow.commit()
     return card_summary(card, services)
 
@@ -299,25 +318,55 @@ async def remove_card(
 ) -> CardRemoved:
     """An owner or admin takes a card out of the fleet. Its auto-renewal, if the organisation set
     it (the policy, paid by the organisation), stops in the same transaction, on the card's
-    timeline with the reason; one its subscriber or the operator set is theirs and stays. From
-    then on the card's subscriber sets its auto-renewal again."""
+    timeline with the reason; so does one the operator set paid by a member's saved payment card
+    (``_paid_by_fleet``). Any other, its subscriber's or the operator's, is theirs and stays.
+    From then on the card's subscriber sets its auto-renewal again."""
     now = services.clock.now()
     by_organisation = SetBy(SetterKind.ORGANISATION, organisation_id[:64])
     async with services.unit_of_work() as uow:
         await manager(uow, organisation_id, account_id)
         card = await _card_of_fleet(uow, organisation_id, card_id, for_update=True)
+        running = await uow.policy_requests.latest_of(organisation_id)
+        if running is not None and running.status is PolicyRequestStatus.RUNNING:
+            raise _policy_running()
         if not await uow.organisations.remove_card(organisation_id, card.id):
             raise card_not_in_fleet()
+        paid_by_fleet = await _paid_by_fleet(uow, organisation_id, card.id)
         stopped = await switch_off(
             uow,
             card.id,
             set_by=by_organisation,
             at=now,
-            only_if_set_by=by_organisation,
+            only_if_set_by=None if paid_by_fleet else by_organisation,
             reason=LEFT_FLEET,
         )
         await uow.commit()
     return CardRemoved(card_summary(card, services), stopped)
+
+
+def _policy_running() -> ConflictError:
+    """The policy walks the fleet by position, a batch at a time: a card taken out behind it
+    would shift the others, and one would be left unreached."""
+    return ConflictError(
+        "the fleet's auto-renewal policy is being applied; take the card out once it has finished",
+        code="fleet_card_remove_policy_running",
+        retryable=True,
+        field="card",
+        params={},
+    )
+
+
+async def _paid_by_fleet(uow: UnitOfWork, organisation_id: str, card_id: str) -> bool:
+    """The card's auto-renewal, whoever set it, charges a saved payment card of a member who
+    has not linked the card: allowed only while the card is in the fleet (the operator's
+    ``set_by_operator``), so it is the organisation's money and stops with the card."""
+    kept = await uow.auto_renewals.get(card_id, for_update=True)
+    if kept is None or kept.payment is not PaymentSource.SAVED_PAYMENT_CARD:
+        return False
+    payer = kept.payment_account_id or ""
+    if await uow.accounts.owns_card(payer, card_id):
+        return False
+    return await uow.organisations.member(organisation_id, payer) is not None
 
 
 async def choose_payment_card(

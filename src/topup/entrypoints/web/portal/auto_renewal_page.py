@@ -95,6 +95,11 @@ async def _page(
         "saved": saved,
         "auto": view,
         "managed_by": managed_by,  # the organisation's name: its card, shown read-only
+        # ... but for turning off an auto-renewal the account itself pays for
+        "may_turn_off": managed_by is not None
+        and view is not None
+        and view.enabled
+        and await auto_renewal.turn_off_allowed(services, account_id, card.id),
         "values": values,
         "errors": errors,
         "notice": notice if notice in NOTICES else None,

@@ -105,3 +105,24 @@ def test_an_invoice_month_out_of_range_is_one_error_line(fleet_cli: FleetCli) ->
     unknown = fleet_cli.cli.run("organisations", "invoice", "no-such-org", "--month", "9999-12")
     assert_one_error_line(unknown, "organisation_unknown")
     assert not list(fleet_cli.directory.glob("*.pdf"))
+
+
+def test_a_refused_line_is_told_as_a_sentence_in_the_check_and_the_result_file(
+    fleet_cli: FleetCli,
+) -> None:
+    renewed = fleet_cli.fleet.msisdns[0]
+    file = fleet_cli.lines(f"{renewed},pack_5gb_7d\n0199999999,pack_5gb_7d\n")
+    result = fleet_cli.directory / "result.csv"
+
+    checked = fleet_cli.cli.run(*fleet_cli.bulk_renew(file, "--dry-run"))
+    made = fleet_cli.cli.run(*fleet_cli.bulk_renew(file, "--result", str(result)))
+
+    assert checked.returncode == 0, checked.stderr
+    said = " ".join(checked.stdout.split())  # the table wraps long cells
+    assert "card_not_in_organisation: This number is not one of your organisation's" in said
+    assert made.returncode == 0, made.stderr
+    rows = list(csv.DictReader(io.StringIO(result.read_text("utf-8"))))
+    assert [row["outcome"] for row in rows] == ["succeeded", "rejected"]
+    assert rows[0]["message"] == ""
+    assert rows[1]["error_code"] == "card_not_in_organisation"
+    assert rows[1]["message"].startswith("This number is not one of your organisation's cards.")

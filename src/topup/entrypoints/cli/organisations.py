@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +17,7 @@ from topup.entrypoints.cli.output import (
     JsonOption,
     console,
     fail,
+    language,
     print_json,
     run,
     table,
@@ -35,7 +37,21 @@ organisations_app = typer.Typer(
 
 OrganisationArgument = Annotated[str, typer.Argument(help="The organisation's id.")]
 PROGRESS_POLL_S = 0.5
-RESULT_HEADER = ("line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code")
+RESULT_HEADER = (
+    "line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code", "message",
+)  # fmt: skip
+
+
+def problem_text(code: str | None, params: Mapping[str, str], *, plan: str, number: str) -> str:
+    """A line's problem as a sentence in the operator's language (TOPUP_LANGUAGE), filled with
+    what its error gave; the code itself when the catalogue cannot say it ("" for no problem)."""
+    from topup.adapters import messages
+    from topup.domain.errors import TopupError
+
+    if not code:
+        return ""
+    error = TopupError(code, code=code, params={"plan": plan, "number": number, **params})
+    return messages.message_for(error, language())
 
 
 def _unwritable(path: Path, why: str) -> typer.Exit:
@@ -225,9 +241,14 @@ def _print_dry_run(checked: DryRun) -> None:
 
     shown = table("line", "number", "plan", "check", whole=("line", "number"))
     for line in checked.lines:
-        verdict = line.problem or ("already renewed" if line.already_renewed else "ok")
-        if line.problem == RENEWED_RECENTLY:
-            verdict += f" ({line.problem_params.get('renewed_at', '')})"
+        verdict = "already renewed" if line.already_renewed else "ok"
+        if line.problem:
+            said = problem_text(
+                line.problem, line.problem_params, plan=line.plan_code, number=line.number
+            )
+            verdict = line.problem if said == line.problem else f"{line.problem}: {said}"
+            if line.problem == RENEWED_RECENTLY:
+                verdict += f" ({line.problem_params.get('renewed_at', '')})"
         price = (
             f" {line.amount.decimal_text()}" if line.amount is not None and line.accepted else ""
         )
@@ -259,6 +280,9 @@ def result_csv(lines: list[BulkLine]) -> str:
             line.renewal_id or "",
             line.receipt_number or "",
             line.error_code or "",
+            problem_text(
+                line.error_code, line.error_params, plan=line.plan_code, number=line.number
+            ),
         )
         writer.writerow([spreadsheet_safe(cell) for cell in cells])
     return buffer.getvalue()

@@ -253,7 +253,6 @@ def _upgrade_auto_renewal() -> None:
         sa.Column("problem", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("paid_by_organisation_id", sa.String(length=36), nullable=True),
         sa.ForeignKeyConstraint(
             ["card_id"], ["cards.id"], name=op.f("fk_auto_renewal_attempts_card_id_cards")
         ),
@@ -301,11 +300,6 @@ def _upgrade_auto_renewal() -> None:
     )
     op.create_index("ix_auto_top_ups_card_id_at", "auto_top_ups", ["card_id", "at"])
     op.create_index("ix_auto_top_ups_status_at", "auto_top_ups", ["status", "at"])
-    op.create_index(
-        "ix_auto_renewal_attempts_paid_by_organisation_id_created_at",
-        "auto_renewal_attempts",
-        ["paid_by_organisation_id", "created_at"],
-    )
 
 
 def _downgrade_auto_renewal() -> None:
@@ -313,10 +307,6 @@ def _downgrade_auto_renewal() -> None:
     op.drop_index("ix_auto_top_ups_card_id_at", table_name="auto_top_ups")
     op.drop_table("auto_top_ups")
     op.drop_table("auto_renewal_prechecks")
-    op.drop_index(
-        "ix_auto_renewal_attempts_paid_by_organisation_id_created_at",
-        table_name="auto_renewal_attempts",
-    )
     op.drop_table("auto_renewal_attempts")
     op.drop_index("ix_auto_renewals_enabled_next_check_at", table_name="auto_renewals")
     op.drop_table("auto_renewals")
@@ -443,7 +433,6 @@ def _upgrade_fleets() -> None:
     )
     op.create_index("ix_bulk_lines_status_lease_until", "bulk_lines", ["status", "lease_until"])
     op.create_index("ix_bulk_lines_renewal_id", "bulk_lines", ["renewal_id"])
-    op.create_index("ix_bulk_lines_card_id", "bulk_lines", ["card_id"])
     op.create_table(
         "invoices",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -516,7 +505,6 @@ def _downgrade_fleets() -> None:
     op.drop_index("ix_policy_requests_organisation_id_created_at", table_name="policy_requests")
     op.drop_table("policy_requests")
     op.drop_table("invoices")
-    op.drop_index("ix_bulk_lines_card_id", table_name="bulk_lines")
     op.drop_index("ix_bulk_lines_renewal_id", table_name="bulk_lines")
     op.drop_index("ix_bulk_lines_status_lease_until", table_name="bulk_lines")
     op.drop_table("bulk_lines")

@@ -702,7 +702,7 @@ Index("ix_auto_top_ups_status_at", auto_top_ups.c.status, auto_top_ups.c.at)
 # (end of auto-renewal)
 
 
-# --- fleets (migration 0013, _upgrade_fleets) --------------------------------------------------
+# --- fleets (migration 0013, _upgrade_fleets; and 0014) ---------------------------------------
 # Organisations, members, their cards, bulk renewal runs and lines, monthly invoices.
 
 # An enterprise account. Bulk renewals are charged to one of its members' saved payment cards.

@@ -858,6 +858,13 @@ class OrganisationRepository(Protocol):
         last) then MSISDN."""
         ...
 
+    async def fleet_cards_after(
+        self, organisation_id: str, *, after_card_id: str | None, limit: int
+    ) -> list[Card]:
+        """The organisation's cards by card id, the first ``limit`` after ``after_card_id``
+        (None: from the first): a walk over the fleet that cards changing meanwhile do not move."""
+        ...
+
     async def count_cards(self, organisation_id: str, fleet_filter: FleetFilter) -> int: ...
 
     async def card_counts_by_status(self, organisation_id: str) -> dict[str, int]: ...

@@ -203,6 +203,9 @@ async def test_a_worker_killed_mid_run_resumes_where_it_stopped(
         TOPUP_BULK_BATCH_SIZE="10",
         TOPUP_BULK_CONCURRENCY="2",
         TOPUP_BULK_LINE_LEASE_S="2",
+        # A line succeeds once its renewal is applied: the activation job the killed worker had
+        # leased is taken again this soon (the network answers at once here).
+        TOPUP_JOB_LEASE_S="3",
         TOPUP_SANDBOX_JOURNAL="",
         TOPUP_SANDBOX_SMS_OUTBOX="",
         TOPUP_MAIL_OUTBOX="",

@@ -383,6 +383,30 @@ async def test_the_fleet_policy_is_applied_by_the_worker_a_batch_at_a_time_one_a
     await policy.request_fleet_policy(services, fleet.admin_id, organisation, choice)
 
 
+async def test_the_fleet_policy_reaches_every_card_once_while_cards_are_renewed_meanwhile() -> None:
+    limits = LimitSettings(fleet_policy_batch_size=2)
+    fakes = await on_fakes(limits=limits)
+    fleet = await make_fleet(fakes.services, cards=6)
+    services, organisation = fakes.services, fleet.organisation_id
+    await policy.request_fleet_policy(
+        services, fleet.admin_id, organisation, policy.PolicyChoice.one_plan(PLAN)
+    )
+    later = dt.timedelta(days=30)
+    while await policy.process_policy_requests(services):
+        # The cards it has just set are renewed (their validity moves to the fleet's end), as
+        # cards are while a policy is applied to a large fleet.
+        for card_id in list(fakes.committed.auto_renewals):
+            card = fakes.committed.cards[card_id]
+            assert card.validity_end is not None
+            fakes.committed.cards[card_id] = dataclasses.replace(
+                card, validity_end=card.validity_end + later
+            )
+    found = await policy.latest_policy_request(services, fleet.viewer_id, organisation)
+    assert found is not None and found.finished
+    assert (found.reached, found.applied, found.already) == (6, 6, 0)
+    assert len(fakes.committed.auto_renewals) == 6
+
+
 async def test_a_policy_batch_a_killed_worker_left_is_done_again_once_its_lease_ends() -> None:
     limits = LimitSettings(fleet_policy_batch_size=3)
     fakes = await on_fakes(limits=limits)
@@ -479,9 +503,9 @@ async def test_an_organisations_card_is_the_organisations_to_set_and_its_changes
         await auto_renewal.set_for_account(
             services, subscriber, card_id=card.id, plan_code=PLAN, saved_payment_card_id=None
         )
-    with pytest.raises(TopupError) as turn_off:
-        await auto_renewal.turn_off_for_account(services, subscriber, card_id=card.id)
-    assert turn_on.value.code == turn_off.value.code == "auto_renewal_managed_by_organisation"
+    assert turn_on.value.code == "auto_renewal_managed_by_organisation"
+    # Turning it off stays the subscriber's: they set it, and it is not the organisation's.
+    assert await auto_renewal.turn_off_allowed(services, subscriber, card.id)
     assert turn_on.value.params == {"organisation": "Fleet Sdn Bhd"}
     assert await auto_renewal.managed_by(services, subscriber, card.id) == "Fleet Sdn Bhd"
     assert not [e for _, e in fakes.committed.card_events if e.kind == "auto_renewal_set"]

@@ -329,7 +329,10 @@ class PolicyRequest:
     status: PolicyRequestStatus
     cards_total: int  # the cards it is to reach (at most fleet_policy_cards_max)
     created_at: dt.datetime
-    reached: int = 0  # cards looked at so far, in the fleet's order
+    reached: int = 0  # cards looked at so far, by card id
+    # The last card looked at (the walk goes on after it, by card id: cards renewed, added or
+    # taken out meanwhile move no other card's place, so none is skipped or looked at twice).
+    reached_card_id: str | None = None
     applied: int = 0  # cards whose auto-renewal it set
     already: int = 0  # cards that had this policy already
     left_alone: int = 0  # cards of a kind it names no plan for

@@ -272,6 +272,20 @@ class OrganisationRepository:
         )
         return [card_from_row(row) for row in rows]
 
+    async def fleet_cards_after(
+        self, organisation_id: str, *, after_card_id: str | None, limit: int
+    ) -> list[Card]:
+        cards, owned = t.cards, t.organisation_cards
+        query = (
+            select(cards)
+            .select_from(cards.join(owned, owned.c.card_id == cards.c.id))
+            .where(owned.c.organisation_id == organisation_id)
+        )
+        if after_card_id is not None:
+            query = query.where(owned.c.card_id > after_card_id)
+        rows = await self._connection.execute(query.order_by(owned.c.card_id).limit(limit))
+        return [card_from_row(row) for row in rows]
+
     async def count_cards(self, organisation_id: str, fleet_filter: FleetFilter) -> int:
         cards, owned = t.cards, t.organisation_cards
         result = await self._connection.execute(

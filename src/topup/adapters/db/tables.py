@@ -827,6 +827,7 @@ policy_requests = Table(
     Column("status", String(16), nullable=False),
     Column("cards_total", Integer, nullable=False),
     Column("reached", Integer, nullable=False),
+    Column("reached_card_id", ID),  # the last card reached, by id (migration 0014)
     Column("applied", Integer, nullable=False),
     Column("already", Integer, nullable=False),
     Column("left_alone", Integer, nullable=False),

@@ -130,6 +130,12 @@ class MemoryOrganisationRepository:
     ) -> list[Card]:
         return self._fleet(organisation_id, fleet_filter)[offset : offset + limit]
 
+    async def fleet_cards_after(
+        self, organisation_id: str, *, after_card_id: str | None, limit: int
+    ) -> list[Card]:
+        mine = sorted(self._fleet(organisation_id, FleetFilter()), key=lambda card: card.id)
+        return [card for card in mine if after_card_id is None or card.id > after_card_id][:limit]
+
     async def count_cards(self, organisation_id: str, fleet_filter: FleetFilter) -> int:
         return len(self._fleet(organisation_id, fleet_filter))
 

@@ -146,8 +146,8 @@ async def _apply_batch(services: Services, request: PolicyRequest) -> PolicyRequ
         organisation = await uow.organisations.get(organisation_id)
         size = min(limits.fleet_policy_batch_size, request.cards_total - request.reached)
         cards = (
-            await uow.organisations.fleet_cards(
-                organisation_id, FleetFilter(), limit=size, offset=request.reached
+            await uow.organisations.fleet_cards_after(
+                organisation_id, after_card_id=request.reached_card_id, limit=size
             )
             if size > 0
             else []
@@ -187,6 +187,7 @@ async def _apply_batch(services: Services, request: PolicyRequest) -> PolicyRequ
     moved = replace(
         request,
         reached=request.reached + len(cards),
+        reached_card_id=cards[-1].id if cards else request.reached_card_id,
         applied=request.applied + counts["applied"],
         already=request.already + counts["already"],
         left_alone=request.left_alone + counts["left_alone"],
@@ -264,17 +265,19 @@ async def policy_counts(services: Services, account_id: str, organisation_id: st
     """How many of the organisation's cards have auto-renewal on by its policy (at most
     ``fleet_policy_cards_max`` looked at)."""
     limits = services.limits.fleets
-    counted = offset = 0
-    while offset < limits.fleet_policy_cards_max:
+    counted = looked_at = 0
+    after: str | None = None
+    while looked_at < limits.fleet_policy_cards_max:
         async with services.unit_of_work() as uow:
             await membership(uow, organisation_id, account_id)
-            cards = await uow.organisations.fleet_cards(
-                organisation_id, FleetFilter(), limit=limits.fleet_policy_batch_size, offset=offset
+            cards = await uow.organisations.fleet_cards_after(
+                organisation_id, after_card_id=after, limit=limits.fleet_policy_batch_size
             )
             settings = await uow.auto_renewals.of_cards([card.id for card in cards])
         if not cards:
             break
-        offset += len(cards)
+        looked_at += len(cards)
+        after = cards[-1].id
         counted += sum(
             1
             for setting in settings.values()

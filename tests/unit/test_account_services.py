@@ -14,7 +14,7 @@ from tests.unit.fakes import GOOD_CARD, OnFakes, on_fakes
 from topup.domain.errors import TopupError
 from topup.domain.renewal import RenewalStatus
 from topup.domain.saved_payment_cards import SAVED_PAYMENT_CARDS_MAX
-from topup.entrypoints.web.portal.account_history import spreadsheet_safe
+from topup.entrypoints.spreadsheets import spreadsheet_safe
 from topup.ports import PaymentCardDetails
 from topup.services import account_history, saved_payment_cards, web_sessions
 from topup.services.account_history import HistoryFilter

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 from collections.abc import Mapping
@@ -22,7 +20,7 @@ from topup.entrypoints.cli.output import (
     run,
     table,
 )
-from topup.entrypoints.spreadsheets import spreadsheet_safe
+from topup.entrypoints.spreadsheets import bulk_result_csv
 
 if TYPE_CHECKING:
     from topup.bootstrap import Application
@@ -37,9 +35,6 @@ organisations_app = typer.Typer(
 
 OrganisationArgument = Annotated[str, typer.Argument(help="The organisation's id.")]
 PROGRESS_POLL_S = 0.5
-RESULT_HEADER = (
-    "line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code", "message",
-)  # fmt: skip
 
 
 def problem_text(code: str | None, params: Mapping[str, str], *, plan: str, number: str) -> str:
@@ -266,26 +261,13 @@ def _print_dry_run(checked: DryRun) -> None:
 
 
 def result_csv(lines: list[BulkLine]) -> str:
-    """The result file: one row per line of the upload, each cell safe to open in a
-    spreadsheet (a number typed as ``=...`` or ``+60...`` is text, not a formula)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(RESULT_HEADER)
-    for line in lines:
-        cells = (
-            str(line.line_no),
-            line.number,
-            line.plan_code,
-            line.status.value,
-            line.renewal_id or "",
-            line.receipt_number or "",
-            line.error_code or "",
-            problem_text(
-                line.error_code, line.error_params, plan=line.plan_code, number=line.number
-            ),
-        )
-        writer.writerow([spreadsheet_safe(cell) for cell in cells])
-    return buffer.getvalue()
+    """The result file, each line's message in the operator's language (TOPUP_LANGUAGE)."""
+    return bulk_result_csv(
+        lines,
+        lambda line: problem_text(
+            line.error_code, line.error_params, plan=line.plan_code, number=line.number
+        ),
+    )
 
 
 def bulk_renew(

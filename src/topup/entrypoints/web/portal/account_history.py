@@ -17,9 +17,7 @@ from starlette.responses import Response
 
 from topup.domain.errors import InputError, TopupError
 from topup.domain.renewal import RenewalStatus
-from topup.entrypoints.spreadsheets import (
-    spreadsheet_safe as spreadsheet_safe,  # (the fleet pages' CSV imports it from here too)
-)
+from topup.entrypoints.spreadsheets import spreadsheet_safe
 from topup.entrypoints.web.portal.account_common import (
     NO_STORE,
     AccountId,

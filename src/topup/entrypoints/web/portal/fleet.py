@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from topup.domain.errors import NotFoundError
 from topup.domain.fleets import FleetFilter, Invoice
+from topup.entrypoints.spreadsheets import spreadsheet_safe
 from topup.entrypoints.web.portal import fleet_cards
 from topup.entrypoints.web.portal.account_common import (
     NO_STORE,
@@ -25,7 +26,6 @@ from topup.entrypoints.web.portal.account_common import (
     card_number_shown,
     services_of,
 )
-from topup.entrypoints.web.portal.account_history import spreadsheet_safe
 from topup.entrypoints.web.portal.fleet_common import (
     ID_LENGTH_MAX,
     ORGANISATIONS_PATH,

@@ -10,8 +10,6 @@ refuse it anyway (``fleet_role_forbidden``)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import secrets
 
@@ -22,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from topup.domain.errors import InputError, TopupError
 from topup.domain.fleets import BulkLine
 from topup.domain.money import Money
-from topup.entrypoints.spreadsheets import spreadsheet_safe
+from topup.entrypoints.spreadsheets import bulk_result_csv
 from topup.entrypoints.web.portal.account_common import (
     NO_STORE,
     AccountId,
@@ -53,7 +51,6 @@ UPLOAD_PATHS = re.compile(r"^/organisations/[^/]{1,64}/bulk-renewals/(check|star
 UPLOAD_FORM_OVERHEAD_BYTES = 64 * 1024  # a form's other fields and multipart boundaries
 NO_JAVASCRIPT_RELOAD_S = 5  # a running run's page reloads itself this often without a script
 LINES_SHOWN_MAX = 2000  # a dry run's lines listed in the page (the total counts them all)
-RESULT_COLUMNS = ("line", "number", "plan", "outcome", "renewal_id", "receipt", "error_code")
 TOTAL_LENGTH_MAX = 18  # the Start form's total, in minor units
 FIELDS = {"lines": "lines", "file": "file", "payment_card": "lines", "run": "lines"}
 
@@ -316,27 +313,9 @@ async def result_csv(
     lines = await bulk.result_lines(services, account_id, organisation_id, run_id)
     organisation, _ = await organisations.my_membership(services, account_id, organisation_id)
     locale = organisation.language
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([*RESULT_COLUMNS, "message"])
-    for line in lines:
-        writer.writerow(
-            [
-                spreadsheet_safe(cell)
-                for cell in (
-                    str(line.line_no),
-                    line.number,
-                    line.plan_code,
-                    line.status.value,
-                    line.renewal_id or "",
-                    line.receipt_number or "",
-                    line.error_code or "",
-                    line_text(line, locale),
-                )
-            ]
-        )
+    text = bulk_result_csv(lines, lambda line: line_text(line, locale))
     return Response(
-        "\ufeff" + buffer.getvalue(),
+        "\ufeff" + text,
         media_type="text/csv; charset=utf-8",
         headers={
             **NO_STORE,

@@ -21,6 +21,7 @@ from topup.entrypoints.api.dependencies import (
     check_caller_rate,
     check_card_lookup,
     check_rate,
+    check_sms_code_request,
     client_address,
 )
 from topup.entrypoints.api.schemas import CardOut, Read, Write, problems
@@ -339,14 +340,7 @@ async def start_card_link(
     """Start linking a card: a 6-digit code goes by SMS to the card's number, valid for 10
     minutes and 5 attempts; give it to ``/api/v1/accounts/me/cards/verify``."""
     account_id = _signed_in(caller)
-    await check_caller_rate(
-        request,
-        caller,
-        "sms_code",
-        limit=services.limits.rates.sms_codes_per_hour_max,
-        window_s=accounts.SMS_CODES_WINDOW_S,
-    )
-    await check_card_lookup(request, caller, body.card_number)
+    await check_sms_code_request(request, caller, body.card_number)
     sent = await accounts.start_card_link(services, account_id, body.card_number)
     return _json(
         {"card_number": sent.card_number, "expires_at": iso(sent.expires_at)}, status_code=202

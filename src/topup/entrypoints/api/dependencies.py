@@ -11,7 +11,12 @@ from topup.domain.callers import ANONYMOUS, Caller
 from topup.domain.errors import TopupError
 from topup.entrypoints.http.client import client_address
 from topup.entrypoints.http.language import request_language
-from topup.entrypoints.http.rate_limits import check_caller_rate, check_card_lookup, check_rate
+from topup.entrypoints.http.rate_limits import (
+    check_caller_rate,
+    check_card_lookup,
+    check_rate,
+    check_sms_code_request,
+)
 from topup.services import accounts, api_keys
 from topup.services.context import Services
 
@@ -65,6 +70,7 @@ __all__ = [  # the shared HTTP layer's, re-exported for the API's routes
     "check_caller_rate",
     "check_card_lookup",
     "check_rate",
+    "check_sms_code_request",
     "client_address",
     "services_of",
 ]

@@ -8,6 +8,7 @@ from topup.domain.callers import ANONYMOUS, Caller
 from topup.domain.card_number import parse_card_number
 from topup.domain.errors import TopupError
 from topup.entrypoints.http.client import client_address
+from topup.services.accounts import SMS_CODES_WINDOW_S
 from topup.services.context import Services
 
 CARD_LOOKUP = "card_lookup"  # the one rule of every route that resolves a card number
@@ -55,3 +56,20 @@ async def check_card_lookup(request: Request, caller: Caller, card_number: str) 
         return
     card_key = "card:" + services.tokens.fingerprint(f"card-lookup:{number.kind}:{number.value}")
     await check_rate(services, CARD_LOOKUP, card_key, limit=limit, window_s=CARD_LOOKUP_WINDOW_S)
+
+
+SMS_CODE = "sms_code"  # the rule of every route that texts a code to a card's number
+
+
+async def check_sms_code_request(request: Request, caller: Caller, card_number: str) -> None:
+    """A request that texts a code to a card (linking it to an account, adding it to a fleet):
+    codes per client an hour (``Limits.sms_codes_per_hour_max``), then the card look-up."""
+    services: Services = request.app.state.application.services
+    await check_caller_rate(
+        request,
+        caller,
+        SMS_CODE,
+        limit=services.limits.rates.sms_codes_per_hour_max,
+        window_s=SMS_CODES_WINDOW_S,
+    )
+    await check_card_lookup(request, caller, card_number)

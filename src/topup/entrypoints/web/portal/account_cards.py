@@ -12,7 +12,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from topup.domain.errors import TopupError
-from topup.entrypoints.http.rate_limits import check_caller_rate, check_card_lookup
+from topup.entrypoints.http.rate_limits import (
+    check_card_lookup,
+    check_sms_code_request,
+)
 from topup.entrypoints.web.portal.account_common import (
     AccountId,
     SignedIn,
@@ -69,14 +72,7 @@ async def start_link(request: Request, account_id: AccountId, caller: SignedIn) 
     card_number = text_field(form, "card_number", CARD_NUMBER_LENGTH_MAX)
     services = services_of(request)
     try:
-        await check_caller_rate(
-            request,
-            caller,
-            "sms_code",
-            limit=services.limits.rates.sms_codes_per_hour_max,
-            window_s=accounts.SMS_CODES_WINDOW_S,
-        )
-        await check_card_lookup(request, caller, card_number)
+        await check_sms_code_request(request, caller, card_number)
         sent = await accounts.start_card_link(services, account_id, card_number)
     except TopupError as error:
         errors = form_errors(error, locale_of(request), fields=LINK_FIELDS)

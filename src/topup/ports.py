@@ -1116,9 +1116,12 @@ class UsageRepository(Protocol):
         """The cards, locked in id order (FOR NO KEY UPDATE on PostgreSQL)."""
         ...
 
-    async def insert_records(
-        self, records: Sequence[UsageRecord], *, at: dt.datetime
-    ) -> list[InsertedUsage]:
+    async def known_record_ids(self, record_ids: Sequence[str]) -> set[str]:
+        """Which of these record ids were applied (committed) before: a hint to leave them out
+        (``insert_records`` still decides)."""
+        ...
+
+    async def insert_records(self, records: Sequence[UsageRecord]) -> list[InsertedUsage]:
         """Insert the records whose id is new (each says whether it counts against its card's
         period); what was inserted, summed per card (a known id, or an id a second time in
         ``records``: left out)."""

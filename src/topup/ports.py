@@ -969,10 +969,12 @@ class ReminderRepository(Protocol):
         ends_by: dt.datetime,
         end_offset_days: int,
         limit: int,
+        after: tuple[dt.datetime, str] | None = None,
     ) -> list[Card]:
         """Prepaid cards in ``status`` whose validity end plus ``end_offset_days`` (grace) is in
         (ends_after, ends_by] and that have no reminder of ``kind`` for that validity end, by
-        index, at most ``limit``."""
+        index, at most ``limit``, in (validity end, id) order; ``after``: only those after this
+        (validity end, id), the last of the batch before (a pass never reads a card twice)."""
         ...
 
     async def add_reminders(

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, exists, select, update
+from sqlalchemy import Row, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
@@ -85,6 +85,7 @@ class ReminderRepository:
         ends_by: dt.datetime,
         end_offset_days: int,
         limit: int,
+        after: tuple[dt.datetime, str] | None = None,
     ) -> list[Card]:
         """By ``ix_cards_status_validity_end``; the reminder looked up by its
         (card, kind, period end) index."""
@@ -107,6 +108,14 @@ class ReminderRepository:
             .order_by(cards.c.validity_end, cards.c.id)
             .limit(limit)
         )
+        if after is not None:  # from where the batch before stopped, by the same index
+            query = query.where(
+                cards.c.validity_end >= after[0],
+                or_(
+                    cards.c.validity_end > after[0],
+                    and_(cards.c.validity_end == after[0], cards.c.id > after[1]),
+                ),
+            )
         return [card_from_row(row) for row in await self._connection.execute(query)]
 
     async def add_reminders(

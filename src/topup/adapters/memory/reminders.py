@@ -31,6 +31,7 @@ class MemoryReminderRepository:
         ends_by: dt.datetime,
         end_offset_days: int,
         limit: int,
+        after: tuple[dt.datetime, str] | None = None,
     ) -> list[Card]:
         shift = dt.timedelta(days=end_offset_days)
         made = {
@@ -46,6 +47,7 @@ class MemoryReminderRepository:
             and card.validity_end is not None
             and ends_after - shift < card.validity_end <= ends_by - shift
             and (card.id, card.validity_end) not in made
+            and (after is None or (card.validity_end, card.id) > after)
         ]
         found.sort(key=lambda card: (card.validity_end or ends_by, card.id))
         return found[:limit]

@@ -145,7 +145,8 @@ def _rows(
 
 async def queue_from_dates(services: Services) -> int:
     """For each date-driven kind and offset, the cards whose end is within the offset's window
-    and that have no reminder of it for this end, a bounded batch at a time."""
+    and that have no reminder of it for this end, a bounded batch at a time, each batch from
+    where the one before stopped (by the index, in (validity end, id) order)."""
     now = services.clock.now()
     limits = services.limits.reminders
     policy = services.profile.reminders
@@ -157,6 +158,7 @@ async def queue_from_dates(services: Services) -> int:
         for offset in offsets:
             nearest, farthest = offset_window(offsets, offset)
             name = kind_name(kind, offset)
+            after: tuple[dt.datetime, str] | None = None
             for _ in range(limits.reminder_batches_per_pass_max):
                 async with services.unit_of_work() as uow:
                     cards: list[Card] = await uow.reminders.due_by_date(
@@ -166,6 +168,7 @@ async def queue_from_dates(services: Services) -> int:
                         ends_by=now + farthest,
                         end_offset_days=end_offset_days,
                         limit=limits.reminder_batch_size,
+                        after=after,
                     )
                     found = [
                         NewReminder(
@@ -182,8 +185,11 @@ async def queue_from_dates(services: Services) -> int:
                     inserted = await uow.reminders.add_reminders(reminders, deliveries)
                     await uow.commit()
                 queued += len(inserted)
-                if len(cards) < limits.reminder_batch_size:
+                if len(cards) < limits.reminder_batch_size or cards[-1].validity_end is None:
                     break
+                # The next batch from the last card on: not over the cards just reminded again
+                # (each batch would read every card of the window before it).
+                after = (cards[-1].validity_end, cards[-1].id)
     return queued
 
 

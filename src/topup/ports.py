@@ -970,11 +970,12 @@ class ReminderRepository(Protocol):
         end_offset_days: int,
         limit: int,
         after: tuple[dt.datetime, str] | None = None,
-    ) -> list[Card]:
+    ) -> tuple[list[Card], tuple[dt.datetime, str] | None]:
         """Prepaid cards in ``status`` whose validity end plus ``end_offset_days`` (grace) is in
-        (ends_after, ends_by] and that have no reminder of ``kind`` for that validity end, by
-        index, at most ``limit``, in (validity end, id) order; ``after``: only those after this
-        (validity end, id), the last of the batch before (a pass never reads a card twice)."""
+        (ends_after, ends_by] and that have no reminder of ``kind`` for that validity end, among
+        the next ``limit`` cards of that window by index in (validity end, id) order after
+        ``after``; and where the next batch starts (the last card read), None if the window
+        has no more (a pass reads each card once)."""
         ...
 
     async def add_reminders(

@@ -92,21 +92,20 @@ _STATES = (
 )
 _KINDS = {kind.value: kind for kind in CardKind}
 _STATUSES = {status.value: status for status in CardStatus}
-_DEBIT_QUOTAS = text(
-    "UPDATE cards SET data_quota_mb = v.quota, version = cards.version + 1, updated_at = :at "
-    "FROM unnest(CAST(:ids AS varchar[]), CAST(:quotas AS bigint[]), CAST(:versions AS int[])) "
-    "AS v(id, quota, version) WHERE cards.id = v.id AND cards.version = v.version"
+# Sent by the driver (arrays of ten thousand values each, no statement processing per value).
+_DEBIT_QUOTAS = (
+    "UPDATE cards SET data_quota_mb = v.quota, version = cards.version + 1, updated_at = $4 "
+    "FROM unnest($1::varchar[], $2::bigint[], $3::int[]) AS v(id, quota, version) "
+    "WHERE cards.id = v.id AND cards.version = v.version"
 )
-_SAVE_STATES = text(
+_SAVE_STATES = (
     "INSERT INTO card_usage (card_id, period, period_quota_mb, used_mb, data_low_period, "
     "data_exhausted_period, data_barred, network_pending, network_attempts, network_next_at, "
-    "updated_at) SELECT v.*, 0, CASE WHEN v.network_pending THEN CAST(:at AS timestamptz) END, "
-    "CAST(:at AS timestamptz) FROM unnest(CAST(:card_ids AS varchar[]), "
-    "CAST(:periods AS varchar[]), CAST(:period_quotas AS bigint[]), CAST(:used AS bigint[]), "
-    "CAST(:lows AS varchar[]), CAST(:exhausteds AS varchar[]), CAST(:barreds AS boolean[]), "
-    "CAST(:pendings AS boolean[])) AS v(card_id, period, period_quota_mb, used_mb, "
-    "data_low_period, data_exhausted_period, data_barred, network_pending) "
-    "ON CONFLICT (card_id) DO UPDATE SET period = excluded.period, "
+    "updated_at) SELECT v.*, 0, CASE WHEN v.network_pending THEN $9::timestamptz END, "
+    "$9::timestamptz FROM unnest($1::varchar[], $2::varchar[], $3::bigint[], $4::bigint[], "
+    "$5::varchar[], $6::varchar[], $7::boolean[], $8::boolean[]) AS v(card_id, period, "
+    "period_quota_mb, used_mb, data_low_period, data_exhausted_period, data_barred, "
+    "network_pending) ON CONFLICT (card_id) DO UPDATE SET period = excluded.period, "
     "period_quota_mb = excluded.period_quota_mb, used_mb = excluded.used_mb, "
     "data_low_period = excluded.data_low_period, "
     "data_exhausted_period = excluded.data_exhausted_period, data_barred = excluded.data_barred, "
@@ -324,30 +323,25 @@ class UsageRepository:
         if not debits:
             return
         if self._postgresql:
-            result = await self._connection.execute(
-                _DEBIT_QUOTAS,
-                {
-                    "ids": [card_id for card_id, _, _ in debits],
-                    "quotas": [quota for _, quota, _ in debits],
-                    "versions": [version for _, _, version in debits],
-                    "at": at,
-                },
-            )
-        else:
-            cards = t.cards.c
-            result = await self._connection.execute(
-                update(t.cards)
-                .where(cards.id == bindparam("card_id"), cards.version == bindparam("read"))
-                .values(
-                    data_quota_mb=bindparam("quota"),
-                    version=cards.version + 1,
-                    updated_at=bindparam("at"),
-                ),
-                [
-                    {"card_id": card_id, "quota": quota, "read": version, "at": at}
-                    for card_id, quota, version in debits
-                ],
-            )
+            ids, quotas, versions = (list(column) for column in zip(*debits, strict=True))
+            status = await (await self._driver()).execute(_DEBIT_QUOTAS, ids, quotas, versions, at)
+            if int(status.rsplit(" ", 1)[-1]) != len(debits):  # "UPDATE <rows>"
+                raise InvariantError("a card changed under us while its row was locked")
+            return
+        cards = t.cards.c
+        result = await self._connection.execute(
+            update(t.cards)
+            .where(cards.id == bindparam("card_id"), cards.version == bindparam("read"))
+            .values(
+                data_quota_mb=bindparam("quota"),
+                version=cards.version + 1,
+                updated_at=bindparam("at"),
+            ),
+            [
+                {"card_id": card_id, "quota": quota, "read": version, "at": at}
+                for card_id, quota, version in debits
+            ],
+        )
         if result.rowcount != len(debits):
             raise InvariantError("a card changed under us while its row was locked")
 
@@ -383,21 +377,9 @@ class UsageRepository:
     async def save_states(self, states: Sequence[UsageState], *, at: dt.datetime) -> None:
         if not states:
             return
-        if self._postgresql:
-            await self._connection.execute(
-                _SAVE_STATES,
-                {
-                    "card_ids": [state.card_id for state in states],
-                    "periods": [state.period for state in states],
-                    "period_quotas": [state.period_quota_mb for state in states],
-                    "used": [state.used_mb for state in states],
-                    "lows": [state.data_low_period for state in states],
-                    "exhausteds": [state.data_exhausted_period for state in states],
-                    "barreds": [state.data_barred for state in states],
-                    "pendings": [state.network_pending for state in states],
-                    "at": at,
-                },
-            )
+        if self._postgresql:  # a state is a tuple of the columns, in the statement's order
+            columns = [list(column) for column in zip(*states, strict=True)]
+            await (await self._driver()).execute(_SAVE_STATES, *columns, at)
             return
         insert = dialect_insert(self._connection, t.card_usage)
         statement = insert.on_conflict_do_update(

@@ -20,7 +20,7 @@ from sqlalchemy import ARRAY, String, and_, bindparam, func, or_, select, text, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
-from topup.adapters.db.bulk import dialect_insert, many
+from topup.adapters.db.bulk import dialect_insert, driver_connection, many
 from topup.adapters.db.cards import CardRepository
 from topup.domain.cards import Card, CardKind, CardStatus
 from topup.domain.errors import InvariantError
@@ -174,7 +174,7 @@ class UsageRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
         self._postgresql = connection.dialect.name == "postgresql"
-        self._in_transaction = False  # the driver's transaction begun (see _driver)
+        self._driver_connection: Any = None  # see _driver
 
     def _among(self, column: Any) -> Any:
         """``column`` is one of the list parameter ``ids``: one array parameter on PostgreSQL
@@ -306,16 +306,10 @@ class UsageRepository:
         return [InsertedUsage(row[0], int(row[1]), int(row[2]), int(row[3])) for row in inserted]
 
     async def _driver(self) -> Any:
-        """The asyncpg connection under the unit of work's, in its transaction: SQLAlchemy
-        sends BEGIN with its first statement, so one is sent first if none may have been."""
-        if not self._in_transaction:
-            await self._connection.exec_driver_sql("SELECT 1")
-            self._in_transaction = True
-        raw = await self._connection.get_raw_connection()
-        driver = raw.driver_connection
-        if driver is None:
-            raise InvariantError("the unit of work's connection is closed")
-        return driver
+        """The asyncpg connection under the unit of work's, in its transaction (asked once)."""
+        if self._driver_connection is None:
+            self._driver_connection = await driver_connection(self._connection)
+        return self._driver_connection
 
     async def debit_quotas(
         self, debits: Sequence[tuple[str, int, int]], *, at: dt.datetime

@@ -14,8 +14,11 @@ What it does, in order (each in a scratch database it creates, dropped at the en
    validity ahead; some past validity, due for grace; some past grace, due for expiry with a
    forfeit; some postpaid with an overdue bill, due for suspension), shows EXPLAIN of each "due"
    query (the index it uses), then runs ``topup.services.lifecycle.advance_cards`` until nothing
-   is due: cards advanced/s. Reminders queued/s once a ``reminders`` table exists (part 2 of
-   issue 11); until then it says they are not measured.
+   is due: cards advanced/s; then EXPLAIN of the reminder scheduler's "due" query (cards whose
+   validity ends within a reminder's window and that have no such reminder yet) and
+   ``topup.services.reminders.scheduling.queue_due_reminders`` until it queues nothing (the
+   validity-ending reminders 3 and 1 days before, and those of the events the pass wrote:
+   entered grace...): reminders queued/s, by kind.
 
 A benchmark prints figures, it asserts nothing.
 """
@@ -44,6 +47,7 @@ PGBENCH_SCALE = 10
 PGBENCH_CLIENTS = 2
 COMMAND_TIMEOUT_S = 600
 LIFECYCLE_BATCH_SIZE = 5000
+REMINDER_PASSES_MAX = 100
 SHARE_PAST_VALIDITY = 0.08  # due for grace
 SHARE_PAST_GRACE = 0.04  # due for expiry (forfeit)
 SHARE_POSTPAID_OVERDUE = 0.02  # due for suspension
@@ -251,15 +255,34 @@ DUE_EXPLAINED = (
 )
 
 
-async def explain(url: str) -> None:
+# The scheduler's query for the reminder 3 days before validity ends (the 1-day one's is the same
+# with its window), as ReminderRepository.due_by_date builds it, its second batch (after a card):
+# the next cards of the window by index, then each one's reminder looked up by index.
+REMINDERS_DUE_EXPLAINED = (
+    (
+        "validity ending in 3 days, reminder not yet queued",
+        "WITH due_window AS MATERIALIZED (SELECT * FROM cards WHERE status = 'active' "
+        "AND validity_end > now() + interval '1 day' AND validity_end <= now() + interval "
+        "'3 days' AND kind = 'prepaid' AND validity_end >= now() + interval '2 days' AND "
+        "(validity_end > now() + interval '2 days' OR (validity_end = now() + interval "
+        "'2 days' AND id > 'card-1')) ORDER BY validity_end, id LIMIT 5000) "
+        "SELECT due_window.*, (SELECT 1 FROM reminders WHERE reminders.card_id = "
+        "due_window.id AND reminders.kind = 'validity_ending_3d' AND reminders.period_end = "
+        "due_window.validity_end LIMIT 1) IS NOT NULL AS reminded FROM due_window "
+        "ORDER BY validity_end, id",
+    ),
+)
+
+
+async def explain(url: str, queries: tuple[tuple[str, str], ...] = DUE_EXPLAINED) -> None:
     connection = await asyncpg.connect(url)
     try:
-        for name, query in DUE_EXPLAINED:
+        for name, query in queries:
             plan = await connection.fetch(f"EXPLAIN {query}")
             scans = [
                 row[0].strip()
                 for row in plan
-                if "Index" in row[0] or "Seq Scan" in row[0] or "Bitmap" in row[0]
+                if any(word in row[0] for word in ("Index", "Seq Scan", "Bitmap", "SubPlan"))
             ]
             print(f"  EXPLAIN due ({name}): {' | '.join(scans)}")
     finally:
@@ -269,6 +292,7 @@ async def explain(url: str) -> None:
 async def bench_lifecycle(url: str, directory: Path, cards: int) -> tuple[float, int]:
     from topup.bootstrap import Application, migrate
     from topup.services.lifecycle import advance_cards
+    from topup.services.reminders.scheduling import queue_due_reminders
 
     await asyncio.to_thread(migrate, url)
     now = dt.datetime.now(dt.UTC)
@@ -289,34 +313,50 @@ async def bench_lifecycle(url: str, directory: Path, cards: int) -> tuple[float,
         directory,
         lifecycle_batch_size=LIFECYCLE_BATCH_SIZE,
         lifecycle_batches_per_pass_max=100_000,
+        reminder_batch_size=LIFECYCLE_BATCH_SIZE,
+        reminder_batches_per_pass_max=1000,
+        # One writer here: no event id is left behind by a transaction still open.
+        reminder_event_gap_wait_s=0,
     )
     assert isinstance(application, Application)
     try:
         started = time.perf_counter()
         moved = await advance_cards(application.services)
         elapsed = time.perf_counter() - started
+        print(f"  {moved:,} cards advanced in {elapsed:.2f} s: {moved / elapsed:,.0f} cards/s")
+        await explain(url, REMINDERS_DUE_EXPLAINED)
+        started, queued, passes = time.perf_counter(), 0, 0
+        while passes < REMINDER_PASSES_MAX:  # the worker's passes, until one queues nothing
+            passes += 1
+            found = await queue_due_reminders(application.services)
+            queued += found
+            if not found:
+                break
+        reminding = time.perf_counter() - started
     finally:
         await application.close()
-    print(f"  {moved:,} cards advanced in {elapsed:.2f} s: {moved / elapsed:,.0f} cards/s")
     connection = await asyncpg.connect(url)
     try:
-        has_reminders = await connection.fetchval("SELECT to_regclass('reminders') IS NOT NULL")
-        if has_reminders:
-            queued = await connection.fetchval("SELECT count(*) FROM reminders")
-            print(f"  reminders queued: {queued:,} ({queued / elapsed:,.0f}/s of the pass)")
-        else:
-            print("  reminders queued/s: not measured yet (no reminders table on this branch)")
+        kinds = await connection.fetch(
+            "SELECT kind, count(*) FROM reminders GROUP BY kind ORDER BY count(*) DESC"
+        )
+        deliveries = await connection.fetchval("SELECT count(*) FROM reminder_deliveries")
     finally:
         await connection.close()
+    by_kind = ", ".join(f"{row[0]} {row[1]:,}" for row in kinds)
+    print(
+        f"  {queued:,} reminders queued ({deliveries:,} deliveries) in {reminding:.2f} s "
+        f"({passes} passes): {queued / reminding:,.0f} reminders/s ({by_kind})"
+    )
     return moved / elapsed, moved
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=DATABASE_URL_DEFAULT)
-    parser.add_argument("--usage-records", type=int, default=200_000)
+    parser.add_argument("--usage-records", type=int, default=1_000_000, help="0: no usage part")
     parser.add_argument("--usage-cards", type=int, default=10_000)
-    parser.add_argument("--lifecycle-cards", type=int, default=1_000_000)
+    parser.add_argument("--lifecycle-cards", type=int, default=1_000_000, help="0: no daily pass")
     parser.add_argument("--pgbench-s", type=int, default=10)
     arguments = parser.parse_args()
     base = arguments.database_url
@@ -335,23 +375,26 @@ async def main() -> None:
         print(
             f"  simple update (-N): {update_tps:,.0f} tps; select only (-S): {select_tps:,.0f} tps"
         )
-        print(
-            f"usage import ({arguments.usage_records:,} records over {arguments.usage_cards:,} cards)"
-        )
-        first, again = await bench_usage(
-            _url_for(base, names["usage"]),
-            directory,
-            arguments.usage_records,
-            arguments.usage_cards,
-        )
-        print(
-            f"  ratio: {first / update_tps:.1f} records per pgbench simple-update transaction "
-            f"(re-sent file: {again / update_tps:.1f})"
-        )
-        print(f"daily pass ({arguments.lifecycle_cards:,} cards)")
-        await bench_lifecycle(
-            _url_for(base, names["lifecycle"]), directory, arguments.lifecycle_cards
-        )
+        if arguments.usage_records > 0:  # 0: the usage part is skipped
+            print(
+                f"usage import ({arguments.usage_records:,} records over "
+                f"{arguments.usage_cards:,} cards)"
+            )
+            first, again = await bench_usage(
+                _url_for(base, names["usage"]),
+                directory,
+                arguments.usage_records,
+                arguments.usage_cards,
+            )
+            print(
+                f"  ratio: {first / update_tps:.1f} records per pgbench simple-update "
+                f"transaction (re-sent file: {again / update_tps:.1f})"
+            )
+        if arguments.lifecycle_cards > 0:  # 0: the daily pass is skipped
+            print(f"daily pass ({arguments.lifecycle_cards:,} cards)")
+            await bench_lifecycle(
+                _url_for(base, names["lifecycle"]), directory, arguments.lifecycle_cards
+            )
     finally:
         for name in names.values():
             await _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

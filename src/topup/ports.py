@@ -988,10 +988,13 @@ class ReminderRepository(Protocol):
         ends_by: dt.datetime,
         end_offset_days: int,
         limit: int,
-    ) -> list[Card]:
+        after: tuple[dt.datetime, str] | None = None,
+    ) -> tuple[list[Card], tuple[dt.datetime, str] | None]:
         """Prepaid cards in ``status`` whose validity end plus ``end_offset_days`` (grace) is in
-        (ends_after, ends_by] and that have no reminder of ``kind`` for that validity end, by
-        index, at most ``limit``."""
+        (ends_after, ends_by] and that have no reminder of ``kind`` for that validity end, among
+        the next ``limit`` cards of that window by index in (validity end, id) order after
+        ``after``; and where the next batch starts (the last card read), None if the window
+        has no more (a pass reads each card once)."""
         ...
 
     async def add_reminders(
@@ -1135,9 +1138,12 @@ class UsageRepository(Protocol):
         """The cards, locked in id order (FOR NO KEY UPDATE on PostgreSQL)."""
         ...
 
-    async def insert_records(
-        self, records: Sequence[UsageRecord], *, at: dt.datetime
-    ) -> list[InsertedUsage]:
+    async def known_record_ids(self, record_ids: Sequence[str]) -> set[str]:
+        """Which of these record ids were applied (committed) before: a hint to leave them out
+        (``insert_records`` still decides)."""
+        ...
+
+    async def insert_records(self, records: Sequence[UsageRecord]) -> list[InsertedUsage]:
         """Insert the records whose id is new (each says whether it counts against its card's
         period); what was inserted, summed per card (a known id, or an id a second time in
         ``records``: left out)."""

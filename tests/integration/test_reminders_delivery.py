@@ -384,3 +384,48 @@ async def test_a_reminder_e_mail_through_smtp_unsubscribes_in_one_click(
         assert forged.status_code == 422  # the API answers an InputError so
     off = t.reminder_preferences.c.enabled.is_(False)
     assert await _count(application, t.reminder_preferences, off) == 1
+
+
+async def test_the_due_cards_after_a_batch_are_those_past_its_last_card_in_end_then_id_order(
+    make_app: AppFactory,
+) -> None:
+    """A pass reads the cards due for a reminder a batch at a time, each from where the one
+    before stopped: cards of the same end in id order, none read twice, none skipped; a card
+    that has its reminder is read (the next batch starts after it) but not returned."""
+    application = make_app(clock=FixedClock(AFTERNOON), limits=LIMITS)
+    ends = [AFTERNOON + 2 * DAY, AFTERNOON + 2 * DAY, AFTERNOON + 2 * DAY + dt.timedelta(hours=1)]
+    await _add_cards(application, [_card(index, ends[index % 3]) for index in range(6)])
+    async with application.engine.begin() as connection:
+        await connection.execute(
+            t.reminders.insert().values(
+                id="r-3",
+                card_id="card-0003",
+                period=ends[0].isoformat(timespec="seconds"),
+                kind="validity_ending_3d",
+                period_end=ends[0],
+                status="queued",
+                due_at=AFTERNOON,
+                detail="{}",
+                created_at=AFTERNOON,
+                updated_at=AFTERNOON,
+            )
+        )
+
+    async def due(after: tuple[dt.datetime, str] | None) -> tuple[list[str], object]:
+        async with application.services.unit_of_work() as uow:
+            cards, last = await uow.reminders.due_by_date(
+                kind="validity_ending_3d",
+                status="active",
+                ends_after=AFTERNOON + DAY,
+                ends_by=AFTERNOON + 3 * DAY,
+                end_offset_days=0,
+                limit=3,
+                after=after,
+            )
+        return [card.id for card in cards], last
+
+    assert await due(None) == (["card-0000", "card-0001"], (ends[0], "card-0003"))
+    second = await due((ends[0], "card-0003"))
+    assert second == (["card-0004", "card-0002", "card-0005"], (ends[2], "card-0005"))
+    assert await due((ends[2], "card-0005")) == ([], None)
+    assert await due((ends[0], "card-0004")) == (["card-0002", "card-0005"], None)

@@ -308,3 +308,72 @@ async def test_a_large_batch_is_applied_once_however_it_goes_in(demo_app: Applic
     async with demo_app.engine.connect() as connection:
         stored = await connection.scalar(select(func.count()).select_from(t.usage_records))
     assert stored == 2 * count
+
+
+async def test_a_re_sent_file_with_new_records_applies_only_the_new_ones_once(
+    demo_app: Application,
+) -> None:
+    """A batch whose first looked-up id is known (a file re-sent with records added): every id
+    is looked up and the known ones left out before any card is locked; the new ones, one of
+    them twice, go in once, whether few (arrays) or many (COPY, stopped by the id twice, then
+    the temporary table)."""
+    for round_number, new_count in enumerate((50, COPY_RECORDS_MIN + 5)):
+        known = [
+            (f"k{round_number}-{n}", ACTIVE_CARD, START - dt.timedelta(seconds=n), 0)
+            for n in range(200)
+        ]
+        first = await import_usage(demo_app.services, usage_csv(known), kind=UsageFormat.CSV)
+        assert first.applied == 200
+        new = [
+            (f"n{round_number}-{n}", ACTIVE_CARD, START - dt.timedelta(seconds=n), int(n < 10))
+            for n in range(new_count)
+        ]
+        half = new_count // 2
+        mixed = known[:100] + new[:half] + [new[3]] + known[100:] + new[half:]
+        before = await quota(demo_app)
+        summary = await import_usage(demo_app.services, usage_csv(mixed), kind=UsageFormat.CSV)
+        assert (summary.records, summary.applied, summary.duplicates, summary.debited_mb) == (
+            len(mixed),
+            new_count,
+            201,
+            10,
+        )
+        assert await quota(demo_app) == before - 10
+        again = await import_usage(demo_app.services, usage_csv(mixed), kind=UsageFormat.CSV)
+        assert (again.applied, again.duplicates, again.debited_mb) == (0, len(mixed), 0)
+        assert await quota(demo_app) == before - 10
+    async with demo_app.engine.connect() as connection:
+        stored = await connection.scalar(select(func.count()).select_from(t.usage_records))
+    assert stored == 2 * 200 + 50 + COPY_RECORDS_MIN + 5
+
+
+async def test_record_ids_with_backslashes_are_stored_as_sent_in_a_large_batch(
+    demo_app: Application,
+) -> None:
+    """A large batch goes in as COPY text, where a backslash starts an escape: ids keep theirs,
+    copied straight in (all new) and by way of the temporary table (an id twice)."""
+    stored_odd: list[str] = []
+    for round_number in range(2):
+        odd = [
+            f"a\\b{round_number}",
+            f"\\.{round_number}",
+            f"\\N{round_number}",
+            f"end{round_number}\\",
+        ]
+        records = [
+            (f"bs{round_number}-{n}", ACTIVE_CARD, START - dt.timedelta(seconds=n), 0)
+            for n in range(COPY_RECORDS_MIN)
+        ]
+        records += [(record_id, ACTIVE_CARD, START, 1) for record_id in odd] * (round_number + 1)
+        summary = await import_usage(demo_app.services, usage_csv(records), kind=UsageFormat.CSV)
+        assert (summary.applied, summary.duplicates, summary.debited_mb) == (
+            COPY_RECORDS_MIN + 4,
+            4 * round_number,
+            4,
+        )
+        stored_odd += odd
+    async with demo_app.engine.connect() as connection:
+        stored = await connection.execute(
+            select(t.usage_records.c.record_id).where(t.usage_records.c.record_id.in_(stored_odd))
+        )
+        assert sorted(row[0] for row in stored) == sorted(stored_odd)

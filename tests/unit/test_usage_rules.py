@@ -26,7 +26,6 @@ from topup.domain.usage_files import (
     RECORD_LINE_BYTES_MAX,
     LineProblem,
     UsageFormat,
-    UsageLine,
     UsageReader,
     detect_format,
 )
@@ -150,13 +149,13 @@ def test_a_csv_file_reports_each_bad_line_by_number_and_reads_the_rest() -> None
         "r9,8960012345678901234,2026-12-04T07:00:00Z,2000\n",
     ]
     items = list(reader().read(lines, UsageFormat.CSV))
-    good = [item for item in items if isinstance(item, UsageLine)]
+    good = [item for item in items if not isinstance(item, LineProblem)]
     bad = [(item.line, item.code) for item in items if isinstance(item, LineProblem)]
-    assert [(line.line, line.record_id, line.card_number.value) for line in good] == [
+    assert [(line, record_id, card) for line, record_id, card, _, _ in good] == [
         (2, "r1", "+60123456789"),
         (3, "r2", "+60123456789"),
     ]
-    assert good[1].used_at == dt.datetime(2026, 12, 4, 7, 0, tzinfo=dt.UTC)
+    assert good[1][3] == dt.datetime(2026, 12, 4, 7, 0, tzinfo=dt.UTC)
     assert bad == [
         (4, "usage_card_invalid"),
         (6, "usage_time_invalid"),
@@ -178,7 +177,7 @@ def test_json_lines_are_read_and_a_line_that_is_not_an_object_is_malformed() -> 
         '"data_used_mb": true}',
     ]
     items = list(reader().read(lines, UsageFormat.JSON_LINES))
-    assert isinstance(items[0], UsageLine) and items[0].data_used_mb == 7
+    assert not isinstance(items[0], LineProblem) and items[0][4] == 7
     assert [(item.line, item.code) for item in items[1:] if isinstance(item, LineProblem)] == [
         (2, "usage_line_malformed"),
         (3, "usage_line_malformed"),
@@ -283,10 +282,10 @@ def test_json_lines_must_carry_data_used_as_a_number_not_as_text() -> None:
         (1, "usage_data_invalid"),
         (2, "usage_data_invalid"),
     ]
-    assert [item.line for item in items if isinstance(item, UsageLine)] == [3]
+    assert [item[0] for item in items if not isinstance(item, LineProblem)] == [3]
     csv_lines = [HEADER_LINE, "r1,+60123456789,2026-12-04T07:00:00Z, 7 \n"]  # a cell is text
     (only,) = reader().read(csv_lines, UsageFormat.CSV)
-    assert isinstance(only, UsageLine) and only.data_used_mb == 7
+    assert not isinstance(only, LineProblem) and only[4] == 7
 
 
 def test_a_record_of_the_longest_allowed_fields_fits_the_bytes_a_record_line_may_take() -> None:

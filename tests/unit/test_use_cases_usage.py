@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
+
+import pytest
 
 from topup.adapters.clock import FixedClock
 from topup.adapters.network.sandbox import SandboxNetwork
 from topup.bootstrap import build_in_memory
+from topup.domain.errors import InputError
 from topup.domain.usage_files import UsageFormat
 from topup.services import queries
 from topup.services.demo import load_demo
@@ -68,3 +73,21 @@ async def test_usage_on_postpaid_and_expired_cards_is_kept_but_debits_nothing() 
     assert (await queries.balance(services, "+60198765432")).data_quota_mb == 0
     again = await import_usage(services, lines, kind=UsageFormat.CSV)
     assert (again.applied, again.duplicates, again.postpaid, again.card_expired) == (0, 4, 0, 0)
+
+
+async def test_the_garbage_collector_is_paused_during_an_import_and_on_again_after() -> None:
+    services, _ = build_in_memory(settings(), clock=FixedClock(NOW))
+    await load_demo(services)
+    seen: list[bool] = []
+
+    def lines() -> Iterator[str]:
+        yield HEADER
+        seen.append(gc.isenabled())
+        yield "z1,+60123456789,2026-11-25T07:00:00Z,1\n"
+
+    assert gc.isenabled()
+    summary = await import_usage(services, lines(), kind=UsageFormat.CSV)
+    assert (summary.applied, seen, gc.isenabled()) == (1, [False], True)
+    with pytest.raises(InputError):  # a file refused whole: the collector is on again too
+        await import_usage(services, ["no,header\n", "z2,+60123456789,x,1\n"], kind=UsageFormat.CSV)
+    assert gc.isenabled()

@@ -36,22 +36,18 @@ from topup.domain.errors import require
 RECORD_ID_LENGTH_MAX = 64
 
 
-class UsageRecord(NamedTuple):
-    """One record from the network, checked (``usage_files`` checks what it reads): which card
-    used how much data when, and whether it debits the card's current period (``counted``: see
-    ``counted_from``). A named tuple: imports make millions of them."""
-
-    record_id: str
-    card_id: str
-    used_at: dt.datetime
-    data_used_mb: int
-    counted: bool
+# One record from the network, checked (``usage_files`` checks what it reads), the row stored
+# as it is: (record id, card id, used at, data used in MB, counted: whether it debits the card's
+# current period (see ``counted_from``), received at). A plain tuple of plain values: imports
+# make millions of them, and Python's garbage collector stops looking at such a tuple once it
+# has seen it (it keeps looking at a named tuple).
+UsageRecord = tuple[str, str, dt.datetime, int, bool, dt.datetime]
 
 
-@dataclass(frozen=True, slots=True)
-class InsertedUsage:
+class InsertedUsage(NamedTuple):
     """A card's records new in a batch: how many, how many of an earlier period, and the data
-    the others used (what its current period is debited)."""
+    the others used (what its current period is debited). (A named tuple: one per card of each
+    batch.)"""
 
     card_id: str
     records: int
@@ -102,10 +98,10 @@ def counted_from(outcome: RecordOutcome, period_started_at: dt.datetime | None) 
     return ALWAYS_COUNTED if period_started_at is None else period_started_at
 
 
-@dataclass(frozen=True, slots=True)
-class UsageState:
+class UsageState(NamedTuple):
     """What usage remembers of a card: the period its figures are about, the quota that period
-    started from (the 100 % of thresholds), what it used, and which thresholds it raised."""
+    started from (the 100 % of thresholds), what it used, and which thresholds it raised. (A
+    named tuple: an import makes one per card of each batch.)"""
 
     card_id: str
     period: str
@@ -139,10 +135,10 @@ class ThresholdEvent:
     detail: dict[str, str | int]
 
 
-@dataclass(frozen=True, slots=True)
-class Debit:
+class Debit(NamedTuple):
     """A card after a batch of its records: its quota now, its usage state (None: a card usage
-    does not debit, nothing to remember) and its events."""
+    does not debit, nothing to remember) and its events. (A named tuple: an import makes one per
+    card of each batch.)"""
 
     before: Card
     data_quota_mb: int

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
+from topup.domain.errors import InvariantError
 
 
 def dialect_insert(connection: AsyncConnection, table: Table) -> Any:
@@ -46,6 +47,19 @@ async def lease_due(
         update(table).where(table.c.id.in_(ids)).values(**values).returning(*table.c)
     )
     return list(result)
+
+
+async def driver_connection(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under ``connection``, in its transaction (SQLAlchemy sends BEGIN
+    with its first statement, so a trivial one is sent first), for what the driver does many
+    times faster than SQLAlchemy's statement processing: COPY, and statements whose parameters
+    are arrays of thousands of values."""
+    await connection.exec_driver_sql("SELECT 1")
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:
+        raise InvariantError("the unit of work's connection is closed")
+    return driver
 
 
 def many(name: str = "ids") -> Any:

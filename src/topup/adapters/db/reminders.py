@@ -13,11 +13,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, exists, select, update
+from sqlalchemy import Row, and_, delete, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from topup.adapters.db import tables as t
-from topup.adapters.db.bulk import dialect_insert, lease_due, many
+from topup.adapters.db.bulk import dialect_insert, driver_connection, lease_due, many
 from topup.adapters.db.cards import card_from_row
 from topup.domain.cards import Card, CardKind
 from topup.domain.errors import InvariantError
@@ -70,6 +70,24 @@ def delivery_from_row(row: Row[Any]) -> Delivery:
     )
 
 
+# A reminder already there (same card, kind and period; or the same id) is left as it is.
+_ADD_REMINDERS = (
+    "WITH added AS (INSERT INTO reminders (id, card_id, period, kind, period_end, status, due_at, "
+    "detail, created_at, updated_at) SELECT v.*, v.created_at FROM unnest($1::varchar[], "
+    "$2::varchar[], $3::varchar[], $4::varchar[], $5::timestamptz[], $6::varchar[], "
+    "$7::timestamptz[], $8::text[], $9::timestamptz[]) AS v(id, card_id, period, kind, "
+    "period_end, status, due_at, detail, created_at) ON CONFLICT DO NOTHING RETURNING id) "
+    "SELECT coalesce(array_agg(id), '{}') FROM added"
+)
+_ADD_DELIVERIES = (
+    "INSERT INTO reminder_deliveries (id, reminder_id, channel, status, next_attempt_at, "
+    "attempts, claims, created_at, updated_at) SELECT v.*, v.created_at FROM unnest("
+    "$1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::timestamptz[], $6::int[], "
+    "$7::int[], $8::timestamptz[]) AS v(id, reminder_id, channel, status, next_attempt_at, "
+    "attempts, claims, created_at)"
+)
+
+
 class ReminderRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -85,35 +103,66 @@ class ReminderRepository:
         ends_by: dt.datetime,
         end_offset_days: int,
         limit: int,
-    ) -> list[Card]:
-        """By ``ix_cards_status_validity_end``; the reminder looked up by its
-        (card, kind, period end) index."""
+        after: tuple[dt.datetime, str] | None = None,
+    ) -> tuple[list[Card], tuple[dt.datetime, str] | None]:
+        """The next ``limit`` cards of the window by ``ix_cards_status_validity_end``, then
+        each one's reminder looked up by its (card, kind, period end) index. Not one anti-join:
+        the reminders table grows by the thousands within a pass, and a plan chosen while it
+        looked empty scanned all its reminders of the kind for every card."""
         shift = dt.timedelta(days=end_offset_days)
         cards, reminders = t.cards, t.reminders
-        already = exists().where(
-            reminders.c.card_id == cards.c.id,
-            reminders.c.kind == kind,
-            reminders.c.period_end == cards.c.validity_end,
-        )
-        query = (
+        window = (
             select(cards)
             .where(
                 cards.c.status == status,
                 cards.c.validity_end > ends_after - shift,
                 cards.c.validity_end <= ends_by - shift,
                 cards.c.kind == CardKind.PREPAID.value,
-                ~already,
             )
             .order_by(cards.c.validity_end, cards.c.id)
             .limit(limit)
         )
-        return [card_from_row(row) for row in await self._connection.execute(query)]
+        if after is not None:  # from where the batch before stopped, by the same index
+            window = window.where(
+                cards.c.validity_end >= after[0],
+                or_(
+                    cards.c.validity_end > after[0],
+                    and_(cards.c.validity_end == after[0], cards.c.id > after[1]),
+                ),
+            )
+        read = window.cte("due_window").prefix_with("MATERIALIZED", dialect="postgresql")
+        # A scalar subquery, not EXISTS: PostgreSQL may hash an EXISTS (every reminder of the
+        # kind read for each batch); this one is one index probe per card read.
+        reminded = (
+            select(literal(1))
+            .where(
+                reminders.c.card_id == read.c.id,
+                reminders.c.kind == kind,
+                reminders.c.period_end == read.c.validity_end,
+            )
+            .limit(1)
+            .scalar_subquery()
+            .is_not(None)
+            .label("reminded")
+        )
+        rows = list(
+            await self._connection.execute(
+                select(read, reminded).order_by(read.c.validity_end, read.c.id)
+            )
+        )
+        last = rows[-1] if len(rows) == limit else None
+        return (
+            [card_from_row(row) for row in rows if not row.reminded],
+            None if last is None else (last.validity_end, last.id),
+        )
 
     async def add_reminders(
         self, reminders: Sequence[Reminder], deliveries: Sequence[Delivery]
     ) -> set[str]:
         if not reminders:
             return set()
+        if self._connection.dialect.name == "postgresql":
+            return await self._add_by_driver(reminders, deliveries)
         rows = [
             {
                 "id": reminder.id,
@@ -153,6 +202,42 @@ class ReminderRepository:
         ]
         if delivery_rows:
             await self._connection.execute(t.reminder_deliveries.insert(), delivery_rows)
+        return inserted
+
+    async def _add_by_driver(
+        self, reminders: Sequence[Reminder], deliveries: Sequence[Delivery]
+    ) -> set[str]:
+        """PostgreSQL: each table's rows as one statement over arrays, sent by the driver (a
+        pass queues thousands of reminders a batch, and SQLAlchemy's processing of each value
+        cost more than the inserts)."""
+        driver = await driver_connection(self._connection)
+        found = await driver.fetchval(
+            _ADD_REMINDERS,
+            [reminder.id for reminder in reminders],
+            [reminder.card_id for reminder in reminders],
+            [reminder.period for reminder in reminders],
+            [reminder.kind for reminder in reminders],
+            [reminder.period_end for reminder in reminders],
+            [reminder.status.value for reminder in reminders],
+            [reminder.due_at for reminder in reminders],
+            [json.dumps(dict(reminder.detail), sort_keys=True) for reminder in reminders],
+            [reminder.created_at for reminder in reminders],
+        )
+        inserted = set(found)
+        created = {reminder.id: reminder.created_at for reminder in reminders}
+        new = [delivery for delivery in deliveries if delivery.reminder_id in inserted]
+        if new:
+            await driver.execute(
+                _ADD_DELIVERIES,
+                [delivery.id for delivery in new],
+                [delivery.reminder_id for delivery in new],
+                [delivery.channel.value for delivery in new],
+                [delivery.status.value for delivery in new],
+                [delivery.next_attempt_at for delivery in new],
+                [delivery.attempts for delivery in new],
+                [delivery.claims for delivery in new],
+                [created[delivery.reminder_id] for delivery in new],
+            )
         return inserted
 
     async def cursor(self, name: str, *, at: dt.datetime) -> int:

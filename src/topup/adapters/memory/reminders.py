@@ -31,24 +31,30 @@ class MemoryReminderRepository:
         ends_by: dt.datetime,
         end_offset_days: int,
         limit: int,
-    ) -> list[Card]:
+        after: tuple[dt.datetime, str] | None = None,
+    ) -> tuple[list[Card], tuple[dt.datetime, str] | None]:
         shift = dt.timedelta(days=end_offset_days)
         made = {
             (reminder.card_id, reminder.period_end)
             for reminder in self._tables.reminders.values()
             if reminder.kind == kind
         }
-        found = [
+        window = [
             card
             for card in self._tables.cards.values()
             if card.kind is CardKind.PREPAID
             and card.status.value == status
             and card.validity_end is not None
             and ends_after - shift < card.validity_end <= ends_by - shift
-            and (card.id, card.validity_end) not in made
+            and (after is None or (card.validity_end, card.id) > after)
         ]
-        found.sort(key=lambda card: (card.validity_end or ends_by, card.id))
-        return found[:limit]
+        window.sort(key=lambda card: (card.validity_end or ends_by, card.id))
+        read = window[:limit]
+        last = read[-1] if len(read) == limit else None
+        return (
+            [card for card in read if (card.id, card.validity_end) not in made],
+            None if last is None or last.validity_end is None else (last.validity_end, last.id),
+        )
 
     async def add_reminders(
         self, reminders: Sequence[Reminder], deliveries: Sequence[Delivery]

@@ -30,20 +30,23 @@ class MemoryUsageRepository:
         cards = self._tables.cards
         return {card_id: cards[card_id] for card_id in sorted(set(card_ids)) if card_id in cards}
 
-    async def insert_records(
-        self, records: Sequence[UsageRecord], *, at: dt.datetime
-    ) -> list[InsertedUsage]:
+    async def known_record_ids(self, record_ids: Sequence[str]) -> set[str]:
+        stored = self._tables.usage_records
+        return {record_id for record_id in record_ids if record_id in stored}
+
+    async def insert_records(self, records: Sequence[UsageRecord]) -> list[InsertedUsage]:
         stored = self._tables.usage_records
         sums: dict[str, list[int]] = {}
         for record in records:
-            if record.record_id in stored:
+            record_id, card_id, _, data_used_mb, counted, _ = record
+            if record_id in stored:
                 continue
-            self._tables.require_card(record.card_id)
-            stored[record.record_id] = (record, record.counted)
-            figures = sums.setdefault(record.card_id, [0, 0, 0])
+            self._tables.require_card(card_id)
+            stored[record_id] = (record, counted)
+            figures = sums.setdefault(card_id, [0, 0, 0])
             figures[0] += 1
-            if record.counted:
-                figures[2] += record.data_used_mb
+            if counted:
+                figures[2] += data_used_mb
             else:
                 figures[1] += 1
         return [InsertedUsage(card_id, *figures) for card_id, figures in sums.items()]
@@ -89,7 +92,7 @@ class MemoryUsageRepository:
                 break
             card = self._tables.cards.get(card_id)
             if state.data_barred and card is not None and card.data_quota_mb > 0:
-                unbarred = replace(state, data_barred=False, network_pending=True)
+                unbarred = state._replace(data_barred=False, network_pending=True)
                 self._tables.card_usage[card_id] = (
                     unbarred,
                     next_at or dt.datetime.min.replace(tzinfo=dt.UTC),
@@ -116,7 +119,7 @@ class MemoryUsageRepository:
     async def network_told(self, card_id: str, *, data_barred: bool) -> None:
         found = self._tables.card_usage.get(card_id)
         if found is not None and found[0].data_barred == data_barred:
-            self._tables.card_usage[card_id] = (replace(found[0], network_pending=False), None)
+            self._tables.card_usage[card_id] = (found[0]._replace(network_pending=False), None)
             self._tables.usage_attempts.pop(card_id, None)
 
     async def network_failed(self, card_id: str, *, next_at: dt.datetime) -> None:

@@ -145,7 +145,9 @@ def _rows(
 
 async def queue_from_dates(services: Services) -> int:
     """For each date-driven kind and offset, the cards whose end is within the offset's window
-    and that have no reminder of it for this end, a bounded batch at a time."""
+    and that have no reminder of it for this end, a bounded batch at a time, each batch from
+    where the one before stopped (by the index, in (validity end, id) order: no card read twice
+    in a pass, however many of the window have their reminder already)."""
     now = services.clock.now()
     limits = services.limits.reminders
     policy = services.profile.reminders
@@ -157,15 +159,17 @@ async def queue_from_dates(services: Services) -> int:
         for offset in offsets:
             nearest, farthest = offset_window(offsets, offset)
             name = kind_name(kind, offset)
+            after: tuple[dt.datetime, str] | None = None
             for _ in range(limits.reminder_batches_per_pass_max):
                 async with services.unit_of_work() as uow:
-                    cards: list[Card] = await uow.reminders.due_by_date(
+                    cards, after = await uow.reminders.due_by_date(
                         kind=name,
                         status=status.value,
                         ends_after=now + nearest,
                         ends_by=now + farthest,
                         end_offset_days=end_offset_days,
                         limit=limits.reminder_batch_size,
+                        after=after,
                     )
                     found = [
                         NewReminder(
@@ -182,7 +186,7 @@ async def queue_from_dates(services: Services) -> int:
                     inserted = await uow.reminders.add_reminders(reminders, deliveries)
                     await uow.commit()
                 queued += len(inserted)
-                if len(cards) < limits.reminder_batch_size:
+                if after is None:  # the window read to its end
                     break
     return queued
 

@@ -219,7 +219,9 @@ async def bench_usage(url: str, directory: Path, records: int, cards: int) -> tu
         for _ in range(2):  # the file, then the same file re-sent
             with path.open(newline="") as handle:
                 started, cpu = time.perf_counter(), time.process_time()
-                summary = await import_usage(application.services, handle, kind=UsageFormat.CSV)
+                summary = await import_usage(
+                    application.services, handle, kind=UsageFormat.CSV, pause_collector=True
+                )
                 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             rates.append(records / elapsed)
             print(

@@ -75,7 +75,9 @@ async def test_usage_on_postpaid_and_expired_cards_is_kept_but_debits_nothing() 
     assert (again.applied, again.duplicates, again.postpaid, again.card_expired) == (0, 4, 0, 0)
 
 
-async def test_the_garbage_collector_is_paused_during_an_import_and_on_again_after() -> None:
+async def test_the_garbage_collector_is_paused_during_an_import_asked_to_and_on_again_after() -> (
+    None
+):
     services, _ = build_in_memory(settings(), clock=FixedClock(NOW))
     await load_demo(services)
     seen: list[bool] = []
@@ -86,8 +88,17 @@ async def test_the_garbage_collector_is_paused_during_an_import_and_on_again_aft
         yield "z1,+60123456789,2026-11-25T07:00:00Z,1\n"
 
     assert gc.isenabled()
-    summary = await import_usage(services, lines(), kind=UsageFormat.CSV)
+    summary = await import_usage(services, lines(), kind=UsageFormat.CSV, pause_collector=True)
     assert (summary.applied, seen, gc.isenabled()) == (1, [False], True)
     with pytest.raises(InputError):  # a file refused whole: the collector is on again too
-        await import_usage(services, ["no,header\n", "z2,+60123456789,x,1\n"], kind=UsageFormat.CSV)
+        await import_usage(
+            services,
+            ["no,header\n", "z2,+60123456789,x,1\n"],
+            kind=UsageFormat.CSV,
+            pause_collector=True,
+        )
     assert gc.isenabled()
+    # A server's delivery (not asked to) leaves the collector alone for its other requests.
+    seen.clear()
+    await import_usage(services, lines(), kind=UsageFormat.CSV)
+    assert seen == [True]

@@ -11,6 +11,7 @@ renewal gave them data again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 from collections.abc import Iterable, Iterator, Mapping
@@ -63,10 +64,13 @@ class UsageSummary:
 
 
 async def import_usage(
-    services: Services, lines: Iterable[str], *, kind: UsageFormat
+    services: Services, lines: Iterable[str], *, kind: UsageFormat, pause_collector: bool = False
 ) -> UsageSummary:
     """Apply every good line, a batch per transaction; InputError only for a CSV file without
-    its header (nothing applied)."""
+    its header (nothing applied). ``pause_collector``: for a process that does nothing else
+    meanwhile (``topup usage import``), Python's cyclic garbage collector is paused while the
+    file goes in (``collector_paused``); a server taking a signed delivery does not pause it,
+    since its other requests would run without it."""
     limits = services.limits.usage
     reader = UsageReader(
         services.profile,
@@ -92,7 +96,7 @@ async def import_usage(
 
     # The next batch is read in a thread while this one is written: PostgreSQL works on one
     # while Python reads the other (reading never runs twice at once: one batch ahead at most).
-    with collector_paused():
+    with collector_paused() if pause_collector else contextlib.nullcontext():
         batch, problems = await asyncio.to_thread(next_batch)
         while True:
             for problem in problems:

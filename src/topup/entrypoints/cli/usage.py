@@ -50,7 +50,7 @@ def usage_import(
 
     async def work(application: Any) -> Any:
         with file.open(encoding="utf-8", errors="replace", newline="") as handle:
-            return await import_usage(application.services, handle, kind=kind)
+            return await import_usage(application.services, handle, kind=kind, pause_collector=True)
 
     summary = run(work)
     data = {

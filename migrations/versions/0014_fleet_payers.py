@@ -1,4 +1,4 @@
-"""Fleets after review: an auto-renewal try records the organisation it is charged to (its
+"""Fleets after review: an auto-renewal try and an auto top-up record the organisation it is charged to (its
 invoice and its spend), bulk lines are found by card (a card renewed recently by a bulk
 renewal is left out of the same file uploaded again), and a fleet policy request keeps the last
 card it reached (it walks the fleet by card id)
@@ -36,12 +36,22 @@ def upgrade() -> None:
         ["paid_by_organisation_id", "created_at"],
     )
     op.create_index("ix_bulk_lines_card_id", "bulk_lines", ["card_id"])
+    op.add_column(
+        "auto_top_ups", sa.Column("paid_by_organisation_id", sa.String(length=36), nullable=True)
+    )
+    op.create_index(
+        "ix_auto_top_ups_paid_by_organisation_id_at",
+        "auto_top_ups",
+        ["paid_by_organisation_id", "at"],
+    )
     # A policy request walks its fleet by card id from the last card it reached.
     op.add_column("policy_requests", sa.Column("reached_card_id", sa.String(length=36)))
 
 
 def downgrade() -> None:
     op.drop_column("policy_requests", "reached_card_id")
+    op.drop_index("ix_auto_top_ups_paid_by_organisation_id_at", table_name="auto_top_ups")
+    op.drop_column("auto_top_ups", "paid_by_organisation_id")
     op.drop_index("ix_bulk_lines_card_id", table_name="bulk_lines")
     op.drop_index(
         "ix_auto_renewal_attempts_paid_by_organisation_id_created_at",

@@ -22,7 +22,7 @@ from tests.e2e.commands import topup_executable
 from tests.fleets import PLAN, lines_of, make_fleet, work_bulk
 from topup.adapters.clock import FixedClock
 from topup.adapters.db import tables as t
-from topup.domain.auto_renewal import SetterKind
+from topup.domain.auto_renewal import SetterKind, TopUpRule
 from topup.domain.errors import TopupError
 from topup.domain.fleets import BulkLineStatus
 from topup.entrypoints.worker import work_once
@@ -355,4 +355,47 @@ async def test_the_invoice_lists_auto_renewals_charged_to_the_organisation_only(
 
     listed = [renewal.renewal_id for renewal in document.renewals]
     assert listed == [paid_by_organisation] and paid_by_subscriber not in listed
+    assert document.invoice.gross.minor == 1000
+
+
+async def test_the_invoice_lists_an_auto_top_up_charged_to_the_organisation(
+    make_app: AppFactory, database_url: str
+) -> None:
+    clock = FixedClock(conftest.START)
+    application = make_app(clock=clock)
+    services = application.services
+    await load_demo(services)
+    fleet = await make_fleet(services, cards=1)
+    async with services.unit_of_work() as uow:
+        [card] = await uow.cards.by_numbers(msisdns=fleet.msisdns, iccids=[])
+        organisation = await uow.organisations.get(fleet.organisation_id)
+    assert organisation is not None
+    assert organisation.payment_card_account_id and organisation.payment_card_id
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=card.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.saved_card(
+            organisation.payment_card_account_id, organisation.payment_card_id
+        ),
+        set_by=auto_renewal.SetBy(SetterKind.ORGANISATION, organisation.id),
+        top_up=TopUpRule(PLAN, 500, month_count_max=2, month_amount_max=None),
+    )
+    engine = _sync_engine(database_url)
+    try:
+        with engine.begin() as connection:  # the card's data falls below the threshold
+            connection.execute(
+                t.cards.update().where(t.cards.c.id == card.id).values(data_quota_mb=100)
+            )
+    finally:
+        engine.dispose()
+    for _ in range(20):
+        if not await work_once(services):
+            break
+    [renewal_id] = completed_renewals(database_url, card.id)
+    month = f"{clock.now().astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
+
+    document = await invoices.issue_invoice(services, fleet.viewer_id, organisation.id, month)
+
+    assert [renewal.renewal_id for renewal in document.renewals] == [renewal_id]
     assert document.invoice.gross.minor == 1000

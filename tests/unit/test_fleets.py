@@ -11,7 +11,7 @@ import pytest
 
 from tests.fleets import PLAN, add_cards, lines_of, make_fleet, work_bulk
 from tests.unit.fakes import OnFakes, on_fakes
-from topup.domain.auto_renewal import SetterKind
+from topup.domain.auto_renewal import SetterKind, TopUpRule
 from topup.domain.errors import InputError, NotFoundError, TopupError
 from topup.domain.fleets import (
     BulkLineStatus,
@@ -722,3 +722,34 @@ async def test_the_invoice_lists_the_fleet_policys_auto_renewals_not_a_subscribe
             until=services.clock.now() + dt.timedelta(days=1),
         )
     assert spent == 1000
+
+
+async def test_the_invoice_lists_an_auto_top_up_charged_to_the_organisation() -> None:
+    fakes = await on_fakes()
+    fleet = await make_fleet(fakes.services, cards=1)
+    services, organisation_id = fakes.services, fleet.organisation_id
+    [card] = [c for c in fakes.committed.cards.values() if c.msisdn == fleet.msisdns[0]]
+    organisation = fakes.committed.organisations[organisation_id]
+    assert organisation.payment_card_account_id and organisation.payment_card_id
+    await auto_renewal.set_auto_renewal(
+        services,
+        card_id=card.id,
+        plan_code=PLAN,
+        payment=auto_renewal.PaymentChoice.saved_card(
+            organisation.payment_card_account_id, organisation.payment_card_id
+        ),
+        set_by=auto_renewal.SetBy(SetterKind.ORGANISATION, organisation_id),
+        top_up=TopUpRule(PLAN, 500, month_count_max=2, month_amount_max=None),
+    )
+    # The card's data falls below the threshold: the top-up plan is bought once.
+    fakes.committed.cards[card.id] = dataclasses.replace(card, data_quota_mb=100)
+    await auto_renewal.run_auto_top_ups(services)
+    await fakes.drain()
+    month = f"{services.clock.now().astimezone(ZoneInfo(services.profile.time_zone)):%Y-%m}"
+
+    document = await invoices.issue_invoice(services, fleet.viewer_id, organisation_id, month)
+
+    [top_up] = fakes.committed.auto_top_ups.values()
+    assert top_up.paid_by_organisation_id == organisation_id and top_up.renewal_id is not None
+    assert [renewal.renewal_id for renewal in document.renewals] == [top_up.renewal_id]
+    assert document.invoice.gross.minor == 1000

@@ -249,3 +249,4 @@ class AutoTopUp:
     status: TopUpStatus
     renewal_id: str | None
     at: dt.datetime
+    paid_by_organisation_id: str | None = None  # the organisation charged (its invoices)

@@ -346,6 +346,7 @@ class AutoRenewalRepository:
                 status=top_up.status.value,
                 renewal_id=top_up.renewal_id,
                 at=top_up.at,
+                paid_by_organisation_id=top_up.paid_by_organisation_id,
             )
             .on_conflict_do_nothing(index_elements=[table.c.card_id, table.c.crossing])
             .returning(table.c.card_id)
@@ -418,6 +419,7 @@ def _top_up(m: Any) -> AutoTopUp:
         amount=Money(int(m["amount_minor"]), m["currency"]),
         status=TopUpStatus(m["status"]),
         renewal_id=m["renewal_id"],
+        paid_by_organisation_id=m["paid_by_organisation_id"],
         at=m["at"],
     )
 

@@ -94,7 +94,8 @@ def _fleet_conditions(organisation_id: str, fleet_filter: FleetFilter) -> list[A
 
 def _paid_renewals_query(organisation_id: str, since: dt.datetime, until: dt.datetime) -> Any:
     """The ids of the renewals the organisation paid for in [since, until): its bulk renewals'
-    lines, and the auto-renewal tries charged to it (its fleet policy's, or its payment card's;
+    lines, the auto top-ups charged to it, and the auto-renewal tries charged to it (its fleet
+    policy's, or its payment card's;
     an attempt row names the organisation its current try is charged to, and that try's key is
     its renewal's idempotency key; earlier tries of the period hold no money)."""
     renewals, lines, runs, attempts = t.renewals, t.bulk_lines, t.bulk_runs, t.auto_renewal_attempts
@@ -121,7 +122,16 @@ def _paid_renewals_query(organisation_id: str, since: dt.datetime, until: dt.dat
             *paid,
         )
     )
-    return union(bulk, auto)
+    top_ups = (
+        select(renewals.c.id)
+        .select_from(t.auto_top_ups.join(renewals, renewals.c.id == t.auto_top_ups.c.renewal_id))
+        .where(
+            t.auto_top_ups.c.paid_by_organisation_id == organisation_id,
+            t.auto_top_ups.c.at < until,  # (by its index: a later top-up paid nothing then)
+            *paid,
+        )
+    )
+    return union(bulk, auto, top_ups)
 
 
 class OrganisationRepository:

@@ -694,8 +694,15 @@ auto_top_ups = Table(
     Column("status", String(16), nullable=False),  # started | succeeded | failed | capped
     Column("renewal_id", ID, ForeignKey("renewals.id")),
     Column("at", UtcDateTime, nullable=False),
+    # The organisation the top-up is charged to (None: the subscriber): its invoices (0014).
+    Column("paid_by_organisation_id", ID),
 )
 Index("ix_auto_top_ups_card_id_at", auto_top_ups.c.card_id, auto_top_ups.c.at)
+Index(
+    "ix_auto_top_ups_paid_by_organisation_id_at",
+    auto_top_ups.c.paid_by_organisation_id,
+    auto_top_ups.c.at,
+)
 # Top-ups whose renewal's outcome is not recorded yet (pending at the PSP), oldest first.
 Index("ix_auto_top_ups_status_at", auto_top_ups.c.status, auto_top_ups.c.at)
 

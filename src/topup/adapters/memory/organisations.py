@@ -161,6 +161,11 @@ class MemoryOrganisationRepository:
             for attempt in self._tables.auto_renewal_attempts.values()
             if attempt.paid_by_organisation_id == organisation_id and attempt.try_key in made
         }
+        renewal_ids |= {
+            top_up.renewal_id
+            for top_up in self._tables.auto_top_ups.values()
+            if top_up.paid_by_organisation_id == organisation_id and top_up.renewal_id is not None
+        }
         found = []
         for renewal_id in renewal_ids:
             renewal = self._tables.renewals.get(renewal_id)

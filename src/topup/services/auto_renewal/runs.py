@@ -383,7 +383,7 @@ async def _start_try(
     now = services.clock.now()
     async with services.unit_of_work() as uow:
         current = await uow.auto_renewals.attempt(card.id, period, for_update=True)
-        paid_by = await _paying_organisation(uow, setting)
+        paid_by = await paying_organisation(uow, setting)
         if current is None:
             started = AutoRenewalAttempt(
                 card_id=card.id,
@@ -440,7 +440,7 @@ async def _start_try(
     return started
 
 
-async def _paying_organisation(uow: UnitOfWork, setting: AutoRenewal) -> str | None:
+async def paying_organisation(uow: UnitOfWork, setting: AutoRenewal) -> str | None:
     """The organisation a try of this setting is charged to: the one whose fleet policy set it
     (with its payment card), or the card's organisation if the setting pays with that
     organisation's payment card; None when the subscriber pays (credit, or their own card)."""

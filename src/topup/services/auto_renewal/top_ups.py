@@ -31,6 +31,7 @@ from topup.domain.money import Money
 from topup.domain.records import RenewalRecord
 from topup.domain.renewal import RenewalStatus
 from topup.services.auto_renewal.credit import pay_with_credit
+from topup.services.auto_renewal.runs import paying_organisation
 from topup.services.auto_renewal.settings import fix_path, method_label
 from topup.services.context import Services
 from topup.services.renewals import RenewalRequest, renew
@@ -180,7 +181,10 @@ async def top_up_if_due(services: Services, setting: AutoRenewal, card: Card) ->
         )
         status = TopUpStatus.STARTED if allowed else TopUpStatus.CAPPED
         key = top_up_key(card.id, crossing)
-        top_up = AutoTopUp(card.id, crossing, key, plan.code, plan.price, status, None, now)
+        paid_by = await paying_organisation(uow, current)
+        top_up = AutoTopUp(
+            card.id, crossing, key, plan.code, plan.price, status, None, now, paid_by
+        )
         if not await uow.auto_renewals.add_top_up(top_up):
             return None
         await uow.auto_renewals.set_top_up_state(card.id, armed=False, top_ups=crossing)

@@ -10,6 +10,16 @@
   var source = null;
   var timer = null;
   var finished = false;
+  var leaving = false;
+
+  // The page moves on once: the end event and a block fetched just before it may both name
+  // the next page, and a second navigation would abort the first.
+  function leave(url) {
+    if (leaving) return;
+    leaving = true;
+    stop();
+    location.assign(url);
+  }
 
   function replaceBlock(html) {
     var region = root.querySelector("[data-live-region]");
@@ -27,7 +37,8 @@
       credentials: "same-origin",
       cache: "no-store"
     }).then(function (answer) {
-      if (answer.redirected) { stop(); location.assign(answer.url); return; }
+      if (leaving) return;
+      if (answer.redirected) { leave(answer.url); return; }
       if (!answer.ok) return;
       return answer.text().then(replaceBlock);
     }).catch(function () { /* offline for a moment: the next event or poll tries again */ });
@@ -49,9 +60,9 @@
   source.addEventListener("change", function () { refresh(); });
   source.addEventListener("end", function (event) {
     var next = event.data;
+    if (next && next.charAt(0) === "/" && next.charAt(1) !== "/") { leave(next); return; }
     stop();
-    if (next && next.charAt(0) === "/" && next.charAt(1) !== "/") location.assign(next);
-    else refresh();
+    refresh();
   });
   source.addEventListener("error", function () {
     // Closed for good (refused, e.g. too many live pages): poll instead. Otherwise the browser

@@ -179,6 +179,16 @@ def test_a_fleet_admin_uploads_a_csv_watches_the_progress_and_downloads_the_resu
     axe_check(viewer)
     screenshots(viewer, "bulk-dry-run-zh")
 
+    # The same viewer switches to Malay: the fleet and the run read in it.
+    viewer.goto(f"/organisations/{organisation}/fleet")
+    viewer.get_by_role("link", name="Bahasa Melayu").click()
+    viewer.wait_for_url(f"**/organisations/{organisation}/fleet")
+    assert "Armada Acme Sdn Bhd" in viewer.locator("h1").inner_text()
+    axe_check(viewer)
+    screenshots(viewer, "fleet-ms")
+    viewer.goto(run_url)
+    screenshots(viewer, "bulk-run-ms")
+
 
 # Demo cards of no organisation (postpaid company lines): added by SMS code below.
 ADDED_BY_CODE = [("+60198765432", "019-876 5432"), ("+60198760001", "019-876 0001")]
